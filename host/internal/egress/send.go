@@ -1,0 +1,362 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+// userAgent is sent when the plugin sets none.
+const userAgent = "airlock/1"
+
+// hopByHop are headers that describe one connection, not the request (RFC 9110 §7.6.1).
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Proxy-Connection": true,
+}
+
+// reserved are headers only the host sets.
+var reserved = map[string]bool{
+	"Authorization": true, "Proxy-Authorization": true, "Cookie": true, "Cookie2": true,
+	"Host": true, "Content-Length": true,
+	// The transport asks for gzip itself and decodes it, so the body can be scrubbed; a plugin
+	// asking for another encoding would get bytes the scrubber cannot read.
+	"Accept-Encoding": true,
+}
+
+// filterHeaders copies the plugin's headers without those it may not set.
+func (c *Client) filterHeaders(in map[string][]string) (http.Header, *failure) {
+	out := make(http.Header, len(in)+2)
+	var nominated []string // named in Connection: hop-by-hop too
+	for k, vs := range in {
+		if http.CanonicalHeaderKey(k) == "Connection" {
+			for _, v := range vs {
+				for tok := range strings.SplitSeq(v, ",") {
+					nominated = append(nominated, http.CanonicalHeaderKey(strings.TrimSpace(tok)))
+				}
+			}
+		}
+	}
+	for k, vs := range in {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, badRequest(fmt.Sprintf("header name %q is not a valid HTTP header name", trunc(k, 64)))
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return nil, badRequest(fmt.Sprintf("the value of header %s contains a line break or control character", trunc(k, 64)))
+			}
+		}
+		ck := http.CanonicalHeaderKey(k)
+		if reserved[ck] || hopByHop[ck] || strings.HasPrefix(ck, "Proxy-") || c.dropHeader[ck] || containsString(nominated, ck) {
+			continue
+		}
+		out[ck] = append(out[ck], vs...)
+	}
+	return out, nil
+}
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// send performs one attempt: the request and its redirect hops. A retry loop wraps send.
+func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
+	for {
+		rec := Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
+			Injected: h.slot != nil, Redirect: h.n}
+		start := time.Now()
+		req, err := c.build(ctx, h)
+		if err != nil {
+			f := &failure{code: abi.CodeInternal, category: abi.Fatal, msg: "the host could not build this request", cause: err}
+			rec.Decision, rec.Reason = DecisionError, f.msg
+			c.emit(rec, f)
+			return f.response(c.scrub)
+		}
+		hc := c.client
+		if h.viaUpstream {
+			hc = c.upClient
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			f := c.classify(ctx, err, h)
+			rec.Decision, rec.Reason, rec.Duration = f.decision(), f.why(), time.Since(start)
+			c.emit(rec, f)
+			return f.response(c.scrub)
+		}
+		rec.Status = resp.StatusCode
+
+		if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) && c.maxRedirects >= 0 {
+			drain(resp.Body)
+			rec.Decision, rec.Duration = DecisionAllowed, time.Since(start)
+			c.emit(rec, nil)
+			next, f := c.follow(h, resp.StatusCode, loc)
+			if f != nil {
+				nrec := Record{Method: h.method, Host: h.t.host, Credential: h.credName, Redirect: h.n + 1,
+					Decision: f.decision(), Reason: f.why()}
+				if next != nil && next.t != nil {
+					nrec.Method, nrec.URL, nrec.Host = next.method, next.t.display(), next.t.host
+				}
+				c.emit(nrec, f)
+				return f.response(c.scrub)
+			}
+			h = next
+			continue
+		}
+
+		out, f := c.readResponse(ctx, resp, h)
+		rec.Duration = time.Since(start)
+		if f != nil {
+			rec.Decision, rec.Reason = f.decision(), f.why()
+			c.emit(rec, f)
+			return f.response(c.scrub)
+		}
+		rec.Decision = DecisionAllowed
+		c.emit(rec, nil)
+		return out
+	}
+}
+
+// build turns a checked hop into an *http.Request: the upstream mapping is applied and the
+// credential injected.
+func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
+	u := *h.t.u
+	h.viaUpstream = false
+	if up, ok := c.upstreams[h.t.originKey()]; ok {
+		u.Scheme, u.Host = up.Scheme, up.Host
+		h.viaUpstream = true
+	}
+	header := h.header.Clone()
+	if header == nil {
+		header = make(http.Header)
+	}
+	if _, ok := header["User-Agent"]; !ok {
+		header.Set("User-Agent", userAgent)
+	}
+	if s := h.slot; s != nil {
+		v := s.secret.Expose()
+		switch {
+		case s.kind == KindBearer:
+			header.Set("Authorization", "Bearer "+v)
+		case s.kind == KindBasic:
+			header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(v)))
+		case s.query:
+			kv := url.QueryEscape(s.param) + "=" + url.QueryEscape(v)
+			if u.RawQuery == "" {
+				u.RawQuery = kv
+			} else {
+				u.RawQuery += "&" + kv
+			}
+		default:
+			header.Set(s.param, v)
+		}
+	}
+	req := &http.Request{
+		Method:     h.method,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     header,
+		Host:       u.Host,
+	}
+	if len(h.body) > 0 {
+		body := h.body
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return req.WithContext(ctx), nil
+}
+
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// follow checks a redirect like a new request and returns the next hop. The returned hop may be
+// non-nil with a failure, so the record can name the refused URL.
+func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
+	if h.n >= c.maxRedirects {
+		return nil, &failure{code: abi.CodeUpstreamError, category: abi.Fatal,
+			msg: fmt.Sprintf("%s redirected more than %d times; stopped following", h.t.display(), c.maxRedirects)}
+	}
+	t, f := c.redirectTarget(h, loc)
+	if f != nil {
+		f.msg = fmt.Sprintf("%s redirected to a URL the connector may not use: %s", h.t.display(), f.msg)
+		return nil, f
+	}
+	next := &hop{method: h.method, t: t, header: h.header, body: h.body, credName: h.credName, n: h.n + 1, timeoutMS: h.timeoutMS}
+	// 303, and 301/302 after anything but GET or HEAD, become a GET without a body, as browsers do.
+	if status == http.StatusSeeOther && h.method != http.MethodHead ||
+		(status == http.StatusMovedPermanently || status == http.StatusFound) && h.method != http.MethodGet && h.method != http.MethodHead {
+		next.method, next.body = http.MethodGet, nil
+		next.header = h.header.Clone()
+		for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Language", "Content-Location"} {
+			next.header.Del(k)
+		}
+	}
+	if why := c.allow(t, next.method); why != "" {
+		return next, denied(fmt.Sprintf("%s redirected to %s, which the connector may not reach (%s); ask an admin to grant it if the redirect is expected",
+			h.t.display(), t.display(), why))
+	}
+	c.filterQuery(t)
+	// The credential follows only to the same host, one its slot allows, without a downgrade
+	// to plain http. Otherwise the hop goes out unauthenticated: the upstream chose it.
+	if s := h.slot; s != nil && t.host == h.t.host && matchAny(s.hosts, t) && !(h.t.scheme == "https" && t.scheme == "http") {
+		next.slot = s
+	}
+	return next, nil
+}
+
+// redirectTarget resolves a Location header against the current hop and parses it with the same
+// rules as a plugin URL. A Location pointing at an Upstreams target is mapped back to its origin.
+func (c *Client) redirectTarget(h *hop, loc string) (*target, *failure) {
+	ref, err := url.Parse(loc)
+	if err != nil {
+		return nil, badRequest("the Location header is malformed")
+	}
+	raw := loc
+	switch {
+	case ref.Scheme != "":
+	case strings.HasPrefix(loc, "//"):
+		raw = h.t.scheme + ":" + loc
+	default:
+		base := *h.t.u // the origin URL, without the credential
+		raw = base.ResolveReference(ref).String()
+	}
+	t, f := parseTarget(raw)
+	if f != nil {
+		return nil, f
+	}
+	if origin, ok := c.reverse[t.originKey()]; ok {
+		ot, f := parseTarget(origin + t.u.RequestURI())
+		if f != nil {
+			return nil, f
+		}
+		t = ot
+	}
+	return t, nil
+}
+
+// readResponse reads, caps and scrubs the final response.
+func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) (abi.HTTPResponse, *failure) {
+	defer resp.Body.Close()
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return abi.HTTPResponse{}, &failure{code: abi.CodeUpstreamError, category: abi.Fatal,
+			msg: fmt.Sprintf("%s answered with Content-Encoding %q, which airlock cannot inspect for secrets; the response was withheld",
+				h.t.display(), trunc(ce, 32))}
+	}
+	tooLarge := &failure{code: abi.CodeResponseTooLarge, category: abi.Correctable,
+		msg: fmt.Sprintf("the response from %s is larger than the limit of %s; ask for less data (pagination, filters, fewer fields)",
+			h.t.display(), byteSize(c.maxResponse))}
+	if resp.ContentLength > c.maxResponse {
+		return abi.HTTPResponse{}, tooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResponse+1))
+	if err != nil {
+		return abi.HTTPResponse{}, c.classify(ctx, err, h)
+	}
+	if int64(len(body)) > c.maxResponse {
+		return abi.HTTPResponse{}, tooLarge
+	}
+	header := resp.Header.Clone()
+	header.Del("Set-Cookie")
+	header.Del("Set-Cookie2")
+	c.scrub.Headers(header)
+	out := abi.HTTPResponse{Status: resp.StatusCode, Headers: header}
+	if len(body) > 0 {
+		out.Body = c.scrub.Bytes(body)
+	}
+	return out, nil
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB (%d bytes)", n>>20, n)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB (%d bytes)", n>>10, n)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// drain reads a little of a body we discard so the connection can be reused, then closes it.
+func drain(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 64<<10)
+	_ = body.Close()
+}
+
+// classify turns a transport error into an agent-safe failure. The error itself (which may hold
+// the URL with an injected query credential) is kept only as the scrubbed cause for logs.
+func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
+	where := h.t.display()
+	if ue, ok := err.(*url.Error); ok {
+		err = ue.Err // drop the URL: it may carry the query string and an injected credential
+	}
+	var ae *addrError
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var invalidErr x509.CertificateInvalidError
+	var netErr net.Error
+	f := &failure{code: abi.CodeUpstreamError, category: abi.Retryable, cause: err}
+	switch {
+	case errors.As(err, &ae):
+		f.code, f.category = abi.CodeEgressDenied, abi.Fatal
+		f.msg = fmt.Sprintf("the connector may not reach %s (%s resolves to a %s address); private, loopback and link-local targets need an explicit grant (private_targets)",
+			where, ae.host, ae.class)
+		f.reason = fmt.Sprintf("%s (%s)", f.msg, ae.addr)
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded ||
+		errors.As(err, &netErr) && netErr.Timeout():
+		f.code = abi.CodeTimeout
+		if h.timeoutMS > 0 {
+			f.msg = fmt.Sprintf("the request to %s did not complete within its timeout (%d ms) or the call's remaining time", where, h.timeoutMS)
+		} else {
+			f.msg = fmt.Sprintf("the request to %s did not complete within the call's remaining time", where)
+		}
+	case errors.Is(err, context.Canceled):
+		f.code = abi.CodeUnavailable
+		f.msg = fmt.Sprintf("the request to %s was cancelled", where)
+	case errors.As(err, &dnsErr):
+		f.msg = fmt.Sprintf("the host name %s could not be resolved", h.t.host)
+		if dnsErr.IsNotFound {
+			f.category = abi.Correctable
+			f.msg += "; check the URL"
+		}
+	case errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) || errors.As(err, &invalidErr):
+		f.category = abi.Fatal
+		f.msg = fmt.Sprintf("the TLS certificate of %s is not valid; the request was not sent", h.t.host)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		f.msg = fmt.Sprintf("%s refused the connection", where)
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		f.msg = fmt.Sprintf("the connection to %s was closed before a complete response", where)
+	default:
+		f.msg = fmt.Sprintf("a network error occurred talking to %s", where)
+	}
+	return f
+}

@@ -1,0 +1,196 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// instance is one instantiated module plus its Extism memory. It serves one call at a time and
+// one subject for its whole life.
+type instance struct {
+	mod     api.Module
+	fns     map[string]api.Function // tool exports, looked up once
+	stack   []uint64                // reused CallWithStack stack
+	subject string
+	uses    int
+	broken  bool
+	stderr  *tailBuffer
+
+	// Extism memory and per-call kernel state (see kernel.go).
+	arena     []byte
+	hw        int               // high-water mark of arena since it was last cleared
+	blocks    map[uint64]uint64 // offset -> length of live blocks
+	maxArena  int
+	inputOff  uint64
+	outputOff uint64
+	outputLen uint64
+	errorOff  uint64
+	vars      map[string][]byte
+	varBytes  int
+
+	// Current call.
+	ctx     context.Context
+	handler Handler
+}
+
+const (
+	maxVarBytes    = 1 << 20 // all Extism vars of one call
+	maxLogMessage  = 4 << 10
+	keepArenaBytes = 8 << 20 // arenas larger than this are dropped after a call
+)
+
+func (in *instance) resetArena() {
+	if cap(in.arena) > keepArenaBytes {
+		in.arena = make([]byte, arenaBase, 64<<10)
+	} else {
+		clear(in.arena[:in.hw]) // nothing of one call is readable by the next
+	}
+	in.hw = arenaBase
+	in.arena = in.arena[:arenaBase]
+	clear(in.blocks)
+}
+
+// begin prepares the kernel state for one call.
+func (in *instance) begin(ctx context.Context, input []byte, h Handler) {
+	in.resetArena()
+	clear(in.vars)
+	in.varBytes = 0
+	in.outputOff, in.outputLen, in.errorOff = 0, 0, 0
+	in.inputOff = in.allocBytes(input)
+	in.ctx = context.WithValue(ctx, instanceKey{}, in)
+	in.handler = h
+}
+
+// end drops references to the call so a pooled instance holds nothing of it.
+func (in *instance) end() {
+	in.ctx = nil
+	in.handler = nil
+}
+
+// alloc reserves n bytes of Extism memory and returns their offset, or 0 when n is 0 or the
+// arena would exceed its cap (the Extism kernel's answer to an allocation it cannot serve).
+func (in *instance) alloc(n uint64) uint64 {
+	if n == 0 {
+		return 0
+	}
+	off := uint64(len(in.arena)+7) &^ 7
+	end := off + n
+	if end > uint64(in.maxArena) || end < off {
+		return 0
+	}
+	if end > uint64(cap(in.arena)) {
+		grown := make([]byte, end, min(max(2*uint64(cap(in.arena)), end), uint64(in.maxArena)))
+		copy(grown, in.arena)
+		in.arena = grown
+	} else {
+		in.arena = in.arena[:end] // zero: beyond the high-water mark, or cleared by resetArena
+	}
+	in.hw = max(in.hw, int(end))
+	in.blocks[off] = n
+	return off
+}
+
+func (in *instance) allocBytes(b []byte) uint64 {
+	off := in.alloc(uint64(len(b)))
+	if off != 0 {
+		copy(in.arena[off:], b)
+	}
+	return off
+}
+
+// block returns the live block at off. The slice aliases the arena: copy it before allocating.
+func (in *instance) block(off uint64) ([]byte, bool) {
+	n, ok := in.blocks[off]
+	if !ok {
+		return nil, false
+	}
+	return in.arena[off : off+n], true
+}
+
+// span returns arena[off:off+n] if it lies inside allocated memory.
+func (in *instance) span(off, n uint64) ([]byte, bool) {
+	if off < arenaBase || off > uint64(len(in.arena)) || n > uint64(len(in.arena))-off {
+		return nil, false
+	}
+	return in.arena[off : off+n], true
+}
+
+func (in *instance) configGet(keyOff uint64) uint64 {
+	key, ok := in.block(keyOff)
+	if !ok {
+		return 0
+	}
+	v, ok := in.handler.Config(string(key))
+	if !ok {
+		return 0
+	}
+	return in.allocBytes([]byte(v))
+}
+
+func (in *instance) varSet(keyOff, valOff uint64) {
+	key, ok := in.block(keyOff)
+	if !ok {
+		return
+	}
+	k := string(key)
+	if old, ok := in.vars[k]; ok {
+		in.varBytes -= len(k) + len(old)
+		delete(in.vars, k)
+	}
+	if valOff == 0 {
+		return
+	}
+	val, ok := in.block(valOff)
+	if !ok || in.varBytes+len(k)+len(val) > maxVarBytes {
+		return
+	}
+	in.vars[k] = append([]byte(nil), val...)
+	in.varBytes += len(k) + len(val)
+}
+
+func (in *instance) log(level int, off uint64) {
+	msg, ok := in.block(off)
+	if !ok {
+		return
+	}
+	if len(msg) > maxLogMessage {
+		msg = msg[:maxLogMessage]
+	}
+	s := string(msg)
+	if !utf8.ValidString(s) {
+		s = string([]rune(s)) // replaces invalid bytes with U+FFFD
+	}
+	in.handler.Log(level, s)
+}
+
+// tailBuffer keeps the last max bytes written to it: a plugin's stderr, for panic messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+	}
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return n, nil
+}
+
+func (t *tailBuffer) take() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := string(t.buf)
+	t.buf = t.buf[:0]
+	return s
+}

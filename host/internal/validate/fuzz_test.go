@@ -1,0 +1,41 @@
+package validate
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// FuzzCompile checks that no schema crashes the compiler or the validator, and that errors have
+// the documented types.
+func FuzzCompile(f *testing.F) {
+	for _, s := range []string{
+		channelSchema,
+		`{"$ref": "#"}`,
+		`{"$defs": {"a": {"$anchor": "x", "$ref": "#x"}}, "$ref": "#x"}`,
+		`{"$dynamicRef": "#meta", "$dynamicAnchor": "meta"}`,
+		`{"$schema": "http://json-schema.org/draft-07/schema#", "items": [{}], "additionalItems": false}`,
+		`{"properties": {"a\u0000": {"pattern": "\\p{L}"}}}`,
+		`{"$ref": "file:///etc/passwd"}`,
+		`true`,
+	} {
+		f.Add(s, `{"a": [1, "x", null]}`)
+	}
+	f.Fuzz(func(t *testing.T, schema, value string) {
+		s, err := Compile(json.RawMessage(schema), nil)
+		if err != nil {
+			var se *SchemaError
+			if !errors.As(err, &se) {
+				t.Fatalf("Compile error %T, want *SchemaError", err)
+			}
+			return
+		}
+		if err := s.ValidateJSON([]byte(value)); err != nil {
+			var ve *Error
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+				t.Fatalf("ValidateJSON error %T %v, want *Error with problems", err, err)
+			}
+			_ = err.Error()
+		}
+	})
+}

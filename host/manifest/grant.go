@@ -1,0 +1,157 @@
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// All is the grant wildcard: in Tools, Scopes or Hosts it grants everything the manifest declares.
+const All = "*"
+
+// Grant is an admin's answer to a manifest (docs/formats.md, "Grant"): what the connector may
+// use. Anything not granted is denied; host/internal/grant computes the effective permission.
+// The zero value grants nothing.
+type Grant struct {
+	// Connector is the name of the manifest the grant answers.
+	Connector string `json:"connector"`
+	// Tools, Scopes and Hosts list granted names, or hold All. Nil grants none.
+	Tools  []string `json:"tools,omitempty"`
+	Scopes []string `json:"scopes,omitempty"`
+	Hosts  []string `json:"hosts,omitempty"`
+	// Credentials maps a credential slot to a secret reference such as env:NAME or file:PATH.
+	// The reference is not itself secret; the value it names is never stored here.
+	Credentials map[string]string `json:"credentials,omitempty"`
+	// Config holds values for the manifest's config keys.
+	Config map[string]string `json:"config,omitempty"`
+	// PrivateTargets are IP addresses or CIDR prefixes the connector may dial although private.
+	PrivateTargets []string `json:"private_targets,omitempty"`
+	// Upstreams sends an allowed origin (scheme://host[:port]) to another address.
+	Upstreams map[string]string `json:"upstreams,omitempty"`
+	// Limits may only tighten the manifest's; zero fields are not overridden.
+	Limits Limits `json:"limits,omitzero"`
+}
+
+// LoadGrant reads and parses the grant at path.
+func LoadGrant(path string) (*Grant, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGrant(path, data)
+}
+
+// ParseGrant parses a grant with the same strictness as Parse: unknown keys, anchors, duplicate
+// keys and malformed private targets or upstream URLs are errors (nil, *Error or ErrorList).
+// Whether the grant fits a manifest is checked later, by host/internal/grant.
+func ParseGrant(filename string, data []byte) (*Grant, error) {
+	d, err := parseYAML(filename, data, "grant")
+	if err != nil {
+		return nil, err
+	}
+	if errs := d.validateFormat(grantSchema()); len(errs) > 0 {
+		return nil, result(errs)
+	}
+	// Settings are strings; a YAML number or boolean is taken as written.
+	if cfg, ok := d.value.(map[string]any)["config"].(map[string]any); ok {
+		for k, v := range cfg {
+			if _, isString := v.(string); !isString {
+				cfg[k] = d.nodes[jsonPointer([]string{"config", k})].Value
+			}
+		}
+	}
+	data, err = json.Marshal(d.value)
+	if err != nil {
+		return nil, d.errorf(0, "", "%v", err)
+	}
+	var g Grant
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, d.errorf(0, "", "internal error: %v", err)
+	}
+	var errs []*Error
+	for i, t := range g.PrivateTargets {
+		if _, err := ParsePrefix(t); err != nil {
+			errs = append(errs, d.at([]string{"private_targets", strconv.Itoa(i)}, "%v", err))
+		}
+	}
+	for _, from := range sortedKeys(g.Upstreams) {
+		if _, err := ParseOrigin(from); err != nil {
+			errs = append(errs, d.at([]string{"upstreams", from}, "key: %v", err))
+		}
+		if _, err := ParseOrigin(g.Upstreams[from]); err != nil {
+			errs = append(errs, d.at([]string{"upstreams", from}, "%v", err))
+		}
+	}
+	for _, list := range []string{"tools", "scopes", "hosts"} {
+		items, _ := d.value.(map[string]any)[list].([]any)
+		if len(items) > 1 {
+			for i, it := range items {
+				if it == All {
+					errs = append(errs, d.at([]string{list, strconv.Itoa(i)}, `"*" already grants everything: write %s: ["*"] alone`, list))
+				}
+			}
+		}
+	}
+	if err := result(errs); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// ParsePrefix parses a private target: a CIDR prefix (10.0.0.0/8, fd00::/8) or a single IP
+// address (a /32 or /128 prefix). The prefix is masked.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix such as 10.0.0.0/8", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR prefix such as 10.0.0.0/8", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseOrigin parses scheme://host[:port] (http or https, no user info, path, query or fragment)
+// and returns it canonical: lowercase, with the port explicit, e.g. "https://slack.com:443".
+func ParseOrigin(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("%q is not an origin such as https://api.example.com or http://127.0.0.1:8099", s)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", fmt.Errorf("%q: the scheme must be http or https", s)
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("%q: user info is not allowed; credentials come from credential slots", s)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "", fmt.Errorf("%q: give only scheme://host[:port], without a path, query or fragment", s)
+	}
+	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return "", fmt.Errorf("%q has no host", s)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if scheme == "http" {
+			port = "80"
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("%q: the port must be 1..65535", s)
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host + ":" + port, nil
+}

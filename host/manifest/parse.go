@@ -1,0 +1,283 @@
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/airlock-dev/airlock/host/internal/validate"
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+// Load reads and parses the manifest at path. Module paths resolve against its directory.
+func Load(path string) (*Manifest, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// readFile reads at most MaxFileSize+1 bytes, so a huge file is refused without reading it all.
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// Parse parses a manifest. filename names the file in errors and sets Dir (its directory); data
+// is the YAML. The error is nil, an *Error or an ErrorList.
+func Parse(filename string, data []byte) (*Manifest, error) {
+	d, err := parseYAML(filename, data, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	if errs := d.validateFormat(manifestSchema()); len(errs) > 0 {
+		return nil, result(errs)
+	}
+	m, err := d.decodeManifest()
+	if err != nil {
+		return nil, err
+	}
+	m.Dir = filepath.Dir(filename)
+	if errs := d.check(m); len(errs) > 0 {
+		return nil, result(errs)
+	}
+	return m, nil
+}
+
+// decodeManifest turns a schema-valid document into a Manifest with defaults applied.
+func (d *document) decodeManifest() (*Manifest, error) {
+	// Settings are strings; a YAML number or boolean is taken as written.
+	d.stringifyScalars("config", "default")
+	data, err := json.Marshal(d.value)
+	if err != nil {
+		return nil, d.errorf(0, "", "%v", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		// The schema admits only what the structs accept, so this is a bug in the schema.
+		return nil, d.errorf(0, "", "internal error: %v", err)
+	}
+	m.Limits = m.Limits.WithDefaults()
+	for i := range m.Tools {
+		t := &m.Tools[i]
+		if t.Export == "" {
+			t.Export = t.Name
+		}
+	}
+	for i := range m.Network {
+		r := &m.Network[i]
+		if r.Scheme == "" {
+			r.Scheme = "https"
+		}
+		if r.Port == 0 {
+			r.Port = 443
+			if r.Scheme == "http" {
+				r.Port = 80
+			}
+		}
+		if r.PathPrefix == "" {
+			r.PathPrefix = "/"
+		}
+		if len(r.Methods) == 0 {
+			r.Methods = []string{"GET"}
+		}
+	}
+	for i := range m.Credentials {
+		c := &m.Credentials[i]
+		if c.Kind == KindAPIKey && c.In == "" {
+			c.In = "header"
+		}
+	}
+	return &m, nil
+}
+
+// stringifyScalars replaces the number or boolean at list[i].key (or, with key "", at
+// list.key) by its text as written in the YAML file.
+func (d *document) stringifyScalars(list, key string) {
+	obj, _ := d.value.(map[string]any)
+	items, _ := obj[list].([]any)
+	for i, it := range items {
+		m, _ := it.(map[string]any)
+		if _, ok := m[key]; !ok {
+			continue
+		}
+		if _, isString := m[key].(string); !isString {
+			m[key] = d.nodes[jsonPointer([]string{list, strconv.Itoa(i), key})].Value
+		}
+	}
+}
+
+// check applies the rules a JSON Schema cannot express and compiles the tool schemas.
+func (d *document) check(m *Manifest) []*Error {
+	var errs []*Error
+	add := func(path []string, format string, args ...any) {
+		errs = append(errs, d.at(path, format, args...))
+	}
+	p := func(tokens ...any) []string {
+		out := make([]string, len(tokens))
+		for i, t := range tokens {
+			out[i] = fmt.Sprint(t)
+		}
+		return out
+	}
+
+	if m.ABI != abi.Version {
+		add(p("abi"), "the module was built for ABI version %d but this airlock implements version %d: rebuild the plugin with a matching pdk, or use an airlock that supports ABI %d", m.ABI, abi.Version, m.ABI)
+	}
+	if msg := checkModulePath(m.Module.Path); msg != "" {
+		add(p("module", "path"), "%s", msg)
+	}
+
+	// Unique names.
+	unique := func(list string, n int, field func(int) string, what string) {
+		first := map[string]int{}
+		for i := range n {
+			v := field(i)
+			if j, dup := first[v]; dup {
+				add(p(list, i, what), "%s %q is already used by %s[%d]: names must be unique", what, v, list, j)
+				continue
+			}
+			first[v] = i
+		}
+	}
+	unique("tools", len(m.Tools), func(i int) string { return m.Tools[i].Name }, "name")
+	unique("credentials", len(m.Credentials), func(i int) string { return m.Credentials[i].Name }, "name")
+	unique("config", len(m.Config), func(i int) string { return m.Config[i].Name }, "name")
+	exports := map[string]int{}
+	for i, t := range m.Tools {
+		if j, dup := exports[t.Export]; dup && m.Tools[j].Name != t.Name {
+			field := "export"
+			if _, explicit := d.nodes[jsonPointer(p("tools", i, "export"))]; !explicit {
+				field = "name"
+			}
+			add(p("tools", i, field), "export %q is already used by tools[%d] (%s): each tool needs its own export", t.Export, j, m.Tools[j].Name)
+			continue
+		}
+		exports[t.Export] = i
+	}
+
+	// Network rules and credentials.
+	for i, r := range m.Network {
+		if msg := checkHost(r.Host); msg != "" {
+			add(p("network", i, "host"), "%s", msg)
+		}
+		if hasDotDot(r.PathPrefix) {
+			add(p("network", i, "path_prefix"), "%q contains a '..' segment: write the prefix without it", r.PathPrefix)
+		}
+	}
+	for i, c := range m.Credentials {
+		if c.Kind != KindAPIKey {
+			for _, field := range []string{"in", "param"} {
+				if _, set := d.nodes[jsonPointer(p("credentials", i, field))]; set {
+					add(p("credentials", i, field), "only kind api_key uses %s: remove it, or set kind: api_key", field)
+				}
+			}
+		}
+		for j, h := range c.Hosts {
+			if msg := checkHost(h); msg != "" {
+				add(p("credentials", i, "hosts", j), "%s", msg)
+				continue
+			}
+			covered := false
+			for _, r := range m.Network {
+				if r.MatchHost(h) {
+					covered = true
+					break
+				}
+			}
+			if !covered {
+				add(p("credentials", i, "hosts", j), "host %q is not covered by any network rule: add a network rule for it, or remove it from the credential's hosts", h)
+			}
+		}
+	}
+
+	// Tool schemas.
+	for i := range m.Tools {
+		t := &m.Tools[i]
+		for _, s := range []struct {
+			field    string
+			raw      json.RawMessage
+			compiled **validate.Schema
+		}{
+			{"input_schema", t.InputSchema, &t.input},
+			{"output_schema", t.OutputSchema, &t.output},
+		} {
+			if len(s.raw) == 0 {
+				continue
+			}
+			base := p("tools", i, s.field)
+			if ty, _ := lookup(valueAt(d.value, base), "/type").(string); ty != "object" {
+				add(base, "must have type: object (tool arguments and results are JSON objects)")
+				continue
+			}
+			compiled, err := validate.Compile(s.raw, nil)
+			var se *validate.SchemaError
+			switch {
+			case errors.As(err, &se):
+				for _, prob := range se.Problems {
+					path := append(append([]string(nil), base...), splitPointer(prob.Path)...)
+					errs = append(errs, &Error{File: d.file, Line: d.line(path), Path: d.display(path), Msg: prob.Message})
+				}
+			case err != nil:
+				add(base, "%v", err)
+			default:
+				*s.compiled = compiled
+			}
+		}
+	}
+	return errs
+}
+
+// checkModulePath returns why p is not a local, relative module path, or "".
+func checkModulePath(p string) string {
+	switch {
+	case strings.Contains(p, `\`):
+		return fmt.Sprintf("%q: use forward slashes", p)
+	case path.IsAbs(p) || filepath.IsAbs(p) || (len(p) > 1 && p[1] == ':'):
+		return fmt.Sprintf("%q is absolute: give the module's path relative to the manifest file", p)
+	case hasDotDot(p):
+		return fmt.Sprintf("%q contains '..': keep the module in the manifest's directory or below", p)
+	case !filepath.IsLocal(filepath.FromSlash(p)):
+		return fmt.Sprintf("%q is not a local path: give the module's path relative to the manifest file", p)
+	}
+	return ""
+}
+
+func hasDotDot(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHost returns why h is not an acceptable host pattern, or "".
+func checkHost(h string) string {
+	if strings.Contains(h, ":") || strings.Trim(h, "0123456789.") == "" {
+		if _, err := netip.ParseAddr(h); err != nil {
+			return fmt.Sprintf("%q is not a valid IP address", h)
+		}
+		return ""
+	}
+	if base, ok := strings.CutPrefix(h, "*."); ok && !strings.Contains(base, ".") {
+		return fmt.Sprintf("%q is too broad: a wildcard must leave at least two labels, as in *.example.com", h)
+	}
+	return ""
+}

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/pdk"
+)
+
+const (
+	// baseURL is the only origin the connector talks to; the host may route it elsewhere (a
+	// grant's upstreams), the connector never changes it.
+	baseURL = "https://slack.com/api/"
+	// credential is the manifest's credential slot: a bot token the host injects as a bearer.
+	credential = "bot_token"
+
+	maxTextLen       = 40000 // Slack's limit for chat.postMessage text
+	maxListLimit     = 200   // channels per list_channels call
+	defaultListLimit = 100
+	maxListPages     = 10 // Slack pages list_channels follows per call
+	maxHistoryLimit  = 200
+	defaultHistory   = 20
+)
+
+// slackError is Slack's failure envelope: HTTP 200 with ok false.
+type slackError struct {
+	OK       bool   `json:"ok"`
+	Error    string `json:"error"`
+	Needed   string `json:"needed"`
+	Provided string `json:"provided"`
+}
+
+// call invokes a Slack Web API method. Reads use GET with query parameters (idempotent, so the
+// host may retry them); writes POST a JSON body. out receives the successful response.
+func call(method string, query url.Values, body any, out any, channel string) error {
+	req := pdk.HTTPRequest{Method: "GET", URL: baseURL + method, Credential: credential}
+	if len(query) > 0 {
+		req.URL += "?" + query.Encode()
+	}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return pdk.Fatal(pdk.CodeInternal, "the connector could not encode the request to Slack")
+		}
+		req.Method, req.Body = "POST", b
+		req.Headers = map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}
+	}
+	resp, err := pdk.HTTP(req)
+	if err != nil {
+		return err // a host refusal: already agent-readable
+	}
+	switch {
+	case resp.Status == 429:
+		after := pdk.RetryAfter(resp.Headers)
+		return pdk.Retryable(pdk.CodeRateLimited, after,
+			"Slack is rate limiting %s; try again in %s", method, waitText(after))
+	case resp.Status >= 500:
+		return pdk.Retryable(pdk.CodeUnavailable, 0,
+			"Slack is having trouble (HTTP %d); try again in a minute", resp.Status)
+	case resp.Status != 200:
+		return pdk.Fatal("unexpected_response",
+			"Slack answered %s with HTTP %d, which this connector does not expect", method, resp.Status)
+	}
+	var env slackError
+	if err := json.Unmarshal(resp.Body, &env); err != nil {
+		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s that is not JSON", method)
+	}
+	if !env.OK {
+		return slackToolError(method, channel, env)
+	}
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s this connector cannot read", method)
+	}
+	return nil
+}
+
+func waitText(after time.Duration) string {
+	s := int(after.Seconds())
+	switch {
+	case s <= 0:
+		return "a little while"
+	case s == 1:
+		return "1 second"
+	default:
+		return strconv.Itoa(s) + " seconds"
+	}
+}
+
+// slackToolError turns a Slack error code into a tool error an agent can act on.
+func slackToolError(method, channel string, e slackError) error {
+	ch := channel
+	if ch == "" {
+		ch = "(none given)"
+	}
+	switch e.Error {
+	case "not_in_channel":
+		return pdk.Correctable(e.Error, "the bot is not in channel %s: invite it with /invite @bot, or choose another channel", ch)
+	case "channel_not_found":
+		return pdk.Correctable(e.Error, "Slack has no channel %s that the bot can see: use list_channels to find the channel ID (it looks like C0123ABCD)", ch)
+	case "is_archived":
+		return pdk.Correctable(e.Error, "channel %s is archived, so nobody can post in it: choose another channel", ch)
+	case "missing_scope":
+		has := e.Provided
+		if has == "" {
+			has = "none"
+		}
+		return pdk.Correctable(e.Error, "Slack refused: the token lacks scope %s (it has: %s); ask an admin to add it", e.Needed, has)
+	case "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired", "no_permission", "ekm_access_denied", "org_login_required", "team_access_not_granted", "not_allowed_token_type":
+		return pdk.Fatal("credential_rejected", "the Slack credential was rejected (%s); ask an admin to check the grant", e.Error)
+	case "ratelimited", "rate_limited", "message_limit_exceeded":
+		return pdk.Retryable(pdk.CodeRateLimited, 0, "Slack is rate limiting %s; try again in a minute", method)
+	case "internal_error", "fatal_error", "service_unavailable", "request_timeout":
+		return pdk.Retryable(pdk.CodeUnavailable, 0, "Slack had an internal problem (%s); try again in a minute", e.Error)
+	case "no_text":
+		return pdk.Correctable(e.Error, "the message is empty: give text (and optionally blocks)")
+	case "msg_too_long":
+		return pdk.Correctable(e.Error, "the message text is too long: Slack accepts at most %d characters; shorten it or split it into several messages", maxTextLen)
+	case "invalid_blocks", "invalid_blocks_format":
+		return pdk.Correctable(e.Error, "Slack rejected the blocks (%s): check them against Block Kit (each block needs a valid type, at most 50 blocks), or send text only", e.Error)
+	case "invalid_cursor":
+		return pdk.Correctable(e.Error, "the cursor is not valid (cursors come from next_cursor and expire): start again without a cursor")
+	case "invalid_ts_oldest", "invalid_ts_latest":
+		return pdk.Correctable(e.Error, "oldest and latest must be Slack timestamps such as 1700000000.000100")
+	case "invalid_types":
+		return pdk.Correctable(e.Error, "types must be public_channel and/or private_channel")
+	case "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel", "restricted_action_non_threadable_channel", "cannot_reply_to_message":
+		return pdk.Correctable(e.Error, "Slack does not allow the bot to do this in channel %s (%s): choose another channel or ask an admin", ch, e.Error)
+	case "invalid_arguments", "invalid_arg_name", "invalid_array_arg", "invalid_charset", "invalid_form_data", "invalid_json", "json_not_object", "invalid_limit":
+		return pdk.Correctable(e.Error, "Slack rejected the arguments of %s (%s): check them and try again", method, e.Error)
+	default:
+		return pdk.Correctable(e.Error, "Slack refused %s: %s", method, e.Error)
+	}
+}
+
+// validChannel reports whether id looks like a Slack conversation ID (manifest: channel pattern).
+func validChannel(id string) bool {
+	if len(id) < 3 || !strings.ContainsRune("CGD", rune(id[0])) {
+		return false
+	}
+	for _, r := range id[1:] {
+		if !('A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func badChannel(id string) error {
+	return pdk.Correctable(pdk.CodeInvalidArguments,
+		"channel %q is not a Slack channel ID (like C0123ABCD): use list_channels to find it", id)
+}
+
+// --- post_message ---
+
+type postMessageArgs struct {
+	Channel  string            `json:"channel"`
+	Text     string            `json:"text"`
+	Blocks   []json.RawMessage `json:"blocks,omitempty"`
+	ThreadTS string            `json:"thread_ts,omitempty"`
+}
+
+type postMessageResult struct {
+	Channel  string `json:"channel"`
+	TS       string `json:"ts"`
+	ThreadTS string `json:"thread_ts,omitempty"`
+}
+
+func postMessage() error {
+	var args postMessageArgs
+	if err := pdk.Input(&args); err != nil {
+		return err
+	}
+	switch {
+	case !validChannel(args.Channel):
+		return badChannel(args.Channel)
+	case strings.TrimSpace(args.Text) == "" && len(args.Blocks) == 0:
+		return pdk.Correctable("no_text", "the message is empty: give text (and optionally blocks)")
+	case len([]rune(args.Text)) > maxTextLen:
+		return slackToolError("chat.postMessage", args.Channel, slackError{Error: "msg_too_long"})
+	}
+	var resp struct {
+		Channel string `json:"channel"`
+		TS      string `json:"ts"`
+	}
+	if err := call("chat.postMessage", nil, args, &resp, args.Channel); err != nil {
+		return err
+	}
+	return pdk.Output(postMessageResult{Channel: resp.Channel, TS: resp.TS, ThreadTS: args.ThreadTS})
+}
+
+// --- list_channels ---
+
+type listChannelsArgs struct {
+	Limit           int      `json:"limit,omitempty"`
+	Cursor          string   `json:"cursor,omitempty"`
+	Types           []string `json:"types,omitempty"`
+	ExcludeArchived bool     `json:"exclude_archived,omitempty"`
+}
+
+type channel struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	IsPrivate  bool   `json:"is_private"`
+	IsArchived bool   `json:"is_archived"`
+	IsMember   bool   `json:"is_member"`
+	NumMembers int    `json:"num_members"`
+	Topic      string `json:"topic,omitempty"`
+	Purpose    string `json:"purpose,omitempty"`
+}
+
+// slackChannel is a conversation as conversations.list returns it (the fields used here).
+type slackChannel struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	IsPrivate  bool   `json:"is_private"`
+	IsArchived bool   `json:"is_archived"`
+	IsMember   bool   `json:"is_member"`
+	NumMembers int    `json:"num_members"`
+	Topic      struct {
+		Value string `json:"value"`
+	} `json:"topic"`
+	Purpose struct {
+		Value string `json:"value"`
+	} `json:"purpose"`
+}
+
+type listChannelsResult struct {
+	Channels   []channel `json:"channels"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+func listChannels() error {
+	var args listChannelsArgs
+	if err := pdk.Input(&args); err != nil {
+		return err
+	}
+	limit := args.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	limit = min(limit, maxListLimit)
+	types := "public_channel"
+	if len(args.Types) > 0 {
+		types = strings.Join(args.Types, ",")
+	}
+
+	out := listChannelsResult{Channels: []channel{}}
+	cursor := args.Cursor
+	// Slack may return fewer channels than asked for while more exist: follow next_cursor until
+	// the limit is reached, the list ends, or the page cap.
+	for page := 0; page < maxListPages; page++ {
+		q := url.Values{"limit": {strconv.Itoa(limit - len(out.Channels))}, "types": {types}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		if args.ExcludeArchived {
+			q.Set("exclude_archived", "true")
+		}
+		var resp struct {
+			Channels []slackChannel `json:"channels"`
+			Metadata struct {
+				NextCursor string `json:"next_cursor"`
+			} `json:"response_metadata"`
+		}
+		if err := call("conversations.list", q, nil, &resp, ""); err != nil {
+			return err
+		}
+		for _, c := range resp.Channels {
+			out.Channels = append(out.Channels, channel{ID: c.ID, Name: c.Name, IsPrivate: c.IsPrivate,
+				IsArchived: c.IsArchived, IsMember: c.IsMember, NumMembers: c.NumMembers,
+				Topic: c.Topic.Value, Purpose: c.Purpose.Value})
+		}
+		cursor = resp.Metadata.NextCursor
+		if cursor == "" || len(out.Channels) >= limit {
+			break
+		}
+	}
+	out.NextCursor = cursor
+	return pdk.Output(out)
+}
+
+// --- channel_history ---
+
+type channelHistoryArgs struct {
+	Channel string `json:"channel"`
+	Limit   int    `json:"limit,omitempty"`
+	Cursor  string `json:"cursor,omitempty"`
+	Oldest  string `json:"oldest,omitempty"`
+	Latest  string `json:"latest,omitempty"`
+}
+
+type message struct {
+	TS         string `json:"ts"`
+	User       string `json:"user,omitempty"`
+	BotID      string `json:"bot_id,omitempty"`
+	Subtype    string `json:"subtype,omitempty"`
+	Text       string `json:"text"`
+	ThreadTS   string `json:"thread_ts,omitempty"`
+	ReplyCount int    `json:"reply_count,omitempty"`
+}
+
+type channelHistoryResult struct {
+	Channel    string    `json:"channel"`
+	Messages   []message `json:"messages"`
+	HasMore    bool      `json:"has_more"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+func channelHistory() error {
+	var args channelHistoryArgs
+	if err := pdk.Input(&args); err != nil {
+		return err
+	}
+	if !validChannel(args.Channel) {
+		return badChannel(args.Channel)
+	}
+	limit := args.Limit
+	if limit <= 0 {
+		limit = defaultHistory
+	}
+	q := url.Values{"channel": {args.Channel}, "limit": {strconv.Itoa(min(limit, maxHistoryLimit))}}
+	for k, v := range map[string]string{"cursor": args.Cursor, "oldest": args.Oldest, "latest": args.Latest} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var resp struct {
+		Messages []message `json:"messages"`
+		HasMore  bool      `json:"has_more"`
+		Metadata struct {
+			NextCursor string `json:"next_cursor"`
+		} `json:"response_metadata"`
+	}
+	if err := call("conversations.history", q, nil, &resp, args.Channel); err != nil {
+		return err
+	}
+	out := channelHistoryResult{Channel: args.Channel, Messages: resp.Messages, HasMore: resp.HasMore,
+		NextCursor: resp.Metadata.NextCursor}
+	if out.Messages == nil {
+		out.Messages = []message{}
+	}
+	return pdk.Output(out)
+}
