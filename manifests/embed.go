@@ -12,7 +12,7 @@
 //
 // host/manifest.Parse validates against [Schema] and then applies the checks a JSON Schema
 // cannot express (unique names, credential hosts covered by network rules, the ABI version).
-// docs/formats.md describes both formats field by field.
+// manifests/FORMAT.md describes both formats field by field.
 package manifests
 
 import _ "embed"

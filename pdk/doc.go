@@ -97,7 +97,7 @@
 //		}
 //	}
 //
-// The manifest (docs/formats.md) declares the tool with export get_forecast, its input and
+// The manifest (manifests/FORMAT.md) declares the tool with export get_forecast, its input and
 // output JSON Schemas, the credential slot api_key with the hosts it may be sent to, and the
 // network rule for https://api.weather.example/v1/.
 //

@@ -12,7 +12,7 @@ import (
 // All is the grant wildcard: in Tools, Scopes or Hosts it grants everything the manifest declares.
 const All = "*"
 
-// Grant is an admin's answer to a manifest (docs/formats.md, "Grant"): what the connector may
+// Grant is an admin's answer to a manifest (manifests/FORMAT.md, "Grant"): what the connector may
 // use. Anything not granted is denied; host/internal/grant computes the effective permission.
 // The zero value grants nothing.
 type Grant struct {

@@ -1,6 +1,6 @@
 // Package manifest parses and checks connector manifests and the grants admins write for them.
 //
-// A manifest (docs/formats.md) says what a connector offers — its tools, with JSON Schemas for
+// A manifest (manifests/FORMAT.md) says what a connector offers — its tools, with JSON Schemas for
 // their arguments and results — and what it asks for: hosts, credential slots, config keys and
 // resource limits. A grant is an admin's answer: the subset the connector may actually use.
 // host/internal/grant intersects the two.

@@ -52,7 +52,7 @@ func parseYAML(file string, data []byte, what string) (*document, error) {
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, d.errorf(0, "", "the file is empty: expected a %s (see docs/formats.md)", what)
+			return nil, d.errorf(0, "", "the file is empty: expected a %s (see manifests/FORMAT.md)", what)
 		}
 		return nil, d.yamlError(err)
 	}

@@ -484,7 +484,7 @@ func (c *Client) Do(ctx context.Context, req abi.HTTPRequest) (resp abi.HTTPResp
 		if h != nil && h.t != nil {
 			rec.URL, rec.Host = h.t.display(), h.t.host
 		}
-		c.emit(rec, f)
+		c.emit(ctx, rec, f)
 		return f.response(c.scrub)
 	}
 	if req.TimeoutMS > 0 {
@@ -559,7 +559,16 @@ func (c *Client) slotHint() string {
 	return " (declared: " + strings.Join(sortedKeys(c.slots), ", ") + ")"
 }
 
-func (c *Client) emit(rec Record, f *failure) {
+// ObserveContext returns a context under which Do also reports each Record to fn, in addition
+// to Config.Observe: the host uses it to attribute outbound requests to the tool call that made
+// them.
+func ObserveContext(ctx context.Context, fn func(Record)) context.Context {
+	return context.WithValue(ctx, observeKey{}, fn)
+}
+
+type observeKey struct{}
+
+func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
 	rec.URL = c.scrub.String(rec.URL)
 	rec.Reason = c.scrub.String(rec.Reason)
 	if f != nil {
@@ -574,10 +583,13 @@ func (c *Client) emit(rec Record, f *failure) {
 		if f.cause != nil {
 			attrs = append(attrs, slog.String("cause", c.scrub.String(f.cause.Error())))
 		}
-		c.log.LogAttrs(context.Background(), level, "egress: request "+rec.Decision, attrs...)
+		c.log.LogAttrs(ctx, level, "egress: request "+rec.Decision, attrs...)
 	}
 	if c.observe != nil {
 		c.observe(rec)
+	}
+	if fn, ok := ctx.Value(observeKey{}).(func(Record)); ok {
+		fn(rec)
 	}
 }
 

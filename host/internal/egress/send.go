@@ -89,7 +89,7 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 		if err != nil {
 			f := &failure{code: abi.CodeInternal, category: abi.Fatal, msg: "the host could not build this request", cause: err}
 			rec.Decision, rec.Reason = DecisionError, f.msg
-			c.emit(rec, f)
+			c.emit(ctx, rec, f)
 			return f.response(c.scrub)
 		}
 		hc := c.client
@@ -100,7 +100,7 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 		if err != nil {
 			f := c.classify(ctx, err, h)
 			rec.Decision, rec.Reason, rec.Duration = f.decision(), f.why(), time.Since(start)
-			c.emit(rec, f)
+			c.emit(ctx, rec, f)
 			return f.response(c.scrub)
 		}
 		rec.Status = resp.StatusCode
@@ -108,7 +108,7 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 		if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) && c.maxRedirects >= 0 {
 			drain(resp.Body)
 			rec.Decision, rec.Duration = DecisionAllowed, time.Since(start)
-			c.emit(rec, nil)
+			c.emit(ctx, rec, nil)
 			next, f := c.follow(h, resp.StatusCode, loc)
 			if f != nil {
 				nrec := Record{Method: h.method, Host: h.t.host, Credential: h.credName, Redirect: h.n + 1,
@@ -116,7 +116,7 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 				if next != nil && next.t != nil {
 					nrec.Method, nrec.URL, nrec.Host = next.method, next.t.display(), next.t.host
 				}
-				c.emit(nrec, f)
+				c.emit(ctx, nrec, f)
 				return f.response(c.scrub)
 			}
 			h = next
@@ -127,11 +127,11 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 		rec.Duration = time.Since(start)
 		if f != nil {
 			rec.Decision, rec.Reason = f.decision(), f.why()
-			c.emit(rec, f)
+			c.emit(ctx, rec, f)
 			return f.response(c.scrub)
 		}
 		rec.Decision = DecisionAllowed
-		c.emit(rec, nil)
+		c.emit(ctx, rec, nil)
 		return out
 	}
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"strings"
@@ -229,7 +230,7 @@ func fetch() int32 {
 	return output(get(resp))
 }
 
-// dump returns every byte of Extism memory it can read, plus config and vars it can guess: a
+// dump returns (hex-encoded) every byte of Extism memory it can read, plus config and vars it can guess: a
 // secret that ever reached the guest side would show up here.
 //
 //go:wasmexport dump
@@ -250,7 +251,9 @@ func dump() int32 {
 	}
 	b = append(b, "\narena:"...)
 	b = append(b, readAll(0, memoryBytes())...)
-	return output(b)
+	// Hex, so the host's output scrubbing (which knows base64 forms) cannot hide a leak.
+	out, _ := json.Marshal(map[string]string{"hex": hex.EncodeToString(b)})
+	return output(out)
 }
 
 func readAll(off, n uint64) []byte {

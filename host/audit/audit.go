@@ -1,0 +1,163 @@
+// Package audit defines the audit trail of tool calls and outbound requests, and the sinks that
+// keep it.
+//
+// The host writes one Event of kind "call" per tool call and one of kind "request" per outbound
+// request attempt or redirect hop. Events never hold a secret value: arguments are summarised
+// (their top-level keys and a SHA-256 digest), URLs carry no query string, credentials are named
+// by slot, and every message has been through the host's secret scrubber.
+//
+// Example:
+//
+//	f, _ := audit.OpenFile(".airlock/audit.jsonl")
+//	h, _ := host.New(host.Config{Audit: f})
+package audit
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Event is one audit record.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Kind      string    `json:"kind"` // KindCall or KindRequest
+	RequestID string    `json:"request_id"`
+	Agent     string    `json:"agent,omitempty"`
+	Subject   string    `json:"subject,omitempty"`
+	Connector string    `json:"connector,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	Digest    string    `json:"module_sha256,omitempty"`
+	Tool      string    `json:"tool,omitempty"`
+
+	// Call events.
+	ArgKeys    []string `json:"arg_keys,omitempty"`
+	ArgsSHA256 string   `json:"args_sha256,omitempty"`
+	Outcome    string   `json:"outcome"` // "ok", "error", "denied"
+	Code       string   `json:"code,omitempty"`
+	Category   string   `json:"category,omitempty"`
+	Message    string   `json:"message,omitempty"`
+	DurationMS float64  `json:"duration_ms"`
+	Requests   int      `json:"requests,omitempty"`
+
+	// Request events.
+	Method     string `json:"method,omitempty"`
+	URL        string `json:"url,omitempty"` // no query string, no userinfo
+	Status     int    `json:"status,omitempty"`
+	Credential string `json:"credential,omitempty"` // slot name, never a value
+	Injected   bool   `json:"injected,omitempty"`
+	Hop        int    `json:"hop,omitempty"`
+}
+
+// Kinds of Event.
+const (
+	KindCall    = "call"
+	KindRequest = "request"
+)
+
+// Sink keeps audit events. Write must be safe for concurrent use. A Write error fails the call
+// that produced the event (the host fails closed rather than act unaudited).
+type Sink interface {
+	Write(ctx context.Context, e Event) error
+}
+
+// JSONL writes events as JSON lines. Safe for concurrent use.
+type JSONL struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+	c  io.Closer
+}
+
+// NewJSONL returns a sink writing to w; each event is flushed as it is written.
+func NewJSONL(w io.Writer) *JSONL {
+	j := &JSONL{w: bufio.NewWriter(w)}
+	if c, ok := w.(io.Closer); ok {
+		j.c = c
+	}
+	return j
+}
+
+// OpenFile opens (creating, mode 0600) a JSON-lines audit file for appending.
+func OpenFile(path string) (*JSONL, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return NewJSONL(f), nil
+}
+
+// Write appends e as one line.
+func (j *JSONL) Write(_ context.Context, e Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.w.Write(b)
+	j.w.WriteByte('\n')
+	return j.w.Flush()
+}
+
+// Close flushes and closes the underlying writer if it is a Closer.
+func (j *JSONL) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	err := j.w.Flush()
+	if j.c != nil {
+		err = errors.Join(err, j.c.Close())
+	}
+	return err
+}
+
+// Memory keeps events in memory, for tests and embedders that forward them elsewhere. The zero
+// value is ready to use and safe for concurrent use.
+type Memory struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Write records e.
+func (m *Memory) Write(_ context.Context, e Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, e)
+	return nil
+}
+
+// Events returns a copy of the events written so far.
+func (m *Memory) Events() []Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Event(nil), m.events...)
+}
+
+// ReadFile reads a JSON-lines audit file.
+func ReadFile(path string) ([]Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	var events []Event
+	dec := json.NewDecoder(f)
+	for {
+		var e Event
+		if err := dec.Decode(&e); err == io.EOF {
+			return events, nil
+		} else if err != nil {
+			return events, fmt.Errorf("audit: %s: record %d: %w", path, len(events)+1, err)
+		}
+		events = append(events, e)
+	}
+}

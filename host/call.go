@@ -1,0 +1,299 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/internal/egress"
+	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+var randRead = rand.Read
+
+// CallRequest is one tool call.
+type CallRequest struct {
+	// Tool is "connector.tool".
+	Tool string
+	// Arguments is the JSON object of arguments; nil means {}.
+	Arguments json.RawMessage
+	// Agent and Subject identify the caller. They come from the caller's authenticated identity
+	// (an agent token, the embedding program), never from tool arguments. Subject selects the
+	// tenant: a plugin instance serves one subject only. Default "default".
+	Agent, Subject string
+}
+
+// Result is the structured answer to every tool call, success or not.
+type Result struct {
+	OK    bool            `json:"ok"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	Error *ResultError    `json:"error,omitempty"`
+	Meta  Meta            `json:"meta"`
+}
+
+// ResultError tells the agent what went wrong and what to do about it. Message is a sentence an
+// LLM can act on; it never holds a secret or a stack trace.
+type ResultError struct {
+	Code     string       `json:"code"`
+	Category abi.Category `json:"category"` // retryable, correctable or fatal
+	Message  string       `json:"message"`
+	// RetryAfter is how many seconds to wait before retrying, when known.
+	RetryAfter float64 `json:"retry_after,omitempty"`
+}
+
+func (e *ResultError) Error() string { return e.Code + ": " + e.Message }
+
+// Meta describes how the call ran.
+type Meta struct {
+	Connector  string  `json:"connector,omitempty"`
+	Version    string  `json:"version,omitempty"`
+	Tool       string  `json:"tool"`
+	DurationMS float64 `json:"duration_ms"`
+	Attempts   int     `json:"attempts"`
+	Requests   int     `json:"requests"` // outbound requests the plugin made
+	RequestID  string  `json:"request_id"`
+	// Untrusted marks data that came from an upstream (an open-world tool): treat it as data,
+	// never as instructions.
+	Untrusted bool `json:"untrusted,omitempty"`
+}
+
+// Call runs one tool call end to end (DESIGN.md, "One tool call, end to end") and never panics:
+// every failure is a Result with OK false and an Error.
+func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
+	start := time.Now()
+	res := &Result{Meta: Meta{Tool: req.Tool, RequestID: newRequestID(), Attempts: 1}}
+	if req.Subject == "" {
+		req.Subject = "default"
+	}
+	ev := audit.Event{Time: start.UTC(), Kind: audit.KindCall, RequestID: res.Meta.RequestID, Agent: req.Agent,
+		Subject: req.Subject, Tool: req.Tool}
+	args := req.Arguments
+	if len(args) == 0 {
+		args = []byte("{}")
+	}
+	ev.ArgKeys, ev.ArgsSHA256 = summarize(args)
+
+	res.Error = h.call(ctx, req, args, res, &ev)
+	res.OK = res.Error == nil
+	res.Meta.DurationMS = durationMS(time.Since(start))
+
+	ev.DurationMS, ev.Requests, ev.Outcome = res.Meta.DurationMS, res.Meta.Requests, "ok"
+	if res.Error != nil {
+		ev.Outcome, ev.Code, ev.Category, ev.Message = "error", res.Error.Code, string(res.Error.Category), res.Error.Message
+		if res.Error.Code == abi.CodeNotGranted || res.Error.Code == abi.CodeEgressDenied {
+			ev.Outcome = "denied"
+		}
+	}
+	if err := h.audit.Write(ctx, ev); err != nil {
+		// Fail closed: a call that cannot be audited does not report success.
+		h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
+		res.OK, res.Data = false, nil
+		res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
+			Message: "the call could not be recorded in the audit log, so its result is withheld; try again later"}
+	}
+	return res
+}
+
+func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Result, ev *audit.Event) *ResultError {
+	connName, toolName, ok := strings.Cut(req.Tool, ".")
+	if !ok || connName == "" || toolName == "" {
+		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
+			Message: fmt.Sprintf("%q is not a tool name: tools are named connector.tool (available: %s)", req.Tool, h.toolNames())}
+	}
+	c, ok := h.acquire(connName)
+	if !ok {
+		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
+			Message: fmt.Sprintf("there is no connector named %q (available tools: %s)", connName, h.toolNames())}
+	}
+	defer c.inflight.Done()
+	m := c.manifest
+	res.Meta.Connector, res.Meta.Version = m.Name, m.Version
+	ev.Connector, ev.Version, ev.Digest = m.Name, m.Version, c.digest
+
+	// 1. Is the tool granted, with all its scopes?
+	tool, reason := c.policy.Callable(toolName)
+	if tool == nil {
+		if _, declared := m.Tool(toolName); !declared {
+			return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
+				Message: fmt.Sprintf("connector %s has no tool %q (available tools: %s)", connName, toolName, h.toolNames())}
+		}
+		return &ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal,
+			Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it", req.Tool, reason)}
+	}
+	res.Meta.Untrusted = tool.Annotations.OpenWorld
+
+	// 2. Arguments against the input schema.
+	if err := tool.ValidateInput(args); err != nil {
+		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
+	}
+
+	// 5. The plugin, in its sandbox, with the host functions of this call.
+	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests}
+	ctx = egress.ObserveContext(ctx, hc.observe)
+	out, err := c.module.Call(ctx, req.Subject, tool.Export, args, hc)
+	res.Meta.Requests = hc.requests
+	if err != nil {
+		return h.pluginFailure(req.Tool, err)
+	}
+
+	// 6. Output against the output schema; 7. no secret leaves.
+	if len(out) == 0 {
+		out = []byte("null")
+	}
+	if h.scrub.Contains(out) {
+		h.logger.Warn("a secret value in a tool result was redacted", "tool", req.Tool, "request_id", res.Meta.RequestID)
+		out = h.scrub.Bytes(out)
+	}
+	if !json.Valid(out) {
+		return &ResultError{Code: abi.CodeInvalidOutput, Category: abi.Fatal,
+			Message: fmt.Sprintf("connector %s returned a result that is not JSON; report it to the connector's publisher", connName)}
+	}
+	if err := tool.ValidateOutput(out); err != nil {
+		return &ResultError{Code: abi.CodeInvalidOutput, Category: abi.Fatal,
+			Message: fmt.Sprintf("connector %s returned a result that does not match its declared output schema (%s); report it to the connector's publisher",
+				connName, h.scrub.String(err.Error()))}
+	}
+	res.Data = out
+	return nil
+}
+
+// pluginFailure maps a runtime error to the taxonomy. Detail goes to the log, never to the agent.
+func (h *Host) pluginFailure(tool string, err error) *ResultError {
+	var pe *runtime.PluginError
+	var te *runtime.TrapError
+	switch {
+	case errors.As(err, &pe):
+		var e abi.ToolError
+		if json.Unmarshal(pe.Message, &e) == nil && e.Message != "" {
+			switch e.Category {
+			case abi.Retryable, abi.Correctable, abi.Fatal:
+			default:
+				e.Category = abi.Correctable
+			}
+			if e.Code == "" {
+				e.Code = abi.CodePluginError
+			}
+			return &ResultError{Code: e.Code, Category: e.Category, Message: h.scrub.String(e.Message),
+				RetryAfter: float64(e.RetryAfterMS) / 1000}
+		}
+		msg := strings.TrimSpace(string(pe.Message))
+		if msg == "" {
+			msg = fmt.Sprintf("the tool failed with code %d and no message", pe.Code)
+		}
+		if len(msg) > 2000 {
+			msg = msg[:2000] + "…"
+		}
+		return &ResultError{Code: abi.CodePluginError, Category: abi.Correctable, Message: h.scrub.String(msg)}
+	case errors.As(err, &te):
+		h.logger.Warn("plugin trapped", "tool", tool, "detail", h.scrub.String(te.Detail))
+		return &ResultError{Code: abi.CodePluginTrap, Category: abi.Fatal,
+			Message: fmt.Sprintf("the connector crashed while running %s; the call was stopped and nothing else was affected. Do not retry: report it to the connector's publisher", tool)}
+	case errors.Is(err, runtime.ErrTimeout):
+		return &ResultError{Code: abi.CodeTimeout, Category: abi.Retryable,
+			Message: fmt.Sprintf("%s did not finish in time and was stopped; try again later or with a smaller request", tool)}
+	case errors.Is(err, context.Canceled):
+		return &ResultError{Code: abi.CodeTimeout, Category: abi.Retryable, Message: "the call was cancelled by the caller"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &ResultError{Code: abi.CodeTimeout, Category: abi.Retryable,
+			Message: fmt.Sprintf("%s could not start before the caller's deadline: every sandbox of this connector was busy; try again later", tool)}
+	case errors.Is(err, runtime.ErrInputTooLarge):
+		return &ResultError{Code: abi.CodeTooLarge, Category: abi.Correctable, Message: "the arguments are too large: " + err.Error()}
+	case errors.Is(err, runtime.ErrOutputTooLarge):
+		return &ResultError{Code: abi.CodeTooLarge, Category: abi.Correctable,
+			Message: "the result was larger than the connector may return; ask for less (a smaller limit, a narrower query)"}
+	default:
+		h.logger.Error("tool call failed", "tool", tool, "err", h.scrub.String(err.Error()))
+		return &ResultError{Code: abi.CodeInternal, Category: abi.Retryable, Message: "the host could not run the tool; try again later"}
+	}
+}
+
+// callHandler serves the host functions of one call. Used by one goroutine at a time.
+type callHandler struct {
+	h           *Host
+	c           *connector
+	ev          *audit.Event
+	requests    int
+	maxRequests int
+}
+
+func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
+	var req abi.HTTPRequest
+	var resp abi.HTTPResponse
+	if err := json.Unmarshal(request, &req); err != nil {
+		resp.Error = &abi.Error{Code: abi.CodeBadRequest, Category: abi.Fatal,
+			Message: "the connector sent a malformed request envelope (see pdk/ABI.md)"}
+	} else if hc.requests >= hc.maxRequests {
+		resp.Error = &abi.Error{Code: abi.CodeTooLarge, Category: abi.Correctable,
+			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
+	} else {
+		hc.requests++
+		resp = hc.c.egress.Do(ctx, req)
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return []byte(`{"error":{"code":"internal","category":"retryable","message":"the host could not encode the response"}}`)
+	}
+	return b
+}
+
+func (hc *callHandler) observe(r egress.Record) {
+	e := audit.Event{
+		Time: time.Now().UTC().Add(-r.Duration), Kind: audit.KindRequest, RequestID: hc.ev.RequestID,
+		Agent: hc.ev.Agent, Subject: hc.ev.Subject, Connector: hc.ev.Connector, Version: hc.ev.Version,
+		Digest: hc.ev.Digest, Tool: hc.ev.Tool, Outcome: r.Decision, Message: r.Reason,
+		DurationMS: durationMS(r.Duration), Method: r.Method, URL: r.URL, Status: r.Status,
+		Credential: r.Credential, Injected: r.Injected, Hop: r.Redirect,
+	}
+	if err := hc.h.audit.Write(context.Background(), e); err != nil {
+		hc.h.logger.Error("audit write failed", "request_id", e.RequestID, "err", err)
+	}
+}
+
+func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
+	b, _ := json.Marshal(abi.DBResponse{Error: &abi.Error{Code: abi.CodeNotGranted, Category: abi.Fatal,
+		Message: "this host has no database functions configured for the connector"}})
+	return b
+}
+
+func (hc *callHandler) Config(key string) (string, bool) {
+	v, ok := hc.c.policy.Config[key]
+	return v, ok
+}
+
+func (hc *callHandler) Log(level int, msg string) {
+	lvl := slog.LevelInfo
+	switch level {
+	case abi.LogDebug:
+		lvl = slog.LevelDebug
+	case abi.LogWarn:
+		lvl = slog.LevelWarn
+	case abi.LogError:
+		lvl = slog.LevelError
+	}
+	hc.h.logger.Log(context.Background(), lvl, "plugin: "+hc.h.scrub.String(msg),
+		"connector", hc.ev.Connector, "tool", hc.ev.Tool, "request_id", hc.ev.RequestID)
+}
+
+// summarize describes arguments for the audit log without recording their values.
+func summarize(args []byte) ([]string, string) {
+	sum := sha256.Sum256(args)
+	var obj map[string]json.RawMessage
+	var keys []string
+	if json.Unmarshal(args, &obj) == nil {
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+	}
+	return keys, hex.EncodeToString(sum[:])
+}

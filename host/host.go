@@ -1,0 +1,334 @@
+// Package host runs API connectors as sandboxed WebAssembly plugins and lets agents call their
+// tools, with every secret kept on the host's side.
+//
+// A connector is a manifest (host/manifest) and the module it pins by digest; a grant is an
+// admin's answer to the manifest. Load verifies the module, computes the effective permission
+// (manifest ∩ grant), resolves the secrets that fill the credential slots and starts a sandbox;
+// Call runs one tool call through the whole path of DESIGN.md: grant check, argument validation,
+// the plugin in its sandbox, egress with credential injection and secret scrubbing, output
+// validation, audit. Every failure becomes a Result with an agent-readable message.
+//
+// Example:
+//
+//	h, err := host.New(host.Config{StateDir: ".airlock"})
+//	if err != nil { … }
+//	defer h.Close(ctx)
+//	m, _ := manifest.Load("build/plugins/slack.yaml")
+//	g, _ := manifest.LoadGrant("grants/slack.yaml")
+//	if err := h.Load(ctx, m, g); err != nil { … }
+//	res := h.Call(ctx, host.CallRequest{Tool: "slack.post_message", Arguments: []byte(`{"channel":"C0GENERAL","text":"hi"}`)})
+//	fmt.Println(res.OK, string(res.Data))
+package host
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/internal/egress"
+	"github.com/airlock-dev/airlock/host/internal/grant"
+	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/host/internal/scrub"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
+)
+
+// Resolver looks up a host name. It is the hook tests use to simulate DNS (rebinding included).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config configures a Host. The zero value is valid: nil and zero fields take the defaults
+// documented on each field. New copies it; later changes have no effect.
+type Config struct {
+	// StateDir holds the compilation cache (and, with the defaults, the audit log).
+	// Default ".airlock" in the working directory.
+	StateDir string
+	// CacheDir holds compiled modules, so a restart does not recompile. Default StateDir/cache.
+	CacheDir string
+	// Secrets resolves the secret references in grants. Default: env:NAME and file:PATH.
+	Secrets secret.Source
+	// Audit receives one event per tool call and per outbound request. Default: a JSON-lines
+	// file at StateDir/audit.jsonl.
+	Audit audit.Sink
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// Resolver resolves upstream host names. Default net.DefaultResolver.
+	Resolver Resolver
+	// PoolSize bounds live instances per connector (default 4); Warm is how many fresh ones are
+	// kept ready (default 1).
+	PoolSize, Warm int
+}
+
+// Host runs connectors. Safe for concurrent use.
+type Host struct {
+	cfg    Config
+	logger *slog.Logger
+	eng    *runtime.Engine
+	scrub  *scrub.Scrubber
+	audit  audit.Sink
+	closer func() error
+
+	mu         sync.RWMutex
+	connectors map[string]*connector
+}
+
+// connector is one loaded connector under its grant. Immutable once built; replaced as a whole.
+type connector struct {
+	manifest *manifest.Manifest
+	policy   *grant.Policy
+	digest   string
+	module   *runtime.Module
+	egress   *egress.Client
+	inflight sync.WaitGroup
+}
+
+// New returns a Host with no connectors loaded.
+func New(cfg Config) (*Host, error) {
+	if cfg.StateDir == "" {
+		cfg.StateDir = ".airlock"
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.StateDir, "cache")
+	}
+	if cfg.Secrets == nil {
+		cfg.Secrets = secret.Mux{"env": secret.Env{}, "file": secret.File{}}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{}}
+	h.audit = cfg.Audit
+	if h.audit == nil {
+		f, err := audit.OpenFile(filepath.Join(cfg.StateDir, "audit.jsonl"))
+		if err != nil {
+			return nil, fmt.Errorf("host: %w", err)
+		}
+		h.audit, h.closer = f, f.Close
+	}
+	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("host: state directory: %w", err)
+	}
+	eng, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	h.eng = eng
+	return h, nil
+}
+
+// Load verifies m's module, applies g, and makes the connector's granted tools callable. Loading
+// a connector that is already loaded replaces it atomically: new calls use the new version, calls
+// in progress finish on the old one.
+func (h *Host) Load(ctx context.Context, m *manifest.Manifest, g *manifest.Grant) (err error) {
+	wasm, err := os.ReadFile(m.ModulePath())
+	if err != nil {
+		return fmt.Errorf("host: connector %s: reading its module: %w (run `make plugins` to build it)", m.Name, err)
+	}
+	return h.LoadModule(ctx, m, wasm, g)
+}
+
+// LoadModule is Load with the module's bytes supplied by the caller (a bundle, a test).
+func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant) (err error) {
+	if err := manifest.VerifyModule(m, wasm); err != nil {
+		return fmt.Errorf("host: connector %s: %w", m.Name, err)
+	}
+	policy, err := grant.Effective(m, g)
+	if err != nil {
+		return fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
+	}
+	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256}
+
+	slots := make(map[string]egress.Slot, len(m.Credentials))
+	for _, cred := range m.Credentials {
+		slot := egress.Slot{Name: cred.Name, Kind: cred.Kind, In: cred.In, Param: cred.Param, Hosts: cred.Hosts}
+		if ref, ok := policy.Credentials[cred.Name]; ok {
+			v, err := h.cfg.Secrets.Resolve(ctx, ref)
+			if err != nil {
+				return fmt.Errorf("host: connector %s: credential %s: %w", m.Name, cred.Name, err)
+			}
+			slot.Secret = v
+		}
+		slots[cred.Name] = slot
+	}
+	rules := make([]egress.Rule, len(policy.Rules))
+	for i, r := range policy.Rules {
+		rules[i] = egress.Rule{Scheme: r.Scheme, Host: r.Host, Port: r.Port, PathPrefix: r.PathPrefix, Methods: r.Methods}
+	}
+	lim := policy.Limits
+	ecfg := egress.Config{
+		Rules:            rules,
+		Slots:            slots,
+		AllowPrivate:     policy.PrivateTargets,
+		Upstreams:        policy.Upstreams,
+		MaxResponseBytes: int64(lim.MaxResponseBytes),
+		Scrubber:         h.scrub,
+		Logger:           h.logger.With("connector", m.Name),
+	}
+	if h.cfg.Resolver != nil {
+		ecfg.Resolver = h.cfg.Resolver
+	}
+	if c.egress, err = egress.New(ecfg); err != nil {
+		return fmt.Errorf("host: connector %s: %w", m.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			c.egress.Close()
+		}
+	}()
+
+	exports := make([]string, 0, len(m.Tools))
+	for _, t := range m.Tools {
+		exports = append(exports, t.Export)
+	}
+	c.module, err = h.eng.Load(ctx, runtime.Options{
+		Name:    m.Name,
+		Wasm:    wasm,
+		Exports: exports,
+		Limits: runtime.Limits{
+			MemoryPages:    uint32(lim.MemoryMB) * 16,
+			Timeout:        lim.Timeout(),
+			MaxInputBytes:  int64(lim.MaxInputBytes),
+			MaxOutputBytes: int64(lim.MaxOutputBytes),
+			// Host-function replies carry response bodies base64-encoded in JSON.
+			MaxArenaBytes: max(64<<20, 2*int64(lim.MaxResponseBytes)+int64(lim.MaxInputBytes+lim.MaxOutputBytes)),
+		},
+		PoolSize: h.cfg.PoolSize,
+		Warm:     h.cfg.Warm,
+	})
+	if err != nil {
+		return fmt.Errorf("host: connector %s: %w", m.Name, err)
+	}
+
+	h.mu.Lock()
+	old := h.connectors[m.Name]
+	h.connectors[m.Name] = c
+	h.mu.Unlock()
+	if old != nil {
+		go old.retire()
+	}
+	h.logger.Info("connector loaded", "connector", m.Name, "version", m.Version, "module_sha256", c.digest[:12],
+		"tools", len(policy.Tools), "denied_tools", len(policy.Denied))
+	return nil
+}
+
+// retire closes a replaced or unloaded connector once its calls in progress have finished.
+func (c *connector) retire() {
+	c.inflight.Wait()
+	c.module.Close(context.Background())
+	c.egress.Close()
+}
+
+// Unload removes a connector: new calls fail at once, calls in progress finish.
+func (h *Host) Unload(name string) error {
+	h.mu.Lock()
+	c, ok := h.connectors[name]
+	delete(h.connectors, name)
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("host: no connector named %q is loaded", name)
+	}
+	go c.retire()
+	return nil
+}
+
+// Tool is a callable tool as an agent sees it.
+type Tool struct {
+	Name         string               `json:"name"` // connector.tool
+	Connector    string               `json:"connector"`
+	Description  string               `json:"description"`
+	InputSchema  []byte               `json:"input_schema"`
+	OutputSchema []byte               `json:"output_schema,omitempty"`
+	Annotations  manifest.Annotations `json:"annotations"`
+	Scopes       []string             `json:"scopes,omitempty"`
+}
+
+// Tools lists every granted tool of every loaded connector, sorted by name. A tool whose scopes
+// are not all granted is not listed.
+func (h *Host) Tools() []Tool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var tools []Tool
+	for name, c := range h.connectors {
+		for _, t := range c.policy.Tools {
+			tools = append(tools, Tool{
+				Name: name + "." + t.Name, Connector: name, Description: t.Description,
+				InputSchema: t.InputSchema, OutputSchema: t.OutputSchema,
+				Annotations: t.Annotations, Scopes: t.Scopes,
+			})
+		}
+	}
+	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
+	return tools
+}
+
+// Connectors lists the loaded connectors' names.
+func (h *Host) Connectors() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	names := make([]string, 0, len(h.connectors))
+	for n := range h.connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Close unloads every connector, waiting for calls in progress, and releases the host.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	cs := h.connectors
+	h.connectors = map[string]*connector{}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.retire()
+	}
+	var err error
+	if h.closer != nil {
+		err = h.closer()
+	}
+	return errors.Join(err, h.eng.Close(ctx))
+}
+
+// acquire returns the connector serving name and registers a call on it.
+func (h *Host) acquire(name string) (*connector, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c, ok := h.connectors[name]
+	if ok {
+		c.inflight.Add(1)
+	}
+	return c, ok
+}
+
+func (h *Host) toolNames() string {
+	var names []string
+	for _, t := range h.Tools() {
+		names = append(names, t.Name)
+	}
+	if len(names) == 0 {
+		return "none are granted"
+	}
+	if len(names) > 20 {
+		names = append(names[:20], "…")
+	}
+	return strings.Join(names, ", ")
+}
+
+func newRequestID() string {
+	var b [8]byte
+	randRead(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+var durationMS = func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
