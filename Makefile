@@ -1,0 +1,44 @@
+# airlock's entry points. Tools are pinned and run with `go run`, never assumed installed.
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: demo test test-short plugins bench lint fuzz check clean
+
+## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
+demo:
+	$(GO) run ./cmd/airlock demo
+
+## test: every test, with the race detector (plugins are built by the tests themselves)
+test:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## test-short: the same without -race, for a quick loop
+test-short:
+	$(GO) test -count=1 ./...
+
+## plugins: build plugins/* into build/plugins with stamped manifests
+plugins:
+	$(GO) run ./cmd/airlock plugin build --out build/plugins
+
+## bench: native vs airlock, side by side in one run, printed as a table with ratios
+bench:
+	$(GO) run ./internal/cmd/bench
+
+## lint: formatting, vet and staticcheck
+lint:
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "run gofmt -w ." && exit 1)
+	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./pdk/... ./plugins/...
+	$(GO) run $(STATICCHECK) ./...
+
+## fuzz: each fuzz target for 30 s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./host/manifest
+	$(GO) test -run '^$$' -fuzz FuzzCheckURL -fuzztime 30s ./host/internal/egress
+	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime 30s ./host/internal/validate
+
+## check: what CI runs
+check: lint test
+
+clean:
+	rm -rf build .airlock

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+func runTools(ctx context.Context, e *env, args []string) error {
+	var g globals
+	fs := newFlagSet(e, "tools", `
+Usage: airlock tools [--json] [--config FILE]
+
+Lists what an agent would see: every granted tool of every connector named in the configuration,
+as connector.tool. A tool whose OAuth scopes are not all granted is not listed.
+
+The configuration (airlock.yaml) names each connector's stamped manifest and its grant:
+
+  state_dir: .airlock
+  connectors:
+    - manifest: build/plugins/slack.yaml   # made by 'make plugins'
+      grant: grants/slack.yaml             # what the admin allows; see manifests/FORMAT.md`, `
+  make plugins && airlock tools
+  airlock tools --json | jq '.[].name'`)
+	g.register(fs)
+	asJSON := fs.Bool("json", false, "print the tools as JSON (name, description, schemas, annotations)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	h, err := g.openHost(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer h.Close(ctx)
+	tools := h.Tools()
+	if *asJSON {
+		return writeJSON(e, tools)
+	}
+	if len(tools) == 0 {
+		fmt.Fprintln(e.stdout, "No tools: no connector is configured, or nothing is granted. Try 'airlock demo', or see 'airlock help tools'.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOOL\tHINTS\tDESCRIPTION")
+	for _, t := range tools {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, hints(t.Annotations), firstSentence(t.Description))
+	}
+	return tw.Flush()
+}
+
+func hints(a manifest.Annotations) string {
+	var h []string
+	if a.ReadOnly {
+		h = append(h, "read-only")
+	}
+	if a.Destructive {
+		h = append(h, "destructive")
+	}
+	if a.Idempotent {
+		h = append(h, "idempotent")
+	}
+	if a.NeedsConfirmation {
+		h = append(h, "needs-confirmation")
+	}
+	if len(h) == 0 {
+		return "-"
+	}
+	return strings.Join(h, ",")
+}
+
+func firstSentence(s string) string {
+	if i := strings.Index(s, ". "); i > 0 {
+		s = s[:i+1]
+	}
+	if len(s) > 100 {
+		s = s[:97] + "..."
+	}
+	return s
+}
+
+func runCall(ctx context.Context, e *env, args []string) error {
+	var g globals
+	fs := newFlagSet(e, "call", `
+Usage: airlock call CONNECTOR.TOOL [--args JSON] [--subject ID] [--agent NAME]
+
+Runs one tool call through the whole path (grant check, argument validation, the sandboxed
+plugin, egress with credential injection, output validation, audit) and prints the structured
+result on stdout:
+
+  {"ok": true|false, "data": …, "error": {"code", "category", "message", "retry_after"}, "meta": {…}}
+
+category is retryable, correctable or fatal. The exit code is 0 when ok is true, 1 when the call
+failed, 2 for a mistake on the command line.`, `
+  airlock call slack.post_message --args '{"channel":"C0GENERAL","text":"deploy done"}'
+  echo '{"limit":5}' | airlock call slack.list_channels --args -`)
+	g.register(fs)
+	argsJSON := fs.String("args", "{}", "the tool's arguments as a JSON object, or - to read them from stdin")
+	subject := fs.String("subject", envOr("AIRLOCK_SUBJECT", "default"), "the tenant the call acts for ($AIRLOCK_SUBJECT)")
+	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "cli"), "the caller's name in the audit log ($AIRLOCK_AGENT)")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		return usagef("name the tool to call, like slack.post_message (see 'airlock tools')")
+	}
+	tool := args[0]
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q: pass tool arguments with --args '{…}'", fs.Args())
+	}
+	raw := []byte(*argsJSON)
+	if *argsJSON == "-" {
+		var err error
+		if raw, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20)); err != nil {
+			return fmt.Errorf("reading arguments from stdin: %w", err)
+		}
+	}
+	if !json.Valid(raw) {
+		return usagef("--args is not valid JSON: %.80s", raw)
+	}
+	h, err := g.openHost(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer h.Close(ctx)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	res := h.Call(ctx, host.CallRequest{Tool: tool, Arguments: raw, Subject: *subject, Agent: *agent})
+	if err := writeJSON(e, res); err != nil {
+		return err
+	}
+	if !res.OK {
+		return errSilent
+	}
+	return nil
+}
+
+func writeJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runManifest(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "manifest", `
+Usage: airlock manifest validate FILE…
+
+Checks connector manifests against manifests/manifest.schema.json and the rules in
+manifests/FORMAT.md, compiles every tool's input and output JSON Schema, and reports each
+problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is not yet set
+(a source manifest, before 'airlock plugin build') is valid but reported as unpinned.`, `
+  airlock manifest validate manifests/slack.yaml`)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 || fs.Arg(0) != "validate" {
+		return usagef("use: airlock manifest validate FILE…")
+	}
+	failed := false
+	for _, path := range fs.Args()[1:] {
+		m, err := manifest.Load(path)
+		if err != nil {
+			failed = true
+			fmt.Fprintln(e.stderr, err)
+			continue
+		}
+		pin := "module pinned by sha256"
+		if m.Module.SHA256 == "" {
+			pin = "module not pinned yet (run 'airlock plugin build' to stamp its digest)"
+		}
+		fmt.Fprintf(e.stdout, "%s: ok: %s %s by %s, %d tools, %s\n", path, m.Name, m.Version, m.Publisher, len(m.Tools), pin)
+	}
+	if failed {
+		return errSilent
+	}
+	return nil
+}
+
+func runPlugin(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "plugin", `
+Usage: airlock plugin build [--out DIR] [NAME…]
+
+Builds each connector plugins/NAME with the standard Go compiler (GOOS=wasip1 GOARCH=wasm
+-buildmode=c-shared; no TinyGo), then writes DIR/NAME.wasm and DIR/NAME.yaml: a copy of
+manifests/NAME.yaml with module.path and module.sha256 stamped to match the module. With no
+NAME, builds every plugin that has a manifest. Run it from the repository root. Builds are cached
+by source digest.`, `
+  airlock plugin build                 # all connectors into build/plugins
+  airlock plugin build slack --out /tmp/plugins`)
+	out := fs.String("out", "build/plugins", "output `directory`")
+	if len(args) == 0 || args[0] != "build" {
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		return usagef("use: airlock plugin build [NAME…]")
+	}
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	names := fs.Args()
+	if len(names) == 0 {
+		entries, err := os.ReadDir(filepath.Join(root, "plugins"))
+		if err != nil {
+			return err
+		}
+		for _, d := range entries {
+			if _, err := os.Stat(filepath.Join(root, "manifests", d.Name()+".yaml")); d.IsDir() && err == nil {
+				names = append(names, d.Name())
+			}
+		}
+	}
+	for _, name := range names {
+		fmt.Fprintf(e.stderr, "building plugins/%s (GOOS=wasip1 GOARCH=wasm)…\n", name)
+		start := time.Now()
+		wasm, err := pluginbuild.Build(ctx, pluginbuild.Options{Package: "./plugins/" + name, Root: root})
+		if err != nil {
+			return err
+		}
+		stamped, err := pluginbuild.Stamp(filepath.Join(root, "manifests", name+".yaml"), wasm, *out)
+		if err != nil {
+			return err
+		}
+		if _, err := manifest.Load(stamped); err != nil {
+			return fmt.Errorf("the stamped manifest does not load: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "%s (%.1fs)\n", stamped, time.Since(start).Seconds())
+	}
+	return nil
+}
+
+func runAudit(ctx context.Context, e *env, args []string) error {
+	var g globals
+	fs := newFlagSet(e, "audit", `
+Usage: airlock audit [-n N] [--json]
+
+Shows the audit trail kept in STATE_DIR/audit.jsonl: one record per tool call and one per
+outbound request, with the agent, subject, connector version and module digest, the outcome,
+and for requests the method, URL (never the query string), status and the credential slot
+injected (never a value).`, `
+  airlock audit -n 20
+  airlock audit --json | jq 'select(.outcome != "ok")'`)
+	g.register(fs)
+	n := fs.Int("n", 50, "show the last N records (0 for all)")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	_, stateDir, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(stateDir, "audit.jsonl")
+	events, err := audit.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(e.stdout, "No audit records yet (%s does not exist).\n", path)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if *n > 0 && len(events) > *n {
+		events = events[len(events)-*n:]
+	}
+	if *asJSON {
+		for _, ev := range events {
+			b, _ := json.Marshal(ev)
+			fmt.Fprintln(e.stdout, string(b))
+		}
+		return nil
+	}
+	printAudit(e, events)
+	return nil
+}
+
+func printAudit(e *env, events []audit.Event) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tREQUEST\tKIND\tTOOL\tOUTCOME\tDETAIL")
+	for _, ev := range events {
+		detail := ev.Message
+		if ev.Kind == audit.KindRequest {
+			detail = fmt.Sprintf("%s %s", ev.Method, ev.URL)
+			if ev.Status != 0 {
+				detail += fmt.Sprintf(" → %d", ev.Status)
+			}
+			if ev.Credential != "" {
+				detail += fmt.Sprintf(" [credential %s injected=%v]", ev.Credential, ev.Injected)
+			}
+			if ev.Message != "" {
+				detail += ": " + ev.Message
+			}
+		} else if ev.Code != "" {
+			detail = ev.Code + ": " + ev.Message
+		}
+		if len(detail) > 140 {
+			detail = detail[:137] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.RequestID[:8], ev.Kind, ev.Tool, ev.Outcome, detail)
+	}
+	tw.Flush()
+}
+
+func runVersion(ctx context.Context, e *env, args []string) error {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(e.stdout, "airlock %s\n", v)
+	return nil
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/manifest"
+)
+
+// fileConfig is airlock.yaml.
+//
+//	state_dir: .airlock            # compilation cache and audit log (default .airlock)
+//	connectors:
+//	  - manifest: build/plugins/slack.yaml   # a stamped manifest (make plugins)
+//	    grant: grants/slack.yaml             # the admin's grant for it
+type fileConfig struct {
+	StateDir   string `yaml:"state_dir"`
+	Connectors []struct {
+		Manifest string `yaml:"manifest"`
+		Grant    string `yaml:"grant"`
+	} `yaml:"connectors"`
+}
+
+// globals are the flags shared by the commands that run a host.
+type globals struct {
+	config   string
+	stateDir string
+	logLevel string
+	logJSON  bool
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", envOr("AIRLOCK_CONFIG", "airlock.yaml"), "configuration `file` ($AIRLOCK_CONFIG)")
+	fs.StringVar(&g.stateDir, "state-dir", os.Getenv("AIRLOCK_STATE_DIR"), "state `directory`: compilation cache, audit log; overrides the config file ($AIRLOCK_STATE_DIR, default .airlock)")
+	fs.StringVar(&g.logLevel, "log-level", envOr("AIRLOCK_LOG_LEVEL", "warn"), "log `level`: debug, info, warn or error ($AIRLOCK_LOG_LEVEL)")
+	fs.BoolVar(&g.logJSON, "log-json", os.Getenv("AIRLOCK_LOG_JSON") == "1", "write logs as JSON lines ($AIRLOCK_LOG_JSON=1)")
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if g.logJSON {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// loadConfig reads the config file. A missing default file is not an error (no connectors).
+func (g *globals) loadConfig() (*fileConfig, string, error) {
+	cfg := &fileConfig{}
+	data, err := os.ReadFile(g.config)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && g.config == "airlock.yaml" && os.Getenv("AIRLOCK_CONFIG") == "":
+	case err != nil:
+		return nil, "", fmt.Errorf("reading the configuration: %w", err)
+	default:
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, "", fmt.Errorf("%s: %w (see 'airlock help tools' for the format)", g.config, err)
+		}
+	}
+	base := filepath.Dir(g.config)
+	stateDir := g.stateDir
+	if stateDir == "" {
+		stateDir = cfg.StateDir
+		if stateDir != "" && !filepath.IsAbs(stateDir) {
+			stateDir = filepath.Join(base, stateDir)
+		}
+	}
+	if stateDir == "" {
+		stateDir = ".airlock"
+	}
+	for i := range cfg.Connectors {
+		c := &cfg.Connectors[i]
+		if c.Manifest == "" || c.Grant == "" {
+			return nil, "", fmt.Errorf("%s: connectors[%d] needs both manifest and grant", g.config, i)
+		}
+		if !filepath.IsAbs(c.Manifest) {
+			c.Manifest = filepath.Join(base, c.Manifest)
+		}
+		if !filepath.IsAbs(c.Grant) {
+			c.Grant = filepath.Join(base, c.Grant)
+		}
+	}
+	return cfg, stateDir, nil
+}
+
+// openHost starts a host with the configured connectors loaded.
+func (g *globals) openHost(ctx context.Context, e *env) (*host.Host, error) {
+	logger, err := g.logger(e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	cfg, stateDir, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cfg.Connectors {
+		m, err := manifest.Load(c.Manifest)
+		if err != nil {
+			h.Close(ctx)
+			return nil, err
+		}
+		gr, err := manifest.LoadGrant(c.Grant)
+		if err != nil {
+			h.Close(ctx)
+			return nil, err
+		}
+		if err := h.Load(ctx, m, gr); err != nil {
+			h.Close(ctx)
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// newFlagSet returns a flag set whose -h prints a description, an example and the flags.
+func newFlagSet(e *env, name, usage, example string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		w := e.stdout
+		fmt.Fprintf(w, "%s\n\nExample:\n%s\n\nFlags:\n", strings.TrimSpace(usage), strings.TrimRight(example, "\n"))
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(e.stderr)
+	}
+	return fs
+}
+
+// parse parses args, mapping -h to errHelp and mistakes to usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return errHelp
+	case err != nil:
+		return usagef("%v", err)
+	}
+	return nil
+}

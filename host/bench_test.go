@@ -1,0 +1,218 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/hosttest"
+	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+// The benchmarks here are the `go test -bench` form of the rows `make bench`
+// (internal/cmd/bench) prints: BenchmarkNativeSlack is its row 1, BenchmarkCallSlack row 2,
+// BenchmarkCallNoop and BenchmarkRuntime row 3 and the airlock half of row 4. internal/cmd/bench
+// runs BenchmarkRuntime in a `go test` subprocess, because it cannot import host/internal/runtime.
+
+const benchPostArgs = `{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`
+
+// discardSink is an audit.Sink that keeps nothing, so a long benchmark's memory does not grow.
+type discardSink struct{}
+
+func (discardSink) Write(context.Context, audit.Event) error { return nil }
+
+// benchLogger logs at Info, as a production host would, into nothing: anything the call path
+// logs per call is formatted and so counted.
+func benchLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// benchSlack serves a fake Slack that is replaced by a fresh one every 4096 requests: a
+// fakeslack.Server records every request and message it receives, which would otherwise grow
+// the heap for as long as a benchmark runs.
+func benchSlack(b *testing.B) string {
+	b.Helper()
+	var cur atomic.Pointer[fakeslack.Server]
+	var n atomic.Uint64
+	cur.Store(fakeslack.New(canary))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%4096 == 0 {
+			cur.Store(fakeslack.New(canary))
+		}
+		cur.Load().ServeHTTP(w, r)
+	}))
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// benchHost starts a host that audits into nothing and logs at Info into nothing.
+func benchHost(b *testing.B) *host.Host {
+	b.Helper()
+	h, _ := hosttest.New(b, host.Config{Secrets: secrets(), Audit: discardSink{}, Logger: benchLogger()})
+	return h
+}
+
+func BenchmarkNativeSlack(b *testing.B) {
+	url := benchSlack(b) + "/api/chat.postMessage"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := nativePost(client, url); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nativePost is what a Go program without airlock does for post_message: encode the arguments,
+// POST them with the bearer token over a kept-alive connection, decode Slack's reply.
+func nativePost(client *http.Client, url string) error {
+	body, err := json.Marshal(struct {
+		Channel string `json:"channel"`
+		Text    string `json:"text"`
+	}{"C0GENERAL", "benchmark: deploy finished"})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+canary)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		OK      bool   `json:"ok"`
+		Error   string `json:"error"`
+		Channel string `json:"channel"`
+		TS      string `json:"ts"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	io.Copy(io.Discard, resp.Body) // keep the connection reusable
+	if err != nil {
+		return err
+	}
+	if !out.OK || out.TS == "" {
+		return &slackError{out.Error}
+	}
+	return nil
+}
+
+type slackError struct{ code string }
+
+func (e *slackError) Error() string { return "slack: " + e.code }
+
+func BenchmarkCallSlack(b *testing.B) {
+	url := benchSlack(b)
+	m, wasm := hosttest.Connector(b, "./plugins/slack", "manifests/slack.yaml")
+	h := benchHost(b)
+	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
+		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Upstreams:   map[string]string{"https://slack.com": url}}
+	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
+		b.Fatal(err)
+	}
+	req := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(benchPostArgs), Agent: "bench"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := h.Call(ctx, req); !res.OK {
+			b.Fatalf("post_message: %+v", res.Error)
+		}
+	}
+}
+
+func BenchmarkCallNoop(b *testing.B) {
+	m, wasm := hosttest.Connector(b, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	h := benchHost(b)
+	g := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
+		Credentials: map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"}}
+	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
+		b.Fatal(err)
+	}
+	req := host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: "bench"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := h.Call(ctx, req); !res.OK {
+			b.Fatalf("noop: %+v", res.Error)
+		}
+	}
+}
+
+// nopHandler serves no host function: the runtime benchmarks call exports that make none.
+type nopHandler struct{}
+
+func (nopHandler) HTTP(context.Context, []byte) []byte { return []byte(`{}`) }
+func (nopHandler) DB(context.Context, []byte) []byte   { return []byte(`{}`) }
+func (nopHandler) Config(string) (string, bool)        { return "", false }
+func (nopHandler) Log(int, string)                     {}
+
+// BenchmarkRuntime calls the sandbox directly (no validation, egress or audit): the hostile
+// plugin, written straight against the ABI, and gopdk, the unmodified extism/go-pdk (the same
+// module internal/cmd/bench runs under extism/go-sdk).
+func BenchmarkRuntime(b *testing.B) {
+	eng, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: b.TempDir(), Logger: benchLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { eng.Close(context.Background()) })
+	payloads := []struct {
+		name string
+		in   []byte
+	}{
+		{"noop", nil},
+		{"echo_100B", bytes.Repeat([]byte("x"), 100)},
+		{"echo_10KB", bytes.Repeat([]byte("x"), 10<<10)},
+	}
+	for _, plugin := range []string{"hostile", "gopdk"} {
+		b.Run(plugin, func(b *testing.B) {
+			path, err := pluginbuild.Build(context.Background(), pluginbuild.Options{Package: "./host/testdata/plugins/" + plugin})
+			if err != nil {
+				b.Fatal(err)
+			}
+			wasm, err := os.ReadFile(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			mod, err := eng.Load(context.Background(), runtime.Options{Name: plugin, Wasm: wasm, Exports: []string{"noop", "echo"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { mod.Close(context.Background()) })
+			for _, p := range payloads {
+				export := "echo"
+				if p.in == nil {
+					export = "noop"
+				}
+				b.Run(p.name, func(b *testing.B) {
+					ctx := context.Background()
+					b.SetBytes(int64(len(p.in)))
+					b.ReportAllocs()
+					for b.Loop() {
+						out, err := mod.Call(ctx, "bench", export, p.in, nopHandler{})
+						if err != nil || len(out) != len(p.in) {
+							b.Fatalf("%s: %d bytes, %v", export, len(out), err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
