@@ -1,6 +1,6 @@
 # airlock's entry points. Tools are pinned and run with `go run`, never assumed installed.
 GO ?= go
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
 .PHONY: demo test test-short plugins bench lint fuzz check clean
 

@@ -91,7 +91,7 @@ func TestRunErrors(t *testing.T) {
 			&pdk.Error{Code: pdk.CodePluginError, Category: pdk.CategoryCorrectable, Message: "channel must not be empty"}},
 		{"empty fields", func() error { return &pdk.Error{} },
 			&pdk.Error{Code: pdk.CodePluginError, Category: pdk.CategoryCorrectable, Message: pdk.CodePluginError}},
-		{"panic", func() error { var m map[string]int; m["x"] = 1; return nil },
+		{"panic", func() error { var m map[string]int; m["x"] = 1; return nil }, //lint:ignore SA5000 the panic is the point
 			&pdk.Error{Code: pdk.CodePluginTrap, Category: pdk.CategoryFatal,
 				Message: "the connector failed unexpectedly: assignment to entry in nil map"}},
 		{"panic after output", func() error { pdk.OutputBytes([]byte(`{}`)); panic("boom") },

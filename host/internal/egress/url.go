@@ -242,7 +242,7 @@ func parseHostPattern(s string) (hostPattern, error) {
 			return hostPattern{}, fmt.Errorf("host pattern %q: the name %s", s, why)
 		}
 		if !strings.Contains(rest, ".") {
-			return hostPattern{}, fmt.Errorf("host pattern %q is too broad: a wildcard needs at least two labels after *.", s)
+			return hostPattern{}, fmt.Errorf("host pattern %q is too broad: a wildcard needs at least two labels after \"*.\"", s)
 		}
 		return hostPattern{host: "." + rest, wildcard: true}, nil
 	}
