@@ -68,6 +68,12 @@ type Config struct {
 	// PoolSize bounds live instances per connector (default 4); Warm is how many fresh ones are
 	// kept ready (default 1).
 	PoolSize, Warm int
+	// OnToolsChanged, if set, is called after Load, LoadModule or Unload has changed the loaded
+	// connectors, so the tools Tools lists may have changed (an MCP server uses it to send
+	// notifications/tools/list_changed). It runs on the goroutine that made the change, once the
+	// change is visible to Tools and Call; it must not call Load, LoadModule or Unload and
+	// should return quickly. Default: nothing is called.
+	OnToolsChanged func()
 }
 
 // Host runs connectors. Safe for concurrent use.
@@ -217,6 +223,7 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	if old != nil {
 		go old.retire()
 	}
+	h.toolsChanged()
 	h.logger.Info("connector loaded", "connector", m.Name, "version", m.Version, "module_sha256", c.digest[:12],
 		"tools", len(policy.Tools), "denied_tools", len(policy.Denied))
 	return nil
@@ -239,7 +246,14 @@ func (h *Host) Unload(name string) error {
 		return fmt.Errorf("host: no connector named %q is loaded", name)
 	}
 	go c.retire()
+	h.toolsChanged()
 	return nil
+}
+
+func (h *Host) toolsChanged() {
+	if h.cfg.OnToolsChanged != nil {
+		h.cfg.OnToolsChanged()
+	}
 }
 
 // Tool is a callable tool as an agent sees it.

@@ -1,0 +1,235 @@
+package mcp
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Agent is an agent allowed to call tools over HTTP. Its token is never stored: only the
+// SHA-256 of it.
+type Agent struct {
+	Name string `json:"name"`
+	// Subject is the tenant the agent's calls act for (host.CallRequest.Subject).
+	Subject     string    `json:"subject"`
+	TokenSHA256 string    `json:"token_sha256"` // hex
+	Created     time.Time `json:"created"`
+}
+
+// Identity is who an authenticated request comes from.
+type Identity struct {
+	Name, Subject string
+}
+
+// Errors of the agent store, for callers that branch on them.
+var (
+	// ErrAgentExists is returned by Add for a name already in use.
+	ErrAgentExists = errors.New("an agent with this name already exists")
+	// ErrNoAgent is returned by Revoke for an unknown name.
+	ErrNoAgent = errors.New("no agent with this name")
+)
+
+var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// TokenPrefix starts every agent token, so that secret scanners and humans recognise one.
+const TokenPrefix = "airlock_agent_"
+
+// Agents is the file of agents (STATE_DIR/agents.json): names, subjects and token hashes. It is
+// written atomically with mode 0600, and re-read whenever it changes on disk (checked with a
+// stat on each Verify), so an agent added or revoked by another process takes effect on the
+// next request. Safe for concurrent use; create it with OpenAgents.
+type Agents struct {
+	path string
+
+	mu     sync.Mutex
+	stat   os.FileInfo // of the file when agents was read; nil if it did not exist
+	agents []Agent
+	err    error // reading the file failed
+}
+
+type agentsFile struct {
+	Agents []Agent `json:"agents"`
+}
+
+// OpenAgents returns the agent store at path. A missing file means no agents.
+func OpenAgents(path string) *Agents { return &Agents{path: path} }
+
+// Path is the file the store reads and writes.
+func (a *Agents) Path() string { return a.path }
+
+// load re-reads the file if it changed since the last read. a.mu must be held.
+func (a *Agents) load() error {
+	fi, err := os.Stat(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		a.stat, a.agents, a.err = nil, nil, nil
+		return nil
+	}
+	if err != nil {
+		a.stat, a.agents, a.err = nil, nil, err
+		return err
+	}
+	if a.stat != nil && a.err == nil && os.SameFile(a.stat, fi) && a.stat.ModTime().Equal(fi.ModTime()) && a.stat.Size() == fi.Size() {
+		return nil
+	}
+	data, err := os.ReadFile(a.path)
+	if err != nil {
+		a.stat, a.agents, a.err = nil, nil, err
+		return err
+	}
+	var f agentsFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		a.stat, a.agents, a.err = nil, nil, fmt.Errorf("%s: %w", a.path, err)
+		return a.err
+	}
+	a.stat, a.agents, a.err = fi, f.Agents, nil
+	return nil
+}
+
+// List returns the agents, sorted by name.
+func (a *Agents) List() ([]Agent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.load(); err != nil {
+		return nil, err
+	}
+	out := append([]Agent(nil), a.agents...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Add creates an agent and returns its token, which is shown to nobody else and stored only
+// as its SHA-256. subject "" means "default".
+func (a *Agents) Add(name, subject string) (token string, err error) {
+	if !agentName.MatchString(name) {
+		return "", fmt.Errorf("agent name %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
+	}
+	if subject == "" {
+		subject = "default"
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.load(); err != nil {
+		return "", err
+	}
+	for _, ag := range a.agents {
+		if ag.Name == name {
+			return "", fmt.Errorf("agent %s: %w (revoke it first to issue a new token)", name, ErrAgentExists)
+		}
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	token = TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	agents := append(append([]Agent(nil), a.agents...),
+		Agent{Name: name, Subject: subject, TokenSHA256: hashToken(token), Created: time.Now().UTC().Truncate(time.Second)})
+	if err := a.write(agents); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// Revoke removes an agent: its token stops working on the next request.
+func (a *Agents) Revoke(name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.load(); err != nil {
+		return err
+	}
+	var kept []Agent
+	for _, ag := range a.agents {
+		if ag.Name != name {
+			kept = append(kept, ag)
+		}
+	}
+	if len(kept) == len(a.agents) {
+		return fmt.Errorf("agent %s: %w", name, ErrNoAgent)
+	}
+	return a.write(kept)
+}
+
+// write replaces the file atomically (a temporary file in the same directory, synced, renamed).
+func (a *Agents) write(agents []Agent) error {
+	if agents == nil {
+		agents = []Agent{}
+	}
+	data, err := json.MarshalIndent(agentsFile{Agents: agents}, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(a.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".agents-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), a.path); err != nil {
+		return err
+	}
+	a.stat = nil // force a re-read
+	return a.load()
+}
+
+// Verify returns the agent whose token this is. It re-reads the file if it changed, hashes the
+// token and compares it with every stored hash in constant time. ok is false for an unknown or
+// revoked token; err is set only if the file cannot be read.
+func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
+	if !strings.HasPrefix(token, TokenPrefix) {
+		return Identity{}, false, nil
+	}
+	sum := sha256.Sum256([]byte(token))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.load(); err != nil {
+		return Identity{}, false, err
+	}
+	match := -1
+	for i, ag := range a.agents {
+		want, err := hex.DecodeString(ag.TokenSHA256)
+		if err != nil || len(want) != sha256.Size {
+			continue
+		}
+		if subtle.ConstantTimeCompare(want, sum[:]) == 1 {
+			match = i
+		}
+	}
+	if match < 0 {
+		return Identity{}, false, nil
+	}
+	return Identity{Name: a.agents[match].Name, Subject: a.agents[match].Subject}, true, nil
+}
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,739 @@
+// Command bench measures what airlock costs, side by side with the alternatives, and prints one
+// markdown table (`make bench`, or `go run ./internal/cmd/bench`).
+//
+// Every timed row runs through testing.Benchmark -count times (default 5); the table shows the
+// median ns/op with that run's allocs/op and B/op. The rows:
+//
+//  1. native — a Go net/http client with keep-alive POSTs chat.postMessage JSON with a bearer
+//     header to internal/fakeslack on loopback and decodes the reply. The baseline.
+//  2. airlock full path — host.Call of slack.post_message on the same fake: argument validation,
+//     the Slack plugin in its sandbox, egress with credential injection, scrubbing, output
+//     validation and an audit event (to a sink that discards it). Target: ≤ 5× row 1.
+//  3. no-I/O calls — the hostile plugin's noop through host.Call (target < 5 µs), and the raw
+//     sandbox (runtime.Module.Call, no policy) on hostile noop and echo of 100 B and 10 KB.
+//  4. the same unmodified extism/go-pdk module (host/testdata/plugins/gopdk) under
+//     extism/go-sdk v1.7.1 as shipped — the runtime airlock replaced — and under airlock's
+//     runtime: noop, echo 100 B, echo 10 KB.
+//  5. cold load — host.New plus LoadModule of the Slack connector (new runtime.Engine, compile,
+//     first instance and its _initialize) with an empty compilation cache, and with an on-disk
+//     cache a first load populated. Reported in ms.
+//  6. throughput — calls/s of rows 1 and 2 with 1 and with 2 concurrent callers, each for a fixed
+//     time, and how 2 callers scale over 1.
+//
+// The raw-sandbox rows (3 and the airlock half of 4) run as `go test -bench BenchmarkRuntime
+// ./host` in a subprocess, because host/internal/runtime cannot be imported from here; the
+// benchmarks of host/bench_test.go give the other rows in the standard format too.
+//
+// Flags: -count N (default 5), -benchtime D (per testing.Benchmark run, default 500ms), -short
+// (count 1 and the cheap rows only, for a CI smoke run), -json FILE (also write the results as
+// JSON), -runtime=false (skip the subprocess). Plugins are built through internal/pluginbuild,
+// which caches them.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	extism "github.com/extism/go-sdk"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
+
+const (
+	token    = "xoxb-bench-7f3k2m9qZ"
+	postArgs = `{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`
+)
+
+// Row is one line of the table.
+type Row struct {
+	Group string `json:"group"`
+	What  string `json:"what"`
+	// Unit is "ns/op" (Median is the median ns/op), "ms" (Median is the median ns/op of an
+	// operation reported in ms) or "calls/s" (Median is the median calls per second).
+	Unit        string    `json:"unit"`
+	Median      float64   `json:"median"`
+	Samples     []float64 `json:"samples"`
+	AllocsPerOp int64     `json:"allocs_per_op"`
+	BytesPerOp  int64     `json:"bytes_per_op"`
+	Ratio       float64   `json:"ratio,omitempty"`
+	RatioTo     string    `json:"ratio_to,omitempty"`
+	key         string
+}
+
+type options struct {
+	count     int
+	benchtime time.Duration
+	short     bool
+	json      string
+	runtime   bool
+	root      string
+	stderr    io.Writer
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.IntVar(&o.count, "count", 5, "runs of each row; the table shows the median")
+	fs.DurationVar(&o.benchtime, "benchtime", 500*time.Millisecond, "duration of each testing.Benchmark run")
+	fs.BoolVar(&o.short, "short", false, "count 1 and the cheap rows only (CI smoke run)")
+	fs.StringVar(&o.json, "json", "", "also write the results to this `file` as JSON")
+	fs.BoolVar(&o.runtime, "runtime", true, "run the raw-sandbox rows (a `go test` subprocess)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.short {
+		o.count, o.benchtime, o.runtime = 1, 100*time.Millisecond, false
+	}
+	if o.count < 1 {
+		fmt.Fprintln(stderr, "bench: -count must be at least 1")
+		return 2
+	}
+	o.stderr = stderr
+	testing.Init()
+	if err := flag.Set("test.benchtime", o.benchtime.String()); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	start := time.Now()
+	rows, err := measure(ctx, &o)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	ratios(rows)
+	report(stdout, rows, &o, time.Since(start))
+	if o.json != "" {
+		if err := writeJSON(o.json, rows, &o); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func measure(ctx context.Context, o *options) (rows []*Row, err error) {
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	o.root = root
+	progress := func(what string) { fmt.Fprintf(o.stderr, "bench: %s\n", what) }
+
+	progress("building plugins")
+	slackM, slackWasm, err := connector(ctx, root, "./plugins/slack", "manifests/slack.yaml")
+	if err != nil {
+		return nil, err
+	}
+	hostileM, hostileWasm, err := connector(ctx, root, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	if err != nil {
+		return nil, err
+	}
+	gopdkWasm, err := build(ctx, root, "./host/testdata/plugins/gopdk")
+	if err != nil {
+		return nil, err
+	}
+
+	state, err := os.MkdirTemp("", "airlock-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(state)
+	slackURL, stopSlack := startSlack()
+	defer stopSlack()
+
+	// One host serves rows 2, 3 and 6. Its compilation cache is the one hosttest uses, so a
+	// developer's machine compiles each module once.
+	cacheDir := filepath.Join(filepath.Dir(pluginbuild.DefaultCacheDir()), "wazero")
+	h, err := host.New(hostConfig(filepath.Join(state, "main"), cacheDir))
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close(context.Background())
+	if err := h.LoadModule(ctx, slackM, slackWasm, slackGrant(slackURL)); err != nil {
+		return nil, err
+	}
+	hostileGrant := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"},
+		Hosts: []string{"*"}, Credentials: map[string]string{"token": "env:TOKEN", "other_key": "env:TOKEN"}}
+	if err := h.LoadModule(ctx, hostileM, hostileWasm, hostileGrant); err != nil {
+		return nil, err
+	}
+	slackReq := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(postArgs), Agent: "bench"}
+	noopReq := host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: "bench"}
+	callSlack := func() error {
+		if res := h.Call(ctx, slackReq); !res.OK {
+			return fmt.Errorf("slack.post_message: %s", res.Error)
+		}
+		return nil
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+	native := func() error { return nativePost(ctx, client, slackURL+"/api/chat.postMessage") }
+
+	bench := func(group, key, what string, fn func() error) error {
+		progress(what)
+		r, err := benchRow(o.count, fn)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		r.Group, r.key, r.What = group, key, what
+		rows = append(rows, r)
+		return nil
+	}
+
+	// Rows 1–3.
+	if err := bench("1", "native", "native: net/http POST chat.postMessage + JSON decode (keep-alive)", native); err != nil {
+		return nil, err
+	}
+	if err := bench("2", "full", "airlock: host.Call slack.post_message (full path)", callSlack); err != nil {
+		return nil, err
+	}
+	if err := bench("3", "host-noop", "airlock: host.Call hostile.noop (no I/O)", func() error {
+		if res := h.Call(ctx, noopReq); !res.OK {
+			return fmt.Errorf("hostile.noop: %s", res.Error)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	// Row 4, go-sdk half.
+	sizes := []struct {
+		key, what string
+		in        []byte
+	}{
+		{"noop", "noop", nil},
+		{"echo100", "echo 100 B", bytes.Repeat([]byte("x"), 100)},
+		{"echo10k", "echo 10 KB", bytes.Repeat([]byte("x"), 10<<10)},
+	}
+	if o.short {
+		sizes = sizes[:1]
+	}
+	plugin, err := goSDKPlugin(ctx, gopdkWasm)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sizes {
+		export := "echo"
+		if s.in == nil {
+			export = "noop"
+		}
+		err := bench("4", "gosdk-"+s.key, "go-sdk v1.7.1: gopdk "+s.what, func() error {
+			rc, out, err := plugin.CallWithContext(ctx, export, s.in)
+			if err != nil || rc != 0 || len(out) != len(s.in) {
+				return fmt.Errorf("%s: rc %d, %d bytes, %v", export, rc, len(out), err)
+			}
+			return nil
+		})
+		if err != nil {
+			plugin.Close(ctx)
+			return nil, err
+		}
+	}
+	plugin.Close(ctx)
+
+	// Row 6 (before the cold loads, which leave a lot of garbage behind).
+	dur := 2 * o.benchtime
+	for _, c := range []struct {
+		key, what string
+		fn        func() error
+	}{
+		{"native", "native", native},
+		{"full", "airlock slack.post_message", callSlack},
+	} {
+		for _, n := range []int{1, 2} {
+			what := fmt.Sprintf("throughput: %s, %d caller", c.what, n)
+			if n > 1 {
+				what += "s"
+			}
+			progress(what)
+			r, err := throughputRow(o.count, n, dur, c.fn)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			r.Group, r.key, r.What = "6", fmt.Sprintf("tput-%s-%d", c.key, n), what
+			rows = append(rows, r)
+		}
+	}
+
+	// Row 5.
+	if !o.short {
+		load := func(cacheDir string) error {
+			dir, err := os.MkdirTemp(state, "load-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			if cacheDir == "" {
+				cacheDir = filepath.Join(dir, "cache")
+			}
+			h, err := host.New(hostConfig(dir, cacheDir))
+			if err != nil {
+				return err
+			}
+			err = h.LoadModule(ctx, slackM, slackWasm, slackGrant(slackURL))
+			return errors.Join(err, h.Close(ctx))
+		}
+		warmCache := filepath.Join(state, "warm-cache")
+		if err := load(warmCache); err != nil { // populates the on-disk cache
+			return nil, err
+		}
+		for _, c := range []struct{ key, what, cache string }{
+			{"cold", "cold load of slack: empty compilation cache", ""},
+			{"warm", "cold load of slack: warm on-disk cache", warmCache},
+		} {
+			if err := bench("5", "load-"+c.key, c.what, func() error { return load(c.cache) }); err != nil {
+				return nil, err
+			}
+			rows[len(rows)-1].Unit = "ms"
+		}
+	}
+
+	// Rows 3 and 4, the raw sandbox, in a subprocess.
+	if o.runtime {
+		progress("raw sandbox: go test -bench BenchmarkRuntime ./host (subprocess)")
+		rt, err := runtimeRows(ctx, o)
+		if err != nil {
+			fmt.Fprintf(o.stderr, "bench: the raw-sandbox rows are missing: %v\n", err)
+		}
+		rows = append(rows, rt...)
+	}
+	return rows, nil
+}
+
+// connector builds a plugin and parses its manifest, pinning the built module's digest (what
+// hosttest.Connector does for tests).
+func connector(ctx context.Context, root, pkg, manifestPath string) (*manifest.Manifest, []byte, error) {
+	wasm, err := build(ctx, root, pkg)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := manifest.Load(filepath.Join(root, manifestPath))
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(wasm)
+	m.Module.SHA256 = hex.EncodeToString(sum[:])
+	return m, wasm, nil
+}
+
+func build(ctx context.Context, root, pkg string) ([]byte, error) {
+	path, err := pluginbuild.Build(ctx, pluginbuild.Options{Package: pkg, Root: root})
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+// discardSink is an audit.Sink that keeps nothing (audit.Memory would grow for as long as the
+// benchmark runs).
+type discardSink struct{}
+
+func (discardSink) Write(context.Context, audit.Event) error { return nil }
+
+func hostConfig(stateDir, cacheDir string) host.Config {
+	return host.Config{
+		StateDir: stateDir,
+		CacheDir: cacheDir,
+		Secrets: secret.Mux{"env": secret.Env{Lookup: func(name string) (string, bool) {
+			return token, name == "SLACK_BOT_TOKEN" || name == "TOKEN"
+		}}},
+		Audit: discardSink{},
+		// Info, as in production, into nothing: whatever the call path logs per call is
+		// formatted, so it is counted.
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+}
+
+func slackGrant(url string) *manifest.Grant {
+	return &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
+		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Upstreams:   map[string]string{"https://slack.com": url}}
+}
+
+// startSlack serves a fake Slack on loopback. A fakeslack.Server records every request and
+// message, so it is replaced by a fresh one every 4096 requests to keep the heap from growing.
+func startSlack() (url string, stop func()) {
+	var cur atomic.Pointer[fakeslack.Server]
+	var n atomic.Uint64
+	cur.Store(fakeslack.New(token))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%4096 == 0 {
+			cur.Store(fakeslack.New(token))
+		}
+		cur.Load().ServeHTTP(w, r)
+	}))
+	return srv.URL, srv.Close
+}
+
+// nativePost is post_message without airlock: encode, POST with the bearer token over a
+// kept-alive connection, decode Slack's reply.
+func nativePost(ctx context.Context, client *http.Client, url string) error {
+	body, err := json.Marshal(struct {
+		Channel string `json:"channel"`
+		Text    string `json:"text"`
+	}{"C0GENERAL", "benchmark: deploy finished"})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		OK      bool   `json:"ok"`
+		Error   string `json:"error"`
+		Channel string `json:"channel"`
+		TS      string `json:"ts"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	io.Copy(io.Discard, resp.Body) // keep the connection reusable
+	if err != nil {
+		return err
+	}
+	if !out.OK || out.TS == "" {
+		return fmt.Errorf("slack answered %q", out.Error)
+	}
+	return nil
+}
+
+// goSDKPlugin loads module under extism/go-sdk configured sanely: WASI on, -1 (default) memory
+// limits for vars and HTTP bodies, the same 64 MiB memory cap as airlock's default, and real
+// clocks and randomness (without them a standard-Go plugin's GC stalls; wasm-runtime-facts.md,
+// pitfall 1). Everything else is as shipped.
+func goSDKPlugin(ctx context.Context, module []byte) (*extism.Plugin, error) {
+	m := extism.Manifest{
+		Wasm:   []extism.Wasm{extism.WasmData{Data: module, Name: "main"}},
+		Memory: &extism.ManifestMemory{MaxPages: 1024, MaxHttpResponseBytes: -1, MaxVarBytes: -1},
+	}
+	cfg := extism.PluginConfig{
+		EnableWasi: true,
+		ModuleConfig: wazero.NewModuleConfig().WithSysWalltime().WithSysNanotime().
+			WithRandSource(rand.Reader),
+	}
+	p, err := extism.NewPlugin(ctx, m, cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("go-sdk: %w", err)
+	}
+	// The first call runs _initialize.
+	if rc, _, err := p.CallWithContext(ctx, "noop", nil); err != nil || rc != 0 {
+		p.Close(ctx)
+		return nil, fmt.Errorf("go-sdk: first call: rc %d, %v", rc, err)
+	}
+	return p, nil
+}
+
+// benchRow runs fn under testing.Benchmark count times and keeps the median run.
+func benchRow(count int, fn func() error) (*Row, error) {
+	var results []testing.BenchmarkResult
+	var failure error
+	var once sync.Once
+	for range count {
+		goruntime.GC()
+		r := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := fn(); err != nil {
+					once.Do(func() { failure = err })
+					b.SkipNow()
+				}
+			}
+		})
+		if failure != nil {
+			return nil, failure
+		}
+		if r.N == 0 {
+			return nil, errors.New("the benchmark did not run")
+		}
+		results = append(results, r)
+	}
+	slices.SortFunc(results, func(a, b testing.BenchmarkResult) int {
+		return cmpFloat(nsPerOp(a), nsPerOp(b))
+	})
+	med := results[len(results)/2]
+	row := &Row{Unit: "ns/op", Median: nsPerOp(med), AllocsPerOp: med.AllocsPerOp(), BytesPerOp: med.AllocedBytesPerOp()}
+	if len(results)%2 == 0 {
+		row.Median = (nsPerOp(results[len(results)/2-1]) + row.Median) / 2
+	}
+	for _, r := range results {
+		row.Samples = append(row.Samples, nsPerOp(r))
+	}
+	return row, nil
+}
+
+func nsPerOp(r testing.BenchmarkResult) float64 { return float64(r.T.Nanoseconds()) / float64(r.N) }
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// throughputRow runs fn on callers goroutines for d, count times, and reports the median calls/s.
+func throughputRow(count, callers int, d time.Duration, fn func() error) (*Row, error) {
+	row := &Row{Unit: "calls/s"}
+	for range count {
+		goruntime.GC()
+		var calls atomic.Int64
+		var wg sync.WaitGroup
+		errs := make([]error, callers)
+		start := time.Now()
+		deadline := start.Add(d)
+		for i := range callers {
+			wg.Go(func() {
+				for time.Now().Before(deadline) {
+					if err := fn(); err != nil {
+						errs[i] = err
+						return
+					}
+					calls.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		row.Samples = append(row.Samples, float64(calls.Load())/time.Since(start).Seconds())
+	}
+	row.Median = median(row.Samples)
+	return row, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// runtimeRows runs BenchmarkRuntime of host/bench_test.go and turns its output into rows.
+func runtimeRows(ctx context.Context, o *options) ([]*Row, error) {
+	bin, err := os.MkdirTemp("", "airlock-bench-test-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(bin)
+	cmd := exec.CommandContext(ctx, "go", "test", "-o", filepath.Join(bin, "host.test"), "-run", "^$",
+		"-bench", "^BenchmarkRuntime$", "-benchmem", "-count", strconv.Itoa(o.count),
+		"-benchtime", o.benchtime.String(), "./host")
+	cmd.Dir = o.root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go test: %w\n%s%s", err, out, stderr.Bytes())
+	}
+	type sample struct {
+		ns            float64
+		allocs, bytes int64
+	}
+	samples := map[string][]sample{}
+	var order []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkRuntime/") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "BenchmarkRuntime/")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i] // the GOMAXPROCS suffix
+		}
+		var s sample
+		for i := 2; i+1 < len(f); i += 2 {
+			v, _ := strconv.ParseFloat(f[i], 64)
+			switch f[i+1] {
+			case "ns/op":
+				s.ns = v
+			case "allocs/op":
+				s.allocs = int64(v)
+			case "B/op":
+				s.bytes = int64(v)
+			}
+		}
+		if _, ok := samples[name]; !ok {
+			order = append(order, name)
+		}
+		samples[name] = append(samples[name], s)
+	}
+	if len(order) == 0 {
+		return nil, fmt.Errorf("no BenchmarkRuntime results in:\n%s", out)
+	}
+	var rows []*Row
+	for _, name := range order {
+		ss := samples[name]
+		slices.SortFunc(ss, func(a, b sample) int { return cmpFloat(a.ns, b.ns) })
+		med := ss[len(ss)/2]
+		r := &Row{Unit: "ns/op", AllocsPerOp: med.allocs, BytesPerOp: med.bytes}
+		for _, s := range ss {
+			r.Samples = append(r.Samples, s.ns)
+		}
+		r.Median = median(r.Samples)
+		plugin, size, _ := strings.Cut(name, "/")
+		what := map[string]string{"noop": "noop", "echo_100B": "echo 100 B", "echo_10KB": "echo 10 KB"}[size]
+		key := map[string]string{"noop": "noop", "echo_100B": "echo100", "echo_10KB": "echo10k"}[size]
+		r.Group, r.key, r.What = "3", "rt-"+plugin+"-"+key, "airlock runtime.Module.Call: "+plugin+" "+what
+		if plugin == "gopdk" {
+			r.Group = "4"
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+// ratios fills each row's ratio to its baseline.
+func ratios(rows []*Row) {
+	byKey := map[string]*Row{}
+	for _, r := range rows {
+		byKey[r.key] = r
+	}
+	set := func(key, base, label string) {
+		r, b := byKey[key], byKey[base]
+		if r == nil || b == nil || b.Median == 0 {
+			return
+		}
+		r.Ratio, r.RatioTo = r.Median/b.Median, label
+	}
+	set("native", "native", "native")
+	set("full", "native", "native")
+	set("host-noop", "rt-hostile-noop", "raw noop")
+	for _, s := range []string{"noop", "echo100", "echo10k"} {
+		set("gosdk-"+s, "gosdk-"+s, "go-sdk")
+		set("rt-gopdk-"+s, "gosdk-"+s, "go-sdk")
+	}
+	set("load-cold", "load-cold", "cold")
+	set("load-warm", "load-cold", "cold")
+	for _, c := range []string{"native", "full"} {
+		set("tput-"+c+"-1", "tput-"+c+"-1", "1 caller")
+		set("tput-"+c+"-2", "tput-"+c+"-1", "1 caller")
+	}
+	set("tput-full-1", "tput-native-1", "native")
+}
+
+func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
+	fmt.Fprintf(w, "# airlock bench\n\n")
+	fmt.Fprintf(w, "%s %s/%s, %d CPUs (GOMAXPROCS %d); median of %d runs of %v each; took %v\n\n",
+		goruntime.Version(), goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU(), goruntime.GOMAXPROCS(0),
+		o.count, o.benchtime, took.Round(time.Second))
+	fmt.Fprintln(w, "| what | median | allocs/op | B/op | ratio |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b *Row) int { return strings.Compare(a.Group, b.Group) })
+	for _, r := range sorted {
+		med, allocs, bytes := "", "", ""
+		switch r.Unit {
+		case "calls/s":
+			med = fmt.Sprintf("%.0f calls/s", r.Median)
+		case "ms":
+			med = fmt.Sprintf("%.1f ms", r.Median/1e6)
+			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
+		default:
+			med = duration(r.Median)
+			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
+		}
+		ratio := ""
+		if r.RatioTo != "" {
+			ratio = fmt.Sprintf("%s× %s", num(r.Ratio), r.RatioTo)
+		}
+		fmt.Fprintf(w, "| %s. %s | %s | %s | %s | %s |\n", r.Group, r.What, med, allocs, bytes, ratio)
+	}
+	fmt.Fprintln(w)
+	for _, r := range rows {
+		switch r.key {
+		case "full":
+			fmt.Fprintf(w, "target: full path ≤ 5× native at the median: %s (%s×)\n", verdict(r.Ratio <= 5), num(r.Ratio))
+		case "host-noop":
+			fmt.Fprintf(w, "target: no-op through host.Call < 5 µs: %s (%s)\n", verdict(r.Median < 5000), duration(r.Median))
+		}
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func duration(ns float64) string {
+	switch {
+	case ns < 1e3:
+		return fmt.Sprintf("%.0f ns", ns)
+	case ns < 1e6:
+		return fmt.Sprintf("%.2f µs", ns/1e3)
+	case ns < 1e9:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	}
+	return fmt.Sprintf("%.2f s", ns/1e9)
+}
+
+func num(x float64) string {
+	switch {
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 0.1:
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.3f", x)
+}
+
+func writeJSON(path string, rows []*Row, o *options) error {
+	b, err := json.MarshalIndent(struct {
+		Go        string        `json:"go"`
+		GOOS      string        `json:"goos"`
+		GOARCH    string        `json:"goarch"`
+		CPUs      int           `json:"cpus"`
+		Count     int           `json:"count"`
+		BenchTime time.Duration `json:"benchtime_ns"`
+		Rows      []*Row        `json:"rows"`
+	}{goruntime.Version(), goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU(), o.count, o.benchtime, rows}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
