@@ -135,7 +135,9 @@ upstreams:
 	show := func(why, tool, args string) *host.Result {
 		say("\n  ▶ %s\n    %s %s", why, tool, args)
 		res := h.Call(ctx, host.CallRequest{Tool: tool, Arguments: json.RawMessage(args), Agent: "demo-agent"})
-		var refused struct{ Error *struct{ Code, Category, Message string } }
+		var refused struct {
+			Error *struct{ Code, Category, Message string }
+		}
 		if res.OK && json.Unmarshal(res.Data, &refused) == nil && refused.Error != nil {
 			say("    ✘ the host refused the request (%s, %s): %s", refused.Error.Code, refused.Error.Category, refused.Error.Message)
 			return res

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -41,8 +42,10 @@ var hostileExports = []string{"noop", "echo", "echo_u64", "loop", "sleep", "allo
 	"exit", "peek_outside", "sandbox", "fetch", "dump", "stash", "peek", "log", "big_output"}
 
 // testEngine is shared so each test module is compiled once per test binary.
+// Its compilation cache is on disk next to the plugin build cache, shared with the host's tests,
+// so a module is compiled once per machine rather than once per test binary.
 var testEngine = sync.OnceValue(func() *Engine {
-	eng, err := NewEngine(EngineConfig{})
+	eng, err := NewEngine(EngineConfig{CacheDir: filepath.Join(filepath.Dir(pluginbuild.DefaultCacheDir()), "wazero")})
 	if err != nil {
 		panic(err)
 	}
