@@ -50,6 +50,8 @@ func commands() []command {
 		{"demo", "run the guided demo: a sandboxed Slack connector against a local fake Slack", runDemo},
 		{"tools", "list the tools agents can call (granted tools of the configured connectors)", runTools},
 		{"call", "run one tool call and print its structured result", runCall},
+		{"serve", "serve the tools to agents over MCP (stdio, or streamable HTTP with agent tokens)", runServe},
+		{"agent", "manage the agents allowed over HTTP (airlock agent add|list|revoke)", runAgent},
 		{"manifest", "validate connector manifests (airlock manifest validate FILE…)", runManifest},
 		{"plugin", "build connector plugins and stamp their manifests (airlock plugin build)", runPlugin},
 		{"audit", "show the audit trail of tool calls and outbound requests", runAudit},

@@ -1,6 +1,8 @@
 package mcp
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -20,7 +22,8 @@ const (
 //
 // OpenAI and Anthropic require function names matching ^[a-zA-Z0-9_-]{1,64}$, so those formats
 // name a tool with [FunctionName] (slack.post_message becomes slack__post_message); map a name
-// back with [ToolName] before calling host.Call. MCP keeps connector.tool.
+// back with [ToolName] before calling host.Call. MCP keeps connector.tool. Unknown formats are
+// an error.
 func ExportTools(tools []host.Tool, format string) ([]byte, error) {
 	var v any
 	switch format {
@@ -74,25 +77,33 @@ func inputSchema(t host.Tool) json.RawMessage {
 }
 
 // FunctionName escapes a tool name connector.tool for ecosystems that allow only
-// [a-zA-Z0-9_-] in function names: the dot between connector and tool becomes "__" (connector
-// and tool names are snake_case and never contain "__" themselves... see ToolName for the way
-// back). Any other character outside the set becomes "_".
+// ^[a-zA-Z0-9_-]{1,64}$ in function names: the dot becomes "__" (slack.post_message becomes
+// slack__post_message), any other character outside the set becomes "_", and a name longer than
+// 64 characters is cut to 55 and suffixed with "_" and 8 hex digits of its SHA-256, so distinct
+// tools keep distinct names. Map a function name back with ToolName.
 func FunctionName(tool string) string {
 	conn, name, ok := strings.Cut(tool, ".")
-	if !ok {
-		return sanitize(tool)
+	out := sanitize(tool)
+	if ok {
+		out = sanitize(conn) + "__" + sanitize(name)
 	}
-	return sanitize(conn) + "__" + sanitize(name)
+	if len(out) > 64 {
+		sum := sha256.Sum256([]byte(tool))
+		out = out[:55] + "_" + hex.EncodeToString(sum[:4])
+	}
+	return out
 }
 
-// ToolName maps a name made by FunctionName back to connector.tool: the first "__" becomes the
-// dot.
-func ToolName(function string) string {
-	conn, name, ok := strings.Cut(function, "__")
-	if !ok {
-		return function
+// ToolName returns the name (connector.tool) of the tool among tools whose FunctionName is
+// function, or false if there is none. Looking the name up, rather than reversing the escaping,
+// makes the mapping exact even for cut names.
+func ToolName(tools []host.Tool, function string) (string, bool) {
+	for _, t := range tools {
+		if FunctionName(t.Name) == function {
+			return t.Name, true
+		}
 	}
-	return conn + "." + name
+	return "", false
 }
 
 func sanitize(s string) string {

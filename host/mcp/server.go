@@ -33,6 +33,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/internal/abi"
 )
 
 // Options configures a Server. A nil *Options and zero fields take the documented defaults;
@@ -205,7 +206,7 @@ func ToolResult(res *host.Result) *sdk.CallToolResult {
 	if !res.OK {
 		e := res.Error
 		if e == nil {
-			e = &host.ResultError{Code: "internal", Category: "retryable", Message: "the call failed without an explanation; try again later"}
+			e = &host.ResultError{Code: abi.CodeInternal, Category: abi.Retryable, Message: "the call failed without an explanation; try again later"}
 		}
 		out.IsError = true
 		out.Meta[ErrorKey] = e
@@ -239,15 +240,15 @@ func ErrorText(tool string, e *host.ResultError) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s failed (%s, %s): %s", tool, e.Code, e.Category, e.Message)
 	switch e.Category {
-	case "retryable":
+	case abi.Retryable:
 		if e.RetryAfter > 0 {
 			fmt.Fprintf(&b, "\nThis is temporary: retry after %g seconds.", e.RetryAfter)
 		} else {
 			b.WriteString("\nThis is temporary: retry later.")
 		}
-	case "correctable":
+	case abi.Correctable:
 		b.WriteString("\nChange the call (or ask a human) before trying again.")
-	case "fatal":
+	case abi.Fatal:
 		b.WriteString("\nDo not retry this call.")
 	}
 	return b.String()

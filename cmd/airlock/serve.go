@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/mcp"
+)
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	var g globals
+	fs := newFlagSet(e, "serve", `
+Usage: airlock serve [--stdio | --http ADDR] [--config FILE]
+
+Serves the tools of the configured connectors (see 'airlock help tools') to agents over the
+Model Context Protocol, as connector.tool, with their schemas and annotations.
+
+  --stdio (the default) speaks MCP on stdin/stdout, for a desktop agent that spawns airlock;
+  the caller is --agent with --subject. Logs go to stderr.
+
+  --http ADDR serves MCP over streamable HTTP at http://ADDR/mcp. Every request needs
+  "Authorization: Bearer TOKEN" with a token from 'airlock agent add'; no token, a wrong one or
+  a revoked one gets 401. Calls run as the token's agent and subject.
+
+While it runs, serve watches the configuration file and the manifests and grants it names
+(every --reload-interval, and at once on SIGHUP): a connector added, upgraded, re-granted or
+removed there changes the tool list without a restart, and connected clients get
+notifications/tools/list_changed. Calls in progress finish on the version they started on. A
+change that does not load (a bad grant, a missing module) is logged and the old version keeps
+serving.`, `
+  airlock serve                                   # stdio, e.g. in a desktop agent's MCP config
+  airlock agent add ci-bot --subject acme && airlock serve --http 127.0.0.1:8700
+  npx @modelcontextprotocol/inspector --cli --transport http --server-url http://127.0.0.1:8700/mcp \
+      --header "Authorization: Bearer $TOKEN" --method tools/list`)
+	g.register(fs)
+	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (the default)")
+	addr := fs.String("http", envOr("AIRLOCK_HTTP", ""), "serve MCP over streamable HTTP on this `address` (host:port) instead ($AIRLOCK_HTTP)")
+	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
+	subject := fs.String("subject", envOr("AIRLOCK_SUBJECT", "default"), "over stdio: the tenant calls act for ($AIRLOCK_SUBJECT)")
+	interval := fs.Duration("reload-interval", 2*time.Second, "how often to check the configuration for changes; 0 checks only on SIGHUP")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if *stdio && *addr != "" {
+		return usagef("--stdio and --http exclude each other")
+	}
+	logger, err := g.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	cfg, stateDir, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+
+	var srv atomic.Pointer[mcp.Server]
+	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, OnToolsChanged: func() {
+		if s := srv.Load(); s != nil {
+			s.Sync()
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.WithoutCancel(ctx))
+	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
+	if err := r.apply(ctx, cfg); err != nil {
+		return err
+	}
+	s := mcp.NewServer(h, &mcp.Options{Version: buildVersion(), Agent: *agent, Subject: *subject, Logger: logger})
+	srv.Store(s)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.watch(ctx, *interval)
+
+	if *addr == "" {
+		logger.Info("serving MCP over stdio", "tools", len(h.Tools()))
+		err := s.Run(ctx, &sdk.IOTransport{Reader: os.Stdin, Writer: nopWriteCloser{e.stdout}})
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	}
+
+	agents := mcp.OpenAgents(filepath.Join(stateDir, "agents.json"))
+	if list, err := agents.List(); err != nil {
+		return err
+	} else if len(list) == 0 {
+		fmt.Fprintf(e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)\n")
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.HTTPHandler(agents, nil),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s)\n",
+		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// reloader keeps the host's connectors in line with the configuration file.
+type reloader struct {
+	g      *globals
+	h      *host.Host
+	logger *slog.Logger
+	stamp  string            // of the configuration and every file it names, when last applied
+	loaded map[string]string // connector name -> stamp of its manifest, grant and module
+}
+
+// apply loads the connectors of cfg whose files changed and unloads those no longer listed. It
+// returns the first error, after trying every connector.
+func (r *reloader) apply(ctx context.Context, cfg *fileConfig) error {
+	var errs []error
+	want := map[string]bool{}
+	for _, c := range cfg.Connectors {
+		m, err := manifest.Load(c.Manifest)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want[m.Name] = true
+		st := stampOf(c.Manifest, c.Grant, m.ModulePath())
+		if r.loaded[m.Name] == st {
+			continue
+		}
+		gr, err := manifest.LoadGrant(c.Grant)
+		if err == nil {
+			err = r.h.Load(ctx, m, gr)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.loaded[m.Name] = st
+	}
+	for name := range r.loaded {
+		if !want[name] {
+			if err := r.h.Unload(name); err != nil {
+				errs = append(errs, err)
+			}
+			delete(r.loaded, name)
+			r.logger.Info("connector unloaded: no longer in the configuration", "connector", name)
+		}
+	}
+	r.stamp = r.currentStamp(cfg)
+	return errors.Join(errs...)
+}
+
+// watch re-applies the configuration when it or a file it names changes (checked every
+// interval) and on SIGHUP, until ctx is done.
+func (r *reloader) watch(ctx context.Context, interval time.Duration) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		force := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			force = true
+		case <-tick:
+		}
+		cfg, _, err := r.g.loadConfig()
+		if err != nil {
+			r.logger.Error("configuration not reloaded; the loaded connectors keep serving", "err", err)
+			continue
+		}
+		if !force && r.currentStamp(cfg) == r.stamp {
+			continue
+		}
+		if err := r.apply(ctx, cfg); err != nil {
+			r.logger.Error("configuration reloaded with errors; connectors that failed keep their previous version", "err", err)
+		} else {
+			r.logger.Info("configuration reloaded", "tools", len(r.h.Tools()))
+		}
+	}
+}
+
+// currentStamp describes the configuration file and every file it names (size and mtime), so
+// that a change to any of them is noticed.
+func (r *reloader) currentStamp(cfg *fileConfig) string {
+	files := []string{r.g.config}
+	for _, c := range cfg.Connectors {
+		files = append(files, c.Manifest, c.Grant)
+		if m, err := manifest.Load(c.Manifest); err == nil {
+			files = append(files, m.ModulePath())
+		}
+	}
+	sort.Strings(files)
+	return stampOf(files...)
+}
+
+func stampOf(files ...string) string {
+	var b strings.Builder
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
+}

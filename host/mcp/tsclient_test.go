@@ -1,0 +1,233 @@
+package mcp_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+// The end-to-end tests drive `airlock serve` with the official TypeScript MCP SDK
+// (testdata/tsclient, @modelcontextprotocol/sdk from npm), over stdio and over streamable HTTP.
+// They need node and `npm ci --prefix host/mcp/testdata/tsclient`; without them they skip.
+
+// e2e is what both transports share: the airlock binary, a fake Slack, and a configuration that
+// starts with no connector and a second one that installs Slack.
+type e2e struct {
+	bin, dir, config, installed string
+	fake                        *fakeslack.Server
+}
+
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping the TypeScript SDK end-to-end test in -short mode")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("skipping the TypeScript SDK end-to-end test: node is not installed (apt-get install nodejs npm)")
+	}
+	if _, err := os.Stat(filepath.Join("testdata", "tsclient", "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
+		t.Skipf("skipping the TypeScript SDK end-to-end test: run `npm ci --prefix host/mcp/testdata/tsclient` first (%s found)", node)
+	}
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &e2e{dir: t.TempDir()}
+	if e.bin, err = buildAirlock(root); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	wasm, err := pluginbuild.Build(ctx, pluginbuild.Options{Package: "./plugins/slack", Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamped, err := pluginbuild.Stamp(filepath.Join(root, "manifests", "slack.yaml"), wasm, filepath.Join(e.dir, "plugins"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake = fakeslack.New(botToken)
+	url, stop := e.fake.Start()
+	t.Cleanup(stop)
+	tokenFile := filepath.Join(e.dir, "slack-bot-token")
+	write(t, tokenFile, botToken)
+	grant := filepath.Join(e.dir, "slack.grant.yaml")
+	write(t, grant, fmt.Sprintf(`connector: slack
+tools: ["*"]
+scopes: ["*"]
+hosts: ["*"]
+credentials:
+  bot_token: file:%s
+upstreams:
+  "https://slack.com": %q
+`, tokenFile, url))
+	e.config = filepath.Join(e.dir, "airlock.yaml")
+	write(t, e.config, "state_dir: state\nconnectors: []\n")
+	e.installed = fmt.Sprintf("state_dir: state\nconnectors:\n  - manifest: %s\n    grant: %s\n", stamped, grant)
+	return e
+}
+
+var (
+	airlockOnce sync.Once
+	airlockDir  string // removed by TestMain
+	airlockBin  string
+	airlockErr  error
+)
+
+// buildAirlock builds the airlock command once per test binary, so both end-to-end tests share it.
+func buildAirlock(root string) (string, error) {
+	airlockOnce.Do(func() {
+		if airlockDir, airlockErr = os.MkdirTemp("", "airlock-e2e-"); airlockErr != nil {
+			return
+		}
+		airlockBin = filepath.Join(airlockDir, "airlock")
+		build := exec.Command("go", "build", "-o", airlockBin, "./cmd/airlock")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			airlockErr = fmt.Errorf("building airlock: %v\n%s", err, out)
+		}
+	})
+	return airlockBin, airlockErr
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if airlockDir != "" {
+		os.RemoveAll(airlockDir)
+	}
+	os.Exit(code)
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serveArgs are the arguments of `airlock serve` for the tests: a fast reload interval.
+func (e *e2e) serveArgs(extra ...string) []string {
+	return append([]string{"serve", "--config", e.config, "--reload-interval", "100ms", "--log-level", "info"}, extra...)
+}
+
+// runClient runs client.mjs with env and fails the test with its output unless it passes.
+func (e *e2e) runClient(t *testing.T, env ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "client.mjs")
+	cmd.Dir = filepath.Join("testdata", "tsclient")
+	cmd.Env = append(os.Environ(), append(env, "AIRLOCK_E2E_CONFIG="+e.config, "AIRLOCK_E2E_INSTALLED="+e.installed)...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("TypeScript client:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "\nPASS") {
+		t.Fatalf("the TypeScript client failed: %v", err)
+	}
+	var posted bool
+	for _, r := range e.fake.Requests() {
+		if strings.Contains(string(r.Body), "hello from the TypeScript SDK") && r.Authorized {
+			posted = true
+		}
+	}
+	if !posted {
+		t.Error("the fake Slack did not receive the message with the injected token")
+	}
+}
+
+func TestTypeScriptClientStdio(t *testing.T) {
+	e := newE2E(t)
+	args, _ := json.Marshal(e.serveArgs("--stdio"))
+	e.runClient(t, "AIRLOCK_E2E_MODE=stdio", "AIRLOCK_E2E_COMMAND="+e.bin, "AIRLOCK_E2E_ARGS="+string(args))
+}
+
+func TestTypeScriptClientHTTP(t *testing.T) {
+	e := newE2E(t)
+	add := exec.Command(e.bin, "agent", "add", "ts-client", "--subject", "acme", "--config", e.config)
+	out, err := add.Output()
+	if err != nil {
+		t.Fatalf("airlock agent add: %v", err)
+	}
+	token := strings.TrimSpace(string(out))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serve := exec.CommandContext(ctx, e.bin, e.serveArgs("--http", "127.0.0.1:0")...)
+	stderr, err := serve.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	urlc := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		re := regexp.MustCompile(`at (http://\S+/mcp)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			mu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case urlc <- m[1]:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		serve.Wait()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Failed() {
+			t.Logf("airlock serve:\n%s", logs.String())
+		}
+	})
+	var url string
+	select {
+	case url = <-urlc:
+	case <-time.After(time.Minute):
+		t.Fatal("airlock serve --http did not report its address within a minute")
+	}
+	e.runClient(t, "AIRLOCK_E2E_MODE=http", "AIRLOCK_E2E_URL="+url, "AIRLOCK_E2E_TOKEN="+token)
+
+	// The calls ran as the token's agent and subject.
+	events, err := os.ReadFile(filepath.Join(e.dir, "state", "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	for _, line := range strings.Split(strings.TrimSpace(string(events)), "\n") {
+		var ev struct{ Kind, Agent, Subject string }
+		json.Unmarshal([]byte(line), &ev)
+		if ev.Kind == "call" {
+			calls++
+			if ev.Agent != "ts-client" || ev.Subject != "acme" {
+				t.Errorf("audited call ran as %q/%q, want ts-client/acme", ev.Agent, ev.Subject)
+			}
+		}
+	}
+	if calls == 0 {
+		t.Error("no call in the audit log")
+	}
+}
