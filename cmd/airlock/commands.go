@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 
@@ -34,11 +35,21 @@ The configuration (airlock.yaml) names each connector's stamped manifest and its
     - manifest: build/plugins/slack.yaml   # made by 'make plugins'
       grant: grants/slack.yaml             # what the admin allows; see manifests/FORMAT.md`, `
   make plugins && airlock tools
-  airlock tools --json | jq '.[].name'`)
+  airlock tools --json | jq '.[].name'
+  airlock tools --format openai > tools.json   # for agents that do not speak MCP`)
 	g.register(fs)
 	asJSON := fs.Bool("json", false, "print the tools as JSON (name, description, schemas, annotations)")
+	format := fs.String("format", "text", "output `format`: text, json, or a function-calling schema: mcp, openai, anthropic\n(openai and anthropic names escape the dot: slack.post_message becomes slack__post_message)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *asJSON {
+		*format = "json"
+	}
+	switch *format {
+	case "text", "json", "mcp", "openai", "anthropic":
+	default:
+		return usagef("--format %q: use text, json, mcp, openai or anthropic", *format)
 	}
 	h, err := g.openHost(ctx, e)
 	if err != nil {
@@ -46,8 +57,16 @@ The configuration (airlock.yaml) names each connector's stamped manifest and its
 	}
 	defer h.Close(ctx)
 	tools := h.Tools()
-	if *asJSON {
+	switch *format {
+	case "json":
 		return writeJSON(e, tools)
+	case "mcp", "openai", "anthropic":
+		b, err := mcp.ExportTools(tools, *format)
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(append(b, '\n'))
+		return err
 	}
 	if len(tools) == 0 {
 		fmt.Fprintln(e.stdout, "No tools: no connector is configured, or nothing is granted. Try 'airlock demo', or see 'airlock help tools'.")
