@@ -31,6 +31,11 @@ type CallRequest struct {
 	// (an agent token, the embedding program), never from tool arguments. Subject selects the
 	// tenant: a plugin instance serves one subject only. Default "default".
 	Agent, Subject string
+	// Progress, if set, is called as the call advances (before the plugin runs and after each
+	// outbound request), with a count of steps done and a short, secret-free description. It
+	// runs on the calling goroutine: keep it quick. The MCP server turns it into progress
+	// notifications.
+	Progress func(done int, message string)
 }
 
 // Result is the structured answer to every tool call, success or not.
@@ -138,7 +143,10 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	}
 
 	// 5. The plugin, in its sandbox, with the host functions of this call.
-	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests}
+	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress}
+	if hc.progress != nil {
+		hc.progress(0, "running "+req.Tool)
+	}
 	ctx = egress.ObserveContext(ctx, hc.observe)
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, args, hc)
 	res.Meta.Requests = hc.requests
@@ -224,6 +232,7 @@ type callHandler struct {
 	ev          *audit.Event
 	requests    int
 	maxRequests int
+	progress    func(int, string)
 }
 
 func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
@@ -256,6 +265,13 @@ func (hc *callHandler) observe(r egress.Record) {
 	}
 	if err := hc.h.audit.Write(context.Background(), e); err != nil {
 		hc.h.logger.Error("audit write failed", "request_id", e.RequestID, "err", err)
+	}
+	if hc.progress != nil {
+		msg := fmt.Sprintf("%s %s: %s", r.Method, r.URL, r.Decision)
+		if r.Status != 0 {
+			msg = fmt.Sprintf("%s %s: %d", r.Method, r.URL, r.Status)
+		}
+		hc.progress(hc.requests, msg)
 	}
 }
 

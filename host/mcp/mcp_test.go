@@ -576,3 +576,51 @@ func stat(t *testing.T, path string) os.FileInfo {
 	}
 	return fi
 }
+
+// A client that asks for progress gets a notification as the call starts and one per outbound
+// request; a client that does not ask gets none.
+func TestProgress(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	st, ct := sdk.NewInMemoryTransports()
+	ss, err := f.srv.SDK().Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	var mu sync.Mutex
+	var got []string
+	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, &sdk.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *sdk.ProgressNotificationClientRequest) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, fmt.Sprintf("%v:%v:%s", req.Params.ProgressToken, req.Params.Progress, req.Params.Message))
+		}})
+	cs, err := c.Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	params := &sdk.CallToolParams{Name: "slack.list_channels", Arguments: map[string]any{"limit": 2}}
+	params.SetProgressToken("tok-1")
+	if res, err := cs.CallTool(ctx, params); err != nil || res.IsError {
+		t.Fatalf("CallTool: %v %v", err, res)
+	}
+	callTool(t, cs, "slack.list_channels", `{"limit":1}`) // no token: no notifications
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0] != "tok-1:0:running slack.list_channels" ||
+		!strings.HasPrefix(got[1], "tok-1:1:GET https://slack.com/api/conversations.list: 200") {
+		t.Fatalf("progress notifications = %q", got)
+	}
+}

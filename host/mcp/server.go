@@ -184,9 +184,25 @@ func (s *Server) handler(tool string) sdk.ToolHandler {
 		if req.Params != nil {
 			args = req.Params.Arguments
 		}
-		res := s.h.Call(ctx, host.CallRequest{Tool: tool, Arguments: args, Agent: agent, Subject: subject})
+		call := host.CallRequest{Tool: tool, Arguments: args, Agent: agent, Subject: subject}
+		if token := progressToken(req); token != nil && req.Session != nil {
+			// The client asked for progress: one notification as the call starts and one per
+			// outbound request. A failed notification never fails the call.
+			call.Progress = func(done int, message string) {
+				req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{
+					ProgressToken: token, Progress: float64(done), Message: message})
+			}
+		}
+		res := s.h.Call(ctx, call)
 		return ToolResult(res), nil
 	}
+}
+
+func progressToken(req *sdk.CallToolRequest) any {
+	if req.Params == nil {
+		return nil
+	}
+	return req.Params.GetProgressToken()
 }
 
 // ToolResult renders a host result as an MCP tool result. A success carries the data as
