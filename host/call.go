@@ -262,6 +262,7 @@ func (hc *callHandler) observe(r egress.Record) {
 		Digest: hc.ev.Digest, Tool: hc.ev.Tool, Outcome: r.Decision, Message: r.Reason,
 		DurationMS: durationMS(r.Duration), Method: r.Method, URL: r.URL, Status: r.Status,
 		Credential: r.Credential, Injected: r.Injected, Hop: r.Redirect,
+		Attempt: r.Attempt, WaitMS: durationMS(r.Wait),
 	}
 	if err := hc.h.audit.Write(context.Background(), e); err != nil {
 		hc.h.logger.Error("audit write failed", "request_id", e.RequestID, "err", err)

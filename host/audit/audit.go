@@ -48,12 +48,14 @@ type Event struct {
 	Requests   int      `json:"requests,omitempty"`
 
 	// Request events.
-	Method     string `json:"method,omitempty"`
-	URL        string `json:"url,omitempty"` // no query string, no userinfo
-	Status     int    `json:"status,omitempty"`
-	Credential string `json:"credential,omitempty"` // slot name, never a value
-	Injected   bool   `json:"injected,omitempty"`
-	Hop        int    `json:"hop,omitempty"`
+	Method     string  `json:"method,omitempty"`
+	URL        string  `json:"url,omitempty"` // no query string, no userinfo
+	Status     int     `json:"status,omitempty"`
+	Credential string  `json:"credential,omitempty"` // slot name, never a value
+	Injected   bool    `json:"injected,omitempty"`
+	Hop        int     `json:"hop,omitempty"`
+	Attempt    int     `json:"attempt,omitempty"` // 1, 2, … when the host retried; 0 when refused before sending
+	WaitMS     float64 `json:"wait_ms,omitempty"` // backoff or rate-limit wait before this attempt
 }
 
 // Kinds of Event.

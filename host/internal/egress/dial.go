@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -139,6 +140,7 @@ func (c *Client) dialContext(ctx context.Context, network, addr string, upstream
 	if len(addrs) > maxDialAddrs {
 		addrs = addrs[:maxDialAddrs]
 	}
+	addrs = slices.Clone(addrs) // unmapped below: never write to the resolver's (maybe cached) slice
 	// Refuse the host if any of its addresses is refused: a name that mixes public and private
 	// answers is a rebinding attempt or a misconfiguration, and either way should be looked at.
 	for i, a := range addrs {

@@ -43,6 +43,29 @@
 //  7. The response is capped at MaxResponseBytes; Set-Cookie is dropped; every registered form
 //     of every secret is scrubbed from headers and body.
 //
+// Around each attempt (step 5 d–e), per upstream host h and credential slot s:
+//
+//  8. The circuit breaker of h: after Breaker.Failures consecutive transient failures (network
+//     errors, 5xx, timeouts of an attempt — not 4xx, not cancellations, not a caller's short
+//     deadline) it answers at once with unavailable (retryable, RetryAfterMS = the rest of the
+//     cool-down), then lets one probe through.
+//  9. The token bucket of (h, s), sized by the first matching RateLimit (none: unlimited), and
+//     paused when the upstream says so: Retry-After (seconds or HTTP date), GitHub's
+//     x-ratelimit-remaining: 0 with x-ratelimit-reset, Salesforce's Sforce-Limit-Info
+//     api-usage=N/M with N ≥ M and REQUEST_LIMIT_EXCEEDED (paused for Retry.QuotaPause), Slack's
+//     429 and {"ok":false,"error":"ratelimited"}. A request that would wait longer than
+//     Retry.MaxWait or past its deadline fails at once with rate_limited (retryable,
+//     RetryAfterMS set); the goroutine is not held.
+//  10. Retries (package retry classifies): network errors, timeouts of an attempt, 429 and 5xx
+//     except 501 are retried up to Retry.MaxAttempts with capped exponential backoff and full
+//     jitter, never past the deadline; an upstream-requested wait longer than Retry.MaxWait
+//     ends the request with rate_limited instead. 400, 401, 403 and 404 are not retried, except
+//     the rate-limit signals above. POST and PATCH are replayed only if the plugin gave an
+//     idempotency_key (sent as Idempotency-Key unless the plugin set that header) or the
+//     connection was never made. A rate limit that ends the request is reported as
+//     rate_limited; an exhausted 5xx is handed over as the response it was. The response is
+//     buffered, so no byte reaches the plugin before the last attempt.
+//
 // Do never panics and never returns a Go error: a refusal or failure is an [abi.HTTPResponse]
 // whose Error has a code from internal/abi and a message an agent can act on. Messages and
 // [Record]s never contain a secret or a query string. A non-2xx status is not an error here.
@@ -53,6 +76,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -60,12 +84,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/airlock-dev/airlock/host/internal/breaker"
+	"github.com/airlock-dev/airlock/host/internal/ratelimit"
+	"github.com/airlock-dev/airlock/host/internal/retry"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
@@ -140,6 +168,15 @@ type Record struct {
 	Decision   string // DecisionAllowed, DecisionDenied or DecisionError
 	Reason     string // why it was denied or what failed (safe text)
 	Redirect   int    // hop number, 0 for the plugin's own request
+	// Attempt numbers the attempts of one Do: 1 for the first, 2 for the first retry …; 0 for a
+	// request refused by policy before any attempt. Every hop of an attempt carries its number,
+	// and each attempt has exactly one record with Redirect 0, so counting those records counts
+	// attempts. A first attempt the circuit breaker or rate limiter refuses has a record
+	// (Status 0, Decision error); a retry they would refuse is not made and has none.
+	Attempt int
+	// Wait is how long the request waited before this attempt (backoff, rate limit, pause);
+	// set on the Redirect 0 record only.
+	Wait time.Duration
 }
 
 // Resolver resolves host names. *net.Resolver implements it.
@@ -178,6 +215,17 @@ type Config struct {
 	// Logger receives a line per refused or failed request (never a secret or query string).
 	// Nil means no logging.
 	Logger *slog.Logger
+
+	// RateLimits are static request rates per upstream host; the first entry whose Host matches
+	// applies, to each credential slot separately. None (the default) means no static limit.
+	// Pauses that upstreams ask for (Retry-After, rate-limit headers) apply regardless.
+	RateLimits []RateLimit
+	// Retry says how failed attempts are retried. The zero value means the defaults of
+	// [RetryPolicy]: 3 attempts, 200 ms base, 5 s cap, waits held at most 10 s.
+	Retry RetryPolicy
+	// Breaker configures the circuit breaker kept per upstream host. The zero value means the
+	// defaults: open after 5 consecutive transient failures, probe after 30 s.
+	Breaker BreakerPolicy
 }
 
 // Client sends plugin requests under one Config. It is safe for concurrent use; its zero value
@@ -202,6 +250,16 @@ type Client struct {
 	upTransport  *http.Transport // Upstreams targets only
 	upClient     *http.Client
 	closed       atomic.Bool
+
+	limits   []rateRule
+	limiter  *ratelimit.Limiter
+	retry    retry.Policy // defaults applied
+	breakerC breaker.Config
+	brMu     sync.Mutex
+	breakers map[string]*breaker.Breaker // upstream host → breaker
+
+	// randN draws the backoff jitter, in [0, n). Tests replace it.
+	randN func(n int64) int64
 
 	// dialAddr dials one checked address. Tests replace it to observe dials without a network.
 	dialAddr func(ctx context.Context, network string, ap netip.AddrPort, trusted bool) (net.Conn, error)
@@ -290,6 +348,26 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 
+	for i, rl := range cfg.RateLimits {
+		r, err := newRateRule(rl)
+		if err != nil {
+			return nil, fmt.Errorf("egress: rate limit %d (%s): %w", i, rl.Host, err)
+		}
+		c.limits = append(c.limits, r)
+	}
+	c.limiter = ratelimit.New(c.limitFor)
+	if cfg.Retry.MaxAttempts < 0 || cfg.Retry.BaseDelay < 0 || cfg.Retry.MaxDelay < 0 || cfg.Retry.MaxWait < 0 ||
+		cfg.Retry.AttemptTimeout < 0 || cfg.Retry.QuotaPause < 0 || cfg.Retry.SlowTimeout < 0 {
+		return nil, errors.New("egress: Retry has a negative field")
+	}
+	if cfg.Breaker.CoolDown < 0 {
+		return nil, errors.New("egress: Breaker.CoolDown is negative")
+	}
+	c.retry = cfg.Retry.WithDefaults()
+	c.breakerC = cfg.Breaker
+	c.breakers = make(map[string]*breaker.Breaker)
+	c.randN = rand.Int64N
+
 	for _, origin := range sortedKeys(cfg.Upstreams) {
 		if err := c.addUpstream(origin, cfg.Upstreams[origin]); err != nil {
 			return nil, fmt.Errorf("egress: upstream %q: %w", origin, err)
@@ -311,7 +389,11 @@ func (c *Client) newTransport(trusted bool) *http.Transport {
 	return &http.Transport{
 		Proxy: nil, // never an environment proxy: it would bypass the address checks
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return c.dialContext(ctx, network, addr, trusted)
+			conn, err := c.dialContext(ctx, network, addr, trusted)
+			if err != nil {
+				return nil, &notSentError{err}
+			}
+			return conn, nil
 		},
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           64,
@@ -463,7 +545,8 @@ func (c *Client) Close() {
 // Do sends req under the client's policy and returns the upstream's response, or a response
 // whose Error says why it was refused or failed. It never panics and is safe for concurrent use.
 //
-// Do is one attempt (with its redirect hops). Retries, rate limits and circuit breaking wrap it.
+// Each attempt (with its redirect hops) passes the circuit breaker and the rate limiter of its
+// upstream host first; failed attempts are retried as the package documentation describes.
 func (c *Client) Do(ctx context.Context, req abi.HTTPRequest) (resp abi.HTTPResponse) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -493,7 +576,7 @@ func (c *Client) Do(ctx context.Context, req abi.HTTPRequest) (resp abi.HTTPResp
 		defer cancel()
 	}
 	h.timeoutMS = req.TimeoutMS
-	return c.send(ctx, h)
+	return c.run(ctx, h)
 }
 
 // hop is one request to send: the plugin's, or a redirect.
@@ -506,6 +589,9 @@ type hop struct {
 	slot      *slot  // slot to inject on this hop, nil for none
 	n         int    // redirect hop number
 	timeoutMS int64
+	keyed     bool          // the plugin gave an idempotency key: non-idempotent methods may be replayed
+	attempt   int           // attempt number, for records
+	wait      time.Duration // waited before this attempt, for records
 
 	viaUpstream bool // set by build: the hop is sent to an Upstreams target
 }
@@ -531,6 +617,15 @@ func (c *Client) prepare(req abi.HTTPRequest) (*hop, *failure) {
 	}
 	if h.header, f = c.filterHeaders(req.Headers); f != nil {
 		return h, f
+	}
+	if k := req.IdempotencyKey; k != "" {
+		if len(k) > maxIdempotencyKey || !httpguts.ValidHeaderFieldValue(k) || strings.TrimSpace(k) != k {
+			return h, badRequest(fmt.Sprintf("idempotency_key must be at most %d printable characters without leading or trailing spaces", maxIdempotencyKey))
+		}
+		if _, ok := h.header[idempotencyHeader]; !ok {
+			h.header[idempotencyHeader] = []string{k}
+		}
+		h.keyed = true
 	}
 	c.filterQuery(t)
 	if req.Credential != "" {
@@ -596,11 +691,16 @@ func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
 // failure is a refusal or failure reported to the plugin. msg is safe for plugins and agents;
 // reason, if set, is the (also safe) text recorded for admins; cause is logged after scrubbing.
 type failure struct {
-	code     string
-	category abi.Category
-	msg      string
-	reason   string
-	cause    error
+	code       string
+	category   abi.Category
+	msg        string
+	reason     string
+	cause      error
+	retryAfter time.Duration // reported as RetryAfterMS when > 0
+
+	transient bool // a network error or timeout another attempt may not meet
+	notSent   bool // the request never left (dial failed): safe to replay for any method
+	answered  bool // an upstream answered on some hop
 }
 
 func (f *failure) decision() string {
@@ -618,7 +718,11 @@ func (f *failure) why() string {
 }
 
 func (f *failure) response(s *scrub.Scrubber) abi.HTTPResponse {
-	return abi.HTTPResponse{Error: &abi.Error{Code: f.code, Category: f.category, Message: s.String(f.msg)}}
+	e := &abi.Error{Code: f.code, Category: f.category, Message: s.String(f.msg)}
+	if f.retryAfter > 0 {
+		e.RetryAfterMS = int64((f.retryAfter + time.Millisecond - 1) / time.Millisecond)
+	}
+	return abi.HTTPResponse{Error: e}
 }
 
 func denied(msg string) *failure {

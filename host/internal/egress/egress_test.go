@@ -132,7 +132,7 @@ func TestCredentialInjection(t *testing.T) {
 			}
 			rec := h.recs()
 			want := []Record{{Method: "POST", URL: "http://api.example.test/api/chat.postMessage", Host: "api.example.test",
-				Status: 200, Credential: tt.slot, Injected: tt.slot != "", Decision: DecisionAllowed}}
+				Status: 200, Credential: tt.slot, Injected: tt.slot != "", Decision: DecisionAllowed, Attempt: 1}}
 			if diff := cmp.Diff(want, rec, cmpRecord); diff != "" {
 				t.Errorf("records mismatch (-want +got):\n%s", diff)
 			}

@@ -79,18 +79,29 @@ func containsString(s []string, v string) bool {
 	return false
 }
 
-// send performs one attempt: the request and its redirect hops. A retry loop wraps send.
-func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
+// send performs one attempt: the request and its redirect hops. The retry loop (run) wraps
+// send. A refusal or failure is returned both as the response to hand over and as the failure,
+// so the loop can classify it; f.answered says whether an upstream answered on some hop.
+func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failure) {
+	answered := false
+	defer func() {
+		if f != nil {
+			f.answered = f.answered || answered
+		}
+	}()
 	for {
 		rec := Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
-			Injected: h.slot != nil, Redirect: h.n}
+			Injected: h.slot != nil, Redirect: h.n, Attempt: h.attempt}
+		if h.n == 0 {
+			rec.Wait = h.wait
+		}
 		start := time.Now()
 		req, err := c.build(ctx, h)
 		if err != nil {
 			f := &failure{code: abi.CodeInternal, category: abi.Fatal, msg: "the host could not build this request", cause: err}
 			rec.Decision, rec.Reason = DecisionError, f.msg
 			c.emit(ctx, rec, f)
-			return f.response(c.scrub)
+			return f.response(c.scrub), f
 		}
 		hc := c.client
 		if h.viaUpstream {
@@ -101,8 +112,9 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 			f := c.classify(ctx, err, h)
 			rec.Decision, rec.Reason, rec.Duration = f.decision(), f.why(), time.Since(start)
 			c.emit(ctx, rec, f)
-			return f.response(c.scrub)
+			return f.response(c.scrub), f
 		}
+		answered = true
 		rec.Status = resp.StatusCode
 
 		if loc := resp.Header.Get("Location"); loc != "" && isRedirect(resp.StatusCode) && c.maxRedirects >= 0 {
@@ -116,8 +128,9 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 				if next != nil && next.t != nil {
 					nrec.Method, nrec.URL, nrec.Host = next.method, next.t.display(), next.t.host
 				}
+				nrec.Attempt = h.attempt
 				c.emit(ctx, nrec, f)
-				return f.response(c.scrub)
+				return f.response(c.scrub), f
 			}
 			h = next
 			continue
@@ -128,11 +141,11 @@ func (c *Client) send(ctx context.Context, h *hop) abi.HTTPResponse {
 		if f != nil {
 			rec.Decision, rec.Reason = f.decision(), f.why()
 			c.emit(ctx, rec, f)
-			return f.response(c.scrub)
+			return f.response(c.scrub), f
 		}
 		rec.Decision = DecisionAllowed
 		c.emit(ctx, rec, nil)
-		return out
+		return out, nil
 	}
 }
 
@@ -209,7 +222,8 @@ func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 		f.msg = fmt.Sprintf("%s redirected to a URL the connector may not use: %s", h.t.display(), f.msg)
 		return nil, f
 	}
-	next := &hop{method: h.method, t: t, header: h.header, body: h.body, credName: h.credName, n: h.n + 1, timeoutMS: h.timeoutMS}
+	next := &hop{method: h.method, t: t, header: h.header, body: h.body, credName: h.credName, n: h.n + 1, timeoutMS: h.timeoutMS,
+		attempt: h.attempt}
 	// 303, and 301/302 after anything but GET or HEAD, become a GET without a body, as browsers do.
 	if status == http.StatusSeeOther && h.method != http.MethodHead ||
 		(status == http.StatusMovedPermanently || status == http.StatusFound) && h.method != http.MethodGet && h.method != http.MethodHead {
@@ -324,10 +338,12 @@ func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
 	var authErr x509.UnknownAuthorityError
 	var invalidErr x509.CertificateInvalidError
 	var netErr net.Error
-	f := &failure{code: abi.CodeUpstreamError, category: abi.Retryable, cause: err}
+	f := &failure{code: abi.CodeUpstreamError, category: abi.Retryable, cause: err, transient: true}
+	var ns *notSentError
+	f.notSent = errors.As(err, &ns)
 	switch {
 	case errors.As(err, &ae):
-		f.code, f.category = abi.CodeEgressDenied, abi.Fatal
+		f.code, f.category, f.transient = abi.CodeEgressDenied, abi.Fatal, false
 		f.msg = fmt.Sprintf("the connector may not reach %s (%s resolves to a %s address); private, loopback and link-local targets need an explicit grant (private_targets)",
 			where, ae.host, ae.class)
 		f.reason = fmt.Sprintf("%s (%s)", f.msg, ae.addr)
@@ -340,16 +356,16 @@ func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
 			f.msg = fmt.Sprintf("the request to %s did not complete within the call's remaining time", where)
 		}
 	case errors.Is(err, context.Canceled):
-		f.code = abi.CodeUnavailable
+		f.code, f.transient = abi.CodeUnavailable, false
 		f.msg = fmt.Sprintf("the request to %s was cancelled", where)
 	case errors.As(err, &dnsErr):
 		f.msg = fmt.Sprintf("the host name %s could not be resolved", h.t.host)
 		if dnsErr.IsNotFound {
-			f.category = abi.Correctable
+			f.category, f.transient = abi.Correctable, false
 			f.msg += "; check the URL"
 		}
 	case errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) || errors.As(err, &invalidErr):
-		f.category = abi.Fatal
+		f.category, f.transient = abi.Fatal, false
 		f.msg = fmt.Sprintf("the TLS certificate of %s is not valid; the request was not sent", h.t.host)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		f.msg = fmt.Sprintf("%s refused the connection", where)

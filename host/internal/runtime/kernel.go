@@ -172,7 +172,9 @@ var userFuncs = []kernelFunc{
 			s[0] = 0
 			return
 		}
-		s[0] = in.allocBytes(in.handler.HTTP(in.ctx, req))
+		ctx, cancel := in.hostCtx()
+		s[0] = in.allocBytes(in.handler.HTTP(ctx, req))
+		cancel()
 	}},
 	{abi.FuncDB, []api.ValueType{i64}, []api.ValueType{i64}, func(in *instance, _ api.Module, s []uint64) {
 		req, ok := in.block(s[0])
@@ -180,7 +182,9 @@ var userFuncs = []kernelFunc{
 			s[0] = 0
 			return
 		}
-		s[0] = in.allocBytes(in.handler.DB(in.ctx, req))
+		ctx, cancel := in.hostCtx()
+		s[0] = in.allocBytes(in.handler.DB(ctx, req))
+		cancel()
 	}},
 	{abi.FuncConfig, []api.ValueType{i64}, []api.ValueType{i64}, func(in *instance, _ api.Module, s []uint64) {
 		s[0] = in.configGet(s[0])

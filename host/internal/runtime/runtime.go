@@ -162,7 +162,8 @@ type Options struct {
 	// Warm is how many fresh instances are kept ready; default 1. 0 after defaults is not possible:
 	// use -1 for none.
 	Warm int
-	// MaxUses recycles an instance after this many calls; default 1000.
+	// MaxUses recycles an instance after this many calls; default 100,000. Making an instance
+	// costs ~5 ms, so recycling every 1,000 calls would add ~5 µs to every call.
 	MaxUses int
 }
 
@@ -299,6 +300,11 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("runtime: %s: instantiate: %w", m.name, err)
 	}
 	in.mod = mod
+	in.callCtx = context.WithValue(context.Background(), instanceKey{}, in)
+	in.timer = time.AfterFunc(time.Hour, func() {
+		mod.CloseWithExitCode(context.Background(), sys.ExitCodeDeadlineExceeded)
+	})
+	in.timer.Stop()
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		ictx, cancel := context.WithTimeout(ctx, m.limits.Timeout)
 		_, err := init.Call(ictx)
@@ -335,17 +341,32 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 		return nil, fmt.Errorf("%w: %s", ErrNoExport, export)
 	}
 	in.uses++
-	ctx, cancel := context.WithTimeout(ctx, m.limits.Timeout)
-	defer cancel()
+	timeout := m.limits.Timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	in.deadline = time.Now().Add(timeout)
 	in.begin(ctx, input, h)
 	defer in.end()
-	err := fn.CallWithStack(in.ctx, in.stack)
+	// Closing the module is how a running call is stopped: wazero's termination checks (compiled
+	// in by WithCloseOnContextDone) see the exit code at the next loop header.
+	in.timer.Reset(timeout)
+	stopCancel := context.AfterFunc(ctx, func() {
+		in.mod.CloseWithExitCode(context.Background(), sys.ExitCodeContextCanceled)
+	})
+	err := fn.CallWithStack(in.callCtx, in.stack)
+	if !in.timer.Stop() || !stopCancel() {
+		in.broken = true // the instance was (or is being) closed: never reuse it
+	}
 	if err != nil {
 		in.broken = true
 		detail := strings.TrimSpace(in.stderr.take())
 		var exit *sys.ExitError
 		switch {
 		case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
+			if timeout < m.limits.Timeout {
+				return nil, fmt.Errorf("%w: the caller's deadline passed", ErrTimeout)
+			}
 			return nil, fmt.Errorf("%w after %v", ErrTimeout, m.limits.Timeout)
 		case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeContextCanceled:
 			return nil, context.Cause(ctx)
@@ -429,7 +450,7 @@ func (p *pool) init(m *Module, o Options) {
 	p.warm = min(p.warm, p.max)
 	p.maxUses = o.MaxUses
 	if p.maxUses <= 0 {
-		p.maxUses = 1000
+		p.maxUses = 100_000
 	}
 	p.slots = make(chan struct{}, p.max)
 	p.idle = make(map[string][]*instance)

@@ -1,0 +1,80 @@
+package breaker
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func TestTransitions(t *testing.T) {
+	b := New(Config{Failures: 2, CoolDown: 10 * time.Second})
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	run := func(now time.Time, o Outcome) Decision {
+		d := b.Allow(now)
+		b.Done(now, d, o)
+		return d
+	}
+	run(at(0), Failure)
+	run(at(0), Success) // resets the count
+	run(at(0), Failure)
+	run(at(0), Ignore)
+	if s := b.State(at(0)); s != Closed {
+		t.Fatalf("state = %v, want closed", s)
+	}
+	run(at(0), Failure)
+	if s := b.State(at(0)); s != Open {
+		t.Fatalf("after 2 consecutive failures: %v, want open", s)
+	}
+	if d := b.Allow(at(3 * time.Second)); d.OK || d.RetryAfter != 7*time.Second {
+		t.Fatalf("open Allow = %+v", d)
+	}
+	probe := b.Allow(at(10 * time.Second))
+	if !probe.OK || b.State(at(10*time.Second)) != HalfOpen {
+		t.Fatalf("half-open probe = %+v", probe)
+	}
+	if d := b.Allow(at(10 * time.Second)); d.OK {
+		t.Fatal("a second request went through while the probe was in flight")
+	}
+	b.Done(at(11*time.Second), probe, Failure)
+	if d := b.Allow(at(11 * time.Second)); d.OK || d.RetryAfter != 10*time.Second {
+		t.Fatalf("after a failed probe Allow = %+v, want a full cool-down", d)
+	}
+	probe = b.Allow(at(21 * time.Second))
+	b.Done(at(21*time.Second), probe, Ignore) // a cancelled probe decides nothing
+	if s := b.State(at(21 * time.Second)); s != HalfOpen {
+		t.Fatalf("after an ignored probe: %v, want half-open", s)
+	}
+	run(at(22*time.Second), Success)
+	if s := b.State(at(22 * time.Second)); s != Closed {
+		t.Fatalf("after a good probe: %v, want closed", s)
+	}
+}
+
+func TestDisabled(t *testing.T) {
+	b := New(Config{Failures: -1})
+	for range 100 {
+		d := b.Allow(t0)
+		b.Done(t0, d, Failure)
+	}
+	if !b.Allow(t0).OK {
+		t.Fatal("a disabled breaker opened")
+	}
+}
+
+func TestHammer(t *testing.T) {
+	b := New(Config{Failures: 3, CoolDown: time.Millisecond})
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 500 {
+				now := time.Now()
+				d := b.Allow(now)
+				b.Done(now, d, Outcome((g+i)%3))
+				b.State(now)
+			}
+		})
+	}
+	wg.Wait()
+}

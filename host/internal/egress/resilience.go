@@ -1,0 +1,319 @@
+package egress
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/internal/breaker"
+	"github.com/airlock-dev/airlock/host/internal/ratelimit"
+	"github.com/airlock-dev/airlock/host/internal/retry"
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+// RateLimit is a static request rate for the upstream hosts that match Host. Each credential
+// slot used on a host has its own bucket of this size (requests without a credential share one).
+type RateLimit struct {
+	// Host is an exact host name or IP literal, or "*.example.com" (every subdomain), as in Rule.
+	Host string
+	// PerSecond is the sustained rate, in requests per second. It must be positive; 0.5 is one
+	// request every two seconds.
+	PerSecond float64
+	// Burst is how many requests may go at once after an idle period. 0 means
+	// max(1, ceil(PerSecond)).
+	Burst int
+}
+
+// RetryPolicy says how failed attempts are retried; see [retry.Policy] for the fields and their
+// defaults.
+type RetryPolicy = retry.Policy
+
+// BreakerPolicy configures the per-host circuit breakers; see [breaker.Config].
+type BreakerPolicy = breaker.Config
+
+const (
+	// idempotencyHeader carries HTTPRequest.IdempotencyKey to the upstream unless the plugin
+	// set it itself.
+	idempotencyHeader = "Idempotency-Key"
+	maxIdempotencyKey = 255
+	// maxBreakers bounds the per-host breakers kept; beyond it, closed ones are dropped.
+	maxBreakers = 4096
+)
+
+type rateRule struct {
+	host  hostPattern
+	limit ratelimit.Limit
+}
+
+func newRateRule(rl RateLimit) (rateRule, error) {
+	hp, err := parseHostPattern(rl.Host)
+	if err != nil {
+		return rateRule{}, err
+	}
+	if !(rl.PerSecond > 0) || math.IsInf(rl.PerSecond, 0) {
+		return rateRule{}, fmt.Errorf("per_second is %v; want a positive number", rl.PerSecond)
+	}
+	if rl.Burst < 0 {
+		return rateRule{}, fmt.Errorf("burst is negative (%d)", rl.Burst)
+	}
+	return rateRule{host: hp, limit: ratelimit.Limit{PerSecond: rl.PerSecond, Burst: rl.Burst}}, nil
+}
+
+// limitFor is the static limit of an upstream host: the first matching RateLimit.
+func (c *Client) limitFor(host string) ratelimit.Limit {
+	for _, r := range c.limits {
+		if r.host.matchName(host) {
+			return r.limit
+		}
+	}
+	return ratelimit.Limit{}
+}
+
+func (p hostPattern) matchName(host string) bool {
+	if p.wildcard {
+		_, err := netip.ParseAddr(host)
+		return err != nil && strings.HasSuffix(host, p.host)
+	}
+	return host == p.host
+}
+
+// notSentError marks a dial failure: no byte of the request reached the upstream, so replaying
+// it is safe whatever the method.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+func (c *Client) breakerFor(host string) *breaker.Breaker {
+	c.brMu.Lock()
+	defer c.brMu.Unlock()
+	b, ok := c.breakers[host]
+	if !ok {
+		if len(c.breakers) >= maxBreakers {
+			now := time.Now()
+			for h, old := range c.breakers {
+				if old.State(now) == breaker.Closed {
+					delete(c.breakers, h)
+				}
+			}
+		}
+		b = breaker.New(c.breakerC)
+		c.breakers[host] = b
+	}
+	return b
+}
+
+// idempotent reports whether method may be replayed without an idempotency key (RFC 9110 §9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// run sends h with retries. For each attempt, in order: the circuit breaker of the upstream host
+// (open: fail at once), the rate limiter of (host, credential) (a wait longer than MaxWait or the
+// rest of the deadline: fail at once), send, then the classifier decides.
+func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
+	p := c.retry
+	key := ratelimit.Key{Host: h.t.host, Credential: h.credName}
+	br := c.breakerFor(h.t.host)
+	replayable := idempotent(h.method) || h.keyed
+
+	var giveUp abi.HTTPResponse // what to answer if the next attempt cannot be made
+	var waited time.Duration    // backoff slept before this attempt
+	for attempt := 1; ; attempt++ {
+		h.attempt, h.wait = attempt, waited
+		now := time.Now()
+		bd := br.Allow(now)
+		if !bd.OK {
+			if attempt > 1 {
+				return giveUp
+			}
+			return c.refuse(ctx, h, &failure{code: abi.CodeUnavailable, category: abi.Retryable, retryAfter: bd.RetryAfter,
+				msg: fmt.Sprintf("requests to %s are paused for %s because its recent requests failed (network errors, timeouts or 5xx); try again after that",
+					h.t.host, waitText(bd.RetryAfter))})
+		}
+		res := c.limiter.Reserve(key, now, c.maxWait(ctx, now))
+		if !res.OK {
+			br.Done(now, bd, breaker.Ignore)
+			if attempt > 1 {
+				return giveUp
+			}
+			return c.refuse(ctx, h, c.rateLimited(h, res.Wait, res.Reason, res.Paused))
+		}
+		if res.Wait > 0 {
+			if err := sleep(ctx, res.Wait); err != nil {
+				br.Done(time.Now(), bd, breaker.Ignore)
+				if attempt > 1 {
+					return giveUp
+				}
+				return c.refuse(ctx, h, c.classify(ctx, err, h))
+			}
+			h.wait += res.Wait
+		}
+
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if p.AttemptTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, p.AttemptTimeout)
+		}
+		start := time.Now()
+		resp, f := c.send(actx, h)
+		ran := time.Since(start)
+		attemptTimedOut := actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		cancel()
+		now = time.Now()
+
+		var (
+			retryable bool
+			wait      time.Duration // the upstream's requested wait
+		)
+		if f != nil {
+			outcome := breaker.Ignore
+			switch {
+			case f.transient && f.code == abi.CodeTimeout && !attemptTimedOut && ran < p.SlowTimeout:
+				// The caller's short deadline cut it off: that says nothing about the upstream.
+			case f.transient:
+				outcome = breaker.Failure
+			case f.answered:
+				outcome = breaker.Success
+			}
+			br.Done(now, bd, outcome)
+			if attemptTimedOut {
+				f.msg = fmt.Sprintf("%s did not answer within %s", h.t.display(), waitText(p.AttemptTimeout))
+			}
+			retryable = f.transient && (replayable || f.notSent)
+			if attempt > 1 {
+				f.msg += fmt.Sprintf(" (after %d attempts)", attempt)
+			}
+			giveUp = f.response(c.scrub)
+		} else {
+			v := retry.Classify(now, resp.Status, resp.Headers, resp.Body)
+			outcome := breaker.Success
+			if v.Class == retry.Transient {
+				outcome = breaker.Failure
+			}
+			br.Done(now, bd, outcome)
+			if !v.PauseUntil.IsZero() {
+				c.limiter.Pause(key, now, v.PauseUntil, v.Reason)
+			}
+			if v.Quota {
+				c.limiter.Pause(key, now, now.Add(p.QuotaPause), v.Reason)
+			}
+			wait = v.Wait
+			switch v.Class {
+			case retry.Final:
+				return resp
+			case retry.QuotaExhausted:
+				return c.rateLimited(h, p.QuotaPause, v.Reason, true).response(c.scrub)
+			case retry.RateLimited:
+				giveUp = c.rateLimited(h, max(wait, time.Second), v.Reason, true).response(c.scrub)
+			case retry.Transient:
+				giveUp = resp // a 5xx goes to the plugin as a response, as without retries
+			}
+			retryable = replayable
+		}
+
+		if !retryable || attempt >= p.MaxAttempts || ctx.Err() != nil {
+			return giveUp
+		}
+		delay := c.retry.Backoff(attempt, c.randN)
+		if wait > p.MaxWait {
+			return giveUp // the upstream asks for longer than a call may be held
+		}
+		if remaining, ok := remainingTime(ctx, now); ok && max(delay, wait) >= remaining {
+			return giveUp // clamped: the wait would outlast the deadline
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return giveUp
+		}
+		waited = delay // the limiter adds the rest of an upstream-requested pause
+	}
+}
+
+// refuse records and returns a failure decided before sending anything.
+func (c *Client) refuse(ctx context.Context, h *hop, f *failure) abi.HTTPResponse {
+	rec := Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
+		Decision: f.decision(), Reason: f.why(), Attempt: h.attempt, Wait: h.wait}
+	c.emit(ctx, rec, f)
+	return f.response(c.scrub)
+}
+
+// rateLimited is the failure for a request that must wait wait before it may be sent.
+func (c *Client) rateLimited(h *hop, wait time.Duration, reason string, upstream bool) *failure {
+	f := &failure{code: abi.CodeRateLimited, category: abi.Retryable, retryAfter: wait}
+	switch {
+	case reason != "":
+		f.msg = fmt.Sprintf("%s is rate limiting this connector (%s); try again in %s", h.t.host, reason, waitText(wait))
+	case upstream:
+		f.msg = fmt.Sprintf("%s is rate limiting this connector; try again in %s", h.t.host, waitText(wait))
+	default:
+		lim := c.limitFor(h.t.host)
+		f.msg = fmt.Sprintf("the connector has used up its request rate for %s (%s requests per second); try again in %s",
+			h.t.host, strconv.FormatFloat(lim.PerSecond, 'g', 4, 64), waitText(wait))
+	}
+	return f
+}
+
+// maxWait is how long a request may wait for the rate limiter at now: MaxWait, and less than
+// the rest of the context's time.
+func (c *Client) maxWait(ctx context.Context, now time.Time) time.Duration {
+	w := c.retry.MaxWait
+	if remaining, ok := remainingTime(ctx, now); ok && remaining <= w {
+		w = max(0, remaining-time.Millisecond)
+	}
+	return w
+}
+
+func remainingTime(ctx context.Context, now time.Time) (time.Duration, bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, false
+	}
+	return d.Sub(now), true
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// waitText renders a wait for a sentence: "250 ms", "3 seconds", "2 minutes", "1 hour 5 minutes".
+func waitText(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return strconv.FormatInt(max(1, int64((d+time.Millisecond-1)/time.Millisecond)), 10) + " ms"
+	case d < time.Minute:
+		return plural(int64((d+time.Second-1)/time.Second), "second")
+	case d < time.Hour:
+		return plural(int64((d+time.Minute-1)/time.Minute), "minute")
+	}
+	h := int64(d / time.Hour)
+	m := int64((d%time.Hour + time.Minute - 1) / time.Minute)
+	if m == 0 {
+		return plural(h, "hour")
+	}
+	return plural(h, "hour") + " " + plural(m, "minute")
+}
+
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.FormatInt(n, 10) + " " + unit + "s"
+}
