@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
@@ -32,16 +31,9 @@ type instance struct {
 	vars      map[string][]byte
 	varBytes  int
 
-	// callCtx is what wazero runs the instance under: it carries the instance (for the host
-	// functions) and no Done channel, so wazero starts no watcher goroutine per call. Timeouts
-	// and cancellation close the module from timer / context.AfterFunc callbacks instead.
-	callCtx context.Context
-	timer   *time.Timer
-
 	// Current call.
-	parent   context.Context // the caller's context: values and cancellation for host functions
-	deadline time.Time
-	handler  Handler
+	ctx     context.Context // the call's context (caller's values, bounded by the call's deadline)
+	handler Handler
 }
 
 const (
@@ -68,20 +60,14 @@ func (in *instance) begin(ctx context.Context, input []byte, h Handler) {
 	in.varBytes = 0
 	in.outputOff, in.outputLen, in.errorOff = 0, 0, 0
 	in.inputOff = in.allocBytes(input)
-	in.parent = ctx
+	in.ctx = ctx
 	in.handler = h
 }
 
 // end drops references to the call so a pooled instance holds nothing of it.
 func (in *instance) end() {
-	in.parent = nil
+	in.ctx = nil
 	in.handler = nil
-}
-
-// hostCtx is the context for a host function of the current call: the caller's, bounded by the
-// call's deadline.
-func (in *instance) hostCtx() (context.Context, context.CancelFunc) {
-	return context.WithDeadline(in.parent, in.deadline)
 }
 
 // alloc reserves n bytes of Extism memory and returns their offset, or 0 when n is 0 or the

@@ -172,9 +172,7 @@ var userFuncs = []kernelFunc{
 			s[0] = 0
 			return
 		}
-		ctx, cancel := in.hostCtx()
-		s[0] = in.allocBytes(in.handler.HTTP(ctx, req))
-		cancel()
+		s[0] = in.allocBytes(in.handler.HTTP(in.ctx, req))
 	}},
 	{abi.FuncDB, []api.ValueType{i64}, []api.ValueType{i64}, func(in *instance, _ api.Module, s []uint64) {
 		req, ok := in.block(s[0])
@@ -182,9 +180,7 @@ var userFuncs = []kernelFunc{
 			s[0] = 0
 			return
 		}
-		ctx, cancel := in.hostCtx()
-		s[0] = in.allocBytes(in.handler.DB(ctx, req))
-		cancel()
+		s[0] = in.allocBytes(in.handler.DB(in.ctx, req))
 	}},
 	{abi.FuncConfig, []api.ValueType{i64}, []api.ValueType{i64}, func(in *instance, _ api.Module, s []uint64) {
 		s[0] = in.configGet(s[0])

@@ -300,11 +300,6 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("runtime: %s: instantiate: %w", m.name, err)
 	}
 	in.mod = mod
-	in.callCtx = context.WithValue(context.Background(), instanceKey{}, in)
-	in.timer = time.AfterFunc(time.Hour, func() {
-		mod.CloseWithExitCode(context.Background(), sys.ExitCodeDeadlineExceeded)
-	})
-	in.timer.Stop()
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		ictx, cancel := context.WithTimeout(ctx, m.limits.Timeout)
 		_, err := init.Call(ictx)
@@ -345,19 +340,13 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
-	in.deadline = time.Now().Add(timeout)
+	// wazero watches ctx (WithCloseOnContextDone): when it is done, the module is closed and the
+	// termination checks compiled into its loops stop the call at the next loop header.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	in.begin(ctx, input, h)
 	defer in.end()
-	// Closing the module is how a running call is stopped: wazero's termination checks (compiled
-	// in by WithCloseOnContextDone) see the exit code at the next loop header.
-	in.timer.Reset(timeout)
-	stopCancel := context.AfterFunc(ctx, func() {
-		in.mod.CloseWithExitCode(context.Background(), sys.ExitCodeContextCanceled)
-	})
-	err := fn.CallWithStack(in.callCtx, in.stack)
-	if !in.timer.Stop() || !stopCancel() {
-		in.broken = true // the instance was (or is being) closed: never reuse it
-	}
+	err := fn.CallWithStack(context.WithValue(ctx, instanceKey{}, in), in.stack)
 	if err != nil {
 		in.broken = true
 		detail := strings.TrimSpace(in.stderr.take())
