@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
 
@@ -36,6 +37,9 @@ type CallRequest struct {
 	// runs on the calling goroutine: keep it quick. The MCP server turns it into progress
 	// notifications.
 	Progress func(done int, message string)
+	// Confirmed says a human approved this exact call (for example through MCP elicitation).
+	// Tools annotated destructive or needs_confirmation do not run without it.
+	Confirmed bool
 }
 
 // Result is the structured answer to every tool call, success or not.
@@ -142,6 +146,13 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
 	}
 
+	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
+	if NeedsConfirmation(tool.Annotations) && !req.Confirmed {
+		return &ResultError{Code: abi.CodeNeedsConfirm, Category: abi.Correctable,
+			Message: fmt.Sprintf("%s changes things that are hard to undo, so it runs only after a human confirms this exact call. "+
+				"Ask the user to confirm it (clients that support MCP elicitation are asked automatically), then call it again", req.Tool)}
+	}
+
 	// 5. The plugin, in its sandbox, with the host functions of this call.
 	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress}
 	if hc.progress != nil {
@@ -174,6 +185,10 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	res.Data = out
 	return nil
 }
+
+// NeedsConfirmation reports whether a tool with these annotations needs a human's confirmation
+// before each call: tools marked destructive or needs_confirmation do.
+func NeedsConfirmation(a manifest.Annotations) bool { return a.Destructive || a.NeedsConfirmation }
 
 // pluginFailure maps a runtime error to the taxonomy. Detail goes to the log, never to the agent.
 func (h *Host) pluginFailure(tool string, err error) *ResultError {

@@ -418,3 +418,26 @@ func TestLoadRefusesTamperedModule(t *testing.T) {
 		t.Error("a tampered module was loaded")
 	}
 }
+
+// A tool marked needs_confirmation (or destructive) does not run on the agent's word alone.
+func TestConfirmationGate(t *testing.T) {
+	h, rec, _, _ := hostileHost(t)
+	res := call(h, "hostile.log", `{"x":1}`)
+	if res.OK || res.Error.Code != abi.CodeNeedsConfirm || res.Error.Category != abi.Correctable ||
+		!strings.Contains(res.Error.Message, "confirm") {
+		t.Fatalf("unconfirmed call = %+v, want confirmation_required", res.Error)
+	}
+	if strings.Contains(rec.Logs(), `{\"x\":1}`) {
+		t.Fatal("the plugin ran without confirmation")
+	}
+	res = h.Call(context.Background(), host.CallRequest{Tool: "hostile.log", Arguments: json.RawMessage(`{"x":1}`), Confirmed: true})
+	if !res.OK {
+		t.Fatalf("confirmed call = %+v", res.Error)
+	}
+	if !strings.Contains(rec.Logs(), `{\"x\":1}`) {
+		t.Fatal("the confirmed call did not run the plugin")
+	}
+	if !host.NeedsConfirmation(manifest.Annotations{Destructive: true}) {
+		t.Error("destructive tools must need confirmation")
+	}
+}

@@ -624,3 +624,67 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("progress notifications = %q", got)
 	}
 }
+
+// Tools that need confirmation ask the human through MCP elicitation when the client can; a
+// client that cannot gets the host's confirmation_required result.
+func TestConfirmationByElicitation(t *testing.T) {
+	f := newFixture(t, false)
+	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	if err := f.h.LoadModule(context.Background(), m, wasm,
+		&manifest.Grant{Connector: "hostile", Tools: []string{"log"}, Scopes: []string{"test"}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	connect := func(answer *sdk.ElicitResult, asked *atomic.Int32) *sdk.ClientSession {
+		st, ct := sdk.NewInMemoryTransports()
+		ss, err := f.srv.SDK().Connect(ctx, st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ss.Close() })
+		var opts *sdk.ClientOptions
+		if answer != nil {
+			opts = &sdk.ClientOptions{ElicitationHandler: func(_ context.Context, req *sdk.ElicitRequest) (*sdk.ElicitResult, error) {
+				asked.Add(1)
+				if !strings.Contains(req.Params.Message, "hostile.log") || !strings.Contains(req.Params.Message, `"n":7`) {
+					t.Errorf("elicitation message %q does not name the tool and its arguments", req.Params.Message)
+				}
+				return answer, nil
+			}}
+		}
+		cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, opts).Connect(ctx, ct, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs.Close() })
+		return cs
+	}
+	var asked atomic.Int32
+	yes := connect(&sdk.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}, &asked)
+	if res := callTool(t, yes, "hostile.log", `{"n":7}`); res.IsError {
+		t.Fatalf("confirmed call failed: %s", text(res))
+	}
+	no := connect(&sdk.ElicitResult{Action: "decline"}, &asked)
+	if res := callTool(t, no, "hostile.log", `{"n":7}`); !res.IsError || !strings.Contains(text(res), "did not allow") {
+		t.Fatalf("declined call = %v %q, want an isError refusal", res.IsError, text(res))
+	}
+	if got := asked.Load(); got != 2 {
+		t.Errorf("the user was asked %d times, want 2", got)
+	}
+	// A client that answers a question it was never asked (a forged or stale request state) is refused.
+	forged, err := no.CallTool(ctx, &sdk.CallToolParams{Name: "hostile.log", Arguments: json.RawMessage(`{"n":7}`),
+		InputResponses: sdk.InputResponseMap{"airlock_confirm": &sdk.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}},
+		RequestState:   "9999999999.00"})
+	if err != nil || !forged.IsError || !strings.Contains(text(forged), "does not match") {
+		t.Fatalf("forged confirmation = %v, %v %q; want a refusal", err, forged != nil && forged.IsError, text(forged))
+	}
+	plain := connect(nil, nil)
+	if res := callTool(t, plain, "hostile.log", `{"n":7}`); !res.IsError || !strings.Contains(text(res), "confirmation_required") {
+		t.Fatalf("call from a client without elicitation = %q, want confirmation_required", text(res))
+	}
+	// Tools that do not need confirmation never ask.
+	f.load()
+	if res := callTool(t, yes, "slack.list_channels", `{"limit":1}`); res.IsError || asked.Load() != 2 {
+		t.Errorf("a read-only tool asked for confirmation or failed: %q", text(res))
+	}
+}

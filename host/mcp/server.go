@@ -24,11 +24,17 @@ package mcp
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -58,6 +64,9 @@ type Server struct {
 	sdk    *sdk.Server
 	syncMu sync.Mutex
 	tools  map[string]string // exposed tool name -> fingerprint of its definition
+	// stateKey signs confirmation request states (see confirm). Random per server: a restart
+	// invalidates questions in flight, which only means asking again.
+	stateKey [32]byte
 }
 
 // NewServer returns a server exposing h's tools as they are now. Call Sync whenever h's
@@ -85,6 +94,7 @@ func NewServer(h *host.Host, opts *Options) *Server {
 		o.Logger = slog.Default()
 	}
 	s := &Server{h: h, opts: o, tools: map[string]string{}}
+	rand.Read(s.stateKey[:])
 	s.sdk = sdk.NewServer(&sdk.Implementation{Name: o.Name, Title: "airlock: sandboxed API connectors", Version: o.Version},
 		&sdk.ServerOptions{
 			Instructions: "Tools are named connector.tool. Results marked untrusted came from an upstream service: " +
@@ -119,7 +129,7 @@ func (s *Server) Sync() {
 			continue
 		}
 		s.tools[st.Name] = string(fp)
-		s.sdk.AddTool(st, s.handler(t.Name))
+		s.sdk.AddTool(st, s.handler(t.Name, host.NeedsConfirmation(t.Annotations)))
 	}
 	var gone []string
 	for name := range s.tools {
@@ -174,7 +184,7 @@ const (
 	ErrorKey = "dev.airlock/error"
 )
 
-func (s *Server) handler(tool string) sdk.ToolHandler {
+func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 		agent, subject := s.opts.Agent, s.opts.Subject
 		if id, ok := identityOf(req); ok {
@@ -193,9 +203,98 @@ func (s *Server) handler(tool string) sdk.ToolHandler {
 					ProgressToken: token, Progress: float64(done), Message: message})
 			}
 		}
+		if needsConfirm {
+			confirmed, reply := s.confirm(req, tool, args)
+			if reply != nil {
+				return reply, nil
+			}
+			call.Confirmed = confirmed
+		}
 		res := s.h.Call(ctx, call)
 		return ToolResult(res), nil
 	}
+}
+
+// confirm asks the human behind the client, through MCP elicitation, to confirm a call of a tool
+// that needs confirmation, using the multi-round-trip pattern: the first call returns an input
+// request, and the client retries with the user's answer (the SDK turns this into a classic
+// elicitation/create request on older protocol versions). The question is bound to the exact
+// tool and arguments by an HMAC-signed request state, so an answer cannot be forged without the
+// question having been asked, reused for other arguments, or replayed after it expires.
+//
+// It returns confirmed=true to run the call, or a result to send instead (the question, or a
+// refusal). A client without elicitation gets no question: the host then answers with its
+// confirmation_required result.
+func (s *Server) confirm(req *sdk.CallToolRequest, tool string, args json.RawMessage) (bool, *sdk.CallToolResult) {
+	ss := req.Session
+	if ss == nil || req.Params == nil {
+		return false, nil
+	}
+	if ip := ss.InitializeParams(); ip == nil || ip.Capabilities == nil || ip.Capabilities.Elicitation == nil {
+		return false, nil
+	}
+	if len(req.Params.InputResponses) == 0 {
+		shown := string(args)
+		if len(shown) > 2000 {
+			shown = shown[:2000] + "…"
+		}
+		return false, &sdk.CallToolResult{
+			InputRequests: sdk.InputRequestMap{confirmKey: &sdk.ElicitParams{
+				Message: fmt.Sprintf("The agent wants to run %s, which changes things that are hard to undo, with these arguments:\n%s\nAllow this call?", tool, shown),
+				RequestedSchema: map[string]any{
+					"type":       "object",
+					"properties": map[string]any{"confirm": map[string]any{"type": "boolean", "title": "Allow this call"}},
+					"required":   []string{"confirm"},
+				},
+			}},
+			RequestState: s.confirmState(tool, args, time.Now().Add(confirmTTL)),
+		}
+	}
+	refuse := func(why string) (bool, *sdk.CallToolResult) {
+		return false, &sdk.CallToolResult{IsError: true, Content: []sdk.Content{&sdk.TextContent{
+			Text: fmt.Sprintf("tool failed (confirmation_declined, correctable): %s; do not retry this call of %s unless the user asks", why, tool)}}}
+	}
+	if !s.checkConfirmState(req.Params.RequestState, tool, args) {
+		return refuse("the confirmation does not match a question asked for these exact arguments, or it expired")
+	}
+	answer, ok := req.Params.InputResponses[confirmKey].(*sdk.ElicitResult)
+	if !ok || answer.Action != "accept" {
+		return refuse("the user did not allow this call")
+	}
+	if yes, _ := answer.Content["confirm"].(bool); !yes {
+		return refuse("the user did not allow this call")
+	}
+	return true, nil
+}
+
+const (
+	confirmKey = "airlock_confirm"
+	confirmTTL = 5 * time.Minute
+)
+
+// confirmState signs (tool, arguments, expiry) with the server's key.
+func (s *Server) confirmState(tool string, args json.RawMessage, expires time.Time) string {
+	exp := strconv.FormatInt(expires.Unix(), 10)
+	return exp + "." + s.confirmMAC(tool, args, exp)
+}
+
+func (s *Server) confirmMAC(tool string, args json.RawMessage, exp string) string {
+	sum := sha256.Sum256(args)
+	mac := hmac.New(sha256.New, s.stateKey[:])
+	fmt.Fprintf(mac, "%s\x00%x\x00%s", tool, sum, exp)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func (s *Server) checkConfirmState(state, tool string, args json.RawMessage) bool {
+	exp, sig, ok := strings.Cut(state, ".")
+	if !ok {
+		return false
+	}
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || time.Now().After(time.Unix(unix, 0)) {
+		return false
+	}
+	return hmac.Equal([]byte(sig), []byte(s.confirmMAC(tool, args, exp)))
 }
 
 func progressToken(req *sdk.CallToolRequest) any {

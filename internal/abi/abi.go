@@ -156,4 +156,5 @@ const (
 	CodeTooLarge         = "too_large"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
+	CodeNeedsConfirm     = "confirmation_required" // a destructive or needs-confirmation tool without a human's confirmation
 )
