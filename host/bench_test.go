@@ -7,9 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"sync/atomic"
 	"testing"
 
 	"github.com/airlock-dev/airlock/host"
@@ -39,22 +37,13 @@ func benchLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-// benchSlack serves a fake Slack that is replaced by a fresh one every 4096 requests: a
-// fakeslack.Server records every request and message it receives, which would otherwise grow
-// the heap for as long as a benchmark runs.
+// benchSlack serves a fake Slack on loopback (it remembers at most fakeslack.MaxKept requests,
+// so a long benchmark does not grow the heap).
 func benchSlack(b *testing.B) string {
 	b.Helper()
-	var cur atomic.Pointer[fakeslack.Server]
-	var n atomic.Uint64
-	cur.Store(fakeslack.New(canary))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1)%4096 == 0 {
-			cur.Store(fakeslack.New(canary))
-		}
-		cur.Load().ServeHTTP(w, r)
-	}))
-	b.Cleanup(srv.Close)
-	return srv.URL
+	url, stop := fakeslack.New(canary).Start()
+	b.Cleanup(stop)
+	return url
 }
 
 // benchHost starts a host that audits into nothing and logs at Info into nothing.
@@ -65,58 +54,16 @@ func benchHost(b *testing.B) *host.Host {
 }
 
 func BenchmarkNativeSlack(b *testing.B) {
-	url := benchSlack(b) + "/api/chat.postMessage"
+	url := benchSlack(b)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer client.CloseIdleConnections()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := nativePost(client, url); err != nil {
+		if err := fakeslack.PostMessage(context.Background(), client, url, canary, "C0GENERAL", "benchmark: deploy finished"); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
-
-// nativePost is what a Go program without airlock does for post_message: encode the arguments,
-// POST them with the bearer token over a kept-alive connection, decode Slack's reply.
-func nativePost(client *http.Client, url string) error {
-	body, err := json.Marshal(struct {
-		Channel string `json:"channel"`
-		Text    string `json:"text"`
-	}{"C0GENERAL", "benchmark: deploy finished"})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+canary)
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		OK      bool   `json:"ok"`
-		Error   string `json:"error"`
-		Channel string `json:"channel"`
-		TS      string `json:"ts"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&out)
-	io.Copy(io.Discard, resp.Body) // keep the connection reusable
-	if err != nil {
-		return err
-	}
-	if !out.OK || out.TS == "" {
-		return &slackError{out.Error}
-	}
-	return nil
-}
-
-type slackError struct{ code string }
-
-func (e *slackError) Error() string { return "slack: " + e.code }
 
 func BenchmarkCallSlack(b *testing.B) {
 	url := benchSlack(b)

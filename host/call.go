@@ -196,16 +196,7 @@ func (h *Host) pluginFailure(tool string, err error) *ResultError {
 	var te *runtime.TrapError
 	switch {
 	case errors.As(err, &pe):
-		var e abi.ToolError
-		if json.Unmarshal(pe.Message, &e) == nil && e.Message != "" {
-			switch e.Category {
-			case abi.Retryable, abi.Correctable, abi.Fatal:
-			default:
-				e.Category = abi.Correctable
-			}
-			if e.Code == "" {
-				e.Code = abi.CodePluginError
-			}
+		if e, ok := abi.DecodeToolError(pe.Message); ok {
 			return &ResultError{Code: e.Code, Category: e.Category, Message: h.scrub.String(e.Message),
 				RetryAfter: float64(e.RetryAfterMS) / 1000}
 		}

@@ -38,6 +38,8 @@
 // (mem_write), and -1 / 0 when the arguments are out of range.
 package abi
 
+import "encoding/json"
+
 // Version is the version of this contract. A manifest declares the version its module was built
 // for in `abi`; the host refuses versions it does not implement.
 const Version = 1
@@ -123,6 +125,26 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // ToolError is what a plugin returns through error_set to fail a tool call in a way the agent can
 // act on. It has the same shape as Error.
 type ToolError = Error
+
+// DecodeToolError reads what a plugin passed to error_set. When it is a JSON ToolError with a
+// message, ok is true; an unknown category becomes Correctable and a missing code
+// CodePluginError. Otherwise ok is false and the text is a plain message for the caller to treat
+// as correctable.
+func DecodeToolError(b []byte) (e *ToolError, ok bool) {
+	e = new(ToolError)
+	if json.Unmarshal(b, e) != nil || e.Message == "" {
+		return nil, false
+	}
+	switch e.Category {
+	case Retryable, Correctable, Fatal:
+	default:
+		e.Category = Correctable
+	}
+	if e.Code == "" {
+		e.Code = CodePluginError
+	}
+	return e, true
+}
 
 // Category tells an agent what to do about an error.
 type Category string

@@ -17,6 +17,7 @@ package fakeslack
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -117,6 +118,58 @@ type Server struct {
 	history  map[string][]*Message // oldest first
 	requests []Request
 	lastTS   int64 // microseconds
+}
+
+// MaxKept bounds what the server remembers: at least the last MaxKept (and at most twice as
+// many) requests and messages of each channel, so a benchmark can run against one server
+// indefinitely. Trimming happens in batches, so it costs O(1) per request.
+const MaxKept = 10_000
+
+func (s *Server) record(r Request) { s.requests = keepLast(append(s.requests, r), MaxKept) }
+
+func keepLast[T any](list []T, n int) []T {
+	if len(list) <= 2*n {
+		return list
+	}
+	return append(list[:0:0], list[len(list)-n:]...)
+}
+
+// PostMessage is chat.postMessage done the way a Go program without airlock would: encode the
+// arguments, POST them with the bearer token over client (keep-alive), decode the reply. It is
+// the native baseline of the benchmarks.
+func PostMessage(ctx context.Context, client *http.Client, baseURL, token, channel, text string) error {
+	body, err := json.Marshal(struct {
+		Channel string `json:"channel"`
+		Text    string `json:"text"`
+	}{channel, text})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", baseURL+"/api/chat.postMessage", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+		TS    string `json:"ts"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	io.Copy(io.Discard, resp.Body) // keep the connection reusable
+	if err != nil {
+		return err
+	}
+	if !out.OK || out.TS == "" {
+		return fmt.Errorf("slack answered %q", out.Error)
+	}
+	return nil
 }
 
 // AllScopes are the scopes a token has unless [Server.SetScopes] says otherwise.
@@ -300,12 +353,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 
 	if !ok || method == "" {
-		s.requests = append(s.requests, rec)
+		s.record(rec)
 		writeJSON(w, http.StatusNotFound, apiError{Error: "unknown_method"})
 		return
 	}
 	if method == "debug.echo" {
-		s.requests = append(s.requests, rec)
+		s.record(rec)
 		for k, v := range r.Header {
 			w.Header()["X-Echo-"+k] = slices.Clone(v)
 		}
@@ -321,7 +374,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.HasAuth = token != ""
 	rec.Authorized = token != "" && token == s.token
-	s.requests = append(s.requests, rec)
+	s.record(rec)
 
 	handler, known := map[string]func(args) any{
 		"auth.test":             s.authTest,
@@ -455,7 +508,7 @@ func (s *Server) postMessage(a args) any {
 			}
 		}
 	}
-	s.history[c.ID] = append(s.history[c.ID], m)
+	s.history[c.ID] = keepLast(append(s.history[c.ID], m), MaxKept)
 	return map[string]any{"ok": true, "channel": c.ID, "ts": m.TS, "message": m}
 }
 

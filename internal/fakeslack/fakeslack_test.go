@@ -1,7 +1,9 @@
 package fakeslack
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -374,5 +376,36 @@ func TestConcurrent(t *testing.T) {
 			t.Fatalf("duplicate ts %s", m.TS)
 		}
 		seen[m.TS] = true
+	}
+}
+
+// The server remembers a bounded number of requests and messages, so benchmarks can hammer it.
+func TestMemoryIsBounded(t *testing.T) {
+	s := New("tok")
+	for i := range 2*MaxKept + 5 {
+		r := httptest.NewRequest("POST", "/api/chat.postMessage",
+			strings.NewReader(fmt.Sprintf(`{"channel":"C0GENERAL","text":"m%d"}`, i)))
+		r.Header.Set("Authorization", "Bearer tok")
+		r.Header.Set("Content-Type", "application/json")
+		s.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	reqs := s.Requests()
+	if got := len(reqs); got < MaxKept || got > 2*MaxKept {
+		t.Errorf("Requests() holds %d, want between %d and %d", got, MaxKept, 2*MaxKept)
+	}
+	last := reqs[len(reqs)-1]
+	if !strings.Contains(string(last.Body), fmt.Sprintf("m%d\"", 2*MaxKept+4)) {
+		t.Errorf("the newest request was dropped: %s", last.Body)
+	}
+}
+
+func TestPostMessageClient(t *testing.T) {
+	url, stop := New("tok").Start()
+	defer stop()
+	if err := PostMessage(context.Background(), http.DefaultClient, url, "tok", General, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if err := PostMessage(context.Background(), http.DefaultClient, url, "wrong", General, "hi"); err == nil || !strings.Contains(err.Error(), "invalid_auth") {
+		t.Errorf("PostMessage with a wrong token = %v, want invalid_auth", err)
 	}
 }

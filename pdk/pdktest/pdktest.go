@@ -38,6 +38,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/abi"
 	"github.com/airlock-dev/airlock/pdk"
 	"github.com/airlock-dev/airlock/pdk/internal/fakehost"
 )
@@ -252,17 +253,8 @@ func (h *Host) CallJSON(fn func() error, out any) *pdk.Error {
 // decodeToolError reads an error_set text the way the host does (internal/abi, "Calling
 // convention"): a JSON ToolError, or else plain text treated as a correctable message.
 func decodeToolError(b []byte) *pdk.Error {
-	var e pdk.Error
-	if err := json.Unmarshal(b, &e); err == nil && e.Message != "" {
-		switch e.Category {
-		case pdk.CategoryRetryable, pdk.CategoryCorrectable, pdk.CategoryFatal:
-		default:
-			e.Category = pdk.CategoryCorrectable
-		}
-		if e.Code == "" {
-			e.Code = pdk.CodePluginError
-		}
-		return &e
+	if e, ok := abi.DecodeToolError(b); ok {
+		return e
 	}
 	return &pdk.Error{Code: pdk.CodePluginError, Category: pdk.CategoryCorrectable, Message: string(b)}
 }

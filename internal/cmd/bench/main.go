@@ -44,7 +44,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,7 +169,7 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		return nil, err
 	}
 	defer os.RemoveAll(state)
-	slackURL, stopSlack := startSlack()
+	slackURL, stopSlack := fakeslack.New(token).Start()
 	defer stopSlack()
 
 	// One host serves rows 2, 3 and 6. Its compilation cache is the one hosttest uses, so a
@@ -199,7 +198,9 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer client.CloseIdleConnections()
-	native := func() error { return nativePost(ctx, client, slackURL+"/api/chat.postMessage") }
+	native := func() error {
+		return fakeslack.PostMessage(ctx, client, slackURL, token, "C0GENERAL", "benchmark: deploy finished")
+	}
 
 	bench := func(group, key, what string, fn func() error) error {
 		progress(what)
@@ -380,59 +381,6 @@ func slackGrant(url string) *manifest.Grant {
 	return &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
 		Upstreams:   map[string]string{"https://slack.com": url}}
-}
-
-// startSlack serves a fake Slack on loopback. A fakeslack.Server records every request and
-// message, so it is replaced by a fresh one every 4096 requests to keep the heap from growing.
-func startSlack() (url string, stop func()) {
-	var cur atomic.Pointer[fakeslack.Server]
-	var n atomic.Uint64
-	cur.Store(fakeslack.New(token))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1)%4096 == 0 {
-			cur.Store(fakeslack.New(token))
-		}
-		cur.Load().ServeHTTP(w, r)
-	}))
-	return srv.URL, srv.Close
-}
-
-// nativePost is post_message without airlock: encode, POST with the bearer token over a
-// kept-alive connection, decode Slack's reply.
-func nativePost(ctx context.Context, client *http.Client, url string) error {
-	body, err := json.Marshal(struct {
-		Channel string `json:"channel"`
-		Text    string `json:"text"`
-	}{"C0GENERAL", "benchmark: deploy finished"})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		OK      bool   `json:"ok"`
-		Error   string `json:"error"`
-		Channel string `json:"channel"`
-		TS      string `json:"ts"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&out)
-	io.Copy(io.Discard, resp.Body) // keep the connection reusable
-	if err != nil {
-		return err
-	}
-	if !out.OK || out.TS == "" {
-		return fmt.Errorf("slack answered %q", out.Error)
-	}
-	return nil
 }
 
 // goSDKPlugin loads module under extism/go-sdk configured sanely: WASI on, -1 (default) memory
