@@ -70,7 +70,7 @@ func BenchmarkCallSlack(b *testing.B) {
 	m, wasm := hosttest.Connector(b, "./plugins/slack", "manifests/slack.yaml")
 	h := benchHost(b)
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
-		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
 		b.Fatal(err)
@@ -89,7 +89,7 @@ func BenchmarkCallNoop(b *testing.B) {
 	m, wasm := hosttest.Connector(b, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
 	h := benchHost(b)
 	g := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
-		Credentials: map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"}}
+		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"})}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
 		b.Fatal(err)
 	}

@@ -147,7 +147,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	}
 
 	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
-	if NeedsConfirmation(tool.Annotations) && !req.Confirmed {
+	if c.policy.NeedsConfirmation(toolName) && !req.Confirmed {
 		return &ResultError{Code: abi.CodeNeedsConfirm, Category: abi.Correctable,
 			Message: fmt.Sprintf("%s changes things that are hard to undo, so it runs only after a human confirms this exact call. "+
 				"Ask the user to confirm it (clients that support MCP elicitation are asked automatically), then call it again", req.Tool)}

@@ -158,8 +158,8 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	slots := make(map[string]egress.Slot, len(m.Credentials))
 	for _, cred := range m.Credentials {
 		slot := egress.Slot{Name: cred.Name, Kind: cred.Kind, In: cred.In, Param: cred.Param, Hosts: cred.Hosts}
-		if ref, ok := policy.Credentials[cred.Name]; ok {
-			v, err := h.cfg.Secrets.Resolve(ctx, ref)
+		if cg, ok := policy.Credentials[cred.Name]; ok && cg.Secret != "" {
+			v, err := h.cfg.Secrets.Resolve(ctx, cg.Secret)
 			if err != nil {
 				return fmt.Errorf("host: connector %s: credential %s: %w", m.Name, cred.Name, err)
 			}
@@ -265,6 +265,10 @@ type Tool struct {
 	OutputSchema []byte               `json:"output_schema,omitempty"`
 	Annotations  manifest.Annotations `json:"annotations"`
 	Scopes       []string             `json:"scopes,omitempty"`
+	// NeedsConfirmation says every call needs a human's approval: the manifest marks the tool
+	// destructive or needs_confirmation, the grant lists it under confirm, or it runs a write
+	// database function.
+	NeedsConfirmation bool `json:"needs_confirmation,omitempty"`
 }
 
 // Tools lists every granted tool of every loaded connector, sorted by name. A tool whose scopes
@@ -278,7 +282,7 @@ func (h *Host) Tools() []Tool {
 			tools = append(tools, Tool{
 				Name: name + "." + t.Name, Connector: name, Description: t.Description,
 				InputSchema: t.InputSchema, OutputSchema: t.OutputSchema,
-				Annotations: t.Annotations, Scopes: t.Scopes,
+				Annotations: t.Annotations, Scopes: t.Scopes, NeedsConfirmation: c.policy.NeedsConfirmation(t.Name),
 			})
 		}
 	}

@@ -72,7 +72,7 @@ func slackHost(t *testing.T) (*host.Host, *hosttest.Recorder, *fakeslack.Server)
 	m, wasm := hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")
 	h, rec := hosttest.New(t, host.Config{Secrets: secrets()})
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
-		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func hostileHost(t *testing.T, tools ...string) (*host.Host, *hosttest.Recorder,
 		tools = []string{"*"}
 	}
 	g := &manifest.Grant{Connector: "hostile", Tools: tools, Scopes: []string{"test"}, Hosts: []string{"*"},
-		Credentials: map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"},
+		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"}),
 		Upstreams:   map[string]string{"https://api.example.test": api.URL, "https://other.example.test": other.URL}}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
 		t.Fatal(err)

@@ -121,7 +121,7 @@ upstreams:
 		return err
 	}
 	rogueGrant := &manifest.Grant{Connector: "hostile", Tools: []string{"fetch"}, Scopes: []string{"test"},
-		Hosts: []string{"api.example.test"}, Credentials: map[string]string{"token": "file:" + absToken}}
+		Hosts: []string{"api.example.test"}, Credentials: manifest.SecretRefs(map[string]string{"token": "file:" + absToken})}
 	if err := h.Load(ctx, rogueM, rogueGrant); err != nil {
 		return err
 	}

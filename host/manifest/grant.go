@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // All is the grant wildcard: in Tools, Scopes or Hosts it grants everything the manifest declares.
@@ -22,9 +23,10 @@ type Grant struct {
 	Tools  []string `json:"tools,omitempty"`
 	Scopes []string `json:"scopes,omitempty"`
 	Hosts  []string `json:"hosts,omitempty"`
-	// Credentials maps a credential slot to a secret reference such as env:NAME or file:PATH.
-	// The reference is not itself secret; the value it names is never stored here.
-	Credentials map[string]string `json:"credentials,omitempty"`
+	// Credentials says what fills each credential slot: a secret reference such as env:NAME or
+	// file:PATH (static kinds), or an OAuth client (OAuth kinds). References are not themselves
+	// secret; the values they name are never stored here.
+	Credentials map[string]CredentialGrant `json:"credentials,omitempty"`
 	// Config holds values for the manifest's config keys.
 	Config map[string]string `json:"config,omitempty"`
 	// PrivateTargets are IP addresses or CIDR prefixes the connector may dial although private.
@@ -33,6 +35,84 @@ type Grant struct {
 	Upstreams map[string]string `json:"upstreams,omitempty"`
 	// Limits may only tighten the manifest's; zero fields are not overridden.
 	Limits Limits `json:"limits,omitzero"`
+	// Confirm lists tools that need a human's approval for every call, besides those the
+	// manifest marks destructive or needs_confirmation.
+	Confirm []string `json:"confirm,omitempty"`
+	// RateLimits tighten the rates of network rules.
+	RateLimits []RateLimitOverride `json:"rate_limits,omitempty"`
+	// Quotas bound the calls made to the connector, in front of the plugin.
+	Quotas *Quotas `json:"quotas,omitempty"`
+	// Database names the database the connector's functions run against.
+	Database *DatabaseGrant `json:"database,omitempty"`
+}
+
+// CredentialGrant fills one credential slot. In YAML a plain string is a secret reference
+// (Secret); an object describes an OAuth client.
+type CredentialGrant struct {
+	// Secret is the reference of a static secret (bearer, api_key, basic slots).
+	Secret string `json:"secret,omitempty"`
+	// ClientID is the OAuth client id; not secret.
+	ClientID string `json:"client_id,omitempty"`
+	// ClientSecret and PrivateKey are secret references; Username is the JWT bearer subject.
+	ClientSecret string `json:"client_secret,omitempty"`
+	PrivateKey   string `json:"private_key,omitempty"`
+	Username     string `json:"username,omitempty"`
+}
+
+// UnmarshalJSON accepts a string (a secret reference) or an object.
+func (c *CredentialGrant) UnmarshalJSON(data []byte) error {
+	var ref string
+	if json.Unmarshal(data, &ref) == nil {
+		*c = CredentialGrant{Secret: ref}
+		return nil
+	}
+	type plain CredentialGrant
+	return json.Unmarshal(data, (*plain)(c))
+}
+
+// MarshalJSON writes a secret-only grant back as its string form.
+func (c CredentialGrant) MarshalJSON() ([]byte, error) {
+	if c == (CredentialGrant{Secret: c.Secret}) {
+		return json.Marshal(c.Secret)
+	}
+	type plain CredentialGrant
+	return json.Marshal(plain(c))
+}
+
+// RateLimitOverride tightens the rate of the network rule with this Host (and PathPrefix, when
+// set), written as in the manifest.
+type RateLimitOverride struct {
+	Host       string  `json:"host"`
+	PathPrefix string  `json:"path_prefix,omitempty"`
+	PerSecond  float64 `json:"per_second"`
+	Burst      int     `json:"burst,omitempty"`
+}
+
+// Quotas bound the calls made to a connector.
+type Quotas struct {
+	// PerAgent bounds each agent's calls to the connector; PerTool bounds each tool's calls
+	// from all agents.
+	PerAgent *Quota `json:"per_agent,omitempty"`
+	PerTool  *Quota `json:"per_tool,omitempty"`
+}
+
+// Quota is a number of calls per period.
+type Quota struct {
+	Calls   int `json:"calls"`
+	PeriodS int `json:"period_s"`
+}
+
+// Period returns PeriodS as a duration.
+func (q *Quota) Period() time.Duration { return time.Duration(q.PeriodS) * time.Second }
+
+// DatabaseGrant names the database of a connector's functions and which functions may run.
+type DatabaseGrant struct {
+	// DSN is a secret reference to the data source name (postgres://… or sqlite:PATH).
+	DSN string `json:"dsn"`
+	// Functions lists granted function names, or holds All.
+	Functions []string `json:"functions,omitempty"`
+	// AllowWrites lets write functions (ReadOnly false) run.
+	AllowWrites bool `json:"allow_writes,omitempty"`
 }
 
 // LoadGrant reads and parses the grant at path.
@@ -85,7 +165,7 @@ func ParseGrant(filename string, data []byte) (*Grant, error) {
 			errs = append(errs, d.at([]string{"upstreams", from}, "%v", err))
 		}
 	}
-	for _, list := range []string{"tools", "scopes", "hosts"} {
+	for _, list := range []string{"tools", "scopes", "hosts", "confirm"} {
 		items, _ := d.value.(map[string]any)[list].([]any)
 		if len(items) > 1 {
 			for i, it := range items {
@@ -154,4 +234,14 @@ func ParseOrigin(s string) (string, error) {
 		host = "[" + host + "]"
 	}
 	return scheme + "://" + host + ":" + port, nil
+}
+
+// SecretRefs turns a map of slot → secret reference into grant credentials, for the common
+// case of static secrets: Grant{Credentials: SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"})}.
+func SecretRefs(refs map[string]string) map[string]CredentialGrant {
+	out := make(map[string]CredentialGrant, len(refs))
+	for slot, ref := range refs {
+		out[slot] = CredentialGrant{Secret: ref}
+	}
+	return out
 }

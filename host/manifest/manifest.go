@@ -60,7 +60,10 @@ type Manifest struct {
 	Credentials []Credential `json:"credentials,omitempty"`
 	Network     []Rule       `json:"network,omitempty"`
 	Config      []ConfigKey  `json:"config,omitempty"`
-	Tools       []Tool       `json:"tools"`
+	// Database declares the named, parameterised statements the connector may run through
+	// airlock_db; nil when it runs none.
+	Database *Database `json:"database,omitempty"`
+	Tools    []Tool    `json:"tools"`
 	// Dir is the directory of the manifest file; Module.Path is relative to it. Parse sets it to
 	// the directory of its filename argument.
 	Dir string `json:"-"`
@@ -78,8 +81,12 @@ type Module struct {
 // Tool is a tool the connector offers.
 type Tool struct {
 	Name string `json:"name"`
-	// Export is the WebAssembly export implementing the tool (default: Name).
-	Export      string `json:"export"`
+	// Export is the WebAssembly export implementing the tool (default: Name, or "run" for a
+	// tool with Function set).
+	Export string `json:"export"`
+	// Function, if set, names a database function (Manifest.Database) this tool runs: the host
+	// hands the plugin {"function": Function, "params": [...]} built from the arguments.
+	Function    string `json:"function,omitempty"`
 	Description string `json:"description"`
 	// Scopes are the OAuth scopes the tool uses; it is callable only when all are granted.
 	Scopes      []string    `json:"scopes,omitempty"`
@@ -169,12 +176,58 @@ func (l Limits) WithDefaults() Limits {
 // Timeout returns TimeoutMS as a duration.
 func (l Limits) Timeout() time.Duration { return time.Duration(l.TimeoutMS) * time.Millisecond }
 
-// Credential kinds.
+// Credential kinds. The first three inject a static secret the grant names; the OAuth kinds
+// inject an access token the host obtains and refreshes (host/internal/credential).
 const (
-	KindBearer = "bearer"
-	KindAPIKey = "api_key"
-	KindBasic  = "basic"
+	KindBearer                  = "bearer"
+	KindAPIKey                  = "api_key"
+	KindBasic                   = "basic"
+	KindOAuth2ClientCredentials = "oauth2_client_credentials"
+	KindOAuth2AuthorizationCode = "oauth2_authorization_code"
+	KindOAuth2JWTBearer         = "oauth2_jwt_bearer"
 )
+
+// IsOAuth reports whether kind is one of the OAuth 2.0 kinds, whose slot has an OAuth section.
+func IsOAuth(kind string) bool {
+	return kind == KindOAuth2ClientCredentials || kind == KindOAuth2AuthorizationCode || kind == KindOAuth2JWTBearer
+}
+
+// OAuth describes how the host obtains tokens for an OAuth credential slot.
+type OAuth struct {
+	// TokenURL is the token endpoint (https).
+	TokenURL string `json:"token_url"`
+	// AuthorizeURL is the authorization endpoint; only for KindOAuth2AuthorizationCode, where it
+	// is required.
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+	// Scopes are requested with every token.
+	Scopes []string `json:"scopes,omitempty"`
+	// Audience is the aud claim of a JWT bearer assertion (default: TokenURL's origin).
+	Audience string `json:"audience,omitempty"`
+	// AssumedLifetimeS is the lifetime, in seconds, given to a token whose response has no
+	// expires_in (default 3600); such a token is never taken as everlasting.
+	AssumedLifetimeS int `json:"assumed_lifetime_s,omitempty"`
+	// RefreshMarginS is how long before expiry, in seconds, a token is refreshed (default 60).
+	RefreshMarginS int `json:"refresh_margin_s,omitempty"`
+	// InstanceURL says the token response carries an instance_url (Salesforce): it is kept as
+	// connection metadata and becomes the only host the slot's token may be sent to.
+	InstanceURL bool `json:"instance_url,omitempty"`
+}
+
+// AssumedLifetime returns AssumedLifetimeS as a duration, with its default.
+func (o *OAuth) AssumedLifetime() time.Duration {
+	if o.AssumedLifetimeS == 0 {
+		return time.Hour
+	}
+	return time.Duration(o.AssumedLifetimeS) * time.Second
+}
+
+// RefreshMargin returns RefreshMarginS as a duration, with its default.
+func (o *OAuth) RefreshMargin() time.Duration {
+	if o.RefreshMarginS == 0 {
+		return time.Minute
+	}
+	return time.Duration(o.RefreshMarginS) * time.Second
+}
 
 // Credential is a credential slot: how a secret is injected and where it may go. The grant says
 // which secret fills it; the plugin only ever names the slot.
@@ -189,6 +242,8 @@ type Credential struct {
 	Param string `json:"param,omitempty"`
 	// Hosts are the only hosts the credential may be sent to (see Rule.MatchHost for wildcards).
 	Hosts []string `json:"hosts"`
+	// OAuth is set for the OAuth kinds (IsOAuth) and nil otherwise.
+	OAuth *OAuth `json:"oauth,omitempty"`
 }
 
 // Rule is one destination the connector may reach. Parse fills the defaults.
@@ -204,6 +259,115 @@ type Rule struct {
 	PathPrefix string `json:"path_prefix"`
 	// Methods are the allowed methods in upper case (default [GET]).
 	Methods []string `json:"methods"`
+	// RateLimit, if set, bounds the requests matching this rule, per connection (a bucket per
+	// connector, rule and subject), so per-method API tiers get separate buckets.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// RateLimit is a token-bucket rate.
+type RateLimit struct {
+	// PerSecond is the sustained rate (e.g. 0.5 for one request every two seconds).
+	PerSecond float64 `json:"per_second"`
+	// Burst is how many requests may go at once after an idle period (default ceil(PerSecond),
+	// at least 1).
+	Burst int `json:"burst,omitempty"`
+}
+
+// Database declares the database functions of a connector. Agents never send SQL: a tool runs
+// one of these statements, with its arguments bound as parameters.
+type Database struct {
+	Functions []DBFunction `json:"functions"`
+}
+
+// DBFunction is one named, parameterised SQL statement an admin reviews when granting.
+type DBFunction struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// SQL is the statement, with numbered parameters $1, $2 … in the order of Params.
+	SQL    string    `json:"sql"`
+	Params []DBParam `json:"params,omitempty"`
+	// ReadOnly functions run in a read-only transaction (default true). A write function runs
+	// only when the grant allows writes, and its tools need a human's approval.
+	ReadOnly bool `json:"read_only"`
+	// MaxRows caps the rows returned (default 100, 1..10000); MaxBytes caps their JSON size
+	// (default 1 MiB); TimeoutMS bounds the statement (default 5000, 1..60000).
+	MaxRows   int `json:"max_rows"`
+	MaxBytes  int `json:"max_bytes"`
+	TimeoutMS int `json:"timeout_ms"`
+
+	params []*validate.Schema // compiled by Parse, one per Params entry (nil: no schema)
+}
+
+// UnmarshalJSON applies the defaults of absent fields.
+func (f *DBFunction) UnmarshalJSON(data []byte) error {
+	type plain DBFunction
+	p := plain{ReadOnly: true}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	*f = DBFunction(p)
+	if f.MaxRows == 0 {
+		f.MaxRows = 100
+	}
+	if f.MaxBytes == 0 {
+		f.MaxBytes = 1 << 20
+	}
+	if f.TimeoutMS == 0 {
+		f.TimeoutMS = 5000
+	}
+	return nil
+}
+
+// Timeout returns TimeoutMS as a duration.
+func (f *DBFunction) Timeout() time.Duration { return time.Duration(f.TimeoutMS) * time.Millisecond }
+
+// DBParam is a parameter of a database function: its name (the tool argument that fills it)
+// and the JSON Schema its value must satisfy.
+type DBParam struct {
+	Name   string          `json:"name"`
+	Schema json.RawMessage `json:"schema,omitempty"`
+}
+
+// ValidateParam checks value (JSON) against parameter i's schema. The error names the
+// parameter and is safe to show to the agent.
+func (f *DBFunction) ValidateParam(i int, value []byte) error {
+	if i < 0 || i >= len(f.Params) {
+		return fmt.Errorf("function %s has no parameter %d", f.Name, i+1)
+	}
+	var s *validate.Schema
+	if i < len(f.params) {
+		s = f.params[i]
+	}
+	if s == nil && len(f.Params[i].Schema) > 0 {
+		var err error
+		if s, err = validate.Compile(f.Params[i].Schema, nil); err != nil {
+			return err
+		}
+	}
+	if s == nil {
+		return nil
+	}
+	if err := s.ValidateJSON(value); err != nil {
+		var ve *validate.Error
+		if errors.As(err, &ve) {
+			return fmt.Errorf("parameter %s: %s", f.Params[i].Name, ve.Detail())
+		}
+		return fmt.Errorf("parameter %s: %w", f.Params[i].Name, err)
+	}
+	return nil
+}
+
+// Function returns the database function called name.
+func (m *Manifest) Function(name string) (*DBFunction, bool) {
+	if m.Database == nil {
+		return nil, false
+	}
+	for i := range m.Database.Functions {
+		if m.Database.Functions[i].Name == name {
+			return &m.Database.Functions[i], true
+		}
+	}
+	return nil, false
 }
 
 // MatchHost reports whether host (lowercase, no port) is covered by r.Host. A pattern

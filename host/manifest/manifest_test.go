@@ -225,7 +225,7 @@ func TestParseGrant(t *testing.T) {
 		Tools:          []string{"*"},
 		Scopes:         []string{"chat:write"},
 		Hosts:          []string{"slack.com"},
-		Credentials:    map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Credentials:    map[string]CredentialGrant{"bot_token": {Secret: "env:SLACK_BOT_TOKEN"}},
 		Config:         map[string]string{"default_channel": "C0123", "page_size": "50"},
 		PrivateTargets: []string{"10.0.0.0/8", "192.168.1.7"},
 		Upstreams:      map[string]string{"https://slack.com": "http://127.0.0.1:8099"},

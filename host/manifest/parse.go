@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -78,6 +79,9 @@ func (d *document) decodeManifest() (*Manifest, error) {
 		t := &m.Tools[i]
 		if t.Export == "" {
 			t.Export = t.Name
+			if t.Function != "" {
+				t.Export = "run"
+			}
 		}
 	}
 	for i := range m.Network {
@@ -161,6 +165,12 @@ func (d *document) check(m *Manifest) []*Error {
 	unique("config", len(m.Config), func(i int) string { return m.Config[i].Name }, "name")
 	exports := map[string]int{}
 	for i, t := range m.Tools {
+		if t.Function != "" {
+			if _, ok := m.Function(t.Function); !ok {
+				add(p("tools", i, "function"), "%q is not a function declared under database.functions (declared: %s)", t.Function, m.functionNames())
+			}
+			continue // function tools share the thin plugin's export
+		}
 		if j, dup := exports[t.Export]; dup && m.Tools[j].Name != t.Name {
 			field := "export"
 			if _, explicit := d.nodes[jsonPointer(p("tools", i, "export"))]; !explicit {
@@ -182,6 +192,30 @@ func (d *document) check(m *Manifest) []*Error {
 		}
 	}
 	for i, c := range m.Credentials {
+		switch {
+		case IsOAuth(c.Kind) && c.OAuth == nil:
+			add(p("credentials", i, "kind"), "kind %s needs an oauth section with at least token_url", c.Kind)
+		case !IsOAuth(c.Kind) && c.OAuth != nil:
+			add(p("credentials", i, "oauth"), "only the oauth2_* kinds use oauth: remove it, or set an OAuth kind")
+		case c.OAuth != nil:
+			for _, u := range []struct{ field, value string }{{"token_url", c.OAuth.TokenURL}, {"authorize_url", c.OAuth.AuthorizeURL}} {
+				if u.value == "" {
+					continue
+				}
+				if msg := checkEndpoint(u.value); msg != "" {
+					add(p("credentials", i, "oauth", u.field), "%s", msg)
+				}
+			}
+			if c.Kind == KindOAuth2AuthorizationCode && c.OAuth.AuthorizeURL == "" {
+				add(p("credentials", i, "oauth"), "kind oauth2_authorization_code needs authorize_url, where the user signs in")
+			}
+			if c.Kind != KindOAuth2AuthorizationCode && c.OAuth.AuthorizeURL != "" {
+				add(p("credentials", i, "oauth", "authorize_url"), "only kind oauth2_authorization_code uses authorize_url: remove it")
+			}
+			if c.Kind != KindOAuth2JWTBearer && c.OAuth.Audience != "" {
+				add(p("credentials", i, "oauth", "audience"), "only kind oauth2_jwt_bearer uses audience: remove it")
+			}
+		}
 		if c.Kind != KindAPIKey {
 			for _, field := range []string{"in", "param"} {
 				if _, set := d.nodes[jsonPointer(p("credentials", i, field))]; set {
@@ -203,6 +237,42 @@ func (d *document) check(m *Manifest) []*Error {
 			}
 			if !covered {
 				add(p("credentials", i, "hosts", j), "host %q is not covered by any network rule: add a network rule for it, or remove it from the credential's hosts", h)
+			}
+		}
+	}
+
+	// Database functions.
+	if m.Database != nil {
+		unique := map[string]int{}
+		for i := range m.Database.Functions {
+			f := &m.Database.Functions[i]
+			if j, dup := unique[f.Name]; dup {
+				add(p("database", "functions", i, "name"), "name %q is already used by database.functions[%d]: names must be unique", f.Name, j)
+			}
+			unique[f.Name] = i
+			seen := map[string]bool{}
+			f.params = make([]*validate.Schema, len(f.Params))
+			for j, prm := range f.Params {
+				if seen[prm.Name] {
+					add(p("database", "functions", i, "params", j, "name"), "parameter %q is declared twice", prm.Name)
+				}
+				seen[prm.Name] = true
+				if len(prm.Schema) == 0 {
+					continue
+				}
+				compiled, err := validate.Compile(prm.Schema, nil)
+				if err != nil {
+					add(p("database", "functions", i, "params", j, "schema"), "%v", err)
+					continue
+				}
+				f.params[j] = compiled
+			}
+			switch n := maxPlaceholder(f.SQL); {
+			case n == len(f.Params):
+			case n == 0:
+				add(p("database", "functions", i, "sql"), "the statement uses no $N parameters but %d are declared under params: remove them, or use $1 … in the statement", len(f.Params))
+			default:
+				add(p("database", "functions", i, "sql"), "the statement uses parameters up to $%d but %d are declared under params: declare one entry per $N, in order", n, len(f.Params))
 			}
 		}
 	}
@@ -242,6 +312,55 @@ func (d *document) check(m *Manifest) []*Error {
 		}
 	}
 	return errs
+}
+
+// checkEndpoint returns why u is not an https URL an OAuth endpoint may have, or "".
+func checkEndpoint(u string) string {
+	parsed, err := url.Parse(u)
+	switch {
+	case err != nil || parsed.Host == "":
+		return fmt.Sprintf("%q is not an absolute URL such as https://login.example.com/oauth/token", u)
+	case parsed.Scheme != "https":
+		return fmt.Sprintf("%q must use https (a test can route it to a local server with the grant's upstreams)", u)
+	case parsed.User != nil || parsed.Fragment != "":
+		return fmt.Sprintf("%q must not carry userinfo or a fragment", u)
+	}
+	return ""
+}
+
+// maxPlaceholder returns the highest $N in sql, outside quoted strings.
+func maxPlaceholder(sql string) int {
+	n, quote := 0, byte(0)
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '$':
+			j, v := i+1, 0
+			for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' && v < 10000 {
+				v = v*10 + int(sql[j]-'0')
+				j++
+			}
+			n = max(n, v)
+		}
+	}
+	return n
+}
+
+func (m *Manifest) functionNames() string {
+	if m.Database == nil || len(m.Database.Functions) == 0 {
+		return "none"
+	}
+	var names []string
+	for _, f := range m.Database.Functions {
+		names = append(names, f.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // checkModulePath returns why p is not a local, relative module path, or "".

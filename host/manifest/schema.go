@@ -135,6 +135,8 @@ func (d *document) describe(fs *formatSchema, e *jsonschema.ValidationError) []*
 		return one("must be at least %s (got %s)", ratString(k.Want), ratString(k.Got))
 	case *kind.Maximum:
 		return one("must be at most %s (got %s)", ratString(k.Want), ratString(k.Got))
+	case *kind.ExclusiveMinimum:
+		return one("must be greater than %s (got %s)", ratString(k.Want), ratString(k.Got))
 	case *kind.MinItems:
 		return one("must list at least %s (got %d)", plural(k.Want, "item"), k.Got)
 	case *kind.MaxItems:

@@ -55,7 +55,7 @@ func newFixture(tb testing.TB, loaded bool) *fixture {
 	f.srv = mcp.NewServer(f.h, &mcp.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv.Store(f.srv)
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
-		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
 	f.load = func() {
 		if err := f.h.LoadModule(context.Background(), m, wasm, g); err != nil {

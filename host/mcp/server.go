@@ -129,7 +129,7 @@ func (s *Server) Sync() {
 			continue
 		}
 		s.tools[st.Name] = string(fp)
-		s.sdk.AddTool(st, s.handler(t.Name, host.NeedsConfirmation(t.Annotations)))
+		s.sdk.AddTool(st, s.handler(t.Name, t.NeedsConfirmation))
 	}
 	var gone []string
 	for name := range s.tools {

@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/airlock-dev/airlock/host/manifest"
@@ -45,8 +46,9 @@ type Policy struct {
 	Denied map[string]string
 	// Rules are the manifest's network rules whose host is granted.
 	Rules []manifest.Rule
-	// Credentials maps each granted credential slot of a known kind to its secret reference.
-	Credentials map[string]string
+	// Credentials maps each filled credential slot to what fills it (a secret reference, or an
+	// OAuth client whose fields the slot's kind needs, all checked).
+	Credentials map[string]manifest.CredentialGrant
 	// Config holds the manifest's config defaults overridden by the grant's values. A key with
 	// neither a non-empty default nor a grant value is absent.
 	Config map[string]string
@@ -57,7 +59,21 @@ type Policy struct {
 	Upstreams map[string]string
 	// Limits are the manifest's limits, tightened by the grant.
 	Limits manifest.Limits
+	// Confirm holds the tools that need a human's approval for every call: those the manifest
+	// annotates destructive or needs_confirmation, those the grant lists under confirm, and
+	// those running a write database function.
+	Confirm map[string]bool
+	// Functions are the granted database functions, keyed by name (pointers into the
+	// manifest); a write function is listed only when the grant allows writes.
+	Functions map[string]*manifest.DBFunction
+	// DSN is the secret reference of the database, "" when none is granted.
+	DSN string
+	// Quotas are the grant's call quotas, nil for none.
+	Quotas *manifest.Quotas
 }
+
+// NeedsConfirmation reports whether every call of tool needs a human's approval.
+func (p *Policy) NeedsConfirmation(tool string) bool { return p.Confirm[tool] }
 
 // Callable reports whether the tool called name may be called, and if not, why.
 func (p *Policy) Callable(name string) (*manifest.Tool, string) {
@@ -72,9 +88,54 @@ func (p *Policy) Callable(name string) (*manifest.Tool, string) {
 
 // knownKinds are the credential kinds this host can inject.
 var knownKinds = map[string]bool{
-	manifest.KindBearer: true,
-	manifest.KindAPIKey: true,
-	manifest.KindBasic:  true,
+	manifest.KindBearer:                  true,
+	manifest.KindAPIKey:                  true,
+	manifest.KindBasic:                   true,
+	manifest.KindOAuth2ClientCredentials: true,
+	manifest.KindOAuth2AuthorizationCode: true,
+	manifest.KindOAuth2JWTBearer:         true,
+}
+
+// checkCredential returns what is wrong with cg as the filling of slot c, or "".
+func checkCredential(c *manifest.Credential, cg manifest.CredentialGrant) string {
+	need := func(have bool, field string) string {
+		if !have {
+			return fmt.Sprintf("kind %s needs %s", c.Kind, field)
+		}
+		return ""
+	}
+	only := func(allowed ...string) string {
+		for field, v := range map[string]string{"secret reference": cg.Secret, "client_id": cg.ClientID, "client_secret": cg.ClientSecret, "private_key": cg.PrivateKey, "username": cg.Username} {
+			if v != "" && !slices.Contains(allowed, field) {
+				return fmt.Sprintf("kind %s does not use %s: remove it (it uses %s)", c.Kind, field, strings.Join(allowed, ", "))
+			}
+		}
+		return ""
+	}
+	var msgs []string
+	add := func(m string) {
+		if m != "" {
+			msgs = append(msgs, m)
+		}
+	}
+	switch c.Kind {
+	case manifest.KindBearer, manifest.KindAPIKey, manifest.KindBasic:
+		add(need(cg.Secret != "", "a secret reference such as env:NAME (write the reference as a plain string)"))
+		add(only("secret reference"))
+	case manifest.KindOAuth2ClientCredentials:
+		add(need(cg.ClientID != "", "client_id"))
+		add(need(cg.ClientSecret != "", "client_secret (a secret reference)"))
+		add(only("client_id", "client_secret"))
+	case manifest.KindOAuth2AuthorizationCode:
+		add(need(cg.ClientID != "", "client_id"))
+		add(only("client_id", "client_secret"))
+	case manifest.KindOAuth2JWTBearer:
+		add(need(cg.ClientID != "", "client_id"))
+		add(need(cg.PrivateKey != "", "private_key (a secret reference to a PEM key)"))
+		add(need(cg.Username != "", "username"))
+		add(only("client_id", "private_key", "username"))
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // Effective intersects m and g. It refuses (with every problem found, joined) a grant for
@@ -116,9 +177,34 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 	p := &Policy{
 		Tools:       map[string]*manifest.Tool{},
 		Denied:      map[string]string{},
-		Credentials: map[string]string{},
+		Credentials: map[string]manifest.CredentialGrant{},
 		Config:      map[string]string{},
 		Upstreams:   map[string]string{},
+		Confirm:     map[string]bool{},
+		Functions:   map[string]*manifest.DBFunction{},
+		Quotas:      g.Quotas,
+	}
+	check("tool", g.Confirm, toolNames)
+
+	// Database functions: granted, and writes only when allowed.
+	if g.Database != nil {
+		if m.Database == nil {
+			fail("grant has a database section, but manifest %s declares no database functions: remove it", m.Name)
+		} else {
+			var fnames []string
+			for _, f := range m.Database.Functions {
+				fnames = append(fnames, f.Name)
+			}
+			check("database function", g.Database.Functions, fnames)
+			granted := set(g.Database.Functions)
+			for i := range m.Database.Functions {
+				f := &m.Database.Functions[i]
+				if granted.has(f.Name) && (f.ReadOnly || g.Database.AllowWrites) {
+					p.Functions[f.Name] = f
+				}
+			}
+			p.DSN = g.Database.DSN
+		}
 	}
 
 	// Tools: granted and every scope granted.
@@ -127,6 +213,23 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		if !grantedTools.has(t.Name) {
 			p.Denied[t.Name] = fmt.Sprintf("tool %s.%s is not granted; an admin must grant it", m.Name, t.Name)
 			continue
+		}
+		if t.Function != "" {
+			f, _ := m.Function(t.Function)
+			if _, ok := p.Functions[t.Function]; !ok {
+				if f != nil && !f.ReadOnly && g.Database != nil && set(g.Database.Functions).has(f.Name) {
+					p.Denied[t.Name] = fmt.Sprintf("runs database function %s, which writes; the grant does not allow writes (an admin must set database.allow_writes)", t.Function)
+				} else {
+					p.Denied[t.Name] = fmt.Sprintf("runs database function %s, which is not granted; an admin must grant it", t.Function)
+				}
+				continue
+			}
+			if !f.ReadOnly {
+				p.Confirm[t.Name] = true
+			}
+		}
+		if t.Annotations.Destructive || t.Annotations.NeedsConfirmation || slices.Contains(g.Confirm, t.Name) {
+			p.Confirm[t.Name] = true
 		}
 		var missing []string
 		for _, s := range t.Scopes {
@@ -144,11 +247,29 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		}
 	}
 
-	// Network rules.
+	// Network rules, with the grant's tighter rates.
 	for _, r := range m.Network {
 		if grantedHosts.has(r.Host) {
 			r.Methods = slices.Clone(r.Methods)
 			p.Rules = append(p.Rules, r)
+		}
+	}
+	for i, o := range g.RateLimits {
+		matched := false
+		for j := range p.Rules {
+			r := &p.Rules[j]
+			if r.Host != o.Host || o.PathPrefix != "" && r.PathPrefix != o.PathPrefix {
+				continue
+			}
+			matched = true
+			if r.RateLimit != nil && o.PerSecond > r.RateLimit.PerSecond {
+				fail("rate_limits[%d]: %g per second is looser than the manifest's %g for %s%s; a grant may only tighten rates", i, o.PerSecond, r.RateLimit.PerSecond, r.Host, r.PathPrefix)
+				continue
+			}
+			r.RateLimit = &manifest.RateLimit{PerSecond: o.PerSecond, Burst: o.Burst}
+		}
+		if !matched {
+			fail("rate_limits[%d]: no granted network rule has host %q%s (write host and path_prefix as the manifest does)", i, o.Host, map[bool]string{true: " and path_prefix " + strconv.Quote(o.PathPrefix)}[o.PathPrefix != ""])
 		}
 	}
 
@@ -165,6 +286,10 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		}
 		if !knownKinds[c.Kind] {
 			continue // a kind this host cannot inject: the slot stays empty
+		}
+		if msg := checkCredential(c, g.Credentials[slot]); msg != "" {
+			fail("credentials.%s: %s", slot, msg)
+			continue
 		}
 		p.Credentials[slot] = g.Credentials[slot]
 	}

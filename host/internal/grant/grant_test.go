@@ -61,7 +61,7 @@ func TestEffective(t *testing.T) {
 		denied    map[string]string
 		hosts     []string
 		limits    manifest.Limits
-		creds     map[string]string
+		creds     map[string]manifest.CredentialGrant
 		config    map[string]string
 		upstreams map[string]string
 	}{
@@ -125,7 +125,7 @@ func TestEffective(t *testing.T) {
 				Connector:   "slack",
 				Tools:       []string{"ping"},
 				Hosts:       []string{"slack.com", "hooks.example.com"},
-				Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+				Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 				Config:      map[string]string{"team": "T1", "default_channel": "ops"},
 				Upstreams: map[string]string{
 					"https://slack.com":             "http://127.0.0.1:8099",
@@ -135,7 +135,7 @@ func TestEffective(t *testing.T) {
 			},
 			callable: []string{"ping"},
 			hosts:    []string{"slack.com", "hooks.example.com"},
-			creds:    map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+			creds:    manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 			config:   map[string]string{"team": "T1", "default_channel": "ops"},
 			upstreams: map[string]string{
 				"https://slack.com:443":         "http://127.0.0.1:8099",
@@ -210,7 +210,7 @@ func TestEffectiveErrors(t *testing.T) {
 			[]string{`host "evil.com", which manifest slack does not declare`}},
 		{"host covered only by wildcard", manifest.Grant{Connector: "slack", Hosts: []string{"a.slack-edge.com"}},
 			[]string{`host "a.slack-edge.com", which manifest slack does not declare (declared: *.slack-edge.com, hooks.example.com, slack.com)`}},
-		{"unknown slot", manifest.Grant{Connector: "slack", Credentials: map[string]string{"token": "env:X"}},
+		{"unknown slot", manifest.Grant{Connector: "slack", Credentials: manifest.SecretRefs(map[string]string{"token": "env:X"})},
 			[]string{`credential slot "token", which manifest slack does not declare (declared: bot_token, user_token)`}},
 		{"unknown config", manifest.Grant{Connector: "slack", Config: map[string]string{"channel": "x"}},
 			[]string{`config key "channel", which manifest slack does not declare (declared: default_channel, team)`}},
@@ -295,5 +295,129 @@ func TestRulesAreCopies(t *testing.T) {
 	p.Rules[0].Methods[0] = "DELETE"
 	if m.Network[0].Methods[0] != "GET" {
 		t.Errorf("changing the policy changed the manifest: %v", m.Network[0].Methods)
+	}
+}
+
+const crmManifest = `abi: 1
+name: crm
+version: 1.0.0
+publisher: acme
+description: CRM.
+module: {path: crm.wasm}
+credentials:
+  - {name: sf, kind: oauth2_jwt_bearer, hosts: ["*.my.salesforce.com"], oauth: {token_url: "https://login.salesforce.com/services/oauth2/token"}}
+  - {name: gh, kind: oauth2_client_credentials, hosts: [api.github.com], oauth: {token_url: "https://github.com/login/oauth/access_token"}}
+  - {name: key, kind: bearer, hosts: [api.github.com]}
+network:
+  - {host: "*.my.salesforce.com", methods: [GET, PATCH], rate_limit: {per_second: 10, burst: 20}}
+  - {host: api.github.com, path_prefix: /search/, rate_limit: {per_second: 0.5}}
+  - {host: api.github.com, path_prefix: /repos/}
+database:
+  functions:
+    - {name: find, sql: "SELECT id FROM customers WHERE email = $1", params: [{name: email}]}
+    - {name: wipe, sql: "DELETE FROM customers WHERE id = $1", params: [{name: id}], read_only: false}
+tools:
+  - {name: find_customer, description: Find., function: find, input_schema: {type: object}}
+  - {name: wipe_customer, description: Wipe., function: wipe, input_schema: {type: object}}
+  - {name: query, description: Query., input_schema: {type: object}}
+  - {name: delete_all, description: Delete., annotations: {destructive: true}, input_schema: {type: object}}
+`
+
+func TestEffectiveExtensions(t *testing.T) {
+	m, err := manifest.Parse("crm.yaml", []byte(crmManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := manifest.Grant{
+		Connector: "crm", Tools: []string{"*"}, Hosts: []string{"*"}, Confirm: []string{"query"},
+		Credentials: map[string]manifest.CredentialGrant{
+			"sf": {ClientID: "3MVG9", PrivateKey: "file:/k.pem", Username: "a@b.c"},
+			"gh": {ClientID: "Iv1", ClientSecret: "env:GH_SECRET"},
+		},
+		RateLimits: []manifest.RateLimitOverride{{Host: "*.my.salesforce.com", PerSecond: 2}},
+		Database:   &manifest.DatabaseGrant{DSN: "env:CRM_DSN", Functions: []string{"*"}},
+	}
+	p, err := Effective(m, &g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Functions["wipe"]; ok {
+		t.Error("write function wipe granted without allow_writes")
+	}
+	if _, reason := p.Callable("wipe_customer"); !strings.Contains(reason, "does not allow writes") {
+		t.Errorf("wipe_customer denial = %q, want it to say writes are not allowed", reason)
+	}
+	if _, reason := p.Callable("find_customer"); reason != "" {
+		t.Errorf("find_customer not callable: %s", reason)
+	}
+	for tool, want := range map[string]bool{"find_customer": false, "query": true, "delete_all": true} {
+		if got := p.NeedsConfirmation(tool); got != want {
+			t.Errorf("NeedsConfirmation(%s) = %v, want %v", tool, got, want)
+		}
+	}
+	if p.DSN != "env:CRM_DSN" {
+		t.Errorf("DSN = %q", p.DSN)
+	}
+	if got := p.Rules[0].RateLimit; got == nil || got.PerSecond != 2 {
+		t.Errorf("salesforce rule rate = %+v, want the grant's 2/s", got)
+	}
+	if m.Network[0].RateLimit.PerSecond != 10 {
+		t.Error("the grant's override changed the manifest")
+	}
+
+	g.Database.AllowWrites = true
+	if p, err = Effective(m, &g); err != nil {
+		t.Fatal(err)
+	}
+	if _, reason := p.Callable("wipe_customer"); reason != "" || !p.NeedsConfirmation("wipe_customer") {
+		t.Errorf("with allow_writes: wipe_customer callable=%q needs confirmation=%v, want callable and confirmed by a human", reason, p.NeedsConfirmation("wipe_customer"))
+	}
+}
+
+func TestEffectiveExtensionErrors(t *testing.T) {
+	m, err := manifest.Parse("crm.yaml", []byte(crmManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		grant manifest.Grant
+		want  []string
+	}{
+		{"jwt bearer incomplete", manifest.Grant{Connector: "crm", Credentials: map[string]manifest.CredentialGrant{"sf": {ClientID: "x"}}},
+			[]string{"credentials.sf: kind oauth2_jwt_bearer needs private_key", "needs username"}},
+		{"secret string for an oauth slot", manifest.Grant{Connector: "crm", Credentials: manifest.SecretRefs(map[string]string{"gh": "env:GH"})},
+			[]string{"credentials.gh: kind oauth2_client_credentials needs client_id", "does not use secret reference"}},
+		{"oauth client for a static slot", manifest.Grant{Connector: "crm", Credentials: map[string]manifest.CredentialGrant{"key": {ClientID: "x"}}},
+			[]string{"credentials.key: kind bearer needs a secret reference", "does not use client_id"}},
+		{"looser rate", manifest.Grant{Connector: "crm", Hosts: []string{"*"}, RateLimits: []manifest.RateLimitOverride{{Host: "api.github.com", PathPrefix: "/search/", PerSecond: 5}}},
+			[]string{"rate_limits[0]: 5 per second is looser than the manifest's 0.5"}},
+		{"rate for an ungranted rule", manifest.Grant{Connector: "crm", RateLimits: []manifest.RateLimitOverride{{Host: "api.github.com", PerSecond: 1}}},
+			[]string{`rate_limits[0]: no granted network rule has host "api.github.com"`}},
+		{"unknown function", manifest.Grant{Connector: "crm", Database: &manifest.DatabaseGrant{DSN: "env:X", Functions: []string{"drop"}}},
+			[]string{`database function "drop", which manifest crm does not declare (declared: find, wipe)`}},
+		{"unknown confirm tool", manifest.Grant{Connector: "crm", Confirm: []string{"nope"}},
+			[]string{`tool "nope", which manifest crm does not declare`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Effective(m, &tt.grant)
+			if err == nil {
+				t.Fatal("Effective succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+
+	noDB, err := manifest.Parse("x.yaml", []byte(slackManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Effective(noDB, &manifest.Grant{Connector: "slack", Database: &manifest.DatabaseGrant{DSN: "env:X"}}); err == nil || !strings.Contains(err.Error(), "declares no database functions") {
+		t.Errorf("database grant for a manifest without one: %v", err)
 	}
 }

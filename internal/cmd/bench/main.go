@@ -184,7 +184,7 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		return nil, err
 	}
 	hostileGrant := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"},
-		Hosts: []string{"*"}, Credentials: map[string]string{"token": "env:TOKEN", "other_key": "env:TOKEN"}}
+		Hosts: []string{"*"}, Credentials: manifest.SecretRefs(map[string]string{"token": "env:TOKEN", "other_key": "env:TOKEN"})}
 	if err := h.LoadModule(ctx, hostileM, hostileWasm, hostileGrant); err != nil {
 		return nil, err
 	}
@@ -379,7 +379,7 @@ func hostConfig(stateDir, cacheDir string) host.Config {
 
 func slackGrant(url string) *manifest.Grant {
 	return &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
-		Credentials: map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
 }
 
