@@ -67,11 +67,11 @@ func TestPDKAndABIUseOnlyTheStandardLibrary(t *testing.T) {
 	}
 }
 
-// Test kits (names ending in "test") may import testing; nothing else that ships may. The
+// Test kits (names ending in "test", and internal/testenv) may import testing; nothing else that ships may. The
 // benchmark harness is a development command that drives testing.Benchmark.
 func TestNoProductionPackageImportsTesting(t *testing.T) {
 	for _, p := range list(t, nil, "./...") {
-		if strings.HasSuffix(p.ImportPath, "test") || p.ImportPath == module+"/internal/cmd/bench" {
+		if strings.HasSuffix(p.ImportPath, "test") || p.ImportPath == module+"/internal/testenv" || p.ImportPath == module+"/internal/cmd/bench" {
 			continue
 		}
 		for _, imp := range p.Imports {
