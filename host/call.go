@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/internal/dbfunc"
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/manifest"
@@ -127,7 +128,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	defer c.inflight.Done()
 	m := c.manifest
 	res.Meta.Connector, res.Meta.Version = m.Name, m.Version
-	ev.Connector, ev.Version, ev.Digest = m.Name, m.Version, c.digest
+	ev.Connector, ev.Version, ev.Digest, ev.Unsigned = m.Name, m.Version, c.digest, c.origin.Unsigned
 
 	// 1. Is the tool granted, with all its scopes?
 	tool, reason := c.policy.Callable(toolName)
@@ -148,9 +149,9 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 
 	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
 	if c.policy.NeedsConfirmation(toolName) && !req.Confirmed {
-		return &ResultError{Code: abi.CodeNeedsConfirm, Category: abi.Correctable,
-			Message: fmt.Sprintf("%s changes things that are hard to undo, so it runs only after a human confirms this exact call. "+
-				"Ask the user to confirm it (clients that support MCP elicitation are asked automatically), then call it again", req.Tool)}
+		if rerr := h.approve(ctx, c, toolName, req, args); rerr != nil {
+			return rerr
+		}
 	}
 
 	// 5. The plugin, in its sandbox, with the host functions of this call.
@@ -159,7 +160,11 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		hc.progress(0, "running "+req.Tool)
 	}
 	ctx = egress.ObserveContext(ctx, hc.observe)
-	out, err := c.module.Call(ctx, req.Subject, tool.Export, args, hc)
+	input := args
+	if tool.Function != "" {
+		input = functionInput(m, tool, args)
+	}
+	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
 	if err != nil {
 		return h.pluginFailure(req.Tool, err)
@@ -252,7 +257,8 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
 	} else {
 		hc.requests++
-		resp = hc.c.egress.Do(ctx, req)
+		// The subject comes from the caller's identity, never from the plugin's request.
+		resp = hc.c.egress.Do(egress.WithSubject(ctx, hc.ev.Subject), req)
 	}
 	b, err := json.Marshal(resp)
 	if err != nil {
@@ -265,7 +271,7 @@ func (hc *callHandler) observe(r egress.Record) {
 	e := audit.Event{
 		Time: time.Now().UTC().Add(-r.Duration), Kind: audit.KindRequest, RequestID: hc.ev.RequestID,
 		Agent: hc.ev.Agent, Subject: hc.ev.Subject, Connector: hc.ev.Connector, Version: hc.ev.Version,
-		Digest: hc.ev.Digest, Tool: hc.ev.Tool, Outcome: r.Decision, Message: r.Reason,
+		Digest: hc.ev.Digest, Unsigned: hc.ev.Unsigned, Tool: hc.ev.Tool, Outcome: r.Decision, Message: r.Reason,
 		DurationMS: durationMS(r.Duration), Method: r.Method, URL: r.URL, Status: r.Status,
 		Credential: r.Credential, Injected: r.Injected, Hop: r.Redirect,
 		Attempt: r.Attempt, WaitMS: durationMS(r.Wait),
@@ -282,13 +288,117 @@ func (hc *callHandler) observe(r egress.Record) {
 	}
 }
 
+// DB serves airlock_db: it runs a granted database function of the connector (see
+// host/internal/dbfunc) and records one audit event of kind request, method DB, URL db:FUNCTION.
+// Database calls count against the call's max_requests.
 func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
-	b, _ := json.Marshal(abi.DBResponse{Error: &abi.Error{Code: abi.CodeNotGranted, Category: abi.Fatal,
-		Message: "this host has no database functions configured for the connector"}})
+	start := time.Now()
+	var name struct {
+		Function string `json:"function"`
+	}
+	_ = json.Unmarshal(request, &name)
+	var resp abi.DBResponse
+	switch db, err := hc.c.database(ctx, hc.h); {
+	case len(hc.c.policy.Functions) == 0:
+		resp.Error = &abi.Error{Code: abi.CodeNotGranted, Category: abi.Fatal,
+			Message: "no database function of this connector is granted; an admin must grant them (database.functions in the grant)"}
+	case hc.requests >= hc.maxRequests:
+		resp.Error = &abi.Error{Code: abi.CodeTooLarge, Category: abi.Correctable,
+			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
+	case err != nil:
+		hc.h.logger.Error("database unavailable", "connector", hc.ev.Connector, "err", hc.h.scrub.String(err.Error()))
+		resp.Error = &abi.Error{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfterMS: 1000,
+			Message: "the connector's database is not available right now; try again later, and if it persists ask an admin to check the grant's database.dsn"}
+	default:
+		hc.requests++
+		resp = db.Call(ctx, request)
+	}
+	outcome, msg := "ok", ""
+	if resp.Error != nil {
+		outcome, msg = "error", resp.Error.Message
+		if resp.Error.Code == abi.CodeNotGranted {
+			outcome = "denied"
+		}
+	}
+	e := audit.Event{
+		Time: start.UTC(), Kind: audit.KindRequest, RequestID: hc.ev.RequestID, Agent: hc.ev.Agent,
+		Subject: hc.ev.Subject, Connector: hc.ev.Connector, Version: hc.ev.Version, Digest: hc.ev.Digest,
+		Tool: hc.ev.Tool, Outcome: outcome, Message: hc.h.scrub.String(msg), Method: "DB",
+		URL: "db:" + truncateName(name.Function), DurationMS: durationMS(time.Since(start)),
+	}
+	if resp.Error != nil {
+		e.Code, e.Category = resp.Error.Code, string(resp.Error.Category)
+	}
+	if err := hc.h.audit.Write(context.Background(), e); err != nil {
+		hc.h.logger.Error("audit write failed", "request_id", e.RequestID, "err", err)
+	}
+	if hc.progress != nil {
+		hc.progress(hc.requests, "database function "+truncateName(name.Function)+": "+outcome)
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return []byte(`{"error":{"code":"internal","category":"retryable","message":"the host could not encode the database response"}}`)
+	}
 	return b
 }
 
+func truncateName(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// functionInput is the plugin input of a tool that runs a database function:
+// {"function": NAME, "params": [...]}, the tool's arguments put in the order of the function's
+// parameters (an absent argument is null, which the parameter's schema may refuse).
+func functionInput(m *manifest.Manifest, tool *manifest.Tool, args []byte) []byte {
+	var obj map[string]json.RawMessage
+	_ = json.Unmarshal(args, &obj) // validated against the input schema already
+	in := struct {
+		Function string            `json:"function"`
+		Params   []json.RawMessage `json:"params"`
+	}{Function: tool.Function, Params: []json.RawMessage{}}
+	if f, ok := m.Function(tool.Function); ok {
+		for _, p := range f.Params {
+			v, ok := obj[p.Name]
+			if !ok {
+				v = json.RawMessage("null")
+			}
+			in.Params = append(in.Params, v)
+		}
+	}
+	b, _ := json.Marshal(in)
+	return b
+}
+
+// database returns the connector's database pool, opened at load.
+func (c *connector) database(context.Context, *Host) (*dbfunc.DB, error) {
+	if c.db == nil {
+		return nil, errors.New("no database is granted")
+	}
+	return c.db, nil
+}
+
 func (hc *callHandler) Config(key string) (string, bool) {
+	// connection.SLOT.KEY: non-secret metadata of the calling subject's connection
+	// (connection.salesforce.instance_url). Never a token.
+	if rest, ok := strings.CutPrefix(key, "connection."); ok {
+		slot, k, ok := strings.Cut(rest, ".")
+		if !ok {
+			return "", false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		md, err := hc.c.egress.ConnectionMetadata(ctx, slot, hc.ev.Subject)
+		if err != nil {
+			hc.h.logger.Warn("connection metadata unavailable", "connector", hc.ev.Connector, "slot", slot,
+				"subject", hc.ev.Subject, "err", hc.h.scrub.String(err.Error()))
+			return "", false
+		}
+		v, ok := md[k]
+		return v, ok
+	}
 	v, ok := hc.c.policy.Config[key]
 	return v, ok
 }

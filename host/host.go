@@ -35,12 +35,15 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/internal/credential"
+	"github.com/airlock-dev/airlock/host/internal/dbfunc"
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/grant"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // Resolver looks up a host name. It is the hook tests use to simulate DNS (rebinding included).
@@ -68,6 +71,18 @@ type Config struct {
 	// PoolSize bounds live instances per connector (default 4); Warm is how many fresh ones are
 	// kept ready (default 1).
 	PoolSize, Warm int
+	// Store is the state store: pending approvals (and, through the admin package, installed
+	// connectors, grants and the audit log). Nil: calls that need a human's approval are
+	// refused with a message asking for confirmation instead of being queued.
+	Store *store.Store
+	// ApprovalTTL is how long an approval request stays open and an approval stays usable
+	// (default DefaultApprovalTTL).
+	ApprovalTTL time.Duration
+	// Now is the clock (default time.Now); tests set it.
+	Now func() time.Time
+	// OnClose, if set, is called by Close after every connector has stopped (so after the last
+	// audit event), to release what the host was built on: an audit sink, a state store.
+	OnClose func() error
 	// OnToolsChanged, if set, is called after Load, LoadModule or Unload has changed the loaded
 	// connectors, so the tools Tools lists may have changed (an MCP server uses it to send
 	// notifications/tools/list_changed). It runs on the goroutine that made the change, once the
@@ -78,12 +93,15 @@ type Config struct {
 
 // Host runs connectors. Safe for concurrent use.
 type Host struct {
-	cfg    Config
-	logger *slog.Logger
-	eng    *runtime.Engine
-	scrub  *scrub.Scrubber
-	audit  audit.Sink
-	closer func() error
+	cfg         Config
+	store       *store.Store
+	approvalTTL time.Duration
+	now         func() time.Time
+	logger      *slog.Logger
+	eng         *runtime.Engine
+	scrub       *scrub.Scrubber
+	audit       audit.Sink
+	closer      func() error
 
 	mu         sync.RWMutex
 	connectors map[string]*connector
@@ -94,6 +112,8 @@ type connector struct {
 	manifest *manifest.Manifest
 	policy   *grant.Policy
 	digest   string
+	origin   Origin
+	db       *dbfunc.DB // nil unless database functions are granted
 	module   *runtime.Module
 	egress   *egress.Client
 	inflight sync.WaitGroup
@@ -113,7 +133,14 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{}}
+	if cfg.ApprovalTTL <= 0 {
+		cfg.ApprovalTTL = DefaultApprovalTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{},
+		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now}
 	h.audit = cfg.Audit
 	if h.audit == nil {
 		f, err := audit.OpenFile(filepath.Join(cfg.StateDir, "audit.jsonl"))
@@ -145,7 +172,11 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, g *manifest.Grant
 }
 
 // LoadModule is Load with the module's bytes supplied by the caller (a bundle, a test).
-func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant) (err error) {
+func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant) error {
+	return h.loadModule(ctx, m, wasm, g, Origin{Publisher: m.Publisher})
+}
+
+func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, origin Origin) (err error) {
 	if err := manifest.VerifyModule(m, wasm); err != nil {
 		return fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
@@ -153,17 +184,46 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	if err != nil {
 		return fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
 	}
-	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256}
+	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin}
 
 	slots := make(map[string]egress.Slot, len(m.Credentials))
 	for _, cred := range m.Credentials {
 		slot := egress.Slot{Name: cred.Name, Kind: cred.Kind, In: cred.In, Param: cred.Param, Hosts: cred.Hosts}
-		if cg, ok := policy.Credentials[cred.Name]; ok && cg.Secret != "" {
-			v, err := h.cfg.Secrets.Resolve(ctx, cg.Secret)
-			if err != nil {
-				return fmt.Errorf("host: connector %s: credential %s: %w", m.Name, cred.Name, err)
+		cg, filled := policy.Credentials[cred.Name]
+		resolve := func(ref string) (secret.Value, error) {
+			if ref == "" {
+				return secret.Value{}, nil
 			}
-			slot.Secret = v
+			v, err := h.cfg.Secrets.Resolve(ctx, ref)
+			if err != nil {
+				return v, fmt.Errorf("host: connector %s: credential %s: %w", m.Name, cred.Name, err)
+			}
+			return v, nil
+		}
+		if filled && !manifest.IsOAuth(cred.Kind) {
+			if slot.Secret, err = resolve(cg.Secret); err != nil {
+				return err
+			}
+		}
+		if filled && manifest.IsOAuth(cred.Kind) {
+			ccfg := credential.Config{Connector: m.Name, Slot: cred, ClientID: cg.ClientID, Username: cg.Username,
+				Scrubber: h.scrub, Logger: h.logger.With("connector", m.Name)}
+			if ccfg.ClientSecret, err = resolve(cg.ClientSecret); err != nil {
+				return err
+			}
+			if ccfg.PrivateKey, err = resolve(cg.PrivateKey); err != nil {
+				return err
+			}
+			if h.store != nil {
+				ccfg.Store = credential.StateStore{Store: h.store}
+			}
+			// TODO(lead): pass the secret store's Sealer (ccfg.Sealer) and an audit OnEvent; until
+			// then tokens are sealed under a per-process key and must be connected again after a restart.
+			p, err := credential.New(ccfg)
+			if err != nil {
+				return fmt.Errorf("host: connector %s: %w", m.Name, err)
+			}
+			slot.Source = p
 		}
 		slots[cred.Name] = slot
 	}
@@ -190,8 +250,21 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	defer func() {
 		if err != nil {
 			c.egress.Close()
+			if c.db != nil {
+				c.db.Close()
+			}
 		}
 	}()
+	if policy.DSN != "" && len(policy.Functions) > 0 {
+		dsn, err := h.cfg.Secrets.Resolve(ctx, policy.DSN)
+		if err != nil {
+			return fmt.Errorf("host: connector %s: database.dsn: %w", m.Name, err)
+		}
+		if c.db, err = dbfunc.Open(dbfunc.Config{DSN: dsn, Declared: m.Database.Functions, Granted: policy.Functions,
+			Scrubber: h.scrub, Logger: h.logger.With("connector", m.Name)}); err != nil {
+			return fmt.Errorf("host: connector %s: %w", m.Name, err)
+		}
+	}
 
 	exports := make([]string, 0, len(m.Tools))
 	for _, t := range m.Tools {
@@ -229,11 +302,34 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	return nil
 }
 
+// CheckGrant reports whether g fits m: it names only what m declares and only tightens its
+// limits. The error lists every problem, in words an admin can act on.
+func CheckGrant(m *manifest.Manifest, g *manifest.Grant) error {
+	_, err := grant.Effective(m, g)
+	return err
+}
+
+// Origin says where an installed connector came from, for the audit trail.
+type Origin struct {
+	Publisher string
+	// Unsigned marks a connector installed with --allow-unsigned: every audit record of its
+	// calls says so.
+	Unsigned bool
+}
+
+// LoadInstalled is LoadModule for a connector installed from a bundle, recording its origin.
+func (h *Host) LoadInstalled(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, o Origin) error {
+	return h.loadModule(ctx, m, wasm, g, o)
+}
+
 // retire closes a replaced or unloaded connector once its calls in progress have finished.
 func (c *connector) retire() {
 	c.inflight.Wait()
 	c.module.Close(context.Background())
 	c.egress.Close()
+	if c.db != nil {
+		c.db.Close()
+	}
 }
 
 // Unload removes a connector: new calls fail at once, calls in progress finish.
@@ -314,6 +410,9 @@ func (h *Host) Close(ctx context.Context) error {
 	var err error
 	if h.closer != nil {
 		err = h.closer()
+	}
+	if h.cfg.OnClose != nil {
+		err = errors.Join(err, h.cfg.OnClose())
 	}
 	return errors.Join(err, h.eng.Close(ctx))
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -212,6 +211,11 @@ problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is no
 }
 
 func runPlugin(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		if sub, ok := pluginCommands[args[0]]; ok {
+			return sub(ctx, e, args[1:])
+		}
+	}
 	fs := newFlagSet(e, "plugin", `
 Usage: airlock plugin build [--out DIR] [NAME…]
 
@@ -264,50 +268,6 @@ by source digest.`, `
 		}
 		fmt.Fprintf(e.stdout, "%s (%.1fs)\n", stamped, time.Since(start).Seconds())
 	}
-	return nil
-}
-
-func runAudit(ctx context.Context, e *env, args []string) error {
-	var g globals
-	fs := newFlagSet(e, "audit", `
-Usage: airlock audit [-n N] [--json]
-
-Shows the audit trail kept in STATE_DIR/audit.jsonl: one record per tool call and one per
-outbound request, with the agent, subject, connector version and module digest, the outcome,
-and for requests the method, URL (never the query string), status and the credential slot
-injected (never a value).`, `
-  airlock audit -n 20
-  airlock audit --json | jq 'select(.outcome != "ok")'`)
-	g.register(fs)
-	n := fs.Int("n", 50, "show the last N records (0 for all)")
-	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	_, stateDir, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(stateDir, "audit.jsonl")
-	events, err := audit.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(e.stdout, "No audit records yet (%s does not exist).\n", path)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if *n > 0 && len(events) > *n {
-		events = events[len(events)-*n:]
-	}
-	if *asJSON {
-		for _, ev := range events {
-			b, _ := json.Marshal(ev)
-			fmt.Fprintln(e.stdout, string(b))
-		}
-		return nil
-	}
-	printAudit(e, events)
 	return nil
 }
 

@@ -14,6 +14,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/admin"
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/host/manifest"
 )
 
@@ -23,8 +26,21 @@ import (
 //	connectors:
 //	  - manifest: build/plugins/slack.yaml   # a stamped manifest (make plugins)
 //	    grant: grants/slack.yaml             # the admin's grant for it
+//	state: postgres://airlock@db/airlock   # the state store (default sqlite:STATE_DIR/state.db)
+//	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
 type fileConfig struct {
-	StateDir   string `yaml:"state_dir"`
+	StateDir string `yaml:"state_dir"`
+	State    string `yaml:"state"`
+	Vault    *struct {
+		Address   string `yaml:"address"`
+		Namespace string `yaml:"namespace"`
+		Token     string `yaml:"token"` // a secret reference; default $VAULT_TOKEN
+		AppRole   *struct {
+			RoleID   string `yaml:"role_id"`
+			SecretID string `yaml:"secret_id"`
+			Mount    string `yaml:"mount"`
+		} `yaml:"approle"`
+	} `yaml:"vault"`
 	Connectors []struct {
 		Manifest string `yaml:"manifest"`
 		Grant    string `yaml:"grant"`
@@ -35,6 +51,7 @@ type fileConfig struct {
 type globals struct {
 	config   string
 	stateDir string
+	state    string
 	logLevel string
 	logJSON  bool
 }
@@ -42,6 +59,7 @@ type globals struct {
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.config, "config", envOr("AIRLOCK_CONFIG", "airlock.yaml"), "configuration `file` ($AIRLOCK_CONFIG)")
 	fs.StringVar(&g.stateDir, "state-dir", os.Getenv("AIRLOCK_STATE_DIR"), "state `directory`: compilation cache, audit log; overrides the config file ($AIRLOCK_STATE_DIR, default .airlock)")
+	fs.StringVar(&g.state, "state", os.Getenv("AIRLOCK_STATE"), "state store `DSN`: sqlite:PATH or postgres://…; overrides the config file ($AIRLOCK_STATE, default sqlite:STATE_DIR/state.db)")
 	fs.StringVar(&g.logLevel, "log-level", envOr("AIRLOCK_LOG_LEVEL", "warn"), "log `level`: debug, info, warn or error ($AIRLOCK_LOG_LEVEL)")
 	fs.BoolVar(&g.logJSON, "log-json", os.Getenv("AIRLOCK_LOG_JSON") == "1", "write logs as JSON lines ($AIRLOCK_LOG_JSON=1)")
 }
@@ -106,37 +124,78 @@ func (g *globals) loadConfig() (*fileConfig, string, error) {
 	return cfg, stateDir, nil
 }
 
-// openHost starts a host with the configured connectors loaded.
+// openHost starts a host on the state store with every connector loaded: those granted in the
+// store (installed bundles) and those the configuration file names. Close it with closeHost.
 func (g *globals) openHost(ctx context.Context, e *env) (*host.Host, error) {
+	rt, err := g.openRuntime(ctx, e, nil)
+	if err != nil {
+		return nil, err
+	}
+	return rt.h, nil
+}
+
+// hostRuntime is a running host with what it was built on.
+type hostRuntime struct {
+	h      *host.Host
+	st     *store.Store
+	admin  *admin.Admin
+	cfg    *fileConfig
+	logger *slog.Logger
+}
+
+// openRuntime opens the state store, the secret sources and the audit sink, starts a host and
+// loads the connectors. onToolsChanged, if set, is called when the tool list changes. The host
+// owns the store: closing the host closes it.
+func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()) (*hostRuntime, error) {
 	logger, err := g.logger(e.stderr)
 	if err != nil {
 		return nil, err
 	}
-	cfg, stateDir, err := g.loadConfig()
+	_, cfg, stateDir, err := g.stateDSN()
 	if err != nil {
 		return nil, err
 	}
-	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger})
+	st, err := g.openStore(ctx)
 	if err != nil {
+		return nil, err
+	}
+	secrets, err := g.secrets(ctx, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger})
+	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink,
+		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})
+	if err != nil {
+		sink.Close()
+		st.Close()
+		return nil, err
+	}
+	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger}
+	if err := rt.admin.Sync(ctx); err != nil {
+		h.Close(ctx)
 		return nil, err
 	}
 	for _, c := range cfg.Connectors {
-		m, err := manifest.Load(c.Manifest)
-		if err != nil {
-			h.Close(ctx)
-			return nil, err
-		}
-		gr, err := manifest.LoadGrant(c.Grant)
-		if err != nil {
-			h.Close(ctx)
-			return nil, err
-		}
-		if err := h.Load(ctx, m, gr); err != nil {
+		if err := loadConfigured(ctx, h, c.Manifest, c.Grant); err != nil {
 			h.Close(ctx)
 			return nil, err
 		}
 	}
-	return h, nil
+	return rt, nil
+}
+
+func loadConfigured(ctx context.Context, h *host.Host, manifestPath, grantPath string) error {
+	m, err := manifest.Load(manifestPath)
+	if err != nil {
+		return err
+	}
+	gr, err := manifest.LoadGrant(grantPath)
+	if err != nil {
+		return err
+	}
+	return h.Load(ctx, m, gr)
 }
 
 // newFlagSet returns a flag set whose -h prints a description, an example and the flags.

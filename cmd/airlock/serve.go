@@ -69,31 +69,30 @@ serving.`, `
 	if err != nil {
 		return err
 	}
-	cfg, stateDir, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-
 	var srv atomic.Pointer[mcp.Server]
-	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, OnToolsChanged: func() {
+	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
 			s.Sync()
 		}
-	}})
+	})
+	if err != nil {
+		return err
+	}
+	h, cfg := rt.h, rt.cfg
+	_, _, stateDir, err := g.stateDSN()
 	if err != nil {
 		return err
 	}
 	defer h.Close(context.WithoutCancel(ctx))
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
-	if err := r.apply(ctx, cfg); err != nil {
-		return err
-	}
+	r.markLoaded(cfg)
 	s := mcp.NewServer(h, &mcp.Options{Version: buildVersion(), Agent: *agent, Subject: *subject, Logger: logger})
 	srv.Store(s)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go r.watch(ctx, *interval)
+	go rt.admin.Watch(ctx, time.Second) // grants, revocations and upgrades made elsewhere
 
 	if *addr == "" {
 		logger.Info("serving MCP over stdio", "tools", len(h.Tools()))
@@ -114,13 +113,17 @@ serving.`, `
 	if err != nil {
 		return err
 	}
+	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
+	mux.Handle("/", s.HTTPHandler(agents, nil))
 	hs := &http.Server{
-		Handler:           s.HTTPHandler(agents, nil),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s)\n",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path())
+	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
+		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -190,6 +193,16 @@ func (r *reloader) apply(ctx context.Context, cfg *fileConfig) error {
 	}
 	r.stamp = r.currentStamp(cfg)
 	return errors.Join(errs...)
+}
+
+// markLoaded records cfg's connectors as loaded as they are now (openRuntime loaded them).
+func (r *reloader) markLoaded(cfg *fileConfig) {
+	for _, c := range cfg.Connectors {
+		if m, err := manifest.Load(c.Manifest); err == nil {
+			r.loaded[m.Name] = stampOf(c.Manifest, c.Grant, m.ModulePath())
+		}
+	}
+	r.stamp = r.currentStamp(cfg)
 }
 
 // watch re-applies the configuration when it or a file it names changes (checked every

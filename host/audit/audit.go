@@ -6,10 +6,24 @@
 // (their top-level keys and a SHA-256 digest), URLs carry no query string, credentials are named
 // by slot, and every message has been through the host's secret scrubber.
 //
+// Sinks: [JSONL] (a JSON-lines file), [Memory] (tests), and [StoreSink], which keeps events in
+// the state store's hash-chained audit log (SQLite or PostgreSQL, see package store): record n
+// carries Hash = hex(sha256(PrevHash + "\n" + Seq + "\n" + Data)) over the event's JSON, so
+// store.VerifyAudit finds any record changed, deleted or reordered afterwards. A StoreSink
+// appends in batches from a bounded buffer and fails closed by default: while the store is
+// failing, Write returns an error wrapping [ErrStoreUnavailable] and the host refuses the call.
+//
 // Example:
 //
 //	f, _ := audit.OpenFile(".airlock/audit.jsonl")
 //	h, _ := host.New(host.Config{Audit: f})
+//
+// or, with the state store:
+//
+//	st, _ := store.Open(ctx, "sqlite:.airlock/state.db")
+//	sink := audit.NewStoreSink(st, nil) // nil: defaults, fail closed
+//	defer sink.Close()                  // flushes
+//	h, _ := host.New(host.Config{Audit: sink})
 package audit
 
 import (
@@ -36,6 +50,8 @@ type Event struct {
 	Version   string    `json:"version,omitempty"`
 	Digest    string    `json:"module_sha256,omitempty"`
 	Tool      string    `json:"tool,omitempty"`
+	// Unsigned marks a connector installed with --allow-unsigned (development only).
+	Unsigned bool `json:"unsigned,omitempty"`
 
 	// Call events.
 	ArgKeys    []string `json:"arg_keys,omitempty"`

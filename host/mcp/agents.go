@@ -46,12 +46,17 @@ var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // TokenPrefix starts every agent token, so that secret scanners and humans recognise one.
 const TokenPrefix = "airlock_agent_"
 
+// AdminTokenPrefix starts every admin token. Admin tokens live in their own file and carry
+// their own prefix, so an agent token can never pass as an admin's.
+const AdminTokenPrefix = "airlock_admin_"
+
 // Agents is the file of agents (STATE_DIR/agents.json): names, subjects and token hashes. It is
 // written atomically with mode 0600, and re-read whenever it changes on disk (checked with a
 // stat on each Verify), so an agent added or revoked by another process takes effect on the
 // next request. Safe for concurrent use; create it with OpenAgents.
 type Agents struct {
-	path string
+	path   string
+	prefix string
 
 	mu     sync.Mutex
 	stat   os.FileInfo // of the file when agents was read; nil if it did not exist
@@ -64,7 +69,11 @@ type agentsFile struct {
 }
 
 // OpenAgents returns the agent store at path. A missing file means no agents.
-func OpenAgents(path string) *Agents { return &Agents{path: path} }
+func OpenAgents(path string) *Agents { return &Agents{path: path, prefix: TokenPrefix} }
+
+// OpenAdmins returns the store of admin tokens at path (STATE_DIR/admins.json): the same file
+// format as agents, tokens starting with AdminTokenPrefix. An admin's Subject is unused.
+func OpenAdmins(path string) *Agents { return &Agents{path: path, prefix: AdminTokenPrefix} }
 
 // Path is the file the store reads and writes.
 func (a *Agents) Path() string { return a.path }
@@ -132,7 +141,7 @@ func (a *Agents) Add(name, subject string) (token string, err error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	token = TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	token = a.prefix + base64.RawURLEncoding.EncodeToString(b[:])
 	agents := append(append([]Agent(nil), a.agents...),
 		Agent{Name: name, Subject: subject, TokenSHA256: hashToken(token), Created: time.Now().UTC().Truncate(time.Second)})
 	if err := a.write(agents); err != nil {
@@ -204,7 +213,7 @@ func (a *Agents) write(agents []Agent) error {
 // token and compares it with every stored hash in constant time. ok is false for an unknown or
 // revoked token; err is set only if the file cannot be read.
 func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
-	if !strings.HasPrefix(token, TokenPrefix) {
+	if !strings.HasPrefix(token, a.prefix) {
 		return Identity{}, false, nil
 	}
 	sum := sha256.Sum256([]byte(token))

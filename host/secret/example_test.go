@@ -37,3 +37,31 @@ func Example() {
 	// environment variable SALESFORCE_TOKEN is not set: export it or change the grant's credential reference: secret not found
 	// secret reference scheme "vault" is not supported: the supported schemes are env, file
 }
+
+func ExampleStore() {
+	ctx := context.Background()
+	backend := &secret.MemoryBackend{} // the host's state store in production
+	key, _ := secret.NewMasterKey()    // secret.LoadMasterKey(stateDir) in production
+
+	st, err := secret.OpenStore(ctx, backend, key)
+	if err != nil {
+		panic(err)
+	}
+	_ = st.Set(ctx, "slack_bot", secret.New("xoxb-not-a-real-token"))
+	token, _ := secret.Mux{"store": st}.Resolve(ctx, "store:slack_bot")
+	fmt.Println(token, len(token.Expose()))
+
+	list, _ := st.List(ctx)
+	fmt.Println(len(list), list[0].Name)
+
+	newKey, _ := secret.NewMasterKey()
+	if err := secret.RotateMasterKey(ctx, backend, key, newKey); err != nil {
+		panic(err)
+	}
+	_, err = secret.OpenStore(ctx, backend, key)
+	fmt.Println(errors.Is(err, secret.ErrWrongMasterKey))
+	// Output:
+	// [REDACTED] 21
+	// 1 slack_bot
+	// true
+}

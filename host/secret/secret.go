@@ -20,6 +20,23 @@
 //	}
 //	log.Printf("token: %v", token) // token: [REDACTED]
 //
+// Four schemes are built in:
+//
+//   - "env:NAME" ([Env]) and "file:PATH" ([File]);
+//   - "store:NAME" ([Store]), the encrypted store kept in the host's state: every value sealed
+//     with AES-256-GCM under a data key that is itself wrapped by a master key
+//     ([LoadMasterKey]: AIRLOCK_MASTER_KEY or STATE_DIR/master.key), rotatable without
+//     downtime ([RotateMasterKey], [RotateDataKey]);
+//   - "vault:MOUNT/PATH#FIELD[@VERSION]" ([Vault]), HashiCorp Vault or OpenBao KV v2 with token
+//     or AppRole authentication.
+//
+// Opening the built-in store:
+//
+//	key, from, err := secret.LoadMasterKey(stateDir) // err says exactly what is wrong
+//	st, err := secret.OpenStore(ctx, backend, key)   // errors.Is(err, secret.ErrWrongMasterKey)
+//	err = st.Set(ctx, "slack_bot", secret.New(token))
+//	src := secret.Mux{"env": secret.Env{}, "store": st}
+//
 // Errors name the reference and say what to do; they never contain the secret.
 package secret
 
@@ -33,10 +50,24 @@ import (
 // Redacted is what a [Value] prints, marshals and logs as.
 const Redacted = "[REDACTED]"
 
-// ErrNotFound reports that a reference names a secret that does not exist: an unset environment
-// variable or a missing file. Errors returned by the sources in this package wrap it, so callers
-// can test with errors.Is.
-var ErrNotFound = errors.New("secret not found")
+// Errors callers branch on. Errors returned by this package wrap them, so test with errors.Is.
+var (
+	// ErrNotFound reports that a reference names a secret that does not exist: an unset
+	// environment variable, a missing file, a name the store does not hold, a Vault path or
+	// field that is absent. A [Backend] also returns it for an absent key or record.
+	ErrNotFound = errors.New("secret not found")
+
+	// ErrConflict reports that [Backend.CompareAndSetMeta] found a value other than the expected
+	// one: another host changed it first. Backends wrap it; [OpenStore], [RotateMasterKey] and
+	// [RotateDataKey] re-read and try again.
+	ErrConflict = errors.New("the value changed concurrently")
+
+	// ErrWrongMasterKey reports that the master key given to [OpenStore] is not the one the state's
+	// keyring is wrapped with. Its text tells the admin what to check; it never says anything about
+	// the key itself.
+	ErrWrongMasterKey = errors.New("the master key does not open this state: was AIRLOCK_MASTER_KEY changed or the master key file replaced? " +
+		"Start airlock with the master key this state was created (or last rotated) with")
+)
 
 // Value is a secret string that redacts itself whenever it is printed, logged or marshalled.
 //
@@ -90,6 +121,12 @@ func (v Value) MarshalJSON() ([]byte, error) { return []byte(`"` + Redacted + `"
 // MarshalText returns [Redacted], which also covers encoders built on encoding.TextMarshaler
 // (YAML, map keys in JSON, XML).
 func (v Value) MarshalText() ([]byte, error) { return []byte(Redacted), nil }
+
+// GobEncode refuses to encode a Value: gob is for data that is stored or sent, and a secret
+// that must be stored belongs in the encrypted [Store].
+func (v Value) GobEncode() ([]byte, error) {
+	return nil, errors.New("secret.Value cannot be gob-encoded: keep secrets in the encrypted secret store (Store.Set) and pass references instead")
+}
 
 // Source resolves a secret reference such as "env:NAME" or "file:PATH" to its value.
 //

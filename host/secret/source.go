@@ -161,6 +161,10 @@ func (m Mux) examples() string {
 			ex = append(ex, "env:NAME")
 		case "file":
 			ex = append(ex, "file:PATH")
+		case "store":
+			ex = append(ex, "store:NAME")
+		case "vault":
+			ex = append(ex, "vault:MOUNT/PATH#FIELD")
 		case "(none configured)":
 		default:
 			ex = append(ex, k+":…")

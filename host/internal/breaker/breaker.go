@@ -19,7 +19,9 @@
 package breaker
 
 import (
+	"expvar"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -117,13 +119,16 @@ func (b *Breaker) Allow(now time.Time) Decision {
 	}
 	switch b.state {
 	case Open:
+		metrics.refusals.Add(1)
 		return Decision{RetryAfter: b.until.Sub(now)}
 	case HalfOpen:
 		if b.probing {
 			// The probe will tell soon; until then, behave as open.
+			metrics.refusals.Add(1)
 			return Decision{RetryAfter: min(time.Second, b.coolDown())}
 		}
 		b.probing = true
+		metrics.probes.Add(1)
 		return Decision{OK: true, probe: true}
 	}
 	return Decision{OK: true}
@@ -141,8 +146,10 @@ func (b *Breaker) Done(now time.Time, d Decision, o Outcome) {
 		switch o {
 		case Success:
 			b.state, b.failures = Closed, 0
+			metrics.closes.Add(1)
 		case Failure:
 			b.state, b.until = Open, now.Add(b.coolDown())
+			metrics.opens.Add(1)
 		}
 		return
 	}
@@ -156,6 +163,7 @@ func (b *Breaker) Done(now time.Time, d Decision, o Outcome) {
 		b.failures++
 		if t := b.threshold(); t > 0 && b.failures >= t {
 			b.state, b.until, b.failures = Open, now.Add(b.coolDown()), 0
+			metrics.opens.Add(1)
 		}
 	}
 }
@@ -168,4 +176,25 @@ func (b *Breaker) State(now time.Time) State {
 		return HalfOpen
 	}
 	return b.state
+}
+
+// Process-wide counters, published with expvar as "airlock_breaker" and readable with [Snapshot].
+var metrics struct {
+	opens, closes, probes, refusals atomic.Int64
+}
+
+func init() {
+	expvar.Publish("airlock_breaker", expvar.Func(func() any { return Snapshot() }))
+}
+
+// Snapshot returns the counters of every Breaker in the process: "opens" (a breaker opened,
+// including after a failed probe), "closes" (a probe succeeded), "probes" (half-open probes let
+// through) and "refusals" (requests refused while open or while a probe was in flight).
+func Snapshot() map[string]int64 {
+	return map[string]int64{
+		"opens":    metrics.opens.Load(),
+		"closes":   metrics.closes.Load(),
+		"probes":   metrics.probes.Load(),
+		"refusals": metrics.refusals.Load(),
+	}
 }

@@ -78,3 +78,48 @@ func TestHammer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLateOutcomes: a request allowed before the breaker opened cannot close it by succeeding,
+// nor reopen it by failing, once a probe is the one to decide.
+func TestLateOutcomes(t *testing.T) {
+	b := New(Config{Failures: 1, CoolDown: 10 * time.Second})
+	slow := b.Allow(t0) // in flight while the breaker opens
+	d := b.Allow(t0)
+	b.Done(t0, d, Failure)
+	if s := b.State(t0); s != Open {
+		t.Fatalf("state = %v, want open", s)
+	}
+	b.Done(t0.Add(time.Second), slow, Success)
+	if s := b.State(t0.Add(time.Second)); s != Open {
+		t.Fatalf("a late success changed an open breaker to %v", s)
+	}
+	probe := b.Allow(t0.Add(10 * time.Second))
+	b.Done(t0.Add(10*time.Second), slow, Failure) // late failure while half-open
+	if d := b.Allow(t0.Add(10 * time.Second)); d.OK {
+		t.Fatal("a late failure released the half-open gate")
+	}
+	b.Done(t0.Add(11*time.Second), probe, Success)
+	if s := b.State(t0.Add(11 * time.Second)); s != Closed {
+		t.Fatalf("after a good probe: %v, want closed", s)
+	}
+}
+
+// TestSnapshot: opens, probes, closes and refusals are counted.
+func TestSnapshot(t *testing.T) {
+	before := Snapshot()
+	b := New(Config{Failures: 1, CoolDown: time.Second})
+	d := b.Allow(t0)
+	b.Done(t0, d, Failure) // open
+	b.Allow(t0)            // refused
+	p := b.Allow(t0.Add(time.Second))
+	b.Done(t0.Add(time.Second), p, Failure) // open again
+	p = b.Allow(t0.Add(2 * time.Second))
+	b.Done(t0.Add(2*time.Second), p, Success) // closed
+	after := Snapshot()
+	want := map[string]int64{"opens": 2, "closes": 1, "probes": 2, "refusals": 1}
+	for k, n := range want {
+		if got := after[k] - before[k]; got != n {
+			t.Errorf("%s grew by %d, want %d", k, got, n)
+		}
+	}
+}

@@ -92,6 +92,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/airlock-dev/airlock/host/internal/breaker"
+	"github.com/airlock-dev/airlock/host/internal/credential"
 	"github.com/airlock-dev/airlock/host/internal/ratelimit"
 	"github.com/airlock-dev/airlock/host/internal/retry"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
@@ -110,7 +111,28 @@ const (
 	KindBearer = "bearer"
 	KindAPIKey = "api_key"
 	KindBasic  = "basic"
+	// The OAuth kinds inject "Authorization: Bearer <access token>" from the slot's Source.
+	KindOAuth2ClientCredentials = "oauth2_client_credentials"
+	KindOAuth2AuthorizationCode = "oauth2_authorization_code"
+	KindOAuth2JWTBearer         = "oauth2_jwt_bearer"
 )
+
+// isOAuth reports whether kind takes its token from a Source.
+func isOAuth(kind string) bool {
+	return kind == KindOAuth2ClientCredentials || kind == KindOAuth2AuthorizationCode || kind == KindOAuth2JWTBearer
+}
+
+// TokenSource supplies the credential of an OAuth slot for the calling subject.
+// *credential.Provider implements it; it must be safe for concurrent use.
+type TokenSource interface {
+	// Credential returns the access token for subject and the hosts it may be sent to (a subset
+	// of the slot's Hosts). Its errors should be *credential.Error, whose message is safe to
+	// show the plugin.
+	Credential(ctx context.Context, subject string) (credential.Credential, error)
+	// Invalidate reports that the upstream refused token (HTTP 401), so the next Credential
+	// fetches a new one.
+	Invalidate(subject string, token secret.Value)
+}
 
 // Record decisions.
 const (
@@ -150,9 +172,14 @@ type Slot struct {
 	Param string
 	// Hosts are the only hosts the credential is sent to: exact names or "*.example.com".
 	Hosts []string
-	// Secret is the credential. A zero Secret makes requests naming the slot fail with
-	// credential_unavailable (the grant has not filled it).
+	// Secret is the credential of a static kind. A zero Secret makes requests naming the slot
+	// fail with credential_unavailable (the grant has not filled it).
 	Secret secret.Value
+	// Source supplies the access token of an OAuth kind, per calling subject (see
+	// [WithSubject]). Nil makes requests naming the slot fail with credential_unavailable.
+	// On a 401 from the upstream the token is invalidated, a new one fetched and the request
+	// replayed once.
+	Source TokenSource
 }
 
 // Record describes one outbound request attempt or redirect hop, for the audit log. It never
@@ -177,6 +204,10 @@ type Record struct {
 	// Wait is how long the request waited before this attempt (backoff, rate limit, pause);
 	// set on the Redirect 0 record only.
 	Wait time.Duration
+	// Replay marks the resend of a hop after the upstream answered 401 to an OAuth token and a
+	// new token was obtained (at most once per request). It is not a new attempt: count
+	// attempts on records with Redirect 0 and Replay false.
+	Replay bool
 }
 
 // Resolver resolves host names. *net.Resolver implements it.
@@ -272,6 +303,7 @@ type slot struct {
 	param  string // api_key header (canonical) or query name
 	hosts  []hostPattern
 	secret secret.Value
+	source TokenSource // OAuth kinds
 }
 
 // New validates cfg and returns a Client. Errors name the offending rule, slot or upstream.
@@ -457,7 +489,7 @@ func newRule(r Rule) (rule, error) {
 }
 
 func newSlot(key string, s Slot) (*slot, error) {
-	ns := &slot{name: s.Name, kind: s.Kind, secret: s.Secret}
+	ns := &slot{name: s.Name, kind: s.Kind, secret: s.Secret, source: s.Source}
 	if ns.name == "" {
 		ns.name = key
 	}
@@ -465,9 +497,12 @@ func newSlot(key string, s Slot) (*slot, error) {
 		return nil, fmt.Errorf("its Name %q differs from its key", s.Name)
 	}
 	switch s.Kind {
-	case KindBearer, KindBasic:
+	case KindBearer, KindBasic, KindOAuth2ClientCredentials, KindOAuth2AuthorizationCode, KindOAuth2JWTBearer:
 		if s.In != "" || s.Param != "" {
 			return nil, fmt.Errorf("in and param apply to api_key slots only, not %s", s.Kind)
+		}
+		if isOAuth(s.Kind) && !s.Secret.IsZero() {
+			return nil, fmt.Errorf("a %s slot takes its token from its Source, not a static secret", s.Kind)
 		}
 	case KindAPIKey:
 		switch s.In {
@@ -489,7 +524,7 @@ func newSlot(key string, s Slot) (*slot, error) {
 			return nil, fmt.Errorf("in is %q; want header or query", s.In)
 		}
 	default:
-		return nil, fmt.Errorf("kind %q is not bearer, api_key or basic", s.Kind)
+		return nil, fmt.Errorf("kind %q is not bearer, api_key, basic or an oauth2_ kind", s.Kind)
 	}
 	if len(s.Hosts) == 0 {
 		return nil, errors.New("it names no hosts the credential may be sent to")
@@ -558,7 +593,7 @@ func (c *Client) Do(ctx context.Context, req abi.HTTPRequest) (resp abi.HTTPResp
 	if c.closed.Load() {
 		return (&failure{code: abi.CodeUnavailable, category: abi.Fatal, msg: "the connector's HTTP client is closed"}).response(c.scrub)
 	}
-	h, f := c.prepare(req)
+	h, f := c.prepare(ctx, req)
 	if f != nil {
 		rec := Record{Method: trunc(strings.ToUpper(req.Method), 16), Credential: trunc(req.Credential, 64), Decision: f.decision(), Reason: f.why()}
 		if rec.Method == "" {
@@ -594,10 +629,26 @@ type hop struct {
 	wait      time.Duration // waited before this attempt, for records
 
 	viaUpstream bool // set by build: the hop is sent to an Upstreams target
+
+	// OAuth slots: the calling subject, the token injected and the hosts it may go to (nil:
+	// slot.hosts); replayed says the one replay after a 401 has been used.
+	subject   string
+	token     secret.Value
+	credHosts []hostPattern
+	replayed  bool
+	replay    bool // this send is the replay (for its record)
+}
+
+// credentialHosts are the hosts h's credential may be sent to.
+func (h *hop) credentialHosts() []hostPattern {
+	if h.credHosts != nil {
+		return h.credHosts
+	}
+	return h.slot.hosts
 }
 
 // prepare validates the plugin's request and checks it against policy.
-func (c *Client) prepare(req abi.HTTPRequest) (*hop, *failure) {
+func (c *Client) prepare(ctx context.Context, req abi.HTTPRequest) (*hop, *failure) {
 	h := &hop{credName: req.Credential, body: req.Body}
 	m, f := normalizeMethod(req.Method)
 	if f != nil {
@@ -634,7 +685,7 @@ func (c *Client) prepare(req abi.HTTPRequest) (*hop, *failure) {
 			return h, &failure{code: abi.CodeUnknownSlot, category: abi.Fatal,
 				msg: fmt.Sprintf("the connector has no credential slot %q%s", trunc(req.Credential, 64), c.slotHint())}
 		}
-		if s.secret.IsZero() {
+		if s.source == nil && s.secret.IsZero() {
 			return h, &failure{code: abi.CodeCredential, category: abi.Correctable,
 				msg: fmt.Sprintf("the credential %s has no secret configured; ask an admin to fill it in the grant", s.name)}
 		}
@@ -643,8 +694,81 @@ func (c *Client) prepare(req abi.HTTPRequest) (*hop, *failure) {
 				s.name, t.host, patternList(s.hosts)))
 		}
 		h.slot = s
+		if s.source != nil {
+			h.subject = subjectFrom(ctx)
+			if f := c.fetchToken(ctx, h); f != nil {
+				return h, f
+			}
+			if !matchAny(h.credHosts, t) {
+				return h, denied(fmt.Sprintf("the credential %s may not be sent to %s: for this connection it is limited to %s; use that host",
+					s.name, t.host, patternList(h.credHosts)))
+			}
+		}
 	}
 	return h, nil
+}
+
+// subjectFrom is the calling subject set by [WithSubject] (from the caller's authenticated
+// identity, never from plugin input), "default" if none.
+func subjectFrom(ctx context.Context) string {
+	if s := requestSubject(ctx); s != "" {
+		return s
+	}
+	return "default"
+}
+
+// fetchToken asks h's slot Source for the subject's token and the hosts it may go to.
+func (c *Client) fetchToken(ctx context.Context, h *hop) *failure {
+	s := h.slot
+	cred, err := s.source.Credential(ctx, h.subject)
+	if err != nil {
+		f := &failure{code: abi.CodeCredential, category: abi.Retryable, cause: err,
+			msg: fmt.Sprintf("the host could not obtain a token for credential %s; try again later", s.name)}
+		var ce *credential.Error
+		if errors.As(err, &ce) {
+			f.category, f.msg = ce.Category(), ce.Message
+			if ce.Err != nil {
+				f.cause = ce.Err
+			}
+		}
+		return f
+	}
+	if cred.Token.IsZero() {
+		return &failure{code: abi.CodeCredential, category: abi.Retryable,
+			msg: fmt.Sprintf("the host obtained an empty token for credential %s; try again later", s.name)}
+	}
+	v := cred.Token.Expose()
+	c.scrub.Add(v)
+	if !httpguts.ValidHeaderFieldValue(v) || strings.ContainsAny(v, "\r\n") {
+		return &failure{code: abi.CodeCredential, category: abi.Fatal,
+			msg: fmt.Sprintf("the token endpoint of credential %s issued a token that cannot be sent in an HTTP header", s.name)}
+	}
+	hosts := s.hosts
+	if cred.Hosts != nil {
+		hosts = nil
+		for _, hs := range cred.Hosts {
+			hp, err := parseHostPattern(hs)
+			if err != nil {
+				return &failure{code: abi.CodeCredential, category: abi.Fatal, cause: err,
+					msg: fmt.Sprintf("the connection of credential %s names a host that is not valid", s.name)}
+			}
+			// Never wider than the slot: each host must be one of its patterns or a name they match.
+			ht := &target{host: hp.host}
+			if a, err := netip.ParseAddr(hp.host); err == nil {
+				ht.ip = a
+			}
+			if slices.Contains(s.hosts, hp) || !hp.wildcard && matchAny(s.hosts, ht) {
+				hosts = append(hosts, hp)
+			}
+		}
+		if len(hosts) == 0 {
+			return &failure{code: abi.CodeCredential, category: abi.Fatal,
+				msg: fmt.Sprintf("the connection of credential %s is limited to hosts outside the slot's hosts (%s); ask an admin to check the connector",
+					s.name, patternList(s.hosts))}
+		}
+	}
+	h.token, h.credHosts = cred.Token, hosts
+	return nil
 }
 
 func (c *Client) slotHint() string {
@@ -751,4 +875,24 @@ func trunc(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// ConnectionMetadata returns the non-secret metadata (such as instance_url) of subject's
+// connection for the OAuth slot named slot, obtaining a token first if there is none yet. It
+// returns nil and no error for a slot that is not declared or not an OAuth slot. The map never
+// holds a token.
+func (c *Client) ConnectionMetadata(ctx context.Context, slot, subject string) (map[string]string, error) {
+	s, ok := c.slots[slot]
+	if !ok || s.source == nil {
+		return nil, nil
+	}
+	if subject == "" {
+		subject = "default"
+	}
+	cred, err := s.source.Credential(ctx, subject)
+	if err != nil {
+		return nil, err
+	}
+	c.scrub.Add(cred.Token.Expose())
+	return cred.Metadata, nil
 }

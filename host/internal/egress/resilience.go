@@ -2,12 +2,14 @@ package egress
 
 import (
 	"context"
+	"expvar"
 	"fmt"
 	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/internal/breaker"
@@ -16,17 +18,33 @@ import (
 	"github.com/airlock-dev/airlock/internal/abi"
 )
 
-// RateLimit is a static request rate for the upstream hosts that match Host. Each credential
-// slot used on a host has its own bucket of this size (requests without a credential share one).
+// RateLimit is a static request rate for the upstream requests that match Host and PathPrefix.
+// Each matching request goes to the bucket of the most specific entry (the longest PathPrefix;
+// the first in the list on a tie), one bucket per (host, entry, credential slot, subject), so
+// Slack's per-method tiers ("/api/chat.postMessage" at 1/s, "/api/" at 20/s) are separate
+// buckets. Requests without a credential share one bucket per host and entry.
+//
+// An entry with Tighten set (a grant's override) may only lower a limit: for a request it
+// matches, the rate and burst are the smaller of its own and those of the most specific entry
+// without Tighten; where no such entry matches, it is the limit.
+//
+// Mapping from manifests (done by the host): each network rule's rate_limit becomes
+// RateLimit{Host: rule host, PathPrefix: rule path prefix, PerSecond, Burst}; each grant
+// rate_limits entry becomes the same with Tighten: true.
 type RateLimit struct {
 	// Host is an exact host name or IP literal, or "*.example.com" (every subdomain), as in Rule.
 	Host string
+	// PathPrefix limits the entry to paths under it, on segment boundaries, as in Rule.
+	// Empty means "/" (the whole host).
+	PathPrefix string
 	// PerSecond is the sustained rate, in requests per second. It must be positive; 0.5 is one
 	// request every two seconds.
 	PerSecond float64
 	// Burst is how many requests may go at once after an idle period. 0 means
 	// max(1, ceil(PerSecond)).
 	Burst int
+	// Tighten marks an override that may only lower the limits it overlaps (see above).
+	Tighten bool
 }
 
 // RetryPolicy says how failed attempts are retried; see [retry.Policy] for the fields and their
@@ -46,8 +64,10 @@ const (
 )
 
 type rateRule struct {
-	host  hostPattern
-	limit ratelimit.Limit
+	host    hostPattern
+	prefix  string // "/" for the whole host
+	tighten bool
+	limit   ratelimit.Limit
 }
 
 func newRateRule(rl RateLimit) (rateRule, error) {
@@ -61,17 +81,99 @@ func newRateRule(rl RateLimit) (rateRule, error) {
 	if rl.Burst < 0 {
 		return rateRule{}, fmt.Errorf("burst is negative (%d)", rl.Burst)
 	}
-	return rateRule{host: hp, limit: ratelimit.Limit{PerSecond: rl.PerSecond, Burst: rl.Burst}}, nil
+	prefix := rl.PathPrefix
+	if prefix == "" {
+		prefix = "/"
+	}
+	if !strings.HasPrefix(prefix, "/") || strings.ContainsAny(prefix, "?#") || hasDotSegment(prefix) {
+		return rateRule{}, fmt.Errorf("path prefix %q must start with / and have no query, fragment or dot segments", rl.PathPrefix)
+	}
+	return rateRule{host: hp, prefix: prefix, tighten: rl.Tighten, limit: ratelimit.Limit{PerSecond: rl.PerSecond, Burst: rl.Burst}}, nil
 }
 
-// limitFor is the static limit of an upstream host: the first matching RateLimit.
-func (c *Client) limitFor(host string) ratelimit.Limit {
+// specificity orders path prefixes: a longer one is more specific.
+func specificity(prefix string) int { return len(strings.TrimSuffix(prefix, "/")) }
+
+// rateRuleFor returns the bucket name (the path prefix of the most specific matching entry) of a
+// request to host and path, or "" when no entry matches.
+func (c *Client) rateRuleFor(host, path string) string {
+	best, found := "", false
 	for _, r := range c.limits {
-		if r.host.matchName(host) {
-			return r.limit
+		if r.host.matchName(host) && matchPrefix(r.prefix, path) && (!found || specificity(r.prefix) > specificity(best)) {
+			best, found = r.prefix, true
 		}
 	}
-	return ratelimit.Limit{}
+	return best
+}
+
+// limitFor is the static limit of a bucket: the entries that match k.Host and cover k.Rule (the
+// most specific entry a request matched: every entry that matched the request covers it).
+func (c *Client) limitFor(k ratelimit.Key) ratelimit.Limit {
+	if k.Rule == "" {
+		return ratelimit.Limit{}
+	}
+	var base, tight *rateRule
+	for i := range c.limits {
+		r := &c.limits[i]
+		if !r.host.matchName(k.Host) || !matchPrefix(r.prefix, k.Rule) {
+			continue
+		}
+		if !r.tighten {
+			if base == nil || specificity(r.prefix) > specificity(base.prefix) {
+				base = r
+			}
+			continue
+		}
+		if tight == nil {
+			t := *r
+			tight = &t
+			continue
+		}
+		tight.limit = tighter(tight.limit, r.limit)
+	}
+	switch {
+	case base == nil && tight == nil:
+		return ratelimit.Limit{}
+	case base == nil:
+		return tight.limit
+	case tight == nil:
+		return base.limit
+	}
+	return tighter(base.limit, tight.limit)
+}
+
+// tighter is the smaller rate and the smaller burst of a and b (both positive rates).
+func tighter(a, b ratelimit.Limit) ratelimit.Limit {
+	burst := func(l ratelimit.Limit) int {
+		if l.Burst > 0 {
+			return l.Burst
+		}
+		return max(1, int(math.Ceil(l.PerSecond)))
+	}
+	return ratelimit.Limit{PerSecond: min(a.PerSecond, b.PerSecond), Burst: min(burst(a), burst(b))}
+}
+
+// limitKey is the rate-limit bucket of a request. Key.Connector is left empty: a shared
+// Limiter fills it from its SharedConfig.Connector.
+func (c *Client) limitKey(ctx context.Context, h *hop) ratelimit.Key {
+	return ratelimit.Key{Host: h.t.host, Rule: c.rateRuleFor(h.t.host, h.t.u.EscapedPath()), Credential: h.credName,
+		Subject: requestSubject(ctx)}
+}
+
+// requestSubject is the subject (tenant, connected account) a request is made for, which keys
+// its rate-limit bucket. Plumbing point: the credential change carries the subject with the
+// request; until then the host can set it with [WithSubject].
+func requestSubject(ctx context.Context) string {
+	s, _ := ctx.Value(subjectKey{}).(string)
+	return s
+}
+
+type subjectKey struct{}
+
+// WithSubject returns a context under which Do keys rate limits by subject as well (one bucket
+// per connection of a connector).
+func WithSubject(ctx context.Context, subject string) context.Context {
+	return context.WithValue(ctx, subjectKey{}, subject)
 }
 
 func (p hostPattern) matchName(host string) bool {
@@ -122,7 +224,7 @@ func idempotent(method string) bool {
 // rest of the deadline: fail at once), send, then the classifier decides.
 func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 	p := c.retry
-	key := ratelimit.Key{Host: h.t.host, Credential: h.credName}
+	key := c.limitKey(ctx, h)
 	br := c.breakerFor(h.t.host)
 	replayable := idempotent(h.method) || h.keyed
 
@@ -133,6 +235,7 @@ func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 		now := time.Now()
 		bd := br.Allow(now)
 		if !bd.OK {
+			metrics.breakerRefusals.Add(1)
 			if attempt > 1 {
 				return giveUp
 			}
@@ -140,13 +243,14 @@ func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 				msg: fmt.Sprintf("requests to %s are paused for %s because its recent requests failed (network errors, timeouts or 5xx); try again after that",
 					h.t.host, waitText(bd.RetryAfter))})
 		}
-		res := c.limiter.Reserve(key, now, c.maxWait(ctx, now))
+		res := c.limiter.Reserve(ctx, key, now, c.maxWait(ctx, now))
 		if !res.OK {
 			br.Done(now, bd, breaker.Ignore)
+			metrics.rateRefusals.Add(1)
 			if attempt > 1 {
 				return giveUp
 			}
-			return c.refuse(ctx, h, c.rateLimited(h, res.Wait, res.Reason, res.Paused))
+			return c.refuse(ctx, h, c.rateLimited(h, key, res.Wait, res.Reason, res.Paused))
 		}
 		if res.Wait > 0 {
 			if err := sleep(ctx, res.Wait); err != nil {
@@ -201,19 +305,19 @@ func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 			}
 			br.Done(now, bd, outcome)
 			if !v.PauseUntil.IsZero() {
-				c.limiter.Pause(key, now, v.PauseUntil, v.Reason)
+				c.limiter.Pause(ctx, key, now, v.PauseUntil, v.Reason)
 			}
 			if v.Quota {
-				c.limiter.Pause(key, now, now.Add(p.QuotaPause), v.Reason)
+				c.limiter.Pause(ctx, key, now, now.Add(p.QuotaPause), v.Reason)
 			}
 			wait = v.Wait
 			switch v.Class {
 			case retry.Final:
 				return resp
 			case retry.QuotaExhausted:
-				return c.rateLimited(h, p.QuotaPause, v.Reason, true).response(c.scrub)
+				return c.rateLimited(h, key, p.QuotaPause, v.Reason, true).response(c.scrub)
 			case retry.RateLimited:
-				giveUp = c.rateLimited(h, max(wait, time.Second), v.Reason, true).response(c.scrub)
+				giveUp = c.rateLimited(h, key, max(wait, time.Second), v.Reason, true).response(c.scrub)
 			case retry.Transient:
 				giveUp = resp // a 5xx goes to the plugin as a response, as without retries
 			}
@@ -234,6 +338,31 @@ func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 			return giveUp
 		}
 		waited = delay // the limiter adds the rest of an upstream-requested pause
+		metrics.retries.Add(1)
+	}
+}
+
+// Process-wide counters of the retry loop, published with expvar as "airlock_egress" and
+// readable with [Snapshot].
+var metrics struct {
+	retries         atomic.Int64 // attempts after the first
+	breakerRefusals atomic.Int64 // requests refused at once by an open breaker
+	rateRefusals    atomic.Int64 // requests refused at once by a rate limit or pause
+}
+
+func init() {
+	expvar.Publish("airlock_egress", expvar.Func(func() any { return Snapshot() }))
+}
+
+// Snapshot returns the counters of every Client in the process: "retries" (attempts after the
+// first), "breaker_refusals" (requests an open circuit breaker refused) and "rate_refusals"
+// (requests refused because their rate-limit wait was too long). The limiter's and breakers'
+// own counters are in ratelimit.Snapshot and breaker.Snapshot.
+func Snapshot() map[string]int64 {
+	return map[string]int64{
+		"retries":          metrics.retries.Load(),
+		"breaker_refusals": metrics.breakerRefusals.Load(),
+		"rate_refusals":    metrics.rateRefusals.Load(),
 	}
 }
 
@@ -246,7 +375,7 @@ func (c *Client) refuse(ctx context.Context, h *hop, f *failure) abi.HTTPRespons
 }
 
 // rateLimited is the failure for a request that must wait wait before it may be sent.
-func (c *Client) rateLimited(h *hop, wait time.Duration, reason string, upstream bool) *failure {
+func (c *Client) rateLimited(h *hop, key ratelimit.Key, wait time.Duration, reason string, upstream bool) *failure {
 	f := &failure{code: abi.CodeRateLimited, category: abi.Retryable, retryAfter: wait}
 	switch {
 	case reason != "":
@@ -254,7 +383,7 @@ func (c *Client) rateLimited(h *hop, wait time.Duration, reason string, upstream
 	case upstream:
 		f.msg = fmt.Sprintf("%s is rate limiting this connector; try again in %s", h.t.host, waitText(wait))
 	default:
-		lim := c.limitFor(h.t.host)
+		lim := c.limitFor(key)
 		f.msg = fmt.Sprintf("the connector has used up its request rate for %s (%s requests per second); try again in %s",
 			h.t.host, strconv.FormatFloat(lim.PerSecond, 'g', 4, 64), waitText(wait))
 	}

@@ -581,15 +581,20 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
+	benchOverhead(b, c)
+}
+
+func benchOverhead(b *testing.B, c *Client) {
 	header := map[string][]string{"Content-Type": {"application/json"}, "X-Ratelimit-Remaining": {"4999"},
 		"X-Ratelimit-Reset": {"1700000000"}, "Sforce-Limit-Info": {"api-usage=25/15000"}}
 	body := []byte(`{"ok":true,"channel":"C123","ts":"1700000000.000100","message":{"text":"hello"}}`)
-	key := ratelimit.Key{Host: "api.example.test", Credential: "bearer"}
+	key := ratelimit.Key{Host: "api.example.test", Rule: "/", Credential: "bearer"}
+	ctx := context.Background()
 	one := func() {
 		now := time.Now()
 		br := c.breakerFor(key.Host)
 		d := br.Allow(now)
-		if r := c.limiter.Reserve(key, now, time.Second); !r.OK {
+		if r := c.limiter.Reserve(ctx, key, now, time.Second); !r.OK {
 			b.Fatal("limited")
 		}
 		v := retry.Classify(now, 200, header, body)

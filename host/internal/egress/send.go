@@ -84,6 +84,7 @@ func containsString(s []string, v string) bool {
 // so the loop can classify it; f.answered says whether an upstream answered on some hop.
 func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failure) {
 	answered := false
+	h.replay = false // a new attempt is not the replay of the last one
 	defer func() {
 		if f != nil {
 			f.answered = f.answered || answered
@@ -91,8 +92,8 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 	}()
 	for {
 		rec := Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
-			Injected: h.slot != nil, Redirect: h.n, Attempt: h.attempt}
-		if h.n == 0 {
+			Injected: h.slot != nil, Redirect: h.n, Attempt: h.attempt, Replay: h.replay}
+		if h.n == 0 && !h.replay {
 			rec.Wait = h.wait
 		}
 		start := time.Now()
@@ -145,6 +146,31 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 		}
 		rec.Decision = DecisionAllowed
 		c.emit(ctx, rec, nil)
+		if out.Status == http.StatusUnauthorized && h.slot != nil && h.slot.source != nil && !h.replayed {
+			// The upstream refused the OAuth token: invalidate it, get a new one, replay once.
+			h.replayed = true
+			old := h.token
+			h.slot.source.Invalidate(h.subject, old)
+			if f := c.fetchToken(ctx, h); f != nil {
+				f.answered = true
+				c.emit(ctx, Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
+					Redirect: h.n, Attempt: h.attempt, Replay: true, Decision: f.decision(), Reason: f.why()}, f)
+				return f.response(c.scrub), f
+			}
+			if h.token.Expose() == old.Expose() {
+				return out, nil // no new token: hand over the 401
+			}
+			if !matchAny(h.credHosts, h.t) {
+				f := denied(fmt.Sprintf("the credential %s may not be sent to %s any more: for this connection it is now limited to %s",
+					h.credName, h.t.host, patternList(h.credHosts)))
+				f.answered = true
+				c.emit(ctx, Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
+					Redirect: h.n, Attempt: h.attempt, Replay: true, Decision: f.decision(), Reason: f.why()}, f)
+				return f.response(c.scrub), f
+			}
+			h.replay = true
+			continue
+		}
 		return out, nil
 	}
 }
@@ -168,6 +194,8 @@ func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
 	if s := h.slot; s != nil {
 		v := s.secret.Expose()
 		switch {
+		case s.source != nil:
+			header.Set("Authorization", "Bearer "+h.token.Expose())
 		case s.kind == KindBearer:
 			header.Set("Authorization", "Bearer "+v)
 		case s.kind == KindBasic:
@@ -223,7 +251,7 @@ func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 		return nil, f
 	}
 	next := &hop{method: h.method, t: t, header: h.header, body: h.body, credName: h.credName, n: h.n + 1, timeoutMS: h.timeoutMS,
-		attempt: h.attempt}
+		attempt: h.attempt, subject: h.subject, replayed: h.replayed}
 	// 303, and 301/302 after anything but GET or HEAD, become a GET without a body, as browsers do.
 	if status == http.StatusSeeOther && h.method != http.MethodHead ||
 		(status == http.StatusMovedPermanently || status == http.StatusFound) && h.method != http.MethodGet && h.method != http.MethodHead {
@@ -240,8 +268,8 @@ func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 	c.filterQuery(t)
 	// The credential follows only to the same host, one its slot allows, without a downgrade
 	// to plain http. Otherwise the hop goes out unauthenticated: the upstream chose it.
-	if s := h.slot; s != nil && t.host == h.t.host && matchAny(s.hosts, t) && !(h.t.scheme == "https" && t.scheme == "http") {
-		next.slot = s
+	if s := h.slot; s != nil && t.host == h.t.host && matchAny(h.credentialHosts(), t) && !(h.t.scheme == "https" && t.scheme == "http") {
+		next.slot, next.token, next.credHosts = s, h.token, h.credHosts
 	}
 	return next, nil
 }

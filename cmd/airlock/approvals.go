@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/admin"
+)
+
+func runApprovals(ctx context.Context, e *env, args []string) error {
+	var g globals
+	fs := newFlagSet(e, "approvals", `
+Usage: airlock approvals [--all] [--json]
+
+Lists the tool calls waiting for a human's approval: tools annotated destructive or
+needs_confirmation, tools a grant lists under confirm, and write database functions. Each shows
+the exact arguments the agent sent; approving lets exactly that call run once (the agent calls
+again with the same arguments), before it expires.`, `
+  airlock approvals
+  airlock approve ap_3f9c2a…
+  airlock deny ap_3f9c2a… --reason "not during the freeze"`)
+	g.register(fs)
+	all := fs.Bool("all", false, "show decided, used and expired requests too")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	status := "pending"
+	if *all {
+		status = ""
+	}
+	list, err := admin.New(st, nil, nil).Approvals(ctx, status)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e, list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(e.stdout, "No calls are waiting for approval.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tTOOL\tAGENT\tSUBJECT\tEXPIRES\tARGUMENTS")
+	for _, a := range list {
+		args := string(a.Args)
+		if len(args) > 100 {
+			args = args[:97] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s.%s\t%s\t%s\t%s\t%s\n", a.ID, a.Status, a.Connector, a.Tool, a.Agent, a.Subject, a.Expires.Local().Format(time.DateTime), args)
+	}
+	return tw.Flush()
+}
+
+func runApprove(ctx context.Context, e *env, args []string) error { return decide(ctx, e, "approve", args) }
+func runDeny(ctx context.Context, e *env, args []string) error    { return decide(ctx, e, "deny", args) }
+
+func decide(ctx context.Context, e *env, verb string, args []string) error {
+	var g globals
+	fs := newFlagSet(e, verb, fmt.Sprintf(`
+Usage: airlock %s ID [--reason TEXT]
+
+%s the pending call ID (see 'airlock approvals'). Approval lets that exact call — same tool,
+subject and arguments — run once, when the agent calls again, until the request expires; a denied
+call never reaches the upstream, and the agent is told it was denied.`, verb, map[string]string{"approve": "Approves", "deny": "Denies"}[verb]), fmt.Sprintf(`
+  airlock %s ap_3f9c2a1b`, verb))
+	g.register(fs)
+	reason := fs.String("reason", "", "deny: why, shown to the agent")
+	id, rest := splitName(args)
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	if id == "" {
+		return usagef("give the approval ID: airlock %s ID (see 'airlock approvals')", verb)
+	}
+	st, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := admin.New(st, nil, nil)
+	if verb == "approve" {
+		ap, err := a.Approve(ctx, id, adminName())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "Approved %s: %s.%s may run once with these arguments until %s:\n%s\n", id, ap.Connector, ap.Tool, ap.Expires.Local().Format(time.DateTime), ap.Args)
+		return nil
+	}
+	ap, err := a.Deny(ctx, id, adminName(), *reason)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Denied %s (%s.%s).\n", id, ap.Connector, ap.Tool)
+	return nil
+}

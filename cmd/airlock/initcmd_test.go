@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/host/bundle"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+// A scaffolded connector builds, passes its own tests, packs, signs, installs and passes
+// 'airlock plugin test' without a single edit. It lives outside this module (a temporary
+// directory) with its own go.mod replacing the airlock module by this checkout, as a publisher's
+// would; no network is needed.
+func TestInitConnector(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a connector with the go tool (about 30 s)")
+	}
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, state := t.TempDir(), t.TempDir()
+	dir := filepath.Join(work, "weather")
+	sd := []string{"--state-dir", state}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := airlock(t, args...)
+		if code != exitOK {
+			t.Fatalf("airlock %s = %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	mustRun("init", "connector", "weather", "--dir", dir, "--publisher", "acme", "--airlock", root)
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil || !strings.Contains(string(gomod), "replace github.com/airlock-dev/airlock => "+root) {
+		t.Fatalf("go.mod = %s, %v", gomod, err)
+	}
+	if code, _, errOut := airlock(t, "init", "connector", "weather", "--dir", dir, "--airlock", root); code != exitError || !strings.Contains(errOut, "not empty") {
+		t.Errorf("init over an existing connector = %d %q", code, errOut)
+	}
+
+	goCmd := func(env []string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	offline := []string{"GOFLAGS=-mod=readonly", "GOPROXY=off"}
+	goCmd(offline, "vet", "./...")
+	goCmd(offline, "test", "./...")
+	goCmd(append(offline, "GOOS=wasip1", "GOARCH=wasm"), "build", "-buildmode=c-shared", "-o", "weather.wasm", ".")
+
+	key := filepath.Join(work, "acme.key")
+	bun := filepath.Join(work, "weather-0.1.0.airlock")
+	mustRun("plugin", "pack", dir, "--out", bun)
+	mustRun("plugin", "keygen", "--out", key)
+	mustRun("plugin", "sign", bun, "--key", key)
+	mustRun(append([]string{"trust", "add", "acme", key + ".pub"}, sd...)...)
+	if out := mustRun(append([]string{"plugin", "install", bun}, sd...)...); !strings.Contains(out, "installed weather 0.1.0 by acme") {
+		t.Errorf("install = %q", out)
+	}
+	if rows := listInstalled(t, state); len(rows) != 1 || rows[0].Name != "weather" || rows[0].Status != "active" {
+		t.Errorf("installed = %+v", rows)
+	}
+
+	// The fake upstream of the scaffold's own e2e test, played here by the test.
+	var sawToken string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawToken = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if r.URL.Path != "/v1/items/item-1" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id":"item-1","title":"First"}`))
+	}))
+	defer fake.Close()
+	code, out, errOut := airlock(t, "plugin", "test", bun, "--upstream", fake.URL, "--key", key+".pub", "--json")
+	if code != exitOK {
+		t.Fatalf("plugin test = %d\n%s%s", code, out, errOut)
+	}
+	var rep bundle.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tools) != 1 || !rep.Tools[0].OK || rep.Tools[0].Output != "valid against output_schema" || len(rep.Tools[0].Requests) != 1 {
+		t.Fatalf("report = %+v", rep)
+	}
+	q := rep.Tools[0].Requests[0]
+	if q.URL != "https://api.example.com/v1/items/item-1" || q.Credential != "api_token" || !q.Injected {
+		t.Errorf("request = %+v", q)
+	}
+	if !strings.HasPrefix(sawToken, "canary-") || strings.Contains(out, sawToken) {
+		t.Errorf("the fake saw token %q; the report must not show it", sawToken)
+	}
+}
+
+func TestInitRefusesBadNames(t *testing.T) {
+	for _, args := range [][]string{
+		{"init", "connector", "Weather"},
+		{"init", "connector", "../evil"},
+		{"init", "connector", "ok", "--publisher", "Not Valid"},
+		{"init", "plugin", "ok"},
+	} {
+		if code, _, _ := airlock(t, args...); code != exitUsage {
+			t.Errorf("airlock %v = %d, want %d", args, code, exitUsage)
+		}
+	}
+}
+
+// Inside this repository (plugins/NAME) the scaffold is part of the module: no go.mod.
+func TestInitInsideRepository(t *testing.T) {
+	root, _ := pluginbuild.ModuleRoot()
+	dir, err := os.MkdirTemp(filepath.Join(root, "cmd", "airlock"), "testdata-init-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	target := filepath.Join(dir, "inside")
+	if code, out, errOut := airlock(t, "init", "connector", "inside", "--dir", target); code != exitOK {
+		t.Fatalf("init = %d %s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(target, "go.mod")); !os.IsNotExist(err) {
+		t.Errorf("go.mod written inside the repository: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "inside.go")); err != nil {
+		t.Error(err)
+	}
+}

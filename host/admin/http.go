@@ -1,0 +1,273 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/store"
+)
+
+// TokenVerifier checks an admin token and returns the admin's name (host/mcp.OpenAdmins).
+type TokenVerifier interface {
+	Verify(token string) (name string, ok bool, err error)
+}
+
+// maxBody bounds request bodies of the admin API.
+const maxBody = 1 << 20
+
+// Handler returns the admin HTTP API (JSON), every route behind an admin bearer token:
+//
+//	GET    /admin/v1/connectors                      installed connectors and versions
+//	GET    /admin/v1/connectors/{name}/review        what it asks for (?version=), and the diff of a pending upgrade
+//	GET    /admin/v1/grants                          current grants
+//	GET    /admin/v1/grants/{connector}/history      every version of a connector's grant
+//	PUT    /admin/v1/grants/{connector}              record a grant (body: the grant as JSON; ?version= to approve an upgrade)
+//	DELETE /admin/v1/grants/{connector}              revoke it (?tools=a,b for some tools only)
+//	GET    /admin/v1/approvals                       approval requests (?status=pending)
+//	POST   /admin/v1/approvals/{id}/approve          let that exact call run once
+//	POST   /admin/v1/approvals/{id}/deny             refuse it (body: {"reason": "…"})
+//	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &decision= &kind= &since= &until= &after= &limit=)
+//	GET    /admin/v1/audit/verify                    check the hash chain
+//
+// Errors are {"error": "…"} with a 4xx or 5xx status; a missing or wrong token gets 401 and
+// nothing else.
+func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/v1/connectors", a.apiConnectors)
+	mux.HandleFunc("GET /admin/v1/connectors/{name}/review", a.apiReview)
+	mux.HandleFunc("GET /admin/v1/grants", a.apiGrants)
+	mux.HandleFunc("GET /admin/v1/grants/{connector}/history", a.apiGrantHistory)
+	mux.HandleFunc("PUT /admin/v1/grants/{connector}", a.apiPutGrant)
+	mux.HandleFunc("DELETE /admin/v1/grants/{connector}", a.apiRevoke)
+	mux.HandleFunc("GET /admin/v1/approvals", a.apiApprovals)
+	mux.HandleFunc("POST /admin/v1/approvals/{id}/approve", a.apiDecide)
+	mux.HandleFunc("POST /admin/v1/approvals/{id}/deny", a.apiDecide)
+	mux.HandleFunc("GET /admin/v1/audit", a.apiAudit)
+	mux.HandleFunc("GET /admin/v1/audit/verify", a.apiVerify)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		name, valid, err := "", false, error(nil)
+		if ok {
+			name, valid, err = tokens.Verify(strings.TrimSpace(token))
+		}
+		if err != nil {
+			a.logger.Error("admin token store", "err", err)
+			writeErr(w, http.StatusServiceUnavailable, "the admin token store cannot be read")
+			return
+		}
+		if !valid {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="airlock-admin"`)
+			writeErr(w, http.StatusUnauthorized, "an admin token is required: create one with `airlock admin add NAME`")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		mux.ServeHTTP(w, r.WithContext(withAdmin(r.Context(), name)))
+	})
+}
+
+func (a *Admin) apiConnectors(w http.ResponseWriter, r *http.Request) {
+	list, err := a.st.ListInstalled(r.Context())
+	reply(w, list, err)
+}
+
+func (a *Admin) apiReview(w http.ResponseWriter, r *http.Request) {
+	asks, diff, err := a.Review(r.Context(), r.PathValue("name"), r.URL.Query().Get("version"))
+	reply(w, map[string]any{"asks": asks, "changes": diff}, err)
+}
+
+func (a *Admin) apiGrants(w http.ResponseWriter, r *http.Request) {
+	list, err := a.st.ListGrants(r.Context())
+	reply(w, GrantViews(list), err)
+}
+
+func (a *Admin) apiGrantHistory(w http.ResponseWriter, r *http.Request) {
+	list, err := a.st.GrantHistory(r.Context(), r.PathValue("connector"))
+	reply(w, GrantViews(list), err)
+}
+
+func (a *Admin) apiPutGrant(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeErr(w, http.StatusRequestEntityTooLarge, "the grant is larger than 1 MiB")
+		return
+	}
+	g, err := manifest.ParseGrant("grant.json", body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rec, err := a.Grant(r.Context(), GrantRequest{Connector: r.PathValue("connector"), Version: r.URL.Query().Get("version"),
+		Grant: g, Admin: adminFrom(r.Context()), Note: r.URL.Query().Get("note")})
+	reply(w, grantView(rec), err)
+}
+
+func (a *Admin) apiRevoke(w http.ResponseWriter, r *http.Request) {
+	var tools []string
+	if t := r.URL.Query().Get("tools"); t != "" {
+		tools = strings.Split(t, ",")
+	}
+	err := a.Revoke(r.Context(), r.PathValue("connector"), tools, adminFrom(r.Context()), r.URL.Query().Get("note"))
+	reply(w, map[string]any{"revoked": r.PathValue("connector"), "tools": tools}, err)
+}
+
+func (a *Admin) apiApprovals(w http.ResponseWriter, r *http.Request) {
+	list, err := a.Approvals(r.Context(), r.URL.Query().Get("status"))
+	reply(w, list, err)
+}
+
+func (a *Admin) apiDecide(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var ap store.Approval
+	var err error
+	if strings.HasSuffix(r.URL.Path, "/approve") {
+		ap, err = a.Approve(r.Context(), id, adminFrom(r.Context()))
+	} else {
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if r.ContentLength != 0 {
+			if derr := json.NewDecoder(r.Body).Decode(&body); derr != nil {
+				writeErr(w, http.StatusBadRequest, "the body must be JSON such as {\"reason\": \"not during the freeze\"}")
+				return
+			}
+		}
+		ap, err = a.Deny(r.Context(), id, adminFrom(r.Context()), body.Reason)
+	}
+	reply(w, ap, err)
+}
+
+func (a *Admin) apiAudit(w http.ResponseWriter, r *http.Request) {
+	f, err := ParseAuditFilter(r.URL.Query().Get, nil)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	recs, err := a.st.QueryAudit(r.Context(), f)
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	for _, rec := range recs {
+		w.Write(rec.Data)
+		w.Write([]byte("\n"))
+	}
+}
+
+func (a *Admin) apiVerify(w http.ResponseWriter, r *http.Request) {
+	n, err := a.st.VerifyAudit(r.Context())
+	var br *store.AuditBreak
+	if errors.As(err, &br) {
+		writeJSON(w, http.StatusConflict, map[string]any{"ok": false, "checked": n, "first_bad_seq": br.Seq, "reason": br.Reason})
+		return
+	}
+	reply(w, map[string]any{"ok": true, "checked": n}, err)
+}
+
+// ParseAuditFilter reads an audit filter from named values (query parameters or flags):
+// connector, tool, agent, subject, decision, kind, since, until (RFC 3339 or a duration back
+// from now such as 1h), after (a sequence number) and limit.
+func ParseAuditFilter(get func(string) string, now func() time.Time) (store.AuditFilter, error) {
+	if now == nil {
+		now = time.Now
+	}
+	f := store.AuditFilter{Connector: get("connector"), Tool: get("tool"), Agent: get("agent"), Subject: get("subject"),
+		Decision: get("decision"), Kind: get("kind")}
+	parseTime := func(name string) (time.Time, error) {
+		v := get(name)
+		if v == "" {
+			return time.Time{}, nil
+		}
+		if d, err := time.ParseDuration(v); err == nil {
+			return now().Add(-d), nil
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%s %q: give an RFC 3339 time (2026-11-23T10:00:00Z) or a duration back from now (90m)", name, v)
+		}
+		return t, nil
+	}
+	var err error
+	if f.Since, err = parseTime("since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = parseTime("until"); err != nil {
+		return f, err
+	}
+	for _, n := range []struct {
+		name string
+		dst  *int64
+	}{{"after", &f.AfterSeq}} {
+		if v := get(n.name); v != "" {
+			if *n.dst, err = strconv.ParseInt(v, 10, 64); err != nil || *n.dst < 0 {
+				return f, fmt.Errorf("%s %q: give a record sequence number", n.name, v)
+			}
+		}
+	}
+	if v := get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 0 {
+			return f, fmt.Errorf("limit %q: give a number of records", v)
+		}
+	}
+	switch f.Decision {
+	case "", "ok", "error", "denied":
+	default:
+		return f, fmt.Errorf("decision %q: use ok, error or denied", f.Decision)
+	}
+	return f, nil
+}
+
+// GrantView is a grant record as the API and CLI show it.
+type GrantView struct {
+	Connector string          `json:"connector"`
+	Version   int             `json:"version"`
+	Grant     json.RawMessage `json:"grant"`
+	Admin     string          `json:"admin"`
+	Note      string          `json:"note,omitempty"`
+	Created   time.Time       `json:"created"`
+	Revoked   bool            `json:"revoked,omitempty"`
+}
+
+func grantView(r store.GrantRecord) GrantView {
+	return GrantView{Connector: r.Connector, Version: r.Version, Grant: r.Grant, Admin: r.Admin, Note: r.Note, Created: r.Created, Revoked: r.Revoked}
+}
+
+func GrantViews(rs []store.GrantRecord) []GrantView {
+	out := make([]GrantView, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, grantView(r))
+	}
+	return out
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, store.ErrNotFound):
+		writeErr(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeErr(w, http.StatusConflict, err.Error())
+	default:
+		writeErr(w, http.StatusBadRequest, err.Error())
+	}
+}
+
+func writeErr(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

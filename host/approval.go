@@ -1,0 +1,114 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+// CodeApprovalPending is the error code of a call that waits for an admin's approval.
+const CodeApprovalPending = "approval_pending"
+
+// DefaultApprovalTTL is how long an approval request stays open, and how long an approved one
+// may be used, when Config.ApprovalTTL is zero.
+const DefaultApprovalTTL = time.Hour
+
+// approve runs the human-approval gate (DESIGN.md step 3) for a call that needs one and did not
+// arrive confirmed. With no state store, it says how to confirm. With one, the first call
+// records a pending approval for these exact arguments and is refused with its ID; once an admin
+// approves it, the same call (same connector, tool, subject and arguments) runs exactly once.
+// It returns nil when the call may run.
+func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallRequest, args []byte) *ResultError {
+	if h.store == nil {
+		return &ResultError{Code: abi.CodeNeedsConfirm, Category: abi.Correctable,
+			Message: fmt.Sprintf("%s changes things that are hard to undo, so it runs only after a human confirms this exact call. "+
+				"Ask the user to confirm it (clients that support MCP elicitation are asked automatically), then call it again", req.Tool)}
+	}
+	now := h.now()
+	hash := argsDigest(args)
+	conn := c.manifest.Name
+	fail := func(err error) *ResultError {
+		h.logger.Error("approval store", "tool", req.Tool, "err", err)
+		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
+			Message: "the approval of this call could not be checked because the state store is unavailable; try again later"}
+	}
+	var list []store.Approval
+	for _, status := range []string{store.ApprovalApproved, store.ApprovalPending, store.ApprovalDenied} {
+		l, err := h.store.ListApprovals(ctx, status)
+		if err != nil {
+			return fail(err)
+		}
+		for _, a := range l {
+			if a.Connector == conn && a.Tool == tool && a.Subject == req.Subject && a.ArgsSHA256 == hash {
+				list = append(list, a)
+			}
+		}
+	}
+	var pending *store.Approval
+	for i := range list {
+		a := &list[i]
+		switch {
+		case a.Status == store.ApprovalApproved && now.Before(a.Expires):
+			err := h.store.ConsumeApproval(ctx, a.ID, conn, tool, req.Subject, hash, now)
+			if err == nil {
+				h.logger.Info("approved call runs", "approval", a.ID, "tool", req.Tool, "approved_by", a.DecidedBy)
+				return nil
+			}
+			if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+				return fail(err)
+			}
+		case a.Status == store.ApprovalPending && now.Before(a.Expires):
+			pending = a
+		case a.Status == store.ApprovalDenied && now.Sub(a.Decided) < h.approvalTTL:
+			why := ""
+			if a.Reason != "" {
+				why = " (" + a.Reason + ")"
+			}
+			return &ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal,
+				Message: fmt.Sprintf("an admin denied this exact call of %s%s (approval %s); do not retry it with the same arguments", req.Tool, why, a.ID)}
+		}
+	}
+	if pending == nil {
+		a := store.Approval{ID: "ap_" + newRequestID(), Connector: conn, Tool: tool, Agent: req.Agent, Subject: req.Subject,
+			ArgsSHA256: hash, Args: args, Status: store.ApprovalPending, Created: now, Expires: now.Add(h.approvalTTL)}
+		if err := h.store.CreateApproval(ctx, a); err != nil {
+			return fail(err)
+		}
+		pending = &a
+		h.logger.Info("call waits for approval", "approval", a.ID, "tool", req.Tool, "agent", req.Agent, "subject", req.Subject)
+	}
+	return &ResultError{Code: CodeApprovalPending, Category: abi.Correctable,
+		Message: fmt.Sprintf("%s needs a human's approval before it runs; approval %s is pending (expires %s). "+
+			"Ask an admin to run `airlock approve %s`, then call %s again with exactly the same arguments; a changed argument needs a new approval",
+			req.Tool, pending.ID, pending.Expires.UTC().Format(time.RFC3339), pending.ID, req.Tool)}
+}
+
+// argsDigest is the SHA-256 of the canonical form of JSON arguments (keys sorted, no
+// insignificant space), so an approval binds the arguments' meaning, not their spelling.
+func argsDigest(args []byte) string {
+	sum := sha256.Sum256(canonicalJSON(args))
+	return hex.EncodeToString(sum[:])
+}
+
+// canonicalJSON re-encodes a JSON value with sorted keys; invalid JSON is returned as is.
+func canonicalJSON(data []byte) []byte {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return data
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return data
+	}
+	return out
+}

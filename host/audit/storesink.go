@@ -1,0 +1,322 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/store"
+)
+
+// Errors of a [StoreSink], for callers that branch on them.
+var (
+	// ErrStoreUnavailable reports that the audit store is failing: a fail-closed StoreSink
+	// refuses events (and so the calls that produce them) until it recovers.
+	ErrStoreUnavailable = errors.New("the audit store is unavailable")
+	// ErrSinkClosed reports a Write or Flush after Close.
+	ErrSinkClosed = errors.New("the audit sink is closed")
+)
+
+// AuditAppender appends JSON events to a hash-chained audit log; *store.Store implements it.
+type AuditAppender interface {
+	AppendAudit(ctx context.Context, data ...[]byte) ([]store.AuditRecord, error)
+}
+
+// StoreSinkOptions tunes [NewStoreSink]. A nil *StoreSinkOptions, or a zero field, means the
+// documented default.
+type StoreSinkOptions struct {
+	// Buffer is how many events may wait to be appended. When it is full, Write waits, for as
+	// long as its context allows. Default: 1024.
+	Buffer int
+	// Batch is the most events appended in one transaction. Default: 256.
+	Batch int
+	// FailOpen makes Write drop events (counted by [StoreSink.Dropped], logged at error level)
+	// instead of returning an error while the store is failing or the buffer stays full. The
+	// default, false, fails closed: the host refuses calls it cannot audit.
+	FailOpen bool
+	// AppendTimeout bounds one append. Default: 10s.
+	AppendTimeout time.Duration
+	// Logger receives the sink's own failures and recoveries. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// StoreSink is a [Sink] that keeps events in a hash-chained store (see package store). Write
+// encodes the event and hands it to one background goroutine through a bounded buffer; that
+// goroutine appends what has accumulated in batches, in order. So Write costs a call no more
+// than a wait for buffer room, never a database round trip.
+//
+// When an append fails, the sink marks the store failing and retries the batch with backoff
+// (100ms doubling to 5s). While it is failing, Write returns an error wrapping
+// [ErrStoreUnavailable] (fail closed), or, with FailOpen, drops the event and logs. The first
+// successful append clears the state.
+//
+// A StoreSink is safe for concurrent use. Close flushes what is buffered.
+type StoreSink struct {
+	st   AuditAppender
+	opts StoreSinkOptions
+	log  *slog.Logger
+
+	ch       chan []byte
+	quit     chan struct{} // closed by Close: wakes writers waiting for room
+	quitOnce sync.Once
+	stop     chan struct{} // closed by Close once no writer can send: the loop drains and ends
+	done     chan struct{} // closed when the loop has ended
+
+	mu     sync.RWMutex // writers hold it shared while sending; Close exclusively
+	closed bool
+
+	enqueued atomic.Int64
+	dropped  atomic.Int64
+
+	state    sync.Mutex
+	settled  int64         // events the loop has finished with (appended or given up on)
+	failErr  error         // non-nil while the store is failing
+	changed  chan struct{} // closed and replaced whenever settled or failErr changes
+	closeErr error
+}
+
+// NewStoreSink returns a sink appending to st, with opts (nil for the defaults), and starts
+// its background goroutine; Close stops it.
+func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
+	var o StoreSinkOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Buffer <= 0 {
+		o.Buffer = 1024
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.AppendTimeout <= 0 {
+		o.AppendTimeout = 10 * time.Second
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	s := &StoreSink{
+		st: st, opts: o, log: lg,
+		ch:      make(chan []byte, o.Buffer),
+		quit:    make(chan struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	go s.run()
+	return s
+}
+
+// Write queues e for appending. It returns an error wrapping [ErrStoreUnavailable] when the
+// store is failing or ctx ends before there is room in the buffer, unless the sink fails open
+// (then the event is dropped and counted); and [ErrSinkClosed] after Close.
+func (s *StoreSink) Write(ctx context.Context, e Event) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("audit: encoding the event: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("audit: %w", ErrSinkClosed)
+	}
+	if err := s.failing(); err != nil {
+		return s.refuse(fmt.Errorf("audit: %w, so this call is refused rather than run unaudited; check the state database: %w", ErrStoreUnavailable, err))
+	}
+	select {
+	case s.ch <- data:
+		s.enqueued.Add(1)
+		return nil
+	default:
+	}
+	select {
+	case s.ch <- data:
+		s.enqueued.Add(1)
+		return nil
+	case <-ctx.Done():
+		return s.refuse(fmt.Errorf("audit: %w: the audit buffer stayed full until the call's deadline (%d events waiting): %w",
+			ErrStoreUnavailable, s.opts.Buffer, ctx.Err()))
+	case <-s.quit:
+		return fmt.Errorf("audit: %w", ErrSinkClosed)
+	}
+}
+
+// refuse returns err, or with FailOpen counts and logs a dropped event and returns nil.
+func (s *StoreSink) refuse(err error) error {
+	if !s.opts.FailOpen {
+		return err
+	}
+	if n := s.dropped.Add(1); n == 1 || n%1000 == 0 {
+		s.log.Error("audit: DROPPING audit events (fail open)", "dropped_total", n, "err", err)
+	}
+	return nil
+}
+
+// Dropped returns how many events a fail-open sink has dropped, and how many any sink gave up
+// on at Close.
+func (s *StoreSink) Dropped() int64 { return s.dropped.Load() }
+
+func (s *StoreSink) failing() error {
+	s.state.Lock()
+	defer s.state.Unlock()
+	return s.failErr
+}
+
+// Flush waits until every event queued before it has been appended. It returns the store's
+// error at once while the store is failing, and ctx's error if ctx ends first.
+func (s *StoreSink) Flush(ctx context.Context) error {
+	target := s.enqueued.Load()
+	for {
+		s.state.Lock()
+		settled, failErr, changed := s.settled, s.failErr, s.changed
+		s.state.Unlock()
+		if failErr != nil {
+			return fmt.Errorf("audit: %w: %w", ErrStoreUnavailable, failErr)
+		}
+		if settled >= target {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-s.done:
+			s.state.Lock()
+			settled = s.settled
+			s.state.Unlock()
+			if settled >= target {
+				return nil
+			}
+			return fmt.Errorf("audit: %w", ErrSinkClosed)
+		case <-ctx.Done():
+			return fmt.Errorf("audit: waiting for the audit store: %w", ctx.Err())
+		}
+	}
+}
+
+// Close stops accepting events, appends what is buffered (one attempt), and stops the
+// background goroutine. It returns an error if some events could not be appended.
+func (s *StoreSink) Close() error {
+	// Wake writers waiting for room first, so that they release the lock.
+	s.quitOnce.Do(func() { close(s.quit) })
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	return s.closeErr
+}
+
+// update records the outcome of an append attempt and wakes Flush.
+func (s *StoreSink) update(n int, err error) {
+	s.state.Lock()
+	defer s.state.Unlock()
+	was := s.failErr
+	s.settled += int64(n)
+	s.failErr = err
+	switch {
+	case err != nil && was == nil:
+		how := "calls are refused until it recovers (fail closed)"
+		if s.opts.FailOpen {
+			how = "events are dropped until it recovers (fail open)"
+		}
+		s.log.Error("audit: the audit store is failing; "+how, "err", err)
+	case err == nil && was != nil:
+		s.log.Warn("audit: the audit store recovered", "dropped_total", s.dropped.Load())
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *StoreSink) append(batch [][]byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.AppendTimeout)
+	defer cancel()
+	_, err := s.st.AppendAudit(ctx, batch...)
+	return err
+}
+
+func (s *StoreSink) run() {
+	defer close(s.done)
+	var (
+		pending [][]byte
+		wait    = 100 * time.Millisecond
+	)
+	for {
+		if len(pending) == 0 {
+			select {
+			case d := <-s.ch:
+				pending = append(pending, d)
+			case <-s.stop:
+				s.final(nil)
+				return
+			}
+		}
+	fill:
+		for len(pending) < s.opts.Batch {
+			select {
+			case d := <-s.ch:
+				pending = append(pending, d)
+			default:
+				break fill
+			}
+		}
+		if err := s.append(pending); err != nil {
+			s.update(0, err)
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-s.stop:
+				t.Stop()
+				s.final(pending)
+				return
+			}
+			wait = min(2*wait, 5*time.Second)
+			continue
+		}
+		s.update(len(pending), nil)
+		pending = pending[:0]
+		wait = 100 * time.Millisecond
+	}
+}
+
+// final drains the buffer behind pending and makes one attempt to append it all.
+func (s *StoreSink) final(pending [][]byte) {
+	for {
+		select {
+		case d := <-s.ch:
+			pending = append(pending, d)
+			continue
+		default:
+		}
+		break
+	}
+	for len(pending) > 0 {
+		n := min(len(pending), s.opts.Batch)
+		if err := s.append(pending[:n]); err != nil {
+			s.dropped.Add(int64(len(pending)))
+			s.log.Error("audit: events lost at close: the audit store is failing", "lost", len(pending), "err", err)
+			s.closeErr = fmt.Errorf("audit: %d audit events could not be written at close: %w: %w", len(pending), ErrStoreUnavailable, err)
+			s.update(len(pending), err)
+			return
+		}
+		s.update(n, nil)
+		pending = pending[n:]
+	}
+}
+
+// DecodeRecord returns the event an audit record of the store holds.
+func DecodeRecord(r store.AuditRecord) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		return Event{}, fmt.Errorf("audit: record %d is not an event: %w", r.Seq, err)
+	}
+	return e, nil
+}

@@ -1,0 +1,190 @@
+package dbfunc
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/airlock-dev/airlock/host/internal/scrub"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+// openBackend parses dsn, tells the scrubber every form of it a driver might echo, and opens the
+// pools (lazily: nothing connects yet).
+func openBackend(dsn secret.Value, s *scrub.Scrubber, maxConns int) (backend, error) {
+	raw := dsn.Expose()
+	s.Add(raw)
+	switch {
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, ErrDSN
+		}
+		if pw, ok := u.User.Password(); ok {
+			s.Add(pw)
+		}
+		cfg, err := pgx.ParseConfig(raw)
+		if err != nil {
+			return nil, ErrDSN
+		}
+		if cfg.Password != "" {
+			s.Add(cfg.Password)
+		}
+		db := stdlib.OpenDB(*cfg)
+		db.SetMaxOpenConns(maxConns)
+		db.SetMaxIdleConns(maxConns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		return &postgres{db: db}, nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		path := strings.TrimPrefix(raw, "sqlite:")
+		path = strings.TrimPrefix(path, "//") // sqlite:///abs/path
+		if path == "" || strings.ContainsAny(path, "?#\x00") || path == ":memory:" {
+			return nil, ErrDSN
+		}
+		// A file: URI, so SQLite itself applies mode=ro; the path is escaped so it cannot add
+		// parameters. The read pool cannot write at all (mode=ro, query_only); the write pool has
+		// one connection, so the connector's own writers never contend for the file lock.
+		name := "file:" + (&url.URL{Path: path}).EscapedPath()
+		ro, err := sql.Open("sqlite", name+"?mode=ro&_query_only=1&_busy_timeout=5000&_defensive=1")
+		if err != nil {
+			return nil, ErrDSN
+		}
+		ro.SetMaxOpenConns(maxConns)
+		ro.SetMaxIdleConns(maxConns)
+		ro.SetConnMaxIdleTime(5 * time.Minute)
+		rw, err := sql.Open("sqlite", name+"?mode=rw&_busy_timeout=5000&_txlock=immediate&_defensive=1")
+		if err != nil {
+			ro.Close()
+			return nil, ErrDSN
+		}
+		rw.SetMaxOpenConns(1)
+		rw.SetConnMaxIdleTime(5 * time.Minute)
+		return &sqliteDB{ro: ro, rw: rw}, nil
+	}
+	return nil, ErrDSN
+}
+
+// returning matches a RETURNING clause: a write function with one returns rows (and its Affected
+// is their count); one without is executed and Affected is the driver's count of changed rows.
+var returning = regexp.MustCompile(`(?i)\breturning\b`)
+
+// postgres runs functions on PostgreSQL through pgx's database/sql driver. Parameters go over the
+// extended protocol (bound, never interpolated; one statement per function).
+type postgres struct{ db *sql.DB }
+
+// pgBackstop is how long after a function's statement_timeout its context ends, should the
+// server not answer: long enough that the server's own cancellation normally comes first.
+const pgBackstop = time.Second
+
+func (p *postgres) begin(ctx context.Context, f *manifest.DBFunction, readOnly bool) (*sql.Tx, error) {
+	tx, err := p.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly}) // BEGIN READ ONLY for reads
+	if err != nil {
+		return nil, err
+	}
+	// statement_timeout is enforced by the server even if the client is gone; LOCAL ends with
+	// the transaction, so a pooled connection never keeps it.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", f.TimeoutMS)); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return tx, nil
+}
+
+func (p *postgres) read(ctx context.Context, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.Timeout()+pgBackstop)
+	defer cancel()
+	tx, err := p.begin(ctx, f, true)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	defer tx.Rollback() // a read has nothing to commit
+	return query(ctx, tx, f, args, false)
+}
+
+func (p *postgres) write(ctx context.Context, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.Timeout()+pgBackstop)
+	defer cancel()
+	tx, err := p.begin(ctx, f, false)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	return runWrite(ctx, tx, f, args)
+}
+
+func (p *postgres) close() error { return p.db.Close() }
+
+// sqliteDB runs functions on an SQLite file through modernc.org/sqlite. Context cancellation
+// interrupts a running statement (sqlite3_interrupt).
+type sqliteDB struct{ ro, rw *sql.DB }
+
+func (s *sqliteDB) read(ctx context.Context, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.Timeout())
+	defer cancel()
+	tx, err := s.ro.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	defer tx.Rollback()
+	return query(ctx, tx, f, args, false)
+}
+
+func (s *sqliteDB) write(ctx context.Context, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.Timeout())
+	defer cancel()
+	tx, err := s.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	return runWrite(ctx, tx, f, args)
+}
+
+func (s *sqliteDB) close() error {
+	err := s.ro.Close()
+	if err2 := s.rw.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+func query(ctx context.Context, tx *sql.Tx, f *manifest.DBFunction, args []any, countAll bool) (abi.DBResponse, error) {
+	rows, err := tx.QueryContext(ctx, f.SQL, args...)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	defer rows.Close()
+	return collect(rows, f, countAll)
+}
+
+// runWrite runs a write function in tx and commits only when it succeeded.
+func runWrite(ctx context.Context, tx *sql.Tx, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	defer tx.Rollback() // no-op after Commit
+	var resp abi.DBResponse
+	if returning.MatchString(f.SQL) {
+		var err error
+		if resp, err = query(ctx, tx, f, args, true); err != nil {
+			return abi.DBResponse{}, err
+		}
+	} else {
+		res, err := tx.ExecContext(ctx, f.SQL, args...)
+		if err != nil {
+			return abi.DBResponse{}, err
+		}
+		if resp.Affected, err = res.RowsAffected(); err != nil {
+			return abi.DBResponse{}, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return abi.DBResponse{}, err
+	}
+	return resp, nil
+}

@@ -1,0 +1,293 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AuditRecord is one record of the audit log. Records form a hash chain: each carries the hash
+// of the one before it, so changing, deleting or reordering a record breaks the chain at that
+// point ([Store.VerifyAudit]).
+type AuditRecord struct {
+	Seq      int64     // 1, 2, 3 … with no gap
+	Time     time.Time // the event's "time" field, or the time it was appended when it has none
+	PrevHash string    // Hash of record Seq-1; "" for record 1
+	Hash     string    // AuditHash(PrevHash, Seq, Data)
+	Data     []byte    // the JSON event, byte for byte as appended
+}
+
+// AuditHash is the chain hash of a record: the lowercase hex SHA-256 of
+// PrevHash + "\n" + decimal Seq + "\n" + Data.
+func AuditHash(prevHash string, seq int64, data []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prevHash))
+	h.Write([]byte{'\n'})
+	h.Write([]byte(strconv.FormatInt(seq, 10)))
+	h.Write([]byte{'\n'})
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// AuditBreak is the error [Store.VerifyAudit] returns for the first record where the chain is
+// broken.
+type AuditBreak struct {
+	Seq    int64  // the first bad (or missing) record
+	Reason string // what is wrong with it, in plain words
+}
+
+func (e *AuditBreak) Error() string {
+	return fmt.Sprintf("audit log broken at record %d: %s", e.Seq, e.Reason)
+}
+
+// auditFields are the fields of an event kept in their own columns for filtering.
+type auditFields struct {
+	Time      *string `json:"time"`
+	Kind      string  `json:"kind"`
+	Connector string  `json:"connector"`
+	Tool      string  `json:"tool"`
+	Agent     string  `json:"agent"`
+	Subject   string  `json:"subject"`
+	Outcome   string  `json:"outcome"`
+}
+
+func parseAuditFields(data []byte) (auditFields, time.Time, error) {
+	var f auditFields
+	if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
+		return f, time.Time{}, errors.New("an audit record must be a JSON object")
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, time.Time{}, fmt.Errorf("an audit record must be a JSON object with string fields time, kind, connector, tool, agent, subject and outcome: %w", err)
+	}
+	var t time.Time
+	if f.Time != nil {
+		t, _ = time.Parse(time.RFC3339Nano, *f.Time)
+	}
+	return f, t, nil
+}
+
+// AppendAudit appends one record per element of data (each a JSON object), in order, and
+// returns them. Each carries the hash of the one before it (see [AuditHash]). Appenders are
+// serialised, across processes too (an advisory lock on PostgreSQL, the write lock on SQLite),
+// so the records of every replica form one chain.
+func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	type row struct {
+		f auditFields
+		t time.Time
+	}
+	rows := make([]row, len(data))
+	now := s.now().UTC()
+	for i, d := range data {
+		f, t, err := parseAuditFields(d)
+		if err != nil {
+			return nil, fmt.Errorf("store: appending audit record %d of %d: %w", i+1, len(data), err)
+		}
+		if t.IsZero() {
+			t = now
+		}
+		rows[i] = row{f, t.UTC()}
+	}
+	out := make([]AuditRecord, len(data))
+	err := s.inTx(ctx, func(t tx) error {
+		if err := t.lock(ctx, lockAudit); err != nil {
+			return wrap("appending to the audit log", err)
+		}
+		var (
+			seq  int64
+			prev string
+		)
+		err := t.queryRow(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return wrap("reading the head of the audit log", err)
+		}
+		for i, d := range data {
+			seq++
+			d = bytes.Clone(d)
+			r := AuditRecord{Seq: seq, Time: rows[i].t, PrevHash: prev, Hash: AuditHash(prev, seq, d), Data: d}
+			f := rows[i].f
+			if _, err := t.exec(ctx, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome); err != nil {
+				return wrap("appending to the audit log", err)
+			}
+			out[i] = r
+			prev = r.Hash
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AuditFilter selects audit records. Zero fields match everything.
+type AuditFilter struct {
+	Connector, Tool, Agent, Subject string
+	Decision                        string    // the event's outcome: "ok", "error", "denied"
+	Kind                            string    // "call" or "request"
+	Since, Until                    time.Time // Since ≤ Time < Until
+	AfterSeq                        int64     // only records after this one, for paging
+	Limit                           int       // at most this many; 0 means 1000
+}
+
+// DefaultAuditLimit is the number of records QueryAudit returns when AuditFilter.Limit is 0.
+const DefaultAuditLimit = 1000
+
+// QueryAudit returns the records matching f, oldest first.
+func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	for _, c := range []struct{ col, v string }{
+		{"connector", f.Connector}, {"tool", f.Tool}, {"agent", f.Agent}, {"subject", f.Subject},
+		{"outcome", f.Decision}, {"kind", f.Kind},
+	} {
+		if c.v != "" {
+			add(c.col+" = ?", c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		add("ts >= ?", toNanos(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("ts < ?", toNanos(f.Until))
+	}
+	if f.AfterSeq > 0 {
+		add("seq > ?", f.AfterSeq)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultAuditLimit
+	}
+	q := `SELECT seq, ts, prev_hash, hash, data FROM audit`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq LIMIT " + strconv.Itoa(limit)
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("querying the audit log", err)
+	}
+	recs, err := scanAudit(rows)
+	return recs, wrap("querying the audit log", err)
+}
+
+func scanAudit(rows *sql.Rows) ([]AuditRecord, error) {
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		var (
+			r  AuditRecord
+			ts int64
+		)
+		if err := rows.Scan(&r.Seq, &ts, &r.PrevHash, &r.Hash, &r.Data); err != nil {
+			return nil, err
+		}
+		r.Time = fromNanos(ts)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// AuditHead returns the last record's sequence number and hash (0 and "" for an empty log).
+// Keeping a copy of it elsewhere (a ticket, a log shipper) lets a later VerifyAudit detect a
+// truncated tail too, which the chain alone cannot.
+func (s *Store) AuditHead(ctx context.Context) (seq int64, hash string, err error) {
+	err = s.queryRow(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	return seq, hash, wrap("reading the head of the audit log", err)
+}
+
+// verifyPage is how many records VerifyAudit reads at a time.
+const verifyPage = 500
+
+// VerifyAudit walks the whole chain from record 1 and reports the first bad record as an
+// *[AuditBreak]: a changed record (its hash or an indexed column no longer matches its
+// contents), a deleted one (a gap in the sequence, or a prev_hash that does not match) or a
+// reordered pair. It returns how many records it found intact before the break (all of them
+// when err is nil). Deleting records from the end is invisible to the chain itself: compare
+// [Store.AuditHead] with a copy kept elsewhere.
+func (s *Store) VerifyAudit(ctx context.Context) (checked int64, err error) {
+	var (
+		after int64
+		prev  string
+	)
+	for {
+		rows, err := s.query(ctx, `SELECT seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome
+			FROM audit WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(verifyPage), after)
+		if err != nil {
+			return checked, wrap("reading the audit log", err)
+		}
+		type rec struct {
+			AuditRecord
+			ts  int64
+			col auditFields
+		}
+		var page []rec
+		for rows.Next() {
+			var r rec
+			if err := rows.Scan(&r.Seq, &r.ts, &r.PrevHash, &r.Hash, &r.Data,
+				&r.col.Kind, &r.col.Connector, &r.col.Tool, &r.col.Agent, &r.col.Subject, &r.col.Outcome); err != nil {
+				rows.Close()
+				return checked, wrap("reading the audit log", err)
+			}
+			page = append(page, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return checked, wrap("reading the audit log", err)
+		}
+		if len(page) == 0 {
+			return checked, nil
+		}
+		for _, r := range page {
+			want := after + 1
+			if r.Seq != want {
+				reason := fmt.Sprintf("record %d is missing (the log jumps from %d to %d): records were deleted", want, after, r.Seq)
+				if r.Seq-want > 1 {
+					reason = fmt.Sprintf("records %d to %d are missing (the log jumps from %d to %d): records were deleted", want, r.Seq-1, after, r.Seq)
+				}
+				return checked, &AuditBreak{Seq: want, Reason: reason}
+			}
+			if r.PrevHash != prev {
+				return checked, &AuditBreak{Seq: r.Seq, Reason: fmt.Sprintf(
+					"its prev_hash does not match the hash of record %d: a record was rewritten, reordered or replaced", r.Seq-1)}
+			}
+			if AuditHash(r.PrevHash, r.Seq, r.Data) != r.Hash {
+				return checked, &AuditBreak{Seq: r.Seq, Reason: "its contents do not match its hash: the record was changed"}
+			}
+			f, t, err := parseAuditFields(r.Data)
+			if err != nil {
+				return checked, &AuditBreak{Seq: r.Seq, Reason: "its data is not a JSON object: the record was changed"}
+			}
+			f.Time = nil
+			if f != r.col {
+				return checked, &AuditBreak{Seq: r.Seq, Reason: "its indexed columns do not match its data: the record was changed to mislead searches"}
+			}
+			if !t.IsZero() && toNanos(t) != r.ts {
+				return checked, &AuditBreak{Seq: r.Seq, Reason: "its time column does not match its data: the record was changed to mislead searches"}
+			}
+			checked++
+			after, prev = r.Seq, r.Hash
+		}
+	}
+}
