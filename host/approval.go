@@ -1,15 +1,14 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/airlock-dev/airlock/host/internal/idempotency"
 	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
@@ -94,21 +93,10 @@ func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallR
 // argsDigest is the SHA-256 of the canonical form of JSON arguments (keys sorted, no
 // insignificant space), so an approval binds the arguments' meaning, not their spelling.
 func argsDigest(args []byte) string {
-	sum := sha256.Sum256(canonicalJSON(args))
-	return hex.EncodeToString(sum[:])
-}
-
-// canonicalJSON re-encodes a JSON value with sorted keys; invalid JSON is returned as is.
-func canonicalJSON(data []byte) []byte {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if dec.Decode(&v) != nil {
-		return data
+	h, err := idempotency.ArgsHash(args)
+	if err != nil { // validated JSON cannot get here; bind the exact bytes anyway
+		sum := sha256.Sum256(args)
+		return hex.EncodeToString(sum[:])
 	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return data
-	}
-	return out
+	return h
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/dbfunc"
 	"github.com/airlock-dev/airlock/host/internal/egress"
+	"github.com/airlock-dev/airlock/host/internal/idempotency"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
@@ -41,6 +42,11 @@ type CallRequest struct {
 	// Confirmed says a human approved this exact call (for example through MCP elicitation).
 	// Tools annotated destructive or needs_confirmation do not run without it.
 	Confirmed bool
+	// IdempotencyKey, if set, makes the call run at most once: a repeat with the same key and
+	// arguments returns the recorded outcome (Meta.Replayed) without the plugin or the upstream
+	// running again. Tools annotated idempotent (and not read-only) get a key derived from
+	// their arguments. Needs Config.Store.
+	IdempotencyKey string
 }
 
 // Result is the structured answer to every tool call, success or not.
@@ -72,6 +78,8 @@ type Meta struct {
 	Attempts   int     `json:"attempts"`
 	Requests   int     `json:"requests"` // outbound requests the plugin made
 	RequestID  string  `json:"request_id"`
+	// Replayed says the result was recorded earlier under the call's idempotency key.
+	Replayed bool `json:"replayed,omitempty"`
 	// Untrusted marks data that came from an upstream (an open-world tool): treat it as data,
 	// never as instructions.
 	Untrusted bool `json:"untrusted,omitempty"`
@@ -154,6 +162,71 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		}
 	}
 
+	// 4. Call quotas, per agent and per tool.
+	if c.quota != nil {
+		if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
+			return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(),
+				Message: fmt.Sprintf("%s; try again in %s", reason, wait.Round(time.Second))}
+		}
+	}
+
+	// Idempotency: a keyed call that already ran returns its recorded outcome.
+	key := req.IdempotencyKey
+	if key == "" && tool.Annotations.Idempotent && !tool.Annotations.ReadOnly {
+		key, _ = idempotency.DeriveKey(connName, toolName, req.Subject, args)
+	}
+	if key == "" || h.dedup == nil {
+		return h.run(ctx, c, tool, req, args, res, ev)
+	}
+	return h.runOnce(ctx, c, tool, req, args, key, res, ev)
+}
+
+// idemOutcome is what the idempotency store keeps of a call.
+type idemOutcome struct {
+	Data  json.RawMessage `json:"data,omitempty"`
+	Error *ResultError    `json:"error,omitempty"`
+}
+
+// runOnce runs the call at most once per (connector, tool, subject, key): a repeat with the same
+// arguments gets the recorded outcome without the plugin or the upstream running again; the
+// same key with other arguments is refused; concurrent repeats wait for the first. A retryable
+// failure is not recorded, so a retry runs.
+func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, key string, res *Result, ev *audit.Event) *ResultError {
+	hash, err := idempotency.ArgsHash(args)
+	if err != nil {
+		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: "the arguments are not valid JSON"}
+	}
+	scope := c.manifest.Name + "." + tool.Name + "/" + req.Subject
+	out, replayed, err := h.dedup.Do(ctx, scope, key, hash, func(ctx context.Context) ([]byte, bool) {
+		rerr := h.run(ctx, c, tool, req, args, res, ev)
+		b, _ := json.Marshal(idemOutcome{Data: res.Data, Error: rerr})
+		return b, rerr == nil || rerr.Category != abi.Retryable
+	})
+	switch {
+	case errors.Is(err, idempotency.ErrKeyReused):
+		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
+	case errors.Is(err, idempotency.ErrInProgress):
+		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfter: 1, Message: err.Error()}
+	case err != nil:
+		h.logger.Error("idempotency store", "tool", req.Tool, "err", err)
+		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
+			Message: "the idempotency record of this call could not be checked because the state store is unavailable; try again later"}
+	}
+	var o idemOutcome
+	if jerr := json.Unmarshal(out, &o); jerr != nil {
+		return &ResultError{Code: abi.CodeInternal, Category: abi.Fatal, Message: "the recorded outcome of this idempotency key is unreadable; use a new key"}
+	}
+	if replayed {
+		res.Meta.Replayed = true
+		ev.Replayed = true
+	}
+	res.Data = o.Data
+	return o.Error
+}
+
+// run is steps 5 to 7 of a call: the plugin, the output checks, the untrusted-data marking.
+func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) *ResultError {
+	m, connName := c.manifest, c.manifest.Name
 	// 5. The plugin, in its sandbox, with the host functions of this call.
 	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress}
 	if hc.progress != nil {

@@ -26,19 +26,26 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/credential"
 	"github.com/airlock-dev/airlock/host/internal/dbfunc"
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/grant"
+	"github.com/airlock-dev/airlock/host/internal/idempotency"
+	"github.com/airlock-dev/airlock/host/internal/quota"
+	"github.com/airlock-dev/airlock/host/internal/ratelimit"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
 	"github.com/airlock-dev/airlock/host/manifest"
@@ -80,6 +87,17 @@ type Config struct {
 	ApprovalTTL time.Duration
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
+	// Sealer seals OAuth tokens at rest (a *secret.Store). Nil: a key that lives only as long as
+	// the process, so connections made with `airlock connect` do not survive a restart.
+	Sealer credential.Sealer
+	// RedisURL, if set (redis://host:6379/0), shares rate limits, upstream pauses and call
+	// quotas with every replica using the same Redis. If Redis becomes unreachable, each
+	// replica limits locally at LocalShare of each limit (default 1/2) and says so in its logs.
+	RedisURL   string
+	LocalShare float64
+	// IdempotencyTTL is how long a call's outcome is kept under its idempotency key (default
+	// 24 h). Idempotency needs Store.
+	IdempotencyTTL time.Duration
 	// OnClose, if set, is called by Close after every connector has stopped (so after the last
 	// audit event), to release what the host was built on: an audit sink, a state store.
 	OnClose func() error
@@ -95,6 +113,8 @@ type Config struct {
 type Host struct {
 	cfg         Config
 	store       *store.Store
+	shared      *ratelimit.Redis     // nil without RedisURL
+	dedup       *idempotency.Deduper // nil without Store
 	approvalTTL time.Duration
 	now         func() time.Time
 	logger      *slog.Logger
@@ -113,7 +133,8 @@ type connector struct {
 	policy   *grant.Policy
 	digest   string
 	origin   Origin
-	db       *dbfunc.DB // nil unless database functions are granted
+	db       *dbfunc.DB  // nil unless database functions are granted
+	quota    *quota.Gate // nil without quotas
 	module   *runtime.Module
 	egress   *egress.Client
 	inflight sync.WaitGroup
@@ -141,6 +162,16 @@ func New(cfg Config) (*Host, error) {
 	}
 	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{},
 		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now}
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("host: RedisURL: %w (write redis://HOST:PORT/DB)", err)
+		}
+		h.shared = ratelimit.NewRedis(redis.NewClient(opts), ratelimit.RedisConfig{Logger: cfg.Logger})
+	}
+	if cfg.Store != nil {
+		h.dedup = idempotency.New(cfg.Store, idempotency.Config{TTL: cfg.IdempotencyTTL, Logger: cfg.Logger})
+	}
 	h.audit = cfg.Audit
 	if h.audit == nil {
 		f, err := audit.OpenFile(filepath.Join(cfg.StateDir, "audit.jsonl"))
@@ -186,6 +217,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	}
 	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin}
 
+	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))
 	for _, cred := range m.Credentials {
 		slot := egress.Slot{Name: cred.Name, Kind: cred.Kind, In: cred.In, Param: cred.Param, Hosts: cred.Hosts}
@@ -217,8 +249,20 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 			if h.store != nil {
 				ccfg.Store = credential.StateStore{Store: h.store}
 			}
-			// TODO(lead): pass the secret store's Sealer (ccfg.Sealer) and an audit OnEvent; until
-			// then tokens are sealed under a per-process key and must be connected again after a restart.
+			ccfg.Sealer = h.cfg.Sealer
+			ccfg.HTTPClient = &http.Client{Transport: endpoints, Timeout: 30 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			ccfg.OnEvent = func(ev credential.Event) {
+				outcome := "ok"
+				if ev.Type == "needs_reauth" || ev.Type == "failed" {
+					outcome = "error"
+				}
+				if err := h.audit.Write(context.Background(), audit.Event{Time: time.Now().UTC(), Kind: audit.KindCredential,
+					RequestID: newRequestID(), Connector: ev.Connector, Subject: ev.Subject, Credential: ev.Slot,
+					Outcome: outcome, Code: ev.Type, Message: h.scrub.String(ev.Detail)}); err != nil {
+					h.logger.Error("audit write failed", "connector", ev.Connector, "event", ev.Type, "err", err)
+				}
+			}
 			p, err := credential.New(ccfg)
 			if err != nil {
 				return fmt.Errorf("host: connector %s: %w", m.Name, err)
@@ -244,8 +288,33 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	if h.cfg.Resolver != nil {
 		ecfg.Resolver = h.cfg.Resolver
 	}
+	for _, r := range policy.Rules {
+		if r.RateLimit != nil {
+			ecfg.RateLimits = append(ecfg.RateLimits, egress.RateLimit{Host: r.Host, PathPrefix: r.PathPrefix,
+				PerSecond: r.RateLimit.PerSecond, Burst: r.RateLimit.Burst})
+		}
+	}
+	if h.shared != nil {
+		ecfg.SharedLimits, ecfg.LocalShare, ecfg.Connector = h.shared, h.cfg.LocalShare, m.Name
+	}
 	if c.egress, err = egress.New(ecfg); err != nil {
 		return fmt.Errorf("host: connector %s: %w", m.Name, err)
+	}
+	endpoints.set(c.egress.EndpointTransport())
+	if q := policy.Quotas; q != nil {
+		qc := quota.Config{LocalShare: h.cfg.LocalShare}
+		if q.PerAgent != nil {
+			qc.PerAgent = quota.Quota{Calls: q.PerAgent.Calls, Period: q.PerAgent.Period()}
+		}
+		if q.PerTool != nil {
+			qc.PerTool = quota.Quota{Calls: q.PerTool.Calls, Period: q.PerTool.Period()}
+		}
+		if h.shared != nil {
+			qc.Shared = h.shared
+		}
+		if c.quota, err = quota.New(qc); err != nil {
+			return fmt.Errorf("host: connector %s: quotas: %w", m.Name, err)
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -320,6 +389,22 @@ type Origin struct {
 // LoadInstalled is LoadModule for a connector installed from a bundle, recording its origin.
 func (h *Host) LoadInstalled(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, o Origin) error {
 	return h.loadModule(ctx, m, wasm, g, o)
+}
+
+// lazyTransport forwards to a RoundTripper set after construction: OAuth providers are built
+// before the egress client whose checked dialer they use.
+type lazyTransport struct {
+	rt atomic.Pointer[http.RoundTripper]
+}
+
+func (l *lazyTransport) set(rt http.RoundTripper) { l.rt.Store(&rt) }
+
+func (l *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt := l.rt.Load()
+	if rt == nil {
+		return nil, errors.New("host: the connector is still loading")
+	}
+	return (*rt).RoundTrip(req)
 }
 
 // retire closes a replaced or unloaded connector once its calls in progress have finished.
@@ -413,6 +498,9 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	if h.cfg.OnClose != nil {
 		err = errors.Join(err, h.cfg.OnClose())
+	}
+	if h.shared != nil {
+		h.shared.Close()
 	}
 	return errors.Join(err, h.eng.Close(ctx))
 }

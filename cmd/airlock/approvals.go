@@ -59,8 +59,10 @@ again with the same arguments), before it expires.`, `
 	return tw.Flush()
 }
 
-func runApprove(ctx context.Context, e *env, args []string) error { return decide(ctx, e, "approve", args) }
-func runDeny(ctx context.Context, e *env, args []string) error    { return decide(ctx, e, "deny", args) }
+func runApprove(ctx context.Context, e *env, args []string) error {
+	return decide(ctx, e, "approve", args)
+}
+func runDeny(ctx context.Context, e *env, args []string) error { return decide(ctx, e, "deny", args) }
 
 func decide(ctx context.Context, e *env, verb string, args []string) error {
 	var g globals

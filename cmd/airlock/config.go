@@ -16,8 +16,8 @@ import (
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/audit"
-	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // fileConfig is airlock.yaml.
@@ -27,10 +27,12 @@ import (
 //	  - manifest: build/plugins/slack.yaml   # a stamped manifest (make plugins)
 //	    grant: grants/slack.yaml             # the admin's grant for it
 //	state: postgres://airlock@db/airlock   # the state store (default sqlite:STATE_DIR/state.db)
+//	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
 	State    string `yaml:"state"`
+	Redis    string `yaml:"redis"`
 	Vault    *struct {
 		Address   string `yaml:"address"`
 		Namespace string `yaml:"namespace"`
@@ -52,6 +54,7 @@ type globals struct {
 	config   string
 	stateDir string
 	state    string
+	redis    string
 	logLevel string
 	logJSON  bool
 }
@@ -60,6 +63,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.config, "config", envOr("AIRLOCK_CONFIG", "airlock.yaml"), "configuration `file` ($AIRLOCK_CONFIG)")
 	fs.StringVar(&g.stateDir, "state-dir", os.Getenv("AIRLOCK_STATE_DIR"), "state `directory`: compilation cache, audit log; overrides the config file ($AIRLOCK_STATE_DIR, default .airlock)")
 	fs.StringVar(&g.state, "state", os.Getenv("AIRLOCK_STATE"), "state store `DSN`: sqlite:PATH or postgres://…; overrides the config file ($AIRLOCK_STATE, default sqlite:STATE_DIR/state.db)")
+	fs.StringVar(&g.redis, "redis", os.Getenv("AIRLOCK_REDIS"), "Redis `URL` (redis://host:6379/0) to share rate limits and quotas with other replicas ($AIRLOCK_REDIS)")
 	fs.StringVar(&g.logLevel, "log-level", envOr("AIRLOCK_LOG_LEVEL", "warn"), "log `level`: debug, info, warn or error ($AIRLOCK_LOG_LEVEL)")
 	fs.BoolVar(&g.logJSON, "log-json", os.Getenv("AIRLOCK_LOG_JSON") == "1", "write logs as JSON lines ($AIRLOCK_LOG_JSON=1)")
 }
@@ -159,13 +163,14 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := g.secrets(ctx, st)
+	secrets, sealer, err := g.secrets(ctx, st)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger})
-	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink,
+	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink, Sealer: sealer,
+		RedisURL:       cmpOr(g.redis, cfg.Redis),
 		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})
 	if err != nil {
 		sink.Close()
@@ -184,6 +189,13 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		}
 	}
 	return rt, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func loadConfigured(ctx context.Context, h *host.Host, manifestPath, grantPath string) error {

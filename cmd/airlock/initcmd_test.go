@@ -121,7 +121,7 @@ func TestInitRefusesBadNames(t *testing.T) {
 // Inside this repository (plugins/NAME) the scaffold is part of the module: no go.mod.
 func TestInitInsideRepository(t *testing.T) {
 	root, _ := pluginbuild.ModuleRoot()
-	dir, err := os.MkdirTemp(filepath.Join(root, "cmd", "airlock"), "testdata-init-")
+	dir, err := os.MkdirTemp(filepath.Join(root, "cmd", "airlock"), ".init-test-") // a dot directory: the go tool ignores it
 	if err != nil {
 		t.Fatal(err)
 	}

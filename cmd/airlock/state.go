@@ -49,19 +49,19 @@ func (g *globals) openStore(ctx context.Context) (*store.Store, error) {
 
 // secrets returns the secret sources grants may reference: env:, file:, store: (the built-in
 // encrypted store, whose master key is loaded here) and, when configured, vault:.
-func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Source, error) {
+func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *secret.Store, error) {
 	_, cfg, stateDir, err := g.stateDSN()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mux := secret.Mux{"env": secret.Env{}, "file": secret.File{}}
 	key, _, err := secret.LoadMasterKey(stateDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ss, err := secret.OpenStore(ctx, storeBackend{st}, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mux["store"] = ss
 	if v := cfg.Vault; v != nil {
@@ -71,11 +71,11 @@ func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Source, 
 		}
 		vault, err := secret.NewVault(vc)
 		if err != nil {
-			return nil, fmt.Errorf("%s: vault: %w", g.config, err)
+			return nil, nil, fmt.Errorf("%s: vault: %w", g.config, err)
 		}
 		mux["vault"] = vault
 	}
-	return mux, nil
+	return mux, ss, nil
 }
 
 // storeBackend adapts the state store to the secret store's Backend.

@@ -50,6 +50,8 @@ type Event struct {
 	Version   string    `json:"version,omitempty"`
 	Digest    string    `json:"module_sha256,omitempty"`
 	Tool      string    `json:"tool,omitempty"`
+	// Replayed marks a call answered from its idempotency record, without running again.
+	Replayed bool `json:"replayed,omitempty"`
 	// Unsigned marks a connector installed with --allow-unsigned (development only).
 	Unsigned bool `json:"unsigned,omitempty"`
 
@@ -78,6 +80,8 @@ type Event struct {
 const (
 	KindCall    = "call"
 	KindRequest = "request"
+	// KindCredential records a change in a connection: connected, refreshed, needs_reauth.
+	KindCredential = "credential"
 )
 
 // Sink keeps audit events. Write must be safe for concurrent use. A Write error fails the call

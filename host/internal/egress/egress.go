@@ -257,6 +257,12 @@ type Config struct {
 	// Breaker configures the circuit breaker kept per upstream host. The zero value means the
 	// defaults: open after 5 consecutive transient failures, probe after 30 s.
 	Breaker BreakerPolicy
+	// SharedLimits, if set, keeps the rate limits and upstream pauses in a store shared by every
+	// replica (Redis); if it becomes unreachable, each replica limits locally at LocalShare of
+	// each rate (default 1/2). Connector names the buckets' owner in that store.
+	SharedLimits ratelimit.Store
+	LocalShare   float64
+	Connector    string
 }
 
 // Client sends plugin requests under one Config. It is safe for concurrent use; its zero value
@@ -388,6 +394,9 @@ func New(cfg Config) (*Client, error) {
 		c.limits = append(c.limits, r)
 	}
 	c.limiter = ratelimit.New(c.limitFor)
+	if cfg.SharedLimits != nil {
+		c.limiter = ratelimit.NewShared(c.limitFor, ratelimit.SharedConfig{Store: cfg.SharedLimits, Connector: cfg.Connector, LocalShare: cfg.LocalShare})
+	}
 	if cfg.Retry.MaxAttempts < 0 || cfg.Retry.BaseDelay < 0 || cfg.Retry.MaxDelay < 0 || cfg.Retry.MaxWait < 0 ||
 		cfg.Retry.AttemptTimeout < 0 || cfg.Retry.QuotaPause < 0 || cfg.Retry.SlowTimeout < 0 {
 		return nil, errors.New("egress: Retry has a negative field")

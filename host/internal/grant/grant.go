@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -332,8 +333,8 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 			fail("upstreams[%q]: %v", from, err)
 			continue
 		}
-		if !allowsOrigin(p.Rules, origin) {
-			fail("upstreams: %q is not an origin the granted network rules allow (scheme, host and port must match a granted rule)", from)
+		if !allowsOrigin(p.Rules, origin) && !endpointOrigin(m, p.Credentials, origin) {
+			fail("upstreams: %q is not an origin the granted network rules (or a filled OAuth slot's endpoints) allow (scheme, host and port must match)", from)
 			continue
 		}
 		p.Upstreams[origin] = to
@@ -348,6 +349,29 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		return nil, fmt.Errorf("grant for %s: %w", m.Name, errors.Join(errs...))
 	}
 	return p, nil
+}
+
+// endpointOrigin reports whether a canonical origin is the token or authorization endpoint of
+// a filled OAuth slot.
+func endpointOrigin(m *manifest.Manifest, filled map[string]manifest.CredentialGrant, origin string) bool {
+	for _, c := range m.Credentials {
+		if _, ok := filled[c.Name]; !ok || c.OAuth == nil {
+			continue
+		}
+		for _, u := range []string{c.OAuth.TokenURL, c.OAuth.AuthorizeURL} {
+			if u == "" {
+				continue
+			}
+			pu, err := url.Parse(u)
+			if err != nil {
+				continue
+			}
+			if o, err := manifest.ParseOrigin(pu.Scheme + "://" + pu.Host); err == nil && o == origin {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // allowsOrigin reports whether a canonical origin scheme://host:port matches a rule.
