@@ -1,0 +1,85 @@
+package host_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/hosttest"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/fakesalesforce"
+)
+
+// TestSalesforceJWTBearerEndToEnd runs the shipped manifest unchanged: the host signs an RS256
+// assertion with a key only it holds, exchanges it at the (routed) token endpoint, learns the
+// instance URL from the token response, and the plugin reaches only that instance with the
+// token injected. The private key and the token appear in no result, log or audit record.
+func TestSalesforceJWTBearerEndToEnd(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+
+	fake := fakesalesforce.New()
+	fake.RegisterJWTClient("3MVG9-consumer", "integration@acme.example", &key.PublicKey)
+	u, stop := fake.Start()
+	t.Cleanup(stop)
+
+	m, wasm := hosttest.Connector(t, "./plugins/salesforce", "manifests/salesforce.yaml")
+	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return keyPEM, n == "SF_KEY" }}}
+	h, rec := hosttest.New(t, host.Config{Secrets: src})
+	g := &manifest.Grant{Connector: "salesforce", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
+		Credentials: map[string]manifest.CredentialGrant{"salesforce": {
+			ClientID: "3MVG9-consumer", Username: "integration@acme.example", PrivateKey: "env:SF_KEY"}},
+		PrivateTargets: []string{"127.0.0.1/32"},
+		Upstreams: map[string]string{
+			"https://login.salesforce.com":    u, // the token endpoint
+			fakesalesforce.DefaultInstanceURL: u, // the instance the token response names
+		}}
+	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
+		t.Fatal(err)
+	}
+	var results []*host.Result
+	for range 3 {
+		res := h.Call(context.Background(), host.CallRequest{Tool: "salesforce.get_record", Agent: "a",
+			Arguments: []byte(`{"object":"Account","id":"` + fakesalesforce.Acme + `","fields":["Name"]}`)})
+		results = append(results, res)
+		if !res.OK {
+			t.Fatalf("get_record: %+v", res.Error)
+		}
+		if !strings.Contains(string(res.Data), "Acme Corporation") {
+			t.Fatalf("get_record = %s", res.Data)
+		}
+	}
+	if n := fake.TokensIssued(); n != 1 {
+		t.Errorf("token endpoint issued %d tokens for 3 calls, want 1 (the token is cached)", n)
+	}
+	var token string
+	for _, r := range fake.Requests() {
+		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
+			token = strings.TrimPrefix(a, "Bearer ")
+		}
+	}
+	if token == "" {
+		t.Fatal("no request reached the instance with a bearer token")
+	}
+	events, _ := json.Marshal(rec.Audit.Events())
+	for _, leak := range []string{token, "PRIVATE KEY", keyPEM[40:80]} {
+		for i, r := range results {
+			if b, _ := json.Marshal(r); strings.Contains(string(b), leak) {
+				t.Errorf("result %d holds a secret", i)
+			}
+		}
+		if strings.Contains(string(events), leak) || strings.Contains(rec.Logs(), leak) {
+			t.Errorf("a secret (%.12q…) reached the audit log or the logs", leak)
+		}
+	}
+}
