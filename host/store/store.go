@@ -254,10 +254,6 @@ func (t tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error)
 	return t.ExecContext(ctx, t.d.rebind(q), args...)
 }
 
-func (t tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.QueryContext(ctx, t.d.rebind(q), args...)
-}
-
 func (t tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.QueryRowContext(ctx, t.d.rebind(q), args...)
 }

@@ -120,7 +120,6 @@ type Server struct {
 	tokenOrder []string
 
 	db      map[string]*table // object -> records
-	seq     int               // record ID counter
 	cursors map[string][]map[string]any
 	curList []string
 	curSeq  int
