@@ -218,8 +218,15 @@ func runPlugin(ctx context.Context, e *env, args []string) error {
 	}
 	fs := newFlagSet(e, "plugin", `
 Usage: airlock plugin build [--out DIR] [NAME…]
+       airlock plugin keygen|pack|sign|verify|install|list|remove|test …   (airlock plugin CMD --help)
 
-Builds each connector plugins/NAME with the standard Go compiler (GOOS=wasip1 GOARCH=wasm
+Publishing: 'keygen' makes an ed25519 key pair, 'pack' bundles a manifest and its module,
+'sign' signs the bundle, 'verify' checks it against the trust store ('airlock trust add'),
+'install' verifies and records it (installing grants nothing: see 'airlock grant'), 'list' and
+'remove' manage installed versions, 'test' runs a bundle's tools against a fake upstream and
+reports what it reached against what its manifest declares.
+
+'build' builds each connector plugins/NAME with the standard Go compiler (GOOS=wasip1 GOARCH=wasm
 -buildmode=c-shared; no TinyGo), then writes DIR/NAME.wasm and DIR/NAME.yaml: a copy of
 manifests/NAME.yaml with module.path and module.sha256 stamped to match the module. With no
 NAME, builds every plugin that has a manifest. Run it from the repository root. Builds are cached
@@ -231,7 +238,7 @@ by source digest.`, `
 		if err := parse(fs, args); err != nil {
 			return err
 		}
-		return usagef("use: airlock plugin build [NAME…]")
+		return usagef("use: airlock plugin build|keygen|pack|sign|verify|install|list|remove|test (see 'airlock help plugin')")
 	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err

@@ -108,6 +108,22 @@ func (a *Admin) pendingOrActive(ctx context.Context, name string) (store.Install
 	return a.st.GetInstalled(ctx, name, active.Version)
 }
 
+// active returns the active version of name with its manifest parsed.
+func (a *Admin) active(ctx context.Context, name string) (*Connector, error) {
+	in, err := a.st.ActiveInstalled(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("connector %s has no active version: install it with `airlock plugin install BUNDLE` (see `airlock plugin list`)", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(in.Name+".yaml", in.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("connector %s@%s: its stored manifest no longer parses: %w", in.Name, in.Version, err)
+	}
+	return &Connector{Installed: in, Manifest: m}, nil
+}
+
 func at(version string) string {
 	if version == "" {
 		return ""
@@ -269,7 +285,9 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 	if err := json.Unmarshal(cur.Grant, &g); err != nil {
 		return fmt.Errorf("connector %s: the stored grant is unreadable: %w", connector, err)
 	}
-	c, err := a.installed(ctx, connector, "")
+	// The grant applies to the active version: a pending upgrade must neither widen the grant
+	// ("*" expanded to its new tools) nor block the revoke.
+	c, err := a.active(ctx, connector)
 	if err != nil {
 		return err
 	}
@@ -341,6 +359,15 @@ func (a *Admin) Sync(ctx context.Context) error {
 		}
 		if err := a.load(ctx, in, rec); err != nil {
 			errs = append(errs, fmt.Errorf("connector %s: %w", name, err))
+			// Fail closed: the host must not keep serving a grant the store no longer holds
+			// (it may have been narrowed or revoked). The next Sync tries again.
+			if _, ok := a.loaded[name]; ok {
+				if uerr := a.h.Unload(name); uerr != nil {
+					a.logger.Warn("unload", "connector", name, "err", uerr)
+				}
+				delete(a.loaded, name)
+				a.logger.Error("connector unloaded: its current grant could not be applied", "connector", name, "err", err)
+			}
 			continue
 		}
 		a.loaded[name] = cur
@@ -363,6 +390,10 @@ func (a *Admin) load(ctx context.Context, in store.Installed, rec store.GrantRec
 	var g manifest.Grant
 	if err := json.Unmarshal(rec.Grant, &g); err != nil {
 		return fmt.Errorf("the stored grant is unreadable: %w", err)
+	}
+	if in.Unsigned {
+		a.logger.Warn("UNSIGNED connector loaded: it was installed with --allow-unsigned, for development only; every audit record of its calls says unsigned",
+			"connector", in.Name, "version", in.Version, "module_sha256", in.Digest)
 	}
 	return a.h.LoadInstalled(ctx, m, in.Module, &g, host.Origin{Publisher: in.Publisher, Unsigned: in.Unsigned})
 }
