@@ -403,13 +403,20 @@ func (a *Admin) load(ctx context.Context, in store.Installed, rec store.GrantRec
 func (a *Admin) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	lastPurge := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			if err := a.Sync(ctx); err != nil && ctx.Err() == nil {
 				a.logger.Warn("syncing with the state store", "err", err)
+			}
+			if now.Sub(lastPurge) >= time.Minute { // expired approvals and idempotency records
+				lastPurge = now
+				if _, err := a.st.PurgeExpired(ctx, now); err != nil && ctx.Err() == nil {
+					a.logger.Warn("purging expired records", "err", err)
+				}
 			}
 		}
 	}
