@@ -45,7 +45,12 @@ While it runs, serve watches the configuration file and the manifests and grants
 removed there changes the tool list without a restart, and connected clients get
 notifications/tools/list_changed. Calls in progress finish on the version they started on. A
 change that does not load (a bad grant, a missing module) is logged and the old version keeps
-serving.`, `
+serving.
+
+With --watch-plugins DIR, signed bundles dropped into DIR are verified against the trust store
+and installed; installing grants nothing, but a new version of a granted connector that asks for
+nothing more replaces the running one. Grants, revocations and upgrades made with the CLI or the
+admin API of another replica take effect within a second.`, `
   airlock serve                                   # stdio, e.g. in a desktop agent's MCP config
   airlock agent add ci-bot --subject acme && airlock serve --http 127.0.0.1:8700
   npx @modelcontextprotocol/inspector --cli --transport http --server-url http://127.0.0.1:8700/mcp \
@@ -56,6 +61,7 @@ serving.`, `
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
 	subject := fs.String("subject", envOr("AIRLOCK_SUBJECT", "default"), "over stdio: the tenant calls act for ($AIRLOCK_SUBJECT)")
 	interval := fs.Duration("reload-interval", 2*time.Second, "how often to check the configuration for changes; 0 checks only on SIGHUP")
+	pluginDir := fs.String("watch-plugins", os.Getenv("AIRLOCK_WATCH_PLUGINS"), "install signed bundles (*.airlock) dropped into this `directory` while serving, as 'airlock plugin install' would (off by default; $AIRLOCK_WATCH_PLUGINS)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -93,6 +99,9 @@ serving.`, `
 	defer cancel()
 	go r.watch(ctx, *interval)
 	go rt.admin.Watch(ctx, time.Second) // grants, revocations and upgrades made elsewhere
+	if *pluginDir != "" {
+		go watchBundles(ctx, *pluginDir, 2*time.Second, rt.admin, logger)
+	}
 
 	if *addr == "" {
 		logger.Info("serving MCP over stdio", "tools", len(h.Tools()))
