@@ -32,7 +32,7 @@
 //
 //	b, err := bundle.Read(f)                          // limits
 //	v, err := bundle.Verify(b, keys, bundle.Options{}) // digest, manifest, signature, trust
-//	res, err := bundle.Install(ctx, st, v)             // records it; grants nothing
+//	res, err := bundle.Install(ctx, st, v, time.Now()) // records it; grants nothing
 //
 // A Bundle is a plain value: not safe for concurrent modification.
 package bundle

@@ -21,6 +21,7 @@ const (
 )
 
 // Store is what installing needs from the state store (host/store.Store implements it).
+// PutInstalled with status active must retire the version active until then, atomically.
 type Store interface {
 	PutInstalled(ctx context.Context, in store.Installed) error
 	GetInstalled(ctx context.Context, name, version string) (store.Installed, error)
