@@ -28,12 +28,16 @@ import (
 //	    grant: grants/slack.yaml             # the admin's grant for it
 //	state: postgres://airlock@db/airlock   # the state store (default sqlite:STATE_DIR/state.db)
 //	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
+//	audit_fail_open: false                 # true: calls run even when audit cannot be written
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
 	State    string `yaml:"state"`
 	Redis    string `yaml:"redis"`
-	Vault    *struct {
+	// AuditFailOpen lets calls run when the audit log cannot be written (records are dropped
+	// and counted, loudly). Default false: such calls fail.
+	AuditFailOpen bool `yaml:"audit_fail_open"`
+	Vault         *struct {
 		Address   string `yaml:"address"`
 		Namespace string `yaml:"namespace"`
 		Token     string `yaml:"token"` // a secret reference; default $VAULT_TOKEN
@@ -168,7 +172,10 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		st.Close()
 		return nil, err
 	}
-	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger})
+	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger, FailOpen: cfg.AuditFailOpen})
+	if cfg.AuditFailOpen {
+		logger.Warn("audit_fail_open is set: calls keep running when the audit log cannot be written, and those records are lost")
+	}
 	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink, Sealer: sealer,
 		RedisURL:       cmpOr(g.redis, cfg.Redis),
 		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,7 @@ const maxBody = 1 << 20
 //	POST   /admin/v1/approvals/{id}/deny             refuse it (body: {"reason": "…"})
 //	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &decision= &kind= &since= &until= &after= &limit=)
 //	GET    /admin/v1/audit/verify                    check the hash chain
+//	GET    /admin/v1/metrics                         counters (expvar JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
 //
 // Errors are {"error": "…"} with a 4xx or 5xx status; a missing or wrong token gets 401 and
 // nothing else.
@@ -51,6 +53,7 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 	mux.HandleFunc("POST /admin/v1/approvals/{id}/deny", a.apiDecide)
 	mux.HandleFunc("GET /admin/v1/audit", a.apiAudit)
 	mux.HandleFunc("GET /admin/v1/audit/verify", a.apiVerify)
+	mux.Handle("GET /admin/v1/metrics", expvar.Handler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		name, valid, err := "", false, error(nil)
@@ -239,6 +242,7 @@ func grantView(r store.GrantRecord) GrantView {
 	return GrantView{Connector: r.Connector, Version: r.Version, Grant: r.Grant, Admin: r.Admin, Note: r.Note, Created: r.Created, Revoked: r.Revoked}
 }
 
+// GrantViews converts grant records for display.
 func GrantViews(rs []store.GrantRecord) []GrantView {
 	out := make([]GrantView, 0, len(rs))
 	for _, r := range rs {
