@@ -26,19 +26,23 @@ func (a *Admin) Deny(ctx context.Context, id, by, reason string) (store.Approval
 }
 
 func (a *Admin) decide(ctx context.Context, id, status, by, reason string) (store.Approval, error) {
-	cur, err := a.st.GetApproval(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Approval{}, fmt.Errorf("there is no approval request %q (see `airlock approvals`)", id)
-	}
-	if err != nil {
-		return store.Approval{}, err
-	}
-	if cur.Status == "pending" && !time.Now().Before(cur.Expires) {
-		return store.Approval{}, fmt.Errorf("approval request %s expired at %s: the agent must call again to ask anew", id, cur.Expires.UTC().Format(time.RFC3339))
-	}
+	// Whether the request expired is the store's decision, on the store's clock (the one the
+	// host used to set Expires), not this process's wall clock.
 	ap, err := a.st.DecideApproval(ctx, id, status, by, reason)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Approval{}, fmt.Errorf("there is no approval request %q (see `airlock approvals`): %w", id, store.ErrNotFound)
+	}
 	if errors.Is(err, store.ErrConflict) {
-		return store.Approval{}, fmt.Errorf("approval request %s is already %s", id, cur.Status)
+		cur, gerr := a.st.GetApproval(ctx, id)
+		switch {
+		case gerr != nil:
+			return store.Approval{}, err
+		case cur.Status == store.ApprovalPending || cur.Status == store.ApprovalExpired:
+			return store.Approval{}, fmt.Errorf("approval request %s expired at %s: the agent must call again to ask anew: %w",
+				id, cur.Expires.UTC().Format(time.RFC3339), store.ErrConflict)
+		default:
+			return store.Approval{}, fmt.Errorf("approval request %s is already %s: %w", id, cur.Status, store.ErrConflict)
+		}
 	}
 	if err != nil {
 		return store.Approval{}, err
