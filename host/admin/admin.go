@@ -221,8 +221,9 @@ func describe(c *Connector) *Asks {
 // GrantRequest records an admin's grant for a connector.
 type GrantRequest struct {
 	Connector string
-	// Version selects the installed version the grant is for; "" means the pending version if
-	// there is one (granting it approves the upgrade and activates it), else the active one.
+	// Version selects the installed version the grant is for; "" means the active one (or the
+	// only installed version when none is active). Granting a pending version approves the
+	// upgrade and activates it: that always takes naming the version.
 	Version string
 	Grant   *manifest.Grant
 	Admin   string // who grants, recorded in the history
@@ -239,7 +240,13 @@ func (a *Admin) Grant(ctx context.Context, req GrantRequest) (store.GrantRecord,
 	if req.Grant.Connector == "" {
 		req.Grant.Connector = req.Connector
 	}
-	c, err := a.installed(ctx, req.Connector, req.Version)
+	version := req.Version
+	if version == "" {
+		if act, err := a.st.ActiveInstalled(ctx, req.Connector); err == nil {
+			version = act.Version // never approve a pending upgrade by accident
+		}
+	}
+	c, err := a.installed(ctx, req.Connector, version)
 	if err != nil {
 		return store.GrantRecord{}, err
 	}

@@ -125,14 +125,18 @@ func TestUpgradeStaysPendingUntilApproved(t *testing.T) {
 
 // A grant that names no version approves the pending upgrade (GrantRequest.Version's
 // documented behaviour); pinned here so that a change to it is deliberate.
-func TestGrantWithoutVersionApprovesPending(t *testing.T) {
+func TestGrantWithoutVersionKeepsUpgradePending(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.install(t, "slack", "1.0.0", store.InstalledActive, e.slackYAML(t, nil), e.slackW)
 	e.grant(t, "", e.slackGrant())
 	e.install(t, "slack", "2.0.0", store.InstalledPending, e.slackYAML(t, slackV2), e.slackW)
-	e.grant(t, "", e.slackGrant())
+	e.grant(t, "", e.slackGrant()) // re-granting without naming v2 must not approve it
+	if res := e.call("slack.list_channels", `{}`); !res.OK || res.Meta.Version != "1.0.0" {
+		t.Errorf("after a grant without version: %+v version %s, want 1.0.0: approving an upgrade takes naming it", res.Error, res.Meta.Version)
+	}
+	e.grant(t, "2.0.0", e.slackGrant())
 	if res := e.call("slack.list_channels", `{}`); !res.OK || res.Meta.Version != "2.0.0" {
-		t.Errorf("after a grant without version: %+v version %s, want 2.0.0 (the documented behaviour)", res.Error, res.Meta.Version)
+		t.Errorf("after granting 2.0.0: %+v version %s", res.Error, res.Meta.Version)
 	}
 }
 
