@@ -55,7 +55,8 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 	mux.HandleFunc("GET /admin/v1/audit/verify", a.apiVerify)
 	mux.Handle("GET /admin/v1/metrics", expvar.Handler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer") // the scheme is case-insensitive (RFC 9110)
 		name, valid, err := "", false, error(nil)
 		if ok {
 			name, valid, err = tokens.Verify(strings.TrimSpace(token))
