@@ -165,8 +165,8 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	// 4. Call quotas, per agent and per tool.
 	if c.quota != nil {
 		if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
-			return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(),
-				Message: fmt.Sprintf("%s; try again in %s", reason, wait.Round(time.Second))}
+			// reason already says when to try again.
+			return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(), Message: reason}
 		}
 	}
 
@@ -176,7 +176,8 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		key, _ = idempotency.DeriveKey(connName, toolName, req.Subject, args)
 	}
 	if key == "" || h.dedup == nil {
-		return h.run(ctx, c, tool, req, args, res, ev)
+		rerr, _ := h.run(ctx, c, tool, req, args, res, ev)
+		return rerr
 	}
 	return h.runOnce(ctx, c, tool, req, args, key, res, ev)
 }
@@ -190,7 +191,9 @@ type idemOutcome struct {
 // runOnce runs the call at most once per (connector, tool, subject, key): a repeat with the same
 // arguments gets the recorded outcome without the plugin or the upstream running again; the
 // same key with other arguments is refused; concurrent repeats wait for the first. A retryable
-// failure is not recorded, so a retry runs.
+// failure is not recorded, so a retry runs — unless a request that changes data may have taken
+// effect without an answer: then running again could do it twice, so the failure is recorded as
+// outcomeUnknown and the agent is told to check and use a new key.
 func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, key string, res *Result, ev *audit.Event) *ResultError {
 	hash, err := idempotency.ArgsHash(args)
 	if err != nil {
@@ -198,7 +201,10 @@ func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, r
 	}
 	scope := c.manifest.Name + "." + tool.Name + "/" + req.Subject
 	out, replayed, err := h.dedup.Do(ctx, scope, key, hash, func(ctx context.Context) ([]byte, bool) {
-		rerr := h.run(ctx, c, tool, req, args, res, ev)
+		rerr, unsure := h.run(ctx, c, tool, req, args, res, ev)
+		if rerr != nil && rerr.Category == abi.Retryable && unsure {
+			rerr = outcomeUnknown(rerr)
+		}
 		b, _ := json.Marshal(idemOutcome{Data: res.Data, Error: rerr})
 		return b, rerr == nil || rerr.Category != abi.Retryable
 	})
@@ -224,8 +230,21 @@ func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, r
 	return o.Error
 }
 
+// outcomeUnknown is what a keyed call records instead of a retryable failure when one of its
+// requests that change data may have taken effect: repeating the key must not send it again.
+func outcomeUnknown(e *ResultError) *ResultError {
+	return &ResultError{Code: e.Code, Category: abi.Correctable, Message: fmt.Sprintf(
+		"the call failed (%s) after the connector sent a request that changes data and got no answer, so it may have taken effect; "+
+			"to avoid doing it twice, this idempotency key will not run the call again. Check whether it took effect and, if it did not, call again with a new idempotency key",
+		e.Code)}
+}
+
 // run is steps 5 to 7 of a call: the plugin, the output checks, the untrusted-data marking.
-func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) *ResultError {
+// unsure reports a failed call that may have changed data upstream without knowing it: a
+// request that changes data (a method that is not idempotent, without an idempotency key the
+// upstream could deduplicate on) got no answer, or was answered before the call was cut off
+// (timeout, cancellation) without the plugin reporting the outcome.
+func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) (rerr *ResultError, unsure bool) {
 	m, connName := c.manifest, c.manifest.Name
 	// 5. The plugin, in its sandbox, with the host functions of this call.
 	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress}
@@ -240,7 +259,8 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
 	if err != nil {
-		return h.pluginFailure(req.Tool, err)
+		var pe *runtime.PluginError
+		return h.pluginFailure(req.Tool, err), hc.unanswered || (hc.wrote && !errors.As(err, &pe))
 	}
 
 	// 6. Output against the output schema; 7. no secret leaves.
@@ -253,15 +273,15 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	}
 	if !json.Valid(out) {
 		return &ResultError{Code: abi.CodeInvalidOutput, Category: abi.Fatal,
-			Message: fmt.Sprintf("connector %s returned a result that is not JSON; report it to the connector's publisher", connName)}
+			Message: fmt.Sprintf("connector %s returned a result that is not JSON; report it to the connector's publisher", connName)}, false
 	}
 	if err := tool.ValidateOutput(out); err != nil {
 		return &ResultError{Code: abi.CodeInvalidOutput, Category: abi.Fatal,
 			Message: fmt.Sprintf("connector %s returned a result that does not match its declared output schema (%s); report it to the connector's publisher",
-				connName, h.scrub.String(err.Error()))}
+				connName, h.scrub.String(err.Error()))}, false
 	}
 	res.Data = out
-	return nil
+	return nil, false
 }
 
 // NeedsConfirmation reports whether a tool with these annotations needs a human's confirmation
@@ -317,6 +337,9 @@ type callHandler struct {
 	requests    int
 	maxRequests int
 	progress    func(int, string)
+	// wrote: a request that changes data was answered; unanswered: one got no answer (it may
+	// have taken effect). Only requests the host may not replay count (see mayChangeData).
+	wrote, unanswered bool
 }
 
 func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
@@ -332,12 +355,31 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 		hc.requests++
 		// The subject comes from the caller's identity, never from the plugin's request.
 		resp = hc.c.egress.Do(egress.WithSubject(ctx, hc.ev.Subject), req)
+		if mayChangeData(req) {
+			switch {
+			case resp.Error == nil:
+				hc.wrote = true
+			case resp.Error.Code == abi.CodeTimeout, resp.Error.Code == abi.CodeUpstreamError, resp.Error.Code == abi.CodeResponseTooLarge:
+				hc.unanswered = true // sent, and the answer was lost: it may have taken effect
+			}
+		}
 	}
 	b, err := json.Marshal(resp)
 	if err != nil {
 		return []byte(`{"error":{"code":"internal","category":"retryable","message":"the host could not encode the response"}}`)
 	}
 	return b
+}
+
+// mayChangeData reports whether req may change data upstream and may not be replayed: its
+// method is not idempotent (RFC 9110 §9.2.2) and it carries no idempotency key the upstream
+// could deduplicate on — the requests egress does not retry.
+func mayChangeData(req abi.HTTPRequest) bool {
+	switch strings.ToUpper(req.Method) {
+	case "", "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return false
+	}
+	return req.IdempotencyKey == ""
 }
 
 func (hc *callHandler) observe(r egress.Record) {

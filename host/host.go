@@ -137,7 +137,9 @@ type connector struct {
 	quota    *quota.Gate // nil without quotas
 	module   *runtime.Module
 	egress   *egress.Client
-	inflight sync.WaitGroup
+	// providers are the OAuth slots' credential providers, by slot name (for Connect).
+	providers map[string]*credential.Provider
+	inflight  sync.WaitGroup
 }
 
 // New returns a Host with no connectors loaded.
@@ -215,7 +217,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	if err != nil {
 		return fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
 	}
-	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin}
+	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin, providers: map[string]*credential.Provider{}}
 
 	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))
@@ -268,6 +270,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 				return fmt.Errorf("host: connector %s: %w", m.Name, err)
 			}
 			slot.Source = p
+			c.providers[cred.Name] = p
 		}
 		slots[cred.Name] = slot
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"text/tabwriter"
 	"time"
-
-	"github.com/airlock-dev/airlock/host/admin"
 )
 
 func runApprovals(ctx context.Context, e *env, args []string) error {
@@ -36,7 +34,11 @@ again with the same arguments), before it expires.`, `
 	if *all {
 		status = ""
 	}
-	list, err := admin.New(st, nil, nil).Approvals(ctx, status)
+	a, err := g.recorder(e, st)
+	if err != nil {
+		return err
+	}
+	list, err := a.Approvals(ctx, status)
 	if err != nil {
 		return err
 	}
@@ -87,7 +89,10 @@ call never reaches the upstream, and the agent is told it was denied.`, verb, ma
 		return err
 	}
 	defer st.Close()
-	a := admin.New(st, nil, nil)
+	a, err := g.recorder(e, st)
+	if err != nil {
+		return err
+	}
 	if verb == "approve" {
 		ap, err := a.Approve(ctx, id, adminName())
 		if err != nil {

@@ -176,7 +176,11 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	if cfg.AuditFailOpen {
 		logger.Warn("audit_fail_open is set: calls keep running when the audit log cannot be written, and those records are lost")
 	}
-	h, err := host.New(host.Config{StateDir: stateDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink, Sealer: sealer,
+	cacheDir := "" // default: STATE_DIR/cache
+	if d := os.Getenv("AIRLOCK_CACHE_DIR"); d != "" {
+		cacheDir = filepath.Join(d, "compiled") // shared by every state directory on this machine
+	}
+	h, err := host.New(host.Config{StateDir: stateDir, CacheDir: cacheDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink, Sealer: sealer,
 		RedisURL:       cmpOr(g.redis, cfg.Redis),
 		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})
 	if err != nil {

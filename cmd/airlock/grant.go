@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // listFlag is a repeatable or comma-separated flag.
@@ -64,8 +65,10 @@ that kind is granted; "*" grants all the manifest declares. A tool whose scopes 
 granted stays unlisted and uncallable.
 
 If a newer version of the connector is pending because it asks for more than the active one (a
-new host, scope, tool, slot, function or a looser limit), the difference is shown, and granting
-approves it: the new version replaces the old one atomically. Use --dry-run to only review.
+new host, scope, tool, slot, function or a looser limit), the difference is shown; granting it
+with --version V approves it, and the new version replaces the old one atomically. Without
+--version the grant applies to the active version and the upgrade stays pending. Use --dry-run
+to only review.
 
 Credentials are references, never values: env:NAME, file:PATH, store:NAME ('airlock secret set'),
 vault:MOUNT/PATH#FIELD. OAuth slots take a grant file (--file) with client_id and references.
@@ -85,7 +88,7 @@ who made it ($AIRLOCK_ADMIN or your user name); 'airlock grants --history' shows
 	fs.Var(creds, "credential", "`SLOT=REF`: the secret reference that fills a credential slot (repeatable)")
 	fs.Var(cfg, "set", "`KEY=VALUE`: a value for a config key of the manifest (repeatable)")
 	fs.Var(&confirm, "confirm", "tools that need a human's approval for every call")
-	version := fs.String("version", "", "the installed version to grant (default: the pending upgrade, else the active version)")
+	version := fs.String("version", "", "the installed version to grant; naming a pending version approves the upgrade (default: the active version)")
 	file := fs.String("file", "", "read the grant from a YAML `file` (manifests/FORMAT.md); the other grant flags are added to it")
 	dry := fs.Bool("dry-run", false, "show what the connector asks for and what would change; record nothing")
 	note := fs.String("note", "", "a note kept in the grant's history (a ticket, a reason)")
@@ -101,12 +104,21 @@ who made it ($AIRLOCK_ADMIN or your user name); 'airlock grants --history' shows
 		return err
 	}
 	defer st.Close()
-	a := admin.New(st, nil, nil)
+	a, err := g.recorder(e, st)
+	if err != nil {
+		return err
+	}
 	asks, diff, err := a.Review(ctx, name, *version)
 	if err != nil {
 		return err
 	}
 	printReview(e, asks, diff)
+	if len(diff) > 0 && *version == "" {
+		fmt.Fprintf(e.stdout, "\nTo approve this upgrade, grant it by version: airlock grant %s --version %s …\n", name, asks.Version)
+		if !*dry {
+			fmt.Fprintf(e.stdout, "The grant below applies to the active version; %s stays pending.\n", asks.Version)
+		}
+	}
 	if *dry {
 		return nil
 	}
@@ -136,7 +148,11 @@ who made it ($AIRLOCK_ADMIN or your user name); 'airlock grants --history' shows
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "\nGranted %s@%s (grant version %d, by %s). Tools now callable:", name, asks.Version, rec.Version, rec.Admin)
+	granted := name + "@" + asks.Version
+	if len(diff) > 0 && *version == "" {
+		granted = name + " (the active version)"
+	}
+	fmt.Fprintf(e.stdout, "\nGranted %s (grant version %d, by %s). Tools now callable:", granted, rec.Version, rec.Admin)
 	if pol, err := policyTools(asks, gr); err == nil {
 		fmt.Fprintf(e.stdout, " %s\n", pol)
 	}
@@ -173,6 +189,16 @@ func policyTools(asks *admin.Asks, gr *manifest.Grant) (string, error) {
 		return "none (grant tools and the scopes they use)", nil
 	}
 	return strings.Join(out, ", "), nil
+}
+
+// recorder returns an Admin that records decisions in st without a host to apply them to,
+// logging to the command's stderr at --log-level (not to the process-wide default logger).
+func (g *globals) recorder(e *env, st *store.Store) (*admin.Admin, error) {
+	logger, err := g.logger(e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	return admin.New(st, nil, logger), nil
 }
 
 func splitName(args []string) (string, []string) {
@@ -328,7 +354,11 @@ second on servers sharing this state); calls already running finish, and every c
 		return err
 	}
 	defer st.Close()
-	if err := admin.New(st, nil, nil).Revoke(ctx, name, tools, adminName(), *note); err != nil {
+	a, err := g.recorder(e, st)
+	if err != nil {
+		return err
+	}
+	if err := a.Revoke(ctx, name, tools, adminName(), *note); err != nil {
 		return err
 	}
 	what := "all tools of " + name

@@ -60,6 +60,7 @@ func commands() []command {
 		{"approvals", "list the tool calls waiting for a human's approval", runApprovals},
 		{"approve", "let one pending call run once, with exactly its arguments", runApprove},
 		{"deny", "refuse one pending call", runDeny},
+		{"connect", "connect a user's account to an OAuth connector (sign in; tokens stay with the host)", runConnect},
 		{"secret", "manage the encrypted secret store (airlock secret set|list|rm|rotate-key)", runSecret},
 		{"audit", "show, search, export and verify the hash-chained audit trail", runAudit},
 		{"admin", "manage the tokens of the admin HTTP API (airlock admin add|list|revoke)", runAdmin},

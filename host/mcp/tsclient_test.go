@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-dev/airlock/host/store"
 	"io"
 	"os"
 	"os/exec"
@@ -212,15 +213,21 @@ func TestTypeScriptClientHTTP(t *testing.T) {
 	e.runClient(t, "AIRLOCK_E2E_MODE=http", "AIRLOCK_E2E_URL="+url, "AIRLOCK_E2E_TOKEN="+token)
 
 	// The calls ran as the token's agent and subject.
-	events, err := os.ReadFile(filepath.Join(e.dir, "state", "audit.jsonl"))
+	// The audit log is in the state store; its sink appends in the background, so poll.
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(e.dir, "state", "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	var calls int
-	for _, line := range strings.Split(strings.TrimSpace(string(events)), "\n") {
-		var ev struct{ Kind, Agent, Subject string }
-		json.Unmarshal([]byte(line), &ev)
-		if ev.Kind == "call" {
+	for deadline := time.Now().Add(30 * time.Second); calls == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		recs, err := st.QueryAudit(context.Background(), store.AuditFilter{Kind: "call"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			var ev struct{ Kind, Agent, Subject string }
+			json.Unmarshal(r.Data, &ev)
 			calls++
 			if ev.Agent != "ts-client" || ev.Subject != "acme" {
 				t.Errorf("audited call ran as %q/%q, want ts-client/acme", ev.Agent, ev.Subject)

@@ -52,7 +52,7 @@ func (q Quota) String() string {
 type Config struct {
 	// PerAgent bounds the calls one agent makes to all of the connector's tools. Zero: none.
 	PerAgent Quota
-	// PerTool bounds the calls one agent makes to one tool. Zero: none.
+	// PerTool bounds the calls one tool receives, from all agents together. Zero: none.
 	PerTool Quota
 	// Shared, if set, holds the quotas for every replica (ratelimit.Redis). Nil: in process.
 	Shared ratelimit.Store
@@ -115,9 +115,9 @@ func (g *Gate) Admit(ctx context.Context, agent, connector, tool string) (ok boo
 	now := g.cfg.Now()
 	var tr ratelimit.Reservation
 	if g.cfg.PerTool.Calls > 0 {
-		tr = g.l.Reserve(ctx, ratelimit.Key{Connector: connector, Rule: ruleTool + tool, Subject: agent}, now, 0)
+		tr = g.l.Reserve(ctx, ratelimit.Key{Connector: connector, Rule: ruleTool + tool}, now, 0)
 		if !tr.OK {
-			return false, tr.Wait, fmt.Sprintf("this agent has used its quota for the tool %s (%s); try again in %s",
+			return false, tr.Wait, fmt.Sprintf("the tool %s has used its quota, shared by all agents (%s); try again in %s",
 				tool, g.cfg.PerTool, waitText(tr.Wait))
 		}
 	}

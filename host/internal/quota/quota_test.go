@@ -49,9 +49,13 @@ func TestAdmit(t *testing.T) {
 	if _, after, _ := g.Admit(ctx, "a1", "slack", "post"); after != 20*time.Second {
 		t.Errorf("after refused calls: retry after %v, want still 20 s", after)
 	}
-	// Another agent, another connector: their own quotas.
-	if ok, _, _ := g.Admit(ctx, "a2", "slack", "post"); !ok {
-		t.Error("another agent was refused")
+	// The tool quota is shared by all agents: another agent is refused the same tool too,
+	// but gets other tools; another connector has its own quotas.
+	if ok, _, reason := g.Admit(ctx, "a2", "slack", "post"); ok || !strings.Contains(reason, "shared by all agents") {
+		t.Errorf("another agent on the exhausted tool = %v %q, want refused by the shared tool quota", ok, reason)
+	}
+	if ok, _, _ := g.Admit(ctx, "a2", "slack", "history"); !ok {
+		t.Error("another agent was refused another tool")
 	}
 	if ok, _, _ := g.Admit(ctx, "a1", "github", "post"); !ok {
 		t.Error("another connector was refused")
