@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -102,10 +104,20 @@ upstreams:
 	}
 	say("      The bot token is in %s (mode 0600). The grant names the file; the plugin only ever names the slot \"bot_token\".", tokenFile)
 
-	os.Remove(filepath.Join(*dir, "audit.jsonl"))
+	for _, f := range []string{"audit.jsonl", "state.db", "state.db-wal", "state.db-shm"} {
+		os.Remove(filepath.Join(*dir, f)) // each run starts a fresh audit trail
+	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	h, err := host.New(host.Config{StateDir: *dir, Logger: logger})
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(*dir, "state.db"))
 	if err != nil {
+		return err
+	}
+	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger})
+	h, err := host.New(host.Config{StateDir: *dir, Logger: logger, Store: st, Audit: sink,
+		OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})
+	if err != nil {
+		sink.Close()
+		st.Close()
 		return err
 	}
 	defer h.Close(ctx)
@@ -170,18 +182,29 @@ upstreams:
 	show("It tries a loopback address in decimal notation", "hostile.fetch", `{"method":"GET","url":"http://2130706433:8080/admin"}`)
 	say("\n    Each refusal reaches the plugin as a status it can report, never a crash, and the host keeps serving.")
 
-	events, err := audit.ReadFile(filepath.Join(*dir, "audit.jsonl"))
+	if err := sink.Flush(ctx); err != nil {
+		return err
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditFilter{})
 	if err != nil {
 		return err
 	}
-	say("\nThe audit trail (%s; also: airlock audit --state-dir %s):\n", filepath.Join(*dir, "audit.jsonl"), *dir)
-	printAudit(e, events)
+	say("\nThe audit trail (in %s; also: airlock audit --state-dir %s):\n", filepath.Join(*dir, "state.db"), *dir)
+	events := make([]audit.Event, 0, len(recs))
 	leaked := false
-	b, _ := os.ReadFile(filepath.Join(*dir, "audit.jsonl"))
-	if strings.Contains(string(b), token) {
-		leaked = true
+	for _, r := range recs {
+		if strings.Contains(string(r.Data), token) {
+			leaked = true
+		}
+		if ev, err := audit.DecodeRecord(r); err == nil {
+			events = append(events, ev)
+		}
 	}
-	say("\nThe bot token appears in the audit log: %v. Next: 'airlock help', README.md, manifests/FORMAT.md.", leaked)
+	printAudit(e, events)
+	n, verr := st.VerifyAudit(ctx)
+	say("\nThe bot token appears in the audit log: %v. The log is hash-chained: %d records verified (%v);", leaked, n, map[bool]string{true: "intact", false: fmt.Sprint(verr)}[verr == nil])
+	say("'airlock audit verify --state-dir %s' names the first record anyone edits, deletes or reorders.", *dir)
+	say("Next: 'airlock help', README.md, manifests/FORMAT.md.")
 	return nil
 }
 
