@@ -334,7 +334,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 			continue
 		}
 		if !allowsOrigin(p.Rules, origin) && !endpointOrigin(m, p.Credentials, origin) {
-			fail("upstreams: %q is not an origin the granted network rules (or a filled OAuth slot's endpoints) allow (scheme, host and port must match)", from)
+			fail("upstreams: %q is not an origin the granted network rules allow, nor a filled OAuth slot's token or authorization endpoint (scheme, host and port must match)", from)
 			continue
 		}
 		p.Upstreams[origin] = to
