@@ -62,17 +62,34 @@ func TestSalesforceJWTBearerEndToEnd(t *testing.T) {
 	if n := fake.TokensIssued(); n != 1 {
 		t.Errorf("token endpoint issued %d tokens for 3 calls, want 1 (the token is cached)", n)
 	}
-	var token string
+
+	// Salesforce ends the session early (401 INVALID_SESSION_ID): the host mints a new token and
+	// replays the request once; the agent never notices.
+	fake.ExpireTokens()
+	res := h.Call(context.Background(), host.CallRequest{Tool: "salesforce.get_record", Agent: "a",
+		Arguments: []byte(`{"object":"Account","id":"` + fakesalesforce.Acme + `","fields":["Name"]}`)})
+	results = append(results, res)
+	if !res.OK {
+		t.Fatalf("after the session expired: %+v", res.Error)
+	}
+	if n := fake.TokensIssued(); n != 2 {
+		t.Errorf("token endpoint issued %d tokens, want 2 (one refresh after INVALID_SESSION_ID)", n)
+	}
+	seen := map[string]bool{}
 	for _, r := range fake.Requests() {
 		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
-			token = strings.TrimPrefix(a, "Bearer ")
+			seen[strings.TrimPrefix(a, "Bearer ")] = true
 		}
 	}
-	if token == "" {
-		t.Fatal("no request reached the instance with a bearer token")
+	if len(seen) != 2 {
+		t.Fatalf("the instance saw %d distinct bearer tokens, want 2 (before and after the refresh)", len(seen))
 	}
 	events, _ := json.Marshal(rec.Audit.Events())
-	for _, leak := range []string{token, "PRIVATE KEY", keyPEM[40:80]} {
+	leaks := []string{"PRIVATE KEY", keyPEM[40:80]}
+	for tok := range seen {
+		leaks = append(leaks, tok)
+	}
+	for _, leak := range leaks {
 		for i, r := range results {
 			if b, _ := json.Marshal(r); strings.Contains(string(b), leak) {
 				t.Errorf("result %d holds a secret", i)
