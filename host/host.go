@@ -169,7 +169,16 @@ func New(cfg Config) (*Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host: RedisURL: %w (write redis://HOST:PORT/DB)", err)
 		}
-		h.shared = ratelimit.NewRedis(redis.NewClient(opts), ratelimit.RedisConfig{Logger: cfg.Logger})
+		// Keep a few connections open: a cold dial can exceed the limiter's per-operation
+		// timeout and send this replica to its local fallback until the next probe.
+		opts.MinIdleConns = max(opts.MinIdleConns, 4)
+		rdb := redis.NewClient(opts)
+		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := rdb.Ping(pctx).Err(); err != nil {
+			cfg.Logger.Warn("Redis is not reachable yet: limiting locally at a conservative share until it is", "err", err)
+		}
+		cancel()
+		h.shared = ratelimit.NewRedis(rdb, ratelimit.RedisConfig{Logger: cfg.Logger})
 	}
 	if cfg.Store != nil {
 		h.dedup = idempotency.New(cfg.Store, idempotency.Config{TTL: cfg.IdempotencyTTL, Logger: cfg.Logger})
