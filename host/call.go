@@ -176,7 +176,11 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		key, _ = idempotency.DeriveKey(connName, toolName, req.Subject, args)
 	}
 	if key == "" || h.dedup == nil {
-		rerr, _ := h.run(ctx, c, tool, req, args, res, ev)
+		rerr, unsure := h.run(ctx, c, tool, req, args, res, ev)
+		if rerr != nil && unsure && rerr.Category == abi.Retryable {
+			rerr.Message += "; a request that changes data may have reached the upstream before the failure, " +
+				"so check whether it took effect before calling again (a call with an idempotency key is never run twice)"
+		}
 		return rerr
 	}
 	return h.runOnce(ctx, c, tool, req, args, key, res, ev)

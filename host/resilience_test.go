@@ -446,6 +446,9 @@ func TestFaultsThroughToxiproxy(t *testing.T) {
 			t.Errorf("an unkeyed post under cut connections: ok %v, %d copies; want a failure and exactly one copy",
 				unkeyed.OK, posted(fake, "cut unkeyed"))
 		}
+		if e := unkeyed.Error; e != nil && e.Category == abi.Retryable && !strings.Contains(e.Message, "check whether it took effect") {
+			t.Errorf("the agent is invited to retry a post that may have gone through without a warning: %q", e.Message)
+		}
 		tp.clear("slack", "cut")
 		recovered(t, "cut connections")
 		keyedOnce(t, "cut", "k-cut", "cut post")
