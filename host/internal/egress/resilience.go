@@ -241,7 +241,7 @@ func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 			}
 			return c.refuse(ctx, h, &failure{code: abi.CodeUnavailable, category: abi.Retryable, retryAfter: bd.RetryAfter,
 				msg: fmt.Sprintf("requests to %s are paused for %s because its recent requests failed (network errors, timeouts or 5xx); try again after that",
-					h.t.host, waitText(bd.RetryAfter))})
+					h.t.host, ratelimit.WaitText(bd.RetryAfter))})
 		}
 		res := c.limiter.Reserve(ctx, key, now, c.maxWait(ctx, now))
 		if !res.OK {
@@ -290,7 +290,7 @@ func (c *Client) run(ctx context.Context, h *hop) abi.HTTPResponse {
 			}
 			br.Done(now, bd, outcome)
 			if attemptTimedOut {
-				f.msg = fmt.Sprintf("%s did not answer within %s", h.t.display(), waitText(p.AttemptTimeout))
+				f.msg = fmt.Sprintf("%s did not answer within %s", h.t.display(), ratelimit.WaitText(p.AttemptTimeout))
 			}
 			retryable = f.transient && (replayable || f.notSent)
 			if attempt > 1 {
@@ -379,13 +379,13 @@ func (c *Client) rateLimited(h *hop, key ratelimit.Key, wait time.Duration, reas
 	f := &failure{code: abi.CodeRateLimited, category: abi.Retryable, retryAfter: wait}
 	switch {
 	case reason != "":
-		f.msg = fmt.Sprintf("%s is rate limiting this connector (%s); try again in %s", h.t.host, reason, waitText(wait))
+		f.msg = fmt.Sprintf("%s is rate limiting this connector (%s); try again in %s", h.t.host, reason, ratelimit.WaitText(wait))
 	case upstream:
-		f.msg = fmt.Sprintf("%s is rate limiting this connector; try again in %s", h.t.host, waitText(wait))
+		f.msg = fmt.Sprintf("%s is rate limiting this connector; try again in %s", h.t.host, ratelimit.WaitText(wait))
 	default:
 		lim := c.limitFor(key)
 		f.msg = fmt.Sprintf("the connector has used up its request rate for %s (%s requests per second); try again in %s",
-			h.t.host, strconv.FormatFloat(lim.PerSecond, 'g', 4, 64), waitText(wait))
+			h.t.host, strconv.FormatFloat(lim.PerSecond, 'g', 4, 64), ratelimit.WaitText(wait))
 	}
 	return f
 }
@@ -420,29 +420,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-}
-
-// waitText renders a wait for a sentence: "250 ms", "3 seconds", "2 minutes", "1 hour 5 minutes".
-func waitText(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return strconv.FormatInt(max(1, int64((d+time.Millisecond-1)/time.Millisecond)), 10) + " ms"
-	case d < time.Minute:
-		return plural(int64((d+time.Second-1)/time.Second), "second")
-	case d < time.Hour:
-		return plural(int64((d+time.Minute-1)/time.Minute), "minute")
-	}
-	h := int64(d / time.Hour)
-	m := int64((d%time.Hour + time.Minute - 1) / time.Minute)
-	if m == 0 {
-		return plural(h, "hour")
-	}
-	return plural(h, "hour") + " " + plural(m, "minute")
-}
-
-func plural(n int64, unit string) string {
-	if n == 1 {
-		return "1 " + unit
-	}
-	return strconv.FormatInt(n, 10) + " " + unit + "s"
 }

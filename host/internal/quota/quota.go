@@ -20,8 +20,6 @@ package quota
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/internal/ratelimit"
@@ -43,7 +41,7 @@ func (q Quota) limit() ratelimit.Limit {
 }
 
 func (q Quota) String() string {
-	return plural(int64(q.Calls), "call") + " per " + periodText(q.Period)
+	return ratelimit.Plural(int64(q.Calls), "call") + " per " + periodText(q.Period)
 }
 
 // Config configures a Gate. Zero fields mean the defaults. The host maps a grant's
@@ -118,7 +116,7 @@ func (g *Gate) Admit(ctx context.Context, agent, connector, tool string) (ok boo
 		tr = g.l.Reserve(ctx, ratelimit.Key{Connector: connector, Rule: ruleTool + tool}, now, 0)
 		if !tr.OK {
 			return false, tr.Wait, fmt.Sprintf("the tool %s has used its quota, shared by all agents (%s); try again in %s",
-				tool, g.cfg.PerTool, waitText(tr.Wait))
+				tool, g.cfg.PerTool, ratelimit.WaitText(tr.Wait))
 		}
 	}
 	if g.cfg.PerAgent.Calls > 0 {
@@ -126,7 +124,7 @@ func (g *Gate) Admit(ctx context.Context, agent, connector, tool string) (ok boo
 		if !ar.OK {
 			tr.Cancel(ctx) // the call is not made: it must not count against the tool
 			return false, ar.Wait, fmt.Sprintf("this agent has used its quota for the %s connector (%s); try again in %s",
-				connector, g.cfg.PerAgent, waitText(ar.Wait))
+				connector, g.cfg.PerAgent, ratelimit.WaitText(ar.Wait))
 		}
 	}
 	return true, 0, ""
@@ -143,30 +141,5 @@ func periodText(d time.Duration) string {
 	case d == 24*time.Hour:
 		return "day"
 	}
-	return waitText(d)
-}
-
-// waitText renders a wait for a sentence: "250 ms", "3 seconds", "2 minutes", "1 hour 5 minutes".
-func waitText(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return strconv.FormatInt(max(1, int64((d+time.Millisecond-1)/time.Millisecond)), 10) + " ms"
-	case d < time.Minute:
-		return plural(int64((d+time.Second-1)/time.Second), "second")
-	case d < time.Hour:
-		return plural(int64((d+time.Minute-1)/time.Minute), "minute")
-	}
-	h := int64(d / time.Hour)
-	m := int64((d%time.Hour + time.Minute - 1) / time.Minute)
-	if m == 0 {
-		return plural(h, "hour")
-	}
-	return plural(h, "hour") + " " + plural(m, "minute")
-}
-
-func plural(n int64, unit string) string {
-	if n == 1 {
-		return "1 " + unit
-	}
-	return strings.Join([]string{strconv.FormatInt(n, 10), unit + "s"}, " ")
+	return ratelimit.WaitText(d)
 }
