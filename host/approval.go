@@ -39,17 +39,9 @@ func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallR
 		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
 			Message: "the approval of this call could not be checked because the state store is unavailable; try again later"}
 	}
-	var list []store.Approval
-	for _, status := range []string{store.ApprovalApproved, store.ApprovalPending, store.ApprovalDenied} {
-		l, err := h.store.ListApprovals(ctx, status)
-		if err != nil {
-			return fail(err)
-		}
-		for _, a := range l {
-			if a.Connector == conn && a.Tool == tool && a.Subject == req.Subject && a.ArgsSHA256 == hash {
-				list = append(list, a)
-			}
-		}
+	list, err := h.store.FindApprovals(ctx, conn, tool, req.Subject, hash)
+	if err != nil {
+		return fail(err)
 	}
 	var pending *store.Approval
 	for i := range list {

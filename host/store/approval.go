@@ -80,26 +80,35 @@ func getApproval(ctx context.Context, queryRow func(context.Context, string, ...
 
 // ListApprovals returns the approvals with status ("" = all), newest first.
 func (s *Store) ListApprovals(ctx context.Context, status string) ([]Approval, error) {
-	q := `SELECT ` + approvalCols + ` FROM approvals`
-	var args []any
-	if status != "" {
-		q += ` WHERE status = ?`
-		args = append(args, status)
+	if status == "" {
+		return s.approvals(ctx, "listing approvals", "")
 	}
-	rows, err := s.query(ctx, q+` ORDER BY created DESC, id DESC`, args...)
+	return s.approvals(ctx, "listing approvals", ` WHERE status = ?`, status)
+}
+
+// FindApprovals returns the approvals of one exact call — connector, tool, subject and
+// arguments digest — newest first, whatever their status. The call path uses it to find the
+// approval a repeated call may run on, without reading every approval ever made.
+func (s *Store) FindApprovals(ctx context.Context, connector, tool, subject, argsSHA256 string) ([]Approval, error) {
+	return s.approvals(ctx, "finding approvals", ` WHERE connector = ? AND tool = ? AND subject = ? AND args_sha256 = ?`,
+		connector, tool, subject, argsSHA256)
+}
+
+func (s *Store) approvals(ctx context.Context, op, where string, args ...any) ([]Approval, error) {
+	rows, err := s.query(ctx, `SELECT `+approvalCols+` FROM approvals`+where+` ORDER BY created DESC, id DESC`, args...)
 	if err != nil {
-		return nil, wrap("listing approvals", err)
+		return nil, wrap(op, err)
 	}
 	defer rows.Close()
 	var out []Approval
 	for rows.Next() {
 		a, err := scanApproval(rows)
 		if err != nil {
-			return nil, wrap("listing approvals", err)
+			return nil, wrap(op, err)
 		}
 		out = append(out, a)
 	}
-	return out, wrap("listing approvals", rows.Err())
+	return out, wrap(op, rows.Err())
 }
 
 // DecideApproval records an admin's decision, status "approved" or "denied", made by by with

@@ -152,3 +152,39 @@ func TestConsumeApprovalOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestFindApprovals: only the approvals of the exact call (connector, tool, subject, arguments
+// digest) come back, whatever their status, newest first.
+func TestFindApprovals(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		mk := func(id string, edit func(*Approval)) {
+			a := newApproval(c, id)
+			if edit != nil {
+				edit(&a)
+			}
+			must(t, "CreateApproval "+id, s.CreateApproval(ctx, a))
+			c.Add(time.Second)
+		}
+		mk("first", nil)
+		mk("other-args", func(a *Approval) { a.ArgsSHA256 = "cd34" })
+		mk("other-subject", func(a *Approval) { a.Subject = "globex" })
+		mk("other-tool", func(a *Approval) { a.Tool = "post_message" })
+		mk("other-connector", func(a *Approval) { a.Connector = "github" })
+		mk("second", nil)
+		if _, err := s.DecideApproval(ctx, "first", ApprovalDenied, "alice", "no"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.FindApprovals(ctx, "slack", "delete_channel", "acme", "ab12")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(got)) != "[second first]" || got[1].Status != ApprovalDenied {
+			t.Errorf("FindApprovals = %v (statuses %v), want [second first] with first denied", ids(got), got)
+		}
+		if got, _ := s.FindApprovals(ctx, "slack", "delete_channel", "acme", "ffff"); len(got) != 0 {
+			t.Errorf("FindApprovals for other arguments = %v, want none", ids(got))
+		}
+	})
+}

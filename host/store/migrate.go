@@ -84,6 +84,7 @@ var migrations = []migration{
 			decided     BIGINT NOT NULL
 		)`,
 		`CREATE INDEX approvals_status ON approvals (status, created)`,
+		`CREATE INDEX approvals_call ON approvals (connector, tool, subject, args_sha256)`,
 		`CREATE TABLE idempotency (
 			scope       TEXT NOT NULL,
 			idem_key    TEXT NOT NULL,
