@@ -12,13 +12,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os/exec"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -262,90 +259,15 @@ func TestIdempotencyThroughCall(t *testing.T) {
 	leaks(t, rec)
 }
 
-// toxiproxy drives a toxiproxy server of the test's own through its HTTP API.
-type toxiproxy struct {
-	t   *testing.T
-	api string
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func startToxiproxy(t *testing.T) *toxiproxy {
-	t.Helper()
-	bin := testenv.Toxiproxy(t)
-	port := freePort(t)
-	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting toxiproxy: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	tp := &toxiproxy{t: t, api: "http://127.0.0.1:" + strconv.Itoa(port)}
-	for range 200 {
-		if resp, err := http.Get(tp.api + "/version"); err == nil {
-			resp.Body.Close()
-			return tp
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("toxiproxy did not start within 10 s")
-	return nil
-}
-
-func (tp *toxiproxy) call(method, path string, body any) {
-	tp.t.Helper()
-	var b bytes.Buffer
-	if body != nil {
-		_ = json.NewEncoder(&b).Encode(body)
-	}
-	req, _ := http.NewRequest(method, tp.api+path, &b)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tp.t.Fatalf("toxiproxy %s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		tp.t.Fatalf("toxiproxy %s %s: HTTP %d", method, path, resp.StatusCode)
-	}
-}
-
-// proxy creates a proxy to upstream (host:port) and returns its listen address.
-func (tp *toxiproxy) proxy(name, upstream string) string {
-	listen := "127.0.0.1:" + strconv.Itoa(freePort(tp.t))
-	tp.call("POST", "/proxies", map[string]any{"name": name, "listen": listen, "upstream": upstream, "enabled": true})
-	return listen
-}
-
-func (tp *toxiproxy) toxic(proxy, name, typ, stream string, attrs map[string]any) {
-	tp.call("POST", "/proxies/"+proxy+"/toxics", map[string]any{"name": name, "type": typ, "stream": stream,
-		"toxicity": 1.0, "attributes": attrs})
-}
-
-func (tp *toxiproxy) clear(proxy, name string) {
-	tp.call("DELETE", "/proxies/"+proxy+"/toxics/"+name, nil)
-}
-
-// enable turns a proxy on or off; off closes its connections and refuses new ones.
-func (tp *toxiproxy) enable(proxy string, on bool) {
-	tp.call("POST", "/proxies/"+proxy, map[string]any{"enabled": on})
-}
-
 // TestFaultsThroughToxiproxy puts a real toxiproxy between the host and the fake Slack: latency
 // beyond the caller's deadline, connections reset or cut after Slack acted, a black hole. Each
 // call fails with a retryable error, the host recovers when the fault clears, and a keyed
 // post_message never posts twice however often the agent repeats it.
 func TestFaultsThroughToxiproxy(t *testing.T) {
-	tp := startToxiproxy(t)
+	tp := testenv.StartToxiproxy(t)
 	fake := fakeslack.New(canary)
 	front, srv := newSlackFront(t, fake)
-	listen := tp.proxy("slack", srv.Listener.Addr().String())
+	listen := tp.Proxy("slack", srv.Listener.Addr().String())
 	h, rec := resilientHost(t, slackOpts{cfg: host.Config{Store: sqliteStore(t)}, target: "http://" + listen})
 
 	history := func(ctx context.Context) *host.Result {
@@ -419,7 +341,7 @@ func TestFaultsThroughToxiproxy(t *testing.T) {
 	}
 
 	t.Run("latency beyond the deadline", func(t *testing.T) {
-		tp.toxic("slack", "slow", "latency", "downstream", map[string]any{"latency": 3000})
+		tp.Toxic("slack", "slow", "latency", "downstream", map[string]any{"latency": 3000})
 		ctx, cancel := within(700 * time.Millisecond)
 		res := history(ctx)
 		cancel()
@@ -428,13 +350,13 @@ func TestFaultsThroughToxiproxy(t *testing.T) {
 		post := keyedPost(ctx, h, "k-slow", "slow post")
 		cancel()
 		wantUnknown(t, "a keyed post slower than the caller's deadline", post)
-		tp.clear("slack", "slow")
+		tp.Clear("slack", "slow")
 		recovered(t, "latency")
 		keyedOnce(t, "latency", "k-slow", "slow post")
 	})
 
 	t.Run("connection cut after Slack acted", func(t *testing.T) {
-		tp.toxic("slack", "cut", "limit_data", "downstream", map[string]any{"bytes": 1})
+		tp.Toxic("slack", "cut", "limit_data", "downstream", map[string]any{"bytes": 1})
 		before := front.hits()
 		post := keyedPost(context.Background(), h, "k-cut", "cut post")
 		wantUnknown(t, "a keyed post whose answer was cut", post)
@@ -449,23 +371,23 @@ func TestFaultsThroughToxiproxy(t *testing.T) {
 		if e := unkeyed.Error; e != nil && e.Category == abi.Retryable && !strings.Contains(e.Message, "check whether it took effect") {
 			t.Errorf("the agent is invited to retry a post that may have gone through without a warning: %q", e.Message)
 		}
-		tp.clear("slack", "cut")
+		tp.Clear("slack", "cut")
 		recovered(t, "cut connections")
 		keyedOnce(t, "cut", "k-cut", "cut post")
 	})
 
 	t.Run("connection reset", func(t *testing.T) {
-		tp.toxic("slack", "reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
+		tp.Toxic("slack", "reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
 		wantRetryable(t, "a read under resets", history(context.Background()))
 		post := keyedPost(context.Background(), h, "k-reset", "reset post")
 		wantUnknown(t, "a keyed post under resets", post)
-		tp.clear("slack", "reset")
+		tp.Clear("slack", "reset")
 		recovered(t, "resets")
 		keyedOnce(t, "reset", "k-reset", "reset post")
 	})
 
 	t.Run("black hole", func(t *testing.T) {
-		tp.toxic("slack", "hole", "timeout", "upstream", map[string]any{"timeout": 0})
+		tp.Toxic("slack", "hole", "timeout", "upstream", map[string]any{"timeout": 0})
 		ctx, cancel := within(time.Second)
 		res := history(ctx)
 		cancel()
@@ -474,7 +396,7 @@ func TestFaultsThroughToxiproxy(t *testing.T) {
 		post := keyedPost(ctx, h, "k-hole", "hole post")
 		cancel()
 		wantUnknown(t, "a keyed post into a black hole", post)
-		tp.clear("slack", "hole")
+		tp.Clear("slack", "hole")
 		recovered(t, "the black hole")
 		keyedOnce(t, "black hole", "k-hole", "hole post")
 	})
@@ -742,12 +664,12 @@ func TestSharedRateLimitAcrossHosts(t *testing.T) {
 
 	t.Run("Redis cut off mid-run", func(t *testing.T) {
 		redisURL := testenv.Redis(t)
-		tp := startToxiproxy(t)
+		tp := testenv.StartToxiproxy(t)
 		ru, err := url.Parse(redisURL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ru.Host = tp.proxy("redis", ru.Host)
+		ru.Host = tp.Proxy("redis", ru.Host)
 		fake := fakeslack.New(canary)
 		front, srv := newSlackFront(t, fake)
 		name := uniqueName(t)
@@ -764,7 +686,7 @@ func TestSharedRateLimitAcrossHosts(t *testing.T) {
 		go func() { done <- hammer(t, hosts, tool, workers, stop) }()
 		time.Sleep(run / 2)
 		cut := time.Now()
-		tp.enable("redis", false)
+		tp.Enable("redis", false)
 		time.Sleep(run / 2)
 		close(stop)
 		outcomes := <-done

@@ -1,15 +1,10 @@
 package egress
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,79 +14,6 @@ import (
 	"github.com/airlock-dev/airlock/internal/abi"
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
-
-// toxiproxy drives a toxiproxy server of the test's own through its HTTP API.
-type toxiproxy struct {
-	t   *testing.T
-	api string
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func startToxiproxy(t *testing.T) *toxiproxy {
-	t.Helper()
-	bin := testenv.Toxiproxy(t)
-	port := freePort(t)
-	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting toxiproxy: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	tp := &toxiproxy{t: t, api: "http://127.0.0.1:" + strconv.Itoa(port)}
-	for range 100 {
-		if resp, err := http.Get(tp.api + "/version"); err == nil {
-			resp.Body.Close()
-			return tp
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("toxiproxy did not start")
-	return nil
-}
-
-func (tp *toxiproxy) call(method, path string, body any, out any) {
-	tp.t.Helper()
-	var b bytes.Buffer
-	if body != nil {
-		_ = json.NewEncoder(&b).Encode(body)
-	}
-	req, _ := http.NewRequest(method, tp.api+path, &b)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tp.t.Fatalf("toxiproxy %s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		tp.t.Fatalf("toxiproxy %s %s: HTTP %d", method, path, resp.StatusCode)
-	}
-	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
-	}
-}
-
-// proxy creates a proxy to upstream and returns its listen address.
-func (tp *toxiproxy) proxy(name, upstream string) string {
-	var out struct{ Listen string }
-	tp.call("POST", "/proxies", map[string]any{"name": name, "listen": "127.0.0.1:" + strconv.Itoa(freePort(tp.t)),
-		"upstream": upstream, "enabled": true}, &out)
-	return out.Listen
-}
-
-func (tp *toxiproxy) toxic(proxy, name, typ, stream string, attrs map[string]any) {
-	tp.call("POST", "/proxies/"+proxy+"/toxics", map[string]any{"name": name, "type": typ, "stream": stream,
-		"toxicity": 1.0, "attributes": attrs}, nil)
-}
-
-func (tp *toxiproxy) clear(proxy, name string) {
-	tp.call("DELETE", "/proxies/"+proxy+"/toxics/"+name, nil, nil)
-}
 
 // sideEffects is a fake upstream with a side effect per POST that dedups by Idempotency-Key,
 // as Stripe-style APIs do: a repeat gets the first answer and does nothing.
@@ -149,11 +71,11 @@ func faultClient(t *testing.T, target string, retry RetryPolicy, br BreakerPolic
 // the attempt timeout, then connections cut mid-response, then timeouts; the breaker opens and
 // closes, the client recovers when each fault clears, and a keyed POST never pays twice.
 func TestFaultsOnRealSockets(t *testing.T) {
-	tp := startToxiproxy(t)
+	tp := testenv.StartToxiproxy(t)
 	up := &sideEffects{byKey: map[string]string{}}
 	srv := httptest.NewServer(up)
 	defer srv.Close()
-	listen := tp.proxy("api", srv.Listener.Addr().String())
+	listen := tp.Proxy("api", srv.Listener.Addr().String())
 	c := faultClient(t, listen, RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
 		AttemptTimeout: 200 * time.Millisecond, SlowTimeout: 100 * time.Millisecond},
 		BreakerPolicy{Failures: 3, CoolDown: 300 * time.Millisecond})
@@ -184,7 +106,7 @@ func TestFaultsOnRealSockets(t *testing.T) {
 
 	// 1. Latency above the attempt timeout: each attempt times out, the breaker opens and then
 	// answers at once, without touching the upstream.
-	tp.toxic("api", "slow", "latency", "downstream", map[string]any{"latency": 1000})
+	tp.Toxic("api", "slow", "latency", "downstream", map[string]any{"latency": 1000})
 	resp := get()
 	wantError(t, resp, abi.CodeTimeout)
 	if s := state(); s != breaker.Open {
@@ -200,12 +122,12 @@ func TestFaultsOnRealSockets(t *testing.T) {
 	if n, _ := up.counts(); n != before || time.Since(start) > 100*time.Millisecond {
 		t.Errorf("an open breaker let a request through or held it (%v)", time.Since(start))
 	}
-	tp.clear("api", "slow")
+	tp.Clear("api", "slow")
 	waitClosed()
 
 	// 2. Connections cut after the upstream acted: an unkeyed POST is not replayed (one effect),
 	// a keyed POST is, and the upstream's dedup keeps it to one effect.
-	tp.toxic("api", "cut", "limit_data", "downstream", map[string]any{"bytes": 1})
+	tp.Toxic("api", "cut", "limit_data", "downstream", map[string]any{"bytes": 1})
 	_, effects0 := up.counts()
 	wantError(t, post(""), abi.CodeUpstreamError)
 	reqs1, effects1 := up.counts()
@@ -218,7 +140,7 @@ func TestFaultsOnRealSockets(t *testing.T) {
 		t.Fatalf("a keyed POST under cut connections: %d requests, %d side effects; want retries (≥2) and one effect",
 			reqs2-reqs1, effects2-effects1)
 	}
-	tp.clear("api", "cut")
+	tp.Clear("api", "cut")
 	waitClosed()
 	// The agent retries the same key once the fault clears: the original answer, no new effect.
 	resp = post("pay-1")
@@ -229,14 +151,14 @@ func TestFaultsOnRealSockets(t *testing.T) {
 
 	// 3. A black hole (toxiproxy "timeout": no data, then a close): attempts time out and are
 	// retried; the client recovers when it clears.
-	tp.toxic("api", "hole", "timeout", "upstream", map[string]any{"timeout": 0})
+	tp.Toxic("api", "hole", "timeout", "upstream", map[string]any{"timeout": 0})
 	wantError(t, get(), abi.CodeTimeout)
-	tp.clear("api", "hole")
+	tp.Clear("api", "hole")
 	waitClosed()
 
 	// 4. Resets: retried for GET, recovered after.
-	tp.toxic("api", "reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
+	tp.Toxic("api", "reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
 	wantError(t, get(), abi.CodeUpstreamError)
-	tp.clear("api", "reset")
+	tp.Clear("api", "reset")
 	waitClosed()
 }
