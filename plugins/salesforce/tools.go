@@ -33,10 +33,7 @@ type queryPage struct {
 
 func soqlQuery() error {
 	var args queryArgs
-	if err := pdk.Input(&args); err != nil {
-		return err
-	}
-	s, err := loadSettings()
+	s, err := begin(&args)
 	if err != nil {
 		return err
 	}
@@ -107,6 +104,24 @@ type recordResult struct {
 	Record map[string]any `json:"record"`
 }
 
+// begin decodes a tool's arguments into args and loads the connector's settings: the first
+// step of every tool.
+func begin(args any) (*settings, error) {
+	if err := pdk.Input(args); err != nil {
+		return nil, err
+	}
+	return loadSettings()
+}
+
+// record checks an allowed object name and a record ID, and returns the object's API name.
+func (s *settings) record(object, id string) (string, error) {
+	name, err := s.object(object)
+	if err != nil {
+		return "", err
+	}
+	return name, checkID(id)
+}
+
 func checkID(id string) error {
 	if !recordIDRE.MatchString(id) {
 		return pdk.Correctable(pdk.CodeInvalidArguments,
@@ -117,18 +132,12 @@ func checkID(id string) error {
 
 func getRecord() error {
 	var args getRecordArgs
-	if err := pdk.Input(&args); err != nil {
-		return err
-	}
-	s, err := loadSettings()
+	s, err := begin(&args)
 	if err != nil {
 		return err
 	}
-	object, err := s.object(args.Object)
+	object, err := s.record(args.Object, args.ID)
 	if err != nil {
-		return err
-	}
-	if err := checkID(args.ID); err != nil {
 		return err
 	}
 	u := s.dataURL("/sobjects/" + object + "/" + args.ID)
@@ -196,10 +205,7 @@ func checkFields(fields map[string]json.RawMessage) (map[string]any, error) {
 
 func createRecord() error {
 	var args writeArgs
-	if err := pdk.Input(&args); err != nil {
-		return err
-	}
-	s, err := loadSettings()
+	s, err := begin(&args)
 	if err != nil {
 		return err
 	}
@@ -240,18 +246,12 @@ func idempotencyKey(parts ...string) string {
 
 func updateRecord() error {
 	var args writeArgs
-	if err := pdk.Input(&args); err != nil {
-		return err
-	}
-	s, err := loadSettings()
+	s, err := begin(&args)
 	if err != nil {
 		return err
 	}
-	object, err := s.object(args.Object)
+	object, err := s.record(args.Object, args.ID)
 	if err != nil {
-		return err
-	}
-	if err := checkID(args.ID); err != nil {
 		return err
 	}
 	fields, err := checkFields(args.Fields)
@@ -323,10 +323,7 @@ func readOpportunity(s *settings, id string) (opportunity, error) {
 // was read (If-Unmodified-Since), with an idempotency key so the host may replay the write.
 func updateOpportunityStage() error {
 	var args stageArgs
-	if err := pdk.Input(&args); err != nil {
-		return err
-	}
-	s, err := loadSettings()
+	s, err := begin(&args)
 	if err != nil {
 		return err
 	}
@@ -417,10 +414,7 @@ const (
 
 func addNote() error {
 	var args noteArgs
-	if err := pdk.Input(&args); err != nil {
-		return err
-	}
-	s, err := loadSettings()
+	s, err := begin(&args)
 	if err != nil {
 		return err
 	}
