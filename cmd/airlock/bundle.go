@@ -297,19 +297,9 @@ manifest's publisher name). With --key, the signature is checked against that pu
 	}
 	var keys []bundle.Key
 	if *keyFile != "" {
-		data, err := os.ReadFile(*keyFile)
-		if err != nil {
+		if keys, err = keyFileFor(*keyFile, b); err != nil {
 			return err
 		}
-		pub, err := bundle.ParsePublicKey(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *keyFile, err)
-		}
-		m, err := manifest.Parse(bundle.ManifestEntry, b.Manifest)
-		if err != nil {
-			return fmt.Errorf("%w: %w", bundle.ErrInvalidManifest, err)
-		}
-		keys = []bundle.Key{{Name: m.Publisher, PublicKey: pub}}
 	} else {
 		st, err := g.openStore(ctx)
 		if err != nil {
@@ -636,19 +626,10 @@ request went outside the manifest, or the canary was echoed.`, `
 	var keys []bundle.Key
 	opts := bundle.Options{AllowUnsigned: true}
 	if *keyFile != "" {
-		data, err := os.ReadFile(*keyFile)
-		if err != nil {
+		if keys, err = keyFileFor(*keyFile, b); err != nil {
 			return err
 		}
-		pub, err := bundle.ParsePublicKey(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *keyFile, err)
-		}
-		m, err := manifest.Parse(bundle.ManifestEntry, b.Manifest)
-		if err != nil {
-			return fmt.Errorf("%w: %w", bundle.ErrInvalidManifest, err)
-		}
-		keys, opts = []bundle.Key{{Name: m.Publisher, PublicKey: pub}}, bundle.Options{}
+		opts = bundle.Options{}
 	}
 	v, err := bundle.Verify(b, keys, opts)
 	if err != nil {
@@ -689,4 +670,22 @@ func parseInterleaved(fs *flag.FlagSet, args []string) error {
 		args = fs.Args()[1:]
 	}
 	return parse(fs, append([]string{"--"}, pos...))
+}
+
+// keyFileFor trusts the public key in path as the key of b's publisher, for commands that
+// verify against one key file instead of the trust store.
+func keyFileFor(path string, b *bundle.Bundle) ([]bundle.Key, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := bundle.ParsePublicKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := manifest.Parse(bundle.ManifestEntry, b.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", bundle.ErrInvalidManifest, err)
+	}
+	return []bundle.Key{{Name: m.Publisher, PublicKey: pub}}, nil
 }
