@@ -2,9 +2,13 @@ package runtime
 
 import (
 	"context"
+	"errors"
+	goruntime "runtime"
 	"sync"
+	"time"
 	"unicode/utf8"
 
+	"github.com/airlock-dev/airlock/host/internal/meter"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -193,4 +197,57 @@ func (t *tailBuffer) take() string {
 	s := string(t.buf)
 	t.buf = t.buf[:0]
 	return s
+}
+
+// errInterrupted stops a call whose context is done: the meter's tick or a sleep panics with it,
+// and wazero turns the panic into the call's error.
+var errInterrupted = errors.New("call interrupted: its deadline passed or it was cancelled")
+
+// tick is the meter's import (host/internal/meter): the guest calls it about every million
+// instructions. It stops the call once the call's context is done or past its deadline (checked
+// directly, so a timer that has not fired yet cannot delay it), and otherwise yields the
+// processor: guest code cannot be preempted by the Go scheduler, so without this a host with as
+// many runaway plugins as cores would starve its other goroutines.
+func tick(ctx context.Context, stack []uint64) {
+	if interrupted(ctx) {
+		panic(errInterrupted)
+	}
+	goruntime.Gosched()
+	stack[0] = meter.Budget
+}
+
+func interrupted(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// sleep is the instance's WASI sleep. It returns after at most maxSleepSlice and never sleeps
+// past the current call's deadline; once that has passed (or the call was cancelled) it stops
+// the call.
+func (in *instance) sleep(ns int64) {
+	d := min(time.Duration(ns), maxSleepSlice)
+	ctx := in.ctx
+	if ctx == nil {
+		time.Sleep(d)
+		return
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	if interrupted(ctx) {
+		panic(errInterrupted)
+	}
 }

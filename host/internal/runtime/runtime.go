@@ -12,7 +12,11 @@
 //   - a module importing Extism's built-in http_request is refused at load (pitfall 2), as is
 //     any import the host does not provide;
 //   - memory capped per module (Limits.MemoryPages); every call bounded by Limits.Timeout, after
-//     which the instance is closed and the call fails (pitfall 3);
+//     which the call fails and its instance is discarded (pitfall 3). The module is rewritten at
+//     load by host/internal/meter so that it hands control back to the host about every million
+//     instructions, whatever it runs; the host then checks the call's deadline and yields the
+//     processor (wazero's own close-on-context-done checks exit to Go at every loop header,
+//     which quadrupled the guest time of a Go plugin);
 //   - an instance is never shared between subjects, is discarded after any trap or timeout
 //     (pitfall 4), and is recycled after Options.MaxUses calls; Extism memory and vars are
 //     cleared before every call (pitfall 5).
@@ -40,8 +44,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/airlock-dev/airlock/host/internal/meter"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
 
@@ -189,10 +193,13 @@ const maxSleepSlice = 50 * time.Millisecond
 func (e *Engine) Load(ctx context.Context, opts Options) (_ *Module, err error) {
 	lim := opts.Limits.withDefaults()
 	m := &Module{name: opts.Name, exports: opts.Exports, limits: lim, logger: e.logger.With("connector", opts.Name)}
+	metered, _, err := meter.Instrument(opts.Wasm)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %s: not a valid WebAssembly module: %w", opts.Name, err)
+	}
 	m.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 		WithCompilationCache(e.cache).
-		WithMemoryLimitPages(lim.MemoryPages).
-		WithCloseOnContextDone(true))
+		WithMemoryLimitPages(lim.MemoryPages))
 	defer func() {
 		if err != nil {
 			m.rt.Close(ctx)
@@ -211,8 +218,13 @@ func (e *Engine) Load(ctx context.Context, opts Options) (_ *Module, err error) 
 	if _, err := user.Instantiate(ctx); err != nil {
 		return nil, fmt.Errorf("runtime: %s: host functions: %w", opts.Name, err)
 	}
+	if _, err := m.rt.NewHostModuleBuilder(meter.ImportModule).NewFunctionBuilder().
+		WithGoFunction(api.GoFunc(tick), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(meter.ImportName).Instantiate(ctx); err != nil {
+		return nil, fmt.Errorf("runtime: %s: meter: %w", opts.Name, err)
+	}
 	// Compile on every core: a cold compile of a 3.7 MB Go module is the slowest step of a load.
-	m.code, err = m.rt.CompileModule(experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0)), opts.Wasm)
+	m.code, err = m.rt.CompileModule(experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0)), metered)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: not a valid WebAssembly module: %w", opts.Name, err)
 	}
@@ -241,6 +253,7 @@ func checkImports(code wazero.CompiledModule) error {
 		mod, name, _ := f.Import()
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
+		case mod == meter.ImportModule && name == meter.ImportName: // added by meter.Instrument
 		case mod == abi.KernelModule && name == "http_request":
 			return errors.New("module imports Extism's built-in http_request, which airlock refuses: " +
 				"make requests through the airlock_http host function (pdk.HTTP or pdkhttp.Transport)")
@@ -294,7 +307,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		WithStartFunctions(). // reactor: _initialize is called below, with a timeout
 		WithSysWalltime().
 		WithSysNanotime().
-		WithNanosleep(func(ns int64) { time.Sleep(min(time.Duration(ns), maxSleepSlice)) }).
+		WithNanosleep(in.sleep).
 		WithRandSource(rand.Reader).
 		WithStderr(in.stderr).
 		WithStdout(in.stderr)
@@ -305,7 +318,9 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	in.mod = mod
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		ictx, cancel := context.WithTimeout(ctx, m.limits.Timeout)
+		in.ctx = ictx // for sleeps; host functions answer "none" outside a tool call
 		_, err := init.Call(ictx)
+		in.ctx = nil
 		cancel()
 		if err != nil {
 			mod.Close(ctx)
@@ -343,8 +358,7 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
-	// wazero watches ctx (WithCloseOnContextDone): when it is done, the module is closed and the
-	// termination checks compiled into its loops stop the call at the next loop header.
+	// The meter's ticks (and sleeps) stop the call once ctx is done or its deadline has passed.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	in.begin(ctx, input, h)
@@ -353,15 +367,14 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 	if err != nil {
 		in.broken = true
 		detail := strings.TrimSpace(in.stderr.take())
-		var exit *sys.ExitError
-		switch {
-		case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
+		if errors.Is(err, errInterrupted) || ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil, context.Cause(ctx)
+			}
 			if timeout < m.limits.Timeout {
 				return nil, fmt.Errorf("%w: the caller's deadline passed", ErrTimeout)
 			}
 			return nil, fmt.Errorf("%w after %v", ErrTimeout, m.limits.Timeout)
-		case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeContextCanceled:
-			return nil, context.Cause(ctx)
 		}
 		if detail == "" {
 			detail = err.Error()

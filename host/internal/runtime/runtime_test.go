@@ -8,8 +8,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,5 +397,55 @@ func TestCompilationCacheOnDisk(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) == 0 {
 		t.Fatal("the compilation cache directory is empty after loading a module")
+	}
+}
+
+// TestRunawaysDoNotStarveTheHost runs as many runaway plugins as there are processors for Go
+// code (one, here) and checks the rest of the host still gets scheduled while they spin. Guest
+// code cannot be preempted by the Go scheduler; the meter's ticks call into Go (where it can)
+// and yield. Without them the heartbeat below would not beat once until the calls timed out.
+func TestRunawaysDoNotStarveTheHost(t *testing.T) {
+	m := load(t, Options{Limits: Limits{Timeout: 400 * time.Millisecond}, PoolSize: 2})
+	// Warm both instances first: instantiation is Go code and is not what this test is about.
+	for _, s := range []string{"a", "b"} {
+		if _, err := m.Call(context.Background(), s, "noop", nil, &fakeHandler{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
+
+	var beats atomic.Int64
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				beats.Add(1)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	start := time.Now()
+	for i, s := range []string{"a", "b"} {
+		wg.Go(func() { _, errs[i] = m.Call(context.Background(), s, "loop", nil, &fakeHandler{}) })
+	}
+	time.Sleep(200 * time.Millisecond) // both calls are spinning now
+	during := beats.Load()
+	wg.Wait()
+	close(stop)
+	for i, err := range errs {
+		if !errors.Is(err, ErrTimeout) {
+			t.Errorf("runaway call %d: err = %v, want ErrTimeout", i, err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the runaway calls took %v to stop, with a 400ms timeout", d)
+	}
+	// 200 ms at one beat per 5 ms is 40 beats; a starved heartbeat has none.
+	if during < 5 {
+		t.Errorf("the heartbeat beat %d times while two plugins spun on one processor, want it scheduled", during)
 	}
 }

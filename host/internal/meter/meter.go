@@ -1,0 +1,707 @@
+// Package meter rewrites a WebAssembly module so that it counts its own progress and calls the
+// host at intervals. It is how airlock stops a runaway plugin without wazero's termination checks.
+//
+// wazero's WithCloseOnContextDone compiles, at every loop header, a call that leaves the guest
+// for Go to ask whether the module was closed. Code from the standard Go compiler is loop-heavy
+// (every function is a resumable dispatch loop), and those exits made a Slack tool call spend
+// four times longer in the guest than the same code without them (RATIONALE.md, "Runtime").
+//
+// [Instrument] adds instead, at every loop header and at the entry of every function that does
+// not begin with a loop, a few inline instructions: subtract the site's weight from a fuel
+// global, and when the fuel is negative call the imported function [ImportModule].[ImportName],
+// which returns the next budget — or traps the call (the host panics) once the call's deadline
+// has passed. A check that does not tick costs a load, a subtraction, a store and a branch.
+//
+// # Weights
+//
+// The weight of a site is the number of instructions of its function that can run after the
+// site before execution reaches another site: those that follow it, minus the bodies of loops
+// that start after it (entering a loop passes that loop's own site). Control flow in
+// WebAssembly only jumps backwards to a loop header, so between two passes over sites a
+// function runs at most the weight of the first one of its own instructions, and a call runs
+// the callee's entry site. Fuel is therefore charged at least one unit per instruction executed,
+// whatever the code does: a long straight-line function, deep or exponential recursion without
+// any loop (which wazero's loop-header checks do not catch), or a tight loop.
+//
+// # What changes in the module
+//
+//   - one function import, ImportModule.ImportName of type () -> i32, added after the existing
+//     function imports, so every defined function's index grows by one: call, ref.func,
+//     exports, the start function, element segments and the "name" section are renumbered;
+//   - one type () -> i32 appended to the type section;
+//   - one mutable i32 global (the fuel) appended to the global section;
+//   - function bodies gain the checks;
+//   - custom sections whose names start with ".debug" (DWARF) are dropped: their code offsets
+//     would no longer match and they would make wazero report wrong source lines.
+//
+// A module that already imports from ImportModule is refused, as is one whose code names a
+// global index that does not exist (after instrumentation it would name the fuel global and
+// could refill it).
+package meter
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// The import the checks call when the fuel runs out. Its host implementation must return the
+// next budget (an i32 > 0; [Budget] is a good value) or stop the call by panicking.
+const (
+	ImportModule = "airlock:meter"
+	ImportName   = "tick"
+)
+
+// Budget is the fuel a module starts with, and the value a tick should return: about a million
+// instructions, so a call that runs away is stopped within roughly a millisecond of its
+// deadline while a normal call ticks rarely.
+const Budget = 1 << 20
+
+// Stats describes one instrumentation.
+type Stats struct {
+	Functions int // defined functions rewritten
+	Sites     int // checks inserted
+}
+
+// Section ids.
+const (
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secTable    = 4
+	secMemory   = 5
+	secGlobal   = 6
+	secExport   = 7
+	secStart    = 8
+	secElement  = 9
+	secCode     = 10
+	secData     = 11
+	secDataCnt  = 12
+	secTag      = 13
+)
+
+// order ranks non-custom sections as the binary format requires them to appear.
+var order = map[byte]int{
+	secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secTag: 6, secGlobal: 7,
+	secExport: 8, secStart: 9, secElement: 10, secDataCnt: 11, secCode: 12, secData: 13,
+}
+
+type section struct {
+	id   byte
+	data []byte
+	off  int // offset of data in the original module
+}
+
+// module holds what the rewrite needs to know about the whole module.
+type module struct {
+	types       uint32 // entries in the type section
+	funcImports uint32
+	globals     uint32 // imported and defined
+	tickType    uint32
+	tick        uint32 // index of the added import
+	fuel        uint32 // index of the added global
+}
+
+func (m *module) remap(f uint32) uint32 {
+	if f >= m.funcImports {
+		return f + 1
+	}
+	return f
+}
+
+var header = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
+
+// Instrument returns a copy of wasm with fuel checks inserted (see the package documentation).
+// The input is not modified. Errors are *Error and name the offending byte.
+func Instrument(wasm []byte) ([]byte, Stats, error) {
+	if !bytes.HasPrefix(wasm, header) {
+		return nil, Stats{}, &Error{Msg: "not a WebAssembly 1.0 binary module (bad magic number or version)"}
+	}
+	secs, err := split(wasm)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	var m module
+	for _, s := range secs {
+		r := &reader{b: s.data, base: s.off}
+		switch s.id {
+		case secType:
+			m.types = r.types()
+		case secFunction, secTable, secMemory:
+			r.items(s.id)
+		case secImport:
+			funcs, globals := r.imports()
+			m.funcImports += funcs
+			m.globals += globals
+		case secGlobal:
+			m.globals += r.count()
+		}
+		if r.err != nil {
+			return nil, Stats{}, r.err
+		}
+	}
+	m.tickType, m.tick, m.fuel = m.types, m.funcImports, m.globals
+
+	secs = ensure(secs, secType, secImport, secGlobal)
+	var st Stats
+	out := append([]byte(nil), header...)
+	for _, s := range secs {
+		data, keep, err := m.rewrite(s, &st)
+		if err != nil {
+			return nil, Stats{}, err
+		}
+		if !keep {
+			continue
+		}
+		out = append(out, s.id)
+		out = appendU32(out, uint32(len(data)))
+		out = append(out, data...)
+	}
+	return out, st, nil
+}
+
+// split cuts a module into its sections.
+func split(wasm []byte) ([]section, error) {
+	r := &reader{b: wasm, off: len(header)}
+	var secs []section
+	last := 0
+	for !r.done() {
+		start := r.off
+		id := r.byte()
+		size := r.u32()
+		dataOff := r.off
+		data := r.bytes(size)
+		if r.err != nil {
+			return nil, r.err
+		}
+		if id != secCustom {
+			rank, ok := order[id]
+			if !ok {
+				return nil, &Error{Offset: start, Msg: fmt.Sprintf("unknown section id %d", id)}
+			}
+			if rank <= last {
+				return nil, &Error{Offset: start, Msg: fmt.Sprintf("section %d is out of order or repeated", id)}
+			}
+			last = rank
+		}
+		secs = append(secs, section{id: id, data: data, off: dataOff})
+	}
+	return secs, nil
+}
+
+// ensure inserts an empty section for each id that is missing, at its place in the order.
+func ensure(secs []section, ids ...byte) []section {
+	for _, id := range ids {
+		at, found := len(secs), false
+		for i, s := range secs {
+			if s.id == id {
+				found = true
+				break
+			}
+			if s.id != secCustom && order[s.id] > order[id] {
+				at = i
+				break
+			}
+		}
+		if !found {
+			secs = append(secs[:at], append([]section{{id: id, data: []byte{0}}}, secs[at:]...)...)
+		}
+	}
+	return secs
+}
+
+// count reads a vector length and refuses one that cannot fit in the bytes left (every item
+// takes at least one byte). wazero sizes its slices by these counts before reading the items: a
+// 20-byte module claiming a billion parameter types made it allocate 1.5 GB.
+func (r *reader) count() uint32 {
+	n := r.u32()
+	if r.err == nil && uint64(n) > uint64(len(r.b)-r.off) {
+		r.fail("a vector of %d items cannot fit in the %d bytes left", n, len(r.b)-r.off)
+		return 0
+	}
+	return n
+}
+
+// types reads a type section (function types only, as in WebAssembly 2.0) and returns its length.
+func (r *reader) types() uint32 {
+	n := r.count()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if form := r.byte(); form != 0x60 {
+			r.fail("type %d is not a function type (form 0x%02x)", i, form)
+		}
+		r.bytes(r.count()) // parameters
+		r.bytes(r.count()) // results
+	}
+	return n
+}
+
+// items checks the function, table or memory section's shape.
+func (r *reader) items(id byte) {
+	n := r.count()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		switch id {
+		case secFunction:
+			r.u32()
+		case secTable:
+			r.byte()
+			r.limits()
+		case secMemory:
+			r.limits()
+		}
+	}
+}
+
+// imports reads an import section, counting function and global imports and refusing imports
+// from ImportModule.
+func (r *reader) imports() (funcs, globals uint32) {
+	n := r.count()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		mod := r.bytes(r.u32())
+		r.bytes(r.u32())
+		if string(mod) == ImportModule {
+			r.fail("the module imports from %q, which is reserved for the host", ImportModule)
+			return
+		}
+		switch kind := r.byte(); kind {
+		case 0x00: // function
+			r.u32()
+			funcs++
+		case 0x01: // table
+			r.byte()
+			r.limits()
+		case 0x02: // memory
+			r.limits()
+		case 0x03: // global
+			r.byte()
+			r.byte()
+			globals++
+		case 0x04: // tag
+			r.byte()
+			r.u32()
+		default:
+			r.fail("unknown import kind %d", kind)
+		}
+	}
+	return funcs, globals
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	bits := uint(32)
+	if flags&0x04 != 0 {
+		bits = 64
+	}
+	r.uleb(bits)
+	if flags&0x01 != 0 {
+		r.uleb(bits)
+	}
+}
+
+// rewrite returns the new content of s, or keep=false to drop it.
+func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err error) {
+	r := &reader{b: s.data, base: s.off}
+	var out []byte
+	switch s.id {
+	case secType:
+		n := r.u32()
+		out = appendU32(out, n+1)
+		out = append(out, s.data[r.off:]...)
+		out = append(out, 0x60, 0x00, 0x01, 0x7f) // () -> i32
+	case secImport:
+		n := r.u32()
+		out = appendU32(out, n+1)
+		out = append(out, s.data[r.off:]...)
+		out = appendName(out, ImportModule)
+		out = appendName(out, ImportName)
+		out = append(out, 0x00)
+		out = appendU32(out, m.tickType)
+	case secGlobal:
+		n := r.count()
+		out = appendU32(out, n+1)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			out = append(out, r.bytes(2)...) // value type, mutability
+			out = m.expr(r, out)
+		}
+		out = append(out, 0x7f, 0x01, opI32Const) // mutable i32 = Budget
+		out = appendS32(out, Budget)
+		out = append(out, opEnd)
+	case secExport:
+		n := r.count()
+		out = appendU32(out, n)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			name := r.bytes(r.u32())
+			out = appendU32(out, uint32(len(name)))
+			out = append(out, name...)
+			kind := r.byte()
+			idx := r.u32()
+			switch kind {
+			case 0x00:
+				idx = m.remap(idx)
+			case 0x03:
+				m.checkGlobal(r, idx)
+			}
+			out = append(out, kind)
+			out = appendU32(out, idx)
+		}
+	case secStart:
+		out = appendU32(out, m.remap(r.u32()))
+	case secElement:
+		out = m.elements(r)
+	case secCode:
+		out = m.code(r, st)
+	case secData:
+		n := r.count()
+		out = appendU32(out, n)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			flags := r.u32()
+			out = appendU32(out, flags)
+			switch flags {
+			case 0:
+				out = m.expr(r, out)
+			case 1:
+			case 2:
+				out = appendU32(out, r.u32())
+				out = m.expr(r, out)
+			default:
+				r.fail("unknown data segment kind %d", flags)
+			}
+			b := r.bytes(r.u32())
+			out = appendU32(out, uint32(len(b)))
+			out = append(out, b...)
+		}
+	case secCustom:
+		name := string(r.bytes(r.u32()))
+		switch {
+		case r.err != nil:
+			return nil, false, r.err
+		case strings.HasPrefix(name, ".debug"):
+			return nil, false, nil
+		case name == "name":
+			names, ok := m.names(&reader{b: s.data[r.off:], base: s.off + r.off})
+			if !ok {
+				// wazero decodes this section too, sizing its maps by the claimed counts.
+				return nil, false, &Error{Offset: s.off, Msg: "the name section is malformed"}
+			}
+			out = appendName(out, name)
+			out = append(out, names...)
+		default:
+			return s.data, true, nil
+		}
+	default:
+		return s.data, true, nil
+	}
+	if r.err != nil {
+		return nil, false, r.err
+	}
+	if s.id != secCustom && s.id != secType && s.id != secImport && r.off != len(r.b) {
+		return nil, false, &Error{Offset: s.off + r.off, Msg: fmt.Sprintf("section %d has trailing bytes", s.id)}
+	}
+	return out, true, nil
+}
+
+func (m *module) checkGlobal(r *reader, idx uint32) {
+	if idx >= m.fuel {
+		r.fail("global index %d does not exist (the module has %d globals)", idx, m.fuel)
+	}
+}
+
+// expr copies a constant expression, renumbering ref.func.
+func (m *module) expr(r *reader, out []byte) []byte {
+	last := r.off
+	for depth := 0; r.err == nil; {
+		in := r.next()
+		switch in.op {
+		case opBlock, opLoop, opIf:
+			depth++
+		case opEnd:
+			if depth == 0 {
+				return append(out, r.b[last:r.off]...)
+			}
+			depth--
+		case opRefFunc, opCall:
+			out = append(out, r.b[last:in.immStart]...)
+			out = appendU32(out, m.remap(in.idx))
+			last = in.immEnd
+		case opGlobalGet, opGlobalSet:
+			m.checkGlobal(r, in.idx)
+		}
+	}
+	return out
+}
+
+// elements rewrites an element section (all eight segment encodings).
+func (m *module) elements(r *reader) []byte {
+	n := r.count()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		out = appendU32(out, flags)
+		if flags > 7 {
+			r.fail("unknown element segment kind %d", flags)
+			return nil
+		}
+		if flags&0x02 != 0 && flags&0x01 == 0 { // 2 and 6: explicit table index
+			out = appendU32(out, r.u32())
+		}
+		if flags&0x01 == 0 { // 0, 2, 4, 6: active, with an offset
+			out = m.expr(r, out)
+		}
+		if flags&0x03 != 0 { // 1, 2, 3, 5, 6, 7: element kind or reference type
+			out = append(out, r.byte())
+		}
+		count := r.count()
+		out = appendU32(out, count)
+		for j := uint32(0); j < count && r.err == nil; j++ {
+			if flags&0x04 != 0 {
+				out = m.expr(r, out)
+			} else {
+				out = appendU32(out, m.remap(r.u32()))
+			}
+		}
+	}
+	return out
+}
+
+// names renumbers the function indices of a "name" custom section (subsections 1, 2 and 3:
+// function, local and label names); other subsections are copied. It reports false for a
+// malformed section.
+func (m *module) names(r *reader) ([]byte, bool) {
+	var out []byte
+	for !r.done() {
+		id := r.byte()
+		sub := &reader{b: r.bytes(r.u32())}
+		if r.err != nil {
+			return nil, false
+		}
+		var body []byte
+		switch id {
+		case 1:
+			n := sub.count()
+			body = appendU32(body, n)
+			for i := uint32(0); i < n && sub.err == nil; i++ {
+				body = appendU32(body, m.remap(sub.u32()))
+				name := sub.bytes(sub.u32())
+				body = appendU32(body, uint32(len(name)))
+				body = append(body, name...)
+			}
+		case 2, 3:
+			n := sub.count()
+			body = appendU32(body, n)
+			for i := uint32(0); i < n && sub.err == nil; i++ {
+				body = appendU32(body, m.remap(sub.u32()))
+				start := sub.off
+				k := sub.count()
+				for j := uint32(0); j < k && sub.err == nil; j++ {
+					sub.u32()
+					sub.bytes(sub.u32())
+				}
+				body = append(body, sub.b[start:sub.off]...)
+			}
+		case 0: // the module's name
+			sub.bytes(sub.count())
+			body = sub.b
+		default:
+			body = sub.b
+		}
+		// wazero reads known subsections without honouring their sizes (it would run on into
+		// the next section), so each must be exactly its content.
+		if sub.err != nil || (id <= 3 && sub.off != len(sub.b)) {
+			return nil, false
+		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	return out, true
+}
+
+// maxLocals bounds the locals of one function, as browsers' engines do (V8: 50,000); wazero
+// would otherwise allocate whatever a hostile module declares.
+const maxLocals = 50_000
+
+// Instruction kinds recorded while scanning a body, for the weight computation.
+const (
+	kindPlain byte = iota
+	kindLoop
+	kindLoopEnd
+)
+
+// fn is scratch space reused across function bodies.
+type fn struct {
+	kinds   []byte  // one per instruction
+	control []bool  // open blocks: true for a loop
+	edits   []edit  // rewrites, in body order
+	weights []int32 // per loop, in body order
+	stack   []int   // computeWeights' scratch
+}
+
+// edit replaces body[from:to] with a renumbered function index (loop == false), or inserts a
+// check for the loop with the given ordinal after body[:from] (loop == true, to == from).
+type edit struct {
+	from, to int
+	idx      uint32
+	loop     bool
+	ordinal  int
+}
+
+// code rewrites the code section.
+func (m *module) code(r *reader, st *Stats) []byte {
+	n := r.count()
+	out := appendU32(nil, n)
+	var f fn
+	var body []byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		size := r.u32()
+		start := r.off
+		b := r.bytes(size)
+		if r.err != nil {
+			return nil
+		}
+		var err error
+		body, err = m.body(&reader{b: b, base: r.base + start}, &f, body[:0], st)
+		if err != nil {
+			r.err = err
+			return nil
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+		st.Functions++
+	}
+	return out
+}
+
+// body appends the rewritten function body read by r to out.
+func (m *module) body(r *reader, f *fn, out []byte, st *Stats) ([]byte, error) {
+	f.kinds, f.control, f.edits, f.weights = f.kinds[:0], f.control[:0], f.edits[:0], f.weights[:0]
+
+	// Locals are copied as they are, after a bound on their number.
+	groups := r.count()
+	locals := uint64(0)
+	for i := uint32(0); i < groups && r.err == nil; i++ {
+		locals += uint64(r.u32())
+		r.byte()
+	}
+	if locals > maxLocals {
+		r.fail("a function declares %d locals; the limit is %d", locals, maxLocals)
+		return nil, r.err
+	}
+	localsEnd := r.off
+
+	// Scan: record every instruction's kind, the index immediates to renumber and the loops.
+	loops := 0
+	for r.err == nil {
+		in := r.next()
+		if r.err != nil {
+			break
+		}
+		kind := kindPlain
+		switch in.op {
+		case opBlock, opIf:
+			f.control = append(f.control, false)
+		case opLoop:
+			f.control = append(f.control, true)
+			kind = kindLoop
+			f.edits = append(f.edits, edit{from: r.off, to: r.off, loop: true, ordinal: loops})
+			loops++
+		case opEnd:
+			if len(f.control) == 0 { // the end of the function
+				f.kinds = append(f.kinds, kindPlain)
+				if r.off != len(r.b) {
+					r.fail("function body has bytes after its end")
+				}
+				goto scanned
+			}
+			if f.control[len(f.control)-1] {
+				kind = kindLoopEnd
+			}
+			f.control = f.control[:len(f.control)-1]
+		case opCall, opRefFunc:
+			f.edits = append(f.edits, edit{from: in.immStart, to: in.immEnd, idx: m.remap(in.idx)})
+		case opGlobalGet, opGlobalSet:
+			m.checkGlobal(r, in.idx)
+		}
+		f.kinds = append(f.kinds, kind)
+	}
+	if r.err == nil {
+		r.fail("function body ends without its end")
+	}
+	return nil, r.err
+
+scanned:
+	if r.err != nil {
+		return nil, r.err
+	}
+	entry := f.computeWeights(loops)
+
+	// Emit: locals, the entry check unless the body starts with a loop (whose check covers
+	// it), then the body with its edits.
+	out = append(out, r.b[:localsEnd]...)
+	if len(f.kinds) == 0 || f.kinds[0] != kindLoop {
+		out = m.check(out, entry)
+		st.Sites++
+	}
+	last := localsEnd
+	for _, e := range f.edits {
+		out = append(out, r.b[last:e.from]...)
+		if e.loop {
+			out = m.check(out, f.weights[e.ordinal])
+			st.Sites++
+		} else {
+			out = appendU32(out, e.idx)
+		}
+		last = e.to
+	}
+	return append(out, r.b[last:]...), nil
+}
+
+// computeWeights sets f.weights (per loop) and returns the entry site's weight. Scanning
+// backwards, c counts the instructions after the current position that can run before another
+// site: reaching a loop's end pushes the count after the loop, and reaching its start reads the
+// loop's weight and restores that count, so the loop's body is not counted for earlier sites.
+func (f *fn) computeWeights(loops int) int32 {
+	if cap(f.weights) < loops {
+		f.weights = make([]int32, loops)
+	}
+	f.weights = f.weights[:loops]
+	stack := f.stack[:0]
+	defer func() { f.stack = stack }()
+	c, ordinal := 0, loops
+	for i := len(f.kinds) - 1; i >= 0; i-- {
+		switch f.kinds[i] {
+		case kindLoopEnd:
+			stack = append(stack, c)
+			c++
+		case kindLoop:
+			ordinal--
+			f.weights[ordinal] = weight(c)
+			c = stack[len(stack)-1] + 1
+			stack = stack[:len(stack)-1]
+		default:
+			c++
+		}
+	}
+	return weight(c)
+}
+
+func weight(c int) int32 {
+	return int32(min(max(c, 1), Budget, math.MaxInt32))
+}
+
+// check appends a site: fuel -= w; if fuel < 0 { fuel = tick() }.
+func (m *module) check(out []byte, w int32) []byte {
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.fuel)
+	out = append(out, opI32Const)
+	out = appendS32(out, w)
+	out = append(out, opI32Sub, opGlobalSet)
+	out = appendU32(out, m.fuel)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.fuel)
+	out = append(out, opI32Const, 0, opI32LtS, opIf, 0x40, opCall)
+	out = appendU32(out, m.tick)
+	out = append(out, opGlobalSet)
+	out = appendU32(out, m.fuel)
+	return append(out, opEnd)
+}

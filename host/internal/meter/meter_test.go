@@ -1,0 +1,422 @@
+package meter
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// A tiny assembler: enough to write the test modules byte by byte and still read them.
+
+func u32(v uint32) []byte { return appendU32(nil, v) }
+
+func cat(parts ...[]byte) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func vec(items ...[]byte) []byte { return cat(u32(uint32(len(items))), cat(items...)) }
+
+func str(s string) []byte { return appendName(nil, s) }
+
+func sec(id byte, content ...[]byte) []byte {
+	c := cat(content...)
+	return cat([]byte{id}, u32(uint32(len(c))), c)
+}
+
+func wasmModule(sections ...[]byte) []byte { return cat(header, cat(sections...)) }
+
+func functype(params, results []byte) []byte {
+	return cat([]byte{0x60}, u32(uint32(len(params))), params, u32(uint32(len(results))), results)
+}
+
+// body encodes a function body: locals as (count, type) pairs, then code (which must end with 0x0b).
+func body(locals [][2]byte, code ...byte) []byte {
+	var ls [][]byte
+	for _, l := range locals {
+		ls = append(ls, []byte{l[0], l[1]})
+	}
+	b := cat(vec(ls...), code)
+	return cat(u32(uint32(len(b))), b)
+}
+
+const (
+	i32 = 0x7f
+	end = opEnd
+)
+
+// behaviourModule exercises every place a function index appears: an import, call,
+// call_indirect through element segments (a function-index list and an expression list with
+// ref.func), a start function, exports, a loop with a parameter, and a name section.
+//
+//	func 0: import env.add1 (i32) -> i32
+//	func 1: sum(n)       1 + 2 + … + n, with a block and a loop
+//	func 2: twice(x)     sum(add1(x))
+//	func 3: indirect(x)  table[1](x), which is twice
+//	func 4: start        global 0 = 42
+//	func 5: g()          global 0
+//	func 6: countdown(x) a loop taking its counter as a parameter; returns 7
+//	func 7: viaref(x)    table[2](x), filled by an expression segment with ref.func 1
+func behaviourModule() []byte {
+	sum := body([][2]byte{{1, i32}},
+		opBlock, 0x40,
+		opLoop, 0x40,
+		opLocalGet, 0, 0x45 /* i32.eqz */, opBrIf, 1,
+		opLocalGet, 1, opLocalGet, 0, 0x6a /* i32.add */, 0x21 /* local.set */, 1,
+		opLocalGet, 0, opI32Const, 1, opI32Sub, 0x21, 0,
+		opBr, 0,
+		end,
+		end,
+		opLocalGet, 1,
+		end)
+	twice := body(nil, opLocalGet, 0, opCall, 0, opCall, 1, end)
+	indirect := body(nil, opLocalGet, 0, opI32Const, 1, opCallInd, 0, 0, end)
+	start := body(nil, opI32Const, 42, opGlobalSet, 0, end)
+	g := body(nil, opGlobalGet, 0, end)
+	countdown := body(nil,
+		opLocalGet, 0,
+		opLoop, 0x00, // block type: type 0, (i32) -> i32
+		opI32Const, 1, opI32Sub, opLocalTee, 0, opLocalGet, 0, opBrIf, 0,
+		end,
+		opI32Const, 7, 0x6a,
+		end)
+	viaref := body(nil, opLocalGet, 0, opI32Const, 2, opCallInd, 0, 0, end)
+
+	names := cat([]byte{1}, func() []byte {
+		m := vec(
+			cat(u32(0), str("add1")), cat(u32(1), str("sum_fn")), cat(u32(2), str("twice_fn")),
+			cat(u32(3), str("indirect_fn")), cat(u32(4), str("start_fn")), cat(u32(5), str("g_fn")),
+			cat(u32(6), str("countdown_fn")), cat(u32(7), str("viaref_fn")))
+		return cat(u32(uint32(len(m))), m)
+	}())
+	return wasmModule(
+		sec(secType, vec(functype([]byte{i32}, []byte{i32}), functype(nil, nil), functype(nil, []byte{i32}))),
+		sec(secImport, vec(cat(str("env"), str("add1"), []byte{0x00}, u32(0)))),
+		sec(secFunction, vec(u32(0), u32(0), u32(0), u32(1), u32(2), u32(0), u32(0))),
+		sec(secTable, vec([]byte{0x70, 0x00, 3})),
+		sec(secGlobal, vec([]byte{i32, 0x01, opI32Const, 0, end})),
+		sec(secExport, vec(
+			cat(str("sum"), []byte{0}, u32(1)), cat(str("twice"), []byte{0}, u32(2)),
+			cat(str("indirect"), []byte{0}, u32(3)), cat(str("g"), []byte{0}, u32(5)),
+			cat(str("countdown"), []byte{0}, u32(6)), cat(str("viaref"), []byte{0}, u32(7)))),
+		sec(secStart, u32(4)),
+		sec(secElement, vec(
+			cat(u32(0), []byte{opI32Const, 0, end}, vec(u32(1), u32(2))),
+			cat(u32(4), []byte{opI32Const, 2, end}, vec([]byte{opRefFunc, 1, end})))),
+		sec(secCode, vec(sum, twice, indirect, start, g, countdown, viaref)),
+		sec(secCustom, str("name"), names),
+		sec(secCustom, str(".debug_info"), []byte{1, 2, 3}),
+		sec(secCustom, str("producers"), []byte{0}),
+	)
+}
+
+// runawayModule has a loop that never ends and a recursion without any loop that would take
+// 2^64 calls.
+//
+//	func 0: spin()   loop br 0
+//	func 1: rec(n)   if n != 0 { rec(n-1); rec(n-1) }
+func runawayModule() []byte {
+	spin := body(nil, opLoop, 0x40, opBr, 0, end, end)
+	rec := body(nil,
+		opLocalGet, 0,
+		opIf, 0x40,
+		opLocalGet, 0, opI32Const, 1, opI32Sub, opCall, 1,
+		opLocalGet, 0, opI32Const, 1, opI32Sub, opCall, 1,
+		end,
+		end)
+	return wasmModule(
+		sec(secType, vec(functype(nil, nil), functype([]byte{i32}, nil))),
+		sec(secFunction, vec(u32(0), u32(1))),
+		sec(secExport, vec(cat(str("spin"), []byte{0}, u32(0)), cat(str("rec"), []byte{0}, u32(1)))),
+		sec(secCode, vec(spin, rec)),
+	)
+}
+
+// meterHost instantiates the tick import: it counts ticks, returns refill as the next budget,
+// and panics once stop is set or the call's context is done.
+type meterHost struct {
+	ticks  atomic.Int64
+	refill int32
+}
+
+var errStopped = errors.New("stopped by the meter")
+
+func (h *meterHost) instantiate(t *testing.T, ctx context.Context, rt wazero.Runtime) {
+	t.Helper()
+	_, err := rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
+		WithGoFunction(api.GoFunc(func(ctx context.Context, stack []uint64) {
+			h.ticks.Add(1)
+			if ctx.Err() != nil {
+				panic(errStopped)
+			}
+			stack[0] = uint64(h.refill)
+		}), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(ImportName).Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func instantiate(t *testing.T, wasm []byte, metered bool) (api.Module, *meterHost) {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	t.Cleanup(func() { rt.Close(ctx) })
+	if _, err := rt.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithFunc(func(x int32) int32 { return x + 1 }).Export("add1").Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := &meterHost{refill: Budget}
+	if metered {
+		h.instantiate(t, ctx, rt)
+	}
+	mod, err := rt.Instantiate(ctx, wasm)
+	if err != nil {
+		t.Fatalf("instantiate (metered %v): %v", metered, err)
+	}
+	return mod, h
+}
+
+func mustInstrument(t *testing.T, wasm []byte) ([]byte, Stats) {
+	t.Helper()
+	out, st, err := Instrument(wasm)
+	if err != nil {
+		t.Fatalf("Instrument: %v", err)
+	}
+	return out, st
+}
+
+func TestPreservesBehaviour(t *testing.T) {
+	src := behaviourModule()
+	out, st := mustInstrument(t, src)
+	if st.Functions != 7 {
+		t.Errorf("Stats.Functions = %d, want 7", st.Functions)
+	}
+	// The entries of the seven functions (none starts with a loop), plus two loops.
+	if st.Sites != 9 {
+		t.Errorf("Stats.Sites = %d, want 9", st.Sites)
+	}
+	plain, _ := instantiate(t, src, false)
+	metered, _ := instantiate(t, out, true)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		export string
+		args   []uint64
+	}{
+		{"sum", []uint64{0}}, {"sum", []uint64{10}}, {"sum", []uint64{1000}},
+		{"twice", []uint64{9}}, {"indirect", []uint64{9}}, {"viaref", []uint64{100}},
+		{"g", nil}, {"countdown", []uint64{5}},
+	} {
+		want, err := plain.ExportedFunction(tc.export).Call(ctx, tc.args...)
+		if err != nil {
+			t.Fatalf("original %s%v: %v", tc.export, tc.args, err)
+		}
+		got, err := metered.ExportedFunction(tc.export).Call(ctx, tc.args...)
+		if err != nil {
+			t.Fatalf("instrumented %s%v: %v", tc.export, tc.args, err)
+		}
+		if got[0] != want[0] {
+			t.Errorf("%s%v = %d instrumented, %d originally", tc.export, tc.args, got[0], want[0])
+		}
+	}
+	// The name section follows the renumbering.
+	for export, want := range map[string]string{"sum": "sum_fn", "g": "g_fn", "viaref": "viaref_fn"} {
+		if got := metered.ExportedFunction(export).Definition().Name(); got != want {
+			t.Errorf("name of export %q = %q, want %q", export, got, want)
+		}
+	}
+}
+
+func TestDropsDebugSectionsKeepsOthers(t *testing.T) {
+	out, _ := mustInstrument(t, behaviourModule())
+	secs, err := split(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var customs []string
+	for _, s := range secs {
+		if s.id == secCustom {
+			r := &reader{b: s.data}
+			customs = append(customs, string(r.bytes(r.u32())))
+		}
+	}
+	if got := strings.Join(customs, ","); got != "name,producers" {
+		t.Errorf("custom sections after instrumenting = %s, want name,producers", got)
+	}
+}
+
+// TestStopsRunaways runs code that would never return and checks the meter gets control back
+// and can stop it: a plain infinite loop, and an exponential recursion with no loop at all.
+func TestStopsRunaways(t *testing.T) {
+	out, _ := mustInstrument(t, runawayModule())
+	for _, tc := range []struct {
+		export string
+		args   []uint64
+	}{{"spin", nil}, {"rec", []uint64{64}}} {
+		t.Run(tc.export, func(t *testing.T) {
+			mod, h := instantiate(t, out, true)
+			h.refill = 10_000
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			_, err := mod.ExportedFunction(tc.export).Call(ctx, tc.args...)
+			if !errors.Is(err, errStopped) {
+				t.Fatalf("%s: err = %v, want the meter's panic", tc.export, err)
+			}
+			if h.ticks.Load() < 2 {
+				t.Errorf("%s: %d ticks, want several", tc.export, h.ticks.Load())
+			}
+		})
+	}
+}
+
+// TestChargesWhatRuns checks the fuel charged tracks the instructions executed: sum(n) runs a
+// 12-instruction loop body n times and its loop site weighs 16 (the body, the loop's end and
+// the three instructions after the loop), so with a refill of 1,000 it ticks between
+// (12n − Budget)/1,000 and 16n/1,000 + 2 times.
+func TestChargesWhatRuns(t *testing.T) {
+	out, _ := mustInstrument(t, behaviourModule())
+	mod, h := instantiate(t, out, true)
+	h.refill = 1000
+	const n = 200_000
+	if _, err := mod.ExportedFunction("sum").Call(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := int64(12*n-Budget)/1000, int64(16*n)/1000+2
+	if got := h.ticks.Load(); got < lo || got > hi {
+		t.Errorf("sum(%d) ticked %d times, want between %d and %d", n, got, lo, hi)
+	}
+}
+
+func TestWeights(t *testing.T) {
+	// Body of sum: block, loop, 12 instructions, end (loop), end (block), local.get, end.
+	f := &fn{kinds: []byte{kindPlain, kindLoop}}
+	for range 12 {
+		f.kinds = append(f.kinds, kindPlain)
+	}
+	f.kinds = append(f.kinds, kindLoopEnd, kindPlain, kindPlain, kindPlain)
+	entry := f.computeWeights(1)
+	if entry != 5 || f.weights[0] != 16 {
+		t.Errorf("weights: entry %d, loop %d; want 5 and 16", entry, f.weights[0])
+	}
+	// Nested: loop A { x; loop B { y; y } ; x } ; z; end
+	f = &fn{kinds: []byte{kindLoop, kindPlain, kindLoop, kindPlain, kindPlain, kindLoopEnd, kindPlain, kindLoopEnd, kindPlain, kindPlain}}
+	entry = f.computeWeights(2)
+	// A's site: x, loop B, x, end A, z, end = 6 (B's body and end excluded).
+	// B's site: y, y, end B, x, end A, z, end = 7.
+	// Entry: loop A, z, end = 3.
+	if entry != 3 || f.weights[0] != 6 || f.weights[1] != 7 {
+		t.Errorf("nested weights: entry %d, A %d, B %d; want 3, 6, 7", entry, f.weights[0], f.weights[1])
+	}
+}
+
+func TestRefuses(t *testing.T) {
+	good := runawayModule()
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"not wasm", []byte("hello world"), "not a WebAssembly"},
+		{"truncated", good[:len(good)-3], "past the end"},
+		{"reserved import", wasmModule(
+			sec(secType, vec(functype(nil, []byte{i32}))),
+			sec(secImport, vec(cat(str(ImportModule), str(ImportName), []byte{0x00}, u32(0))))),
+			"reserved for the host"},
+		{"global out of range", wasmModule(
+			sec(secType, vec(functype(nil, []byte{i32}))),
+			sec(secFunction, vec(u32(0))),
+			sec(secCode, vec(body(nil, opGlobalGet, 0, end)))),
+			"global index 0 does not exist"},
+		{"global set out of range", wasmModule(
+			sec(secType, vec(functype(nil, nil))),
+			sec(secFunction, vec(u32(0))),
+			sec(secGlobal, vec([]byte{i32, 0x01, opI32Const, 0, end})),
+			sec(secCode, vec(body(nil, opI32Const, 5, opGlobalSet, 1, end)))),
+			"global index 1 does not exist"},
+		{"tail call", wasmModule(
+			sec(secType, vec(functype(nil, nil))),
+			sec(secFunction, vec(u32(0))),
+			sec(secCode, vec(body(nil, 0x12, 0, end)))),
+			"opcode 0x12 is not supported"},
+		{"body without end", wasmModule(
+			sec(secType, vec(functype(nil, nil))),
+			sec(secFunction, vec(u32(0))),
+			sec(secCode, vec(body(nil, 0x01)))),
+			"unexpected end of data"},
+		// wazero sizes a slice by the claimed count before reading: this 20-byte module made it
+		// allocate 1.5 GB before failing.
+		{"huge claimed count", []byte("\x00asm\x01\x00\x00\x00\x01\r0`\xc5\xc5\xc5b\xc5000000"), "cannot fit"},
+		{"too many locals", wasmModule(
+			sec(secType, vec(functype(nil, nil))),
+			sec(secFunction, vec(u32(0))),
+			sec(secCode, vec(cat(u32(8), vec(cat(u32(1<<30), []byte{i32})), []byte{end})))),
+			"locals"},
+		{"sections out of order", wasmModule(
+			sec(secFunction, vec(u32(0))),
+			sec(secType, vec(functype(nil, nil)))),
+			"out of order"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Instrument(tc.wasm)
+			var me *Error
+			if !errors.As(err, &me) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Instrument = %v, want a *meter.Error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestAddsMissingSections instruments a module with no type, import or global section.
+func TestAddsMissingSections(t *testing.T) {
+	out, st := mustInstrument(t, wasmModule())
+	if st.Functions != 0 {
+		t.Errorf("Functions = %d", st.Functions)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	if _, err := rt.CompileModule(ctx, out); err != nil {
+		t.Fatalf("the instrumented empty module does not compile: %v", err)
+	}
+}
+
+// FuzzInstrument: Instrument never panics, and what it returns from a module wazero accepts is
+// a module wazero accepts.
+func FuzzInstrument(f *testing.F) {
+	f.Add(behaviourModule())
+	f.Add(runawayModule())
+	f.Add(wasmModule())
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		out, _, err := Instrument(wasm)
+		if err != nil {
+			return
+		}
+		if _, err := rt.CompileModule(ctx, wasm); err != nil {
+			return
+		}
+		if _, err := rt.CompileModule(ctx, out); err != nil {
+			t.Fatalf("the original compiles, the instrumented module does not: %v", err)
+		}
+	})
+}
+
+// TestLoopAtEntryNeedsNoEntryCheck: a body that starts with a loop gets one site, not two.
+func TestLoopAtEntryNeedsNoEntryCheck(t *testing.T) {
+	_, st := mustInstrument(t, runawayModule())
+	// spin starts with its loop (1 site); rec has no loop (its entry, 1 site).
+	if st.Sites != 2 {
+		t.Errorf("Sites = %d, want 2", st.Sites)
+	}
+}
