@@ -59,6 +59,14 @@ func (r *reader) bytes(n uint32) []byte {
 
 // uleb reads an unsigned LEB128 of at most bits bits.
 func (r *reader) uleb(bits uint) uint64 {
+	if r.off < len(r.b) && r.b[r.off] < 0x80 { // one byte: most immediates
+		r.off++
+		return uint64(r.b[r.off-1])
+	}
+	return r.ulebSlow(bits)
+}
+
+func (r *reader) ulebSlow(bits uint) uint64 {
 	var v uint64
 	for shift := uint(0); ; shift += 7 {
 		if shift >= bits+7 {
@@ -162,64 +170,109 @@ type insn struct {
 	immEnd   int
 }
 
-// next decodes the instruction at r.off. It knows the immediates of every instruction of the
-// feature set wazero enables by default (WebAssembly 2.0: sign extension, non-trapping
-// conversions, multi-value, bulk memory, reference types, 128-bit SIMD) and refuses the rest,
-// which wazero would refuse too.
+// Immediate layouts, indexed by opcode in immediates.
+const (
+	immBad byte = iota // not in the supported feature set
+	immNone
+	immU32 // one index or label
+	immBlock
+	immBrTable
+	immFunc // a function index: renumbered
+	immCallIndirect
+	immSelectT
+	immGlobal // a global index: checked
+	immMemarg
+	immI32
+	immI64
+	immF32
+	immF64
+	immByte
+	immMisc
+	immSIMD
+)
+
+// immediates knows every instruction of the feature set wazero enables by default (WebAssembly
+// 2.0: sign extension, non-trapping conversions, multi-value, bulk memory, reference types,
+// 128-bit SIMD). The rest (threads, tail calls, exception handling) is refused, as wazero would.
+var immediates = func() (t [256]byte) {
+	for _, op := range []byte{opUnreachable, 0x01, opElse, opEnd, 0x0f, 0x1a, 0x1b, opRefIsNull} {
+		t[op] = immNone
+	}
+	for op := 0x45; op <= 0xc4; op++ { // numeric and sign extension
+		t[op] = immNone
+	}
+	for _, op := range []byte{opBr, opBrIf, opLocalGet, 0x21, opLocalTee, opTableGet, opTableSet, 0x3f, 0x40} {
+		t[op] = immU32
+	}
+	for op := 0x28; op <= 0x3e; op++ { // loads and stores
+		t[op] = immMemarg
+	}
+	t[opBlock], t[opLoop], t[opIf] = immBlock, immBlock, immBlock
+	t[opBrTable] = immBrTable
+	t[opCall], t[opRefFunc] = immFunc, immFunc
+	t[opCallInd] = immCallIndirect
+	t[opSelectT] = immSelectT
+	t[opGlobalGet], t[opGlobalSet] = immGlobal, immGlobal
+	t[opI32Const], t[opI64Const], t[opF32Const], t[opF64Const] = immI32, immI64, immF32, immF64
+	t[opRefNull] = immByte
+	t[opPrefixMisc], t[opPrefixSIMD] = immMisc, immSIMD
+	return t
+}()
+
+// next decodes the instruction at r.off.
 func (r *reader) next() insn {
 	start := r.off
-	in := insn{op: r.byte()}
-	switch op := in.op; {
-	case op == opBlock || op == opLoop || op == opIf:
-		r.blockType()
-	case op == opBr || op == opBrIf:
+	if r.off >= len(r.b) {
+		r.fail("unexpected end of data")
+		return insn{}
+	}
+	in := insn{op: r.b[r.off]}
+	r.off++
+	switch immediates[in.op] {
+	case immNone:
+	case immU32:
 		r.u32()
-	case op == opBrTable:
+	case immBlock:
+		r.blockType()
+	case immBrTable:
 		n := r.u32()
 		for i := uint32(0); i <= n && r.err == nil; i++ {
 			r.u32()
 		}
-	case op == opCall || op == opRefFunc:
+	case immFunc:
 		in.immStart = r.off
 		in.idx = r.u32()
 		in.immEnd = r.off
-	case op == opCallInd:
+	case immCallIndirect:
 		r.u32()
 		r.u32()
-	case op == opSelectT:
+	case immSelectT:
 		n := r.u32()
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			r.byte()
 		}
-	case op >= opLocalGet && op <= opLocalTee, op == opTableGet, op == opTableSet:
-		r.u32()
-	case op == opGlobalGet || op == opGlobalSet:
+	case immGlobal:
 		in.idx = r.u32()
-	case op >= 0x28 && op <= 0x3e: // loads and stores
+	case immMemarg:
 		r.memarg()
-	case op == 0x3f || op == 0x40: // memory.size, memory.grow
-		r.u32()
-	case op == opI32Const:
+	case immI32:
 		r.sleb(32)
-	case op == opI64Const:
+	case immI64:
 		r.sleb(64)
-	case op == opF32Const:
+	case immF32:
 		r.bytes(4)
-	case op == opF64Const:
+	case immF64:
 		r.bytes(8)
-	case op == opRefNull:
+	case immByte:
 		r.byte()
-	case op == opUnreachable, op == 0x01, op == opElse, op == opEnd, op == 0x0f, op == 0x1a, op == 0x1b,
-		op >= 0x45 && op <= 0xc4, op == opRefIsNull:
-		// no immediates
-	case op == opPrefixMisc:
+	case immMisc:
 		r.misc()
-	case op == opPrefixSIMD:
+	case immSIMD:
 		r.simd()
 	default:
 		r.off = start
 		r.fail("opcode 0x%02x is not supported (airlock runs WebAssembly 2.0 modules: "+
-			"threads, tail calls and exception handling are not enabled)", op)
+			"threads, tail calls and exception handling are not enabled)", in.op)
 	}
 	return in
 }

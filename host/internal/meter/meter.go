@@ -146,7 +146,9 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 
 	secs = ensure(secs, secType, secImport, secGlobal)
 	var st Stats
-	out := append([]byte(nil), header...)
+	// Checks add about 10% to the code; size the output once.
+	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
+	out = append(out, header...)
 	for _, s := range secs {
 		data, keep, err := m.rewrite(s, &st)
 		if err != nil {
@@ -549,7 +551,7 @@ type edit struct {
 // code rewrites the code section.
 func (m *module) code(r *reader, st *Stats) []byte {
 	n := r.count()
-	out := appendU32(nil, n)
+	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8), n)
 	var f fn
 	var body []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
