@@ -349,7 +349,7 @@ type callHandler struct {
 func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 	var req abi.HTTPRequest
 	var resp abi.HTTPResponse
-	if err := json.Unmarshal(request, &req); err != nil {
+	if err := abi.DecodeHTTPRequest(request, &req); err != nil {
 		resp.Error = &abi.Error{Code: abi.CodeBadRequest, Category: abi.Fatal,
 			Message: "the connector sent a malformed request envelope (see pdk/ABI.md)"}
 	} else if hc.requests >= hc.maxRequests {
@@ -368,11 +368,7 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 			}
 		}
 	}
-	b, err := json.Marshal(resp)
-	if err != nil {
-		return []byte(`{"error":{"code":"internal","category":"retryable","message":"the host could not encode the response"}}`)
-	}
-	return b
+	return abi.AppendHTTPResponse(make([]byte, 0, 256+len(resp.Body)*4/3), &resp)
 }
 
 // mayChangeData reports whether req may change data upstream and may not be replayed: its

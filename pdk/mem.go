@@ -1,6 +1,10 @@
 package pdk
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/airlock-dev/airlock/internal/abi"
+)
 
 // Moving bytes between guest memory and Extism memory, with the bulk-copy host functions
 // (internal/abi, airlock_mem_read / airlock_mem_write / airlock_input_read): one host call per
@@ -40,4 +44,16 @@ func callJSON(fn func(uint64) uint64, v, out any) (bool, error) {
 		return false, nil
 	}
 	return true, json.Unmarshal(readBlock(res), out)
+}
+
+// callHTTP is callJSON for airlock_http with the envelope codecs of internal/abi instead of
+// reflection: the same JSON, in about a third of the guest time.
+func callHTTP(req *HTTPRequest, resp *HTTPResponse) (bool, error) {
+	off := writeBlock(abi.AppendHTTPRequest(make([]byte, 0, 256+len(req.URL)+len(req.Body)*4/3), req))
+	res := hostHTTP(off)
+	free(off)
+	if res == 0 {
+		return false, nil
+	}
+	return true, abi.DecodeHTTPResponse(readBlock(res), resp)
 }

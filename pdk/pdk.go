@@ -167,7 +167,7 @@ func Logf(level Level, format string, args ...any) {
 // request, and is then the host's *Error (resp.Error), whose Message is safe to show an agent.
 func HTTP(req HTTPRequest) (HTTPResponse, error) {
 	var resp HTTPResponse
-	ok, err := callJSON(hostHTTP, req, &resp)
+	ok, err := callHTTP(&req, &resp)
 	if err != nil {
 		return HTTPResponse{}, fmt.Errorf("pdk: http: %w", err)
 	}

@@ -24,6 +24,11 @@
 //	airlock_config(key) -> value           0 when the key is not configured
 //	airlock_log(level i64, message)        level: LogDebug … LogError
 //
+// The JSON of the airlock_http envelopes is what encoding/json writes for [HTTPRequest] and
+// [HTTPResponse]; envelope.go reads and writes it without reflection (AppendHTTPRequest,
+// DecodeHTTPResponse for the plugin side; DecodeHTTPRequest, AppendHTTPResponse for the host), and
+// falls back to encoding/json for anything unusual, so the two always agree.
+//
 // A host function never traps on a condition the plugin caused: a refused request is a response
 // with Error set. Only a malformed call (an offset that names no block) returns 0.
 //

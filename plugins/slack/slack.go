@@ -33,9 +33,15 @@ type slackError struct {
 	Provided string `json:"provided"`
 }
 
+// slackReply is a response struct of a Slack method. Each embeds slackError, so one decode of
+// Slack's answer reads both its ok/error envelope and the result.
+type slackReply interface{ envelope() *slackError }
+
+func (e *slackError) envelope() *slackError { return e }
+
 // call invokes a Slack Web API method. Reads use GET with query parameters (idempotent, so the
 // host may retry them); writes POST a JSON body. out receives the successful response.
-func call(method string, query url.Values, body any, out any, channel string) error {
+func call(method string, query url.Values, body any, out slackReply, channel string) error {
 	req := pdk.HTTPRequest{Method: "GET", URL: baseURL + method, Credential: credential}
 	if len(query) > 0 {
 		req.URL += "?" + query.Encode()
@@ -64,14 +70,16 @@ func call(method string, query url.Values, body any, out any, channel string) er
 		return pdk.Fatal("unexpected_response",
 			"Slack answered %s with HTTP %d, which this connector does not expect", method, resp.Status)
 	}
-	var env slackError
-	if err := json.Unmarshal(resp.Body, &env); err != nil {
+	// One decode: encoding/json goes on after a field of the wrong type, so the envelope is read
+	// even when the result is not.
+	err = json.Unmarshal(resp.Body, out)
+	if _, syntax := err.(*json.SyntaxError); syntax {
 		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s that is not JSON", method)
 	}
-	if !env.OK {
-		return slackToolError(method, channel, env)
+	if env := out.envelope(); !env.OK {
+		return slackToolError(method, channel, *env)
 	}
-	if err := json.Unmarshal(resp.Body, out); err != nil {
+	if err != nil {
 		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s this connector cannot read", method)
 	}
 	return nil
@@ -182,6 +190,7 @@ func postMessage() error {
 		return slackToolError("chat.postMessage", args.Channel, slackError{Error: "msg_too_long"})
 	}
 	var resp struct {
+		slackError
 		Channel string `json:"channel"`
 		TS      string `json:"ts"`
 	}
@@ -260,6 +269,7 @@ func listChannels() error {
 			q.Set("exclude_archived", "true")
 		}
 		var resp struct {
+			slackError
 			Channels []slackChannel `json:"channels"`
 			Metadata struct {
 				NextCursor string `json:"next_cursor"`
@@ -328,6 +338,7 @@ func channelHistory() error {
 		}
 	}
 	var resp struct {
+		slackError
 		Messages []message `json:"messages"`
 		HasMore  bool      `json:"has_more"`
 		Metadata struct {
