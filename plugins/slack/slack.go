@@ -76,7 +76,8 @@ func call(method string, query url.Values, body any, out slackReply, channel str
 	if _, syntax := err.(*json.SyntaxError); syntax {
 		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s that is not JSON", method)
 	}
-	if env := out.envelope(); !env.OK {
+	// A Slack error needs its code; an answer that is not an object has none and is unreadable.
+	if env := out.envelope(); !env.OK && (err == nil || env.Error != "") {
 		return slackToolError(method, channel, *env)
 	}
 	if err != nil {
