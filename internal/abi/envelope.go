@@ -671,15 +671,24 @@ func (d *jsonReader) hex4() (rune, bool) {
 	return r, true
 }
 
+// maxSkipDepth bounds the nesting of an unknown value the fast path skips. The host decodes
+// envelopes a plugin wrote: a hostile one must not make it recurse a million levels deep. Deeper
+// values go to encoding/json, which has its own bound.
+const maxSkipDepth = 32
+
 // skip consumes any JSON value. Numbers are checked loosely; the fallback is never needed for a
 // value the fast path skips, since encoding/json ignores unknown fields too, but a malformed one
 // still makes the whole envelope go to json.Unmarshal (which reports the error).
-func (d *jsonReader) skip() bool {
+func (d *jsonReader) skip() bool { return d.skipDepth(0) }
+
+func (d *jsonReader) skipDepth(depth int) bool {
 	switch c := d.peek(); {
+	case (c == '{' || c == '[') && depth >= maxSkipDepth:
+		return false
 	case c == '{':
 		more, ok := d.open('{', '}')
 		for ; ok && more; more, ok = d.more('}') {
-			if _, ok := d.key(); !ok || !d.skip() {
+			if _, ok := d.key(); !ok || !d.skipDepth(depth+1) {
 				return false
 			}
 		}
@@ -687,7 +696,7 @@ func (d *jsonReader) skip() bool {
 	case c == '[':
 		more, ok := d.open('[', ']')
 		for ; ok && more; more, ok = d.more(']') {
-			if !d.skip() {
+			if !d.skipDepth(depth + 1) {
 				return false
 			}
 		}

@@ -105,6 +105,31 @@ func checkDecode(t *testing.T, data []byte, mustAccept bool) {
 	}
 }
 
+// TestDeepNestingGoesToEncodingJSON: a hostile plugin's envelope with an unknown field nested a
+// million levels deep is not walked recursively by the fast path; encoding/json refuses it.
+func TestDeepNestingGoesToEncodingJSON(t *testing.T) {
+	const depth = 1_000_000
+	data := []byte(`{"method":"GET","x":`)
+	for range depth {
+		data = append(data, '[')
+	}
+	for range depth {
+		data = append(data, ']')
+	}
+	data = append(data, '}')
+	var r HTTPRequest
+	if fastHTTPRequest(data, &r) {
+		t.Fatal("the fast path accepted a value nested a million levels deep")
+	}
+	if err := DecodeHTTPRequest(data, &r); err == nil {
+		t.Fatal("DecodeHTTPRequest accepted a value nested a million levels deep; encoding/json refuses it")
+	}
+	shallow := []byte(`{"method":"GET","x":[[[{"a":[1]}]]]}`)
+	if !fastHTTPRequest(shallow, &r) || r.Method != "GET" {
+		t.Errorf("the fast path refused a shallow unknown field: %+v", r)
+	}
+}
+
 func FuzzDecodeHTTPResponse(f *testing.F) {
 	f.Add([]byte(`{"status":200,"headers":{"A":["b"]},"body":"eA==","error":{"code":"c","category":"fatal","message":"m","retry_after_ms":5}}`))
 	f.Add([]byte(`{"x":[{"y":-1.5e-3}],"status":0}`))
