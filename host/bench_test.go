@@ -111,6 +111,43 @@ func (nopHandler) DB(context.Context, []byte) []byte   { return []byte(`{}`) }
 func (nopHandler) Config(string) (string, bool)        { return "", false }
 func (nopHandler) Log(int, string)                     {}
 
+// cannedSlack answers airlock_http as the fake Slack answers chat.postMessage, without a network.
+type cannedSlack struct{ nopHandler }
+
+var cannedSlackReply = func() []byte {
+	body := `{"ok":true,"channel":"C0GENERAL","ts":"1795443394.714321","message":{"type":"message",` +
+		`"user":"U0BOT","bot_id":"B0BOT","text":"benchmark: deploy finished","ts":"1795443394.714321","team":"T0AIRLOCK"}}`
+	b, _ := json.Marshal(map[string]any{"status": 200, "body": []byte(body), "headers": map[string][]string{
+		"Content-Type": {"application/json; charset=utf-8"}, "Date": {"Mon, 23 Nov 2026 14:16:34 GMT"}}})
+	return b
+}()
+
+func (cannedSlack) HTTP(context.Context, []byte) []byte { return cannedSlackReply }
+
+// BenchmarkGuestSlack runs the Slack connector's post_message in the sandbox with a canned
+// answer to its one HTTP request: the connector's own work (decode the arguments, encode the
+// request, decode the answer, encode the result) without egress, network or policy.
+func BenchmarkGuestSlack(b *testing.B) {
+	eng, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: b.TempDir(), Logger: benchLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { eng.Close(context.Background()) })
+	_, wasm := hosttest.Connector(b, "./plugins/slack", "manifests/slack.yaml")
+	mod, err := eng.Load(context.Background(), runtime.Options{Name: "slack", Wasm: wasm, Exports: []string{"post_message"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { mod.Close(context.Background()) })
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := mod.Call(ctx, "bench", "post_message", []byte(benchPostArgs), cannedSlack{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRuntime calls the sandbox directly (no validation, egress or audit): the hostile
 // plugin, written straight against the ABI, and gopdk, the unmodified extism/go-pdk (the same
 // module internal/cmd/bench runs under extism/go-sdk).

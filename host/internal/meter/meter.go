@@ -53,10 +53,11 @@ const (
 	ImportName   = "tick"
 )
 
-// Budget is the fuel a module starts with, and the value a tick should return: about a million
-// instructions, so a call that runs away is stopped within roughly a millisecond of its
-// deadline while a normal call ticks rarely.
-const Budget = 1 << 20
+// Budget is the fuel a module starts with, and the value a tick should return. Fuel is charged
+// by the region, not by the instruction actually run, so real code burns it 10–100× faster than
+// it runs instructions: the Slack connector ticks about once per call, while a tight runaway loop
+// (which is charged exactly) reaches a tick within a few milliseconds.
+const Budget = 1 << 22
 
 // Stats describes one instrumentation.
 type Stats struct {
@@ -523,30 +524,32 @@ func (m *module) names(r *reader) ([]byte, bool) {
 // would otherwise allocate whatever a hostile module declares.
 const maxLocals = 50_000
 
-// Instruction kinds recorded while scanning a body, for the weight computation.
-const (
-	kindPlain byte = iota
-	kindLoop
-	kindLoopEnd
-)
-
 // fn is scratch space reused across function bodies.
 type fn struct {
-	kinds   []byte  // one per instruction
-	control []bool  // open blocks: true for a loop
-	edits   []edit  // rewrites, in body order
-	weights []int32 // per loop, in body order
-	stack   []int   // computeWeights' scratch
+	control []frame // open blocks
+	edits   []edit  // rewrites and sites, in body order
 }
 
-// edit replaces body[from:to] with a renumbered function index (loop == false), or inserts a
-// check for the loop with the given ordinal after body[:from] (loop == true, to == from).
+// frame is an open block, loop or if.
+type frame struct {
+	loop    bool // it is a loop
+	hasLoop bool // a loop is nested somewhere inside it
+}
+
+// edit replaces body[from:to] with a renumbered function index, or (site) inserts a check at
+// from, before the instruction with index at.
 type edit struct {
 	from, to int
 	idx      uint32
-	loop     bool
-	ordinal  int
+	site     bool
+	header   bool // the site is a loop header
+	at       int
+	weight   int32
 }
+
+// mergeBelow: a site that is not a loop header and whose region has at most this many
+// instructions is merged into the region before it (a check costs about five instructions).
+const mergeBelow = 4
 
 // code rewrites the code section.
 func (m *module) code(r *reader, st *Stats) []byte {
@@ -575,8 +578,16 @@ func (m *module) code(r *reader, st *Stats) []byte {
 }
 
 // body appends the rewritten function body read by r to out.
+//
+// Sites go at the function's entry, at every loop header, and after the end of every block,
+// loop or if that contains a loop. A site's region runs to the next site in the body, and its
+// weight is the region's length. Within a region control only moves forward: a backward branch
+// targets a loop header (a site), and a forward branch lands at the end of an enclosing block,
+// which is either inside the region or — when the block contains a loop — a site. So each
+// instruction runs at most once per pass over its region's site, and the fuel charged bounds
+// the instructions run.
 func (m *module) body(r *reader, f *fn, out []byte, st *Stats) ([]byte, error) {
-	f.kinds, f.control, f.edits, f.weights = f.kinds[:0], f.control[:0], f.edits[:0], f.weights[:0]
+	f.control, f.edits = f.control[:0], f.edits[:0]
 
 	// Locals are copied as they are, after a bound on their number.
 	groups := r.count()
@@ -591,40 +602,45 @@ func (m *module) body(r *reader, f *fn, out []byte, st *Stats) ([]byte, error) {
 	}
 	localsEnd := r.off
 
-	// Scan: record every instruction's kind, the index immediates to renumber and the loops.
-	loops := 0
+	// Scan: the index immediates to renumber and the sites.
+	f.edits = append(f.edits, edit{from: localsEnd, to: localsEnd, site: true, at: 0})
+	n := 0 // instructions read
 	for r.err == nil {
 		in := r.next()
 		if r.err != nil {
 			break
 		}
-		kind := kindPlain
+		n++
 		switch in.op {
 		case opBlock, opIf:
-			f.control = append(f.control, false)
+			f.control = append(f.control, frame{})
 		case opLoop:
-			f.control = append(f.control, true)
-			kind = kindLoop
-			f.edits = append(f.edits, edit{from: r.off, to: r.off, loop: true, ordinal: loops})
-			loops++
+			f.control = append(f.control, frame{loop: true})
+			if n == 1 { // the body starts with a loop: its site serves as the entry's
+				f.edits[0] = edit{from: r.off, to: r.off, site: true, header: true, at: 0}
+				break
+			}
+			f.edits = append(f.edits, edit{from: r.off, to: r.off, site: true, header: true, at: n})
 		case opEnd:
 			if len(f.control) == 0 { // the end of the function
-				f.kinds = append(f.kinds, kindPlain)
 				if r.off != len(r.b) {
 					r.fail("function body has bytes after its end")
 				}
 				goto scanned
 			}
-			if f.control[len(f.control)-1] {
-				kind = kindLoopEnd
-			}
+			top := f.control[len(f.control)-1]
 			f.control = f.control[:len(f.control)-1]
+			if top.loop || top.hasLoop {
+				f.edits = append(f.edits, edit{from: r.off, to: r.off, site: true, at: n})
+				if len(f.control) > 0 {
+					f.control[len(f.control)-1].hasLoop = true
+				}
+			}
 		case opCall, opRefFunc:
 			f.edits = append(f.edits, edit{from: in.immStart, to: in.immEnd, idx: m.remap(in.idx)})
 		case opGlobalGet, opGlobalSet:
 			m.checkGlobal(r, in.idx)
 		}
-		f.kinds = append(f.kinds, kind)
 	}
 	if r.err == nil {
 		r.fail("function body ends without its end")
@@ -635,20 +651,17 @@ scanned:
 	if r.err != nil {
 		return nil, r.err
 	}
-	entry := f.computeWeights(loops)
+	f.weigh(n)
 
-	// Emit: locals, the entry check unless the body starts with a loop (whose check covers
-	// it), then the body with its edits.
 	out = append(out, r.b[:localsEnd]...)
-	if len(f.kinds) == 0 || f.kinds[0] != kindLoop {
-		out = m.check(out, entry)
-		st.Sites++
-	}
 	last := localsEnd
 	for _, e := range f.edits {
+		if e.site && e.weight == 0 { // merged into the region before it
+			continue
+		}
 		out = append(out, r.b[last:e.from]...)
-		if e.loop {
-			out = m.check(out, f.weights[e.ordinal])
+		if e.site {
+			out = m.check(out, e.weight)
 			st.Sites++
 		} else {
 			out = appendU32(out, e.idx)
@@ -658,33 +671,32 @@ scanned:
 	return append(out, r.b[last:]...), nil
 }
 
-// computeWeights sets f.weights (per loop) and returns the entry site's weight. Scanning
-// backwards, c counts the instructions after the current position that can run before another
-// site: reaching a loop's end pushes the count after the loop, and reaching its start reads the
-// loop's weight and restores that count, so the loop's body is not counted for earlier sites.
-func (f *fn) computeWeights(loops int) int32 {
-	if cap(f.weights) < loops {
-		f.weights = make([]int32, loops)
-	}
-	f.weights = f.weights[:loops]
-	stack := f.stack[:0]
-	defer func() { f.stack = stack }()
-	c, ordinal := 0, loops
-	for i := len(f.kinds) - 1; i >= 0; i-- {
-		switch f.kinds[i] {
-		case kindLoopEnd:
-			stack = append(stack, c)
-			c++
-		case kindLoop:
-			ordinal--
-			f.weights[ordinal] = weight(c)
-			c = stack[len(stack)-1] + 1
-			stack = stack[:len(stack)-1]
-		default:
-			c++
+// weigh sets each site's weight to the length of its region (n is the body's instruction
+// count), merging small regions that do not start at a loop header into the one before them
+// (their weight is set to 0).
+func (f *fn) weigh(n int) {
+	prev := -1 // index in f.edits of the last site kept
+	for i := range f.edits {
+		e := &f.edits[i]
+		if !e.site {
+			continue
 		}
+		next := n
+		for j := i + 1; j < len(f.edits); j++ {
+			if f.edits[j].site {
+				next = f.edits[j].at
+				break
+			}
+		}
+		size := next - e.at
+		if !e.header && prev >= 0 && size <= mergeBelow {
+			f.edits[prev].weight = weight(int(f.edits[prev].weight) + size)
+			e.weight = 0
+			continue
+		}
+		e.weight = weight(size)
+		prev = i
 	}
-	return weight(c)
 }
 
 func weight(c int) int32 {

@@ -3,6 +3,7 @@ package meter
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -279,14 +280,14 @@ func TestStopsRunaways(t *testing.T) {
 }
 
 // TestChargesWhatRuns checks the fuel charged tracks the instructions executed: sum(n) runs a
-// 12-instruction loop body n times and its loop site weighs 16 (the body, the loop's end and
-// the three instructions after the loop), so with a refill of 1,000 it ticks between
-// (12n − Budget)/1,000 and 16n/1,000 + 2 times.
+// 12-instruction loop body n times and its loop site weighs 16 (the body, the loop's end, and
+// the small regions after the loop merged into it: see TestWeights), so with a refill of 1,000
+// it ticks between (12n − Budget)/1,000 and 16n/1,000 + 2 times.
 func TestChargesWhatRuns(t *testing.T) {
 	out, _ := mustInstrument(t, behaviourModule())
 	mod, h := instantiate(t, out, true)
 	h.refill = 1000
-	const n = 200_000
+	const n = 1_000_000
 	if _, err := mod.ExportedFunction("sum").Call(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
@@ -296,25 +297,53 @@ func TestChargesWhatRuns(t *testing.T) {
 	}
 }
 
+// weightsOf instruments one function body (code must end with its end) and returns the
+// weights of the sites it keeps, in order.
+func weightsOf(t *testing.T, code ...byte) []int32 {
+	t.Helper()
+	m := &module{}
+	f := &fn{}
+	b := cat(vec(), code)
+	if _, err := m.body(&reader{b: b}, f, nil, &Stats{}); err != nil {
+		t.Fatal(err)
+	}
+	var ws []int32
+	for _, e := range f.edits {
+		if e.site && e.weight > 0 {
+			ws = append(ws, e.weight)
+		}
+	}
+	return ws
+}
+
 func TestWeights(t *testing.T) {
-	// Body of sum: block, loop, 12 instructions, end (loop), end (block), local.get, end.
-	f := &fn{kinds: []byte{kindPlain, kindLoop}}
-	for range 12 {
-		f.kinds = append(f.kinds, kindPlain)
-	}
-	f.kinds = append(f.kinds, kindLoopEnd, kindPlain, kindPlain, kindPlain)
-	entry := f.computeWeights(1)
-	if entry != 5 || f.weights[0] != 16 {
-		t.Errorf("weights: entry %d, loop %d; want 5 and 16", entry, f.weights[0])
-	}
-	// Nested: loop A { x; loop B { y; y } ; x } ; z; end
-	f = &fn{kinds: []byte{kindLoop, kindPlain, kindLoop, kindPlain, kindPlain, kindLoopEnd, kindPlain, kindLoopEnd, kindPlain, kindPlain}}
-	entry = f.computeWeights(2)
-	// A's site: x, loop B, x, end A, z, end = 6 (B's body and end excluded).
-	// B's site: y, y, end B, x, end A, z, end = 7.
-	// Entry: loop A, z, end = 3.
-	if entry != 3 || f.weights[0] != 6 || f.weights[1] != 7 {
-		t.Errorf("nested weights: entry %d, A %d, B %d; want 3, 6, 7", entry, f.weights[0], f.weights[1])
+	const nop = 0x01
+	for _, tc := range []struct {
+		name string
+		code []byte
+		want []int32
+	}{
+		// sum's body: block, loop, 12 instructions, end (loop), end (block), local.get, end.
+		// Entry [block, loop] = 2; the loop's header [12 instructions, end] = 13, plus the two
+		// small regions after the loop and after the block (1 and 2), merged into it.
+		{"sum", []byte{opBlock, 0x40, opLoop, 0x40,
+			opLocalGet, 0, 0x45, opBrIf, 1, opLocalGet, 1, opLocalGet, 0, 0x6a, 0x21, 1,
+			opLocalGet, 0, opI32Const, 1, opI32Sub, 0x21, 0, opBr, 0,
+			end, end, opLocalGet, 1, end}, []int32{2, 16}},
+		// loop A { nop; loop B { nop nop } nop×5 } nop×5: A's header stands for the entry.
+		{"nested", []byte{opLoop, 0x40, nop, opLoop, 0x40, nop, nop, end, nop, nop, nop, nop, nop, end,
+			nop, nop, nop, nop, nop, end}, []int32{3, 3, 6, 6}},
+		// A straight body has one site, weighing all of it.
+		{"straight", []byte{nop, nop, nop, end}, []int32{4}},
+		// A block that contains a loop gets a site after its end; one that does not, none.
+		{"blocks", []byte{opBlock, 0x40, nop, end, opBlock, 0x40, opLoop, 0x40, end, end,
+			nop, nop, nop, nop, nop, end}, []int32{5, 2, 6}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := weightsOf(t, tc.code...); !slices.Equal(got, tc.want) {
+				t.Errorf("weights = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -38,6 +38,7 @@ type instance struct {
 	// Current call.
 	ctx     context.Context // the call's context (caller's values, bounded by the call's deadline)
 	handler Handler
+	slice   time.Time // when the call started or last yielded the processor (see tick)
 }
 
 const (
@@ -66,6 +67,7 @@ func (in *instance) begin(ctx context.Context, input []byte, h Handler) {
 	in.inputOff = in.allocBytes(input)
 	in.ctx = ctx
 	in.handler = h
+	in.slice = time.Now()
 }
 
 // end drops references to the call so a pooled instance holds nothing of it.
@@ -203,27 +205,36 @@ func (t *tailBuffer) take() string {
 // and wazero turns the panic into the call's error.
 var errInterrupted = errors.New("call interrupted: its deadline passed or it was cancelled")
 
-// tick is the meter's import (host/internal/meter): the guest calls it about every million
-// instructions. It stops the call once the call's context is done or past its deadline (checked
-// directly, so a timer that has not fired yet cannot delay it), and otherwise yields the
-// processor: guest code cannot be preempted by the Go scheduler, so without this a host with as
-// many runaway plugins as cores would starve its other goroutines.
+// timeSlice is how long a call runs before its tick yields the processor: the Go scheduler's own
+// slice (sysmon preempts a goroutine after 10 ms).
+const timeSlice = 10 * time.Millisecond
+
+// tick is the meter's import (host/internal/meter): the guest calls it each time it has used
+// meter.Budget of fuel (a few million instructions at most). It stops the call once the call's
+// context is done or past its deadline (checked directly, so a timer that has not fired yet
+// cannot delay it). Guest code cannot be preempted by the Go scheduler, so a tick also yields the
+// processor once the call has run for a time slice: without that a host with as many runaway
+// plugins as cores would starve its other goroutines. (Yielding at every tick cost 10 µs a tick.)
 func tick(ctx context.Context, stack []uint64) {
-	if interrupted(ctx) {
+	now := time.Now()
+	if interrupted(ctx, now) {
 		panic(errInterrupted)
 	}
-	goruntime.Gosched()
+	if in, ok := ctx.Value(instanceKey{}).(*instance); ok && now.Sub(in.slice) >= timeSlice {
+		goruntime.Gosched()
+		in.slice = time.Now()
+	}
 	stack[0] = meter.Budget
 }
 
-func interrupted(ctx context.Context) bool {
+func interrupted(ctx context.Context, now time.Time) bool {
 	select {
 	case <-ctx.Done():
 		return true
 	default:
 	}
 	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
+	return ok && !now.Before(d)
 }
 
 // sleep is the instance's WASI sleep. It returns after at most maxSleepSlice and never sleeps
@@ -247,7 +258,7 @@ func (in *instance) sleep(ns int64) {
 			t.Stop()
 		}
 	}
-	if interrupted(ctx) {
+	if interrupted(ctx, time.Now()) {
 		panic(errInterrupted)
 	}
 }
