@@ -182,6 +182,9 @@ type Module struct {
 	limits  Limits
 	logger  *slog.Logger
 	pool    pool
+	// stopAll cancels every call in progress; Close uses it once its grace period is over.
+	stopCtx context.Context
+	stopAll context.CancelFunc
 }
 
 // maxSleepSlice bounds one WASI sleep, so a timed-out plugin that sleeps is stopped promptly.
@@ -193,6 +196,7 @@ const maxSleepSlice = 50 * time.Millisecond
 func (e *Engine) Load(ctx context.Context, opts Options) (_ *Module, err error) {
 	lim := opts.Limits.withDefaults()
 	m := &Module{name: opts.Name, exports: opts.Exports, limits: lim, logger: e.logger.With("connector", opts.Name)}
+	m.stopCtx, m.stopAll = context.WithCancel(context.Background())
 	metered, _, err := meter.Instrument(opts.Wasm)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: not a valid WebAssembly module: %w", opts.Name, err)
@@ -358,9 +362,11 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
-	// The meter's ticks (and sleeps) stop the call once ctx is done or its deadline has passed.
+	// The meter's ticks (and sleeps) stop the call once ctx is done or its deadline has passed;
+	// Close cancels it too when its grace period is over.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer context.AfterFunc(m.stopCtx, cancel)()
 	in.begin(ctx, input, h)
 	defer in.end()
 	err := fn.CallWithStack(context.WithValue(ctx, instanceKey{}, in), in.stack)
@@ -401,18 +407,24 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 }
 
 // Close stops the pool, waits for calls in progress to finish (until ctx is done; then they are
-// stopped and fail) and releases every instance.
+// cancelled, stop at their next meter tick and fail) and releases every instance.
 func (m *Module) Close(ctx context.Context) error {
 	m.pool.close()
 	m.pool.bg.Wait()
+	defer m.stopAll()
 	for range m.pool.max {
 		select {
 		case m.pool.slots <- struct{}{}:
+			continue
 		case <-ctx.Done():
-			return m.rt.Close(context.Background())
 		}
+		// Grace is over: cancel what still runs and wait for it to stop (a cancelled call
+		// returns within milliseconds, at its next tick or sleep slice, or when its host
+		// function returns).
+		m.stopAll()
+		m.pool.slots <- struct{}{}
 	}
-	return m.rt.Close(ctx)
+	return m.rt.Close(context.Background())
 }
 
 // Stats reports the pool's current state.
@@ -435,6 +447,7 @@ type pool struct {
 	warm    int
 	maxUses int
 	closed  bool
+	done    chan struct{} // closed by close: callers waiting for a slot give up
 	filling bool
 	bg      sync.WaitGroup // refill goroutines
 }
@@ -458,6 +471,7 @@ func (p *pool) init(m *Module, o Options) {
 		p.maxUses = 100_000
 	}
 	p.slots = make(chan struct{}, p.max)
+	p.done = make(chan struct{})
 	p.idle = make(map[string][]*instance)
 }
 
@@ -471,6 +485,8 @@ func (p *pool) add(in *instance) {
 func (p *pool) get(ctx context.Context, subject string) (*instance, error) {
 	select {
 	case p.slots <- struct{}{}:
+	case <-p.done:
+		return nil, ErrClosed
 	case <-ctx.Done():
 		return nil, fmt.Errorf("runtime: %s: every instance is busy: %w", p.m.name, context.Cause(ctx))
 	}
@@ -615,7 +631,10 @@ func (p *pool) removeIdle(in *instance) {
 func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.closed = true
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
 }
 
 func (p *pool) stats() Stats {

@@ -449,3 +449,40 @@ func TestRunawaysDoNotStarveTheHost(t *testing.T) {
 		t.Errorf("the heartbeat beat %d times while two plugins spun on one processor, want it scheduled", during)
 	}
 }
+
+// TestCloseStopsRunningCalls: Close waits for calls in progress until its context is done, then
+// cancels them; a runaway call with a minute left of its timeout fails at once and Close returns.
+func TestCloseStopsRunningCalls(t *testing.T) {
+	eng := testEngine()
+	m, err := eng.Load(context.Background(), Options{Name: "hostile", Wasm: plugin(t, "./host/testdata/plugins/hostile"),
+		Exports: hostileExports, Limits: Limits{Timeout: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Call(context.Background(), "s", "loop", nil, &fakeHandler{})
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the call is spinning
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := m.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with a 100ms grace period", d)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the runaway call succeeded; want it stopped by Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the runaway call still runs after Close returned")
+	}
+	if _, err := m.Call(context.Background(), "s", "noop", nil, &fakeHandler{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Call after Close = %v, want ErrClosed", err)
+	}
+}
