@@ -6,22 +6,25 @@
 // (every function is a resumable dispatch loop), and those exits made a Slack tool call spend
 // four times longer in the guest than the same code without them (RATIONALE.md, "Runtime").
 //
-// [Instrument] adds instead, at every loop header and at the entry of every function that does
-// not begin with a loop, a few inline instructions: subtract the site's weight from a fuel
-// global, and when the fuel is negative call the imported function [ImportModule].[ImportName],
-// which returns the next budget — or traps the call (the host panics) once the call's deadline
-// has passed. A check that does not tick costs a load, a subtraction, a store and a branch.
+// [Instrument] adds instead, at a few places in every function (see Weights), a handful of
+// inline instructions: subtract the site's weight from a fuel global, and when the fuel is
+// negative call the imported function [ImportModule].[ImportName], which returns the next budget
+// — or traps the call (the host panics) once the call's deadline has passed. A check that does
+// not tick costs a load, a subtraction, a store and a branch.
 //
 // # Weights
 //
-// The weight of a site is the number of instructions of its function that can run after the
-// site before execution reaches another site: those that follow it, minus the bodies of loops
-// that start after it (entering a loop passes that loop's own site). Control flow in
-// WebAssembly only jumps backwards to a loop header, so between two passes over sites a
-// function runs at most the weight of the first one of its own instructions, and a call runs
-// the callee's entry site. Fuel is therefore charged at least one unit per instruction executed,
-// whatever the code does: a long straight-line function, deep or exponential recursion without
-// any loop (which wazero's loop-header checks do not catch), or a tight loop.
+// Sites sit at the entry of every function that does not begin with a loop, at every loop
+// header, and after the end of every block, loop or if that contains a loop. A site's region
+// runs from it to the next site in the body, and its weight is the region's length in
+// instructions. Control flow in WebAssembly only jumps backwards to a loop header (a site), and a
+// forward jump lands at the end of an enclosing block: inside the region, or — when that block
+// contains a loop — on a site. So each instruction runs at most once per pass over its region's
+// site, a call runs the callee's entry site, and fuel is charged at least one unit per
+// instruction executed, whatever the code does: a long straight-line function, deep or
+// exponential recursion without any loop (which wazero's loop-header checks do not catch), or a
+// tight loop. Small regions that do not start at a loop header are merged into the region before
+// them, which overcharges a little and saves a check.
 //
 // # What changes in the module
 //
