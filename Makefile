@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./host/manifest
 	$(GO) test -run '^$$' -fuzz FuzzCheckURL -fuzztime 30s ./host/internal/egress
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime 30s ./host/internal/validate
+	$(GO) test -run '^$$' -fuzz FuzzDecodeJSONMatchesReference -fuzztime 30s ./host/internal/validate
 	$(GO) test -run '^$$' -fuzz FuzzInstrument -fuzztime 30s ./host/internal/meter
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHTTPResponse -fuzztime 30s ./internal/abi
 

@@ -39,3 +39,17 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeJSONMatchesReference checks that decode agrees with the json.Decoder.Token walk it
+// replaced (referenceDecode): on accepting or refusing, on the value, and on the path and message
+// of a refusal. A small depth bound runs too, so the fuzzer reaches the depth check.
+func FuzzDecodeJSONMatchesReference(f *testing.F) {
+	for _, s := range decodeCorpus {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(benchSmall))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkMatchesReference(t, data, MaxValueDepth)
+		checkMatchesReference(t, data, 2)
+	})
+}
