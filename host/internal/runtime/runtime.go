@@ -315,19 +315,26 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		WithRandSource(rand.Reader).
 		WithStderr(in.stderr).
 		WithStdout(in.stderr)
-	mod, err := m.rt.InstantiateModule(ctx, m.code, cfg)
+	// Instantiation runs the module's start function, if any, and then _initialize: both are
+	// guest code, bounded like a call (the meter's ticks read this deadline).
+	ictx, cancel := context.WithTimeout(ctx, m.limits.Timeout)
+	defer cancel()
+	in.ctx = ictx // for sleeps; host functions answer "none" outside a tool call
+	defer func() { in.ctx = nil }()
+	mod, err := m.rt.InstantiateModule(ictx, m.code, cfg)
 	if err != nil {
+		if errors.Is(err, errInterrupted) {
+			return nil, fmt.Errorf("runtime: %s: instantiate: the module's start function ran past the %v timeout", m.name, m.limits.Timeout)
+		}
 		return nil, fmt.Errorf("runtime: %s: instantiate: %w", m.name, err)
 	}
 	in.mod = mod
 	if init := mod.ExportedFunction("_initialize"); init != nil {
-		ictx, cancel := context.WithTimeout(ctx, m.limits.Timeout)
-		in.ctx = ictx // for sleeps; host functions answer "none" outside a tool call
-		_, err := init.Call(ictx)
-		in.ctx = nil
-		cancel()
-		if err != nil {
+		if _, err := init.Call(ictx); err != nil {
 			mod.Close(ctx)
+			if errors.Is(err, errInterrupted) {
+				return nil, fmt.Errorf("runtime: %s: module initialisation ran past the %v timeout", m.name, m.limits.Timeout)
+			}
 			return nil, fmt.Errorf("runtime: %s: module initialisation failed: %v %s", m.name, err, in.stderr.take())
 		}
 	}

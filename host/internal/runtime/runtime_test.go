@@ -486,3 +486,23 @@ func TestCloseStopsRunningCalls(t *testing.T) {
 		t.Errorf("Call after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestStartFunctionIsBounded: a module whose start function never returns fails to load at the
+// timeout instead of holding a goroutine (and a core) forever.
+func TestStartFunctionIsBounded(t *testing.T) {
+	wasm := []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00,
+		0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type 0: () -> ()
+		0x03, 0x02, 0x01, 0x00, // func 0: type 0
+		0x08, 0x01, 0x00, // start: func 0
+		0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
+	}
+	start := time.Now()
+	_, err := testEngine().Load(context.Background(), Options{Name: "spinner", Wasm: wasm, Exports: []string{},
+		Limits: Limits{Timeout: 200 * time.Millisecond}})
+	if err == nil || !strings.Contains(err.Error(), "start function ran past the 200ms timeout") {
+		t.Fatalf("Load = %v, want the start function's timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Load took %v with a 200ms timeout", d)
+	}
+}
