@@ -8,8 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/airlock-dev/airlock/host/internal/meter"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/airlock-dev/airlock/host/internal/meter"
 )
 
 // instance is one instantiated module plus its Extism memory. It serves one call at a time and
