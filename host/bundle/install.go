@@ -113,6 +113,10 @@ func Install(ctx context.Context, st Store, v *Verified, now time.Time) (*Result
 	}
 	// An active record retires the version active until now in the same transaction.
 	if err := st.PutInstalled(ctx, rec); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// Another install of this version won a race (the check above saw nothing).
+			return nil, fmt.Errorf("%w: %s %s was installed concurrently: %v", ErrConflict, m.Name, m.Version, err)
+		}
 		return nil, fmt.Errorf("bundle: recording %s %s: %w", m.Name, m.Version, err)
 	}
 	res.Installed = rec

@@ -31,7 +31,8 @@ func installedName(name, version string) string {
 
 // PutInstalled inserts or replaces the version (in.Name, in.Version). When in.Status is
 // "active", the version active until now is retired in the same transaction, as [Store.Activate]
-// does.
+// does. A version already recorded with another digest is not replaced: the error wraps
+// [ErrConflict].
 func (s *Store) PutInstalled(ctx context.Context, in Installed) error {
 	op := "installing " + installedName(in.Name, in.Version)
 	if in.Name == "" || in.Version == "" {
@@ -53,17 +54,26 @@ func (s *Store) PutInstalled(ctx context.Context, in Installed) error {
 				return wrap(op, err)
 			}
 		}
-		_, err := t.exec(ctx, `INSERT INTO installed (name, version, digest, publisher, manifest, module, status, unsigned, installed_at)
+		// A version keeps its module: replacing a row is allowed only with the same digest, so two
+		// installs racing with different modules cannot both succeed (the loser gets ErrConflict).
+		res, err := t.exec(ctx, `INSERT INTO installed (name, version, digest, publisher, manifest, module, status, unsigned, installed_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name, version) DO UPDATE SET digest = excluded.digest, publisher = excluded.publisher,
 				manifest = excluded.manifest, module = excluded.module, status = excluded.status,
-				unsigned = excluded.unsigned, installed_at = excluded.installed_at`,
+				unsigned = excluded.unsigned, installed_at = excluded.installed_at
+			WHERE installed.digest = excluded.digest`,
 			in.Name, in.Version, in.Digest, in.Publisher, nonNil(in.Manifest), nonNil(in.Module), in.Status, unsigned,
 			toNanos(s.stamp(in.InstalledAt)))
 		if err != nil && s.d.isUnique(err) {
 			return fmt.Errorf("store: %s: another version was activated concurrently; list the installed versions and retry: %w", op, ErrConflict)
 		}
-		return wrap(op, err)
+		if err != nil {
+			return wrap(op, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("store: %s: this version is already installed with another module (sha256 differs): a changed module needs a new version number: %w", op, ErrConflict)
+		}
+		return nil
 	})
 }
 

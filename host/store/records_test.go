@@ -212,6 +212,21 @@ func TestInstalled(t *testing.T) {
 			t.Fatalf("active = %s, want 1.0.0", act.Version)
 		}
 
+		// The same version with another module is refused, whatever its status, and changes
+		// nothing: two installs racing with different modules cannot both succeed.
+		swapped := v1
+		swapped.Digest, swapped.Module = "sha256:ee", []byte("\x00evil")
+		wantErr(t, "put v1 with another digest", s.PutInstalled(ctx, swapped), ErrConflict)
+		got, err := s.GetInstalled(ctx, "slack", "1.0.0")
+		must(t, "GetInstalled v1", err)
+		if got.Digest != v1.Digest || !bytes.Equal(got.Module, v1.Module) || got.Status != InstalledActive {
+			t.Fatalf("after a refused swap v1 is %+v", got)
+		}
+		act, _ = s.ActiveInstalled(ctx, "slack")
+		if act.Version != "1.0.0" {
+			t.Fatalf("a refused swap changed the active version to %s", act.Version)
+		}
+
 		// The database itself refuses a second active version, whoever writes it.
 		if _, err := s.exec(ctx, `UPDATE installed SET status = 'active' WHERE name = 'slack' AND version = '2.0.0'`); err == nil {
 			t.Fatalf("the database accepted two active versions of one connector")
