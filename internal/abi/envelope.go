@@ -138,27 +138,7 @@ var requestKeys = [...]string{"method", "url", "headers", "body", "credential", 
 func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
 	d := jsonReader{b: data, s: string(data)}
 	var r HTTPRequest
-	var seen [len(requestKeys)]bool
-	more, ok := d.open('{', '}')
-	for ; ok && more; more, ok = d.more('}') {
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		i := slices.Index(requestKeys[:], key)
-		if i < 0 {
-			if foldIndex(requestKeys[:], key) >= 0 || !d.skip() {
-				return false
-			}
-			continue
-		}
-		if seen[i] {
-			return false
-		}
-		seen[i] = true
-		if d.null() {
-			continue
-		}
+	ok := d.object(requestKeys[:], func(i int) (ok bool) {
 		switch i {
 		case 0:
 			r.Method, ok = d.string()
@@ -175,15 +155,46 @@ func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
 		case 6:
 			r.TimeoutMS, ok = d.int()
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 	if !ok || !d.end() {
 		return false
 	}
 	*req = r
 	return true
+}
+
+// object reads a JSON object whose fields are keys, calling field(i) to read the value of
+// keys[i] (a null leaves the field as it is). Unknown keys are skipped. A key that matches one of
+// keys only ignoring case, or a repeated key, makes it give up: encoding/json resolves those in
+// ways the fast path does not copy.
+func (d *jsonReader) object(keys []string, field func(i int) bool) bool {
+	var seen uint64 // bit i: keys[i] was read
+	more, ok := d.open('{', '}')
+	for ; ok && more; more, ok = d.more('}') {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		i := slices.Index(keys, key)
+		if i < 0 {
+			if foldIndex(keys, key) >= 0 || !d.skip() {
+				return false
+			}
+			continue
+		}
+		if seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		if d.null() {
+			continue
+		}
+		if !field(i) {
+			return false
+		}
+	}
+	return ok
 }
 
 // base64 reads a standard base64 string without escapes, as encoding/json reads a []byte.
@@ -267,49 +278,22 @@ func DecodeHTTPResponse(data []byte, resp *HTTPResponse) error {
 func fastHTTPResponse(data []byte, resp *HTTPResponse) bool {
 	d := jsonReader{b: data, s: string(data)}
 	var r HTTPResponse
-	var seen [4]bool
-	more, ok := d.open('{', '}')
-	for ; ok && more; more, ok = d.more('}') {
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		i := slices.Index(responseKeys[:], key)
-		if i < 0 {
-			if foldIndex(responseKeys[:], key) >= 0 || !d.skip() {
-				return false // encoding/json matches keys case-insensitively
-			}
-			continue
-		}
-		if seen[i] {
-			return false
-		}
-		seen[i] = true
-		if d.null() {
-			continue
-		}
+	ok := d.object(responseKeys[:], func(i int) (ok bool) {
 		switch i {
 		case 0:
-			n, ok := d.int()
-			if !ok {
-				return false
-			}
+			var n int64
+			n, ok = d.int()
 			r.Status = int(n)
 		case 1:
-			if r.Headers, ok = d.headers(); !ok {
-				return false
-			}
+			r.Headers, ok = d.headers()
 		case 2:
-			if r.Body, ok = d.base64(); !ok {
-				return false
-			}
+			r.Body, ok = d.base64()
 		case 3:
 			r.Error = new(Error)
-			if !d.errorObject(r.Error) {
-				return false
-			}
+			ok = d.errorObject(r.Error)
 		}
-	}
+		return ok
+	})
 	if !ok || !d.end() {
 		return false
 	}
@@ -366,27 +350,7 @@ func (d *jsonReader) headers() (map[string][]string, bool) {
 }
 
 func (d *jsonReader) errorObject(e *Error) bool {
-	var seen [4]bool
-	more, ok := d.open('{', '}')
-	for ; ok && more; more, ok = d.more('}') {
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		i := slices.Index(errorKeys[:], key)
-		if i < 0 {
-			if foldIndex(errorKeys[:], key) >= 0 || !d.skip() {
-				return false
-			}
-			continue
-		}
-		if seen[i] {
-			return false
-		}
-		seen[i] = true
-		if d.null() {
-			continue
-		}
+	return d.object(errorKeys[:], func(i int) (ok bool) {
 		var s string
 		switch i {
 		case 0:
@@ -401,11 +365,8 @@ func (d *jsonReader) errorObject(e *Error) bool {
 		case 3:
 			e.RetryAfterMS, ok = d.int()
 		}
-		if !ok {
-			return false
-		}
-	}
-	return ok
+		return ok
+	})
 }
 
 func equalFoldASCII(a, b string) bool {
