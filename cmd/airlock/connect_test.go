@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,139 +14,22 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/ory/fosite"
-	"github.com/ory/fosite/compose"
-	"github.com/ory/fosite/handler/openid"
-	"github.com/ory/fosite/storage"
 
 	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/oauthtest"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 
-// The OAuth 2.0 server of these tests is ory/fosite (PKCE enforced, refresh-token rotation) on a
-// loopback httptest server; the connector's slot names it as https://login.example.test, and the
-// grant routes that origin to the loopback server (upstreams), as it does for the API.
+// The OAuth 2.0 server of these tests is ory/fosite (internal/oauthtest: PKCE enforced,
+// refresh-token rotation) on a loopback httptest server; the connector's slot names it as
+// https://login.example.test, and the grant routes that origin to the loopback server
+// (upstreams), as it does for the API.
 
 const (
 	oauthOrigin       = "https://login.example.test"
-	oauthClientID     = "airlock-cli"
-	oauthClientSecret = "canary-oauth-client-secret-7Rq2"
 	slackBackendToken = "xoxb-backend-only-token" // what the proxy hands fakeslack; never the agent's business
 )
-
-type fositeServer struct {
-	*httptest.Server
-	provider fosite.OAuth2Provider
-
-	mu     sync.Mutex
-	issued []string // every access and refresh token handed out
-	codes  []string // every authorization code handed out
-}
-
-func newFositeServer(t *testing.T) *fositeServer {
-	t.Helper()
-	s := &fositeServer{}
-	hasher := &fosite.BCrypt{Config: &fosite.Config{HashCost: 4}}
-	hash, err := hasher.Hash(context.Background(), []byte(oauthClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := storage.NewMemoryStore()
-	st.Clients[oauthClientID] = &fosite.DefaultClient{ID: oauthClientID, Secret: hash,
-		RedirectURIs: []string{"http://127.0.0.1/callback"}, ResponseTypes: []string{"code"},
-		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"api", "offline"}}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &fosite.Config{
-		AccessTokenLifespan: time.Hour,
-		GlobalSecret:        []byte("fosite-global-secret-of-32-bytes!!"),
-		EnforcePKCE:         true,
-		TokenURL:            oauthOrigin + "/oauth/token",
-		ClientSecretsHasher: hasher,
-	}
-	s.provider = compose.ComposeAllEnabled(cfg, st, key)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/oauth/authorize", s.authorize)
-	mux.HandleFunc("/oauth/token", s.token)
-	s.Server = httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
-}
-
-// authorize consents for the signed-in user at once: the test drives it with an HTTP GET.
-func (s *fositeServer) authorize(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
-	if err != nil {
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
-		return
-	}
-	for _, sc := range ar.GetRequestedScopes() {
-		ar.GrantScope(sc)
-	}
-	sess := openid.NewDefaultSession()
-	sess.Subject = "alice-at-provider"
-	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, sess)
-	if err != nil {
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
-		return
-	}
-	s.mu.Lock()
-	s.codes = append(s.codes, resp.GetParameters().Get("code"))
-	s.mu.Unlock()
-	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
-}
-
-func (s *fositeServer) token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	ar, err := s.provider.NewAccessRequest(ctx, r, openid.NewDefaultSession())
-	if err != nil {
-		s.provider.WriteAccessError(ctx, w, ar, err)
-		return
-	}
-	for _, sc := range ar.GetRequestedScopes() {
-		ar.GrantScope(sc)
-	}
-	resp, err := s.provider.NewAccessResponse(ctx, ar)
-	if err != nil {
-		s.provider.WriteAccessError(ctx, w, ar, err)
-		return
-	}
-	m := resp.ToMap()
-	s.mu.Lock()
-	for _, k := range []string{"access_token", "refresh_token"} {
-		if v, _ := m[k].(string); v != "" {
-			s.issued = append(s.issued, v)
-		}
-	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(m)
-}
-
-// secrets returns every token and code the server handed out, and the client secret.
-func (s *fositeServer) secrets() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append(append([]string{oauthClientSecret}, s.issued...), s.codes...)
-}
-
-func (s *fositeServer) isIssued(tok string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, t := range s.issued {
-		if t == tok {
-			return true
-		}
-	}
-	return false
-}
 
 // slackProxy is the upstream: Slack's API (fakeslack) behind a check that the bearer is an access
 // token fosite issued. It records every bearer it saw.
@@ -159,7 +39,7 @@ type slackProxy struct {
 	bearers []string
 }
 
-func newSlackProxy(t *testing.T, auth *fositeServer) *slackProxy {
+func newSlackProxy(t *testing.T, auth *oauthtest.Server) *slackProxy {
 	t.Helper()
 	fake := fakeslack.New(slackBackendToken)
 	p := &slackProxy{}
@@ -168,7 +48,7 @@ func newSlackProxy(t *testing.T, auth *fositeServer) *slackProxy {
 		p.mu.Lock()
 		p.bearers = append(p.bearers, tok)
 		p.mu.Unlock()
-		if tok == "" || !auth.isIssued(tok) {
+		if tok == "" || !auth.Issued(tok) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"ok":false,"error":"invalid_auth"}`)
 			return
@@ -204,8 +84,8 @@ func oauthSlack(t *testing.T, dir string) string {
 	}
 	edited := strings.Replace(string(src), bearer, `    kind: oauth2_authorization_code
     oauth:
-      authorize_url: `+oauthOrigin+`/oauth/authorize
-      token_url: `+oauthOrigin+`/oauth/token
+      authorize_url: `+oauthOrigin+`/auth
+      token_url: `+oauthOrigin+`/token
       scopes: [api, offline]
 `, 1)
 	srcPath := filepath.Join(dir, "slack-oauth.yaml")
@@ -313,7 +193,7 @@ func (b *lockedBuffer) String() string {
 
 // signIn performs the user's part: it opens the authorization URL at the (routed) provider,
 // which redirects to the loopback callback; it returns the callback's status.
-func signIn(t *testing.T, auth *fositeServer, u *url.URL) int {
+func signIn(t *testing.T, auth *oauthtest.Server, u *url.URL) int {
 	t.Helper()
 	if got := u.Scheme + "://" + u.Host; got != oauthOrigin {
 		t.Fatalf("authorization URL origin = %s, want the slot's authorize_url origin %s", got, oauthOrigin)
@@ -334,7 +214,7 @@ func signIn(t *testing.T, auth *fositeServer, u *url.URL) int {
 
 type connectEnv struct {
 	dir, cfg, stateDB string
-	auth              *fositeServer
+	auth              *oauthtest.Server
 	api               *slackProxy
 }
 
@@ -342,10 +222,10 @@ func newConnectEnv(t *testing.T) *connectEnv {
 	t.Helper()
 	hermetic(t)
 	e := &connectEnv{dir: t.TempDir()}
-	e.auth = newFositeServer(t)
+	e.auth = oauthtest.New(t)
 	e.api = newSlackProxy(t, e.auth)
 	stamped := oauthSlack(t, e.dir)
-	t.Setenv("AIRLOCK_TEST_OAUTH_CLIENT_SECRET", oauthClientSecret)
+	t.Setenv("AIRLOCK_TEST_OAUTH_CLIENT_SECRET", oauthtest.ClientSecret)
 	grant := fmt.Sprintf(`connector: slack
 tools: [list_channels]
 scopes: ["*"]
@@ -357,7 +237,7 @@ credentials:
 upstreams:
   "https://slack.com": %q
   %q: %q
-`, oauthClientID, e.api.URL, oauthOrigin, e.auth.URL)
+`, oauthtest.WebClientID, e.api.URL, oauthOrigin, e.auth.URL)
 	if err := os.WriteFile(filepath.Join(e.dir, "slack.grant.yaml"), []byte(grant), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +262,7 @@ func (e *connectEnv) openStore(t *testing.T) *store.Store {
 // noLeak fails if any token, code or the client secret of the provider appears in text.
 func (e *connectEnv) noLeak(t *testing.T, where, text string) {
 	t.Helper()
-	for _, s := range e.auth.secrets() {
+	for _, s := range e.auth.Secrets() {
 		if s != "" && strings.Contains(text, s) {
 			t.Errorf("%s holds a secret the provider issued (%.6q…)", where, s)
 		}
@@ -442,7 +322,7 @@ func testConnectThenCall(t *testing.T, e *connectEnv) {
 	if c.Status != store.StatusConnected || len(c.Token) == 0 {
 		t.Errorf("stored connection = status %q, %d-byte token blob; want connected and sealed tokens", c.Status, len(c.Token))
 	}
-	for _, s := range e.auth.secrets() {
+	for _, s := range e.auth.Secrets() {
 		if s != "" && (strings.Contains(string(c.Token), s) || strings.Contains(string(c.Token), strings.TrimRight(s, "="))) {
 			t.Errorf("the stored blob holds a token in the clear (%.6q…)", s)
 		}
@@ -458,7 +338,7 @@ func testConnectThenCall(t *testing.T, e *connectEnv) {
 	}
 	e.noLeak(t, "the call's result", out+errOut)
 	seen := e.api.seen()
-	if len(seen) == 0 || !e.auth.isIssued(seen[len(seen)-1]) {
+	if len(seen) == 0 || !e.auth.Issued(seen[len(seen)-1]) {
 		t.Fatalf("the upstream saw bearers %q; want an access token the provider issued", seen)
 	}
 

@@ -19,6 +19,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/scrub"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/oauthtest"
 )
 
 const connector = "acme"
@@ -43,7 +44,7 @@ func (s *syncBuffer) String() string {
 // env is one test's OAuth server, clock, store and the outputs checked for leaks.
 type env struct {
 	t      *testing.T
-	srv    *oauthServer
+	srv    *oauthtest.Server
 	clock  *clock
 	store  *credential.MemoryStore
 	sealer *credential.EphemeralSealer
@@ -73,7 +74,7 @@ func (e *env) checkNoLeaks() {
 	ev, _ := json.Marshal(e.events)
 	out := []string{e.logs.String(), string(ev), strings.Join(e.texts, "\n")}
 	e.mu.Unlock()
-	for _, v := range e.srv.secrets() {
+	for _, v := range e.srv.Secrets() {
 		if v == "" {
 			continue
 		}
@@ -86,13 +87,13 @@ func (e *env) checkNoLeaks() {
 }
 
 func (e *env) slot(kind string) manifest.Credential {
-	o := &manifest.OAuth{TokenURL: e.srv.tokenURL(), Scopes: []string{"api"}}
+	o := &manifest.OAuth{TokenURL: e.srv.TokenURL(), Scopes: []string{"api"}}
 	switch kind {
 	case manifest.KindOAuth2AuthorizationCode:
-		o.AuthorizeURL = e.srv.authorizeURL()
+		o.AuthorizeURL = e.srv.AuthorizeURL()
 		o.Scopes = []string{"api", "offline"}
 	case manifest.KindOAuth2JWTBearer:
-		o.Audience = e.srv.tokenURL()
+		o.Audience = e.srv.TokenURL()
 	}
 	return manifest.Credential{Name: "api", Kind: kind, Hosts: []string{"api.example.test"}, OAuth: o}
 }
@@ -115,7 +116,7 @@ func (e *env) config(kind string) credential.Config {
 		cfg.ClientID = webClientID
 	case manifest.KindOAuth2JWTBearer:
 		cfg.ClientID, cfg.Username, cfg.ClientSecret = jwtClientID, jwtUser, secret.Value{}
-		cfg.PrivateKey = secret.New(pemKey(e.t, e.srv.rsaKey))
+		cfg.PrivateKey = secret.New(pemKey(e.t, e.srv.RSAKey))
 	}
 	return cfg
 }
@@ -194,7 +195,7 @@ func TestClientCredentials(t *testing.T) {
 	if a.Token.Expose() != b.Token.Expose() {
 		t.Errorf("client-credentials tokens differ between subjects; want one shared token")
 	}
-	if got := e.srv.count("client_credentials"); got != 1 {
+	if got := e.srv.Count("client_credentials"); got != 1 {
 		t.Errorf("token endpoint hits = %d, want 1 (cached)", got)
 	}
 	if len(a.Hosts) != 1 || a.Hosts[0] != "api.example.test" {
@@ -211,7 +212,7 @@ func TestClientCredentialsRefusedIsNotHammered(t *testing.T) {
 	cfg.ClientSecret = secret.New("canary-wrong-secret-9Xq")
 	p := e.provider(cfg)
 	_, _ = p.Credential(context.Background(), "default")
-	perAttempt := e.srv.count("client_credentials") // x/oauth2 may try Basic, then form fields
+	perAttempt := e.srv.Count("client_credentials") // x/oauth2 may try Basic, then form fields
 	for range 5 {
 		_, err := p.Credential(context.Background(), "default")
 		if !errors.Is(err, credential.ErrRefused) {
@@ -222,19 +223,19 @@ func TestClientCredentialsRefusedIsNotHammered(t *testing.T) {
 			t.Errorf("error quotes the client secret: %v", err)
 		}
 	}
-	if got := e.srv.count("client_credentials"); got != perAttempt {
+	if got := e.srv.Count("client_credentials"); got != perAttempt {
 		t.Errorf("token endpoint hits = %d after 5 more refused calls, want %d (cool-down)", got, perAttempt)
 	}
 	e.clock.Advance(credential.FailureCoolDown + time.Second)
 	_, _ = p.Credential(context.Background(), "default")
-	if got := e.srv.count("client_credentials"); got != 2*perAttempt {
+	if got := e.srv.Count("client_credentials"); got != 2*perAttempt {
 		t.Errorf("token endpoint hits = %d after the cool-down, want %d", got, 2*perAttempt)
 	}
 }
 
 func TestTokenEndpointDownIsRetryable(t *testing.T) {
 	e := newEnv(t)
-	e.srv.failStatus = http.StatusServiceUnavailable
+	e.srv.FailStatus = http.StatusServiceUnavailable
 	p := e.provider(e.config(manifest.KindOAuth2ClientCredentials))
 	_, err := p.Credential(context.Background(), "default")
 	var ce *credential.Error
@@ -246,7 +247,7 @@ func TestTokenEndpointDownIsRetryable(t *testing.T) {
 
 func TestAssumedLifetimeWithoutExpiresIn(t *testing.T) {
 	e := newEnv(t)
-	e.srv.omitExpiry = true
+	e.srv.OmitExpiry = true
 	cfg := e.config(manifest.KindOAuth2ClientCredentials)
 	cfg.Slot.OAuth.AssumedLifetimeS = 600
 	p := e.provider(cfg)
@@ -259,7 +260,7 @@ func TestAssumedLifetimeWithoutExpiresIn(t *testing.T) {
 	if got := e.cred(p, "default"); got.Token.Expose() == first.Token.Expose() {
 		t.Fatalf("token without expires_in was not renewed near its assumed lifetime (it must not be taken as everlasting)")
 	}
-	if got := e.srv.count("client_credentials"); got != 2 {
+	if got := e.srv.Count("client_credentials"); got != 2 {
 		t.Errorf("token endpoint hits = %d, want 2", got)
 	}
 }
@@ -267,10 +268,10 @@ func TestAssumedLifetimeWithoutExpiresIn(t *testing.T) {
 func TestJWTBearer(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		key  func(s *oauthServer) string
+		key  func(s *oauthtest.Server) string
 	}{
-		{"RS256", func(s *oauthServer) string { return pemKey(t, s.rsaKey) }},
-		{"ES256", func(s *oauthServer) string { return pemKey(t, s.ecKey) }},
+		{"RS256", func(s *oauthtest.Server) string { return pemKey(t, s.RSAKey) }},
+		{"ES256", func(s *oauthtest.Server) string { return pemKey(t, s.ECKey) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -278,12 +279,12 @@ func TestJWTBearer(t *testing.T) {
 			cfg.PrivateKey = secret.New(tc.key(e.srv))
 			p := e.provider(cfg)
 			e.cred(p, "default")
-			if got := e.srv.count("urn:ietf:params:oauth:grant-type:jwt-bearer"); got != 1 {
+			if got := e.srv.Count("urn:ietf:params:oauth:grant-type:jwt-bearer"); got != 1 {
 				t.Fatalf("jwt-bearer grants = %d, want 1", got)
 			}
 			// The assertion the server received: short-lived, iss=client_id, sub=username.
 			var assertion string
-			for _, v := range e.srv.secrets() {
+			for _, v := range e.srv.Secrets() {
 				if strings.Count(v, ".") == 2 && strings.HasPrefix(v, "eyJ") {
 					assertion = v
 				}
@@ -300,7 +301,7 @@ func TestJWTBearer(t *testing.T) {
 			if err := json.Unmarshal(raw, &claims); err != nil {
 				t.Fatal(err)
 			}
-			if claims.Iss != jwtClientID || claims.Sub != jwtUser || claims.Aud != e.srv.tokenURL() || claims.Jti == "" {
+			if claims.Iss != jwtClientID || claims.Sub != jwtUser || claims.Aud != e.srv.TokenURL() || claims.Jti == "" {
 				t.Errorf("claims = %+v", claims)
 			}
 			if d := claims.Exp - claims.Iat; d <= 0 || d > 180 {
@@ -331,7 +332,7 @@ func TestInstanceURL(t *testing.T) {
 	cfg.Slot.Hosts = []string{"*.my.salesforce.com"}
 	cfg.Slot.OAuth.InstanceURL = true
 
-	e.srv.instanceURL = "https://acme.my.salesforce.com"
+	e.srv.InstanceURL = "https://acme.my.salesforce.com"
 	p := e.provider(cfg)
 	c := e.cred(p, "default")
 	if len(c.Hosts) != 1 || c.Hosts[0] != "acme.my.salesforce.com" {
@@ -348,7 +349,7 @@ func TestInstanceURL(t *testing.T) {
 	}
 
 	for _, bad := range []string{"https://evil.example.com", "http://acme.my.salesforce.com", "https://user@acme.my.salesforce.com", ""} {
-		e.srv.instanceURL = bad
+		e.srv.InstanceURL = bad
 		p := e.provider(cfg)
 		_, err := p.Credential(context.Background(), "default")
 		if !errors.Is(err, credential.ErrRefused) {
@@ -372,7 +373,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 	if !res.Refreshable || res.Subject != "alice" {
 		t.Errorf("ConnectResult = %+v", res)
 	}
-	if got := e.srv.count("authorization_code"); got != 1 {
+	if got := e.srv.Count("authorization_code"); got != 1 {
 		t.Errorf("code exchanges = %d, want 1", got)
 	}
 
@@ -404,7 +405,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 	if got := e.cred(p2, "alice"); got.Token.Expose() != c.Token.Expose() {
 		t.Errorf("after a restart alice's stored token was not used")
 	}
-	if got := e.srv.count("refresh_token"); got != 0 {
+	if got := e.srv.Count("refresh_token"); got != 0 {
 		t.Errorf("refreshes = %d, want 0", got)
 	}
 }
@@ -434,7 +435,7 @@ func TestConnectStateMismatchRefused(t *testing.T) {
 	if s := <-status; s != http.StatusBadRequest {
 		t.Errorf("callback status = %d, want 400", s)
 	}
-	if got := e.srv.total(); got != 0 {
+	if got := e.srv.Total(); got != 0 {
 		t.Errorf("token endpoint hits = %d, want 0: a forged callback must not be exchanged", got)
 	}
 	if _, err := e.store.GetConnection(context.Background(), connector, "api", "alice"); !errors.Is(err, credential.ErrNoConnection) {
@@ -448,7 +449,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 	e.connect(p, "alice")
 	first := e.cred(p, "alice")
 	e.clock.Advance(30 * time.Minute)
-	if got := e.cred(p, "alice"); got.Token.Expose() != first.Token.Expose() || e.srv.count("refresh_token") != 0 {
+	if got := e.cred(p, "alice"); got.Token.Expose() != first.Token.Expose() || e.srv.Count("refresh_token") != 0 {
 		t.Fatalf("token refreshed 30 minutes before expiry")
 	}
 	e.clock.Advance(29*time.Minute + 30*time.Second) // 30 s before expiry, inside the 60 s margin
@@ -456,7 +457,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 	if second.Token.Expose() == first.Token.Expose() {
 		t.Fatalf("token not refreshed inside the refresh margin")
 	}
-	if got := e.srv.count("refresh_token"); got != 1 {
+	if got := e.srv.Count("refresh_token"); got != 1 {
 		t.Errorf("refreshes = %d, want 1", got)
 	}
 }
@@ -478,12 +479,12 @@ func TestRotationThenInvalidGrantNeedsReauth(t *testing.T) {
 	}
 	// The old refresh token no longer works (and fosite's reuse detection now revokes the
 	// whole grant, so the stored one is dead too: the next refresh gets invalid_grant).
-	if status, code := e.srv.refreshDirect(t, r1); status != http.StatusBadRequest || code != "invalid_grant" {
+	if status, code := e.srv.RefreshDirect(t, r1); status != http.StatusBadRequest || code != "invalid_grant" {
 		t.Fatalf("old refresh token: status %d error %q, want 400 invalid_grant", status, code)
 	}
 
 	e.clock.Advance(time.Hour)
-	before := e.srv.count("refresh_token")
+	before := e.srv.Count("refresh_token")
 	_, err := p.Credential(context.Background(), "alice")
 	if !errors.Is(err, credential.ErrNeedsReauth) {
 		t.Fatalf("Credential = %v, want ErrNeedsReauth", err)
@@ -504,7 +505,7 @@ func TestRotationThenInvalidGrantNeedsReauth(t *testing.T) {
 			t.Fatalf("Credential = %v, want ErrNeedsReauth", err)
 		}
 	}
-	if got := e.srv.count("refresh_token") - before; got != 1 {
+	if got := e.srv.Count("refresh_token") - before; got != 1 {
 		t.Errorf("refresh attempts after invalid_grant = %d, want exactly 1 (no retry loop)", got)
 	}
 	var saw bool
@@ -548,7 +549,7 @@ func TestConcurrentRefreshIsSingleFlight(t *testing.T) {
 			t.Fatalf("call %d got a different or the expired token", i)
 		}
 	}
-	if got := e.srv.count("refresh_token"); got != 1 {
+	if got := e.srv.Count("refresh_token"); got != 1 {
 		t.Errorf("refreshes = %d for %d concurrent calls, want exactly 1", got, n)
 	}
 }
@@ -571,7 +572,7 @@ func TestInvalidateAfter401RefreshesOnce(t *testing.T) {
 	}
 	p.Invalidate("bob", next.Token) // another subject cannot invalidate alice's token
 	e.cred(p, "alice")
-	if got := e.srv.count("refresh_token"); got != 1 {
+	if got := e.srv.Count("refresh_token"); got != 1 {
 		t.Errorf("refreshes = %d, want 1", got)
 	}
 }
