@@ -24,12 +24,14 @@ plugins:
 bench:
 	$(GO) run ./internal/cmd/bench
 
-## lint: formatting, vet and staticcheck
+## lint: formatting, vet, staticcheck, go mod tidy, no tracked binaries
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "run gofmt -w ." && exit 1)
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./pdk/... ./plugins/...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+	$(GO) test -count=1 -run 'TestNoTrackedBinaries|TestModuleIsTidy' ./internal/meta
 
 ## fuzz: each fuzz target for 30 s
 fuzz:

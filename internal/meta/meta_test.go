@@ -3,7 +3,10 @@ package meta
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -79,5 +82,53 @@ func TestNoProductionPackageImportsTesting(t *testing.T) {
 				t.Errorf("%s imports testing; only test kits (…test packages) and _test.go files may", p.ImportPath)
 			}
 		}
+	}
+}
+
+// Built binaries slipped into the repository twice (a 23 MB `bench` at the root, the second
+// time): no tracked file outside testdata may be an executable or object file, or larger than
+// 1 MB. Skips outside a git checkout (a source archive has nothing tracked to check).
+func TestNoTrackedBinaries(t *testing.T) {
+	cmd := exec.Command("git", "ls-files", "-z")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("not a git checkout (git ls-files: %v)", err)
+	}
+	magics := map[string][]byte{
+		"ELF executable":    {0x7f, 'E', 'L', 'F'},
+		"Mach-O executable": {0xcf, 0xfa, 0xed, 0xfe},
+		"Windows PE":        {'M', 'Z'},
+		"WebAssembly":       {0, 'a', 's', 'm'},
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if name == "" || strings.Contains("/"+name, "/testdata/") {
+			continue
+		}
+		f, err := os.Open(filepath.Join("../..", name))
+		if err != nil {
+			continue // deleted in the work tree, not yet committed
+		}
+		st, _ := f.Stat()
+		head := make([]byte, 4)
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		if st.Size() > 1<<20 {
+			t.Errorf("%s is tracked and %d bytes (> 1 MB): keep large files out of git or in a testdata folder", name, st.Size())
+		}
+		for kind, magic := range magics {
+			if bytes.HasPrefix(head[:n], magic) {
+				t.Errorf("%s is a tracked %s: git rm --cached it and add it to .gitignore", name, kind)
+			}
+		}
+	}
+}
+
+// go.mod and go.sum say exactly what the code imports (`go mod tidy -diff` is empty).
+func TestModuleIsTidy(t *testing.T) {
+	cmd := exec.Command("go", "mod", "tidy", "-diff")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("go mod tidy -diff is not empty; run `go mod tidy`:\n%s", out)
 	}
 }
