@@ -76,7 +76,7 @@ func loadSettings() (*settings, error) {
 		if o == "" {
 			continue
 		}
-		if !validIdent(o) {
+		if !validObject(o) {
 			return nil, pdk.Fatal("bad_config", "the objects setting names %q, which is not an sObject name: ask an admin to fix the grant", o)
 		}
 		s.objects = append(s.objects, o)

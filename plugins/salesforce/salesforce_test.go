@@ -609,3 +609,43 @@ func TestAddNote(t *testing.T) {
 		t.Error("the note was not sent with ParentId")
 	}
 }
+
+// TestRequestLimitExceeded: Salesforce answers REQUEST_LIMIT_EXCEEDED both for the daily
+// allocation and for too many concurrent long-running requests; only the first is "hours".
+// Sforce-Limit-Info separates its items with ";".
+func TestRequestLimitExceeded(t *testing.T) {
+	t.Parallel()
+	limitInfo := map[string][]string{"Sforce-Limit-Info": {"per-app-api-usage=17/250(appName=airlock); api-usage=100020/100000"}}
+	tests := []struct {
+		name     string
+		resp     pdk.HTTPResponse
+		code     string
+		retryMS  int64
+		contains string
+	}{
+		{"daily", pdk.HTTPResponse{Status: 403, Headers: limitInfo,
+			Body: []byte(`[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`)},
+			"quota_exhausted", 0, "(api-usage=100020/100000)"},
+		{"concurrent long-running requests", pdk.HTTPResponse{Status: 403, Headers: limitInfo,
+			Body: []byte(`[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`)},
+			pdk.CodeRateLimited, 5000, "a few seconds"},
+		{"retired API version", pdktest.Response(410, `[{"message":"This API version is no longer supported.","errorCode":"API_VERSION_RETIRED"}]`),
+			"api_version_retired", 0, "api_version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := pdktest.New(t)
+			h.SetConfig(map[string]string{connectionInstanceKey: instance})
+			h.HandleHTTP(func(pdk.HTTPRequest) pdk.HTTPResponse { return tt.resp })
+			h.SetInput(map[string]any{"object": "Account", "id": fakesalesforce.Acme})
+			_, toolErr := h.Call(getRecord)
+			if toolErr == nil || toolErr.Code != tt.code || toolErr.RetryAfterMS != tt.retryMS || !strings.Contains(toolErr.Message, tt.contains) {
+				t.Errorf("tool error = %+v, want code %s, retry_after_ms %d, message containing %q", toolErr, tt.code, tt.retryMS, tt.contains)
+			}
+			if tt.code == "quota_exhausted" && strings.Contains(toolErr.Message, "per-app") {
+				t.Errorf("message %q quotes the per-app item, want the org's api-usage", toolErr.Message)
+			}
+		})
+	}
+}
