@@ -649,3 +649,24 @@ func TestRequestLimitExceeded(t *testing.T) {
 		})
 	}
 }
+
+// TestOrderAndGroupObjects: the standard Order and Group objects can be allowed and queried;
+// their names are not SOQL reserved words in the FROM position.
+func TestOrderAndGroupObjects(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t)
+	h.SetConfig(map[string]string{connectionInstanceKey: instance, "objects": "Account,Order,Group"})
+	for object, fields := range map[string][]string{"Order": {"Id", "OrderNumber", "Account.Name"}, "Group": {"Id", "Name"}} {
+		h.SetInput(map[string]any{"object": object, "fields": fields})
+		out, toolErr := h.Call(soqlQuery)
+		if toolErr != nil {
+			t.Fatalf("soql_query on %s: %v", object, toolErr)
+		}
+		var res struct {
+			Count int `json:"count"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || res.Count != 1 {
+			t.Errorf("soql_query on %s = %s, want one record", object, out)
+		}
+	}
+}
