@@ -12,7 +12,7 @@ import (
 
 const (
 	// credential is the manifest's credential slot: an OAuth access token the host obtains
-	// (JWT bearer or client credentials), refreshes and injects as a bearer.
+	// (JWT bearer flow), refreshes and injects as a bearer.
 	credential = "salesforce"
 
 	// connectionInstanceKey is the config key under which the host exposes the instance_url of
