@@ -92,6 +92,7 @@ type Message struct {
 type Request struct {
 	HTTPMethod string      // GET or POST
 	Path       string      // e.g. /api/chat.postMessage
+	RawQuery   string      // the query string as received
 	Method     string      // the API method, e.g. chat.postMessage
 	Header     http.Header // as received (including Authorization)
 	Body       []byte
@@ -344,7 +345,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	rec := Request{HTTPMethod: r.Method, Path: r.URL.Path, Method: method, Header: r.Header.Clone(), Body: body}
+	rec := Request{HTTPMethod: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Method: method, Header: r.Header.Clone(), Body: body}
 	if s.echo {
 		for k, v := range r.Header {
 			w.Header()["X-Echo-"+k] = slices.Clone(v)
