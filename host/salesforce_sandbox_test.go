@@ -16,24 +16,31 @@ import (
 	"github.com/airlock-dev/airlock/internal/fakesalesforce"
 )
 
-// TestSalesforceSandboxLogin: a grant whose login_host is test.salesforce.com signs in there,
-// with assertions whose aud is the sandbox login, as Salesforce requires for a sandbox org; a
-// login host outside Salesforce's domains is refused when the grant is checked.
-func TestSalesforceSandboxLogin(t *testing.T) {
+// sfJWTSetup starts a fake Salesforce whose connected app 3MVG9-consumer accepts JWT bearer
+// assertions for username signed with a new key, and returns it, its URL, the shipped
+// Salesforce connector, a secret source holding the key as env:SF_KEY, and the key's PEM.
+func sfJWTSetup(t *testing.T, username string) (*fakesalesforce.Server, string, *manifest.Manifest, []byte, secret.Mux, string) {
+	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
-
 	fake := fakesalesforce.New()
-	fake.SetAudience("https://test.salesforce.com") // a sandbox refuses production's audience
-	fake.RegisterJWTClient("3MVG9-consumer", "integration@acme.example.uat", &key.PublicKey)
+	fake.RegisterJWTClient("3MVG9-consumer", username, &key.PublicKey)
 	u, stop := fake.Start()
 	t.Cleanup(stop)
-
 	m, wasm := hosttest.Connector(t, "./plugins/salesforce", "manifests/salesforce.yaml")
 	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return keyPEM, n == "SF_KEY" }}}
+	return fake, u, m, wasm, src, keyPEM
+}
+
+// TestSalesforceSandboxLogin: a grant whose login_host is test.salesforce.com signs in there,
+// with assertions whose aud is the sandbox login, as Salesforce requires for a sandbox org; a
+// login host outside Salesforce's domains is refused when the grant is checked.
+func TestSalesforceSandboxLogin(t *testing.T) {
+	fake, u, m, wasm, src, _ := sfJWTSetup(t, "integration@acme.example.uat")
+	fake.SetAudience("https://test.salesforce.com") // a sandbox refuses production's audience
 	grant := func(login string) *manifest.Grant {
 		return &manifest.Grant{Connector: "salesforce", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 			Credentials: map[string]manifest.CredentialGrant{"salesforce": {

@@ -3,8 +3,8 @@ package fakeslack
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"unicode/utf8"
 )
@@ -72,7 +72,7 @@ func validateBlocks(blocks []json.RawMessage) *blockProblem {
 			c.fail(at+"/type", "unsupported type: %s", strconv.Quote(typ))
 			continue
 		}
-		for _, k := range sortedKeys(b) {
+		for _, k := range slices.Sorted(maps.Keys(b)) {
 			if k != "type" && k != "block_id" && !slices.Contains(props, k) {
 				c.fail(at+"/"+k, "additional property not allowed")
 			}
@@ -177,7 +177,7 @@ func (c *blockChecker) text(at string, raw json.RawMessage, max int, plainOnly b
 		c.fail(at+"/type", "must be plain_text%s", map[bool]string{false: " or mrkdwn"}[plainOnly])
 		return
 	}
-	for _, k := range sortedKeys(t) {
+	for _, k := range slices.Sorted(maps.Keys(t)) {
 		if !slices.Contains(allowed, k) {
 			c.fail(at+"/"+k, "additional property not allowed")
 		}
@@ -219,13 +219,4 @@ func (c *blockChecker) element(at string, raw json.RawMessage, allowed []string)
 			c.str(at+"/value", e["value"], 2000)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

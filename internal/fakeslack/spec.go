@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 )
@@ -57,7 +58,7 @@ var typeErrors = map[string]string{"oldest": "invalid_ts_oldest", "latest": "inv
 // breaks the method's declared parameters, or "" and "".
 func checkParams(method string, a args) (code, message string) {
 	declared := methodParams[method]
-	for _, name := range sortedKeys(a) {
+	for _, name := range slices.Sorted(maps.Keys(a)) {
 		if name == "token" {
 			continue
 		}
@@ -73,7 +74,7 @@ func checkParams(method string, a args) (code, message string) {
 			return code, fmt.Sprintf("[ERROR] must be of type %s [json-pointer:/%s]", p.typ, name)
 		}
 	}
-	for _, name := range sortedKeys(declared) {
+	for _, name := range slices.Sorted(maps.Keys(declared)) {
 		if _, ok := a[name]; declared[name].required && !ok {
 			return "invalid_arguments", fmt.Sprintf("[ERROR] missing required field: %s [json-pointer:/%s]", name, name)
 		}

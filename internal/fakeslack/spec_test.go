@@ -10,16 +10,19 @@ import (
 	"unicode/utf8"
 )
 
-// publishedSpec reads Slack's published Web API description from ../shared/specs next to the
-// repository, or skips the test when it is not there.
-func publishedSpec(t *testing.T) map[string]map[string]struct {
+// operation is a method's operation in Slack's published description (Swagger 2.0).
+type operation struct {
 	Parameters []struct {
 		Name     string `json:"name"`
 		In       string `json:"in"`
 		Type     string `json:"type"`
 		Required bool   `json:"required"`
 	} `json:"parameters"`
-} {
+}
+
+// publishedSpec reads Slack's published Web API description from ../shared/specs next to the
+// repository (path → HTTP method → operation), or skips the test when it is not there.
+func publishedSpec(t *testing.T) map[string]map[string]operation {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -38,14 +41,7 @@ func publishedSpec(t *testing.T) map[string]map[string]struct {
 		t.Skipf("Slack's published description is not available (%v): put ../shared/specs next to the repository to run this test", err)
 	}
 	var spec struct {
-		Paths map[string]map[string]struct {
-			Parameters []struct {
-				Name     string `json:"name"`
-				In       string `json:"in"`
-				Type     string `json:"type"`
-				Required bool   `json:"required"`
-			} `json:"parameters"`
-		} `json:"paths"`
+		Paths map[string]map[string]operation `json:"paths"`
 	}
 	if err := json.Unmarshal(b, &spec); err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -3,8 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -73,7 +73,7 @@ func checkBlocks(blocks []json.RawMessage) error {
 		}
 		var typ string
 		if json.Unmarshal(b["type"], &typ) != nil || blockKeys[typ] == nil {
-			return blockError(i, "", "the type must be one of %s", strings.Join(sortedKeys(blockKeys), ", "))
+			return blockError(i, "", "the type must be one of %s", strings.Join(slices.Sorted(maps.Keys(blockKeys)), ", "))
 		}
 		if err := onlyKeys(b, blockKeys[typ]); err != "" {
 			return blockError(i, typ, "%s", err)
@@ -272,21 +272,12 @@ func checkElement(raw json.RawMessage, name string, allowed []string) string {
 
 // onlyKeys returns a message naming the first property of o not in allowed, or "".
 func onlyKeys(o object, allowed []string) string {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		if !slices.Contains(allowed, k) {
 			return fmt.Sprintf("%q is not a property Slack accepts here (allowed: %s)", truncate(k, 40), strings.Join(allowed, ", "))
 		}
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func truncate(s string, n int) string {
