@@ -45,7 +45,7 @@ func salesforceHost(host string) (aud string, ok bool) {
 }
 
 // salesforceEndpoints applies the grant's Salesforce login host to the filled OAuth slots that
-// use Salesforce's token endpoint, recording the changed OAuth sections in p.OAuth, and checks
+// use Salesforce's token endpoint (and authorization endpoint), recording the changed OAuth sections in p.OAuth, and checks
 // that a client credentials slot signs in on a My Domain, the only host where Salesforce serves
 // that flow.
 func salesforceEndpoints(m *manifest.Manifest, p *Policy) []error {
@@ -72,9 +72,10 @@ func salesforceEndpoints(m *manifest.Manifest, p *Policy) []error {
 			}
 			o := *c.OAuth
 			o.Scopes = append([]string(nil), o.Scopes...)
-			moved := *tu
-			moved.Host = host
-			o.TokenURL = moved.String()
+			o.TokenURL = onHost(tu, host)
+			if au, err := url.Parse(o.AuthorizeURL); err == nil && au.Hostname() == salesforceLogin {
+				o.AuthorizeURL = onHost(au, host) // an authorization-code slot signs users in there too
+			}
 			if o.Audience == "" || o.Audience == "https://"+salesforceLogin {
 				o.Audience = aud
 			}
@@ -86,4 +87,11 @@ func salesforceEndpoints(m *manifest.Manifest, p *Policy) []error {
 		}
 	}
 	return errs
+}
+
+// onHost returns u with its host replaced.
+func onHost(u *url.URL, host string) string {
+	moved := *u
+	moved.Host = host
+	return moved.String()
 }

@@ -15,6 +15,7 @@ description: Salesforce.
 module: {path: sf.wasm}
 credentials:
   - {name: jwt, kind: oauth2_jwt_bearer, hosts: ["*.my.salesforce.com"], oauth: {token_url: "https://login.salesforce.com/services/oauth2/token", instance_url: true}}
+  - {name: code, kind: oauth2_authorization_code, hosts: ["*.my.salesforce.com"], oauth: {token_url: "https://login.salesforce.com/services/oauth2/token", authorize_url: "https://login.salesforce.com/services/oauth2/authorize"}}
   - {name: cc, kind: oauth2_client_credentials, hosts: ["*.my.salesforce.com"], oauth: {token_url: "https://login.salesforce.com/services/oauth2/token", instance_url: true}}
 network:
   - {host: "*.my.salesforce.com", path_prefix: /services/data/}
@@ -31,7 +32,8 @@ func TestSalesforceLoginHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwt := map[string]manifest.CredentialGrant{"jwt": {ClientID: "3MVG", PrivateKey: "env:K", Username: "u@acme.example"}}
+	jwt := map[string]manifest.CredentialGrant{"jwt": {ClientID: "3MVG", PrivateKey: "env:K", Username: "u@acme.example"},
+		"code": {ClientID: "3MVGcode"}}
 	tests := []struct {
 		login          string
 		tokenURL, aud  string
@@ -75,6 +77,9 @@ func TestSalesforceLoginHost(t *testing.T) {
 			o := p.OAuth["jwt"]
 			if o == nil || o.TokenURL != tt.tokenURL || o.Audience != tt.aud || !o.InstanceURL {
 				t.Errorf("OAuth[jwt] = %+v, want token URL %s, audience %s", o, tt.tokenURL, tt.aud)
+			}
+			if c := p.OAuth["code"]; c == nil || c.AuthorizeURL != strings.Replace(tt.tokenURL, "/token", "/authorize", 1) {
+				t.Errorf("OAuth[code] = %+v, want the authorization endpoint on the login host too", c)
 			}
 			if m.Credentials[0].OAuth.TokenURL != "https://login.salesforce.com/services/oauth2/token" {
 				t.Error("the manifest was changed")
