@@ -8,7 +8,8 @@
 //     {access_token, instance_url, id, token_type, issued_at, signature, scope} with no
 //     expires_in, as Salesforce answers; failure is 400 {"error":…,"error_description":…}.
 //   - /services/data/vXX.X/query?q=SOQL: a small SOQL engine (SELECT fields FROM object
-//     [WHERE conditions with AND, OR, NOT and parentheses] [ORDER BY …] [LIMIT n]) with paging
+//     [WHERE conditions with AND, OR, NOT and parentheses] [ORDER BY …] [LIMIT n], with every
+//     documented date literal, string escape and parent relationship) with paging
 //     through nextRecordsUrl (/services/data/vXX.X/query/01gD0000002HU6KIAW-2000), done and
 //     totalSize.
 //   - /services/data/vXX.X/sobjects/OBJECT[/ID]: GET a record (optionally ?fields=a,b), POST a
@@ -17,7 +18,8 @@
 //   - Errors as Salesforce sends them: HTTP 4xx with [{"message","errorCode","fields"}]
 //     (INVALID_SESSION_ID 401, REQUEST_LIMIT_EXCEEDED 403, NOT_FOUND 404, MALFORMED_QUERY,
 //     INVALID_FIELD, INVALID_TYPE, REQUIRED_FIELD_MISSING, … 400), and
-//     Sforce-Limit-Info: api-usage=N/M on every API response.
+//     Sforce-Limit-Info: api-usage=N/M; per-app-api-usage=N/M(appName=airlock) on every API
+//     response; API versions 30.0 and earlier answer 410 (retired), 31.0 to 67.0 are served.
 //
 // Tests observe every request ([Server.Requests]) and count side effects ([Server.Writes]).
 // What the server remembers is bounded ([MaxKept], [MaxRecords], [MaxCursors]).
