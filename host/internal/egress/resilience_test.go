@@ -363,10 +363,11 @@ func TestRateLimitPause(t *testing.T) {
 // while and says so in Sforce-Limit-Info on successful answers; only a refusal pauses the bucket.
 func TestSforceUsageOverLimitDoesNotPause(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		atLimit := step{status: 200, header: map[string]string{"Sforce-Limit-Info": "api-usage=15000/15000"}, body: `{}`}
 		over := step{status: 200, header: map[string]string{"Sforce-Limit-Info": "api-usage=100018/100000; api-bursts=1/750"}, body: `{}`}
-		p := newPipe(t, Config{}, script(over, over))
+		p := newPipe(t, Config{}, script(atLimit, over, over))
 		defer p.close()
-		for i := range 2 {
+		for i := range 3 {
 			start := time.Now()
 			resp := p.c.Do(context.Background(), abi.HTTPRequest{URL: "http://api.example.test/x", Credential: "bearer"})
 			wantStatus(t, resp, 200)
@@ -374,8 +375,8 @@ func TestSforceUsageOverLimitDoesNotPause(t *testing.T) {
 				t.Errorf("request %d waited %v after a successful over-limit answer", i+1, took)
 			}
 		}
-		if n := p.count(); n != 2 {
-			t.Errorf("upstream saw %d requests, want 2", n)
+		if n := p.count(); n != 3 {
+			t.Errorf("upstream saw %d requests, want 3", n)
 		}
 	})
 }
