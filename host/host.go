@@ -231,6 +231,9 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))
 	for _, cred := range m.Credentials {
+		if o := policy.OAuth[cred.Name]; o != nil {
+			cred.OAuth = o // the grant moved its endpoints (a Salesforce sandbox or My Domain)
+		}
 		slot := egress.Slot{Name: cred.Name, Kind: cred.Kind, In: cred.In, Param: cred.Param, Hosts: cred.Hosts}
 		cg, filled := policy.Credentials[cred.Name]
 		resolve := func(ref string) (secret.Value, error) {

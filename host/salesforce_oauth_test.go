@@ -2,18 +2,13 @@ package host_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"strings"
 	"testing"
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/hosttest"
 	"github.com/airlock-dev/airlock/host/manifest"
-	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/fakesalesforce"
 )
 
@@ -22,19 +17,7 @@ import (
 // instance URL from the token response, and the plugin reaches only that instance with the
 // token injected. The private key and the token appear in no result, log or audit record.
 func TestSalesforceJWTBearerEndToEnd(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
-
-	fake := fakesalesforce.New()
-	fake.RegisterJWTClient("3MVG9-consumer", "integration@acme.example", &key.PublicKey)
-	u, stop := fake.Start()
-	t.Cleanup(stop)
-
-	m, wasm := hosttest.Connector(t, "./plugins/salesforce", "manifests/salesforce.yaml")
-	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return keyPEM, n == "SF_KEY" }}}
+	fake, u, m, wasm, src, keyPEM := sfJWTSetup(t, "integration@acme.example")
 	h, rec := hosttest.New(t, host.Config{Secrets: src})
 	g := &manifest.Grant{Connector: "salesforce", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: map[string]manifest.CredentialGrant{"salesforce": {

@@ -4,11 +4,12 @@
 //
 //   - POST /services/oauth2/token: the JWT bearer flow (an RS256 assertion checked against the
 //     registered public key: iss is the consumer key, sub the username, aud the login URL, exp at
-//     most three minutes ahead) and the client credentials flow. Success is
+//     most three minutes ahead) and, on a My Domain only, the client credentials flow. Success is
 //     {access_token, instance_url, id, token_type, issued_at, signature, scope} with no
 //     expires_in, as Salesforce answers; failure is 400 {"error":…,"error_description":…}.
 //   - /services/data/vXX.X/query?q=SOQL: a small SOQL engine (SELECT fields FROM object
-//     [WHERE conditions with AND, OR, NOT and parentheses] [ORDER BY …] [LIMIT n]) with paging
+//     [WHERE conditions with AND, OR, NOT and parentheses] [ORDER BY …] [LIMIT n], with every
+//     documented date literal, string escape and parent relationship) with paging
 //     through nextRecordsUrl (/services/data/vXX.X/query/01gD0000002HU6KIAW-2000), done and
 //     totalSize.
 //   - /services/data/vXX.X/sobjects/OBJECT[/ID]: GET a record (optionally ?fields=a,b), POST a
@@ -17,7 +18,8 @@
 //   - Errors as Salesforce sends them: HTTP 4xx with [{"message","errorCode","fields"}]
 //     (INVALID_SESSION_ID 401, REQUEST_LIMIT_EXCEEDED 403, NOT_FOUND 404, MALFORMED_QUERY,
 //     INVALID_FIELD, INVALID_TYPE, REQUIRED_FIELD_MISSING, … 400), and
-//     Sforce-Limit-Info: api-usage=N/M on every API response.
+//     Sforce-Limit-Info: api-usage=N/M; per-app-api-usage=N/M(appName=airlock) on every API
+//     response; API versions 30.0 and earlier answer 410 (retired), 31.0 to 67.0 are served.
 //
 // Tests observe every request ([Server.Requests]) and count side effects ([Server.Writes]).
 // What the server remembers is bounded ([MaxKept], [MaxRecords], [MaxCursors]).
@@ -77,6 +79,14 @@ const DefaultAudience = "https://login.salesforce.com"
 // DefaultAPILimit is the org's daily API request allocation unless [Server.SetAPILimit] says
 // otherwise.
 const DefaultAPILimit = 15000
+
+// API versions: up to RetiredAPIVersion (30.0) are retired and answer 410 Gone, as Salesforce's
+// have since Summer '25; RetiredAPIVersion+1 to LatestAPIVersion (31.0 to 67.0, Summer '26)
+// are served; later ones do not exist yet (404).
+const (
+	RetiredAPIVersion = 30
+	LatestAPIVersion  = 67
+)
 
 // DefaultSessionTimeout is how long an access token stays valid unless
 // [Server.SetSessionTimeout] says otherwise (Salesforce's default session timeout).
@@ -162,7 +172,9 @@ func (s *Server) SetInstanceURL(u string) {
 	s.mu.Unlock()
 }
 
-// SetAudience sets the aud a JWT bearer assertion must carry.
+// SetAudience sets the login URL the server plays: the aud a JWT bearer assertion must carry
+// (https://test.salesforce.com for a sandbox). Only a My Domain login URL
+// (https://acme.my.salesforce.com) serves the client credentials flow, as in Salesforce.
 func (s *Server) SetAudience(aud string) {
 	s.mu.Lock()
 	s.audience = aud
@@ -369,7 +381,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, body []byte, rec 
 	if !versionRE.MatchString(version) {
 		return writeErr(w, fail(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist"))
 	}
-	if n, _ := strconv.Atoi(versionRE.FindStringSubmatch(version)[1]); n < 20 || n > 64 {
+	switch n, _ := strconv.Atoi(versionRE.FindStringSubmatch(version)[1]); {
+	case n <= RetiredAPIVersion:
+		// Salesforce retired versions 7.0 to 30.0 in Summer '25: they answer 410 Gone.
+		return writeErr(w, fail(http.StatusGone, "API_VERSION_RETIRED",
+			fmt.Sprintf("API version %s has been retired. Use API version %d.0 or later.", version, RetiredAPIVersion+1)))
+	case n > LatestAPIVersion:
 		return writeErr(w, fail(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist"))
 	}
 	if len(body) > maxBodySize {
@@ -412,7 +429,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, body []byte, rec 
 }
 
 func (s *Server) limitHeader(w http.ResponseWriter) {
-	w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.apiUsage, s.apiLimit))
+	// Items are separated by "; ", as Salesforce sends them.
+	w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d; per-app-api-usage=%d/%d(appName=airlock)",
+		s.apiUsage, s.apiLimit, s.apiUsage, s.apiLimit))
 }
 
 func methodNotAllowed(m string) *apiError {

@@ -91,6 +91,8 @@ func TestJWTBearer(t *testing.T) {
 		{"wrong audience", jwt(t, key, "RS256", claims(func(c map[string]any) { c["aud"] = "https://evil.example" })), "invalid_grant"},
 		{"expired", jwt(t, key, "RS256", claims(func(c map[string]any) { c["exp"] = now.Add(-time.Hour).Unix() })), "invalid_grant"},
 		{"too far ahead", jwt(t, key, "RS256", claims(func(c map[string]any) { c["exp"] = now.Add(time.Hour).Unix() })), "invalid_grant"},
+		{"exactly 3 minutes", jwt(t, key, "RS256", claims(func(c map[string]any) { c["exp"] = now.Add(3 * time.Minute).Unix() })), ""},
+		{"3.5 minutes ahead", jwt(t, key, "RS256", claims(func(c map[string]any) { c["exp"] = now.Add(210 * time.Second).Unix() })), "invalid_grant"},
 		{"no exp", jwt(t, key, "RS256", claims(func(c map[string]any) { delete(c, "exp") })), "invalid_grant"},
 		{"garbage", "a.b.c", "invalid_grant"},
 	}
@@ -128,10 +130,19 @@ func TestClientCredentials(t *testing.T) {
 	t.Parallel()
 	s := New()
 	s.RegisterClient("3MVGcc", "s3cret")
+	ct := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	cc := "grant_type=client_credentials&client_id=3MVGcc&client_secret=s3cret"
+	// Salesforce serves the flow only on a My Domain, not on the shared login hosts.
+	for _, login := range []string{DefaultAudience, "https://test.salesforce.com"} {
+		s.SetAudience(login)
+		if res, body := do(t, s, "POST", tokenPath, cc, ct); res.StatusCode != 400 || !strings.Contains(string(body), "not supported on this domain") {
+			t.Errorf("client credentials on %s = %d %s, want 400 request not supported on this domain", login, res.StatusCode, body)
+		}
+	}
+	s.SetAudience("https://acme.my.salesforce.com")
 	form := func(id, sec string) string {
 		return url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {sec}}.Encode()
 	}
-	ct := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 	if res, body := do(t, s, "POST", tokenPath, form("3MVGcc", "s3cret"), ct); res.StatusCode != 200 || !strings.Contains(string(body), "access_token") {
 		t.Errorf("form credentials = %d %s", res.StatusCode, body)
 	}
@@ -192,12 +203,12 @@ func TestLimits(t *testing.T) {
 	s.SetAPILimit(3)
 	for i := 1; i <= 3; i++ {
 		r, _ := do(t, s, "GET", q("SELECT Id FROM Account"), "", map[string]string{"Authorization": "Bearer " + testToken})
-		if want := "api-usage=" + string(rune('0'+i)) + "/3"; r.StatusCode != 200 || r.Header.Get("Sforce-Limit-Info") != want {
+		if want := "api-usage=" + string(rune('0'+i)) + "/3; per-app-api-usage=" + string(rune('0'+i)) + "/3(appName=airlock)"; r.StatusCode != 200 || r.Header.Get("Sforce-Limit-Info") != want {
 			t.Errorf("request %d: %d, Sforce-Limit-Info %q, want %q", i, r.StatusCode, r.Header.Get("Sforce-Limit-Info"), want)
 		}
 	}
 	r, body := do(t, s, "GET", "/services/data/v61.0/sobjects/Account/"+Acme, "", map[string]string{"Authorization": "Bearer " + testToken})
-	if r.StatusCode != 403 || errorCode(t, body) != "REQUEST_LIMIT_EXCEEDED" || r.Header.Get("Sforce-Limit-Info") != "api-usage=3/3" {
+	if r.StatusCode != 403 || errorCode(t, body) != "REQUEST_LIMIT_EXCEEDED" || !strings.HasPrefix(r.Header.Get("Sforce-Limit-Info"), "api-usage=3/3;") {
 		t.Errorf("over the limit = %d %s %v", r.StatusCode, body, r.Header)
 	}
 	if s.APIUsage() != 3 {
@@ -225,20 +236,8 @@ func TestQuery(t *testing.T) {
 		{"SELECT Name FROM Account WHERE Name LIKE 'acme\\_%'", nil},
 	}
 	for _, tt := range tests {
-		status, body := api(t, s, "GET", q(tt.soql), "")
-		var res QueryResult
-		if err := json.Unmarshal(body, &res); status != 200 || err != nil {
-			t.Errorf("%s = %d %s", tt.soql, status, body)
-			continue
-		}
-		var names []string
-		for _, r := range res.Records {
-			names = append(names, r["Name"].(string))
-			if attrs, _ := r["attributes"].(map[string]any); attrs["type"] == nil {
-				t.Errorf("%s: record without attributes", tt.soql)
-			}
-		}
-		if strings.Join(names, "|") != strings.Join(tt.names, "|") || res.TotalSize != len(tt.names) || !res.Done {
+		res, names, ok := queryNames(t, s, tt.soql)
+		if ok && (strings.Join(names, "|") != strings.Join(tt.names, "|") || res.TotalSize != len(tt.names) || !res.Done) {
 			t.Errorf("%s = %v (totalSize %d), want %v", tt.soql, names, res.TotalSize, tt.names)
 		}
 	}
@@ -264,9 +263,114 @@ func TestQuery(t *testing.T) {
 			t.Errorf("%s = %d %s, want 400 %s", tt.soql, status, body, tt.code)
 		}
 	}
-	if status, body := api(t, s, "GET", "/services/data/v12.0/query?q=SELECT+Id+FROM+Account", ""); status != 404 || errorCode(t, body) != "NOT_FOUND" {
-		t.Errorf("unknown version = %d %s", status, body)
+	if status, body := api(t, s, "GET", "/services/data/v12.0/query?q=SELECT+Id+FROM+Account", ""); status != 410 {
+		t.Errorf("retired version = %d %s, want 410", status, body)
 	}
+}
+
+// TestAPIVersions: Salesforce retired versions 7.0 to 30.0 in Summer '25 (410 Gone) and serves
+// 31.0 up to the current release (67.0, Summer '26).
+func TestAPIVersions(t *testing.T) {
+	t.Parallel()
+	s := newServer()
+	for v, want := range map[string]int{"v20.0": 410, "v25.0": 410, "v30.0": 410, "v31.0": 200, "v61.0": 200,
+		"v64.0": 200, "v65.0": 200, "v66.0": 200, "v67.0": 200, "v68.0": 404, "v99.0": 404} {
+		if status, body := api(t, s, "GET", "/services/data/"+v+"/query?q=SELECT+Id+FROM+Account", ""); status != want {
+			t.Errorf("%s = %d %s, want %d", v, status, body, want)
+		}
+	}
+}
+
+// TestQueryDocumentedSOQL: what Salesforce documents and accepts, the fake accepts: \uXXXX and
+// upper-case escapes, every date literal, relationships beyond Account., the Order and Group
+// objects.
+func TestQueryDocumentedSOQL(t *testing.T) {
+	t.Parallel()
+	s := newServer()
+	now := time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC) // a Wednesday
+	s.SetClock(func() time.Time { return now })
+	s.Add("Opportunity", map[string]any{"Name": "March deal", "StageName": "Prospecting", "CloseDate": "2024-03-05", "AccountId": Globex})
+	s.Add("Opportunity", map[string]any{"Name": "Last week", "StageName": "Prospecting", "CloseDate": "2024-03-12", "AccountId": Globex})
+	s.Add("Opportunity", map[string]any{"Name": "Next quarter", "StageName": "Prospecting", "CloseDate": "2024-05-02", "AccountId": Globex})
+	s.Add("Account", map[string]any{"Name": "Caf\u00e9 \"Ü\""})
+	tests := []struct {
+		soql  string
+		names []string
+	}{
+		{`SELECT Name FROM Account WHERE Name = 'Caf\u00e9 \"\u00dc\"'`, []string{"Caf\u00e9 \"Ü\""}},
+		{`SELECT Name FROM Account WHERE Name = 'Globex\N' OR Name = 'Initech'`, []string{"Initech"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH ORDER BY Name", []string{"Globex Doomsday Device", "Last week", "March deal"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = LAST_WEEK", []string{"Last week"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = N_DAYS_AGO:15", []string{"March deal"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = NEXT_QUARTER ORDER BY Name", []string{"Acme Anvils", "Next quarter"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = N_QUARTERS_AGO:1", []string{"Acme Rockets"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = LAST_N_FISCAL_YEARS:1", []string{"Acme Rockets"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate = N_MONTHS_AGO:2", []string{"Initech TPS Reports"}},
+		{"SELECT Name FROM Opportunity WHERE CloseDate > NEXT_N_DAYS:30 ORDER BY CloseDate", []string{"Next quarter", "Acme Anvils"}},
+		{"SELECT Name FROM Contact WHERE Account.Name = 'Globex'", []string{"Hank Scorpio"}},
+		{"SELECT Name FROM Group WHERE Type = 'Regular'", []string{"Sales Team"}},
+	}
+	for _, tt := range tests {
+		if _, names, ok := queryNames(t, s, tt.soql); ok && strings.Join(names, "|") != strings.Join(tt.names, "|") {
+			t.Errorf("%s = %v, want %v", tt.soql, names, tt.names)
+		}
+	}
+
+	// Nested relationships come back nested.
+	status, body := api(t, s, "GET", q("SELECT Subject, Contact.Name, Contact.Account.Name FROM Case"), "")
+	var res struct {
+		Records []struct {
+			Contact struct {
+				Name    string
+				Account struct{ Name string }
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &res); status != 200 || err != nil || len(res.Records) != 1 ||
+		res.Records[0].Contact.Name != "Wile E. Coyote" || res.Records[0].Contact.Account.Name != "Acme Corporation" {
+		t.Errorf("Case with Contact.Account.Name = %d %s", status, body)
+	}
+	status, body = api(t, s, "GET", q("SELECT Id, OrderNumber, Account.Name FROM Order WHERE Status = 'Draft'"), "")
+	if status != 200 || !strings.Contains(string(body), `"Name":"Acme Corporation"`) || !strings.Contains(string(body), AcmeOrder) {
+		t.Errorf("Order query = %d %s", status, body)
+	}
+
+	bad := []struct{ soql, code string }{
+		{"SELECT Id FROM Opportunity WHERE CloseDate = N_N_DAYS:3", "INVALID_FIELD"},
+		{"SELECT Id FROM Opportunity WHERE CloseDate = LAST_N_DAYS_AGO:3", "INVALID_FIELD"},
+		{"SELECT Id FROM Account WHERE Name = 'a\\u00zz'", "MALFORMED_QUERY"},
+		{"SELECT Id FROM Account WHERE Name = 'a\\u12'", "MALFORMED_QUERY"},
+		{"SELECT Id FROM Contact WHERE Owner.Name = 'x'", "INVALID_FIELD"},
+		{"SELECT Group FROM Account", "MALFORMED_QUERY"},
+	}
+	for _, tt := range bad {
+		status, body := api(t, s, "GET", q(tt.soql), "")
+		if status != 400 || errorCode(t, body) != tt.code {
+			t.Errorf("%s = %d %s, want 400 %s", tt.soql, status, body, tt.code)
+		}
+	}
+}
+
+// queryNames runs soql and returns the result and the records' Name values; ok is false (and
+// the test failed) when the query did not succeed or a record has no attributes.
+func queryNames(t *testing.T, s *Server, soql string) (QueryResult, []string, bool) {
+	t.Helper()
+	status, body := api(t, s, "GET", q(soql), "")
+	var res QueryResult
+	if err := json.Unmarshal(body, &res); status != 200 || err != nil {
+		t.Errorf("%s = %d %s", soql, status, body)
+		return res, nil, false
+	}
+	var names []string
+	for _, r := range res.Records {
+		name, _ := r["Name"].(string)
+		names = append(names, name)
+		if attrs, _ := r["attributes"].(map[string]any); attrs["type"] == nil {
+			t.Errorf("%s: record without attributes", soql)
+			return res, nil, false
+		}
+	}
+	return res, names, true
 }
 
 func TestQueryPaging(t *testing.T) {

@@ -25,7 +25,8 @@ const (
 // assertions that expire within three minutes.
 const MaxAssertionLifetime = 3 * time.Minute
 
-// assertionSkew is the clock skew tolerated on exp.
+// assertionSkew is the clock skew tolerated on an exp already past. None is tolerated beyond
+// MaxAssertionLifetime: an assertion valid for 3.5 minutes is refused.
 const assertionSkew = 30 * time.Second
 
 type jwtClient struct {
@@ -80,6 +81,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, body []byte) int 
 		e = s.checkAssertion(form.Get("assertion"))
 		secret = "jwt"
 	case "client_credentials":
+		// Salesforce serves this flow only on an org's My Domain, never on login.salesforce.com
+		// or test.salesforce.com.
+		if !myDomain(s.audience) {
+			e = &oauthError{"invalid_grant", "request not supported on this domain"}
+			break
+		}
 		id, sec, ok := r.BasicAuth()
 		if !ok {
 			id, sec = form.Get("client_id"), form.Get("client_secret")
@@ -149,13 +156,20 @@ func (s *Server) checkAssertion(assertion string) *oauthError {
 	if err != nil || time.Unix(exp, 0).Before(now.Add(-assertionSkew)) {
 		return &oauthError{"invalid_grant", "expired authorization code"}
 	}
-	if time.Unix(exp, 0).After(now.Add(MaxAssertionLifetime + assertionSkew)) {
+	if time.Unix(exp, 0).After(now.Add(MaxAssertionLifetime)) {
 		return &oauthError{"invalid_grant", "invalid assertion: exp must be within 3 minutes"}
 	}
 	if claims.Sub != c.username {
 		return &oauthError{"invalid_grant", "user hasn't approved this consumer"}
 	}
 	return nil
+}
+
+// myDomain reports whether a login URL is an org's My Domain (https://acme.my.salesforce.com,
+// https://acme--dev.sandbox.my.salesforce.com).
+func myDomain(loginURL string) bool {
+	u, err := url.Parse(loginURL)
+	return err == nil && strings.HasSuffix(u.Hostname(), ".my.salesforce.com")
 }
 
 // audienceOK accepts aud as a string or an array holding want.

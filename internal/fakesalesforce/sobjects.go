@@ -26,6 +26,9 @@ const (
 	OppClosedLost  = "006D00000000004AAA" // Opportunity in Closed Lost (Acme)
 
 	CaseAnvil = "500D00000000001AAA" // Case about Acme's anvils
+
+	AcmeOrder  = "801D00000000001AAA" // Order of Acme (Draft)
+	SalesGroup = "00GD00000000001AAA" // Group "Sales Team"
 )
 
 // Stages are the Opportunity StageName values the org accepts (Salesforce's standard sales
@@ -73,6 +76,51 @@ func (o *object) field(name string) (*field, bool) {
 		}
 	}
 	return nil, false
+}
+
+// relName is the relationship name of a reference field: AccountId → Account, ParentId →
+// Parent, Invoice__c → Invoice__r.
+func (f *field) relName() string {
+	if base, ok := strings.CutSuffix(f.name, "__c"); ok {
+		return base + "__r"
+	}
+	return strings.TrimSuffix(f.name, "Id")
+}
+
+// target is the object a reference field points to: the Name view for a polymorphic one.
+func (f *field) target() *object {
+	if f.refTo == "" {
+		return nameObject
+	}
+	return schema[strings.ToLower(f.refTo)]
+}
+
+// relationship finds the reference field whose relationship name is rel.
+func (o *object) relationship(rel string) (*field, bool) {
+	for i := range o.fields {
+		if f := &o.fields[i]; f.typ == tRef && strings.EqualFold(f.relName(), rel) {
+			return f, true
+		}
+	}
+	return nil, false
+}
+
+// nameObject is what a polymorphic relationship (Note.Parent) offers: Salesforce's Name object.
+var nameObject = &object{name: "Name", fields: []field{
+	{name: "Id", typ: tID, readOnly: true}, {name: "Name", typ: tString, readOnly: true}, {name: "Type", typ: tString, readOnly: true},
+}}
+
+// nameField is the field holding an object's record name (Name, or CaseNumber, OrderNumber, …).
+func nameField(obj string) string {
+	switch obj {
+	case "Case":
+		return "CaseNumber"
+	case "Order":
+		return "OrderNumber"
+	case "Note":
+		return "Title"
+	}
+	return "Name"
 }
 
 var common = []field{
@@ -131,6 +179,21 @@ var schema = map[string]*object{
 		field{name: "ContactId", typ: tRef, refTo: "Contact"},
 		field{name: "IsClosed", typ: tBool, readOnly: true},
 		field{name: "Description", typ: tString, maxLen: 32000},
+	)},
+	// Order and Group are standard objects whose names are SOQL keywords (GROUP is even a
+	// reserved word): Salesforce reads them as names after FROM.
+	"order": {name: "Order", prefix: "801", fields: append(slices.Clone(common),
+		field{name: "OrderNumber", typ: tString, readOnly: true},
+		field{name: "AccountId", typ: tRef, required: true, refTo: "Account"},
+		field{name: "EffectiveDate", typ: tDate, required: true},
+		field{name: "Status", typ: tString, required: true, picklist: []string{"Draft", "Activated"}},
+		field{name: "TotalAmount", typ: tNumber, readOnly: true},
+		field{name: "Description", typ: tString, maxLen: 32000},
+	)},
+	"group": {name: "Group", prefix: "00G", fields: append(slices.Clone(common),
+		field{name: "Name", typ: tString, required: true, maxLen: 40},
+		field{name: "DeveloperName", typ: tString, maxLen: 80},
+		field{name: "Type", typ: tString, picklist: []string{"Regular", "Queue"}},
 	)},
 	"note": {name: "Note", prefix: "002", fields: append(slices.Clone(common),
 		field{name: "ParentId", typ: tRef, required: true},
@@ -228,6 +291,12 @@ func (s *Server) insert(t *table, fields map[string]any) string {
 	if t.obj.name == "Lead" && r["Status"] == nil {
 		r["Status"] = "Open - Not Contacted"
 	}
+	if t.obj.name == "Order" {
+		r["OrderNumber"] = fmt.Sprintf("%08d", t.seq)
+		if r["TotalAmount"] == nil {
+			r["TotalAmount"] = 0.0
+		}
+	}
 	if t.obj.name == "Note" && r["IsPrivate"] == nil {
 		r["IsPrivate"] = false
 	}
@@ -297,6 +366,8 @@ func (s *Server) seed() {
 	add("Opportunity", map[string]any{"Name": "Globex Doomsday Device", "StageName": "Negotiation/Review", "CloseDate": "2024-03-31", "Amount": 1000000.0, "AccountId": Globex})
 	add("Opportunity", map[string]any{"Name": "Initech TPS Reports", "StageName": "Closed Won", "CloseDate": "2024-01-10", "Amount": 20000.0, "AccountId": Initech})
 	add("Opportunity", map[string]any{"Name": "Acme Rockets", "StageName": "Closed Lost", "CloseDate": "2023-12-01", "Amount": 75000.0, "AccountId": Acme})
+	add("Order", map[string]any{"AccountId": Acme, "EffectiveDate": "2024-01-15", "Status": "Draft", "Description": "Anvils, 40"})
+	add("Group", map[string]any{"Name": "Sales Team", "DeveloperName": "Sales_Team", "Type": "Regular"})
 	add("Case", map[string]any{"Subject": "Anvil fell on the customer", "Status": "Working", "Priority": "High", "Origin": "Phone", "AccountId": Acme, "ContactId": Coyote})
 	s.now = now
 }

@@ -21,10 +21,12 @@ import (
 //	  [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST][, …]]
 //	  [LIMIT n]
 //
-// Literals: 'strings' (escapes \' \" \\ \n \r \t \b \f, and \% \_ in LIKE), numbers, TRUE, FALSE,
-// NULL, dates (2024-01-31), datetimes (2024-01-31T10:00:00Z) and the date literals TODAY,
-// YESTERDAY, TOMORROW, LAST_N_DAYS:n and NEXT_N_DAYS:n. A field is Name or, through AccountId,
-// Account.Name.
+// Literals: 'strings' (escapes \' \" \\ \n \r \t \b \f, their upper-case forms, \uXXXX, and
+// \% \_ in LIKE), numbers, TRUE, FALSE, NULL, dates (2024-01-31), datetimes
+// (2024-01-31T10:00:00Z) and every date literal Salesforce documents (TODAY, THIS_MONTH,
+// LAST_N_DAYS:n, N_QUARTERS_AGO:n, NEXT_FISCAL_YEAR, …; the fiscal year is the calendar year, as
+// in an org that has not changed it). A field is Name or a path through reference fields of up to
+// five relationships (Account.Name, Contact.Account.Name, Parent.Name for a polymorphic one).
 
 type tokKind int
 
@@ -86,16 +88,25 @@ func lex(q string) ([]tok, *apiError) {
 					switch esc {
 					case '\'', '"', '\\':
 						b.WriteByte(esc)
-					case 'n':
+					case 'n', 'N':
 						b.WriteByte('\n')
-					case 'r':
+					case 'r', 'R':
 						b.WriteByte('\r')
-					case 't':
+					case 't', 'T':
 						b.WriteByte('\t')
-					case 'b':
+					case 'b', 'B':
 						b.WriteByte('\b')
-					case 'f':
+					case 'f', 'F':
 						b.WriteByte('\f')
+					case 'u':
+						r, err := strconv.ParseUint(q[i+2:min(i+6, len(q))], 16, 16)
+						if err != nil || i+6 > len(q) || strings.ContainsAny(q[i+2:i+6], "+-") {
+							return nil, fail(http.StatusBadRequest, "MALFORMED_QUERY",
+								fmt.Sprintf("Invalid string literal '%s'. Illegal character sequence '\\u' in string literal.", truncate(q[start:], 40)))
+						}
+						b.WriteRune(rune(r))
+						i += 6
+						continue
 					case '%', '_': // kept escaped: only LIKE gives them meaning
 						b.WriteByte('\\')
 						b.WriteByte(esc)
@@ -195,6 +206,7 @@ type literal struct {
 }
 
 type cmpExpr struct {
+	obj   *object // the queried object
 	field string
 	typ   fieldType
 	op    string // = != < <= > >= LIKE IN NOTIN
@@ -229,38 +241,42 @@ func (p *parser) expectKeyword(kw string) *apiError {
 	return nil
 }
 
-var reserved = map[string]bool{"SELECT": true, "FROM": true, "WHERE": true, "AND": true, "OR": true, "NOT": true,
-	"ORDER": true, "BY": true, "LIMIT": true, "OFFSET": true, "IN": true, "LIKE": true, "NULL": true, "TRUE": true,
-	"FALSE": true, "ASC": true, "DESC": true, "NULLS": true, "GROUP": true, "HAVING": true, "WITH": true}
+// reserved are the words Salesforce reserves in SOQL (SOQL and SOSL Reference, "Reserved
+// Characters" and "SOQL and SOSL Reserved Words"): no field may be named by one.
+var reserved = map[string]bool{"AND": true, "ASC": true, "DESC": true, "EXCLUDES": true, "FIRST": true,
+	"FROM": true, "GROUP": true, "HAVING": true, "IN": true, "INCLUDES": true, "LAST": true, "LIKE": true,
+	"LIMIT": true, "NOT": true, "NULL": true, "NULLS": true, "OR": true, "SELECT": true, "WHERE": true, "WITH": true}
+
+// maxRelationships is how many relationships a field path may follow (Salesforce: five levels).
+const maxRelationships = 5
 
 // resolveField checks a field path against the object and returns its canonical form and type.
 func (p *parser) resolveField(t tok) (string, fieldType, *apiError) {
-	if t.kind != tkIdent || reserved[strings.ToUpper(t.text)] {
+	segs := strings.Split(t.text, ".")
+	if t.kind != tkIdent || reserved[strings.ToUpper(segs[len(segs)-1])] {
 		return "", 0, malformed(p.q, t)
 	}
-	rel, name, dotted := strings.Cut(t.text, ".")
+	if len(segs) > maxRelationships+1 {
+		return "", 0, fail(http.StatusBadRequest, "MALFORMED_QUERY", fmt.Sprintf("field path %s follows more than %d relationships", t.text, maxRelationships))
+	}
 	obj := p.obj
-	prefix := ""
-	if dotted {
-		if !strings.EqualFold(rel, "Account") {
-			return "", 0, fail(http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("Didn't understand relationship '%s' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.", rel))
+	var canon []string
+	for _, rel := range segs[:len(segs)-1] {
+		f, ok := obj.relationship(rel)
+		if !ok {
+			return "", 0, fail(http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("\n%s\n^\nERROR at Row:1:Column:%d\nDidn't understand relationship '%s' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.", truncate(p.q, 200), t.pos, rel))
 		}
-		if _, ok := obj.field("AccountId"); !ok {
-			return "", 0, fail(http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("Didn't understand relationship '%s' in field path.", rel))
-		}
-		obj, prefix = schema["account"], "Account."
+		canon = append(canon, f.relName())
+		obj = f.target()
 	}
+	name := segs[len(segs)-1]
 	f, ok := obj.field(name)
-	if !dotted {
-		f, ok = obj.field(rel)
-	}
-	if !ok || strings.Contains(name, ".") {
-		col := t.text
+	if !ok || name == "" {
 		return "", 0, fail(http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf(
 			"\n%s\n^\nERROR at Row:1:Column:%d\nNo such column '%s' on entity '%s'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.",
-			truncate(p.q, 200), t.pos, col, obj.name))
+			truncate(p.q, 200), t.pos, name, obj.name))
 	}
-	return prefix + f.name, f.typ, nil
+	return strings.Join(append(canon, f.name), "."), f.typ, nil
 }
 
 func (s *Server) parse(q string) (*query, *apiError) {
@@ -420,7 +436,7 @@ func (p *parser) cond() (expr, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	c := cmpExpr{field: name, typ: typ, now: p.s.now()}
+	c := cmpExpr{obj: p.obj, field: name, typ: typ, now: p.s.now()}
 	switch t := p.next(); {
 	case t.kind == tkOp:
 		c.op = t.text
@@ -465,7 +481,12 @@ func (p *parser) cond() (expr, *apiError) {
 	return c, nil
 }
 
-var dateKeywords = regexp.MustCompile(`^(?i:TODAY|YESTERDAY|TOMORROW|(LAST|NEXT)_N_DAYS:[0-9]{1,4})$`)
+// dateKeywords are the date literals Salesforce documents ("Date Formats and Date Literals").
+var dateKeywords = regexp.MustCompile(`^(?i:YESTERDAY|TODAY|TOMORROW` +
+	`|(LAST|THIS|NEXT)_(WEEK|MONTH|QUARTER|YEAR|FISCAL_QUARTER|FISCAL_YEAR)` +
+	`|(LAST|NEXT)_90_DAYS` +
+	`|(LAST|NEXT)_N_(DAYS|WEEKS|MONTHS|QUARTERS|YEARS|FISCAL_QUARTERS|FISCAL_YEARS):[0-9]+` +
+	`|N_(DAYS|WEEKS|MONTHS|QUARTERS|YEARS|FISCAL_QUARTERS|FISCAL_YEARS)_AGO:[0-9]+)$`)
 
 // literal reads a value and checks its type against the field, with Salesforce's messages.
 func (p *parser) literal(c cmpExpr) (literal, *apiError) {
@@ -523,23 +544,36 @@ func (p *parser) literal(c cmpExpr) (literal, *apiError) {
 	return lit, nil
 }
 
-// get reads a field path of a record (Account.Name through AccountId).
-func (s *Server) get(rec map[string]any, path string) any {
-	rel, name, dotted := strings.Cut(path, ".")
-	if !dotted {
-		return rec[rel]
+// get reads a field path of a record, following its reference fields (Account.Name through
+// AccountId, Parent.Name through a polymorphic ParentId).
+func (s *Server) get(obj *object, rec map[string]any, path string) any {
+	segs := strings.Split(path, ".")
+	for _, rel := range segs[:len(segs)-1] {
+		f, _ := obj.relationship(rel)
+		obj, rec = s.follow(f, rec)
+		if rec == nil {
+			return nil
+		}
 	}
-	id, _ := rec["AccountId"].(string)
-	t, _ := s.table("Account")
-	acc, ok := t.lookup(id)
-	if !ok {
-		return nil
+	return rec[segs[len(segs)-1]]
+}
+
+// follow returns the object and record a reference field of rec points to (nil if none). A
+// polymorphic reference yields the Name view of the record (Id, Name, Type).
+func (s *Server) follow(f *field, rec map[string]any) (*object, map[string]any) {
+	id, _ := rec[f.name].(string)
+	name, target, ok := s.find(id)
+	if !ok || (f.refTo != "" && name != f.refTo) {
+		return f.target(), nil
 	}
-	return acc[name]
+	if f.refTo != "" {
+		return f.target(), target
+	}
+	return nameObject, map[string]any{"Id": target["Id"], "Name": target[nameField(name)], "Type": name}
 }
 
 func (c cmpExpr) eval(s *Server, rec map[string]any) bool {
-	v := s.get(rec, c.field)
+	v := s.get(c.obj, rec, c.field)
 	switch c.op {
 	case "IN", "NOTIN":
 		in := false
@@ -662,26 +696,83 @@ func dateRange(c cmpExpr, l literal) (time.Time, time.Time) {
 		}
 		return t, t
 	}
-	today := day(c.now.UTC())
-	kw, n, _ := strings.Cut(strings.ToUpper(l.text), ":")
-	days, _ := strconv.Atoi(n)
-	var lo, hi time.Time
+	lo, hi := literalRange(strings.ToUpper(l.text), day(c.now.UTC()))
+	if c.typ == tDate {
+		return lo, hi.AddDate(0, 0, -1)
+	}
+	return lo, hi.Add(-time.Nanosecond)
+}
+
+// literalRange is the half-open range of days [lo, hi) a date literal stands for on the day
+// today (midnight UTC), as Salesforce documents each: weeks start on Sunday, the fiscal year is
+// the calendar year, LAST_N_DAYS:n and LAST_90_DAYS include today, NEXT_N_DAYS:n and
+// NEXT_90_DAYS start tomorrow, LAST_N_<unit>S:n are the n whole units before the current one,
+// NEXT_N_<unit>S:n the n after it, N_<unit>S_AGO:n the one unit n units back.
+func literalRange(lit string, today time.Time) (time.Time, time.Time) {
+	kw, arg, _ := strings.Cut(lit, ":")
+	n, _ := strconv.Atoi(arg)
 	switch kw {
 	case "TODAY":
-		lo, hi = today, today
+		return today, today.AddDate(0, 0, 1)
 	case "YESTERDAY":
-		lo, hi = today.AddDate(0, 0, -1), today.AddDate(0, 0, -1)
+		return today.AddDate(0, 0, -1), today
 	case "TOMORROW":
-		lo, hi = today.AddDate(0, 0, 1), today.AddDate(0, 0, 1)
+		return today.AddDate(0, 0, 1), today.AddDate(0, 0, 2)
+	case "LAST_90_DAYS":
+		kw, n = "LAST_N_DAYS", 90
+	case "NEXT_90_DAYS":
+		kw, n = "NEXT_N_DAYS", 90
+	}
+	switch kw {
 	case "LAST_N_DAYS":
-		lo, hi = today.AddDate(0, 0, -days), today
+		return today.AddDate(0, 0, -n), today.AddDate(0, 0, 1)
 	case "NEXT_N_DAYS":
-		lo, hi = today, today.AddDate(0, 0, days)
+		return today.AddDate(0, 0, 1), today.AddDate(0, 0, n+1)
+	case "N_DAYS_AGO":
+		return today.AddDate(0, 0, -n), today.AddDate(0, 0, -n+1)
 	}
-	if c.typ == tDate {
-		return lo, hi
+	// The unit: THIS_MONTH, LAST_N_WEEKS, N_FISCAL_QUARTERS_AGO → MONTH, WEEK, QUARTER.
+	unit := strings.TrimPrefix(kw, "N_")
+	for _, p := range []string{"LAST_N_", "NEXT_N_", "LAST_", "THIS_", "NEXT_"} {
+		unit = strings.TrimPrefix(unit, p)
 	}
-	return lo, endOf(hi)
+	unit = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(unit, "FISCAL_"), "_AGO"), "S")
+	start, step := periodStart(unit, today)
+	at := func(k int) time.Time { return step(start, k) }
+	switch {
+	case strings.HasPrefix(kw, "THIS_"):
+		return at(0), at(1)
+	case strings.HasPrefix(kw, "LAST_N_"):
+		return at(-n), at(0)
+	case strings.HasPrefix(kw, "NEXT_N_"):
+		return at(1), at(n + 1)
+	case strings.HasPrefix(kw, "LAST_"):
+		return at(-1), at(0)
+	case strings.HasPrefix(kw, "NEXT_"):
+		return at(1), at(2)
+	case strings.HasSuffix(kw, "_AGO"):
+		return at(-n), at(-n + 1)
+	}
+	return today, today // not a literal: the parser refused it already
+}
+
+// periodStart returns the start of the unit (WEEK, MONTH, QUARTER, YEAR) that holds today, and
+// a function that moves a period start by k units.
+func periodStart(unit string, today time.Time) (time.Time, func(time.Time, int) time.Time) {
+	months := func(m int) func(time.Time, int) time.Time {
+		return func(t time.Time, k int) time.Time { return t.AddDate(0, k*m, 0) }
+	}
+	y, mo := today.Year(), today.Month()
+	switch unit {
+	case "WEEK":
+		return today.AddDate(0, 0, -int(today.Weekday())), func(t time.Time, k int) time.Time { return t.AddDate(0, 0, 7*k) }
+	case "MONTH":
+		return time.Date(y, mo, 1, 0, 0, 0, 0, time.UTC), months(1)
+	case "QUARTER":
+		return time.Date(y, mo-(mo-1)%3, 1, 0, 0, 0, 0, time.UTC), months(3)
+	default: // YEAR
+		return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC), months(12)
+	}
 }
 
 // like matches SOQL LIKE: % any run, _ one character, \% and \_ literal; case-insensitive.
@@ -735,7 +826,7 @@ func (s *Server) query(version, q string) (any, *apiError) {
 	if len(qq.order) > 0 {
 		sort.SliceStable(rows, func(i, j int) bool {
 			for _, o := range qq.order {
-				a, b := s.get(rows[i], o.field), s.get(rows[j], o.field)
+				a, b := s.get(qq.object, rows[i], o.field), s.get(qq.object, rows[j], o.field)
 				if c := compareValues(a, b, o.nullsFirst); c != 0 {
 					if o.desc && a != nil && b != nil {
 						return c > 0
@@ -792,28 +883,37 @@ func compareValues(a, b any, nullsFirst bool) int {
 	return 0
 }
 
-// project builds a query record: attributes, then the selected fields (nested for Account.X).
+// project builds a query record: attributes, then the selected fields, related records nested
+// (Contact.Account.Name becomes {"Account": {"attributes": …, "Name": …}}; null when the
+// reference is empty).
 func (s *Server) project(version string, qq *query, rec map[string]any) map[string]any {
 	out := map[string]any{"attributes": attributes(version, qq.object.name, rec["Id"].(string))}
-	for _, f := range qq.fields {
-		rel, name, dotted := strings.Cut(f, ".")
-		if !dotted {
-			out[f] = rec[f]
-			continue
+	for _, path := range qq.fields {
+		segs := strings.Split(path, ".")
+		obj, cur, r := qq.object, out, rec
+		for _, rel := range segs[:len(segs)-1] {
+			f, _ := obj.relationship(rel)
+			obj, r = s.follow(f, r)
+			if r == nil {
+				if _, set := cur[rel]; !set {
+					cur[rel] = nil
+				}
+				break
+			}
+			nested, _ := cur[rel].(map[string]any)
+			if nested == nil {
+				typ := obj.name
+				if obj == nameObject {
+					typ, _ = r["Type"].(string)
+				}
+				nested = map[string]any{"attributes": attributes(version, typ, r["Id"].(string))}
+				cur[rel] = nested
+			}
+			cur = nested
 		}
-		id, _ := rec["AccountId"].(string)
-		t, _ := s.table("Account")
-		acc, ok := t.lookup(id)
-		if !ok {
-			out[rel] = nil
-			continue
+		if r != nil {
+			cur[segs[len(segs)-1]] = r[segs[len(segs)-1]]
 		}
-		nested, _ := out[rel].(map[string]any)
-		if nested == nil {
-			nested = map[string]any{"attributes": attributes(version, "Account", id)}
-			out[rel] = nested
-		}
-		nested[name] = acc[name]
 	}
 	return out
 }

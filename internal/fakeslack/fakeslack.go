@@ -1,7 +1,10 @@
 // Package fakeslack is an in-memory fake of the Slack Web API, for tests, the demo and
 // benchmarks. It reproduces the documented behaviour of the methods the Slack connector uses —
 // chat.postMessage, conversations.list and conversations.history — including Slack's way of
-// failing (HTTP 200 with {"ok":false,"error":"…"}, HTTP 429 with Retry-After), and adds
+// failing (HTTP 200 with {"ok":false,"error":"…"}, HTTP 429 with Retry-After). It is as strict
+// as Slack: every request is checked against the parameters Slack's published description
+// declares for the method (spec.go), blocks against Block Kit's documented rules (blockkit.go),
+// and text over 40,000 characters is truncated as Slack does. It adds
 // debug.echo, which reflects the request's headers and body so tests can prove that the host
 // scrubs secrets an upstream echoes back.
 //
@@ -45,7 +48,7 @@ const (
 	BotUser     = "U0BOT"     // the bot's user ID
 	BotID       = "B0BOT"     // the bot's bot ID
 	Team        = "T0AIRLOCK" // the workspace
-	MaxTextLen  = 40000       // chat.postMessage text limit (characters)
+	MaxTextLen  = 40000       // chat.postMessage text is truncated to this many characters
 	maxBlocks   = 50          // Block Kit blocks per message
 	maxBodySize = 4 << 20     // request bodies above this are refused
 )
@@ -92,6 +95,7 @@ type Message struct {
 type Request struct {
 	HTTPMethod string      // GET or POST
 	Path       string      // e.g. /api/chat.postMessage
+	RawQuery   string      // the query string as received
 	Method     string      // the API method, e.g. chat.postMessage
 	Header     http.Header // as received (including Authorization)
 	Body       []byte
@@ -108,16 +112,18 @@ type rateLimit struct {
 
 // Server is the fake Slack Web API. Create it with [New].
 type Server struct {
-	mu       sync.Mutex
-	token    string
-	scopes   []string // nil: every scope
-	limits   map[string]*rateLimit
-	echo     bool
-	now      func() time.Time
-	channels []*Channel
-	history  map[string][]*Message // oldest first
-	requests []Request
-	lastTS   int64 // microseconds
+	mu     sync.Mutex
+	token  string
+	scopes []string // nil: every scope
+	limits map[string]*rateLimit
+	echo   bool
+	// nonMarketplace: conversations.history has the limits of a non-Marketplace app.
+	nonMarketplace bool
+	now            func() time.Time
+	channels       []*Channel
+	history        map[string][]*Message // oldest first
+	requests       []Request
+	lastTS         int64 // microseconds
 }
 
 // MaxKept bounds what the server remembers: at least the last MaxKept (and at most twice as
@@ -213,6 +219,25 @@ func (s *Server) SetRateLimit(method string, n int, per time.Duration) {
 		return
 	}
 	s.limits[method] = &rateLimit{n: n, per: per}
+}
+
+// MaxNonMarketplaceHistory is the most messages conversations.history returns to a
+// non-Marketplace app ([Server.SetNonMarketplace]).
+const MaxNonMarketplaceHistory = 15
+
+// SetNonMarketplace makes the token belong to a commercially distributed app that is not on
+// the Slack Marketplace, with Slack's 2025 limits for those: conversations.history returns at
+// most 15 messages (and 15 by default) and answers one request a minute, then 429. Off, the
+// method is Tier 3 with up to 999 messages, as for Marketplace and internal apps.
+func (s *Server) SetNonMarketplace(on bool) {
+	s.mu.Lock()
+	s.nonMarketplace = on
+	if on {
+		s.limits["conversations.history"] = &rateLimit{n: 1, per: time.Minute}
+	} else {
+		delete(s.limits, "conversations.history")
+	}
+	s.mu.Unlock()
 }
 
 // SetEchoHeaders makes every response carry the request's headers back as X-Echo-<Name>
@@ -325,11 +350,22 @@ func formatTS(us int64) string { return fmt.Sprintf("%d.%06d", us/1_000_000, us%
 
 // apiError is Slack's failure envelope.
 type apiError struct {
-	OK       bool   `json:"ok"`
-	Error    string `json:"error"`
-	Needed   string `json:"needed,omitempty"`
-	Provided string `json:"provided,omitempty"`
-	Warning  string `json:"warning,omitempty"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error"`
+	Needed   string    `json:"needed,omitempty"`
+	Provided string    `json:"provided,omitempty"`
+	Warning  string    `json:"warning,omitempty"`
+	Metadata *messages `json:"response_metadata,omitempty"`
+}
+
+// messages says what is wrong with an argument: ["[ERROR] … [json-pointer:/blocks/0/text]"].
+type messages struct {
+	Messages []string `json:"messages"`
+}
+
+// argumentError is Slack's refusal of an argument, with the message that names it.
+func argumentError(code, message string) apiError {
+	return apiError{Error: code, Metadata: &messages{Messages: []string{message}}}
 }
 
 type metadata struct {
@@ -344,7 +380,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	rec := Request{HTTPMethod: r.Method, Path: r.URL.Path, Method: method, Header: r.Header.Clone(), Body: body}
+	rec := Request{HTTPMethod: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Method: method, Header: r.Header.Clone(), Body: body}
 	if s.echo {
 		for k, v := range r.Header {
 			w.Header()["X-Echo-"+k] = slices.Clone(v)
@@ -406,6 +442,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case token != s.token:
 		writeJSON(w, http.StatusOK, apiError{Error: "invalid_auth"})
 	default:
+		if code, msg := checkParams(method, a); code != "" {
+			writeJSON(w, http.StatusOK, argumentError(code, msg))
+			return
+		}
 		writeJSON(w, http.StatusOK, handler(a))
 	}
 }
@@ -467,18 +507,10 @@ func (s *Server) postMessage(a args) any {
 	var blocks []json.RawMessage
 	if raw := a.raw("blocks"); len(raw) > 0 {
 		if err := json.Unmarshal(raw, &blocks); err != nil {
-			return apiError{Error: "invalid_blocks_format"}
+			return argumentError("invalid_blocks_format", "[ERROR] must be an array [json-pointer:/blocks]")
 		}
-		if len(blocks) > maxBlocks {
-			return apiError{Error: "invalid_blocks"}
-		}
-		for _, b := range blocks {
-			var blk struct {
-				Type string `json:"type"`
-			}
-			if json.Unmarshal(b, &blk) != nil || blk.Type == "" {
-				return apiError{Error: "invalid_blocks"}
-			}
+		if p := validateBlocks(blocks); p != nil {
+			return argumentError("invalid_blocks", p.message())
 		}
 	}
 	chID := a.get("channel")
@@ -496,7 +528,9 @@ func (s *Server) postMessage(a args) any {
 	case strings.TrimSpace(text) == "" && len(blocks) == 0:
 		return apiError{Error: "no_text"}
 	case utf8.RuneCountInString(text) > MaxTextLen:
-		return apiError{Error: "msg_too_long"}
+		// Slack truncates, it does not refuse: "Slack will truncate messages containing more
+		// than 40,000 characters" (chat.postMessage, "Truncating content").
+		text = string([]rune(text)[:MaxTextLen])
 	}
 	m := &Message{Type: "message", User: BotUser, BotID: BotID, Text: text, TS: s.nextTS(), Blocks: blocks, Team: Team}
 	if ts := a.get("thread_ts"); ts != "" {
@@ -588,7 +622,11 @@ func (s *Server) conversationsHistory(a args) any {
 	if !c.IsMember {
 		return apiError{Error: "not_in_channel"}
 	}
-	limit, err := a.limit(100, 999)
+	def, maxLimit := 100, 999
+	if s.nonMarketplace {
+		def, maxLimit = MaxNonMarketplaceHistory, MaxNonMarketplaceHistory
+	}
+	limit, err := a.limit(def, maxLimit)
 	if err != nil {
 		return apiError{Error: "invalid_limit"}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/airlock-dev/airlock/pdk"
 )
@@ -21,6 +22,9 @@ var (
 	criterionRE    = regexp.MustCompile(`for field '([^']{1,120})'`)
 	spaceRE        = regexp.MustCompile(`\s+`)
 )
+
+// concurrencyWait is the retry_after of a ConcurrentPerOrgLongTxn refusal (as the host's).
+const concurrencyWait = 5 * time.Second
 
 // upstreamText makes a Salesforce message fit a sentence: one line, bounded.
 func upstreamText(s string) string {
@@ -48,6 +52,10 @@ func mapError(resp pdk.HTTPResponse, r request) error {
 		// The host has already renewed the token and replayed the request once.
 		return pdk.Fatal("credential_rejected",
 			"Salesforce rejected the connection's session even after it was renewed; ask an admin to reconnect the Salesforce account (check the connected app, the integration user and its session policies)")
+	case e.ErrorCode == "REQUEST_LIMIT_EXCEEDED" && strings.Contains(e.Message, "ConcurrentPerOrgLongTxn"):
+		// Too many requests of 20 s or more run at once in the org: clears within seconds.
+		return pdk.Retryable(pdk.CodeRateLimited, concurrencyWait,
+			"Salesforce is busy with too many long-running requests in the org at once (ConcurrentPerOrgLongTxn); try again in a few seconds, and keep queries narrow so they finish quickly")
 	case e.ErrorCode == "REQUEST_LIMIT_EXCEEDED":
 		usage := ""
 		if u := limitInfo(resp.Headers); u != "" {
@@ -55,6 +63,9 @@ func mapError(resp pdk.HTTPResponse, r request) error {
 		}
 		return pdk.Retryable("quota_exhausted", 0,
 			"the Salesforce org has used up its API request allowance%s, which Salesforce counts over a rolling 24 hours; do not retry now: try again in a few hours, or ask an admin to raise the org's limit", usage)
+	case resp.Status == 410:
+		return pdk.Correctable("api_version_retired",
+			"Salesforce has retired the REST API version this connector is set to use; ask an admin to set api_version in the grant to a supported version such as %s", defaultAPIVersion)
 	case e.ErrorCode == "NOT_FOUND" || resp.Status == 404:
 		if r.id != "" {
 			return pdk.Correctable("not_found",
@@ -103,9 +114,11 @@ func mapError(resp pdk.HTTPResponse, r request) error {
 	}
 }
 
-// limitInfo returns the api-usage part of Sforce-Limit-Info ("api-usage=15000/15000"), or "".
+// limitInfo returns the api-usage item of Sforce-Limit-Info ("api-usage=15000/15000"), or "".
+// Salesforce separates the header's items with ";": "api-usage=18/5000;
+// per-app-api-usage=17/250(appName=sample-app)".
 func limitInfo(h map[string][]string) string {
-	for _, part := range strings.Split(pdk.Header(h, "Sforce-Limit-Info"), ",") {
+	for _, part := range strings.Split(pdk.Header(h, "Sforce-Limit-Info"), ";") {
 		if p := strings.TrimSpace(part); strings.HasPrefix(p, "api-usage=") {
 			return truncate(p, 60)
 		}

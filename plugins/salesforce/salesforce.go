@@ -12,7 +12,7 @@ import (
 
 const (
 	// credential is the manifest's credential slot: an OAuth access token the host obtains
-	// (JWT bearer or client credentials), refreshes and injects as a bearer.
+	// (JWT bearer flow), refreshes and injects as a bearer.
 	credential = "salesforce"
 
 	// connectionInstanceKey is the config key under which the host exposes the instance_url of
@@ -76,7 +76,7 @@ func loadSettings() (*settings, error) {
 		if o == "" {
 			continue
 		}
-		if !validIdent(o) {
+		if !validObject(o) {
 			return nil, pdk.Fatal("bad_config", "the objects setting names %q, which is not an sObject name: ask an admin to fix the grant", o)
 		}
 		s.objects = append(s.objects, o)

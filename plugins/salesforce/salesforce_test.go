@@ -335,20 +335,33 @@ func TestInstanceURLPrecedence(t *testing.T) {
 
 func TestUpstreamFailures(t *testing.T) {
 	t.Parallel()
+	// Salesforce answers REQUEST_LIMIT_EXCEEDED both for the daily allocation and for too many
+	// concurrent long-running requests; only the first is "hours". Sforce-Limit-Info separates
+	// its items with ";".
+	limitInfo := map[string][]string{"Sforce-Limit-Info": {"per-app-api-usage=17/250(appName=airlock); api-usage=100020/100000"}}
 	tests := []struct {
 		name     string
 		resp     pdk.HTTPResponse
 		code     string
 		category pdk.Category
 		retryMS  int64
+		contains string
 	}{
-		{"503", pdktest.Response(503, `[{"message":"down","errorCode":"SERVER_UNAVAILABLE"}]`), pdk.CodeUnavailable, pdk.CategoryRetryable, 0},
-		{"429 with Retry-After", pdk.HTTPResponse{Status: 429, Headers: map[string][]string{"Retry-After": {"30"}}}, pdk.CodeRateLimited, pdk.CategoryRetryable, 30_000},
-		{"insufficient access", pdktest.Response(403, `[{"message":"no","errorCode":"INSUFFICIENT_ACCESS_OR_READONLY"}]`), "permission_denied", pdk.CategoryCorrectable, 0},
-		{"401 without body", pdk.HTTPResponse{Status: 401}, "credential_rejected", pdk.CategoryFatal, 0},
-		{"not JSON", pdktest.Response(200, "<html>"), "unexpected_response", pdk.CategoryFatal, 0},
-		{"unknown 4xx code", pdktest.Response(400, `[{"message":"m","errorCode":"SOMETHING_NEW"}]`), "something_new", pdk.CategoryCorrectable, 0},
-		{"300", pdktest.Response(300, `[]`), "unexpected_response", pdk.CategoryFatal, 0},
+		{"503", pdktest.Response(503, `[{"message":"down","errorCode":"SERVER_UNAVAILABLE"}]`), pdk.CodeUnavailable, pdk.CategoryRetryable, 0, ""},
+		{"daily request limit", pdk.HTTPResponse{Status: 403, Headers: limitInfo,
+			Body: []byte(`[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`)},
+			"quota_exhausted", pdk.CategoryRetryable, 0, "allowance (api-usage=100020/100000), which"},
+		{"concurrent long-running requests", pdk.HTTPResponse{Status: 403, Headers: limitInfo,
+			Body: []byte(`[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`)},
+			pdk.CodeRateLimited, pdk.CategoryRetryable, 5000, "a few seconds"},
+		{"retired API version", pdktest.Response(410, `[{"message":"This API version is no longer supported.","errorCode":"API_VERSION_RETIRED"}]`),
+			"api_version_retired", pdk.CategoryCorrectable, 0, "api_version"},
+		{"429 with Retry-After", pdk.HTTPResponse{Status: 429, Headers: map[string][]string{"Retry-After": {"30"}}}, pdk.CodeRateLimited, pdk.CategoryRetryable, 30_000, ""},
+		{"insufficient access", pdktest.Response(403, `[{"message":"no","errorCode":"INSUFFICIENT_ACCESS_OR_READONLY"}]`), "permission_denied", pdk.CategoryCorrectable, 0, ""},
+		{"401 without body", pdk.HTTPResponse{Status: 401}, "credential_rejected", pdk.CategoryFatal, 0, ""},
+		{"not JSON", pdktest.Response(200, "<html>"), "unexpected_response", pdk.CategoryFatal, 0, ""},
+		{"unknown 4xx code", pdktest.Response(400, `[{"message":"m","errorCode":"SOMETHING_NEW"}]`), "something_new", pdk.CategoryCorrectable, 0, ""},
+		{"300", pdktest.Response(300, `[]`), "unexpected_response", pdk.CategoryFatal, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,8 +371,10 @@ func TestUpstreamFailures(t *testing.T) {
 			h.HandleHTTP(func(pdk.HTTPRequest) pdk.HTTPResponse { return tt.resp })
 			h.SetInput(map[string]any{"object": "Account", "id": fakesalesforce.Acme})
 			_, toolErr := h.Call(getRecord)
-			if toolErr == nil || toolErr.Code != tt.code || toolErr.Category != tt.category || toolErr.RetryAfterMS != tt.retryMS {
-				t.Errorf("tool error = %+v, want code %s, category %s, retry_after_ms %d", toolErr, tt.code, tt.category, tt.retryMS)
+			if toolErr == nil || toolErr.Code != tt.code || toolErr.Category != tt.category || toolErr.RetryAfterMS != tt.retryMS ||
+				!strings.Contains(toolErr.Message, tt.contains) {
+				t.Errorf("tool error = %+v, want code %s, category %s, retry_after_ms %d, message containing %q",
+					toolErr, tt.code, tt.category, tt.retryMS, tt.contains)
 			}
 		})
 	}
@@ -607,5 +622,26 @@ func TestAddNote(t *testing.T) {
 	}
 	if !bytes.Contains(h.Requests()[0].Body, []byte(`"ParentId"`)) {
 		t.Error("the note was not sent with ParentId")
+	}
+}
+
+// TestOrderAndGroupObjects: the standard Order and Group objects can be allowed and queried;
+// their names are not SOQL reserved words in the FROM position.
+func TestOrderAndGroupObjects(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t)
+	h.SetConfig(map[string]string{connectionInstanceKey: instance, "objects": "Account,Order,Group"})
+	for object, fields := range map[string][]string{"Order": {"Id", "OrderNumber", "Account.Name"}, "Group": {"Id", "Name"}} {
+		h.SetInput(map[string]any{"object": object, "fields": fields})
+		out, toolErr := h.Call(soqlQuery)
+		if toolErr != nil {
+			t.Fatalf("soql_query on %s: %v", object, toolErr)
+		}
+		var res struct {
+			Count int `json:"count"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || res.Count != 1 {
+			t.Errorf("soql_query on %s = %s, want one record", object, out)
+		}
 	}
 }

@@ -38,26 +38,40 @@ var (
 	identSegRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}$`)
 	dateRE     = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 	numberRE   = regexp.MustCompile(`^-?[0-9]{1,18}(\.[0-9]{1,18})?$`)
-	// dateLiteralRE are SOQL's relative date literals.
-	dateLiteralRE = regexp.MustCompile(`^(YESTERDAY|TODAY|TOMORROW|(LAST|THIS|NEXT)_(WEEK|MONTH|QUARTER|YEAR|FISCAL_QUARTER|FISCAL_YEAR)|LAST_90_DAYS|NEXT_90_DAYS|(LAST|NEXT|N)_N_(DAYS|WEEKS|MONTHS|QUARTERS|YEARS|FISCAL_QUARTERS|FISCAL_YEARS)(_AGO)?:[0-9]{1,4})$`)
+	// dateLiteralRE are SOQL's date literals, exactly as Salesforce lists them ("Date Formats
+	// and Date Literals", SOQL and SOSL Reference): TODAY, THIS_MONTH, LAST_N_DAYS:n,
+	// N_DAYS_AGO:n, NEXT_N_FISCAL_QUARTERS:n and the rest. Forms that merely look alike
+	// (N_N_DAYS:n, LAST_N_DAYS_AGO:n, THIS_90_DAYS) are not literals.
+	dateLiteralRE = regexp.MustCompile(`^(YESTERDAY|TODAY|TOMORROW` +
+		`|(LAST|THIS|NEXT)_(WEEK|MONTH|QUARTER|YEAR|FISCAL_QUARTER|FISCAL_YEAR)` +
+		`|(LAST|NEXT)_90_DAYS` +
+		`|(LAST|NEXT)_N_(DAYS|WEEKS|MONTHS|QUARTERS|YEARS|FISCAL_QUARTERS|FISCAL_YEARS):[0-9]{1,4}` +
+		`|N_(DAYS|WEEKS|MONTHS|QUARTERS|YEARS|FISCAL_QUARTERS|FISCAL_YEARS)_AGO:[0-9]{1,4})$`)
 )
 
-// soqlReserved are SOQL keywords; an identifier may not be one, so a field name can never
-// change the shape of the query.
+// soqlReserved are the words Salesforce reserves in SOQL and SOSL ("Reserved Characters" and
+// "SOQL and SOSL Reserved Words", SOQL and SOSL Reference). A field name may not be one, so a
+// field can never change the shape of the query; every other keyword is a plain identifier
+// there (ORDER is not reserved: Order is a standard object and OrderItem.Order a relationship).
 var soqlReserved = map[string]bool{
 	"AND": true, "ASC": true, "DESC": true, "EXCLUDES": true, "FIRST": true, "FROM": true, "GROUP": true,
 	"HAVING": true, "IN": true, "INCLUDES": true, "LAST": true, "LIKE": true, "LIMIT": true, "NOT": true,
-	"NULL": true, "NULLS": true, "OR": true, "SELECT": true, "WHERE": true, "WITH": true, "ORDER": true,
-	"BY": true, "OFFSET": true, "TYPEOF": true, "END": true, "WHEN": true, "THEN": true, "ELSE": true,
-	"USING": true, "SCOPE": true, "FOR": true, "UPDATE": true, "VIEW": true, "REFERENCE": true,
-	"TRUE": true, "FALSE": true, "ROLLUP": true, "CUBE": true, "FORMAT": true, "TRACKING": true,
-	"VIEWSTAT": true, "DATA": true, "CATEGORY": true, "ABOVE": true, "BELOW": true, "AT": true,
-	"ABOVE_OR_BELOW": true, "SECURITY_ENFORCED": true, "USER_MODE": true, "SYSTEM_MODE": true,
+	"NULL": true, "NULLS": true, "OR": true, "SELECT": true, "WHERE": true, "WITH": true,
 }
 
-// validIdent reports whether s is a plain identifier (an object or field API name).
+// reservedObjects are the standard objects whose names are reserved words; after FROM, and
+// as a relationship in a field path (GroupMember.Group.Name), Salesforce reads them as names.
+var reservedObjects = map[string]bool{"GROUP": true}
+
+// validIdent reports whether s is a plain identifier (a field API name).
 func validIdent(s string) bool {
 	return identSegRE.MatchString(s) && !soqlReserved[strings.ToUpper(s)]
+}
+
+// validObject reports whether s may name an sObject: an identifier, or a standard object whose
+// name is a reserved word (Group).
+func validObject(s string) bool {
+	return validIdent(s) || identSegRE.MatchString(s) && reservedObjects[strings.ToUpper(s)]
 }
 
 // validFieldPath reports whether s is a field or a relationship path of at most 5 levels
@@ -67,8 +81,9 @@ func validFieldPath(s string) bool {
 	if len(parts) > 5 {
 		return false
 	}
-	for _, p := range parts {
-		if !validIdent(p) {
+	for i, p := range parts {
+		relationship := i < len(parts)-1
+		if !validIdent(p) && !(relationship && validObject(p)) {
 			return false
 		}
 	}

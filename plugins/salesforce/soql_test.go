@@ -77,7 +77,8 @@ func TestBuildSOQLRefuses(t *testing.T) {
 		{"field with paren", queryArgs{Fields: []string{"COUNT(Id)"}}, "not a Salesforce field name"},
 		{"subquery", queryArgs{Fields: []string{"(SELECT Id FROM Contacts)"}}, "not a Salesforce field name"},
 		{"keyword field", queryArgs{Fields: []string{"FROM"}}, "not a Salesforce field name"},
-		{"typeof", queryArgs{Fields: []string{"TYPEOF"}}, "not a Salesforce field name"},
+		{"reserved field", queryArgs{Fields: []string{"Having"}}, "not a Salesforce field name"},
+		{"reserved last segment", queryArgs{Fields: []string{"Account.Group"}}, "not a Salesforce field name"},
 		{"unicode field", queryArgs{Fields: []string{"Nаme"}}, "not a Salesforce field name"}, // Cyrillic а
 		{"empty segment", queryArgs{Fields: []string{"Account..Name"}}, "not a Salesforce field name"},
 		{"too deep", queryArgs{Fields: []string{"A.B.C.D.E.F"}}, "not a Salesforce field name"},
@@ -116,6 +117,64 @@ func TestBuildSOQLRefuses(t *testing.T) {
 				t.Errorf("error = %+v, want a correctable error containing %q", pe, tt.want)
 			}
 		})
+	}
+}
+
+// TestDateLiterals: every date literal Salesforce documents is accepted, and look-alikes are not.
+func TestDateLiterals(t *testing.T) {
+	t.Parallel()
+	valid := []string{"YESTERDAY", "TODAY", "TOMORROW", "LAST_WEEK", "THIS_WEEK", "NEXT_WEEK", "LAST_MONTH",
+		"THIS_MONTH", "NEXT_MONTH", "LAST_90_DAYS", "NEXT_90_DAYS", "LAST_N_DAYS:365", "NEXT_N_DAYS:15",
+		"N_DAYS_AGO:3", "NEXT_N_WEEKS:4", "LAST_N_WEEKS:52", "N_WEEKS_AGO:2", "NEXT_N_MONTHS:12",
+		"LAST_N_MONTHS:2", "N_MONTHS_AGO:6", "THIS_QUARTER", "LAST_QUARTER", "NEXT_QUARTER",
+		"NEXT_N_QUARTERS:2", "LAST_N_QUARTERS:2", "N_QUARTERS_AGO:3", "THIS_YEAR", "LAST_YEAR", "NEXT_YEAR",
+		"NEXT_N_YEARS:5", "LAST_N_YEARS:5", "N_YEARS_AGO:2", "THIS_FISCAL_QUARTER", "LAST_FISCAL_QUARTER",
+		"NEXT_FISCAL_QUARTER", "NEXT_N_FISCAL_QUARTERS:6", "LAST_N_FISCAL_QUARTERS:6", "N_FISCAL_QUARTERS_AGO:6",
+		"THIS_FISCAL_YEAR", "LAST_FISCAL_YEAR", "NEXT_FISCAL_YEAR", "NEXT_N_FISCAL_YEARS:3",
+		"LAST_N_FISCAL_YEARS:3", "N_FISCAL_YEARS_AGO:3", "n_days_ago:7"}
+	for _, v := range valid {
+		got, err := literal("CloseDate", v, "date_literal", "=")
+		if err != nil || got != strings.ToUpper(v) {
+			t.Errorf("literal(%q) = %q, %v; want it accepted", v, got, err)
+		}
+	}
+	invalid := []string{"N_N_DAYS:3", "LAST_N_DAYS_AGO:3", "NEXT_N_WEEKS_AGO:1", "THIS_90_DAYS", "LAST_N_DAY:3",
+		"N_DAYS_AGO", "LAST_N_DAYS", "TODAY:1", "THIS_N_MONTHS:2", "N_THIS_MONTH_AGO:1", "LAST_N_DAYS:12345",
+		"LAST_N_DAYS:-1", "LAST_DAY", "NEXT_FISCAL_MONTH", "TODAY OR Name != ''"}
+	for _, v := range invalid {
+		if got, err := literal("CloseDate", v, "date_literal", "="); err == nil {
+			t.Errorf("literal(%q) = %q, want it refused", v, got)
+		}
+	}
+}
+
+// TestReservedWords: identifiers are checked against Salesforce's reserved-word list, so the
+// standard Order and Group objects and their relationships are usable.
+func TestReservedWords(t *testing.T) {
+	t.Parallel()
+	for _, f := range []string{"Order", "OrderNumber", "Group.Name", "Order.OrderNumber", "Type", "Data", "Category"} {
+		if !validFieldPath(f) {
+			t.Errorf("validFieldPath(%q) = false, want true", f)
+		}
+	}
+	for _, f := range []string{"Group", "Select", "where", "Account.Limit", "Nulls"} {
+		if validFieldPath(f) {
+			t.Errorf("validFieldPath(%q) = true, want false (a reserved word)", f)
+		}
+	}
+	for _, o := range []string{"Order", "Group", "OrderItem", "GroupMember"} {
+		if !validObject(o) {
+			t.Errorf("validObject(%q) = false, want true", o)
+		}
+	}
+	for _, o := range []string{"Select", "From", "Where"} {
+		if validObject(o) {
+			t.Errorf("validObject(%q) = true, want false", o)
+		}
+	}
+	got, err := buildSOQL(queryArgs{Fields: []string{"Id", "OrderNumber", "Account.Name"}, OrderBy: []orderItem{{Field: "OrderNumber"}}}, "Order", 6)
+	if want := "SELECT Id, OrderNumber, Account.Name FROM Order ORDER BY OrderNumber ASC LIMIT 6"; err != nil || got != want {
+		t.Errorf("buildSOQL on Order = %q, %v; want %q", got, err, want)
 	}
 }
 

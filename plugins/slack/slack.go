@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlock-dev/airlock/pdk"
 )
@@ -23,14 +26,30 @@ const (
 	maxListPages     = 10 // Slack pages list_channels follows per call
 	maxHistoryLimit  = 200
 	defaultHistory   = 20
+
+	// historyTierKey is the grant setting that says which of Slack's conversations.history
+	// limits apply to the app. Since 2025 Slack gives commercially distributed apps that are
+	// not on the Slack Marketplace 1 request a minute and at most 15 messages per request
+	// (tierNonMarketplace); Marketplace apps and a customer's own internal apps keep Tier 3
+	// (tierStandard, the default). The grant's rate_limits entry for
+	// /api/conversations.history sets the matching rate (README.md).
+	historyTierKey           = "history_tier"
+	tierStandard             = "standard"
+	tierNonMarketplace       = "non_marketplace"
+	maxNonMarketplaceHistory = 15
 )
 
-// slackError is Slack's failure envelope: HTTP 200 with ok false.
+// slackError is Slack's failure envelope: HTTP 200 with ok false. For invalid_blocks and
+// invalid_arguments, response_metadata.messages says what is wrong, e.g. "[ERROR] must be less
+// than 3001 characters [json-pointer:/blocks/0/text/text]".
 type slackError struct {
 	OK       bool   `json:"ok"`
 	Error    string `json:"error"`
 	Needed   string `json:"needed"`
 	Provided string `json:"provided"`
+	Metadata struct {
+		Messages []string `json:"messages"`
+	} `json:"response_metadata"`
 }
 
 // slackReply is a response struct of a Slack method. Each embeds slackError, so one decode of
@@ -98,50 +117,113 @@ func waitText(after time.Duration) string {
 	}
 }
 
-// slackToolError turns a Slack error code into a tool error an agent can act on.
+// slackToolError turns a Slack error code into a tool error an agent can act on. Every code
+// Slack documents for chat.postMessage, conversations.list and conversations.history, and the
+// errors common to all methods, is mapped deliberately; README.md has the table.
 func slackToolError(method, channel string, e slackError) error {
 	ch := channel
 	if ch == "" {
 		ch = "(none given)"
 	}
 	switch e.Error {
+	// The channel.
 	case "not_in_channel":
 		return pdk.Correctable(e.Error, "the bot is not in channel %s: invite it with /invite @bot, or choose another channel", ch)
+	case "no_permission":
+		return pdk.Correctable(e.Error, "Slack refused: the app has no permission in channel %s (usually it is not a member): invite the bot with /invite @bot, or ask a Slack admin to allow the app there", ch)
 	case "channel_not_found":
 		return pdk.Correctable(e.Error, "Slack has no channel %s that the bot can see: use list_channels to find the channel ID (it looks like C0123ABCD)", ch)
 	case "is_archived":
 		return pdk.Correctable(e.Error, "channel %s is archived, so nobody can post in it: choose another channel", ch)
+	case "ekm_access_denied":
+		return pdk.Correctable(e.Error, "Slack admins have suspended posting in channel %s (Enterprise Key Management); retrying will not help: choose another channel or ask a Slack admin", ch)
+	case "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+		"restricted_action_non_threadable_channel", "restricted_action_thread_locked", "cannot_reply_to_message":
+		return pdk.Correctable(e.Error, "Slack does not allow the bot to do this in channel %s (%s): choose another channel or thread, or ask a Slack admin", ch, e.Error)
+	case "messages_tab_disabled":
+		return pdk.Correctable(e.Error, "the app's Messages tab is turned off, so it cannot send direct messages: choose a channel, or ask a Slack admin to turn the tab on")
+	case "slack_connect_file_link_sharing_blocked", "slack_connect_canvas_sharing_blocked", "slack_connect_lists_sharing_blocked":
+		return pdk.Correctable(e.Error, "channel %s is shared with another organisation, which does not allow the linked file, canvas or list (%s): remove the link", ch, e.Error)
+	case "message_limit_exceeded":
+		return pdk.Correctable(e.Error, "Slack refused: the workspace has reached its message limit (free workspaces have usage limits); retrying soon will not help: ask a Slack admin")
+
+	// The message.
+	case "no_text":
+		return pdk.Correctable(e.Error, "the message is empty: give text (and optionally blocks)")
+	case "msg_too_long":
+		return pdk.Correctable(e.Error, "the message text is too long: Slack accepts at most %d characters; shorten it or split it into several messages", maxTextLen)
+	case "invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long":
+		return pdk.Correctable(e.Error, "Slack rejected the blocks%s (%s): fix that block (Block Kit: section text up to 3000 characters or up to 10 fields, header up to 150, at most 50 blocks), or send text only", blockDetail(e), e.Error)
+	case "too_many_attachments", "attachment_payload_limit_exceeded", "too_many_contact_cards":
+		return pdk.Correctable(e.Error, "the message carries too much (%s): send less", e.Error)
+
+	// Arguments.
+	case "invalid_cursor":
+		return pdk.Correctable(e.Error, "the cursor is not valid (cursors come from next_cursor and expire): start again without a cursor")
+	case "invalid_ts_oldest", "invalid_ts_latest":
+		return pdk.Correctable(e.Error, "oldest and latest must be Slack timestamps such as 1700000000.000100")
+	case "invalid_types", "method_not_supported_for_channel_type":
+		return pdk.Correctable(e.Error, "types must be public_channel and/or private_channel")
+	case "invalid_limit":
+		return pdk.Correctable(e.Error, "limit is out of range: give a number from 1 to the tool's maximum")
+	case "invalid_arguments", "missing_argument":
+		return pdk.Correctable(e.Error, "Slack rejected the arguments of %s%s: check them and try again", method, detail(e))
+
+	// The credential and the app's rights.
 	case "missing_scope":
 		has := e.Provided
 		if has == "" {
 			has = "none"
 		}
 		return pdk.Correctable(e.Error, "Slack refused: the token lacks scope %s (it has: %s); ask an admin to add it", e.Needed, has)
-	case "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired", "no_permission", "ekm_access_denied", "org_login_required", "team_access_not_granted", "not_allowed_token_type":
+	case "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired", "org_login_required",
+		"not_allowed_token_type", "two_factor_setup_required":
 		return pdk.Fatal("credential_rejected", "the Slack credential was rejected (%s); ask an admin to check the grant", e.Error)
-	case "ratelimited", "rate_limited", "message_limit_exceeded":
+	case "team_access_not_granted", "access_denied", "accesslimited":
+		return pdk.Correctable(e.Error, "Slack refused the app access (%s): ask a Slack admin to grant the app access to this workspace, or to allow it from this network", e.Error)
+	case "enterprise_is_restricted", "is_bot", "as_user_not_supported", "deprecated_endpoint", "method_deprecated", "upgrade_required":
+		return pdk.Fatal("unsupported", "Slack does not let this connector call %s here (%s); ask an admin to check the Slack app", method, e.Error)
+
+	// Rate limits and outages.
+	case "ratelimited", "rate_limited":
 		return pdk.Retryable(pdk.CodeRateLimited, 0, "Slack is rate limiting %s; try again in a minute", method)
-	case "internal_error", "fatal_error", "service_unavailable", "request_timeout":
+	case "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org":
 		return pdk.Retryable(pdk.CodeUnavailable, 0, "Slack had an internal problem (%s); try again in a minute", e.Error)
-	case "no_text":
-		return pdk.Correctable(e.Error, "the message is empty: give text (and optionally blocks)")
-	case "msg_too_long":
-		return pdk.Correctable(e.Error, "the message text is too long: Slack accepts at most %d characters; shorten it or split it into several messages", maxTextLen)
-	case "invalid_blocks", "invalid_blocks_format":
-		return pdk.Correctable(e.Error, "Slack rejected the blocks (%s): check them against Block Kit (each block needs a valid type, at most 50 blocks), or send text only", e.Error)
-	case "invalid_cursor":
-		return pdk.Correctable(e.Error, "the cursor is not valid (cursors come from next_cursor and expire): start again without a cursor")
-	case "invalid_ts_oldest", "invalid_ts_latest":
-		return pdk.Correctable(e.Error, "oldest and latest must be Slack timestamps such as 1700000000.000100")
-	case "invalid_types":
-		return pdk.Correctable(e.Error, "types must be public_channel and/or private_channel")
-	case "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel", "restricted_action_non_threadable_channel", "cannot_reply_to_message":
-		return pdk.Correctable(e.Error, "Slack does not allow the bot to do this in channel %s (%s): choose another channel or ask an admin", ch, e.Error)
-	case "invalid_arguments", "invalid_arg_name", "invalid_array_arg", "invalid_charset", "invalid_form_data", "invalid_json", "json_not_object", "invalid_limit":
-		return pdk.Correctable(e.Error, "Slack rejected the arguments of %s (%s): check them and try again", method, e.Error)
+
+	// The connector's own request: nothing the agent can change.
+	case "invalid_arg_name", "invalid_array_arg", "invalid_charset", "invalid_form_data", "invalid_post_type",
+		"missing_post_type", "invalid_json", "json_not_object", "invalid_metadata_format", "invalid_metadata_schema",
+		"metadata_too_large", "metadata_must_be_sent_from_app", "duplicate_channel_not_found", "duplicate_message_not_found":
+		return pdk.Fatal("unexpected_response", "Slack could not read the connector's request to %s (%s%s); this is a connector problem: report it", method, e.Error, detail(e))
 	default:
-		return pdk.Correctable(e.Error, "Slack refused %s: %s", method, e.Error)
+		return pdk.Correctable(e.Error, "Slack refused %s: %s%s", method, e.Error, detail(e))
 	}
+}
+
+// blockPointerRE finds the block a Slack validation message points at ("[json-pointer:/blocks/3/text]").
+var blockPointerRE = regexp.MustCompile(`\[json-pointer:/blocks/([0-9]{1,3})(/[^\]]*)?\]`)
+
+// blockDetail names the offending block of an invalid_blocks answer, with Slack's reason:
+// " in blocks[3] (must be less than 3001 characters at /text/text)"; "" when Slack said none.
+func blockDetail(e slackError) string {
+	for _, m := range e.Metadata.Messages {
+		if sub := blockPointerRE.FindStringSubmatch(m); sub != nil {
+			reason := strings.TrimSpace(strings.TrimPrefix(blockPointerRE.ReplaceAllString(m, ""), "[ERROR]"))
+			if sub[2] != "" {
+				reason += " at " + sub[2]
+			}
+			return fmt.Sprintf(" in blocks[%s] (%s)", sub[1], truncate(reason, 200))
+		}
+	}
+	return detail(e)
+}
+
+// detail is Slack's first response_metadata message, as " (…)", or "".
+func detail(e slackError) string {
+	if len(e.Metadata.Messages) == 0 {
+		return ""
+	}
+	return ": " + truncate(strings.TrimSpace(strings.TrimPrefix(e.Metadata.Messages[0], "[ERROR]")), 200)
 }
 
 // validChannel reports whether id looks like a Slack conversation ID (manifest: channel pattern).
@@ -187,8 +269,12 @@ func postMessage() error {
 		return badChannel(args.Channel)
 	case strings.TrimSpace(args.Text) == "" && len(args.Blocks) == 0:
 		return pdk.Correctable("no_text", "the message is empty: give text (and optionally blocks)")
-	case len([]rune(args.Text)) > maxTextLen:
+	case utf8.RuneCountInString(args.Text) > maxTextLen:
+		// Slack would cut the text at 40,000 characters without saying so; refuse instead.
 		return slackToolError("chat.postMessage", args.Channel, slackError{Error: "msg_too_long"})
+	}
+	if err := checkBlocks(args.Blocks); err != nil {
+		return err
 	}
 	var resp struct {
 		slackError
@@ -328,11 +414,22 @@ func channelHistory() error {
 	if !validChannel(args.Channel) {
 		return badChannel(args.Channel)
 	}
+	maxLimit := maxHistoryLimit
+	switch tier, _ := pdk.Config(historyTierKey); tier {
+	case "", tierStandard:
+	case tierNonMarketplace:
+		maxLimit = maxNonMarketplaceHistory
+	default:
+		return pdk.Fatal("bad_config", "the grant's %s is %q; it must be %s or %s: ask an admin to fix the grant",
+			historyTierKey, truncate(tier, 40), tierStandard, tierNonMarketplace)
+	}
 	limit := args.Limit
 	if limit <= 0 {
 		limit = defaultHistory
 	}
-	q := url.Values{"channel": {args.Channel}, "limit": {strconv.Itoa(min(limit, maxHistoryLimit))}}
+	// Beyond the tier's maximum Slack returns no more: ask for what it serves, and has_more with
+	// next_cursor lead to the rest.
+	q := url.Values{"channel": {args.Channel}, "limit": {strconv.Itoa(min(limit, maxLimit))}}
 	for k, v := range map[string]string{"cursor": args.Cursor, "oldest": args.Oldest, "latest": args.Latest} {
 		if v != "" {
 			q.Set(k, v)

@@ -96,7 +96,7 @@ func TestPostMessageErrors(t *testing.T) {
 		{name: "too long", args: map[string]any{"channel": fakeslack.General, "text": long},
 			code: "msg_too_long", category: pdk.CategoryCorrectable, contains: "40000", noRequest: true},
 		{name: "bad blocks", args: map[string]any{"channel": fakeslack.General, "text": "x", "blocks": []any{map[string]any{"text": "no type"}}},
-			code: "invalid_blocks", category: pdk.CategoryCorrectable, contains: "Block Kit"},
+			code: "invalid_blocks", category: pdk.CategoryCorrectable, contains: "blocks[0]: the type must be one of", noRequest: true},
 		{name: "missing scope", args: map[string]any{"channel": fakeslack.General, "text": "hi"},
 			setup: func(_ *pdktest.Host, s *fakeslack.Server) { s.SetScopes("channels:read", "channels:history") },
 			code:  "missing_scope", category: pdk.CategoryCorrectable,

@@ -51,8 +51,8 @@
 //     cool-down), then lets one probe through.
 //  9. The token bucket of (h, s), sized by the first matching RateLimit (none: unlimited), and
 //     paused when the upstream says so: Retry-After (seconds or HTTP date), GitHub's
-//     x-ratelimit-remaining: 0 with x-ratelimit-reset, Salesforce's Sforce-Limit-Info
-//     api-usage=N/M with N ≥ M and REQUEST_LIMIT_EXCEEDED (paused for Retry.QuotaPause), Slack's
+//     x-ratelimit-remaining: 0 with x-ratelimit-reset, Salesforce's daily REQUEST_LIMIT_EXCEEDED
+//     (paused for Retry.QuotaPause; its concurrency variant for seconds), Slack's
 //     429 and {"ok":false,"error":"ratelimited"}. A request that would wait longer than
 //     Retry.MaxWait or past its deadline fails at once with rate_limited (retryable,
 //     RetryAfterMS set); the goroutine is not held.

@@ -79,8 +79,10 @@ var (
 	slackRL = step{status: 200, header: map[string]string{"Content-Type": "application/json"}, body: `{"ok":false,"error":"ratelimited"}`}
 	github0 = map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "{now+5}"}
 	sfLimit = step{status: 403, body: `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`}
-	ms      = time.Millisecond
-	sec     = time.Second
+	// sfConcurrent: too many long-running requests at once in the org, not the daily quota.
+	sfConcurrent = step{status: 403, body: `[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`}
+	ms           = time.Millisecond
+	sec          = time.Second
 )
 
 // TestRetrySequences runs scripted upstream answers in a synctest bubble, with the jitter fixed
@@ -158,6 +160,8 @@ func TestRetrySequences(t *testing.T) {
 			wantAt: []time.Duration{0, 3 * sec}, wantStatus: 200, wantTook: 3 * sec},
 		{name: "Salesforce REQUEST_LIMIT_EXCEEDED", steps: []step{sfLimit, ok200},
 			wantAt: []time.Duration{0}, wantCode: abi.CodeRateLimited, wantAfter: retry.DefaultQuotaPause},
+		{name: "Salesforce ConcurrentPerOrgLongTxn is short", steps: []step{sfConcurrent, ok200},
+			wantAt: []time.Duration{0, retry.SalesforceConcurrencyWait}, wantStatus: 200, wantTook: retry.SalesforceConcurrencyWait},
 		{name: "Slack ratelimited body", steps: []step{slackRL, slackRL, ok200},
 			wantAt: []time.Duration{0, 200 * ms, 600 * ms}, wantStatus: 200, wantTook: 600 * ms},
 		{name: "Slack ratelimited body exhausted", steps: []step{slackRL},
@@ -298,8 +302,6 @@ func TestRateLimitPause(t *testing.T) {
 	}{
 		{"GitHub remaining 0 on a 200", step{status: 200, header: map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "{now+30}"}}, 200,
 			30 * sec, "x-ratelimit-remaining: 0"},
-		{"Sforce-Limit-Info exhausted", step{status: 200, header: map[string]string{"Sforce-Limit-Info": "api-usage=15000/15000"}}, 200,
-			retry.DefaultQuotaPause, "Sforce-Limit-Info"},
 		{"Salesforce REQUEST_LIMIT_EXCEEDED", sfLimit, 0, retry.DefaultQuotaPause, "REQUEST_LIMIT_EXCEEDED"},
 		{"Retry-After seconds", step{status: 429, header: map[string]string{"Retry-After": "20"}}, 0, 20 * sec, "429"},
 		{"Retry-After date", step{status: 429, header: map[string]string{"Retry-After": "{date+40}"}}, 0, 40 * sec, "429"},
@@ -355,6 +357,28 @@ func TestRateLimitPause(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSforceUsageOverLimitDoesNotPause: Salesforce lets an org go over its daily allocation for a
+// while and says so in Sforce-Limit-Info on successful answers; only a refusal pauses the bucket.
+func TestSforceUsageOverLimitDoesNotPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		atLimit := step{status: 200, header: map[string]string{"Sforce-Limit-Info": "api-usage=15000/15000"}, body: `{}`}
+		over := step{status: 200, header: map[string]string{"Sforce-Limit-Info": "api-usage=100018/100000; api-bursts=1/750"}, body: `{}`}
+		p := newPipe(t, Config{}, script(atLimit, over, over))
+		defer p.close()
+		for i := range 3 {
+			start := time.Now()
+			resp := p.c.Do(context.Background(), abi.HTTPRequest{URL: "http://api.example.test/x", Credential: "bearer"})
+			wantStatus(t, resp, 200)
+			if took := time.Since(start); took != 0 {
+				t.Errorf("request %d waited %v after a successful over-limit answer", i+1, took)
+			}
+		}
+		if n := p.count(); n != 3 {
+			t.Errorf("upstream saw %d requests, want 3", n)
+		}
+	})
 }
 
 // TestRateLimitDeadline: a request that would wait past its deadline fails at once.

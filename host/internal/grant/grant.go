@@ -71,6 +71,9 @@ type Policy struct {
 	DSN string
 	// Quotas are the grant's call quotas, nil for none.
 	Quotas *manifest.Quotas
+	// OAuth holds the OAuth section of each filled slot whose endpoints the grant moved (a
+	// Salesforce login_host: sandbox or My Domain), to be used instead of the manifest's.
+	OAuth map[string]*manifest.OAuth
 }
 
 // NeedsConfirmation reports whether every call of tool needs a human's approval.
@@ -184,6 +187,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		Confirm:     map[string]bool{},
 		Functions:   map[string]*manifest.DBFunction{},
 		Quotas:      g.Quotas,
+		OAuth:       map[string]*manifest.OAuth{},
 	}
 	check("tool", g.Confirm, toolNames)
 
@@ -311,6 +315,8 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		p.Config[k] = g.Config[k]
 	}
 
+	errs = append(errs, salesforceEndpoints(m, p)...)
+
 	// Private targets.
 	for _, t := range g.PrivateTargets {
 		prefix, err := manifest.ParsePrefix(t)
@@ -333,7 +339,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 			fail("upstreams[%q]: %v", from, err)
 			continue
 		}
-		if !allowsOrigin(p.Rules, origin) && !endpointOrigin(m, p.Credentials, origin) {
+		if !allowsOrigin(p.Rules, origin) && !endpointOrigin(m, p, origin) {
 			fail("upstreams: %q is not an origin the granted network rules allow, nor a filled OAuth slot's token or authorization endpoint (scheme, host and port must match)", from)
 			continue
 		}
@@ -352,13 +358,17 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 }
 
 // endpointOrigin reports whether a canonical origin is the token or authorization endpoint of
-// a filled OAuth slot.
-func endpointOrigin(m *manifest.Manifest, filled map[string]manifest.CredentialGrant, origin string) bool {
+// a filled OAuth slot (as the grant may have moved it).
+func endpointOrigin(m *manifest.Manifest, p *Policy, origin string) bool {
 	for _, c := range m.Credentials {
-		if _, ok := filled[c.Name]; !ok || c.OAuth == nil {
+		if _, ok := p.Credentials[c.Name]; !ok || c.OAuth == nil {
 			continue
 		}
-		for _, u := range []string{c.OAuth.TokenURL, c.OAuth.AuthorizeURL} {
+		o := c.OAuth
+		if moved, ok := p.OAuth[c.Name]; ok {
+			o = moved
+		}
+		for _, u := range []string{o.TokenURL, o.AuthorizeURL} {
 			if u == "" {
 				continue
 			}

@@ -10,8 +10,12 @@
 //     is then a rate limit, and even a 200 pauses the bucket until the reset; a 403 or 429
 //     whose body mentions a "secondary rate limit" is a rate limit (wait at least a minute,
 //     as GitHub asks, when no header says otherwise);
-//   - Salesforce: a 403 whose body has REQUEST_LIMIT_EXCEEDED is an exhausted daily quota (not
-//     retried); Sforce-Limit-Info: api-usage=N/M with N ≥ M on any response says the same;
+//   - Salesforce: a 403 REQUEST_LIMIT_EXCEEDED is an exhausted daily quota (not retried, the
+//     host pauses), unless its message names the concurrent long-running request limit
+//     (ConcurrentPerOrgLongTxn), which clears within seconds: a short rate limit. Its usage is
+//     read from Sforce-Limit-Info ("api-usage=N/M; per-app-api-usage=…", items separated by
+//     ";") for the message. A successful answer never pauses, whatever its api-usage: Salesforce
+//     lets an org go over its allocation for a while, and only a refusal says it is used up;
 //   - Slack: a 429 (with Retry-After), or HTTP 200 with {"ok":false,"error":"ratelimited"}.
 //
 // Signals are recognised by their shape, not by host name, so a provider that copies GitHub's
@@ -40,6 +44,11 @@ const (
 	DefaultMaxWait     = 10 * time.Second
 	DefaultQuotaPause  = 5 * time.Minute
 	DefaultSlowTimeout = 5 * time.Second
+	// SalesforceConcurrencyWait is the wait after Salesforce refuses a request because too many
+	// long-running requests (20 s or more) run at once in the org (REQUEST_LIMIT_EXCEEDED,
+	// "ConcurrentPerOrgLongTxn Limit exceeded."), when it names none: long enough for some of
+	// them to finish, short enough to retry within a call.
+	SalesforceConcurrencyWait = 5 * time.Second
 )
 
 // Policy says how often and how patiently to retry. Zero fields mean the defaults.
@@ -57,8 +66,9 @@ type Policy struct {
 	// AttemptTimeout bounds each attempt, so a hung upstream leaves time for a retry. 0 means
 	// none: an attempt may use the rest of the request's time.
 	AttemptTimeout time.Duration
-	// QuotaPause is how long requests to a host are paused after it reports an exhausted quota
-	// without saying when it resets (Salesforce). 0 means 5 minutes.
+	// QuotaPause is how long requests to a host are paused after it refuses a request because a
+	// quota is exhausted without saying when it resets (Salesforce's daily TotalRequests). 0
+	// means 5 minutes.
 	QuotaPause time.Duration
 	// SlowTimeout: a request cut off by its caller's deadline (not by AttemptTimeout) counts as
 	// an upstream failure for the circuit breaker only if it ran at least this long; a caller
@@ -144,9 +154,9 @@ type Verdict struct {
 	// quota (GitHub x-ratelimit-remaining: 0). QuotaExhausted with no known end leaves it zero:
 	// the caller picks the pause.
 	PauseUntil time.Time
-	// Quota reports that the response says a long-term quota is used up without saying when it
-	// resets (Salesforce): the caller pauses the host for its Policy.QuotaPause. A Final
-	// response with Quota set is still delivered.
+	// Quota reports that the response refused the request because a long-term quota is used up,
+	// without saying when it resets (Salesforce): the caller pauses the host for its
+	// Policy.QuotaPause. Only a refusal (QuotaExhausted) sets it.
 	Quota bool
 	// Reason is a short, safe description for messages and logs ("HTTP 429", "GitHub secondary
 	// rate limit").
@@ -177,9 +187,6 @@ func Classify(now time.Time, status int, header map[string][]string, body []byte
 			resetAt = t
 		}
 	}
-	// Salesforce: the org's daily quota.
-	quotaGone := sforceExhausted(first(header, hSforce))
-
 	switch {
 	case status == http.StatusTooManyRequests:
 		v.Class, v.Reason = RateLimited, "HTTP 429 Too Many Requests"
@@ -192,8 +199,17 @@ func Classify(now time.Time, status int, header map[string][]string, body []byte
 				wait = time.Minute
 			}
 		}
+	case status == http.StatusForbidden && bytes.Contains(body, []byte("REQUEST_LIMIT_EXCEEDED")) &&
+		bytes.Contains(body, []byte("ConcurrentPerOrgLongTxn")):
+		v.Class, v.Reason = RateLimited, "Salesforce ConcurrentPerOrgLongTxn: too many long-running requests at once in the org"
+		if wait == 0 {
+			wait = SalesforceConcurrencyWait
+		}
 	case status == http.StatusForbidden && bytes.Contains(body, []byte("REQUEST_LIMIT_EXCEEDED")):
 		v.Class, v.Reason = QuotaExhausted, "Salesforce REQUEST_LIMIT_EXCEEDED: the org's API request quota is used up"
+		if used, limit, ok := SforceUsage(first(header, hSforce)); ok {
+			v.Reason += " (api-usage=" + strconv.FormatInt(used, 10) + "/" + strconv.FormatInt(limit, 10) + ")"
+		}
 	case status == http.StatusForbidden && !resetAt.IsZero():
 		v.Class, v.Reason = RateLimited, "the API rate limit is exhausted (x-ratelimit-remaining: 0)"
 		if wait == 0 {
@@ -220,12 +236,7 @@ func Classify(now time.Time, status int, header map[string][]string, body []byte
 		// This answer is good, the next ones would not be.
 		v.PauseUntil, v.Reason = resetAt, "the API rate limit is exhausted (x-ratelimit-remaining: 0)"
 	}
-	if quotaGone || v.Class == QuotaExhausted {
-		v.Quota = true
-		if v.Class != QuotaExhausted {
-			v.Reason = strings.TrimPrefix(v.Reason+"; ", "; ") + "Salesforce reports the org's API request quota used up (Sforce-Limit-Info)"
-		}
-	}
+	v.Quota = v.Class == QuotaExhausted
 	return v
 }
 
@@ -258,19 +269,25 @@ func epoch(v string) (time.Time, bool) {
 	return time.Unix(secs, 0), true
 }
 
-// sforceExhausted reads "api-usage=N/M" (possibly among other comma-separated items).
-func sforceExhausted(v string) bool {
-	for item := range strings.SplitSeq(v, ",") {
-		usage, ok := strings.CutPrefix(strings.TrimSpace(item), "api-usage=")
-		if !ok {
+// SforceUsage reads the org-wide "api-usage=N/M" item of a Sforce-Limit-Info header value.
+// Salesforce separates items with ";" ("api-usage=10018/100000; api-bursts=1/750" or
+// "api-usage=18/5000; per-app-api-usage=17/250(appName=sample-app)"); other items, including
+// per-app-api-usage, are skipped. ok is false when there is no readable api-usage item.
+func SforceUsage(v string) (used, limit int64, ok bool) {
+	for item := range strings.SplitSeq(v, ";") {
+		usage, found := strings.CutPrefix(strings.TrimSpace(item), "api-usage=")
+		if !found {
 			continue
 		}
-		ns, ms, ok := strings.Cut(usage, "/")
+		ns, ms, slash := strings.Cut(usage, "/")
 		n, err1 := strconv.ParseInt(strings.TrimSpace(ns), 10, 64)
 		m, err2 := strconv.ParseInt(strings.TrimSpace(ms), 10, 64)
-		return ok && err1 == nil && err2 == nil && m > 0 && n >= m
+		if slash && err1 == nil && err2 == nil && n >= 0 && m > 0 {
+			return n, m, true
+		}
+		return 0, 0, false
 	}
-	return false
+	return 0, 0, false
 }
 
 // slackRateLimited recognises Slack's HTTP 200 {"ok":false,"error":"ratelimited"}.

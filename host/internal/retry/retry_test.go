@@ -58,11 +58,16 @@ func TestClassify(t *testing.T) {
 			wait: time.Minute, pause: time.Minute},
 		{name: "GitHub secondary 429 Retry-After", status: 429, header: h("Retry-After", "30"), body: `Secondary Rate Limit`, class: RateLimited,
 			wait: 30 * time.Second, pause: 30 * time.Second},
-		{name: "Salesforce 403 quota", status: 403, body: `[{"errorCode":"REQUEST_LIMIT_EXCEEDED"}]`, class: QuotaExhausted, quota: true},
-		{name: "Sforce-Limit-Info exhausted", status: 200, header: h("Sforce-Limit-Info", "api-usage=15000/15000"), class: Final, quota: true},
-		{name: "Sforce-Limit-Info over", status: 200, header: h("Sforce-Limit-Info", "per-app-api-usage=1/10, api-usage=15001/15000"), class: Final, quota: true},
+		{name: "Salesforce 403 daily quota", status: 403, body: `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`,
+			header: h("Sforce-Limit-Info", "api-usage=100020/100000; per-app-api-usage=17/250(appName=airlock)"), class: QuotaExhausted, quota: true},
+		{name: "Salesforce 403 concurrent long-running requests", status: 403,
+			body:   `[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`,
+			header: h("Sforce-Limit-Info", "api-usage=25/100000"), class: RateLimited,
+			wait: SalesforceConcurrencyWait, pause: SalesforceConcurrencyWait},
+		// Salesforce lets an org go over its allocation for a while: a success never pauses.
+		{name: "Sforce-Limit-Info over on a success", status: 200, header: h("Sforce-Limit-Info", "api-usage=100018/100000; api-bursts=1/750"), class: Final},
+		{name: "Sforce-Limit-Info at the limit on a success", status: 200, header: h("Sforce-Limit-Info", "api-usage=15000/15000"), class: Final},
 		{name: "Sforce-Limit-Info fine", status: 200, header: h("Sforce-Limit-Info", "api-usage=14999/15000"), class: Final},
-		{name: "Sforce-Limit-Info garbage", status: 200, header: h("Sforce-Limit-Info", "api-usage=x/0"), class: Final},
 		{name: "Slack ratelimited", status: 200, header: h("Content-Type", "application/json; charset=utf-8"), body: `{"ok":false,"error":"ratelimited"}`,
 			class: RateLimited},
 		{name: "Slack ratelimited Retry-After", status: 200, header: h("Retry-After", "3"), body: `{"ok":false,"error":"ratelimited"}`,
@@ -86,6 +91,31 @@ func TestClassify(t *testing.T) {
 				t.Error("no reason")
 			}
 		})
+	}
+}
+
+// TestSforceUsage reads the header in the forms Salesforce documents: items separated by ";".
+func TestSforceUsage(t *testing.T) {
+	tests := []struct {
+		in          string
+		used, limit int64
+		ok          bool
+	}{
+		{"api-usage=10018/100000; api-bursts=1/750", 10018, 100000, true},
+		{"api-usage=18/5000; per-app-api-usage=17/250(appName=sample-connected-app)", 18, 5000, true},
+		{"per-app-api-usage=17/250(appName=x); api-usage=25/15000", 25, 15000, true},
+		{"api-usage=25/15000", 25, 15000, true},
+		{" api-usage = 25/15000", 0, 0, false},
+		{"api-usage=x/0", 0, 0, false},
+		{"api-usage=5/0", 0, 0, false},
+		{"per-app-api-usage=17/250", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, tt := range tests {
+		used, limit, ok := SforceUsage(tt.in)
+		if used != tt.used || limit != tt.limit || ok != tt.ok {
+			t.Errorf("SforceUsage(%q) = %d, %d, %v; want %d, %d, %v", tt.in, used, limit, ok, tt.used, tt.limit, tt.ok)
+		}
 	}
 }
 
