@@ -264,6 +264,9 @@ type Installed struct {
 	// Revoked says an admin revoked the connector: nothing of it runs, whatever Load loaded,
 	// until the store grants it again.
 	Revoked bool
+	// Err says the store's decision could not be read (an unreadable grant, a missing module):
+	// the connector stops serving until a later SetInstalled succeeds.
+	Err error
 }
 
 // SetInstalled records what the state store says about connector name (nil: nothing any more)
@@ -271,6 +274,11 @@ type Installed struct {
 // When the result cannot be applied, the connector stops serving (fail closed: the store may
 // have narrowed the grant) and the error says why.
 func (h *Host) SetInstalled(ctx context.Context, name string, in *Installed) error {
+	if in != nil && in.Err != nil {
+		err := fmt.Errorf("host: connector %s: %w", name, in.Err)
+		h.stop(name, err)
+		return err
+	}
 	if in != nil && in.Manifest != nil {
 		if err := manifest.VerifyModule(in.Manifest, in.Module); err != nil {
 			err = fmt.Errorf("host: connector %s: %w", name, err)

@@ -408,6 +408,10 @@ func (a *Admin) Sync(ctx context.Context) error {
 			}
 		}
 		if err := a.load(ctx, name, in, rec); err != nil {
+			if !errors.As(err, new(appliedError)) {
+				// Fail closed: the host must not keep serving a grant the store no longer holds.
+				_ = a.h.SetInstalled(ctx, name, &host.Installed{Err: err})
+			}
 			errs = append(errs, fmt.Errorf("connector %s: %w", name, err))
 			cur.failed = true
 			a.retryAt[name] = time.Now().Add(time.Minute)
@@ -429,14 +433,14 @@ func (a *Admin) Sync(ctx context.Context) error {
 // version, or a grant alone (for a connector the configuration file loads).
 func (a *Admin) load(ctx context.Context, name string, in store.Installed, rec store.GrantRecord) error {
 	if rec.Revoked {
-		return a.h.SetInstalled(ctx, name, &host.Installed{Revoked: true})
+		return applied(a.h.SetInstalled(ctx, name, &host.Installed{Revoked: true}))
 	}
 	var g manifest.Grant
 	if err := json.Unmarshal(rec.Grant, &g); err != nil {
 		return fmt.Errorf("the stored grant is unreadable: %w", err)
 	}
 	if in.Name == "" {
-		return a.h.SetInstalled(ctx, name, &host.Installed{Grant: &g})
+		return applied(a.h.SetInstalled(ctx, name, &host.Installed{Grant: &g}))
 	}
 	if in.Module == nil {
 		full, err := a.st.GetInstalled(ctx, in.Name, in.Version)
@@ -453,7 +457,19 @@ func (a *Admin) load(ctx context.Context, name string, in store.Installed, rec s
 		a.logger.Warn("UNSIGNED connector loaded: it was installed with --allow-unsigned, for development only; every audit record of its calls says unsigned",
 			"connector", in.Name, "version", in.Version, "module_sha256", in.Digest)
 	}
-	return a.h.LoadInstalled(ctx, m, in.Module, &g, host.Origin{Publisher: in.Publisher, Unsigned: in.Unsigned})
+	return applied(a.h.LoadInstalled(ctx, m, in.Module, &g, host.Origin{Publisher: in.Publisher, Unsigned: in.Unsigned}))
+}
+
+// appliedError is an error the host returned after failing closed itself.
+type appliedError struct{ error }
+
+func (e appliedError) Unwrap() error { return e.error }
+
+func applied(err error) error {
+	if err == nil {
+		return nil
+	}
+	return appliedError{err}
 }
 
 // Watch re-syncs the host with the store every interval until ctx ends, so decisions made by
