@@ -189,6 +189,7 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		return nil, err
 	}
 	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger}
+	rt.admin.SetConfigured(g.configured())
 	if err := rt.admin.Sync(ctx); err != nil {
 		h.Close(ctx)
 		return nil, err
@@ -200,6 +201,29 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		}
 	}
 	return rt, nil
+}
+
+// configured returns a lookup of the connectors the configuration file loads, by name, with
+// their manifest and grant (read again at each lookup, so an edited file counts).
+func (g *globals) configured() func(name string) (*manifest.Manifest, *manifest.Grant, bool) {
+	return func(name string) (*manifest.Manifest, *manifest.Grant, bool) {
+		cfg, _, err := g.loadConfig()
+		if err != nil {
+			return nil, nil, false
+		}
+		for _, c := range cfg.Connectors {
+			m, err := manifest.Load(c.Manifest)
+			if err != nil || m.Name != name {
+				continue
+			}
+			gr, err := manifest.LoadGrant(c.Grant)
+			if err != nil {
+				return nil, nil, false
+			}
+			return m, gr, true
+		}
+		return nil, nil, false
+	}
 }
 
 func cmpOr(a, b string) string {

@@ -279,6 +279,9 @@ func (a *Admin) Grant(ctx context.Context, req GrantRequest) (store.GrantRecord,
 	if err := host.CheckGrant(c.Manifest, req.Grant); err != nil {
 		return store.GrantRecord{}, err
 	}
+	if _, err := a.CheckReferences(ctx, req.Grant); err != nil {
+		return store.GrantRecord{}, err
+	}
 	data, err := json.Marshal(req.Grant)
 	if err != nil {
 		return store.GrantRecord{}, err
@@ -336,11 +339,7 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 	} else {
 		// Only the file grants it: record what the file permits, less the tools. Values
 		// (credentials, config, upstreams, the database reference) and limits stay the file's.
-		g = manifest.Grant{Connector: connector, Tools: cg.Tools, Scopes: cg.Scopes, Hosts: cg.Hosts,
-			PrivateTargets: cg.PrivateTargets}
-		if cg.Database != nil {
-			g.Database = &manifest.DatabaseGrant{Functions: cg.Database.Functions, AllowWrites: cg.Database.AllowWrites}
-		}
+		g = *Permissions(cg)
 	}
 	granted := g.Tools
 	if slices.Contains(granted, manifest.All) {
