@@ -585,8 +585,12 @@ func (h *Host) LoadInstalled(ctx context.Context, m *manifest.Manifest, wasm []b
 // logged (once) at load.
 func (h *Host) ref(ctx context.Context, c *connector, slot, field, kind, reference string) *credential.Ref {
 	scheme, _ := secret.Scheme(reference)
+	var retry time.Duration
+	if scheme != "store" && scheme != "env" && scheme != "file" {
+		retry = 5 * time.Second // a remote source (vault): a failing reference must not hammer it
+	}
 	r := credential.NewRef(credential.RefConfig{Connector: c.manifest.Name, Slot: slot, Field: field, Kind: kind,
-		Reference: reference, Secrets: h.cfg.Secrets, Fresh: scheme == "store", TTL: h.cfg.SecretTTL,
+		Reference: reference, Secrets: h.cfg.Secrets, Fresh: scheme == "store", TTL: h.cfg.SecretTTL, Retry: retry,
 		Scrubber: h.scrub, Logger: h.logger})
 	_ = r.Check(ctx)
 	c.refs = append(c.refs, r)

@@ -106,3 +106,32 @@ func TestRevokeConfiguredOnlyConnector(t *testing.T) {
 		t.Errorf("Revoke(github), neither configured nor granted = %v, want 'no grant to revoke'", err)
 	}
 }
+
+// One connector's credential reference does not resolve: the other connector keeps serving,
+// the broken one's tools say what an admin must do, and a server syncing every second logs the
+// problem once, not at every sync or call.
+func TestBadReferenceIsIsolated(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOptions{})
+	e.install(t, "slack", "1.0.0", store.InstalledActive, e.slackYAML(t, nil), e.slackW)
+	e.install(t, "chat", "1.0.0", store.InstalledActive, e.slackYAML(t, func(s string) string {
+		return strings.Replace(s, "name: slack\n", "name: chat\n", 1)
+	}), e.slackW)
+	e.grant(t, "", e.slackGrant())
+	broken := e.slackGrant()
+	broken.Connector = "chat"
+	broken.Credentials = manifest.SecretRefs(map[string]string{"bot_token": "env:CHAT_TOKEN_NOT_SET"})
+	e.grant(t, "", broken) // an env reference: the admin's shell cannot tell, so it is accepted
+	for range 3 {
+		if err := e.a.Sync(ctx); err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+		if res := e.call("slack.list_channels", `{}`); !res.OK {
+			t.Fatalf("the healthy connector: %+v", res.Error)
+		}
+		wantRefused(t, e.call("chat.list_channels", `{}`), abi.CodeCredential, "CHAT_TOKEN_NOT_SET", "admin must")
+	}
+	if n := strings.Count(e.rec.Logs(), "a credential is unavailable"); n != 1 {
+		t.Errorf("the unavailable credential was logged %d times, want once:\n%s", n, e.rec.Logs())
+	}
+}

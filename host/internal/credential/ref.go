@@ -41,6 +41,9 @@ type RefConfig struct {
 	// Otherwise the value is kept for TTL (default DefaultRefTTL).
 	Fresh bool
 	TTL   time.Duration
+	// Retry is how long a reference that failed is left alone before it is read again (0: at
+	// its next use); set it for remote sources, which a failing reference must not hammer.
+	Retry time.Duration
 	// Scrubber receives every value the moment it is read. Nil: a private one.
 	Scrubber *scrub.Scrubber
 	// Logger receives one line per change of state (unavailable, available again). Default
@@ -66,6 +69,7 @@ type Ref struct {
 	val         secret.Value
 	read        time.Time // when val was read; zero: never, or invalidated
 	err         error     // the last failure, nil when the value is usable
+	failedAt    time.Time // when err was found
 	loggedState string    // what the log last said, so each change is logged once
 
 	failing atomic.Bool // err != nil, readable without the lock
@@ -109,6 +113,9 @@ func (r *Ref) Value(ctx context.Context) (secret.Value, error) {
 	if r.err == nil && !r.read.IsZero() && !r.cfg.Fresh && now.Sub(r.read) < r.cfg.TTL {
 		return r.val, nil
 	}
+	if r.err != nil && now.Sub(r.failedAt) < r.cfg.Retry {
+		return secret.Value{}, r.err
+	}
 	v, err := r.cfg.Secrets.Resolve(ctx, r.cfg.Reference)
 	switch {
 	case err == nil && v.IsZero():
@@ -120,7 +127,7 @@ func (r *Ref) Value(ctx context.Context) (secret.Value, error) {
 		return r.val, nil
 	}
 	if err != nil {
-		r.val, r.read = secret.Value{}, time.Time{}
+		r.val, r.read, r.failedAt = secret.Value{}, time.Time{}, now
 		r.err = &Error{Kind: ErrUnresolvable, Err: err, Message: fmt.Sprintf(
 			"credential %s of connector %s is unavailable: %s; an admin must fix it (%s)",
 			r.what(), r.cfg.Connector, r.cfg.Scrubber.String(err.Error()), r.hint())}
