@@ -170,6 +170,8 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// A DSN or URL with a password never reaches a log line, whoever logs it.
+	cfg.Logger = slog.New(secret.RedactingHandler(cfg.Logger.Handler()))
 	if cfg.ApprovalTTL <= 0 {
 		cfg.ApprovalTTL = DefaultApprovalTTL
 	}
@@ -182,7 +184,7 @@ func New(cfg Config) (*Host, error) {
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("host: RedisURL: %w (write redis://HOST:PORT/DB)", err)
+			return nil, fmt.Errorf("host: RedisURL: %w (write redis://HOST:PORT/DB)", secret.RedactedError(err))
 		}
 		// Keep a few connections open: a cold dial can exceed the limiter's per-operation
 		// timeout and send this replica to its local fallback until the next probe.

@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -86,9 +87,9 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if g.logJSON {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(secret.RedactingHandler(slog.NewJSONHandler(w, opts))), nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	return slog.New(secret.RedactingHandler(slog.NewTextHandler(w, opts))), nil
 }
 
 // loadConfig reads the config file. A missing default file is not an error (no connectors).
