@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,30 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for a server goroutine writing while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The operator starts `airlock serve` with the PostgreSQL state given as --state, password in
 // the URL, as the README shows. The password must appear in no endpoint (metrics included: it
@@ -81,7 +61,7 @@ func TestDSNPasswordCanary(t *testing.T) {
 	os.Args = append([]string{"airlock"}, serveArgs...)
 	t.Cleanup(func() { os.Args = oldArgs })
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs lockedBuffer
 	done := make(chan int)
 	go func() { done <- run(ctx, serveArgs, &logs, &logs) }()
 	t.Cleanup(func() {
