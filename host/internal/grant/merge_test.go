@@ -24,7 +24,7 @@ func TestMerge(t *testing.T) {
 		Quotas: &manifest.Quotas{PerAgent: &manifest.Quota{Calls: 100, PeriodS: 60}}}
 	got, from := Merge(m, file, store)
 	want := &manifest.Grant{Connector: "slack", Tools: []string{"list_channels", "ping", "post_message"}, Scopes: []string{"channels:read"},
-		Hosts: []string{"hooks.example.com", "slack.com"},
+		Hosts:       []string{"hooks.example.com", "slack.com"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "store:bot", "user_token": "env:USER"}),
 		Upstreams:   map[string]string{"https://slack.com": "http://127.0.0.1:9"},
 		Confirm:     []string{"ping", "post_message"}, Limits: manifest.Limits{TimeoutMS: 5000, MaxRequests: 3},
