@@ -14,6 +14,9 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 // authRecorder records the Authorization header of every request before the fake sees it.
@@ -92,5 +95,39 @@ func TestSecretSetReachesRunningServer(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), rotated) || strings.Contains(logs.String(), grantCanary) {
 		t.Errorf("a key reached the server's log: %s", logs.String())
+	}
+}
+
+// BenchmarkStoreSecretRead is what a store: reference costs per outbound request that uses it:
+// one indexed row read and an AES-GCM open (go test -bench StoreSecretRead ./cmd/airlock).
+func BenchmarkStoreSecretRead(b *testing.B) {
+	for _, backend := range []struct {
+		name string
+		dsn  func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return "sqlite:" + filepath.Join(b.TempDir(), "state.db") }},
+		{"postgres", func(b *testing.B) string { return testenv.Postgres(b) }},
+	} {
+		b.Run(backend.name, func(b *testing.B) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, backend.dsn(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			key := make([]byte, 32)
+			ss, err := secret.OpenStore(ctx, storeBackend{st}, key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := ss.Set(ctx, "bench_key", secret.New("xoxb-bench")); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := ss.Resolve(ctx, "store:bench_key"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
