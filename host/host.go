@@ -665,7 +665,7 @@ func (h *Host) Unload(name string) error {
 	l := h.layers[name]
 	if l == nil || l.file == nil {
 		if l != nil && l.store != nil {
-			return nil // the store's connector: SetInstalled governs it
+			return fmt.Errorf("host: connector %q comes from the state store: revoke its grant there instead", name)
 		}
 		return fmt.Errorf("host: no connector named %q is loaded", name)
 	}
