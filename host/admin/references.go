@@ -70,11 +70,11 @@ func (a *Admin) CheckReferences(ctx context.Context, g *manifest.Grant) (warning
 			}
 		case "env":
 			if _, err := (secret.Env{Lookup: os.LookupEnv}).Resolve(ctx, ref); err != nil {
-				warnings = append(warnings, fmt.Sprintf("%s: %v here; the server resolves it in its own environment, and the connector's tools answer credential_unavailable until it can", what, err))
+				warnings = append(warnings, fmt.Sprintf("%s: not resolvable from this shell (%v); the server resolves it in its own environment, and the connector's tools answer credential_unavailable until it can", what, err))
 			}
 		case "file":
 			if _, err := (secret.File{}).Resolve(ctx, ref); err != nil {
-				warnings = append(warnings, fmt.Sprintf("%s: %v here; the server reads it on its own machine, and the connector's tools answer credential_unavailable until it can", what, err))
+				warnings = append(warnings, fmt.Sprintf("%s: not readable from here (%v); the server reads it on its own machine, and the connector's tools answer credential_unavailable until it can", what, err))
 			}
 		case "vault":
 			warnings = append(warnings, fmt.Sprintf("%s: %s is not checked here; the server reads it from Vault when a call needs it", what, ref))
