@@ -135,11 +135,12 @@ func (r *Ref) Value(ctx context.Context) (secret.Value, error) {
 		r.logState(ctx, "unavailable:"+err.Error(), "a credential is unavailable: the connector's tools answer credential_unavailable until an admin fixes it", err)
 		return secret.Value{}, r.err
 	}
-	raw := v.Expose()
-	r.cfg.Scrubber.Add(raw)
-	if r.cfg.Kind == "basic" {
-		if _, pw, ok := strings.Cut(raw, ":"); ok {
-			r.cfg.Scrubber.Add(pw)
+	if raw := v.Expose(); raw != r.val.Expose() { // a new value: scrub it from now on
+		r.cfg.Scrubber.Add(raw)
+		if r.cfg.Kind == "basic" {
+			if _, pw, ok := strings.Cut(raw, ":"); ok {
+				r.cfg.Scrubber.Add(pw)
+			}
 		}
 	}
 	r.val, r.read, r.err = v, now, nil
