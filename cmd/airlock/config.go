@@ -192,8 +192,8 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger}
 	rt.admin.SetConfigured(g.configured())
 	if err := rt.admin.Sync(ctx); err != nil {
-		h.Close(ctx)
-		return nil, err
+		// Each connector that failed is stopped (fail closed); the others serve.
+		logger.Error("connectors from the state store that could not be loaded do not serve; the others do", "err", err)
 	}
 	for _, c := range cfg.Connectors {
 		if err := loadConfigured(ctx, h, c.Manifest, c.Grant); err != nil {
