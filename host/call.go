@@ -130,6 +130,11 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	}
 	c, ok := h.acquire(connName)
 	if !ok {
+		if why := h.stoppedReason(connName); why != "" {
+			ev.Connector = connName
+			return &ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal,
+				Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it again", req.Tool, why)}
+		}
 		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
 			Message: fmt.Sprintf("there is no connector named %q (available tools: %s)", connName, h.toolNames())}
 	}
@@ -149,6 +154,9 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 			Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it", req.Tool, reason)}
 	}
 	res.Meta.Untrusted = tool.Annotations.OpenWorld
+	if why := c.credentialProblem(ctx); why != "" {
+		return &ResultError{Code: abi.CodeCredential, Category: abi.Correctable, Message: why}
+	}
 
 	// 2. Arguments against the input schema.
 	if err := tool.ValidateInput(args); err != nil {

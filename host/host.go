@@ -98,6 +98,11 @@ type Config struct {
 	// IdempotencyTTL is how long a call's outcome is kept under its idempotency key (default
 	// 24 h). Idempotency needs Store.
 	IdempotencyTTL time.Duration
+	// SecretTTL is how long the value of a credential reference outside the state store (env:,
+	// file:, vault: …) is used before it is read again; it is also read again at once when an
+	// upstream answers 401. References to the state store (store:NAME) are read on every use,
+	// so `airlock secret set` takes effect on the next call. Default one minute.
+	SecretTTL time.Duration
 	// OnClose, if set, is called by Close after every connector has stopped (so after the last
 	// audit event), to release what the host was built on: an audit sink, a state store.
 	OnClose func() error
@@ -123,8 +128,12 @@ type Host struct {
 	audit       audit.Sink
 	closer      func() error
 
+	loadMu sync.Mutex         // serialises changes to the loaded connectors
+	layers map[string]*layers // what the configuration and the state store say, by connector
+
 	mu         sync.RWMutex
 	connectors map[string]*connector
+	stopped    map[string]string // connectors that must not run, and why (a revocation)
 }
 
 // connector is one loaded connector under its grant. Immutable once built; replaced as a whole.
@@ -139,7 +148,12 @@ type connector struct {
 	egress   *egress.Client
 	// providers are the OAuth slots' credential providers, by slot name (for Connect).
 	providers map[string]*credential.Provider
-	inflight  sync.WaitGroup
+	// refs are the static slots' secret references, read again as they may change; unavailable
+	// holds what could not be read at load (OAuth client secrets and keys, the database DSN).
+	// Either makes the connector's tools answer credential_unavailable.
+	refs        []*credential.Ref
+	unavailable []string
+	inflight    sync.WaitGroup
 }
 
 // New returns a Host with no connectors loaded.
@@ -156,6 +170,8 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// A DSN or URL with a password never reaches a log line, whoever logs it.
+	cfg.Logger = slog.New(secret.RedactingHandler(cfg.Logger.Handler()))
 	if cfg.ApprovalTTL <= 0 {
 		cfg.ApprovalTTL = DefaultApprovalTTL
 	}
@@ -163,11 +179,12 @@ func New(cfg Config) (*Host, error) {
 		cfg.Now = time.Now
 	}
 	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{},
+		layers: map[string]*layers{}, stopped: map[string]string{},
 		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now}
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("host: RedisURL: %w (write redis://HOST:PORT/DB)", err)
+			return nil, fmt.Errorf("host: RedisURL: %w (write redis://HOST:PORT/DB)", secret.RedactedError(err))
 		}
 		// Keep a few connections open: a cold dial can exceed the limiter's per-operation
 		// timeout and send this replica to its local fallback until the next probe.
@@ -205,6 +222,10 @@ func New(cfg Config) (*Host, error) {
 // Load verifies m's module, applies g, and makes the connector's granted tools callable. Loading
 // a connector that is already loaded replaces it atomically: new calls use the new version, calls
 // in progress finish on the old one.
+//
+// g is the grant of the configuration (airlock.yaml, or the embedding program). When the state
+// store also speaks for the connector ([Host.SetInstalled]), the most restrictive decision wins
+// (see [MergeGrants]) and a revocation recorded there keeps the connector from running at all.
 func (h *Host) Load(ctx context.Context, m *manifest.Manifest, g *manifest.Grant) (err error) {
 	wasm, err := os.ReadFile(m.ModulePath())
 	if err != nil {
@@ -215,16 +236,199 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, g *manifest.Grant
 
 // LoadModule is Load with the module's bytes supplied by the caller (a bundle, a test).
 func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant) error {
-	return h.loadModule(ctx, m, wasm, g, Origin{Publisher: m.Publisher})
-}
-
-func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, origin Origin) (err error) {
 	if err := manifest.VerifyModule(m, wasm); err != nil {
 		return fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
+	if _, err := grant.Effective(m, g); err != nil {
+		return fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
+	}
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	l := h.layersOf(m.Name)
+	old := l.file
+	l.file = &layer{manifest: m, wasm: wasm, grant: g, origin: Origin{Publisher: m.Publisher}}
+	if err := h.apply(ctx, m.Name); err != nil {
+		l.file = old // a change that does not load leaves the connector as it was
+		return err
+	}
+	return nil
+}
+
+// Installed is what the state store says about a connector, for [Host.SetInstalled].
+type Installed struct {
+	// Manifest and Module are the installed version; nil when the store holds a grant for a
+	// connector that is not installed there (one loaded with Load from a configuration file).
+	Manifest *manifest.Manifest
+	Module   []byte
+	// Grant is the store's current grant (nil when Revoked).
+	Grant  *manifest.Grant
+	Origin Origin
+	// Revoked says an admin revoked the connector: nothing of it runs, whatever Load loaded,
+	// until the store grants it again.
+	Revoked bool
+	// Err says the store's decision could not be read (an unreadable grant, a missing module):
+	// the connector stops serving until a later SetInstalled succeeds.
+	Err error
+}
+
+// SetInstalled records what the state store says about connector name (nil: nothing any more)
+// and applies it together with the configuration's grant: the most restrictive decision wins.
+// When the result cannot be applied, the connector stops serving (fail closed: the store may
+// have narrowed the grant) and the error says why.
+func (h *Host) SetInstalled(ctx context.Context, name string, in *Installed) error {
+	if in != nil && in.Err != nil {
+		err := fmt.Errorf("host: connector %s: %w", name, in.Err)
+		h.stop(name, err)
+		return err
+	}
+	if in != nil && in.Manifest != nil {
+		if err := manifest.VerifyModule(in.Manifest, in.Module); err != nil {
+			err = fmt.Errorf("host: connector %s: %w", name, err)
+			h.stop(name, err)
+			return err
+		}
+	}
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	l := h.layersOf(name)
+	l.store, l.revoked = nil, false
+	if in != nil {
+		l.revoked = in.Revoked
+		if !in.Revoked {
+			l.store = &layer{manifest: in.Manifest, wasm: in.Module, grant: in.Grant, origin: in.Origin}
+		}
+	}
+	if err := h.apply(ctx, name); err != nil {
+		h.stop(name, err)
+		return err
+	}
+	return nil
+}
+
+// MergeGrants returns the grant that applies to a connector configured with file and granted in
+// the state store with store (either may be nil), for m: permissions both grant, the tighter
+// limits, the confirm rules of either, values from the store where it sets them. The map says
+// where each part comes from ("file", "store", "file ∩ store", "file ∪ store"); it is what
+// `airlock grants` shows.
+func MergeGrants(m *manifest.Manifest, file, store *manifest.Grant) (*manifest.Grant, map[string]string) {
+	return grant.Merge(m, file, store)
+}
+
+// layer is one source's say on a connector: the configuration's (Load) or the state store's
+// (SetInstalled).
+type layer struct {
+	manifest *manifest.Manifest // nil: a store grant for a connector the configuration loads
+	wasm     []byte
+	grant    *manifest.Grant
+	origin   Origin
+}
+
+// layers is everything said about one connector.
+type layers struct {
+	file, store *layer
+	revoked     bool // the store records a revocation
+}
+
+// layersOf returns name's layers, creating them. Callers hold loadMu.
+func (h *Host) layersOf(name string) *layers {
+	l := h.layers[name]
+	if l == nil {
+		l = &layers{}
+		h.layers[name] = l
+	}
+	return l
+}
+
+// apply makes the running connector name match its layers. Callers hold loadMu.
+func (h *Host) apply(ctx context.Context, name string) error {
+	l := h.layersOf(name)
+	base := l.store
+	if base == nil || base.manifest == nil {
+		base = l.file // the module the configuration names, restricted by a store grant if any
+	}
+	if l.revoked || base == nil {
+		h.remove(name, l.revoked)
+		if !l.revoked && l.file == nil && l.store == nil {
+			delete(h.layers, name)
+		}
+		return nil
+	}
+	var fileG, storeG *manifest.Grant
+	if l.file != nil {
+		fileG = l.file.grant
+	}
+	if l.store != nil {
+		storeG = l.store.grant
+		if l.store.manifest == nil {
+			if _, err := grant.Effective(base.manifest, storeG); err != nil {
+				return fmt.Errorf("host: connector %s: the grant in the state store does not fit the manifest:\n%w", name, err)
+			}
+		}
+	}
+	g, _ := grant.Merge(base.manifest, fileG, storeG)
+	c, err := h.build(ctx, base.manifest, base.wasm, g, base.origin)
+	if err != nil {
+		return err
+	}
+	h.install(c)
+	return nil
+}
+
+// install makes c the connector serving its name.
+func (h *Host) install(c *connector) {
+	m := c.manifest
+	h.mu.Lock()
+	old := h.connectors[m.Name]
+	h.connectors[m.Name] = c
+	delete(h.stopped, m.Name)
+	h.mu.Unlock()
+	if old != nil {
+		go old.retire()
+	}
+	h.toolsChanged()
+	h.logger.Info("connector loaded", "connector", m.Name, "version", m.Version, "module_sha256", c.digest[:12],
+		"tools", len(c.policy.Tools), "denied_tools", len(c.policy.Denied))
+}
+
+// remove stops serving name; revoked makes its calls say an admin revoked it.
+func (h *Host) remove(name string, revoked bool) {
+	reason := ""
+	if revoked {
+		reason = "an admin revoked connector " + name
+	}
+	h.stopWith(name, reason)
+}
+
+// stop makes name stop serving because its current decision could not be applied.
+func (h *Host) stop(name string, err error) {
+	h.logger.Error("connector stopped: its current grant could not be applied", "connector", name, "err", err)
+	h.stopWith(name, "the current grant of connector "+name+" could not be applied")
+}
+
+func (h *Host) stopWith(name, reason string) {
+	h.mu.Lock()
+	c, ok := h.connectors[name]
+	delete(h.connectors, name)
+	if reason != "" {
+		h.stopped[name] = reason
+	} else {
+		delete(h.stopped, name)
+	}
+	h.mu.Unlock()
+	if ok {
+		go c.retire()
+		h.toolsChanged()
+	}
+}
+
+// build verifies m's module, applies g and returns the connector, not yet serving.
+func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, origin Origin) (_ *connector, err error) {
+	if err := manifest.VerifyModule(m, wasm); err != nil {
+		return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
+	}
 	policy, err := grant.Effective(m, g)
 	if err != nil {
-		return fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
+		return nil, fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
 	}
 	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin, providers: map[string]*credential.Provider{}}
 
@@ -236,30 +440,17 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 		}
 		slot := egress.Slot{Name: cred.Name, Kind: cred.Kind, In: cred.In, Param: cred.Param, Hosts: cred.Hosts}
 		cg, filled := policy.Credentials[cred.Name]
-		resolve := func(ref string) (secret.Value, error) {
-			if ref == "" {
-				return secret.Value{}, nil
-			}
-			v, err := h.cfg.Secrets.Resolve(ctx, ref)
-			if err != nil {
-				return v, fmt.Errorf("host: connector %s: credential %s: %w", m.Name, cred.Name, err)
-			}
-			return v, nil
-		}
 		if filled && !manifest.IsOAuth(cred.Kind) {
-			if slot.Secret, err = resolve(cg.Secret); err != nil {
-				return err
-			}
+			r := h.ref(ctx, c, cred.Name, "", cred.Kind, cg.Secret)
+			slot.Source = r
 		}
 		if filled && manifest.IsOAuth(cred.Kind) {
 			ccfg := credential.Config{Connector: m.Name, Slot: cred, ClientID: cg.ClientID, Username: cg.Username,
 				Scrubber: h.scrub, Logger: h.logger.With("connector", m.Name)}
-			if ccfg.ClientSecret, err = resolve(cg.ClientSecret); err != nil {
-				return err
-			}
-			if ccfg.PrivateKey, err = resolve(cg.PrivateKey); err != nil {
-				return err
-			}
+			// Read once, at load: a failure makes the connector's tools answer
+			// credential_unavailable instead of failing the load.
+			ccfg.ClientSecret = h.loadOnce(ctx, c, cred.Name, "client_secret", cred.Kind, cg.ClientSecret)
+			ccfg.PrivateKey = h.loadOnce(ctx, c, cred.Name, "private_key", cred.Kind, cg.PrivateKey)
 			if h.store != nil {
 				ccfg.Store = credential.StateStore{Store: h.store}
 			}
@@ -279,7 +470,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 			}
 			p, err := credential.New(ccfg)
 			if err != nil {
-				return fmt.Errorf("host: connector %s: %w", m.Name, err)
+				return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
 			}
 			slot.Source = p
 			c.providers[cred.Name] = p
@@ -313,7 +504,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 		ecfg.SharedLimits, ecfg.LocalShare, ecfg.Connector = h.shared, h.cfg.LocalShare, m.Name
 	}
 	if c.egress, err = egress.New(ecfg); err != nil {
-		return fmt.Errorf("host: connector %s: %w", m.Name, err)
+		return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
 	endpoints.set(c.egress.EndpointTransport())
 	if q := policy.Quotas; q != nil {
@@ -328,7 +519,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 			qc.Shared = h.shared
 		}
 		if c.quota, err = quota.New(qc); err != nil {
-			return fmt.Errorf("host: connector %s: quotas: %w", m.Name, err)
+			return nil, fmt.Errorf("host: connector %s: quotas: %w", m.Name, err)
 		}
 	}
 	defer func() {
@@ -340,13 +531,11 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 		}
 	}()
 	if policy.DSN != "" && len(policy.Functions) > 0 {
-		dsn, err := h.cfg.Secrets.Resolve(ctx, policy.DSN)
-		if err != nil {
-			return fmt.Errorf("host: connector %s: database.dsn: %w", m.Name, err)
-		}
-		if c.db, err = dbfunc.Open(dbfunc.Config{DSN: dsn, Declared: m.Database.Functions, Granted: policy.Functions,
-			Scrubber: h.scrub, Logger: h.logger.With("connector", m.Name)}); err != nil {
-			return fmt.Errorf("host: connector %s: %w", m.Name, err)
+		if dsn := h.loadOnce(ctx, c, "database", "dsn", "", policy.DSN); !dsn.IsZero() {
+			if c.db, err = dbfunc.Open(dbfunc.Config{DSN: dsn, Declared: m.Database.Functions, Granted: policy.Functions,
+				Scrubber: h.scrub, Logger: h.logger.With("connector", m.Name)}); err != nil {
+				return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
+			}
 		}
 	}
 
@@ -370,20 +559,10 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 		Warm:     h.cfg.Warm,
 	})
 	if err != nil {
-		return fmt.Errorf("host: connector %s: %w", m.Name, err)
+		return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
 
-	h.mu.Lock()
-	old := h.connectors[m.Name]
-	h.connectors[m.Name] = c
-	h.mu.Unlock()
-	if old != nil {
-		go old.retire()
-	}
-	h.toolsChanged()
-	h.logger.Info("connector loaded", "connector", m.Name, "version", m.Version, "module_sha256", c.digest[:12],
-		"tools", len(policy.Tools), "denied_tools", len(policy.Denied))
-	return nil
+	return c, nil
 }
 
 // CheckGrant reports whether g fits m: it names only what m declares and only tightens its
@@ -401,9 +580,58 @@ type Origin struct {
 	Unsigned bool
 }
 
-// LoadInstalled is LoadModule for a connector installed from a bundle, recording its origin.
+// LoadInstalled is SetInstalled for a connector installed from a bundle and granted in the
+// state store.
 func (h *Host) LoadInstalled(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, o Origin) error {
-	return h.loadModule(ctx, m, wasm, g, o)
+	return h.SetInstalled(ctx, m.Name, &Installed{Manifest: m, Module: wasm, Grant: g, Origin: o})
+}
+
+// ref returns the live reference filling slot's field; it is read now, so a failure is
+// logged (once) at load.
+func (h *Host) ref(ctx context.Context, c *connector, slot, field, kind, reference string) *credential.Ref {
+	scheme, _ := secret.Scheme(reference)
+	var retry time.Duration
+	if scheme != "store" && scheme != "env" && scheme != "file" {
+		retry = 5 * time.Second // a remote source (vault): a failing reference must not hammer it
+	}
+	r := credential.NewRef(credential.RefConfig{Connector: c.manifest.Name, Slot: slot, Field: field, Kind: kind,
+		Reference: reference, Secrets: h.cfg.Secrets, Fresh: scheme == "store", TTL: h.cfg.SecretTTL, Retry: retry,
+		Scrubber: h.scrub, Logger: h.logger})
+	_ = r.Check(ctx)
+	c.refs = append(c.refs, r)
+	return r
+}
+
+// loadOnce reads a reference used only at load. A failure is kept as the connector's
+// unavailable reason (its tools answer credential_unavailable) instead of failing the load,
+// so one bad reference does not take down the other connectors.
+func (h *Host) loadOnce(ctx context.Context, c *connector, slot, field, kind, reference string) secret.Value {
+	if reference == "" {
+		return secret.Value{}
+	}
+	r := credential.NewRef(credential.RefConfig{Connector: c.manifest.Name, Slot: slot, Field: field, Kind: kind,
+		Reference: reference, Secrets: h.cfg.Secrets, Scrubber: h.scrub, Logger: h.logger})
+	v, err := r.Value(ctx)
+	if err != nil {
+		c.unavailable = append(c.unavailable, err.Error()+"; then re-grant or restart so the connector reloads")
+	}
+	return v
+}
+
+// credentialProblem returns why c's tools cannot run for lack of a credential, or "". A
+// reference that failed is read again here, so fixing it takes effect on the next call.
+func (c *connector) credentialProblem(ctx context.Context) string {
+	if len(c.unavailable) > 0 {
+		return c.unavailable[0]
+	}
+	for _, r := range c.refs {
+		if r.Failing() {
+			if _, err := r.Value(ctx); err != nil {
+				return err.Error()
+			}
+		}
+	}
+	return ""
 }
 
 // lazyTransport forwards to a RoundTripper set after construction: OAuth providers are built
@@ -432,18 +660,20 @@ func (c *connector) retire() {
 	}
 }
 
-// Unload removes a connector: new calls fail at once, calls in progress finish.
+// Unload removes the connector Load loaded: new calls fail at once, calls in progress finish.
+// A connector the state store also grants (SetInstalled) keeps running under the store's grant.
 func (h *Host) Unload(name string) error {
-	h.mu.Lock()
-	c, ok := h.connectors[name]
-	delete(h.connectors, name)
-	h.mu.Unlock()
-	if !ok {
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	l := h.layers[name]
+	if l == nil || l.file == nil {
+		if l != nil && l.store != nil {
+			return fmt.Errorf("host: connector %q comes from the state store: revoke its grant there instead", name)
+		}
 		return fmt.Errorf("host: no connector named %q is loaded", name)
 	}
-	go c.retire()
-	h.toolsChanged()
-	return nil
+	l.file = nil
+	return h.apply(context.Background(), name)
 }
 
 func (h *Host) toolsChanged() {
@@ -518,6 +748,13 @@ func (h *Host) Close(ctx context.Context) error {
 		h.shared.Close()
 	}
 	return errors.Join(err, h.eng.Close(ctx))
+}
+
+// stoppedReason says why connector name must not run ("" when nothing stops it).
+func (h *Host) stoppedReason(name string) string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.stopped[name]
 }
 
 // acquire returns the connector serving name and registers a call on it.

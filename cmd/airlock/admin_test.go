@@ -300,7 +300,7 @@ func testAdminCLI(t *testing.T, b adminBackend, root, wasm string) {
 	if !strings.Contains(out, "REVOKED") || !strings.Contains(out, "INC-7") || strings.Count(out, "\nslack") != 3 {
 		t.Errorf("grants --history = %q; want the grant, the partial revocation and the revocation", out)
 	}
-	if code, _, errOut := cmd("revoke", "slack"); code != exitError || !strings.Contains(errOut, "no grant") {
+	if code, _, errOut := cmd("revoke", "slack"); code != exitError || !strings.Contains(errOut, "already revoked") {
 		t.Errorf("revoking a revoked connector = %d, %q", code, errOut)
 	}
 

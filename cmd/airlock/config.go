@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -86,9 +87,9 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if g.logJSON {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(secret.RedactingHandler(slog.NewJSONHandler(w, opts))), nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	return slog.New(secret.RedactingHandler(slog.NewTextHandler(w, opts))), nil
 }
 
 // loadConfig reads the config file. A missing default file is not an error (no connectors).
@@ -189,9 +190,10 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		return nil, err
 	}
 	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger}
+	rt.admin.SetConfigured(g.configured())
 	if err := rt.admin.Sync(ctx); err != nil {
-		h.Close(ctx)
-		return nil, err
+		// Each connector that failed is stopped (fail closed); the others serve.
+		logger.Error("connectors from the state store that could not be loaded do not serve; the others do", "err", err)
 	}
 	for _, c := range cfg.Connectors {
 		if err := loadConfigured(ctx, h, c.Manifest, c.Grant); err != nil {
@@ -200,6 +202,29 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		}
 	}
 	return rt, nil
+}
+
+// configured returns a lookup of the connectors the configuration file loads, by name, with
+// their manifest and grant (read again at each lookup, so an edited file counts).
+func (g *globals) configured() func(name string) (*manifest.Manifest, *manifest.Grant, bool) {
+	return func(name string) (*manifest.Manifest, *manifest.Grant, bool) {
+		cfg, _, err := g.loadConfig()
+		if err != nil {
+			return nil, nil, false
+		}
+		for _, c := range cfg.Connectors {
+			m, err := manifest.Load(c.Manifest)
+			if err != nil || m.Name != name {
+				continue
+			}
+			gr, err := manifest.LoadGrant(c.Grant)
+			if err != nil {
+				return nil, nil, false
+			}
+			return m, gr, true
+		}
+		return nil, nil, false
+	}
 }
 
 func cmpOr(a, b string) string {

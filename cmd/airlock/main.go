@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/airlock-dev/airlock/host/secret"
 )
 
 func main() {
@@ -99,12 +101,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, errHelp):
 			return exitOK
 		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "airlock %s: %s\nRun 'airlock help %s' for usage.\n", name, ue.msg, name)
+			fmt.Fprintf(stderr, "airlock %s: %s\nRun 'airlock help %s' for usage.\n", name, secret.RedactURLs(ue.msg), name)
 			return exitUsage
 		case errors.Is(err, errSilent):
 			return exitError
 		default:
-			fmt.Fprintf(stderr, "airlock %s: %v\n", name, err)
+			fmt.Fprintf(stderr, "airlock %s: %s\n", name, secret.RedactURLs(err.Error()))
 			return exitError
 		}
 	}

@@ -36,13 +36,32 @@ type Admin struct {
 	h      *host.Host // nil for a CLI that only records decisions
 	logger *slog.Logger
 
-	mu     sync.Mutex
-	loaded map[string]loadedState // connector → what the host runs, for Sync
+	configured func(name string) (*manifest.Manifest, *manifest.Grant, bool)
+
+	mu      sync.Mutex
+	loaded  map[string]loadedState // connector → what the host runs, for Sync
+	retryAt map[string]time.Time   // connector → when Sync tries again a state that failed
 }
 
 type loadedState struct {
 	version, digest string
 	grant           int
+	revoked, failed bool
+}
+
+// SetConfigured tells the Admin which connectors a configuration file (airlock.yaml) loads
+// outside the store, with their manifest and grant: such a connector can be revoked (the
+// revocation is recorded in the store and overrides the file) and granted through the store
+// although it is not installed there. fn must be safe for concurrent use.
+func (a *Admin) SetConfigured(fn func(name string) (*manifest.Manifest, *manifest.Grant, bool)) {
+	a.configured = fn
+}
+
+func (a *Admin) configuredOf(name string) (*manifest.Manifest, *manifest.Grant, bool) {
+	if a.configured == nil {
+		return nil, nil, false
+	}
+	return a.configured(name)
 }
 
 // New returns an Admin over st that applies changes to h (nil: record only).
@@ -50,7 +69,7 @@ func New(st *store.Store, h *host.Host, logger *slog.Logger) *Admin {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Admin{st: st, h: h, logger: logger, loaded: map[string]loadedState{}}
+	return &Admin{st: st, h: h, logger: logger, loaded: map[string]loadedState{}, retryAt: map[string]time.Time{}}
 }
 
 // Store returns the state store.
@@ -73,6 +92,10 @@ func (a *Admin) installed(ctx context.Context, name, version string) (*Connector
 		in, err = a.pendingOrActive(ctx, name)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		if m, _, ok := a.configuredOf(name); ok && (version == "" || version == m.Version) {
+			return &Connector{Installed: store.Installed{Name: name, Version: m.Version, Digest: m.Module.SHA256,
+				Publisher: m.Publisher, Status: statusConfigured}, Manifest: m}, nil
+		}
 		return nil, fmt.Errorf("connector %s%s is not installed: install it with `airlock plugin install BUNDLE` (see `airlock plugin list`)", name, at(version))
 	}
 	if err != nil {
@@ -123,6 +146,9 @@ func (a *Admin) active(ctx context.Context, name string) (*Connector, error) {
 	}
 	return &Connector{Installed: in, Manifest: m}, nil
 }
+
+// statusConfigured marks a Connector that the configuration file loads, not the store.
+const statusConfigured = "configured"
 
 func at(version string) string {
 	if version == "" {
@@ -253,11 +279,14 @@ func (a *Admin) Grant(ctx context.Context, req GrantRequest) (store.GrantRecord,
 	if err := host.CheckGrant(c.Manifest, req.Grant); err != nil {
 		return store.GrantRecord{}, err
 	}
+	if _, err := a.CheckReferences(ctx, req.Grant); err != nil {
+		return store.GrantRecord{}, err
+	}
 	data, err := json.Marshal(req.Grant)
 	if err != nil {
 		return store.GrantRecord{}, err
 	}
-	if c.Status != "active" {
+	if c.Status != "active" && c.Status != statusConfigured {
 		if err := a.st.Activate(ctx, c.Name, c.Version); err != nil {
 			return store.GrantRecord{}, fmt.Errorf("activating %s@%s: %w", c.Name, c.Version, err)
 		}
@@ -272,14 +301,20 @@ func (a *Admin) Grant(ctx context.Context, req GrantRequest) (store.GrantRecord,
 
 // Revoke withdraws tools from a connector's grant (all of them when tools is empty). It takes
 // effect for every new call when it returns (on this process's host; other processes within
-// their Watch interval); calls already running finish.
+// their Watch interval); calls already running finish. A connector the configuration file loads
+// can be revoked too: the revocation is recorded in the store and wins over the file.
 func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, admin, note string) error {
 	cur, err := a.st.CurrentGrant(ctx, connector)
-	if errors.Is(err, store.ErrNotFound) || err == nil && cur.Revoked {
-		return fmt.Errorf("connector %s has no grant to revoke (see `airlock grants`)", connector)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	inStore := err == nil && !cur.Revoked
+	cm, cg, configured := a.configuredOf(connector)
+	switch {
+	case err == nil && cur.Revoked:
+		return fmt.Errorf("connector %s is already revoked (see `airlock grants %s --history`)", connector, connector)
+	case !inStore && !configured:
+		return fmt.Errorf("connector %s has no grant to revoke (see `airlock grants`)", connector)
 	}
 	if len(tools) == 0 {
 		if _, err := a.st.RevokeGrant(ctx, connector, admin, note); err != nil {
@@ -288,25 +323,33 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 		a.logger.Info("grant revoked", "connector", connector, "admin", admin)
 		return a.Sync(ctx)
 	}
-	var g manifest.Grant
-	if err := json.Unmarshal(cur.Grant, &g); err != nil {
-		return fmt.Errorf("connector %s: the stored grant is unreadable: %w", connector, err)
-	}
 	// The grant applies to the active version: a pending upgrade must neither widen the grant
 	// ("*" expanded to its new tools) nor block the revoke.
-	c, err := a.active(ctx, connector)
-	if err != nil {
+	m := cm
+	if c, err := a.active(ctx, connector); err == nil {
+		m = c.Manifest
+	} else if !configured {
 		return err
+	}
+	var g manifest.Grant
+	if inStore {
+		if err := json.Unmarshal(cur.Grant, &g); err != nil {
+			return fmt.Errorf("connector %s: the stored grant is unreadable: %w", connector, err)
+		}
+	} else {
+		// Only the file grants it: record what the file permits, less the tools. Values
+		// (credentials, config, upstreams, the database reference) and limits stay the file's.
+		g = *Permissions(cg)
 	}
 	granted := g.Tools
 	if slices.Contains(granted, manifest.All) {
 		granted = nil
-		for _, t := range c.Manifest.Tools {
+		for _, t := range m.Tools {
 			granted = append(granted, t.Name)
 		}
 	}
 	for _, t := range tools {
-		if _, ok := c.Manifest.Tool(t); !ok {
+		if _, ok := m.Tool(t); !ok {
 			return fmt.Errorf("connector %s has no tool %q", connector, t)
 		}
 	}
@@ -322,9 +365,11 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 	return a.Sync(ctx)
 }
 
-// Sync makes the host run exactly the active, granted connectors of the store: it loads what
-// is new or changed (version, module or grant) and unloads what lost its grant. Connectors the
-// host runs that the store does not know (from a configuration file) are left alone.
+// Sync makes the host run what the store decides: the active, granted connectors, with their
+// current grants; for a connector the configuration file loads, the store's grant restricts the
+// file's and a revocation recorded in the store stops it (the most restrictive decision wins,
+// host.MergeGrants). A state that failed to apply is tried again after a minute or when it
+// changes.
 func (a *Admin) Sync(ctx context.Context) error {
 	if a.h == nil {
 		return nil
@@ -335,54 +380,67 @@ func (a *Admin) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading grants: %w", err)
 	}
-	want := map[string]store.GrantRecord{}
-	for _, g := range grants {
-		if !g.Revoked {
-			want[g.Connector] = g
-		}
-	}
 	var errs []error
-	for name, st := range a.loaded {
-		if _, ok := want[name]; !ok {
-			if err := a.h.Unload(name); err != nil {
-				a.logger.Warn("unload", "connector", name, "err", err)
+	seen := map[string]bool{}
+	for _, rec := range grants {
+		name := rec.Connector
+		seen[name] = true
+		cur := loadedState{grant: rec.Version, revoked: rec.Revoked}
+		var in store.Installed
+		if !rec.Revoked {
+			in, err = a.st.ActiveInstalled(ctx, name)
+			switch {
+			case errors.Is(err, store.ErrNotFound): // a grant for a configuration-file connector
+			case err != nil:
+				errs = append(errs, err)
+				continue
+			default:
+				cur.version, cur.digest = in.Version, in.Digest
 			}
-			delete(a.loaded, name)
-			_ = st
 		}
-	}
-	for name, rec := range want {
-		in, err := a.st.ActiveInstalled(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // granted but not installed (a grant for a configuration-file connector)
+		if prev, ok := a.loaded[name]; ok {
+			if prev == cur {
+				continue
+			}
+			if prev == (loadedState{version: cur.version, digest: cur.digest, grant: cur.grant, revoked: cur.revoked, failed: true}) && time.Now().Before(a.retryAt[name]) {
+				continue
+			}
 		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		cur := loadedState{version: in.Version, digest: in.Digest, grant: rec.Version}
-		if a.loaded[name] == cur {
-			continue
-		}
-		if err := a.load(ctx, in, rec); err != nil {
+		if err := a.load(ctx, name, in, rec); err != nil {
+			if !errors.As(err, new(appliedError)) {
+				// Fail closed: the host must not keep serving a grant the store no longer holds.
+				_ = a.h.SetInstalled(ctx, name, &host.Installed{Err: err})
+			}
 			errs = append(errs, fmt.Errorf("connector %s: %w", name, err))
-			// Fail closed: the host must not keep serving a grant the store no longer holds
-			// (it may have been narrowed or revoked). The next Sync tries again.
-			if _, ok := a.loaded[name]; ok {
-				if uerr := a.h.Unload(name); uerr != nil {
-					a.logger.Warn("unload", "connector", name, "err", uerr)
-				}
-				delete(a.loaded, name)
-				a.logger.Error("connector unloaded: its current grant could not be applied", "connector", name, "err", err)
-			}
-			continue
+			cur.failed = true
+			a.retryAt[name] = time.Now().Add(time.Minute)
 		}
 		a.loaded[name] = cur
+	}
+	for name := range a.loaded {
+		if !seen[name] {
+			if err := a.h.SetInstalled(ctx, name, nil); err != nil {
+				errs = append(errs, err)
+			}
+			delete(a.loaded, name)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-func (a *Admin) load(ctx context.Context, in store.Installed, rec store.GrantRecord) error {
+// load hands the host what the store says about name: a revocation, a grant for an installed
+// version, or a grant alone (for a connector the configuration file loads).
+func (a *Admin) load(ctx context.Context, name string, in store.Installed, rec store.GrantRecord) error {
+	if rec.Revoked {
+		return applied(a.h.SetInstalled(ctx, name, &host.Installed{Revoked: true}))
+	}
+	var g manifest.Grant
+	if err := json.Unmarshal(rec.Grant, &g); err != nil {
+		return fmt.Errorf("the stored grant is unreadable: %w", err)
+	}
+	if in.Name == "" {
+		return applied(a.h.SetInstalled(ctx, name, &host.Installed{Grant: &g}))
+	}
 	if in.Module == nil {
 		full, err := a.st.GetInstalled(ctx, in.Name, in.Version)
 		if err != nil {
@@ -394,30 +452,47 @@ func (a *Admin) load(ctx context.Context, in store.Installed, rec store.GrantRec
 	if err != nil {
 		return err
 	}
-	var g manifest.Grant
-	if err := json.Unmarshal(rec.Grant, &g); err != nil {
-		return fmt.Errorf("the stored grant is unreadable: %w", err)
-	}
 	if in.Unsigned {
 		a.logger.Warn("UNSIGNED connector loaded: it was installed with --allow-unsigned, for development only; every audit record of its calls says unsigned",
 			"connector", in.Name, "version", in.Version, "module_sha256", in.Digest)
 	}
-	return a.h.LoadInstalled(ctx, m, in.Module, &g, host.Origin{Publisher: in.Publisher, Unsigned: in.Unsigned})
+	return applied(a.h.LoadInstalled(ctx, m, in.Module, &g, host.Origin{Publisher: in.Publisher, Unsigned: in.Unsigned}))
+}
+
+// appliedError is an error the host returned after failing closed itself.
+type appliedError struct{ error }
+
+func (e appliedError) Unwrap() error { return e.error }
+
+func applied(err error) error {
+	if err == nil {
+		return nil
+	}
+	return appliedError{err}
 }
 
 // Watch re-syncs the host with the store every interval until ctx ends, so decisions made by
-// another process (the CLI, another replica's admin API) take effect here.
+// another process (the CLI, another replica's admin API) take effect here. A problem is logged
+// when it appears or changes, not at every interval.
 func (a *Admin) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	lastPurge := time.Now()
+	var lastErr string
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if err := a.Sync(ctx); err != nil && ctx.Err() == nil {
+			err := a.Sync(ctx)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil && err.Error() != lastErr:
 				a.logger.Warn("syncing with the state store", "err", err)
+				lastErr = err.Error()
+			case err == nil && lastErr != "":
+				a.logger.Info("in sync with the state store again")
+				lastErr = ""
 			}
 			if now.Sub(lastPurge) >= time.Minute { // expired approvals and idempotency records
 				lastPurge = now

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -36,7 +37,7 @@ const maxBody = 1 << 20
 //	POST   /admin/v1/approvals/{id}/deny             refuse it (body: {"reason": "…"})
 //	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &decision= &kind= &since= &until= &after= &limit=)
 //	GET    /admin/v1/audit/verify                    check the hash chain
-//	GET    /admin/v1/metrics                         counters (expvar JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
+//	GET    /admin/v1/metrics                         airlock's counters (JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
 //
 // Errors are {"error": "…"} with a 4xx or 5xx status; a missing or wrong token gets 401 and
 // nothing else.
@@ -53,7 +54,7 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 	mux.HandleFunc("POST /admin/v1/approvals/{id}/deny", a.apiDecide)
 	mux.HandleFunc("GET /admin/v1/audit", a.apiAudit)
 	mux.HandleFunc("GET /admin/v1/audit/verify", a.apiVerify)
-	mux.Handle("GET /admin/v1/metrics", expvar.Handler())
+	mux.HandleFunc("GET /admin/v1/metrics", serveMetrics)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		ok = ok && strings.EqualFold(scheme, "Bearer") // the scheme is case-insensitive (RFC 9110)
@@ -74,6 +75,20 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		mux.ServeHTTP(w, r.WithContext(withAdmin(r.Context(), name)))
 	})
+}
+
+// serveMetrics writes airlock's own expvar counters (airlock_*) as one JSON object. expvar's
+// process-wide "cmdline" and "memstats" are never served: the command line may hold a DSN
+// with its password (--state postgres://user:password@…), and memory statistics are nobody's
+// business outside the host.
+func serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]json.RawMessage{}
+	expvar.Do(func(kv expvar.KeyValue) {
+		if strings.HasPrefix(kv.Key, "airlock_") {
+			out[kv.Key] = json.RawMessage(secret.RedactURLs(kv.Value.String()))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *Admin) apiConnectors(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +281,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 }
 
 func writeErr(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	writeJSON(w, status, map[string]string{"error": secret.RedactURLs(msg)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -35,7 +35,7 @@ func Example() {
 	// 21 bytes behind Expose
 	// true
 	// environment variable SALESFORCE_TOKEN is not set: export it or change the grant's credential reference: secret not found
-	// secret reference scheme "vault" is not supported: the supported schemes are env, file
+	// secret reference scheme "vault" is not supported: the supported schemes are env, file: malformed secret reference
 }
 
 func ExampleStore() {

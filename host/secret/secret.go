@@ -57,6 +57,10 @@ var (
 	// field that is absent. A [Backend] also returns it for an absent key or record.
 	ErrNotFound = errors.New("secret not found")
 
+	// ErrBadReference reports a reference that cannot name a secret whatever the sources hold:
+	// it has no scheme (write env:NAME, store:NAME …) or a scheme no source resolves.
+	ErrBadReference = errors.New("malformed secret reference")
+
 	// ErrConflict reports that [Backend.CompareAndSetMeta] found a value other than the expected
 	// one: another host changed it first. Backends wrap it; [OpenStore], [RotateMasterKey] and
 	// [RotateDataKey] re-read and try again.

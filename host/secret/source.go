@@ -130,14 +130,17 @@ func (m Mux) Resolve(ctx context.Context, ref string) (Value, error) {
 	scheme, _, ok := splitRef(ref)
 	if !ok {
 		// Do not echo ref: a value without a scheme is likely the secret pasted in by mistake.
-		return Value{}, fmt.Errorf("secret reference has no scheme: write it as %s", m.examples())
+		return Value{}, fmt.Errorf("secret reference has no scheme: write it as %s: %w", m.examples(), ErrBadReference)
 	}
 	src, found := m[scheme]
 	if !found || src == nil {
-		return Value{}, fmt.Errorf("secret reference scheme %q is not supported: the supported schemes are %s", scheme, m.schemes())
+		return Value{}, fmt.Errorf("secret reference scheme %q is not supported: the supported schemes are %s: %w", scheme, m.schemes(), ErrBadReference)
 	}
 	return src.Resolve(ctx, ref)
 }
+
+// Schemes lists the schemes m resolves, sorted and comma-separated.
+func (m Mux) Schemes() string { return m.schemes() }
 
 func (m Mux) schemes() string {
 	if len(m) == 0 {
@@ -174,6 +177,22 @@ func (m Mux) examples() string {
 		return "scheme:reference (no schemes are configured)"
 	}
 	return strings.Join(ex, " or ")
+}
+
+// Scheme returns the scheme of ref ("store" for "store:slack_bot"), or false when ref has none:
+// then it may be a secret pasted by mistake, so never print it (see [Display]).
+func Scheme(ref string) (string, bool) {
+	scheme, _, ok := splitRef(ref)
+	return scheme, ok
+}
+
+// Display returns ref for a message or a log line, or a placeholder when ref has no scheme (a
+// value without one is likely a secret pasted in place of a reference).
+func Display(ref string) string {
+	if _, ok := Scheme(ref); ok {
+		return ref
+	}
+	return "(a value without a scheme, not shown)"
 }
 
 // splitRef splits "scheme:rest". It reports false unless the scheme looks like one (a short

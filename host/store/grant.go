@@ -31,7 +31,8 @@ func (s *Store) PutGrant(ctx context.Context, connector string, grant []byte, ad
 }
 
 // RevokeGrant records a revoked version as the current grant of connector, made by admin with
-// note. It returns an error wrapping [ErrNotFound] when the connector was never granted.
+// note. A connector never granted in the store can be revoked too (one a configuration file
+// grants): the revocation overrides the file. Callers check that the connector exists.
 func (s *Store) RevokeGrant(ctx context.Context, connector, admin, note string) (GrantRecord, error) {
 	return s.addGrant(ctx, GrantRecord{Connector: connector, Admin: admin, Note: note, Revoked: true})
 }
@@ -53,9 +54,6 @@ func (s *Store) addGrant(ctx context.Context, g GrantRecord) (GrantRecord, error
 		var last int
 		if err := t.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM grants WHERE connector = ?`, g.Connector).Scan(&last); err != nil {
 			return wrap(op, err)
-		}
-		if g.Revoked && last == 0 {
-			return notFound("a grant of connector "+g.Connector, "there is nothing to revoke")
 		}
 		g.Version = last + 1
 		var body any

@@ -293,8 +293,10 @@ func TestGrants(t *testing.T) {
 		ctx := context.Background()
 		_, err := s.CurrentGrant(ctx, "slack")
 		wantErr(t, "CurrentGrant never granted", err, ErrNotFound)
-		_, err = s.RevokeGrant(ctx, "slack", "alice", "nothing to revoke")
-		wantErr(t, "RevokeGrant never granted", err, ErrNotFound)
+		// A connector only a configuration file grants is revoked in the store.
+		if rv, err := s.RevokeGrant(ctx, "from-file", "alice", "INC-1"); err != nil || rv.Version != 1 || !rv.Revoked {
+			t.Fatalf("RevokeGrant never granted = %+v, %v, want version 1, revoked", rv, err)
+		}
 		if _, err := s.PutGrant(ctx, "slack", []byte(`{"tools":`), "alice", ""); err == nil {
 			t.Fatalf("PutGrant accepted invalid JSON")
 		}
@@ -332,7 +334,7 @@ func TestGrants(t *testing.T) {
 		}
 		all, err := s.ListGrants(ctx)
 		must(t, "ListGrants", err)
-		if len(all) != 2 || all[0].Connector != "github" || all[1].Connector != "slack" || !all[1].Revoked {
+		if len(all) != 3 || all[0].Connector != "from-file" || all[1].Connector != "github" || all[2].Connector != "slack" || !all[2].Revoked {
 			t.Fatalf("ListGrants = %+v", all)
 		}
 		g4, err := s.PutGrant(ctx, "slack", []byte(`{"tools":["a"]}`), "alice", "restored")

@@ -15,6 +15,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/airlock-dev/airlock/host/secret"
 )
 
 // Errors callers branch on. Methods wrap them with the record they concern, so test them with
@@ -168,7 +170,7 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 	s := &Store{db: db, d: d, now: c.Now, closed: make(chan struct{})}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: cannot reach the %s database: %w", d.name, err)
+		return nil, fmt.Errorf("store: cannot reach the %s database: %w", d.name, secret.RedactedError(err))
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

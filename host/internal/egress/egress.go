@@ -176,9 +176,10 @@ type Slot struct {
 	// fail with credential_unavailable (the grant has not filled it).
 	Secret secret.Value
 	// Source supplies the access token of an OAuth kind, per calling subject (see
-	// [WithSubject]). Nil makes requests naming the slot fail with credential_unavailable.
-	// On a 401 from the upstream the token is invalidated, a new one fetched and the request
-	// replayed once.
+	// [WithSubject]), or the current secret of a static kind when it can change while the
+	// client lives (a rotated secret: then Secret stays zero). Nil for an OAuth kind makes
+	// requests naming the slot fail with credential_unavailable. On a 401 from the upstream the
+	// value is invalidated, a new one fetched and the request replayed once if it changed.
 	Source TokenSource
 }
 
@@ -510,7 +511,7 @@ func newSlot(key string, s Slot) (*slot, error) {
 		if s.In != "" || s.Param != "" {
 			return nil, fmt.Errorf("in and param apply to api_key slots only, not %s", s.Kind)
 		}
-		if isOAuth(s.Kind) && !s.Secret.IsZero() {
+		if (isOAuth(s.Kind) || s.Source != nil) && !s.Secret.IsZero() {
 			return nil, fmt.Errorf("a %s slot takes its token from its Source, not a static secret", s.Kind)
 		}
 	case KindAPIKey:
@@ -748,6 +749,10 @@ func (c *Client) fetchToken(ctx context.Context, h *hop) *failure {
 	}
 	v := cred.Token.Expose()
 	c.scrub.Add(v)
+	if s.kind == KindBasic {
+		_, pw, _ := strings.Cut(v, ":")
+		c.scrub.Add(pw)
+	}
 	if !httpguts.ValidHeaderFieldValue(v) || strings.ContainsAny(v, "\r\n") {
 		return &failure{code: abi.CodeCredential, category: abi.Fatal,
 			msg: fmt.Sprintf("the token endpoint of credential %s issued a token that cannot be sent in an HTTP header", s.name)}

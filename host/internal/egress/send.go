@@ -147,7 +147,8 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 		rec.Decision = DecisionAllowed
 		c.emit(ctx, rec, nil)
 		if out.Status == http.StatusUnauthorized && h.slot != nil && h.slot.source != nil && !h.replayed {
-			// The upstream refused the OAuth token: invalidate it, get a new one, replay once.
+			// The upstream refused the token: invalidate it, get a new one (an OAuth token, a
+			// rotated secret), replay once if it changed.
 			h.replayed = true
 			old := h.token
 			h.slot.source.Invalidate(h.subject, old)
@@ -193,9 +194,12 @@ func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
 	}
 	if s := h.slot; s != nil {
 		v := s.secret.Expose()
+		if s.source != nil {
+			v = h.token.Expose()
+		}
 		switch {
-		case s.source != nil:
-			header.Set("Authorization", "Bearer "+h.token.Expose())
+		case isOAuth(s.kind):
+			header.Set("Authorization", "Bearer "+v)
 		case s.kind == KindBearer:
 			header.Set("Authorization", "Bearer "+v)
 		case s.kind == KindBasic:

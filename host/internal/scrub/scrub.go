@@ -43,6 +43,7 @@ const Redacted = "[REDACTED]"
 type Scrubber struct {
 	mu    sync.Mutex          // serialises Add
 	forms map[string]struct{} // every registered form, guarded by mu
+	added sync.Map            // secrets already added: Add returns at once (it runs per request)
 	m     atomic.Pointer[matcher]
 	fold  atomic.Pointer[matcher] // ASCII-lowercased forms, for header names
 }
@@ -56,8 +57,12 @@ func (s *Scrubber) Add(secret string) {
 	if secret == "" {
 		return
 	}
+	if _, ok := s.added.Load(secret); ok {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.added.Store(secret, struct{}{})
 	if s.forms == nil {
 		s.forms = make(map[string]struct{})
 	}
