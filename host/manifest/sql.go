@@ -1,8 +1,8 @@
 package manifest
 
 // scanSQL calls code for each byte of sql that is neither in a string literal, a quoted
-// identifier nor a comment, with its index. It reads sql as SQLite's tokenizer does ('…' with ”
-// inside, "…", `…` and […] identifiers, -- to the end of the line, /* to the first */ or the
+// identifier nor a comment, with its index. It reads sql as SQLite's tokenizer does ('…' strings
+// with doubled quotes inside, "…", `…` and […] identifiers, -- to the end of the line, /* to the first */ or the
 // end), which PostgreSQL agrees with for the statements a database function holds. PostgreSQL's
 // extended protocol enforces one statement by itself; the scan is what makes the same rule hold
 // on SQLite, whose driver would run every statement of a string.
