@@ -182,6 +182,8 @@ func (d *document) check(m *Manifest) []*Error {
 		exports[t.Export] = i
 	}
 
+	bindUses(m, add)
+
 	// Network rules and credentials.
 	for i, r := range m.Network {
 		if msg := checkHost(r.Host); msg != "" {
