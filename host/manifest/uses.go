@@ -60,7 +60,8 @@ func (m *Manifest) WriteFunctions(t *Tool) []string {
 }
 
 // DescribeBinding says in one line what the tool may use, for admins reviewing a manifest:
-// "database: find_customer; network: none; credentials: none".
+// "database: find_customer, set_order_status (writes), so every call needs a human's approval;
+// network: none; credentials: none".
 func (m *Manifest) DescribeBinding(t *Tool) string {
 	b := t.bound
 	list := func(l []string) string {
@@ -69,9 +70,17 @@ func (m *Manifest) DescribeBinding(t *Tool) string {
 		}
 		return strings.Join(l, ", ")
 	}
-	db := list(b.Database)
-	if w := m.WriteFunctions(t); len(w) > 0 {
-		db += " (writes: " + strings.Join(w, ", ") + "; every call needs a human's approval)"
+	writes := m.WriteFunctions(t)
+	fns := make([]string, len(b.Database))
+	for i, f := range b.Database {
+		fns[i] = f
+		if slices.Contains(writes, f) {
+			fns[i] += " (writes)"
+		}
+	}
+	db := list(fns)
+	if len(writes) > 0 {
+		db += ", so every call needs a human's approval"
 	}
 	return fmt.Sprintf("database: %s; network: %s; credentials: %s", db, list(b.Network), list(b.Credentials))
 }
