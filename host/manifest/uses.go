@@ -136,24 +136,18 @@ func bindUses(m *Manifest, add func(path []string, format string, args ...any)) 
 		if t.Function != "" && !slices.Contains(b.Database, t.Function) {
 			b.Database = append([]string{t.Function}, b.Database...)
 		}
-		if t.Uses.Network == nil {
-			switch len(hosts) {
-			case 0:
-			case 1:
-				b.Network = []string{hosts[0]}
+		only := func(declared, names []string, bound *[]string, what, example string) {
+			switch {
+			case declared != nil, len(names) == 0:
+			case len(names) == 1:
+				*bound = []string{names[0]}
 			default:
-				add([]string{"tools", fmt.Sprint(i)}, "the network rules name several hosts (%s): say which this tool reaches with uses: {network: [HOST, …]} ([] for none)", strings.Join(hosts, ", "))
+				add([]string{"tools", fmt.Sprint(i)}, "the manifest declares several %s (%s): say which this tool uses with uses: {%s} ([] for none)",
+					what, strings.Join(names, ", "), example)
 			}
 		}
-		if t.Uses.Credentials == nil {
-			switch len(slots) {
-			case 0:
-			case 1:
-				b.Credentials = []string{slots[0]}
-			default:
-				add([]string{"tools", fmt.Sprint(i)}, "the manifest declares several credential slots (%s): say which this tool names with uses: {credentials: [SLOT, …]} ([] for none)", strings.Join(slots, ", "))
-			}
-		}
+		only(t.Uses.Network, hosts, &b.Network, "network hosts", "network: [HOST, …]")
+		only(t.Uses.Credentials, slots, &b.Credentials, "credential slots", "credentials: [SLOT, …]")
 		t.bound = b
 	}
 }

@@ -70,6 +70,38 @@ func escapeFunctions() []manifest.DBFunction {
 	}
 }
 
+// refuseEscapes calls each of escapeFunctions through db and fails unless every one is refused
+// as a fatal problem of the declared statement. It returns the responses, for canary checks.
+func refuseEscapes(t *testing.T, db *DB) []abi.DBResponse {
+	t.Helper()
+	var resps []abi.DBResponse
+	for _, f := range escapeFunctions() {
+		params := make([]any, len(f.Params))
+		for i := range params {
+			params[i] = 1
+		}
+		r := call(db, f.Name, params...)
+		resps = append(resps, r)
+		if r.Error == nil || r.Error.Category != abi.Fatal {
+			t.Errorf("%s = %+v, want a fatal refusal (a problem of the declared statement)", f.Name, r)
+		}
+	}
+	return resps
+}
+
+// untouched fails unless the customers are as the schema made them.
+func untouched(t *testing.T, b *testDB) {
+	t.Helper()
+	if n := b.count(t); n != 5 {
+		t.Fatalf("customers = %d, want 5: a statement escaped its function", n)
+	}
+	var name string
+	b.admin.QueryRow("SELECT name FROM customers WHERE id = 1").Scan(&name)
+	if name != "Ada Lovelace" {
+		t.Fatalf("customer 1 is named %q: the first statement of a multi-statement write ran", name)
+	}
+}
+
 // plainFunctions are ordinary functions that must keep working in every mode.
 const plainFunctions = `
     - name: find_customer
@@ -100,25 +132,7 @@ func TestReadOnlyHoldsInEveryExecMode(t *testing.T) {
 				dsn = withOption(dsn, "default_query_exec_mode="+mode)
 			}
 			db, logs := openWith(t, dsn, plainFunctions, escapeFunctions()...)
-			var resps []abi.DBResponse
-			for _, tc := range []struct {
-				fn     string
-				params []any
-			}{
-				{"escape", nil},
-				{"escape_select", nil},
-				{"escape_rollback", nil},
-				{"escape_param", []any{"x"}},
-				{"rename_then_delete", []any{1, "Mallory"}},
-			} {
-				r := call(db, tc.fn, tc.params...)
-				resps = append(resps, r)
-				if r.Error == nil {
-					t.Errorf("%s = %+v, want a refusal", tc.fn, r)
-				} else if r.Error.Category != abi.Fatal {
-					t.Errorf("%s error = %+v, want a fatal refusal (a problem of the declared statement)", tc.fn, r.Error)
-				}
-			}
+			resps := refuseEscapes(t, db)
 			// Beneath the host's one-statement check, the server itself runs one statement per
 			// call in every mode the host uses.
 			for _, f := range escapeFunctions() {
@@ -134,14 +148,7 @@ func TestReadOnlyHoldsInEveryExecMode(t *testing.T) {
 					t.Errorf("backend ran %s (%q) without an error", f.Name, f.SQL)
 				}
 			}
-			if n := b.count(t); n != 5 {
-				t.Fatalf("customers = %d, want 5: a statement escaped its function", n)
-			}
-			var name string
-			b.admin.QueryRow("SELECT name FROM customers WHERE id = 1").Scan(&name)
-			if name != "Ada Lovelace" {
-				t.Fatalf("customer 1 is named %q: the multi-statement write ran", name)
-			}
+			untouched(t, b)
 
 			// Ordinary functions keep working in this mode: text, integer and null parameters, writes.
 			if r := call(db, "find_customer", "grace@example.com"); r.Error != nil || len(r.Rows) != 1 {
@@ -174,31 +181,8 @@ func TestReadOnlyHoldsInEveryExecMode(t *testing.T) {
 func TestSQLiteRunsOneStatement(t *testing.T) {
 	b := newBackend(t, "sqlite")
 	db, logs := openWith(t, b.dsn, plainFunctions, escapeFunctions()...)
-	var resps []abi.DBResponse
-	for _, tc := range []struct {
-		fn     string
-		params []any
-	}{
-		{"escape", nil},
-		{"escape_select", nil},
-		{"escape_rollback", nil},
-		{"escape_param", []any{"x"}},
-		{"rename_then_delete", []any{1, "Mallory"}},
-	} {
-		r := call(db, tc.fn, tc.params...)
-		resps = append(resps, r)
-		if r.Error == nil || r.Error.Category != abi.Fatal {
-			t.Errorf("%s = %+v, want a fatal refusal", tc.fn, r)
-		}
-	}
-	if n := b.count(t); n != 5 {
-		t.Fatalf("customers = %d, want 5: a statement escaped its function", n)
-	}
-	var name string
-	b.admin.QueryRow("SELECT name FROM customers WHERE id = 1").Scan(&name)
-	if name != "Ada Lovelace" {
-		t.Fatalf("customer 1 is named %q: the first statement of a multi-statement write ran", name)
-	}
+	resps := refuseEscapes(t, db)
+	untouched(t, b)
 	if r := call(db, "rename", 2, "Grace B. Hopper"); r.Error != nil || r.Affected != 1 {
 		t.Errorf("rename = %+v", r)
 	}
