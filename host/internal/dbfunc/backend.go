@@ -217,11 +217,49 @@ func (p *postgres) write(ctx context.Context, f *manifest.DBFunction, args []any
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.Timeout()+pgBackstop)
 	defer cancel()
+	if len(args) == 0 && !returning.MatchString(f.SQL) {
+		return p.writeNoArgs(ctx, f)
+	}
 	tx, err := p.begin(ctx, f, false)
 	if err != nil {
 		return abi.DBResponse{}, err
 	}
 	return runWrite(ctx, tx, f, args)
+}
+
+// writeNoArgs runs a write without parameters or RETURNING. pgx sends an Exec without arguments
+// over the simple protocol, which runs every statement of a string, and database/sql gives the
+// count of changed rows only from an Exec; so this one goes through pgx itself, as a Query (the
+// extended protocol: one statement) whose command tag has the count.
+func (p *postgres) writeNoArgs(ctx context.Context, f *manifest.DBFunction) (abi.DBResponse, error) {
+	conn, err := p.db.Conn(ctx)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	defer conn.Close()
+	var resp abi.DBResponse
+	err = conn.Raw(func(dc any) error {
+		c := dc.(*stdlib.Conn).Conn()
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) // no-op after Commit
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", f.TimeoutMS)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, f.SQL)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		resp.Affected = rows.CommandTag().RowsAffected()
+		return tx.Commit(ctx)
+	})
+	return resp, err
 }
 
 func (p *postgres) close() error { return p.db.Close() }
@@ -278,9 +316,8 @@ func runWrite(ctx context.Context, tx *sql.Tx, f *manifest.DBFunction, args []an
 			return abi.DBResponse{}, err
 		}
 	} else {
-		// pgx sends an Exec without arguments over the simple protocol, which runs every
-		// statement of a string: for a write without parameters, DB.Call's one-statement check is
-		// the guard (Query, which keeps the extended protocol, would lose the count of rows).
+		// On PostgreSQL only with arguments (writeNoArgs): pgx sends an Exec without any over
+		// the simple protocol.
 		res, err := tx.ExecContext(ctx, f.SQL, args...)
 		if err != nil {
 			return abi.DBResponse{}, err

@@ -67,6 +67,7 @@ func escapeFunctions() []manifest.DBFunction {
 		fn("escape_rollback", "ROLLBACK; DELETE FROM customers WHERE id = 3", true),
 		fn("escape_param", "SELECT id FROM customers WHERE email = $1; COMMIT; DELETE FROM customers WHERE id = 2", true, "email"),
 		fn("rename_then_delete", "UPDATE customers SET name = $2 WHERE id = $1; DELETE FROM customers", false, "id", "name"),
+		fn("upgrade_then_delete", "UPDATE customers SET name = 'Mallory' WHERE id = 1; DELETE FROM customers", false),
 	}
 }
 
@@ -117,6 +118,9 @@ const plainFunctions = `
       sql: UPDATE customers SET name = $2 WHERE id = $1
       params: [{name: id, schema: {type: integer}}, {name: name, schema: {type: string}}]
       read_only: false
+    - name: upgrade_everyone
+      sql: UPDATE customers SET plan = 'pro'
+      read_only: false
 `
 
 // TestReadOnlyHoldsInEveryExecMode is the attack of issue 14 item 2: with
@@ -162,6 +166,9 @@ func TestReadOnlyHoldsInEveryExecMode(t *testing.T) {
 			}
 			if r := call(db, "rename", 2, "Grace B. Hopper"); r.Error != nil || r.Affected != 1 {
 				t.Errorf("rename = %+v", r)
+			}
+			if r := call(db, "upgrade_everyone"); r.Error != nil || r.Affected != 5 {
+				t.Errorf("upgrade_everyone = %+v, want 5 rows changed", r)
 			}
 
 			// A NUL in a parameter is the caller's mistake, not an outage.
