@@ -40,13 +40,6 @@ func (t *Tool) Binding() Uses { return t.bound }
 // UsesFunction reports whether the tool may run the database function name.
 func (t *Tool) UsesFunction(name string) bool { return slices.Contains(t.bound.Database, name) }
 
-// UsesHost reports whether the tool may reach the network rules whose host is host (as the
-// manifest writes it).
-func (t *Tool) UsesHost(host string) bool { return slices.Contains(t.bound.Network, host) }
-
-// UsesCredential reports whether the tool may name the credential slot name.
-func (t *Tool) UsesCredential(name string) bool { return slices.Contains(t.bound.Credentials, name) }
-
 // WriteFunctions returns the write functions (read_only: false) the tool may run: every call
 // of such a tool needs a human's approval.
 func (m *Manifest) WriteFunctions(t *Tool) []string {
