@@ -168,6 +168,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		if rerr := h.approve(ctx, c, toolName, req, args); rerr != nil {
 			return rerr
 		}
+		req.Confirmed = true // a human approved this exact call: it may run what needs approval
 	}
 
 	// 4. Call quotas, per agent and per tool.
@@ -259,14 +260,17 @@ func outcomeUnknown(e *ResultError) *ResultError {
 func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) (rerr *ResultError, unsure bool) {
 	m, connName := c.manifest, c.manifest.Name
 	// 5. The plugin, in its sandbox, with the host functions of this call.
-	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress}
+	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress,
+		tool: tool, approved: req.Confirmed}
 	if hc.progress != nil {
 		hc.progress(0, "running "+req.Tool)
 	}
 	ctx = egress.ObserveContext(ctx, hc.observe)
+	ctx = egress.WithBinding(ctx, networkBinding(c, tool))
 	input := args
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
+		hc.fnInput = input
 	}
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
@@ -352,6 +356,12 @@ type callHandler struct {
 	// wrote: a request that changes data was answered; unanswered: one got no answer (it may
 	// have taken effect). Only requests the host may not replay count (see mayChangeData).
 	wrote, unanswered bool
+	// tool is the tool being run, whose binding (tools[].uses) limits what the call may use;
+	// approved says a human approved this exact call; fnInput is the database request the host
+	// built from the arguments for a tool with a function (binding.go).
+	tool     *manifest.Tool
+	approved bool
+	fnInput  []byte
 }
 
 func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
@@ -411,8 +421,9 @@ func (hc *callHandler) observe(r egress.Record) {
 	}
 }
 
-// DB serves airlock_db: it runs a granted database function of the connector (see
-// host/internal/dbfunc) and records one audit event of kind request, method DB, URL db:FUNCTION.
+// DB serves airlock_db: it runs a granted database function of the connector that the running
+// tool's binding names (see checkDB and host/internal/dbfunc) and records one audit event of
+// kind request with the tool, method DB and URL db:FUNCTION.
 // Database calls count against the call's max_requests.
 func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
 	start := time.Now()
@@ -421,10 +432,13 @@ func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
 	}
 	_ = json.Unmarshal(request, &name)
 	var resp abi.DBResponse
+	refusal := hc.checkDB(name.Function, request) // the tool's binding (binding.go)
 	switch db, err := hc.c.database(ctx, hc.h); {
 	case len(hc.c.policy.Functions) == 0:
 		resp.Error = &abi.Error{Code: abi.CodeNotGranted, Category: abi.Fatal,
 			Message: "no database function of this connector is granted; an admin must grant them (database.functions in the grant)"}
+	case refusal != nil:
+		resp.Error = refusal
 	case hc.requests >= hc.maxRequests:
 		resp.Error = &abi.Error{Code: abi.CodeTooLarge, Category: abi.Correctable,
 			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
@@ -439,7 +453,8 @@ func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
 	outcome, msg := "ok", ""
 	if resp.Error != nil {
 		outcome, msg = "error", resp.Error.Message
-		if resp.Error.Code == abi.CodeNotGranted {
+		switch resp.Error.Code {
+		case abi.CodeNotGranted, abi.CodeEgressDenied, abi.CodeNeedsConfirm:
 			outcome = "denied"
 		}
 	}

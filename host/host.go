@@ -692,8 +692,8 @@ type Tool struct {
 	Annotations  manifest.Annotations `json:"annotations"`
 	Scopes       []string             `json:"scopes,omitempty"`
 	// NeedsConfirmation says every call needs a human's approval: the manifest marks the tool
-	// destructive or needs_confirmation, the grant lists it under confirm, or it runs a write
-	// database function.
+	// destructive or needs_confirmation, the grant lists it under confirm, or it may run a
+	// granted write database function (its function, or one its tools[].uses lists).
 	NeedsConfirmation bool `json:"needs_confirmation,omitempty"`
 }
 

@@ -340,6 +340,7 @@ func printAsks(w io.Writer, m *manifest.Manifest) {
 			fmt.Fprintf(w, "  database function: %s (read_only=%v)\n", f.Name, f.ReadOnly)
 		}
 	}
+	printBindings(w, m)
 }
 
 // maxDownloadTime bounds a bundle download.

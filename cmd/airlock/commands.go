@@ -203,6 +203,7 @@ problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is no
 			pin = "module not pinned yet (run 'airlock plugin build' to stamp its digest)"
 		}
 		fmt.Fprintf(e.stdout, "%s: ok: %s %s by %s, %d tools, %s\n", path, m.Name, m.Version, m.Publisher, len(m.Tools), pin)
+		printBindings(e.stdout, m)
 	}
 	if failed {
 		return errSilent

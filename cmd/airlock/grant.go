@@ -248,6 +248,7 @@ func printReview(e *env, a *admin.Asks, diff []manifest.Change) {
 		fmt.Fprintf(tw, "  %s\tscopes: %s\t%s\t%s\n", t.Name, orNone(t.Scopes), strings.Join(t.Hints, ", "), firstSentence(t.Description))
 	}
 	tw.Flush()
+	printToolBindings(w, a.Tools)
 	fmt.Fprintf(w, "Scopes: %s\n", orNone(a.Scopes))
 	fmt.Fprintln(w, "Hosts:")
 	for _, h := range a.Hosts {

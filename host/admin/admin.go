@@ -173,6 +173,9 @@ type ToolAsk struct {
 	Name, Description string
 	Scopes            []string
 	Hints             []string
+	// Uses says what the tool's code may use while it runs (manifest tools[].uses), e.g.
+	// "database: find_customer; network: none; credentials: none".
+	Uses string
 }
 
 // Review returns what connector name (at version, or its pending/active version) asks for, and
@@ -213,7 +216,8 @@ func describe(c *Connector) *Asks {
 		if t.Function != "" {
 			hints = append(hints, "runs database function "+t.Function)
 		}
-		asks.Tools = append(asks.Tools, ToolAsk{Name: t.Name, Description: t.Description, Scopes: t.Scopes, Hints: hints})
+		asks.Tools = append(asks.Tools, ToolAsk{Name: t.Name, Description: t.Description, Scopes: t.Scopes, Hints: hints,
+			Uses: m.DescribeBinding(&t)})
 		for _, s := range t.Scopes {
 			scopes[s] = true
 		}

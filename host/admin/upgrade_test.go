@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,15 +12,18 @@ import (
 	"github.com/airlock-dev/airlock/host/store"
 )
 
-// slackV2 is the Slack manifest at version 2.0.0, asking for one more host.
+// slackV2 is the Slack manifest at version 2.0.0, asking for one more host (which no tool uses
+// yet: with two hosts, each tool names the one it reaches).
 func slackV2(s string) string {
 	s = strings.Replace(s, "version: 1.0.0", "version: 2.0.0", 1)
-	return strings.Replace(s, "network:\n", `network:
+	head, tools, _ := strings.Cut(s, "\ntools:\n")
+	tools = regexp.MustCompile(`(?m)^  - name: .*\n`).ReplaceAllString(tools, "$0    uses: {network: [slack.com]}\n")
+	return strings.Replace(head, "network:\n", `network:
   - scheme: https
     host: files.slack.com
     path_prefix: /upload/
     methods: [POST]
-`, 1)
+`, 1) + "\ntools:\n" + tools
 }
 
 // A v2 asking for a new host stays pending while v1 serves; the admin sees exactly the new
@@ -61,6 +65,9 @@ func TestUpgradeStaysPendingUntilApproved(t *testing.T) {
 			}
 			if asks.Version != "2.0.0" {
 				t.Errorf("Review shows version %s, want the pending 2.0.0", asks.Version)
+			}
+			if u := asks.Tools[0].Uses; u != "database: none; network: slack.com; credentials: bot_token" {
+				t.Errorf("Review shows tool %s may use %q, want slack.com and bot_token only", asks.Tools[0].Name, u)
 			}
 			if len(diff) != 1 || diff[0].Kind != manifest.ChangeHost || !strings.Contains(diff[0].Detail, "files.slack.com") {
 				t.Fatalf("Review diff = %v, want exactly one change: the new host files.slack.com", diff)

@@ -73,6 +73,7 @@ func Compare(older, newer *Manifest) []Change {
 		if o.Function != t.Function && t.Function != "" {
 			add(ChangeTool, p+".function", "tool %s now runs database function %s", t.Name, t.Function)
 		}
+		compareBinding(o, &t, func(field, format string, args ...any) { add(ChangeTool, p+".uses."+field, format, args...) })
 	}
 
 	// Network rules: each new rule must be covered by one old rule.

@@ -35,10 +35,12 @@ tools:
     description: Search.
     scopes: [read]
     annotations: {read_only: true}
+    uses: {network: [api.crm.example], credentials: [token]}
     input_schema: {type: object}
   - name: lookup
     function: find
     description: Find by email.
+    uses: {network: [], credentials: []}
     input_schema: {type: object}
 `
 
@@ -84,8 +86,8 @@ func TestCompare(t *testing.T) {
 		{"http instead of https", repl("  - host: api.crm.example\n", "  - scheme: http\n    host: api.crm.example\n"), []string{ChangeHost}},
 		{"wildcard host", func(s string) string {
 			s = strings.Replace(s, "  - host: api.crm.example\n", "  - host: \"*.crm.example\"\n", 1)
-			return s
-		}, []string{ChangeHost}},
+			return strings.Replace(s, "uses: {network: [api.crm.example]", "uses: {network: [\"*.crm.example\"]", 1)
+		}, []string{ChangeTool, ChangeHost}},
 		{"looser rate", repl("{per_second: 2, burst: 4}", "{per_second: 20, burst: 4}"), []string{ChangeRateLimit}},
 		{"rate removed", repl("    rate_limit: {per_second: 2, burst: 4}\n", ""), []string{ChangeRateLimit}},
 		{"looser limit", repl("timeout_ms: 5000", "timeout_ms: 60000"), []string{ChangeLimit}},
@@ -100,6 +102,9 @@ func TestCompare(t *testing.T) {
 		{"new function", repl("  functions:\n", "  functions:\n    - name: wipe\n      sql: DELETE FROM customers\n      read_only: false\n"), []string{ChangeDatabase}},
 		{"more rows", repl("      params: [{", "      max_rows: 5000\n      params: [{"), []string{ChangeDatabase}},
 		{"new publisher", repl("publisher: acme", "publisher: mallory"), []string{ChangePublisher}},
+		{"tool binds another function", repl("uses: {network: [api.crm.example], credentials: [token]}", "uses: {database: [find], network: [api.crm.example], credentials: [token]}"), []string{ChangeTool}},
+		{"tool binds a host and a slot", repl("uses: {network: [], credentials: []}", "uses: {network: [api.crm.example], credentials: [token]}"), []string{ChangeTool, ChangeTool}},
+		{"tool binds less", repl("uses: {network: [api.crm.example], credentials: [token]}", "uses: {network: [], credentials: []}"), nil},
 	}
 	old := parseDiff(t, nil)
 	for _, tt := range tests {

@@ -89,7 +89,10 @@ type Tool struct {
 	Function    string `json:"function,omitempty"`
 	Description string `json:"description"`
 	// Scopes are the OAuth scopes the tool uses; it is callable only when all are granted.
-	Scopes      []string    `json:"scopes,omitempty"`
+	Scopes []string `json:"scopes,omitempty"`
+	// Uses is what the tool's code may use while it runs, as the manifest writes it (nil lists
+	// take their defaults; see Uses and Binding).
+	Uses        Uses        `json:"uses,omitzero"`
 	Annotations Annotations `json:"annotations"`
 	// InputSchema is the JSON Schema of the arguments (always an object schema).
 	InputSchema json.RawMessage `json:"input_schema"`
@@ -97,6 +100,7 @@ type Tool struct {
 	OutputSchema json.RawMessage `json:"output_schema,omitempty"`
 
 	input, output *validate.Schema // compiled by Parse
+	bound         Uses             // Uses with the defaults applied, by Parse
 }
 
 // UnmarshalJSON applies the annotation defaults when the annotations key is absent.

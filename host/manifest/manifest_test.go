@@ -47,9 +47,11 @@ func TestParseValid(t *testing.T) {
 		},
 		Tools: []Tool{
 			{Name: "post_message", Export: "post_message", Description: "Post a message to a Slack channel.",
-				Scopes: []string{"chat:write"}, Annotations: Annotations{OpenWorld: true}},
+				Scopes: []string{"chat:write"}, Annotations: Annotations{OpenWorld: true},
+				Uses: Uses{Network: []string{"slack.com"}, Credentials: []string{"bot_token"}}},
 			{Name: "list_channels", Export: "listChannels", Description: "List the channels the bot can see.",
-				Scopes: []string{"channels:read"}, Annotations: Annotations{ReadOnly: true, Idempotent: true, OpenWorld: true}},
+				Scopes: []string{"channels:read"}, Annotations: Annotations{ReadOnly: true, Idempotent: true, OpenWorld: true},
+				Uses: Uses{Network: []string{"slack.com", "*.slack.com"}, Credentials: []string{}}},
 		},
 		Dir: "testdata",
 	}

@@ -182,6 +182,8 @@ func (d *document) check(m *Manifest) []*Error {
 		exports[t.Export] = i
 	}
 
+	bindUses(m, add)
+
 	// Network rules and credentials.
 	for i, r := range m.Network {
 		if msg := checkHost(r.Host); msg != "" {
@@ -267,6 +269,9 @@ func (d *document) check(m *Manifest) []*Error {
 				}
 				f.params[j] = compiled
 			}
+			if n := Statements(f.SQL); n != 1 {
+				add(p("database", "functions", i, "sql"), "holds %d statements: a database function is exactly one statement (split it into several functions; a write that needs several steps belongs in one statement, e.g. a data-modifying WITH, or a database procedure)", n)
+			}
 			switch n := maxPlaceholder(f.SQL); {
 			case n == len(f.Params):
 			case n == 0:
@@ -326,30 +331,6 @@ func checkEndpoint(u string) string {
 		return fmt.Sprintf("%q must not carry userinfo or a fragment", u)
 	}
 	return ""
-}
-
-// maxPlaceholder returns the highest $N in sql, outside quoted strings.
-func maxPlaceholder(sql string) int {
-	n, quote := 0, byte(0)
-	for i := 0; i < len(sql); i++ {
-		c := sql[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '"':
-			quote = c
-		case c == '$':
-			j, v := i+1, 0
-			for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' && v < 10000 {
-				v = v*10 + int(sql[j]-'0')
-				j++
-			}
-			n = max(n, v)
-		}
-	}
-	return n
 }
 
 func (m *Manifest) functionNames() string {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -21,7 +24,7 @@ import (
 
 // openBackend parses dsn, tells the scrubber every form of it a driver might echo, and opens the
 // pools (lazily: nothing connects yet).
-func openBackend(dsn secret.Value, s *scrub.Scrubber, maxConns int) (backend, error) {
+func openBackend(dsn secret.Value, s *scrub.Scrubber, log *slog.Logger, maxConns int) (backend, error) {
 	raw := dsn.Expose()
 	s.Add(raw)
 	switch {
@@ -39,6 +42,15 @@ func openBackend(dsn secret.Value, s *scrub.Scrubber, maxConns int) (backend, er
 		}
 		if cfg.Password != "" {
 			s.Add(cfg.Password)
+		}
+		if cfg.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+			// The simple protocol runs every statement of a string: "COMMIT; DELETE …" would end
+			// a read's read-only transaction and write outside it. exec also sends no named
+			// prepared statements (what simple_protocol is usually chosen for, behind PgBouncer),
+			// but over the extended protocol, where the server runs one statement per call.
+			cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+			log.Warn("the database DSN sets default_query_exec_mode=simple_protocol; database functions run with exec instead, " +
+				"so a function can never run more than one statement (it sends no named prepared statements either)")
 		}
 		db := stdlib.OpenDB(*cfg)
 		db.SetMaxOpenConns(maxConns)
@@ -100,7 +112,20 @@ func (p *postgres) begin(ctx context.Context, f *manifest.DBFunction, readOnly b
 	return tx, nil
 }
 
+// A read that is a query runs as a cursor fetched in batches, so the server stops producing rows
+// once the function's caps are passed: a plain query would go on producing and sending every
+// row, which pgx reads to the end when the rows are closed. The first batch is small (most
+// reads return a few rows, and a byte cap may be passed early); each next one is four times
+// larger, never past max_rows + 1.
+const (
+	cursorName = "airlock_rows"
+	firstFetch = 16
+)
+
 func (p *postgres) read(ctx context.Context, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	if err := checkText(args); err != nil {
+		return abi.DBResponse{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.Timeout()+pgBackstop)
 	defer cancel()
 	tx, err := p.begin(ctx, f, true)
@@ -108,17 +133,133 @@ func (p *postgres) read(ctx context.Context, f *manifest.DBFunction, args []any)
 		return abi.DBResponse{}, err
 	}
 	defer tx.Rollback() // a read has nothing to commit
-	return query(ctx, tx, f, args, false)
+	if !isQuery(f.SQL) {
+		return query(ctx, tx, f, args, false) // SHOW, EXPLAIN …: no cursor; their results are small
+	}
+	// Through Query, not Exec: pgx sends an Exec without arguments over the simple protocol,
+	// which would run every statement of the string.
+	declare, err := tx.QueryContext(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+f.SQL, args...)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	if err := declare.Close(); err != nil {
+		return abi.DBResponse{}, err
+	}
+	c := newCollector(f, false)
+	for batch := min(firstFetch, f.MaxRows+1); ; {
+		// Never from the statement cache: the same FETCH text returns other columns for the
+		// next function's cursor.
+		rows, err := tx.QueryContext(ctx, "FETCH FORWARD "+strconv.Itoa(batch)+" FROM "+cursorName, pgx.QueryExecModeDescribeExec)
+		if err != nil {
+			return abi.DBResponse{}, err
+		}
+		n, err := c.add(rows)
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return abi.DBResponse{}, err
+		}
+		left := f.MaxRows + 1 - c.seen
+		if c.done() || n < batch || left <= 0 {
+			return c.result(), nil
+		}
+		batch = min(batch*4, left)
+	}
+}
+
+// isQuery reports whether sql is a query a cursor can run: its first word, after comments and
+// opening parentheses, is SELECT, WITH, VALUES or TABLE.
+func isQuery(sql string) bool {
+	for {
+		sql = strings.TrimLeft(sql, " \t\r\n\f\v(")
+		switch {
+		case strings.HasPrefix(sql, "--"):
+			_, sql, _ = strings.Cut(sql, "\n")
+		case strings.HasPrefix(sql, "/*"):
+			_, sql, _ = strings.Cut(sql, "*/")
+		default:
+			end := strings.IndexFunc(sql, func(r rune) bool { return !unicode.IsLetter(r) })
+			if end < 0 {
+				end = len(sql)
+			}
+			switch strings.ToUpper(sql[:end]) {
+			case "SELECT", "WITH", "VALUES", "TABLE":
+				return true
+			}
+			return false
+		}
+	}
+}
+
+// paramError is a parameter the database cannot take, found before the statement runs.
+type paramError struct {
+	index  int
+	reason string
+}
+
+func (e *paramError) Error() string { return fmt.Sprintf("parameter %d %s", e.index+1, e.reason) }
+
+// checkText refuses a text parameter holding a NUL: PostgreSQL stores no NUL in text, and the
+// server's refusal would otherwise come back in a different form in each query mode.
+func checkText(args []any) error {
+	for i, a := range args {
+		if s, ok := a.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return &paramError{index: i, reason: "contains a NUL character (\\u0000), which PostgreSQL does not accept in text; remove it"}
+		}
+	}
+	return nil
 }
 
 func (p *postgres) write(ctx context.Context, f *manifest.DBFunction, args []any) (abi.DBResponse, error) {
+	if err := checkText(args); err != nil {
+		return abi.DBResponse{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.Timeout()+pgBackstop)
 	defer cancel()
+	if len(args) == 0 && !returning.MatchString(f.SQL) {
+		return p.writeNoArgs(ctx, f)
+	}
 	tx, err := p.begin(ctx, f, false)
 	if err != nil {
 		return abi.DBResponse{}, err
 	}
 	return runWrite(ctx, tx, f, args)
+}
+
+// writeNoArgs runs a write without parameters or RETURNING. pgx sends an Exec without arguments
+// over the simple protocol, which runs every statement of a string, and database/sql gives the
+// count of changed rows only from an Exec; so this one goes through pgx itself, as a Query (the
+// extended protocol: one statement) whose command tag has the count.
+func (p *postgres) writeNoArgs(ctx context.Context, f *manifest.DBFunction) (abi.DBResponse, error) {
+	conn, err := p.db.Conn(ctx)
+	if err != nil {
+		return abi.DBResponse{}, err
+	}
+	defer conn.Close()
+	var resp abi.DBResponse
+	err = conn.Raw(func(dc any) error {
+		c := dc.(*stdlib.Conn).Conn()
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) // no-op after Commit
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", f.TimeoutMS)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, f.SQL)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		resp.Affected = rows.CommandTag().RowsAffected()
+		return tx.Commit(ctx)
+	})
+	return resp, err
 }
 
 func (p *postgres) close() error { return p.db.Close() }
@@ -175,6 +316,8 @@ func runWrite(ctx context.Context, tx *sql.Tx, f *manifest.DBFunction, args []an
 			return abi.DBResponse{}, err
 		}
 	} else {
+		// On PostgreSQL only with arguments (writeNoArgs): pgx sends an Exec without any over
+		// the simple protocol.
 		res, err := tx.ExecContext(ctx, f.SQL, args...)
 		if err != nil {
 			return abi.DBResponse{}, err

@@ -13,8 +13,12 @@
 //   - every statement has a timeout: PostgreSQL SET LOCAL statement_timeout, so the server
 //     cancels the statement itself, with a context deadline shortly after as a backstop; SQLite a
 //     context deadline, which interrupts the statement (sqlite3_interrupt);
-//   - rows are streamed and reading stops at the function's max_rows or max_bytes (the JSON size
-//     of the rows), with Truncated set.
+//   - a function is exactly one statement: PostgreSQL's extended protocol runs one statement per
+//     call (a DSN asking for the simple protocol, which runs several, is switched to exec), and
+//     a function whose SQL holds several is refused before it reaches either database;
+//   - the work stops at the function's max_rows + 1 or max_bytes (the JSON size of the rows),
+//     with Truncated set: PostgreSQL reads run as a cursor fetched in growing batches, so the
+//     server produces no row past the cap's batch; SQLite stops stepping the statement.
 //
 // The data source name is a secret: it is registered with the host's scrubber, and no error,
 // log line or response carries it or a raw driver message (which could hold it, or row data).
@@ -108,7 +112,7 @@ func Open(cfg Config) (*DB, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
 	}
-	be, err := openBackend(cfg.DSN, cfg.Scrubber, cfg.MaxConns)
+	be, err := openBackend(cfg.DSN, cfg.Scrubber, cfg.Logger, cfg.MaxConns)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +154,8 @@ type request struct {
 //     transaction (serialisation, deadlock);
 //   - correctable constraint errors (a duplicate, a missing referenced row, a required value);
 //   - fatal errors for a statement the database refuses (a write in a read function, invalid
-//     SQL): a problem for the publisher or admin, not the agent.
+//     SQL) or the host does not run (more than one statement): a problem for the publisher or
+//     admin, not the agent.
 func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	var req request
 	dec := json.NewDecoder(bytes.NewReader(reqJSON))
@@ -160,6 +165,11 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	f, ok := db.granted[req.Function]
 	if !ok {
 		return fail(abi.CodeNotGranted, abi.Fatal, db.notGranted(req.Function))
+	}
+	if manifest.Statements(f.SQL) != 1 {
+		// Parse refuses such a manifest; this holds for one built otherwise. SQLite's driver
+		// would run every statement, and after the first "COMMIT;" outside the transaction.
+		return fail("database_error", abi.Fatal, fmt.Sprintf("database function %s declares more than one SQL statement, which the host never runs; report it to the connector's publisher", f.Name))
 	}
 	args, e := bindParams(f, req.Params)
 	if e != nil {
@@ -261,66 +271,91 @@ type backend interface {
 	close() error
 }
 
-// collect streams rows into a response, stopping at f's row and byte caps. It reads one row past
-// max_rows to tell whether there were more. With countAll (a write's RETURNING rows, which the
-// database has already produced) it goes on counting the rows it does not keep, into Affected.
-func collect(rows *sql.Rows, f *manifest.DBFunction, countAll bool) (abi.DBResponse, error) {
-	var resp abi.DBResponse
-	cols, err := rows.Columns()
-	if err != nil {
-		return resp, err
+// collector gathers rows into a response up to a function's row and byte caps, from one result
+// or several (the batches a cursor is fetched in). It reads one row past max_rows to tell
+// whether there were more. With countAll (a write's RETURNING rows, which the database has
+// already produced) it goes on counting the rows it does not keep, into Affected.
+type collector struct {
+	f          *manifest.DBFunction
+	countAll   bool
+	resp       abi.DBResponse
+	size       int   // JSON size of what is kept so far
+	seen       int   // rows read, kept or not
+	vals, ptrs []any // scan buffers, sized at the first result
+}
+
+func newCollector(f *manifest.DBFunction, countAll bool) *collector {
+	return &collector{f: f, countAll: countAll, resp: abi.DBResponse{Rows: [][]any{}}}
+}
+
+// done reports that a cap was passed and no further row is wanted.
+func (c *collector) done() bool { return c.resp.Truncated && !c.countAll }
+
+// add reads one result into the response, stopping at the first row past a cap unless
+// countAll. It returns how many rows it read; the caller closes rows.
+func (c *collector) add(rows *sql.Rows) (int, error) {
+	if c.resp.Columns == nil {
+		cols, err := rows.Columns()
+		if err != nil {
+			return 0, err
+		}
+		c.resp.Columns = cols
+		c.size = 2 + len(cols)*4 // the JSON of the column names, roughly: the rows dominate
+		for _, col := range cols {
+			c.size += len(col)
+		}
+		c.vals, c.ptrs = make([]any, len(cols)), make([]any, len(cols))
+		for i := range c.vals {
+			c.ptrs[i] = &c.vals[i]
+		}
 	}
-	resp.Columns = cols
-	resp.Rows = [][]any{}
-	size := 2 + len(cols)*4 // the JSON of the column names, roughly: the rows dominate
-	for _, c := range cols {
-		size += len(c)
-	}
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		resp.Affected++
-		if resp.Truncated {
+	n := 0
+	for !c.done() && rows.Next() {
+		n++
+		c.seen++
+		if c.resp.Truncated {
 			continue // counting only
 		}
-		if len(resp.Rows) >= f.MaxRows {
-			resp.Truncated = true
-			if !countAll {
-				break
-			}
+		if len(c.resp.Rows) >= c.f.MaxRows {
+			c.resp.Truncated = true
 			continue
 		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return resp, err
+		if err := rows.Scan(c.ptrs...); err != nil {
+			return n, err
 		}
-		row := make([]any, len(cols))
-		for i, v := range vals {
+		row := make([]any, len(c.vals))
+		for i, v := range c.vals {
 			row[i] = jsonValue(v)
 		}
 		b, err := json.Marshal(row)
 		if err != nil {
-			return resp, err
+			return n, err
 		}
-		if size+len(b)+1 > f.MaxBytes {
-			resp.Truncated = true
-			if !countAll {
-				break
-			}
+		if c.size+len(b)+1 > c.f.MaxBytes {
+			c.resp.Truncated = true
 			continue
 		}
-		size += len(b) + 1
-		resp.Rows = append(resp.Rows, row)
+		c.size += len(b) + 1
+		c.resp.Rows = append(c.resp.Rows, row)
 	}
-	if err := rows.Err(); err != nil {
-		return resp, err
+	return n, rows.Err()
+}
+
+// result is the response gathered; Affected is the count of rows only with countAll.
+func (c *collector) result() abi.DBResponse {
+	if c.countAll {
+		c.resp.Affected = int64(c.seen)
 	}
-	if !countAll {
-		resp.Affected = 0
+	return c.resp
+}
+
+// collect reads one whole result into a response (see collector) and closes rows.
+func collect(rows *sql.Rows, f *manifest.DBFunction, countAll bool) (abi.DBResponse, error) {
+	c := newCollector(f, countAll)
+	if _, err := c.add(rows); err != nil {
+		return abi.DBResponse{}, err
 	}
-	return resp, rows.Close()
+	return c.result(), rows.Close()
 }
 
 // jsonValue turns a scanned value into one that encodes as plain JSON.

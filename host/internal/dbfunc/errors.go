@@ -43,6 +43,11 @@ func (db *DB) classifyQuiet(ctx context.Context, f *manifest.DBFunction, err err
 		return &abi.Error{Code: code, Category: abi.Correctable, Message: fmt.Sprintf("database function %s: %s", f.Name, what)}
 	}
 
+	var pe *paramError
+	if errors.As(err, &pe) && pe.index < len(f.Params) {
+		return correctable(abi.CodeInvalidArguments, "parameter "+f.Params[pe.index].Name+" "+pe.reason)
+	}
+
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		class := pg.Code[:2]

@@ -455,7 +455,7 @@ func newHTTPClient(t *http.Transport) *http.Client {
 }
 
 func newRule(r Rule) (rule, error) {
-	var nr rule
+	nr := rule{name: r.Host}
 	nr.scheme = strings.ToLower(r.Scheme)
 	switch nr.scheme {
 	case "":
@@ -638,7 +638,8 @@ type hop struct {
 	attempt   int           // attempt number, for records
 	wait      time.Duration // waited before this attempt, for records
 
-	viaUpstream bool // set by build: the hop is sent to an Upstreams target
+	viaUpstream bool     // set by build: the hop is sent to an Upstreams target
+	bind        *Binding // the calling tool's binding (WithBinding), nil for none
 
 	// OAuth slots: the calling subject, the token injected and the hosts it may go to (nil:
 	// slot.hosts); replayed says the one replay after a 401 has been used.
@@ -673,6 +674,10 @@ func (c *Client) prepare(ctx context.Context, req abi.HTTPRequest) (*hop, *failu
 		return h, f
 	}
 	h.t = t
+	h.bind = bindingFrom(ctx)
+	if why := h.bind.refuseTarget(c.rules, t); why != "" {
+		return h, denied(why)
+	}
 	if why := c.allow(t, m); why != "" {
 		return h, denied(fmt.Sprintf("the connector may not reach %s (%s); ask an admin to grant it if this is expected", t.display(), why))
 	}
@@ -694,6 +699,9 @@ func (c *Client) prepare(ctx context.Context, req abi.HTTPRequest) (*hop, *failu
 		if !ok {
 			return h, &failure{code: abi.CodeUnknownSlot, category: abi.Fatal,
 				msg: fmt.Sprintf("the connector has no credential slot %q%s", trunc(req.Credential, 64), c.slotHint())}
+		}
+		if why := h.bind.refuseSlot(s.name); why != "" {
+			return h, denied(why)
 		}
 		if s.source == nil && s.secret.IsZero() {
 			return h, &failure{code: abi.CodeCredential, category: abi.Correctable,

@@ -255,7 +255,7 @@ func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 		return nil, f
 	}
 	next := &hop{method: h.method, t: t, header: h.header, body: h.body, credName: h.credName, n: h.n + 1, timeoutMS: h.timeoutMS,
-		attempt: h.attempt, subject: h.subject, replayed: h.replayed}
+		attempt: h.attempt, subject: h.subject, replayed: h.replayed, bind: h.bind}
 	// 303, and 301/302 after anything but GET or HEAD, become a GET without a body, as browsers do.
 	if status == http.StatusSeeOther && h.method != http.MethodHead ||
 		(status == http.StatusMovedPermanently || status == http.StatusFound) && h.method != http.MethodGet && h.method != http.MethodHead {
@@ -264,6 +264,9 @@ func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 		for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Language", "Content-Location"} {
 			next.header.Del(k)
 		}
+	}
+	if why := h.bind.refuseTarget(c.rules, t); why != "" {
+		return next, denied(fmt.Sprintf("%s redirected to %s: %s", h.t.display(), t.display(), why))
 	}
 	if why := c.allow(t, next.method); why != "" {
 		return next, denied(fmt.Sprintf("%s redirected to %s, which the connector may not reach (%s); ask an admin to grant it if the redirect is expected",

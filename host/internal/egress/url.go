@@ -279,6 +279,7 @@ func patternList(ps []hostPattern) string {
 
 // rule is a normalised Rule.
 type rule struct {
+	name    string // Rule.Host as written, which a Binding names
 	scheme  string
 	host    hostPattern
 	port    int

@@ -62,7 +62,7 @@ type Policy struct {
 	Limits manifest.Limits
 	// Confirm holds the tools that need a human's approval for every call: those the manifest
 	// annotates destructive or needs_confirmation, those the grant lists under confirm, and
-	// those running a write database function.
+	// those that may run a granted write database function (tools[].uses.database).
 	Confirm map[string]bool
 	// Functions are the granted database functions, keyed by name (pointers into the
 	// manifest); a write function is listed only when the grant allows writes.
@@ -251,6 +251,8 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 			p.Denied[t.Name] = fmt.Sprintf("needs scopes %s, which are not granted; an admin must grant them", strings.Join(missing, ", "))
 		}
 	}
+
+	confirmWrites(p)
 
 	// Network rules, with the grant's tighter rates.
 	for _, r := range m.Network {

@@ -29,10 +29,10 @@ config:
   - {name: default_channel, default: general}
   - {name: team}
 tools:
-  - {name: post_message, description: Post., scopes: [chat:write], input_schema: {type: object}}
-  - {name: list_channels, description: List., scopes: [channels:read], input_schema: {type: object}}
-  - {name: read_history, description: History., scopes: [channels:read, channels:history], input_schema: {type: object}}
-  - {name: ping, description: Ping., input_schema: {type: object}}
+  - {name: post_message, description: Post., uses: {network: [slack.com], credentials: [bot_token]}, scopes: [chat:write], input_schema: {type: object}}
+  - {name: list_channels, description: List., uses: {network: [slack.com], credentials: [bot_token]}, scopes: [channels:read], input_schema: {type: object}}
+  - {name: read_history, description: History., uses: {network: [slack.com], credentials: [bot_token]}, scopes: [channels:read, channels:history], input_schema: {type: object}}
+  - {name: ping, description: Ping., uses: {network: [slack.com], credentials: [bot_token]}, input_schema: {type: object}}
 `
 
 func parse(t *testing.T) *manifest.Manifest {
@@ -317,10 +317,10 @@ database:
     - {name: find, sql: "SELECT id FROM customers WHERE email = $1", params: [{name: email}]}
     - {name: wipe, sql: "DELETE FROM customers WHERE id = $1", params: [{name: id}], read_only: false}
 tools:
-  - {name: find_customer, description: Find., function: find, input_schema: {type: object}}
-  - {name: wipe_customer, description: Wipe., function: wipe, input_schema: {type: object}}
-  - {name: query, description: Query., input_schema: {type: object}}
-  - {name: delete_all, description: Delete., annotations: {destructive: true}, input_schema: {type: object}}
+  - {name: find_customer, description: Find., function: find, uses: {network: [], credentials: []}, input_schema: {type: object}}
+  - {name: wipe_customer, description: Wipe., function: wipe, uses: {network: [], credentials: []}, input_schema: {type: object}}
+  - {name: query, description: Query., uses: {network: [api.github.com], credentials: [gh, key]}, input_schema: {type: object}}
+  - {name: delete_all, description: Delete., annotations: {destructive: true}, uses: {network: ["*.my.salesforce.com"], credentials: [sf]}, input_schema: {type: object}}
 `
 
 func TestEffectiveExtensions(t *testing.T) {

@@ -1,0 +1,62 @@
+package egress
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Binding narrows the requests made under a context to the network rules and credential slots
+// of the tool being run (the manifest's tools[].uses; DESIGN.md invariant 9). The client's rules
+// and slots are what the connector as a whole may use; a binding says which of them this call
+// may. Without a binding, every rule and slot of the client may be used.
+type Binding struct {
+	// Tool is the tool's full name (connector.tool), for messages.
+	Tool string
+	// Hosts are the hosts of the rules the tool may use, as [Rule].Host writes them.
+	Hosts []string
+	// Slots are the credential slots the tool may name.
+	Slots []string
+}
+
+type bindingKey struct{}
+
+// WithBinding returns a context under which Do refuses, with egress_denied, a request (or a
+// redirect hop) to a host none of b's rules covers and a request naming a slot b does not list.
+func WithBinding(ctx context.Context, b Binding) context.Context {
+	return context.WithValue(ctx, bindingKey{}, &b)
+}
+
+func bindingFrom(ctx context.Context) *Binding {
+	b, _ := ctx.Value(bindingKey{}).(*Binding)
+	return b
+}
+
+// refuseTarget returns why t is outside the binding, or "" when a rule b names covers t's host
+// (or there is no binding). Whether that rule allows the whole request is checked apart.
+func (b *Binding) refuseTarget(rules []rule, t *target) string {
+	if b == nil || slices.ContainsFunc(rules, func(r rule) bool { return r.host.match(t) && slices.Contains(b.Hosts, r.name) }) {
+		return ""
+	}
+	return fmt.Sprintf("tool %s may not reach %s: its manifest binds it to %s (tools[].uses.network). "+
+		"The connector tried to use a destination its tool does not declare; do not retry, report it to the connector's publisher",
+		b.Tool, t.host, orNone(b.Hosts))
+}
+
+// refuseSlot returns why naming slot is outside the binding, or "".
+func (b *Binding) refuseSlot(slot string) string {
+	if b == nil || slices.Contains(b.Slots, slot) {
+		return ""
+	}
+	return fmt.Sprintf("tool %s may not use credential %s: its manifest binds it to %s (tools[].uses.credentials). "+
+		"The connector tried to use a credential its tool does not declare; do not retry, report it to the connector's publisher",
+		b.Tool, slot, orNone(b.Slots))
+}
+
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
