@@ -29,8 +29,8 @@
 //  2. The scheme, host, port, path prefix (on segment boundaries, against the path as sent)
 //     and method must match one [Rule]. CONNECT, TRACE and unknown methods are never sent.
 //  3. Headers the plugin must not set are dropped: Authorization, Proxy-*, Cookie, Host,
-//     hop-by-hop headers, Accept-Encoding (the transport negotiates gzip itself so the body
-//     can be scrubbed), and every header or query parameter an api_key slot uses.
+//     hop-by-hop headers, Accept-Encoding (the host asks for gzip itself so the body can be
+//     decoded and scrubbed), and every header or query parameter an api_key slot uses.
 //  4. The named credential slot is injected if the host is one of the slot's Hosts; naming a slot
 //     for another host is refused rather than sent without credentials.
 //  5. The host is resolved and only addresses that are public unicast, inside AllowPrivate, or an

@@ -36,8 +36,8 @@ var hopByHop = map[string]bool{
 var reserved = map[string]bool{
 	"Authorization": true, "Proxy-Authorization": true, "Cookie": true, "Cookie2": true,
 	"Host": true, "Content-Length": true,
-	// The transport asks for gzip itself and decodes it, so the body can be scrubbed; a plugin
-	// asking for another encoding would get bytes the scrubber cannot read.
+	// The host asks for gzip itself (build) and decodes it (readResponse), so the body can be
+	// scrubbed; a plugin asking for another encoding would get bytes the scrubber cannot read.
 	"Accept-Encoding": true,
 }
 
