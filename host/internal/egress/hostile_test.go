@@ -56,7 +56,7 @@ func checkSinks(t *testing.T, h *harness, resp abi.HTTPResponse) {
 	}
 }
 
-func swapCase(s string) string {
+func invertCase(s string) string {
 	b := []byte(s)
 	for i, c := range b {
 		switch {
@@ -80,7 +80,7 @@ func TestRedirectEchoingCredential(t *testing.T) {
 		"in the host, granted domain": "http://" + canaryBearer + ".api.example.test/api/x",
 		"in a long path, same host":   "/api/" + pad + canaryBearer,
 		"in a long path, other host":  "http://evil.test/" + pad + canaryBearer,
-		"mixed case, same host":       "/api/" + swapCase(canaryBearer),
+		"mixed case, same host":       "/api/" + invertCase(canaryBearer),
 		"upper case, other host":      "http://evil.test/" + strings.ToUpper(canaryBearer),
 		"percent-encoded, same host":  "/api/" + pct,
 		"in the scheme":               canaryBearer + "://x/",
@@ -158,7 +158,7 @@ func TestRedirectTargetQuotedInMessages(t *testing.T) {
 	}
 }
 
-func gzipped(t *testing.T, layers int, s string) []byte {
+func gzipLayers(t *testing.T, layers int, s string) []byte {
 	b := []byte(s)
 	for range layers {
 		var buf bytes.Buffer
@@ -182,26 +182,26 @@ func TestContentEncodingVariants(t *testing.T) {
 		body     []byte
 		wantCode string // "" for a decoded, scrubbed 200
 	}{
-		{"gzip", []string{"gzip"}, gzipped(t, 1, plain), ""},
-		{"identity then gzip", []string{"identity", "gzip"}, gzipped(t, 1, plain), ""},
-		{"empty then gzip", []string{"", "gzip"}, gzipped(t, 1, plain), ""},
-		{"gzip, identity list", []string{"gzip, identity"}, gzipped(t, 1, plain), ""},
-		{"identity, gzip list", []string{"identity,gzip"}, gzipped(t, 1, plain), ""},
-		{"upper case", []string{"GZIP"}, gzipped(t, 1, plain), ""},
-		{"x-gzip", []string{"x-gzip"}, gzipped(t, 1, plain), ""},
-		{"gzip twice, two lines", []string{"gzip", "gzip"}, gzipped(t, 2, plain), ""},
-		{"gzip twice, a list", []string{"gzip , gzip"}, gzipped(t, 2, plain), ""},
+		{"gzip", []string{"gzip"}, gzipLayers(t, 1, plain), ""},
+		{"identity then gzip", []string{"identity", "gzip"}, gzipLayers(t, 1, plain), ""},
+		{"empty then gzip", []string{"", "gzip"}, gzipLayers(t, 1, plain), ""},
+		{"gzip, identity list", []string{"gzip, identity"}, gzipLayers(t, 1, plain), ""},
+		{"identity, gzip list", []string{"identity,gzip"}, gzipLayers(t, 1, plain), ""},
+		{"upper case", []string{"GZIP"}, gzipLayers(t, 1, plain), ""},
+		{"x-gzip", []string{"x-gzip"}, gzipLayers(t, 1, plain), ""},
+		{"gzip twice, two lines", []string{"gzip", "gzip"}, gzipLayers(t, 2, plain), ""},
+		{"gzip twice, a list", []string{"gzip , gzip"}, gzipLayers(t, 2, plain), ""},
 		{"deflate", []string{"deflate"}, deflated.Bytes(), ""},
 		{"identity only", []string{"identity", ""}, []byte(plain), ""},
 		{"br", []string{"br"}, []byte(plain), abi.CodeUpstreamError},
 		{"identity then br", []string{"identity", "br"}, []byte(plain), abi.CodeUpstreamError},
-		{"gzip, br", []string{"gzip, br"}, gzipped(t, 1, plain), abi.CodeUpstreamError},
+		{"gzip, br", []string{"gzip, br"}, gzipLayers(t, 1, plain), abi.CodeUpstreamError},
 		{"unknown after empty", []string{"", "x-custom"}, []byte(plain), abi.CodeUpstreamError},
 		{"not really gzip", []string{"identity", "gzip"}, []byte(plain), abi.CodeUpstreamError},
-		{"truncated gzip", []string{"gzip"}, gzipped(t, 1, plain)[:20], abi.CodeUpstreamError},
-		{"gzip bomb", []string{"gzip"}, gzipped(t, 1, strings.Repeat("\x00", 32<<20)), abi.CodeResponseTooLarge},
-		{"nested bomb", []string{"gzip", "gzip"}, gzipped(t, 2, strings.Repeat("\x00", 32<<20)), abi.CodeResponseTooLarge},
-		{"too many codings", []string{"gzip,gzip,gzip,gzip,gzip"}, gzipped(t, 5, plain), abi.CodeUpstreamError},
+		{"truncated gzip", []string{"gzip"}, gzipLayers(t, 1, plain)[:20], abi.CodeUpstreamError},
+		{"gzip bomb", []string{"gzip"}, gzipLayers(t, 1, strings.Repeat("\x00", 32<<20)), abi.CodeResponseTooLarge},
+		{"nested bomb", []string{"gzip", "gzip"}, gzipLayers(t, 2, strings.Repeat("\x00", 32<<20)), abi.CodeResponseTooLarge},
+		{"too many codings", []string{"gzip,gzip,gzip,gzip,gzip"}, gzipLayers(t, 5, plain), abi.CodeUpstreamError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
