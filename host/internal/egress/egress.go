@@ -29,8 +29,8 @@
 //  2. The scheme, host, port, path prefix (on segment boundaries, against the path as sent)
 //     and method must match one [Rule]. CONNECT, TRACE and unknown methods are never sent.
 //  3. Headers the plugin must not set are dropped: Authorization, Proxy-*, Cookie, Host,
-//     hop-by-hop headers, Accept-Encoding (the transport negotiates gzip itself so the body
-//     can be scrubbed), and every header or query parameter an api_key slot uses.
+//     hop-by-hop headers, Accept-Encoding (the host asks for gzip itself so the body can be
+//     decoded and scrubbed), and every header or query parameter an api_key slot uses.
 //  4. The named credential slot is injected if the host is one of the slot's Hosts; naming a slot
 //     for another host is refused rather than sent without credentials.
 //  5. The host is resolved and only addresses that are public unicast, inside AllowPrivate, or an
@@ -41,7 +41,12 @@
 //  6. Redirects are followed by hand, each hop checked as in 1–5; the credential is re-injected
 //     only on a hop to the same host that its slot allows, and never on an https → http downgrade.
 //  7. The response is capped at MaxResponseBytes; Set-Cookie is dropped; every registered form
-//     of every secret is scrubbed from headers and body.
+//     of every secret is scrubbed from headers and body. Every Content-Encoding line and list
+//     element counts: gzip, x-gzip and deflate are decoded (within MaxResponseBytes, then
+//     scrubbed, the header removed), identity and empty elements are ignored, and a response in
+//     any other coding is refused. A redirect whose Location holds a form of a secret is not
+//     followed. Upstream-chosen URLs and header values appear in messages only quoted, at most
+//     100 bytes, escaped and marked "(upstream text)", and only after scrubbing.
 //
 // Around each attempt (step 5 d–e), per upstream host h and credential slot s:
 //
@@ -430,6 +435,9 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) newTransport(trusted bool) *http.Transport {
 	return &http.Transport{
 		Proxy: nil, // never an environment proxy: it would bypass the address checks
+		// Decoding is done by readResponse, which reads every Content-Encoding value; the
+		// transport's own looks at the first only.
+		DisableCompression: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := c.dialContext(ctx, network, addr, trusted)
 			if err != nil {
@@ -811,6 +819,7 @@ type observeKey struct{}
 
 func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
 	rec.URL = c.scrub.String(rec.URL)
+	rec.Host = c.scrub.String(rec.Host)
 	rec.Reason = c.scrub.String(rec.Reason)
 	if f != nil {
 		level := slog.LevelInfo

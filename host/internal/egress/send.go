@@ -2,6 +2,8 @@ package egress
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -34,8 +36,8 @@ var hopByHop = map[string]bool{
 var reserved = map[string]bool{
 	"Authorization": true, "Proxy-Authorization": true, "Cookie": true, "Cookie2": true,
 	"Host": true, "Content-Length": true,
-	// The transport asks for gzip itself and decodes it, so the body can be scrubbed; a plugin
-	// asking for another encoding would get bytes the scrubber cannot read.
+	// The host asks for gzip itself (build) and decodes it (readResponse), so the body can be
+	// scrubbed; a plugin asking for another encoding would get bytes the scrubber cannot read.
 	"Accept-Encoding": true,
 }
 
@@ -163,7 +165,7 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 			}
 			if !matchAny(h.credHosts, h.t) {
 				f := denied(fmt.Sprintf("the credential %s may not be sent to %s any more: for this connection it is now limited to %s",
-					h.credName, h.t.host, patternList(h.credHosts)))
+					h.credName, h.t.name(), patternList(h.credHosts)))
 				f.answered = true
 				c.emit(ctx, Record{Method: h.method, URL: h.t.display(), Host: h.t.host, Credential: h.credName,
 					Redirect: h.n, Attempt: h.attempt, Replay: true, Decision: f.decision(), Reason: f.why()}, f)
@@ -191,6 +193,11 @@ func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
 	}
 	if _, ok := header["User-Agent"]; !ok {
 		header.Set("User-Agent", userAgent)
+	}
+	// As net/http's transport would (its own decoding is off, see newTransport): gzip, except
+	// for HEAD and ranges, whose partial gzip stream could not be decoded.
+	if _, ok := header["Range"]; !ok && h.method != http.MethodHead {
+		header.Set("Accept-Encoding", "gzip")
 	}
 	if s := h.slot; s != nil {
 		v := s.secret.Expose()
@@ -247,12 +254,19 @@ func isRedirect(status int) bool {
 func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 	if h.n >= c.maxRedirects {
 		return nil, &failure{code: abi.CodeUpstreamError, category: abi.Fatal,
-			msg: fmt.Sprintf("%s redirected more than %d times; stopped following", h.t.display(), c.maxRedirects)}
+			msg: fmt.Sprintf("%s redirected more than %d times; stopped following", h.t.where(), c.maxRedirects)}
+	}
+	// Checked on the Location as received, before parsing lowercases, resolves or cuts it.
+	if c.carriesSecret(loc) {
+		return nil, c.echoedSecret(h)
 	}
 	t, f := c.redirectTarget(h, loc)
 	if f != nil {
-		f.msg = fmt.Sprintf("%s redirected to a URL the connector may not use: %s", h.t.display(), f.msg)
+		f.msg = fmt.Sprintf("%s redirected to %s, which the connector may not use: %s", h.t.where(), c.quote(loc), f.msg)
 		return nil, f
+	}
+	if c.carriesSecret(t.u.String()) { // formed by resolving the reference
+		return nil, c.echoedSecret(h)
 	}
 	next := &hop{method: h.method, t: t, header: h.header, body: h.body, credName: h.credName, n: h.n + 1, timeoutMS: h.timeoutMS,
 		attempt: h.attempt, subject: h.subject, replayed: h.replayed, bind: h.bind}
@@ -270,7 +284,7 @@ func (c *Client) follow(h *hop, status int, loc string) (*hop, *failure) {
 	}
 	if why := c.allow(t, next.method); why != "" {
 		return next, denied(fmt.Sprintf("%s redirected to %s, which the connector may not reach (%s); ask an admin to grant it if the redirect is expected",
-			h.t.display(), t.display(), why))
+			h.t.where(), t.where(), why))
 	}
 	c.filterQuery(t)
 	// The credential follows only to the same host, one its slot allows, without a downgrade
@@ -308,20 +322,45 @@ func (c *Client) redirectTarget(h *hop, loc string) (*target, *failure) {
 		}
 		t = ot
 	}
+	t.upstream = true
 	return t, nil
 }
 
-// readResponse reads, caps and scrubs the final response.
+// carriesSecret reports whether s, or s with its %XX escapes decoded, holds a form of a secret.
+func (c *Client) carriesSecret(s string) bool {
+	if c.scrub.Contains([]byte(s)) {
+		return true
+	}
+	u, err := url.PathUnescape(s)
+	return err == nil && u != s && c.scrub.Contains([]byte(u))
+}
+
+// echoedSecret is the failure for a redirect whose target holds a secret. The target is not
+// followed (it would carry the credential on to wherever the upstream points) nor shown.
+func (c *Client) echoedSecret(h *hop) *failure {
+	return &failure{code: abi.CodeUpstreamError, category: abi.Fatal,
+		msg: fmt.Sprintf("%s redirected to a URL that contains a credential airlock sent it; the redirect was not followed "+
+			"and its target is withheld (the upstream echoes credentials: report it to its operator)", h.t.where())}
+}
+
+// quote renders upstream text for a message: scrubbed first, then bounded and escaped by
+// quoteUpstream.
+func (c *Client) quote(s string) string { return quoteUpstream(c.scrub.String(s)) }
+
+// readResponse reads, caps, decodes and scrubs the final response.
 func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) (abi.HTTPResponse, *failure) {
 	defer resp.Body.Close()
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return abi.HTTPResponse{}, &failure{code: abi.CodeUpstreamError, category: abi.Fatal,
-			msg: fmt.Sprintf("%s answered with Content-Encoding %q, which airlock cannot inspect for secrets; the response was withheld",
-				h.t.display(), trunc(ce, 32))}
+	codings := contentCodings(resp.Header)
+	for _, cc := range codings {
+		if decoders[cc] == nil {
+			return abi.HTTPResponse{}, &failure{code: abi.CodeUpstreamError, category: abi.Fatal,
+				msg: fmt.Sprintf("%s answered with Content-Encoding %s, which airlock does not decode (it decodes gzip and deflate) and so cannot inspect for secrets; the response was withheld",
+					h.t.where(), c.quote(cc))}
+		}
 	}
 	tooLarge := &failure{code: abi.CodeResponseTooLarge, category: abi.Correctable,
 		msg: fmt.Sprintf("the response from %s is larger than the limit of %s; ask for less data (pagination, filters, fewer fields)",
-			h.t.display(), byteSize(c.maxResponse))}
+			h.t.where(), byteSize(c.maxResponse))}
 	if resp.ContentLength > c.maxResponse {
 		return abi.HTTPResponse{}, tooLarge
 	}
@@ -333,12 +372,73 @@ func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) 
 		return abi.HTTPResponse{}, tooLarge
 	}
 	header := resp.Header.Clone()
+	if len(codings) > 0 && len(body) > 0 {
+		if body, err = decode(body, codings, c.maxResponse); errors.Is(err, errTooLarge) {
+			return abi.HTTPResponse{}, tooLarge
+		} else if err != nil {
+			return abi.HTTPResponse{}, &failure{code: abi.CodeUpstreamError, category: abi.Fatal, cause: err,
+				msg: fmt.Sprintf("the response from %s could not be decoded as its Content-Encoding says; the response was withheld", h.t.where())}
+		}
+		header.Del("Content-Encoding")
+		header.Del("Content-Length")
+	}
 	header.Del("Set-Cookie")
 	header.Del("Set-Cookie2")
 	c.scrub.Headers(header)
 	out := abi.HTTPResponse{Status: resp.StatusCode, Headers: header}
 	if len(body) > 0 {
 		out.Body = c.scrub.Bytes(body)
+	}
+	return out, nil
+}
+
+// contentCodings lists the content codings applied to a body, in the order they were applied,
+// from every Content-Encoding line and every comma-separated element, lowercased, without
+// "identity" and empty elements (RFC 9110 §8.4: a recipient must consider them all).
+func contentCodings(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Content-Encoding") {
+		for cc := range strings.SplitSeq(v, ",") {
+			if cc = strings.ToLower(strings.Trim(cc, " \t")); cc != "" && cc != "identity" {
+				out = append(out, cc)
+			}
+		}
+	}
+	return out
+}
+
+// decoders are the content codings airlock undoes; a response in any other is refused.
+var decoders = map[string]func(io.Reader) (io.Reader, error){
+	"gzip":    func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) },
+	"x-gzip":  func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) },
+	"deflate": func(r io.Reader) (io.Reader, error) { return zlib.NewReader(r) },
+}
+
+// maxCodings bounds the codings undone on one body; more are refused as malformed.
+const maxCodings = 4
+
+var errTooLarge = errors.New("decoded body exceeds the response limit")
+
+// decode undoes codings (applied in order) on body, streaming, and fails with errTooLarge as
+// soon as the decoded body passes limit bytes, so a compression bomb costs at most limit bytes.
+func decode(body []byte, codings []string, limit int64) ([]byte, error) {
+	if len(codings) > maxCodings {
+		return nil, fmt.Errorf("%d content codings (at most %d are decoded)", len(codings), maxCodings)
+	}
+	var r io.Reader = bytes.NewReader(body)
+	for i := len(codings) - 1; i >= 0; i-- {
+		next, err := decoders[codings[i]](r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", codings[i], err)
+		}
+		r = next
+	}
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case int64(len(out)) > limit:
+		return nil, errTooLarge
 	}
 	return out, nil
 }
@@ -362,7 +462,7 @@ func drain(body io.ReadCloser) {
 // classify turns a transport error into an agent-safe failure. The error itself (which may hold
 // the URL with an injected query credential) is kept only as the scrubbed cause for logs.
 func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
-	where := h.t.display()
+	where := h.t.where()
 	if ue, ok := err.(*url.Error); ok {
 		err = ue.Err // drop the URL: it may carry the query string and an injected credential
 	}
@@ -380,7 +480,7 @@ func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
 	case errors.As(err, &ae):
 		f.code, f.category, f.transient = abi.CodeEgressDenied, abi.Fatal, false
 		f.msg = fmt.Sprintf("the connector may not reach %s (%s resolves to a %s address); private, loopback and link-local targets need an explicit grant (private_targets)",
-			where, ae.host, ae.class)
+			where, h.t.name(), ae.class)
 		f.reason = fmt.Sprintf("%s (%s)", f.msg, ae.addr)
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded ||
 		errors.As(err, &netErr) && netErr.Timeout():
@@ -394,14 +494,14 @@ func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
 		f.code, f.transient = abi.CodeUnavailable, false
 		f.msg = fmt.Sprintf("the request to %s was cancelled", where)
 	case errors.As(err, &dnsErr):
-		f.msg = fmt.Sprintf("the host name %s could not be resolved", h.t.host)
+		f.msg = fmt.Sprintf("the host name %s could not be resolved", h.t.name())
 		if dnsErr.IsNotFound {
 			f.category, f.transient = abi.Correctable, false
 			f.msg += "; check the URL"
 		}
 	case errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) || errors.As(err, &invalidErr):
 		f.category, f.transient = abi.Fatal, false
-		f.msg = fmt.Sprintf("the TLS certificate of %s is not valid; the request was not sent", h.t.host)
+		f.msg = fmt.Sprintf("the TLS certificate of %s is not valid; the request was not sent", h.t.name())
 	case errors.Is(err, syscall.ECONNREFUSED):
 		f.msg = fmt.Sprintf("%s refused the connection", where)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):

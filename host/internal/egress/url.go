@@ -21,6 +21,8 @@ type target struct {
 	ip     netip.Addr // valid if host is an IP literal
 	port   int
 	u      *url.URL // what is sent: normalised host, no userinfo, no fragment; query as given
+
+	upstream bool // chosen by an upstream (a redirect target): quoted in messages
 }
 
 func defaultPort(scheme string) int {
@@ -47,9 +49,50 @@ func (t *target) originKey() string {
 	return t.scheme + "://" + net.JoinHostPort(t.host, strconv.Itoa(t.port))
 }
 
-// display is the URL without query or fragment, safe for messages and records.
+// display is the URL without query or fragment, for records.
 func (t *target) display() string {
 	return t.scheme + "://" + t.hostPort() + trunc(t.u.EscapedPath(), 200)
+}
+
+// where is the URL without query or fragment for a message to the plugin and agent: as display,
+// or quoted as upstream text if an upstream chose it.
+func (t *target) where() string {
+	if t.upstream {
+		return quoteUpstream(t.scheme + "://" + t.hostPort() + t.u.EscapedPath())
+	}
+	return t.display()
+}
+
+// name is the host for a message, quoted as upstream text if an upstream chose it.
+func (t *target) name() string {
+	if t.upstream {
+		return quoteUpstream(t.host)
+	}
+	return t.host
+}
+
+// maxQuoted bounds the upstream text quoted in a message, in bytes after escaping.
+const maxQuoted = 100
+
+// quoteUpstream renders text an upstream chose (a redirect target, a header value) for a message
+// an agent reads: at most maxQuoted bytes, in double quotes with every non-printable or non-ASCII
+// character escaped, and marked as the upstream's, so it cannot pass for the host's own words.
+// Scrub s first: the cut and the escapes would hide a secret from the scrubber.
+func quoteUpstream(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	cut := ""
+	for _, r := range s {
+		q := strconv.QuoteToASCII(string(r))
+		q = q[1 : len(q)-1]
+		if b.Len()-1+len(q) > maxQuoted {
+			cut = "…"
+			break
+		}
+		b.WriteString(q)
+	}
+	b.WriteByte('"')
+	return b.String() + cut + " (upstream text)"
 }
 
 // parseTarget parses and normalises a URL, refusing every form that different parsers could
@@ -70,7 +113,7 @@ func parseTarget(raw string) (*target, *failure) {
 	case u.Scheme == "":
 		return nil, badRequest("the URL is not absolute: " + example)
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, denied(fmt.Sprintf("the connector may not use %s: URLs; only http and https are supported", trunc(u.Scheme, 20)))
+		return nil, denied("the URL's scheme is not http or https, the only ones the connector may use")
 	case u.Opaque != "" || !strings.HasPrefix(raw[len(u.Scheme)+1:], "//"):
 		return nil, badRequest("the URL has no host: " + example)
 	case u.User != nil:
@@ -125,7 +168,7 @@ func parseTarget(raw string) (*target, *failure) {
 	}
 
 	if why := checkPath(u); why != "" {
-		return nil, denied(fmt.Sprintf("the connector may not reach %s://%s… (the path %s)", t.scheme, t.host, why))
+		return nil, denied("the connector may not reach this URL: its path " + why)
 	}
 	nu := &url.URL{Scheme: t.scheme, Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery}
 	if nu.Path == "" {
@@ -148,11 +191,11 @@ func checkName(host string) string {
 	// WHATWG URL parsers, inet_aton and some resolvers read a host whose last label is a number
 	// as an IPv4 address in decimal, octal or hex (2130706433, 0177.0.0.1, 0x7f.1, 127.1).
 	if last := labels[len(labels)-1]; isNumber(last) {
-		return fmt.Sprintf("%s is a numeric address in a non-canonical form; write IPv4 addresses as four decimal numbers (127.0.0.1)", host)
+		return "is a numeric address in a non-canonical form; write IPv4 addresses as four decimal numbers (127.0.0.1)"
 	}
 	for _, l := range labels {
 		if l == "" || len(l) > 63 {
-			return fmt.Sprintf("%s has an empty or overlong label", host)
+			return "has an empty or overlong label"
 		}
 		for i := 0; i < len(l); i++ {
 			c := l[i]
@@ -301,22 +344,26 @@ func matchPrefix(prefix, path string) bool {
 func (c *Client) allow(t *target, method string) string {
 	rs := filter(c.rules, func(r rule) bool { return r.host.match(t) })
 	if len(rs) == 0 {
-		return fmt.Sprintf("host %s is not granted", t.host)
+		return fmt.Sprintf("host %s is not granted", t.name())
 	}
 	next := filter(rs, func(r rule) bool { return r.scheme == t.scheme })
 	if len(next) == 0 {
-		return fmt.Sprintf("scheme %s is not granted for %s; use %s", t.scheme, t.host, list(rs, func(r rule) string { return r.scheme }))
+		return fmt.Sprintf("scheme %s is not granted for %s; use %s", t.scheme, t.name(), list(rs, func(r rule) string { return r.scheme }))
 	}
 	rs = next
 	next = filter(rs, func(r rule) bool { return r.port == t.port })
 	if len(next) == 0 {
-		return fmt.Sprintf("port %d is not granted for %s; granted: %s", t.port, t.host, list(rs, func(r rule) string { return strconv.Itoa(r.port) }))
+		return fmt.Sprintf("port %d is not granted for %s; granted: %s", t.port, t.name(), list(rs, func(r rule) string { return strconv.Itoa(r.port) }))
 	}
 	rs = next
 	path := t.u.EscapedPath()
 	next = filter(rs, func(r rule) bool { return matchPrefix(r.prefix, path) })
 	if len(next) == 0 {
-		return fmt.Sprintf("path %s is outside the granted prefixes %s", trunc(path, 200), list(rs, func(r rule) string { return r.prefix }))
+		shown := trunc(path, 200)
+		if t.upstream {
+			shown = quoteUpstream(path)
+		}
+		return fmt.Sprintf("path %s is outside the granted prefixes %s", shown, list(rs, func(r rule) string { return r.prefix }))
 	}
 	rs = next
 	if !slices.ContainsFunc(rs, func(r rule) bool { return slices.Contains(r.methods, method) }) {

@@ -13,10 +13,20 @@
 //
 // The forms registered for a secret v are: v itself; standard and URL-safe base64, each with
 // and without padding (this covers "Basic " + base64("user:password") when v is
-// "user:password"); url.QueryEscape and url.PathEscape; and the body of v's JSON string
-// encoding, with and without HTML escaping. Matching is exact and case-sensitive over the whole
-// buffer; a secret that an upstream transforms in other ways (hex, reversed, split across
-// fields, base64 at an offset not divisible by three) is not found.
+// "user:password"), and the part of v's base64 that does not depend on its neighbours at each
+// of the three alignments v can have inside a longer encoded text; hex; url.QueryEscape,
+// url.PathEscape and %XX on every byte; the body of v's JSON string encoding, with and without
+// HTML escaping, and with \uXXXX on every character; HTML escaping of its special characters
+// (numeric and named references), and decimal and hexadecimal character references on every
+// character. Matching ignores ASCII case, so upper- and lowercase hex, %xx and \u escapes, and
+// a secret that was lower- or uppercased on the way (a URL host) are all found.
+//
+// What it cannot find: a secret split across two texts scrubbed separately (two responses,
+// two ranges, a header and a body), or transformed in ways not listed (reversed, compressed,
+// encrypted, base32, escaped only in part, numeric references with leading zeros, encoded
+// twice). Derived forms shorter than 6 bytes are not registered, so a very short secret's
+// hex or base64 is not found either. Callers must scrub upstream text before they transform it
+// (truncate, decode, re-encode), because a truncated secret is not recognised.
 //
 // Short values (fewer than 8 bytes) are registered like any other, which means they also redact
 // unrelated text that happens to contain them; the empty string is ignored.
@@ -25,16 +35,24 @@ package scrub
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"html"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf16"
 )
 
 // Redacted replaces every occurrence of a registered form.
 const Redacted = "[REDACTED]"
+
+// minDerived is the shortest hex, base64-at-an-offset or per-character form registered: shorter
+// ones would redact common text ("51", "UQ").
+const minDerived = 6
 
 // Scrubber replaces registered secret values in text. The zero value is ready to use and
 // scrubs nothing; [New] returns the same. A Scrubber is safe for concurrent use: Add takes a lock
@@ -42,10 +60,9 @@ const Redacted = "[REDACTED]"
 // not be copied after first use.
 type Scrubber struct {
 	mu    sync.Mutex          // serialises Add
-	forms map[string]struct{} // every registered form, guarded by mu
+	forms map[string]struct{} // every registered form, ASCII-lowercased, guarded by mu
 	added sync.Map            // secrets already added: Add returns at once (it runs per request)
 	m     atomic.Pointer[matcher]
-	fold  atomic.Pointer[matcher] // ASCII-lowercased forms, for header names
 }
 
 // New returns an empty Scrubber.
@@ -68,17 +85,13 @@ func (s *Scrubber) Add(secret string) {
 	}
 	changed := false
 	for _, f := range forms(secret) {
+		f = asciiLower(f)
 		if _, ok := s.forms[f]; f != "" && !ok {
 			s.forms[f] = struct{}{}
 			changed = true
 		}
 	}
 	if changed {
-		lower := make(map[string]struct{}, len(s.forms))
-		for f := range s.forms {
-			lower[asciiLower(f)] = struct{}{}
-		}
-		s.fold.Store(newMatcher(lower))
 		s.m.Store(newMatcher(s.forms))
 	}
 }
@@ -146,13 +159,12 @@ func (s *Scrubber) Contains(b []byte) bool {
 	return n > 0
 }
 
-// Headers scrubs h in place: every value, and every key that contains a registered form. Keys
-// are matched ignoring ASCII case, because HTTP libraries canonicalise header names
-// ("x-abc" becomes "X-Abc"); such a key is replaced by its scrubbed form and its values are
-// merged into any existing key of that name.
+// Headers scrubs h in place: every value, and every key that contains a registered form (HTTP
+// libraries canonicalise header names, "x-abc" becomes "X-Abc", which the case-blind matching
+// sees through); such a key is replaced by its scrubbed form and its values are merged into any
+// existing key of that name.
 func (s *Scrubber) Headers(h map[string][]string) {
-	fold := s.fold.Load()
-	if fold == nil {
+	if s.m.Load() == nil {
 		return
 	}
 	renamed := map[string]string{}
@@ -160,7 +172,7 @@ func (s *Scrubber) Headers(h map[string][]string) {
 		for i, v := range vs {
 			vs[i] = s.String(v)
 		}
-		if nk := replaceFold(fold, k); nk != k {
+		if nk := s.String(k); nk != k {
 			renamed[k] = nk
 		}
 	}
@@ -171,34 +183,23 @@ func (s *Scrubber) Headers(h map[string][]string) {
 	}
 }
 
-// replaceFold replaces in k every match of the lowercased matcher in asciiLower(k); ASCII
-// lowercasing keeps byte offsets, so the match positions apply to k itself.
-func replaceFold(fold *matcher, k string) string {
-	lk := asciiLower(k)
-	i, n := find(fold, lk, 0)
-	if n == 0 {
-		return k
+// lower maps ASCII uppercase letters to lowercase and every other byte to itself.
+var lower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
 	}
-	var sb strings.Builder
-	last := 0
-	for n > 0 {
-		sb.WriteString(k[last:i])
-		sb.WriteString(Redacted)
-		last = i + n
-		i, n = find(fold, lk, last)
-	}
-	sb.WriteString(k[last:])
-	return sb.String()
-}
+	return t
+}()
 
 func asciiLower(s string) string {
 	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
+		if lower[s[i]] != s[i] {
 			b := []byte(s)
 			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
+				b[j] = lower[b[j]]
 			}
 			return string(b)
 		}
@@ -206,7 +207,7 @@ func asciiLower(s string) string {
 	return s
 }
 
-// forms returns secret and the encodings it may be echoed in.
+// forms returns secret and the encodings it may be echoed in (see the package documentation).
 func forms(secret string) []string {
 	b := []byte(secret)
 	out := []string{
@@ -217,6 +218,8 @@ func forms(secret string) []string {
 		base64.RawURLEncoding.EncodeToString(b),
 		url.QueryEscape(secret),
 		url.PathEscape(secret),
+		html.EscapeString(secret), // &#39; and &#34;
+		htmlNamed.Replace(secret), // &apos; and &quot;
 	}
 	if js, err := json.Marshal(secret); err == nil {
 		out = append(out, string(js[1:len(js)-1]))
@@ -228,14 +231,62 @@ func forms(secret string) []string {
 		js := strings.TrimSuffix(buf.String(), "\n")
 		out = append(out, js[1:len(js)-1])
 	}
+
+	derived := []string{hex.EncodeToString(b), eachByte(b, "%%%02x")}
+	var jsu, dec, hx strings.Builder
+	for _, r := range secret {
+		if r1, r2 := utf16.EncodeRune(r); r1 != '\uFFFD' {
+			fmt.Fprintf(&jsu, `\u%04x\u%04x`, r1, r2)
+		} else {
+			fmt.Fprintf(&jsu, `\u%04x`, r)
+		}
+		fmt.Fprintf(&dec, "&#%d;", r)
+		fmt.Fprintf(&hx, "&#x%x;", r)
+	}
+	derived = append(derived, jsu.String(), dec.String(), hx.String())
+	for _, e := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		for k := range 3 {
+			derived = append(derived, base64Core(e, b, k))
+		}
+	}
+	for _, f := range derived {
+		if len(f) >= minDerived {
+			out = append(out, f)
+		}
+	}
 	return out
 }
 
-// matcher finds the leftmost, then longest, registered form in a text. It is immutable once
-// built. A bitset over the first two bytes of each form rejects almost every position with one
-// memory access, so scanning text that contains no secret costs about a nanosecond a byte.
+var htmlNamed = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;")
+
+func eachByte(b []byte, format string) string {
+	var sb strings.Builder
+	for _, c := range b {
+		fmt.Fprintf(&sb, format, c)
+	}
+	return sb.String()
+}
+
+// base64Core is the part of the base64 of b that is the same wherever b appears in a longer
+// text, as long as b starts k bytes (0, 1 or 2) after a 3-byte boundary: the characters whose
+// six bits all come from b.
+func base64Core(e *base64.Encoding, b []byte, k int) string {
+	buf := make([]byte, k+len(b))
+	copy(buf[k:], b)
+	s := e.EncodeToString(buf)
+	start, end := (8*k+5)/6, 8*(k+len(b))/6
+	if end <= start {
+		return ""
+	}
+	return s[start:end]
+}
+
+// matcher finds the leftmost, then longest, registered form in a text, ignoring ASCII case. It
+// is immutable once built. A bitset over the first two (lowercased) bytes of each form rejects
+// almost every position with one memory access, so scanning text that contains no secret costs a
+// few nanoseconds a byte.
 type matcher struct {
-	forms  []string
+	forms  []string             // lowercased
 	pairs  [1 << 16 / 64]uint64 // bit k set if some form of length ≥ 2 starts with the 2 bytes k
 	byPair map[uint16][]string  // those forms, longest first
 	single [256]bool            // one-byte forms
@@ -257,6 +308,9 @@ func newMatcher(set map[string]struct{}) *matcher {
 	for _, f := range m.forms {
 		if len(f) == 1 {
 			m.single[f[0]] = true
+			if c := f[0]; 'a' <= c && c <= 'z' {
+				m.single[c-('a'-'A')] = true
+			}
 			continue
 		}
 		k := uint16(f[0])<<8 | uint16(f[1])
@@ -271,10 +325,10 @@ func newMatcher(set map[string]struct{}) *matcher {
 func find[T string | []byte](m *matcher, t T, from int) (i, n int) {
 	for i = from; i < len(t); i++ {
 		if i+1 < len(t) {
-			k := uint16(t[i])<<8 | uint16(t[i+1])
+			k := uint16(lower[t[i]])<<8 | uint16(lower[t[i+1]])
 			if m.pairs[k>>6]&(1<<(k&63)) != 0 {
 				for _, f := range m.byPair[k] {
-					if hasPrefixAt(t, i, f) {
+					if hasFoldPrefixAt(t, i, f) {
 						return i, len(f)
 					}
 				}
@@ -287,9 +341,15 @@ func find[T string | []byte](m *matcher, t T, from int) (i, n int) {
 	return 0, 0
 }
 
-func hasPrefixAt[T string | []byte](t T, i int, f string) bool {
+// hasFoldPrefixAt reports whether t[i:] starts with the lowercase f, ignoring ASCII case.
+func hasFoldPrefixAt[T string | []byte](t T, i int, f string) bool {
 	if len(t)-i < len(f) {
 		return false
 	}
-	return string(t[i:i+len(f)]) == f
+	for j := 2; j < len(f); j++ { // the first two bytes matched the pair
+		if lower[t[i+j]] != f[j] {
+			return false
+		}
+	}
+	return true
 }

@@ -274,3 +274,18 @@ func BenchmarkBytes(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBytesManySecrets scrubs the same 4 KiB body with 100 registered secrets (OAuth
+// access tokens accumulate, one per subject and refresh), about 2000 forms.
+func BenchmarkBytesManySecrets(b *testing.B) {
+	s, secrets := benchScrubber()
+	for i := range 90 {
+		s.Add(fmt.Sprintf("ya29.a0Af%03dH6SMB-%d-Qx7tZk3LmN0pRsT", i, i*7919))
+	}
+	body := bytes.ReplaceAll(benchBody(secrets), []byte(secrets[3]), []byte("nothing"))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Bytes(body)
+	}
+}
