@@ -818,9 +818,10 @@ func ObserveContext(ctx context.Context, fn func(Record)) context.Context {
 type observeKey struct{}
 
 func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
-	rec.URL = c.scrub.String(rec.URL)
+	// Scrub, then shorten: a secret cut in two no longer matches.
+	rec.URL = trunc(c.scrub.String(rec.URL), maxShownURL)
 	rec.Host = c.scrub.String(rec.Host)
-	rec.Reason = c.scrub.String(rec.Reason)
+	rec.Reason = trunc(c.scrub.String(rec.Reason), maxShownMessage)
 	if f != nil {
 		level := slog.LevelInfo
 		if rec.Decision == DecisionDenied {
@@ -873,12 +874,18 @@ func (f *failure) why() string {
 }
 
 func (f *failure) response(s *scrub.Scrubber) abi.HTTPResponse {
-	e := &abi.Error{Code: f.code, Category: f.category, Message: s.String(f.msg)}
+	e := &abi.Error{Code: f.code, Category: f.category, Message: trunc(s.String(f.msg), maxShownMessage)}
 	if f.retryAfter > 0 {
 		e.RetryAfterMS = int64((f.retryAfter + time.Millisecond - 1) / time.Millisecond)
 	}
 	return abi.HTTPResponse{Error: e}
 }
+
+// Lengths of the URL in records and of a message to the plugin, applied after scrubbing.
+const (
+	maxShownURL     = 300
+	maxShownMessage = 1000
+)
 
 func denied(msg string) *failure {
 	return &failure{code: abi.CodeEgressDenied, category: abi.Fatal, msg: msg}

@@ -260,3 +260,22 @@ func TestRefusedEncodingQuoted(t *testing.T) {
 	}
 	checkSinks(t, h, resp)
 }
+
+// A URL the plugin sends is scrubbed before it is shortened for records and messages: a
+// credential placed across the old 200-byte cut (after a first request made the host register
+// it) must not come back with its last bytes cut off, where the scrubber no longer sees it.
+func TestLongPluginURLScrubbedBeforeCut(t *testing.T) {
+	for _, pad := range []int{170, 190, 195, 199} {
+		t.Run(fmt.Sprint(pad), func(t *testing.T) {
+			h := newHarness(t)
+			h.serve("api.example.test", apiIP, nil)
+			c := h.client(Config{Rules: apiRules(), Slots: testSlots()})
+			wantStatus(t, c.Do(context.Background(), abi.HTTPRequest{URL: "http://api.example.test/api/x", Credential: "bearer"}), http.StatusOK)
+			for _, path := range []string{"/outside/", "/api/"} {
+				u := "http://api.example.test" + path + strings.Repeat("a", pad) + canaryBearer + "/z"
+				resp := c.Do(context.Background(), abi.HTTPRequest{URL: u}) // refused (/outside/) or sent and recorded (/api/)
+				checkSinks(t, h, resp)
+			}
+		})
+	}
+}

@@ -49,9 +49,11 @@ func (t *target) originKey() string {
 	return t.scheme + "://" + net.JoinHostPort(t.host, strconv.Itoa(t.port))
 }
 
-// display is the URL without query or fragment, for records.
+// display is the URL without query or fragment, for records and messages. It is not shortened
+// here: text is scrubbed before it is cut (a cut secret no longer matches), so [Client.emit] and
+// [failure.response] shorten after scrubbing.
 func (t *target) display() string {
-	return t.scheme + "://" + t.hostPort() + trunc(t.u.EscapedPath(), 200)
+	return t.scheme + "://" + t.hostPort() + t.u.EscapedPath()
 }
 
 // where is the URL without query or fragment for a message to the plugin and agent: as display,
@@ -359,7 +361,7 @@ func (c *Client) allow(t *target, method string) string {
 	path := t.u.EscapedPath()
 	next = filter(rs, func(r rule) bool { return matchPrefix(r.prefix, path) })
 	if len(next) == 0 {
-		shown := trunc(path, 200)
+		shown := path // shortened after scrubbing, with the whole message
 		if t.upstream {
 			shown = quoteUpstream(path)
 		}
