@@ -64,6 +64,9 @@ type Server struct {
 	sdk    *sdk.Server
 	syncMu sync.Mutex
 	tools  map[string]string // exposed tool name -> fingerprint of its definition
+	// served holds every tool name this server has listed, so a call of one that is gone
+	// (revoked, connector removed) is answered as such rather than as an unknown tool.
+	served map[string]bool
 	// stateKey signs confirmation request states (see confirm). Random per server: a restart
 	// invalidates questions in flight, which only means asking again.
 	stateKey [32]byte
@@ -93,7 +96,7 @@ func NewServer(h *host.Host, opts *Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{h: h, opts: o, tools: map[string]string{}}
+	s := &Server{h: h, opts: o, tools: map[string]string{}, served: map[string]bool{}}
 	rand.Read(s.stateKey[:])
 	s.sdk = sdk.NewServer(&sdk.Implementation{Name: o.Name, Title: "airlock: sandboxed API connectors", Version: o.Version},
 		&sdk.ServerOptions{
@@ -103,8 +106,53 @@ func NewServer(h *host.Host, opts *Options) *Server {
 			Logger:       o.Logger,
 			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 		})
+	s.sdk.AddReceivingMiddleware(s.unavailableTools)
 	s.Sync()
 	return s
+}
+
+// unavailableTools answers tools/call of a tool the server does not list with a tool result
+// (isError) saying why, when there is a reason to give: the host knows the tool but it is not
+// granted, or the server listed it before and its grant was revoked or its connector removed.
+// Agents read tool results; a protocol error "unknown tool" tells them nothing they can act
+// on. A name nobody ever offered stays a protocol error (-32602), as the MCP specification has
+// it. Either way the host audits the refusal.
+func (s *Server) unavailableTools(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		call, ok := req.(*sdk.CallToolRequest)
+		if method != "tools/call" || !ok || call.Params == nil {
+			return next(ctx, method, req)
+		}
+		name := call.Params.Name
+		s.syncMu.Lock()
+		_, listed := s.tools[name]
+		wasServed := s.served[name]
+		s.syncMu.Unlock()
+		if listed {
+			return next(ctx, method, req)
+		}
+		agent, subject := s.identity(call)
+		res := s.h.Call(ctx, host.CallRequest{Tool: name, Arguments: call.Params.Arguments, Agent: agent, Subject: subject})
+		switch {
+		case res.Error != nil && res.Error.Code == abi.CodeNotGranted:
+		case res.Error != nil && wasServed:
+			res.Error = &host.ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal, Message: fmt.Sprintf(
+				"tool %s is no longer available: its grant was revoked or its connector removed; ask an admin to grant it again (tools/list shows what you can call now)", name)}
+		case res.OK:
+			// Granted between the check and the call (a Sync in progress): a normal result.
+		default:
+			return next(ctx, method, req)
+		}
+		return ToolResult(res), nil
+	}
+}
+
+// identity is the caller of a tool call: the HTTP request's agent, or the stdio defaults.
+func (s *Server) identity(req *sdk.CallToolRequest) (agent, subject string) {
+	if id, ok := identityOf(req); ok {
+		return id.Name, id.Subject
+	}
+	return s.opts.Agent, s.opts.Subject
 }
 
 // SDK returns the underlying MCP SDK server, to run it on another transport.
@@ -129,6 +177,7 @@ func (s *Server) Sync() {
 			continue
 		}
 		s.tools[st.Name] = string(fp)
+		s.served[st.Name] = true
 		s.sdk.AddTool(st, s.handler(t.Name, t.NeedsConfirmation))
 	}
 	var gone []string
@@ -186,10 +235,7 @@ const (
 
 func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-		agent, subject := s.opts.Agent, s.opts.Subject
-		if id, ok := identityOf(req); ok {
-			agent, subject = id.Name, id.Subject
-		}
+		agent, subject := s.identity(req)
 		var args json.RawMessage
 		if req.Params != nil {
 			args = req.Params.Arguments
