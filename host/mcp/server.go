@@ -126,25 +126,33 @@ func (s *Server) unavailableTools(next sdk.MethodHandler) sdk.MethodHandler {
 		name := call.Params.Name
 		s.syncMu.Lock()
 		_, listed := s.tools[name]
-		wasServed := s.served[name]
 		s.syncMu.Unlock()
 		if listed {
 			return next(ctx, method, req)
 		}
 		agent, subject := s.identity(call)
-		res := s.h.Call(ctx, host.CallRequest{Tool: name, Arguments: call.Params.Arguments, Agent: agent, Subject: subject})
-		switch {
-		case res.Error != nil && res.Error.Code == abi.CodeNotGranted:
-		case res.Error != nil && wasServed:
-			res.Error = &host.ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal, Message: fmt.Sprintf(
-				"tool %s is no longer available: its grant was revoked or its connector removed; ask an admin to grant it again (tools/list shows what you can call now)", name)}
-		case res.OK:
-			// Granted between the check and the call (a Sync in progress): a normal result.
-		default:
-			return next(ctx, method, req)
+		res := s.explain(s.h.Call(ctx, host.CallRequest{Tool: name, Arguments: call.Params.Arguments, Agent: agent, Subject: subject}))
+		if res.Error != nil && res.Error.Code == abi.CodeUnknownTool {
+			return next(ctx, method, req) // the SDK's "unknown tool"
 		}
 		return ToolResult(res), nil
 	}
+}
+
+// explain rewrites the host's "unknown tool" for a tool this server has listed before: the
+// tool existed and was taken away, which is what the agent needs to hear.
+func (s *Server) explain(res *host.Result) *host.Result {
+	if res.Error == nil || res.Error.Code != abi.CodeUnknownTool {
+		return res
+	}
+	s.syncMu.Lock()
+	wasServed := s.served[res.Meta.Tool]
+	s.syncMu.Unlock()
+	if wasServed {
+		res.Error = &host.ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal, Message: fmt.Sprintf(
+			"tool %s is no longer available: its grant was revoked or its connector removed; ask an admin to grant it again (tools/list shows what you can call now)", res.Meta.Tool)}
+	}
+	return res
 }
 
 // identity is the caller of a tool call: the HTTP request's agent, or the stdio defaults.
@@ -256,8 +264,7 @@ func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 			}
 			call.Confirmed = confirmed
 		}
-		res := s.h.Call(ctx, call)
-		return ToolResult(res), nil
+		return ToolResult(s.explain(s.h.Call(ctx, call))), nil
 	}
 }
 
