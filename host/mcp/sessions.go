@@ -30,7 +30,7 @@ type sessionTable struct {
 
 type trackedSession struct {
 	id, agent, tokenHash string
-	last                 time.Time
+	added, last          time.Time
 	active               int // requests in progress, an open GET stream included
 }
 
@@ -137,9 +137,9 @@ func (t *sessionTable) open(w http.ResponseWriter, r *http.Request, next http.Ha
 // admit makes room for a new session of agent: beyond MaxSessionsPerAgent its least recently
 // used idle session is closed; beyond MaxSessions the new one is refused.
 func (t *sessionTable) admit(agent string) bool {
-	live := t.live()
+	live, at := t.live()
 	t.mu.Lock()
-	t.pruneLocked(live)
+	t.pruneLocked(live, at)
 	var mine []*trackedSession
 	for _, s := range t.byID {
 		if s.agent == agent {
@@ -170,21 +170,23 @@ func (t *sessionTable) admit(agent string) bool {
 	return ok
 }
 
-// live returns the SDK's open sessions by ID.
-func (t *sessionTable) live() map[string]*sdk.ServerSession {
+// live returns the SDK's open sessions by ID, and the time just before it listed them.
+func (t *sessionTable) live() (map[string]*sdk.ServerSession, time.Time) {
+	at := time.Now()
 	m := map[string]*sdk.ServerSession{}
 	for ss := range t.srv.sdk.Sessions() {
 		if id := ss.ID(); id != "" {
 			m[id] = ss
 		}
 	}
-	return m
+	return m, at
 }
 
-// pruneLocked forgets sessions the SDK closed (a client's DELETE, a failed initialize).
-func (t *sessionTable) pruneLocked(live map[string]*sdk.ServerSession) {
-	for id := range t.byID {
-		if live[id] == nil {
+// pruneLocked forgets sessions the SDK closed (a client's DELETE, a failed initialize). A
+// session added after the list was taken is not in it yet, and is kept.
+func (t *sessionTable) pruneLocked(live map[string]*sdk.ServerSession, at time.Time) {
+	for id, s := range t.byID {
+		if live[id] == nil && s.added.Before(at) {
 			delete(t.byID, id)
 		}
 	}
@@ -204,7 +206,8 @@ func (t *sessionTable) add(id, agent, tokenHash string) {
 	if _, ok := t.byID[id]; ok {
 		return
 	}
-	t.byID[id] = &trackedSession{id: id, agent: agent, tokenHash: tokenHash, last: time.Now(), active: 1}
+	now := time.Now()
+	t.byID[id] = &trackedSession{id: id, agent: agent, tokenHash: tokenHash, added: now, last: now, active: 1}
 	if !t.sweeping {
 		t.sweeping = true
 		go t.sweep()
@@ -242,11 +245,10 @@ func (t *sessionTable) sweep() {
 	defer ticker.Stop()
 	for range ticker.C {
 		valid, err := t.agents.tokenHashes()
-		live := t.live()
-		now := time.Now()
+		live, now := t.live()
 		var idle, revoked []string
 		t.mu.Lock()
-		t.pruneLocked(live)
+		t.pruneLocked(live, now)
 		for id, s := range t.byID {
 			switch {
 			case err == nil && !valid[s.tokenHash]:
