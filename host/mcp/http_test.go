@@ -64,8 +64,8 @@ func httpServer(t *testing.T, f *fixture, opts *mcp.HTTPOptions, logs *logSink) 
 }
 
 type rawReq struct {
-	method, token, session, origin, body string
-	header                               map[string]string
+	method, token, session, origin, host, body string
+	header                                     map[string]string
 }
 
 type rawResp struct {
@@ -97,6 +97,9 @@ func do(t *testing.T, url string, r rawReq) rawResp {
 	}
 	for k, v := range r.header {
 		req.Header.Set(k, v)
+	}
+	if r.host != "" {
+		req.Host = r.host
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -163,49 +166,22 @@ func TestHTTPOrigin(t *testing.T) {
 		{name: "127.0.0.1 over loopback", origin: "http://127.0.0.1:3000", want: http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := rawReq{token: token, origin: tc.origin, body: initBody, method: tc.method}
+			r := rawReq{token: token, origin: tc.origin, body: initBody, method: tc.method, host: tc.host}
 			if tc.token == "-" {
 				r.token = ""
 			}
-			if tc.host != "" {
-				r.header = map[string]string{"Host": tc.host}
-			}
-			req, _ := http.NewRequest(cmpOr(r.method, "POST"), url, strings.NewReader(r.body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			if r.token != "" {
-				req.Header.Set("Authorization", "Bearer "+r.token)
-			}
-			if r.origin != "" {
-				req.Header.Set("Origin", r.origin)
-			}
-			if tc.host != "" {
-				req.Host = tc.host
-			}
 			if r.method == "GET" {
-				req.Header.Set("Mcp-Session-Id", openSession(t, url, token))
+				r.session, r.body = openSession(t, url, token), ""
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
+			got := do(t, url, r)
+			if got.status != tc.want {
+				t.Fatalf("status %d, want %d: %s", got.status, tc.want, got.body)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
-			}
-			if tc.want == http.StatusForbidden && !strings.Contains(string(body), "--allow-origin") {
-				t.Errorf("the 403 does not say how to allow the origin: %s", body)
+			if tc.want == http.StatusForbidden && !strings.Contains(got.body, "--allow-origin") {
+				t.Errorf("the 403 does not say how to allow the origin: %s", got.body)
 			}
 		})
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // A 401 says it wants a bearer token (RFC 6750), and whether the one sent was refused.
