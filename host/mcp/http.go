@@ -52,7 +52,8 @@ type HTTPOptions struct {
 	// closes idle sessions.
 	SessionIdleTimeout time.Duration
 	// MaxSessionsPerAgent bounds the open sessions of one agent: opening one more closes that
-	// agent's least recently used idle session. Default DefaultMaxSessionsPerAgent.
+	// agent's least recently used idle session (or gets 503 when all of them have a request in
+	// progress). Default DefaultMaxSessionsPerAgent.
 	MaxSessionsPerAgent int
 	// MaxSessions bounds the open sessions of all agents: beyond it, initialize gets 503 with
 	// Retry-After. Default DefaultMaxSessions.

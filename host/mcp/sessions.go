@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,9 +112,9 @@ func opensSession(msgs []rpcMessage, r *http.Request) bool {
 
 // open serves a request that may create a session, within the session limits.
 func (t *sessionTable) open(w http.ResponseWriter, r *http.Request, next http.Handler, agent string) {
-	if !t.admit(agent) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(t.opts.SessionIdleTimeout, time.Minute)/time.Minute)*60))
-		http.Error(w, fmt.Sprintf("Service Unavailable: the server has its maximum of %d sessions open; retry later", t.opts.MaxSessions), http.StatusServiceUnavailable)
+	if why := t.admit(agent); why != "" {
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "Service Unavailable: "+why+"; retry later, or close sessions you no longer use (DELETE)", http.StatusServiceUnavailable)
 		return
 	}
 	hash := ""
@@ -135,8 +134,9 @@ func (t *sessionTable) open(w http.ResponseWriter, r *http.Request, next http.Ha
 }
 
 // admit makes room for a new session of agent: beyond MaxSessionsPerAgent its least recently
-// used idle session is closed; beyond MaxSessions the new one is refused.
-func (t *sessionTable) admit(agent string) bool {
+// used idle session is closed; beyond MaxSessions, or when all of the agent's sessions are busy,
+// the new one is refused and admit says why.
+func (t *sessionTable) admit(agent string) (refused string) {
 	live, at := t.live()
 	t.mu.Lock()
 	t.pruneLocked(live, at)
@@ -157,8 +157,12 @@ func (t *sessionTable) admit(agent string) bool {
 			delete(t.byID, evict.id)
 		}
 	}
-	ok := len(t.byID)+t.pending < t.opts.MaxSessions
-	if ok {
+	switch {
+	case len(mine) >= t.opts.MaxSessionsPerAgent && evict == nil:
+		refused = fmt.Sprintf("all %d sessions of this agent are busy", len(mine))
+	case len(t.byID)+t.pending >= t.opts.MaxSessions:
+		refused = fmt.Sprintf("the server has its maximum of %d sessions open", t.opts.MaxSessions)
+	default:
 		t.pending++
 	}
 	t.mu.Unlock()
@@ -167,7 +171,7 @@ func (t *sessionTable) admit(agent string) bool {
 			"agent", agent, "limit", t.opts.MaxSessionsPerAgent)
 		t.closeSessions(live, []string{evict.id})
 	}
-	return ok
+	return refused
 }
 
 // live returns the SDK's open sessions by ID, and the time just before it listed them.
