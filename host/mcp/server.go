@@ -14,11 +14,14 @@
 //	var srv *mcp.Server
 //	h, _ := host.New(host.Config{OnToolsChanged: func() { srv.Sync() }})
 //	srv = mcp.NewServer(h, nil)
-//	// desktop agents:
-//	err := srv.Run(ctx, &sdk.StdioTransport{})
-//	// remote agents:
+//	// desktop agents (replies to every request read are written before it returns):
+//	err := srv.ServeStdio(ctx, os.Stdin, os.Stdout)
+//	// remote agents (Origin checked, sessions expiring, server timeouts set):
 //	agents := mcp.OpenAgents(filepath.Join(stateDir, "agents.json"))
-//	http.ListenAndServe(":8700", srv.HTTPHandler(agents, nil))
+//	opts := &mcp.HTTPOptions{AllowedOrigins: []string{"https://console.example.com"}}
+//	hs := mcp.NewHTTPServer(srv.HTTPHandler(agents, opts), opts, logger)
+//	hs.Addr = "127.0.0.1:8700"
+//	err = hs.ListenAndServe()
 package mcp
 
 import (
@@ -166,8 +169,8 @@ func (s *Server) identity(req *sdk.CallToolRequest) (agent, subject string) {
 // SDK returns the underlying MCP SDK server, to run it on another transport.
 func (s *Server) SDK() *sdk.Server { return s.sdk }
 
-// Run serves one client over t (for example &sdk.StdioTransport{}) until the client disconnects
-// or ctx is done.
+// Run serves one client over t until the client disconnects or ctx is done. For stdio use
+// ServeStdio, which does not drop the replies of calls running when the input ends.
 func (s *Server) Run(ctx context.Context, t sdk.Transport) error { return s.sdk.Run(ctx, t) }
 
 // Sync makes the served tool list match the host's: tools that are gone are removed, new and
