@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,6 +32,7 @@ import (
 //	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
 //	audit_fail_open: false                 # true: calls run even when audit cannot be written
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
+//	http: {allowed_origins: [https://console.example.com], session_idle_timeout: 30m, max_sessions: 1000, max_sessions_per_agent: 100}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
 	State    string `yaml:"state"`
@@ -52,6 +54,13 @@ type fileConfig struct {
 		Manifest string `yaml:"manifest"`
 		Grant    string `yaml:"grant"`
 	} `yaml:"connectors"`
+	// HTTP tunes 'airlock serve --http'; its flags override these keys.
+	HTTP struct {
+		AllowedOrigins      []string      `yaml:"allowed_origins"`
+		SessionIdleTimeout  time.Duration `yaml:"session_idle_timeout"` // e.g. 30m
+		MaxSessions         int           `yaml:"max_sessions"`
+		MaxSessionsPerAgent int           `yaml:"max_sessions_per_agent"`
+	} `yaml:"http"`
 }
 
 // globals are the flags shared by the commands that run a host.

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/manifest"
@@ -38,7 +36,12 @@ Model Context Protocol, as connector.tool, with their schemas and annotations.
 
   --http ADDR serves MCP over streamable HTTP at http://ADDR/mcp. Every request needs
   "Authorization: Bearer TOKEN" with a token from 'airlock agent add'; no token, a wrong one or
-  a revoked one gets 401. Calls run as the token's agent and subject.
+  a revoked one gets 401, and a revoked agent's open sessions are closed. Calls run as the
+  token's agent and subject. A request with an Origin header (a browser page) gets 403 unless
+  the origin is allowed with --allow-origin, or it is a localhost origin on a loopback
+  connection. Sessions close after --session-idle-timeout without a request; an agent keeps at
+  most --max-sessions-per-agent (opening one more closes its least recently used) and the
+  server --max-sessions. The config file's http: key sets the same (flags win).
 
 While it runs, serve watches the configuration file and the manifests and grants it names
 (every --reload-interval, and at once on SIGHUP): a connector added, upgraded, re-granted or
@@ -64,6 +67,21 @@ the file ('airlock grants' shows which part comes from where).`, `
 	subject := fs.String("subject", envOr("AIRLOCK_SUBJECT", "default"), "over stdio: the tenant calls act for ($AIRLOCK_SUBJECT)")
 	interval := fs.Duration("reload-interval", 2*time.Second, "how often to check the configuration for changes; 0 checks only on SIGHUP")
 	pluginDir := fs.String("watch-plugins", os.Getenv("AIRLOCK_WATCH_PLUGINS"), "install signed bundles (*.airlock) dropped into this `directory` while serving, as 'airlock plugin install' would (off by default; $AIRLOCK_WATCH_PLUGINS)")
+	var origins []string
+	fs.Func("allow-origin", "allow browser pages from this `origin` (scheme://host[:port]); repeat or separate with commas (config http.allowed_origins)", func(v string) error {
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				if _, err := mcp.CheckOrigin(o); err != nil {
+					return err
+				}
+				origins = append(origins, o)
+			}
+		}
+		return nil
+	})
+	idle := fs.Duration("session-idle-timeout", 0, "close an HTTP session after this long without a request; negative: never (config http.session_idle_timeout, default 30m)")
+	maxSessions := fs.Int("max-sessions", 0, "the most HTTP sessions open at once (config http.max_sessions, default 1000)")
+	maxPerAgent := fs.Int("max-sessions-per-agent", 0, "the most HTTP sessions one agent keeps open (config http.max_sessions_per_agent, default 100)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -107,11 +125,19 @@ the file ('airlock grants' shows which part comes from where).`, `
 
 	if *addr == "" {
 		logger.Info("serving MCP over stdio", "tools", len(h.Tools()))
-		err := s.Run(ctx, &sdk.IOTransport{Reader: os.Stdin, Writer: nopWriteCloser{e.stdout}})
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
-			return err
+		return s.ServeStdio(ctx, os.Stdin, e.stdout)
+	}
+	hc := cfg.HTTP
+	for _, o := range hc.AllowedOrigins {
+		if _, err := mcp.CheckOrigin(o); err != nil {
+			return fmt.Errorf("%s: http.allowed_origins: %w", g.config, err)
 		}
-		return nil
+	}
+	httpOpts := &mcp.HTTPOptions{
+		AllowedOrigins:      append(hc.AllowedOrigins, origins...),
+		SessionIdleTimeout:  cmp.Or(*idle, hc.SessionIdleTimeout),
+		MaxSessions:         cmp.Or(*maxSessions, hc.MaxSessions),
+		MaxSessionsPerAgent: cmp.Or(*maxPerAgent, hc.MaxSessionsPerAgent),
 	}
 
 	agents := mcp.OpenAgents(filepath.Join(stateDir, "agents.json"))
@@ -127,12 +153,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
-	mux.Handle("/", s.HTTPHandler(agents, nil))
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	mux.Handle("/", s.HTTPHandler(agents, httpOpts))
+	hs := mcp.NewHTTPServer(mux, httpOpts, logger)
 	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
 		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())
 	go func() {
@@ -146,10 +168,6 @@ the file ('airlock grants' shows which part comes from where).`, `
 	}
 	return nil
 }
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
 
 func buildVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {

@@ -262,6 +262,11 @@ func (d *document) check(m *Manifest) []*Error {
 				if len(prm.Schema) == 0 {
 					continue
 				}
+				what := fmt.Sprintf("the schema of parameter %s of database function %s", prm.Name, f.Name)
+				if strict := d.checkSchemaKeywords(p("database", "functions", i, "params", j, "schema"), what); len(strict) > 0 {
+					errs = append(errs, strict...)
+					continue
+				}
 				compiled, err := validate.Compile(prm.Schema, nil)
 				if err != nil {
 					add(p("database", "functions", i, "params", j, "schema"), "%v", err)
@@ -299,6 +304,11 @@ func (d *document) check(m *Manifest) []*Error {
 			base := p("tools", i, s.field)
 			if ty, _ := lookup(valueAt(d.value, base), "/type").(string); ty != "object" {
 				add(base, "must have type: object (tool arguments and results are JSON objects)")
+				continue
+			}
+			what := fmt.Sprintf("the %s of tool %s", strings.ReplaceAll(s.field, "_", " "), t.Name)
+			if strict := d.checkSchemaKeywords(base, what); len(strict) > 0 {
+				errs = append(errs, strict...)
 				continue
 			}
 			compiled, err := validate.Compile(s.raw, nil)

@@ -415,3 +415,117 @@ func findKey(v any, key string, path []string) ([]string, bool) {
 	}
 	return nil, false
 }
+
+// Tool schemas are strict: every key of a schema object must be a keyword of its JSON Schema
+// draft, or an extension starting with "x-". Validators ignore unknown keywords, so a typo
+// ("minLenght") or YAML that went wrong silently loosens a schema; strict validators (and some
+// agent platforms) refuse the whole tool. The classic case is a flow mapping with an unquoted
+// comma: {type: string, description: Set for odd messages, e.g. bot_message.} gives the keys
+// "e.g. bot_message." with no value.
+
+// keywords2020 are the keywords of the JSON Schema 2020-12 vocabularies (core, applicator,
+// unevaluated, validation, meta-data, format-annotation, content), plus "definitions", which the
+// 2020-12 meta-schema still describes.
+var keywords2020 = keywordSet(
+	"$schema", "$id", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$vocabulary", "$comment", "$defs", "definitions",
+	"prefixItems", "items", "contains", "additionalProperties", "properties", "patternProperties",
+	"dependentSchemas", "propertyNames", "if", "then", "else", "allOf", "anyOf", "oneOf", "not",
+	"unevaluatedItems", "unevaluatedProperties",
+	"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+	"maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
+	"maxProperties", "minProperties", "required", "dependentRequired",
+	"title", "description", "default", "deprecated", "readOnly", "writeOnly", "examples",
+	"format", "contentEncoding", "contentMediaType", "contentSchema",
+)
+
+// keywordsDraft7 are the keywords of draft-07, which a schema picks with its $schema.
+var keywordsDraft7 = keywordSet(
+	"$schema", "$id", "$ref", "$comment", "definitions",
+	"items", "additionalItems", "contains", "additionalProperties", "properties", "patternProperties",
+	"dependencies", "propertyNames", "if", "then", "else", "allOf", "anyOf", "oneOf", "not",
+	"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+	"maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
+	"maxProperties", "minProperties", "required",
+	"title", "description", "default", "readOnly", "writeOnly", "examples",
+	"format", "contentEncoding", "contentMediaType",
+)
+
+func keywordSet(words ...string) map[string]bool {
+	m := make(map[string]bool, len(words))
+	for _, w := range words {
+		m[w] = true
+	}
+	return m
+}
+
+// Where subschemas sit, by keyword (the same in both drafts where a keyword exists in both).
+var (
+	subschema    = keywordSet("additionalProperties", "propertyNames", "items", "additionalItems", "contains", "not", "if", "then", "else", "unevaluatedItems", "unevaluatedProperties", "contentSchema")
+	subschemaMap = keywordSet("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
+	subschemaArr = keywordSet("allOf", "anyOf", "oneOf", "prefixItems", "items")
+)
+
+// checkSchemaKeywords reports every unknown keyword in the schema at path (a tool's
+// input_schema or output_schema, or a database parameter's schema), naming what and the key.
+func (d *document) checkSchemaKeywords(path []string, what string) []*Error {
+	root := valueAt(d.value, path)
+	known, draft := keywords2020, "JSON Schema 2020-12"
+	if s, _ := asMap(root)["$schema"].(string); strings.Contains(s, "draft-07") {
+		known, draft = keywordsDraft7, "JSON Schema draft-07"
+	}
+	var errs []*Error
+	var walk func(v any, loc []string)
+	walk = func(v any, loc []string) {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return // a boolean schema, or a value the compiler reports as not a schema
+		}
+		for _, k := range sortedKeys(obj) {
+			val := obj[k]
+			at := append(loc[:len(loc):len(loc)], k)
+			if !known[k] {
+				if !strings.HasPrefix(k, "x-") {
+					errs = append(errs, &Error{File: d.file, Line: d.line(at), Path: d.display(loc),
+						Msg: unknownKeyword(k, val, what, draft, known)})
+				}
+				continue // an extension's value is not a schema
+			}
+			switch {
+			case subschemaMap[k]:
+				m, _ := val.(map[string]any)
+				for _, name := range sortedKeys(m) {
+					walk(m[name], append(at[:len(at):len(at)], name))
+				}
+			case subschemaArr[k] && isList(val):
+				for i, s := range val.([]any) {
+					walk(s, append(at[:len(at):len(at)], strconv.Itoa(i)))
+				}
+			case subschema[k]:
+				walk(val, at)
+			}
+		}
+	}
+	walk(root, path)
+	return errs
+}
+
+func isList(v any) bool { _, ok := v.([]any); return ok }
+
+func unknownKeyword(k string, val any, what, draft string, known map[string]bool) string {
+	msg := fmt.Sprintf("unknown keyword %q in %s (allowed: %s keywords and x- extensions)", k, what, draft)
+	switch {
+	case val == nil && strings.ContainsAny(k, " ."):
+		// A key with no value that reads like prose is the tail of an unquoted text.
+		msg += ": it has no value and reads like text; an unquoted description containing \", \" inside {…} " +
+			"is split into keys at each comma, so quote that text"
+	case k == "dependencies" || k == "additionalItems":
+		msg += fmt.Sprintf(": %q is draft-07; in 2020-12 use dependentRequired/dependentSchemas or prefixItems/items, or declare \"$schema\": \"http://json-schema.org/draft-07/schema#\"", k)
+	default:
+		if s := validate.Suggest(k, sortedKeys(known)); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		} else {
+			msg += ": remove it, or rename it x-" + k + " if it is meant as an extension"
+		}
+	}
+	return msg
+}

@@ -242,3 +242,18 @@ func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
+
+// tokenHashes returns the hex SHA-256 of every current token, re-reading the file if it
+// changed.
+func (a *Agents) tokenHashes() (map[string]bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.load(); err != nil {
+		return nil, err
+	}
+	m := make(map[string]bool, len(a.agents))
+	for _, ag := range a.agents {
+		m[strings.ToLower(ag.TokenSHA256)] = true
+	}
+	return m, nil
+}

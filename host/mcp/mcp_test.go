@@ -37,6 +37,8 @@ type fixture struct {
 	srv  *mcp.Server
 	fake *fakeslack.Server
 	load func()
+	// loadGrant (re)loads the Slack connector with g's tools instead of all of them.
+	loadGrant func(tools ...string)
 }
 
 func newFixture(tb testing.TB, loaded bool) *fixture {
@@ -59,6 +61,13 @@ func newFixture(tb testing.TB, loaded bool) *fixture {
 		Upstreams:   map[string]string{"https://slack.com": url}}
 	f.load = func() {
 		if err := f.h.LoadModule(context.Background(), m, wasm, g); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	f.loadGrant = func(tools ...string) {
+		narrowed := *g
+		narrowed.Tools = tools
+		if err := f.h.LoadModule(context.Background(), m, wasm, &narrowed); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -14,11 +14,14 @@
 //	var srv *mcp.Server
 //	h, _ := host.New(host.Config{OnToolsChanged: func() { srv.Sync() }})
 //	srv = mcp.NewServer(h, nil)
-//	// desktop agents:
-//	err := srv.Run(ctx, &sdk.StdioTransport{})
-//	// remote agents:
+//	// desktop agents (replies to every request read are written before it returns):
+//	err := srv.ServeStdio(ctx, os.Stdin, os.Stdout)
+//	// remote agents (Origin checked, sessions expiring, server timeouts set):
 //	agents := mcp.OpenAgents(filepath.Join(stateDir, "agents.json"))
-//	http.ListenAndServe(":8700", srv.HTTPHandler(agents, nil))
+//	opts := &mcp.HTTPOptions{AllowedOrigins: []string{"https://console.example.com"}}
+//	hs := mcp.NewHTTPServer(srv.HTTPHandler(agents, opts), opts, logger)
+//	hs.Addr = "127.0.0.1:8700"
+//	err = hs.ListenAndServe()
 package mcp
 
 import (
@@ -64,6 +67,9 @@ type Server struct {
 	sdk    *sdk.Server
 	syncMu sync.Mutex
 	tools  map[string]string // exposed tool name -> fingerprint of its definition
+	// served holds every tool name this server has listed, so a call of one that is gone
+	// (revoked, connector removed) is answered as such rather than as an unknown tool.
+	served map[string]bool
 	// stateKey signs confirmation request states (see confirm). Random per server: a restart
 	// invalidates questions in flight, which only means asking again.
 	stateKey [32]byte
@@ -93,7 +99,7 @@ func NewServer(h *host.Host, opts *Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{h: h, opts: o, tools: map[string]string{}}
+	s := &Server{h: h, opts: o, tools: map[string]string{}, served: map[string]bool{}}
 	rand.Read(s.stateKey[:])
 	s.sdk = sdk.NewServer(&sdk.Implementation{Name: o.Name, Title: "airlock: sandboxed API connectors", Version: o.Version},
 		&sdk.ServerOptions{
@@ -103,15 +109,68 @@ func NewServer(h *host.Host, opts *Options) *Server {
 			Logger:       o.Logger,
 			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 		})
+	s.sdk.AddReceivingMiddleware(s.unavailableTools)
 	s.Sync()
 	return s
+}
+
+// unavailableTools answers tools/call of a tool the server does not list with a tool result
+// (isError) saying why, when there is a reason to give: the host knows the tool but it is not
+// granted, or the server listed it before and its grant was revoked or its connector removed.
+// Agents read tool results; a protocol error "unknown tool" tells them nothing they can act
+// on. A name nobody ever offered stays a protocol error (-32602), as the MCP specification has
+// it. Either way the host audits the refusal.
+func (s *Server) unavailableTools(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		call, ok := req.(*sdk.CallToolRequest)
+		if method != "tools/call" || !ok || call.Params == nil {
+			return next(ctx, method, req)
+		}
+		name := call.Params.Name
+		s.syncMu.Lock()
+		_, listed := s.tools[name]
+		s.syncMu.Unlock()
+		if listed {
+			return next(ctx, method, req)
+		}
+		agent, subject := s.identity(call)
+		res := s.explain(s.h.Call(ctx, host.CallRequest{Tool: name, Arguments: call.Params.Arguments, Agent: agent, Subject: subject}))
+		if res.Error != nil && res.Error.Code == abi.CodeUnknownTool {
+			return next(ctx, method, req) // the SDK's "unknown tool"
+		}
+		return ToolResult(res), nil
+	}
+}
+
+// explain rewrites the host's "unknown tool" for a tool this server has listed before: the
+// tool existed and was taken away, which is what the agent needs to hear.
+func (s *Server) explain(res *host.Result) *host.Result {
+	if res.Error == nil || res.Error.Code != abi.CodeUnknownTool {
+		return res
+	}
+	s.syncMu.Lock()
+	wasServed := s.served[res.Meta.Tool]
+	s.syncMu.Unlock()
+	if wasServed {
+		res.Error = &host.ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal, Message: fmt.Sprintf(
+			"tool %s is no longer available: its grant was revoked or its connector removed; ask an admin to grant it again (tools/list shows what you can call now)", res.Meta.Tool)}
+	}
+	return res
+}
+
+// identity is the caller of a tool call: the HTTP request's agent, or the stdio defaults.
+func (s *Server) identity(req *sdk.CallToolRequest) (agent, subject string) {
+	if id, ok := identityOf(req); ok {
+		return id.Name, id.Subject
+	}
+	return s.opts.Agent, s.opts.Subject
 }
 
 // SDK returns the underlying MCP SDK server, to run it on another transport.
 func (s *Server) SDK() *sdk.Server { return s.sdk }
 
-// Run serves one client over t (for example &sdk.StdioTransport{}) until the client disconnects
-// or ctx is done.
+// Run serves one client over t until the client disconnects or ctx is done. For stdio use
+// ServeStdio, which does not drop the replies of calls running when the input ends.
 func (s *Server) Run(ctx context.Context, t sdk.Transport) error { return s.sdk.Run(ctx, t) }
 
 // Sync makes the served tool list match the host's: tools that are gone are removed, new and
@@ -129,6 +188,7 @@ func (s *Server) Sync() {
 			continue
 		}
 		s.tools[st.Name] = string(fp)
+		s.served[st.Name] = true
 		s.sdk.AddTool(st, s.handler(t.Name, t.NeedsConfirmation))
 	}
 	var gone []string
@@ -186,10 +246,7 @@ const (
 
 func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-		agent, subject := s.opts.Agent, s.opts.Subject
-		if id, ok := identityOf(req); ok {
-			agent, subject = id.Name, id.Subject
-		}
+		agent, subject := s.identity(req)
 		var args json.RawMessage
 		if req.Params != nil {
 			args = req.Params.Arguments
@@ -210,8 +267,7 @@ func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 			}
 			call.Confirmed = confirmed
 		}
-		res := s.h.Call(ctx, call)
-		return ToolResult(res), nil
+		return ToolResult(s.explain(s.h.Call(ctx, call))), nil
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/airlock-dev/airlock/host/store"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -43,6 +43,12 @@ func newE2E(t *testing.T) *e2e {
 	if _, err := os.Stat(filepath.Join("testdata", "tsclient", "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
 		t.Skipf("skipping the TypeScript SDK end-to-end test: run `npm ci --prefix host/mcp/testdata/tsclient` first (%s found)", node)
 	}
+	return setupE2E(t)
+}
+
+// setupE2E builds what the end-to-end tests share (see e2e).
+func setupE2E(t *testing.T) *e2e {
+	t.Helper()
 	root, err := pluginbuild.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -236,5 +242,38 @@ func TestTypeScriptClientHTTP(t *testing.T) {
 	}
 	if calls == 0 {
 		t.Error("no call in the audit log")
+	}
+}
+
+// A client that writes its requests and closes stdin at once (echo … | airlock serve) gets
+// every reply before airlock exits.
+func TestServeStdioPipe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: builds airlock and the Slack plugin")
+	}
+	e := setupE2E(t)
+	write(t, e.config, e.installed)
+	var in strings.Builder
+	in.WriteString(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"pipe","version":"1"}}}` + "\n")
+	in.WriteString(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
+	in.WriteString(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slack.post_message","arguments":{"channel":"C0GENERAL","text":"hello from the TypeScript SDK"}}}` + "\n")
+	in.WriteString(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}` + "\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, e.serveArgs("--stdio")...)
+	cmd.Stdin = strings.NewReader(in.String())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("airlock serve: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{`"id":1,"result"`, `"id":2,"result"`, `"id":3,"result"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no reply %s in:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(string(out), `C0GENERAL`) {
+		t.Errorf("the tool call's reply lacks its result:\n%s", out)
 	}
 }

@@ -13,7 +13,7 @@ import { writeFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { EmptyResultSchema, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const env = process.env;
 const mode = env.AIRLOCK_E2E_MODE;
@@ -109,6 +109,15 @@ async function main() {
 
   const invalid = await client.callTool({ name: "slack.post_message", arguments: { channel: "C0GENERAL" } });
   check(invalid.isError === true && /text/.test(textOf(invalid)), "missing arguments give isError naming the argument", textOf(invalid));
+
+  // A method the server does not implement is a JSON-RPC error -32601, not an HTTP failure.
+  let unknown;
+  try {
+    await client.request({ method: "tools/frobnicate", params: {} }, EmptyResultSchema);
+  } catch (e) {
+    unknown = e;
+  }
+  check(unknown?.code === -32601, "an unknown method gets JSON-RPC error -32601", String(unknown));
 
   await client.close();
   console.log("PASS");
