@@ -152,8 +152,13 @@ const (
 	opI64Const    = 0x42
 	opF32Const    = 0x43
 	opF64Const    = 0x44
+	opMemoryGrow  = 0x40
 	opI32LtS      = 0x48
+	opI32LtU      = 0x49
 	opI32Sub      = 0x6b
+	opI32Shl      = 0x74
+	opI32ShrU     = 0x76
+	opSelect      = 0x1b
 	opRefNull     = 0xd0
 	opRefIsNull   = 0xd1
 	opRefFunc     = 0xd2
@@ -161,10 +166,22 @@ const (
 	opPrefixSIMD  = 0xfd
 )
 
+// Sub-opcodes of 0xfc whose cost grows with their last operand (a count of bytes or elements).
+const (
+	miscMemoryInit = 8
+	miscMemoryCopy = 10
+	miscMemoryFill = 11
+	miscTableInit  = 12
+	miscTableCopy  = 14
+	miscTableGrow  = 15
+	miscTableFill  = 17
+)
+
 // insn is one decoded instruction. For call and ref.func, idx is the function index and
 // [immStart, immEnd) its encoding; for global.get/set, idx is the global index.
 type insn struct {
 	op       byte
+	sub      uint32 // the sub-opcode of a 0xfc instruction
 	idx      uint32
 	immStart int
 	immEnd   int
@@ -266,7 +283,7 @@ func (r *reader) next() insn {
 	case immByte:
 		r.byte()
 	case immMisc:
-		r.misc()
+		in.sub = r.misc()
 	case immSIMD:
 		r.simd()
 	default:
@@ -299,9 +316,10 @@ func (r *reader) memarg() {
 	r.uleb(64)
 }
 
-func (r *reader) misc() {
+func (r *reader) misc() uint32 {
 	start := r.off
-	switch sub := r.u32(); {
+	sub := r.u32()
+	switch {
 	case sub <= 7: // saturating truncations
 	case sub == 8: // memory.init
 		r.u32()
@@ -315,6 +333,7 @@ func (r *reader) misc() {
 		r.off = start
 		r.fail("opcode 0xfc %d is not supported", sub)
 	}
+	return sub
 }
 
 func (r *reader) simd() {

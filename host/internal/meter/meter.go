@@ -66,6 +66,7 @@ const Budget = 1 << 22
 type Stats struct {
 	Functions int // defined functions rewritten
 	Sites     int // checks inserted
+	Sized     int // charges inserted before sized instructions (bulk memory and table operations, memory.grow)
 }
 
 // Section ids.
@@ -105,7 +106,8 @@ type module struct {
 	globals     uint32 // imported and defined
 	tickType    uint32
 	tick        uint32 // index of the added import
-	fuel        uint32 // index of the added global
+	fuel        uint32 // index of the added fuel global
+	scratch     uint32 // index of the added scratch global (the count of a sized instruction)
 }
 
 func (m *module) remap(f uint32) uint32 {
@@ -146,7 +148,7 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 			return nil, Stats{}, r.err
 		}
 	}
-	m.tickType, m.tick, m.fuel = m.types, m.funcImports, m.globals
+	m.tickType, m.tick, m.fuel, m.scratch = m.types, m.funcImports, m.globals, m.globals+1
 
 	secs = ensure(secs, secType, secImport, secGlobal)
 	var st Stats
@@ -325,14 +327,15 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		out = appendU32(out, m.tickType)
 	case secGlobal:
 		n := r.count()
-		out = appendU32(out, n+1)
+		out = appendU32(out, n+2)
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			out = append(out, r.bytes(2)...) // value type, mutability
 			out = m.expr(r, out)
 		}
-		out = append(out, 0x7f, 0x01, opI32Const) // mutable i32 = Budget
+		out = append(out, 0x7f, 0x01, opI32Const) // fuel: mutable i32 = Budget
 		out = appendS32(out, Budget)
 		out = append(out, opEnd)
+		out = append(out, 0x7f, 0x01, opI32Const, 0, opEnd) // scratch: mutable i32 = 0
 	case secExport:
 		n := r.count()
 		out = appendU32(out, n)
@@ -540,10 +543,12 @@ type frame struct {
 }
 
 // edit replaces body[from:to] with a renumbered function index, or (site) inserts a check at
-// from, before the instruction with index at.
+// from, before the instruction with index at, or (charge) inserts the charge of a sized
+// instruction at from, just before it.
 type edit struct {
 	from, to int
 	idx      uint32
+	charge   scale
 	site     bool
 	header   bool // the site is a loop header
 	at       int
@@ -609,11 +614,16 @@ func (m *module) body(r *reader, f *fn, out []byte, st *Stats) ([]byte, error) {
 	f.edits = append(f.edits, edit{from: localsEnd, to: localsEnd, site: true, at: 0})
 	n := 0 // instructions read
 	for r.err == nil {
+		at := r.off
 		in := r.next()
 		if r.err != nil {
 			break
 		}
 		n++
+		if c := sized(in); c != 0 {
+			f.edits = append(f.edits, edit{from: at, to: at, charge: c})
+			st.Sized++
+		}
 		switch in.op {
 		case opBlock, opIf:
 			f.control = append(f.control, frame{})
@@ -663,10 +673,13 @@ scanned:
 			continue
 		}
 		out = append(out, r.b[last:e.from]...)
-		if e.site {
+		switch {
+		case e.site:
 			out = m.check(out, e.weight)
 			st.Sites++
-		} else {
+		case e.charge != 0:
+			out = m.chargeSized(out, e.charge)
+		default:
 			out = appendU32(out, e.idx)
 		}
 		last = e.to
@@ -712,7 +725,80 @@ func (m *module) check(out []byte, w int32) []byte {
 	out = appendU32(out, m.fuel)
 	out = append(out, opI32Const)
 	out = appendS32(out, w)
-	out = append(out, opI32Sub, opGlobalSet)
+	out = append(out, opI32Sub)
+	return m.settle(out)
+}
+
+// How a sized instruction is charged: its last operand, an unsigned i32 count, scaled to fuel.
+type scale byte
+
+const (
+	perByte    scale = iota + 1 // memory.fill, memory.copy, memory.init: bytes >> byteShift
+	perElement                  // table.fill, table.copy, table.init, table.grow: elements >> elementShift
+	perPage                     // memory.grow: min(pages, 65536) << (16 - byteShift)
+)
+
+// One unit of fuel stands for about one instruction's time (a few tenths of a nanosecond);
+// filling or copying 16 bytes, or two 8-byte table elements, takes about as long. So a 64 MiB
+// memory.fill costs a whole Budget and reaches a tick by itself.
+const (
+	byteShift    = 4
+	elementShift = 1
+)
+
+// sized reports how in is charged by its operand, or 0 for an instruction of fixed cost.
+func sized(in insn) scale {
+	switch {
+	case in.op == opMemoryGrow:
+		return perPage
+	case in.op != opPrefixMisc:
+		return 0
+	}
+	switch in.sub {
+	case miscMemoryInit, miscMemoryCopy, miscMemoryFill:
+		return perByte
+	case miscTableInit, miscTableCopy, miscTableFill, miscTableGrow:
+		return perElement
+	}
+	return 0
+}
+
+// chargeSized appends, before a sized instruction whose count n is on top of the stack, code
+// that leaves the stack as it is and does: scratch = n; fuel -= cost(n); if fuel < 0 { fuel =
+// tick() }. The cost is at most 2^31-1 and the fuel is never negative before it, so the
+// subtraction cannot wrap around into a refill; a tick therefore runs before any operation that
+// costs more than the fuel left, so a loop of large operations reaches the host (its deadline
+// check, and the Go scheduler) about once per Budget's worth of bytes.
+func (m *module) chargeSized(out []byte, s scale) []byte {
+	out = append(out, opGlobalSet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.fuel)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	switch s {
+	case perByte:
+		out = append(out, opI32Const, byteShift, opI32ShrU)
+	case perElement:
+		out = append(out, opI32Const, elementShift, opI32ShrU)
+	case perPage: // a grow of more than 65536 pages fails at once; the bound keeps the shift in range
+		out = append(out, opI32Const)
+		out = appendS32(out, 1<<16)
+		out = append(out, opGlobalGet)
+		out = appendU32(out, m.scratch)
+		out = append(out, opI32Const)
+		out = appendS32(out, 1<<16)
+		out = append(out, opI32LtU, opSelect, opI32Const, 16-byteShift, opI32Shl)
+	}
+	out = append(out, opI32Sub)
+	return m.settle(out)
+}
+
+// settle appends: fuel = <top of stack>; if fuel < 0 { fuel = tick() }.
+func (m *module) settle(out []byte) []byte {
+	out = append(out, opGlobalSet)
 	out = appendU32(out, m.fuel)
 	out = append(out, opGlobalGet)
 	out = appendU32(out, m.fuel)

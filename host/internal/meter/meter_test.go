@@ -449,3 +449,128 @@ func TestLoopAtEntryNeedsNoEntryCheck(t *testing.T) {
 		t.Errorf("Sites = %d, want 2", st.Sites)
 	}
 }
+
+// sizedModule runs one sized instruction in a loop: each export takes (n, times) and runs its
+// instruction times times with n as its count.
+//
+//	fill:   memory.fill(0, 7, n)           copy:   memory.copy(1, 0, n)
+//	init:   memory.init 0 (0, 0, n)        grow:   drop(memory.grow(n))
+//	tfill:  table.fill(0, null, n)         tcopy:  table.copy(1, 0, n)
+//	tinit:  table.init 0 (0, 0, n)         tgrow:  drop(table.grow(null, n))
+func sizedModule() []byte {
+	repeat := func(op ...byte) []byte {
+		return body(nil, cat([]byte{
+			opBlock, 0x40, opLoop, 0x40,
+			opLocalGet, 1, 0x45 /* i32.eqz */, opBrIf, 1},
+			op,
+			[]byte{opLocalGet, 1, opI32Const, 1, opI32Sub, 0x21, 1,
+				opBr, 0, end, end, end})...)
+	}
+	n := []byte{opLocalGet, 0}
+	c0 := []byte{opI32Const, 0}
+	c1 := []byte{opI32Const, 1}
+	null := []byte{opRefNull, 0x70}
+	fns := []struct {
+		name string
+		code []byte
+	}{
+		{"fill", repeat(cat(c0, []byte{opI32Const, 7}, n, []byte{opPrefixMisc, miscMemoryFill, 0})...)},
+		{"copy", repeat(cat(c1, c0, n, []byte{opPrefixMisc, miscMemoryCopy, 0, 0})...)},
+		{"init", repeat(cat(c0, c0, n, []byte{opPrefixMisc, miscMemoryInit, 0, 0})...)},
+		{"grow", repeat(cat(n, []byte{opMemoryGrow, 0, 0x1a /* drop */})...)},
+		{"tfill", repeat(cat(c0, null, n, []byte{opPrefixMisc, miscTableFill, 0})...)},
+		{"tcopy", repeat(cat(c1, c0, n, []byte{opPrefixMisc, miscTableCopy, 0, 0})...)},
+		{"tinit", repeat(cat(c0, c0, n, []byte{opPrefixMisc, miscTableInit, 0, 0})...)},
+		{"tgrow", repeat(cat(null, n, []byte{opPrefixMisc, miscTableGrow, 0, 0x1a})...)},
+	}
+	var funcs, exports, bodies [][]byte
+	for i, f := range fns {
+		funcs = append(funcs, u32(0))
+		exports = append(exports, cat(str(f.name), []byte{0}, u32(uint32(i))))
+		bodies = append(bodies, f.code)
+	}
+	elems := make([][]byte, 1000)
+	for i := range elems {
+		elems[i] = u32(0)
+	}
+	return wasmModule(
+		sec(secType, vec(functype([]byte{i32, i32}, nil))),
+		sec(secFunction, vec(funcs...)),
+		sec(secTable, vec([]byte{0x70, 0x01, 0x80, 0x08 /* 1024 */, 0x80, 0x10 /* 2048 */})),
+		sec(secMemory, vec([]byte{0x01, 16, 0x80, 0x08 /* 1024 pages */})),
+		sec(secExport, vec(exports...)),
+		sec(secElement, vec(cat(u32(1), []byte{0x00}, vec(elems...)))),
+		sec(secDataCnt, u32(1)),
+		sec(secCode, vec(bodies...)),
+		sec(secData, vec(cat(u32(1), u32(64<<10), make([]byte, 64<<10)))),
+	)
+}
+
+// TestChargesSizedInstructions: a bulk memory or table instruction, memory.grow and table.grow
+// cost fuel in proportion to their count, so a loop of large ones reaches the host as often as
+// the bytes it moves warrant; a loop of ones with a huge count (which fail at once) ticks every
+// time, so a count cannot wrap the charge around into a refill.
+func TestChargesSizedInstructions(t *testing.T) {
+	out, st := mustInstrument(t, sizedModule())
+	if st.Sized != 8 {
+		t.Errorf("Stats.Sized = %d, want 8", st.Sized)
+	}
+	for _, tc := range []struct {
+		export    string
+		n, times  uint32
+		wantTicks int64
+	}{
+		{"fill", 1 << 20, 1000, (1 << 20 >> byteShift) * 1000 / Budget},      // 1 GiB in all
+		{"copy", 1 << 19, 1000, (1 << 19 >> byteShift) * 1000 / Budget},      // 512 MiB
+		{"init", 64 << 10, 10_000, (64 << 10 >> byteShift) * 10_000 / Budget}, // 640 MiB
+		{"tfill", 1024, 100_000, (1024 >> elementShift) * 100_000 / Budget},
+		{"tcopy", 1023, 100_000, (1023 >> elementShift) * 100_000 / Budget},
+		{"tinit", 1000, 100_000, (1000 >> elementShift) * 100_000 / Budget},
+		// Counts that fail at once still cost their full charge: one tick each.
+		{"grow", 0xffff_ffff, 1000, 1000},
+		{"tgrow", 0xffff_ffff, 1000, 1000},
+	} {
+		t.Run(tc.export, func(t *testing.T) {
+			mod, h := instantiate(t, out, true)
+			if _, err := mod.ExportedFunction(tc.export).Call(context.Background(), uint64(tc.n), uint64(tc.times)); err != nil {
+				t.Fatal(err)
+			}
+			// Budget of the initial fuel may go unspent; the loop's own weight adds a little.
+			if got := h.ticks.Load(); got < tc.wantTicks-1 || got > tc.wantTicks+2 {
+				t.Errorf("%s(%d) × %d ticked %d times, want about %d", tc.export, tc.n, tc.times, got, tc.wantTicks)
+			}
+		})
+	}
+}
+
+// TestSizedInstructionsKeepTheirResults: the charge leaves the operands as they were.
+func TestSizedInstructionsKeepTheirResults(t *testing.T) {
+	src := sizedModule()
+	out, _ := mustInstrument(t, src)
+	plain, _ := instantiate(t, src, false)
+	metered, _ := instantiate(t, out, true)
+	ctx := context.Background()
+	for _, mod := range []api.Module{plain, metered} {
+		for _, call := range []struct {
+			export   string
+			n, times uint64
+		}{{"fill", 100, 1}, {"copy", 50, 3}, {"grow", 2, 1}, {"tgrow", 5, 1}} {
+			if _, err := mod.ExportedFunction(call.export).Call(ctx, call.n, call.times); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pm, mm := plain.Memory(), metered.Memory()
+	if pm.Size() != mm.Size() {
+		t.Fatalf("memory size = %d instrumented, %d originally", mm.Size(), pm.Size())
+	}
+	pb, _ := pm.Read(0, 256)
+	mb, _ := mm.Read(0, 256)
+	if !slices.Equal(pb, mb) {
+		t.Errorf("memory after fill and copy differs:\ninstrumented %v\noriginally   %v", mb[:120], pb[:120])
+	}
+	// The out-of-bounds trap still happens.
+	if _, err := metered.ExportedFunction("fill").Call(ctx, 1<<30, 1); err == nil {
+		t.Error("an out-of-bounds memory.fill succeeded after instrumentation")
+	}
+}
