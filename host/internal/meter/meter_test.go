@@ -11,44 +11,21 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/airlock-dev/airlock/internal/wasmtest"
 )
 
-// A tiny assembler: enough to write the test modules byte by byte and still read them.
-
-func u32(v uint32) []byte { return appendU32(nil, v) }
-
-func cat(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}
-
-func vec(items ...[]byte) []byte { return cat(u32(uint32(len(items))), cat(items...)) }
-
-func str(s string) []byte { return appendName(nil, s) }
-
-func sec(id byte, content ...[]byte) []byte {
-	c := cat(content...)
-	return cat([]byte{id}, u32(uint32(len(c))), c)
-}
-
-func wasmModule(sections ...[]byte) []byte { return cat(header, cat(sections...)) }
-
-func functype(params, results []byte) []byte {
-	return cat([]byte{0x60}, u32(uint32(len(params))), params, u32(uint32(len(results))), results)
-}
-
-// body encodes a function body: locals as (count, type) pairs, then code (which must end with 0x0b).
-func body(locals [][2]byte, code ...byte) []byte {
-	var ls [][]byte
-	for _, l := range locals {
-		ls = append(ls, []byte{l[0], l[1]})
-	}
-	b := cat(vec(ls...), code)
-	return cat(u32(uint32(len(b))), b)
-}
+// The test modules are written byte by byte, with internal/wasmtest.
+var (
+	u32        = wasmtest.U32
+	cat        = wasmtest.Cat
+	vec        = wasmtest.Vec
+	str        = wasmtest.Str
+	sec        = wasmtest.Section
+	wasmModule = wasmtest.Module
+	functype   = wasmtest.FuncType
+	body       = wasmtest.Body
+)
 
 const (
 	i32 = 0x7f
