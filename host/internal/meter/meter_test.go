@@ -497,8 +497,8 @@ func TestChargesSizedInstructions(t *testing.T) {
 		n, times  uint32
 		wantTicks int64
 	}{
-		{"fill", 1 << 20, 1000, (1 << 20 >> byteShift) * 1000 / Budget},      // 1 GiB in all
-		{"copy", 1 << 19, 1000, (1 << 19 >> byteShift) * 1000 / Budget},      // 512 MiB
+		{"fill", 1 << 20, 1000, (1 << 20 >> byteShift) * 1000 / Budget},       // 1 GiB in all
+		{"copy", 1 << 19, 1000, (1 << 19 >> byteShift) * 1000 / Budget},       // 512 MiB
 		{"init", 64 << 10, 10_000, (64 << 10 >> byteShift) * 10_000 / Budget}, // 640 MiB
 		{"tfill", 1024, 100_000, (1024 >> elementShift) * 100_000 / Budget},
 		{"tcopy", 1023, 100_000, (1023 >> elementShift) * 100_000 / Budget},
