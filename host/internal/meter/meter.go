@@ -108,6 +108,10 @@ type module struct {
 	tick        uint32 // index of the added import
 	fuel        uint32 // index of the added fuel global
 	scratch     uint32 // index of the added scratch global (the count of a sized instruction)
+	defined     uint32 // functions defined by the module
+	memory      bool   // it has a memory: memory.fill and memory.copy may appear, and the helpers are added
+	bulkType    uint32 // the added type (i32, i32, i32) -> ()
+	fill, copy  uint32 // indices of the added helpers that run a large memory.fill or memory.copy in slices
 }
 
 func (m *module) remap(f uint32) uint32 {
@@ -135,12 +139,17 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 		switch s.id {
 		case secType:
 			m.types = r.types()
-		case secFunction, secTable, secMemory:
-			r.items(s.id)
+		case secFunction:
+			m.defined = r.items(s.id)
+		case secTable, secMemory:
+			if r.items(s.id) > 0 && s.id == secMemory {
+				m.memory = true
+			}
 		case secImport:
-			funcs, globals := r.imports()
+			funcs, globals, memories := r.imports()
 			m.funcImports += funcs
 			m.globals += globals
+			m.memory = m.memory || memories > 0
 		case secGlobal:
 			m.globals += r.count()
 		}
@@ -149,8 +158,13 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 		}
 	}
 	m.tickType, m.tick, m.fuel, m.scratch = m.types, m.funcImports, m.globals, m.globals+1
+	m.bulkType = m.types + 1
+	m.fill, m.copy = m.funcImports+1+m.defined, m.funcImports+2+m.defined
 
 	secs = ensure(secs, secType, secImport, secGlobal)
+	if m.memory {
+		secs = ensure(secs, secFunction, secCode)
+	}
 	var st Stats
 	// Checks add about 10% to the code; size the output once.
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
@@ -245,8 +259,8 @@ func (r *reader) types() uint32 {
 	return n
 }
 
-// items checks the function, table or memory section's shape.
-func (r *reader) items(id byte) {
+// items checks the function, table or memory section's shape and returns its length.
+func (r *reader) items(id byte) uint32 {
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		switch id {
@@ -259,11 +273,12 @@ func (r *reader) items(id byte) {
 			r.limits()
 		}
 	}
+	return n
 }
 
-// imports reads an import section, counting function and global imports and refusing imports
-// from ImportModule.
-func (r *reader) imports() (funcs, globals uint32) {
+// imports reads an import section, counting function, global and memory imports and refusing
+// imports from ImportModule.
+func (r *reader) imports() (funcs, globals, memories uint32) {
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		mod := r.bytes(r.u32())
@@ -281,6 +296,7 @@ func (r *reader) imports() (funcs, globals uint32) {
 			r.limits()
 		case 0x02: // memory
 			r.limits()
+			memories++
 		case 0x03: // global
 			r.byte()
 			r.byte()
@@ -292,7 +308,7 @@ func (r *reader) imports() (funcs, globals uint32) {
 			r.fail("unknown import kind %d", kind)
 		}
 	}
-	return funcs, globals
+	return funcs, globals, memories
 }
 
 func (r *reader) limits() {
@@ -314,9 +330,10 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 	switch s.id {
 	case secType:
 		n := r.u32()
-		out = appendU32(out, n+1)
+		out = appendU32(out, n+2)
 		out = append(out, s.data[r.off:]...)
-		out = append(out, 0x60, 0x00, 0x01, 0x7f) // () -> i32
+		out = append(out, 0x60, 0x00, 0x01, 0x7f)             // () -> i32
+		out = append(out, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00) // (i32, i32, i32) -> ()
 	case secImport:
 		n := r.u32()
 		out = appendU32(out, n+1)
@@ -356,6 +373,16 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		}
 	case secStart:
 		out = appendU32(out, m.remap(r.u32()))
+	case secFunction:
+		if !m.memory {
+			return s.data, true, nil
+		}
+		n := r.count()
+		out = appendU32(out, n+2)
+		out = append(out, s.data[r.off:]...)
+		out = appendU32(out, m.bulkType)
+		out = appendU32(out, m.bulkType)
+		r.off = len(r.b)
 	case secElement:
 		out = m.elements(r)
 	case secCode:
@@ -549,6 +576,9 @@ type edit struct {
 	from, to int
 	idx      uint32
 	charge   scale
+	sliced   bool   // (with charge) the instruction is memory.fill or memory.copy: see sliceLarge
+	helper   uint32 // the helper sliceLarge calls
+	closeIf  bool   // insert the end of sliceLarge's if after the instruction
 	site     bool
 	header   bool // the site is a loop header
 	at       int
@@ -562,7 +592,11 @@ const mergeBelow = 4
 // code rewrites the code section.
 func (m *module) code(r *reader, st *Stats) []byte {
 	n := r.count()
-	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8), n)
+	total := n
+	if m.memory {
+		total += 2 // the helpers, appended below
+	}
+	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8+256), total)
 	var f fn
 	var body []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -581,6 +615,9 @@ func (m *module) code(r *reader, st *Stats) []byte {
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 		st.Functions++
+	}
+	if m.memory {
+		out = m.helpers(out)
 	}
 	return out
 }
@@ -621,8 +658,17 @@ func (m *module) body(r *reader, f *fn, out []byte, st *Stats) ([]byte, error) {
 		}
 		n++
 		if c := sized(in); c != 0 {
-			f.edits = append(f.edits, edit{from: at, to: at, charge: c})
 			st.Sized++
+			if in.op == opPrefixMisc && (in.sub == miscMemoryFill || in.sub == miscMemoryCopy) && m.memory {
+				helper := m.fill
+				if in.sub == miscMemoryCopy {
+					helper = m.copy
+				}
+				f.edits = append(f.edits, edit{from: at, to: at, charge: c, helper: helper, sliced: true},
+					edit{from: r.off, to: r.off, closeIf: true})
+			} else {
+				f.edits = append(f.edits, edit{from: at, to: at, charge: c})
+			}
 		}
 		switch in.op {
 		case opBlock, opIf:
@@ -677,6 +723,10 @@ scanned:
 		case e.site:
 			out = m.check(out, e.weight)
 			st.Sites++
+		case e.sliced:
+			out = m.sliceLarge(out, e.helper)
+		case e.closeIf:
+			out = append(out, opEnd)
 		case e.charge != 0:
 			out = m.chargeSized(out, e.charge)
 		default:
@@ -735,14 +785,17 @@ type scale byte
 const (
 	perByte    scale = iota + 1 // memory.fill, memory.copy, memory.init: bytes >> byteShift
 	perElement                  // table.fill, table.copy, table.init, table.grow: elements >> elementShift
-	perPage                     // memory.grow: min(pages, 65536) << (16 - byteShift)
+	perPage                     // memory.grow: min(pages, 65535) << (16 - byteShift)
 )
 
-// One unit of fuel stands for about one instruction's time (a few tenths of a nanosecond);
-// filling or copying 16 bytes, or two 8-byte table elements, takes about as long. So a 64 MiB
-// memory.fill costs a whole Budget and reaches a tick by itself.
+// One unit of fuel stands for about one instruction's time (a few tenths of a nanosecond).
+// Filling or copying 4 bytes takes about as long when the memory is warm, but ten times longer
+// when it is touched for the first time (the kernel zeroes each page): 16 MiB of fresh memory
+// took 45 ms on a loaded 2-core machine. So a byte costs half a unit, and two 8-byte table
+// elements one: a loop of bulk operations reaches a tick every 8 MiB. The shifts keep every
+// charge below 2^31, so it cannot wrap.
 const (
-	byteShift    = 4
+	byteShift    = 1
 	elementShift = 1
 )
 
@@ -770,10 +823,19 @@ func sized(in insn) scale {
 // costs more than the fuel left, so a loop of large operations reaches the host (its deadline
 // check, and the Go scheduler) about once per Budget's worth of bytes.
 func (m *module) chargeSized(out []byte, s scale) []byte {
+	return m.chargeStashed(m.stash(out), s)
+}
+
+// stash appends: scratch = <top of stack>, leaving it on the stack.
+func (m *module) stash(out []byte) []byte {
 	out = append(out, opGlobalSet)
 	out = appendU32(out, m.scratch)
 	out = append(out, opGlobalGet)
-	out = appendU32(out, m.scratch)
+	return appendU32(out, m.scratch)
+}
+
+// chargeStashed appends the charge of a sized instruction whose count is in scratch.
+func (m *module) chargeStashed(out []byte, s scale) []byte {
 	out = append(out, opGlobalGet)
 	out = appendU32(out, m.fuel)
 	out = append(out, opGlobalGet)
@@ -783,17 +845,139 @@ func (m *module) chargeSized(out []byte, s scale) []byte {
 		out = append(out, opI32Const, byteShift, opI32ShrU)
 	case perElement:
 		out = append(out, opI32Const, elementShift, opI32ShrU)
-	case perPage: // a grow of more than 65536 pages fails at once; the bound keeps the shift in range
+	case perPage: // a grow of 65535 pages or more fails at once; the bound keeps the shift in range
 		out = append(out, opI32Const)
-		out = appendS32(out, 1<<16)
+		out = appendS32(out, 1<<16-1)
 		out = append(out, opGlobalGet)
 		out = appendU32(out, m.scratch)
 		out = append(out, opI32Const)
-		out = appendS32(out, 1<<16)
+		out = appendS32(out, 1<<16-1)
 		out = append(out, opI32LtU, opSelect, opI32Const, 16-byteShift, opI32Shl)
 	}
 	out = append(out, opI32Sub)
 	return m.settle(out)
+}
+
+// sliceBytes is the most a memory.fill or memory.copy moves between two charges. A bulk operation
+// cannot be interrupted, and neither can the Go scheduler stop it for a garbage collection: the
+// first write to 64 MiB of fresh memory took 50 ms on a loaded 2-core machine, and a plugin may
+// have up to 1 GiB. A 1 MiB slice takes about a millisecond at worst.
+const sliceBytes = 1 << 20
+
+// sliceLarge appends, before a memory.fill or memory.copy whose operands (d, v or s, n) are on
+// the stack:
+//
+//	scratch = n
+//	if n > sliceBytes { helper(d, v|s, n) } else { charge(n); <the instruction> }
+//
+// The caller emits the instruction itself and then the if's end (an edit with closeIf). Small
+// operations, the ones compiled code does all the time, run inline; large ones run in the
+// helper, sliceBytes at a time, charging each slice before it runs.
+func (m *module) sliceLarge(out []byte, helper uint32) []byte {
+	out = m.stash(out)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opI32Const)
+	out = appendS32(out, sliceBytes)
+	out = append(out, opI32GtU, opIf)
+	out = appendS32(out, int32(m.bulkType)) // a block type (i32, i32, i32) -> (): it takes the operands
+	out = append(out, opCall)
+	out = appendU32(out, helper)
+	out = append(out, opElse)
+	return m.chargeStashed(out, perByte)
+}
+
+// helpers appends the bodies of the two helpers sliceLarge calls, (d, v, n) -> () for
+// memory.fill and (d, s, n) -> () for memory.copy. Each first checks the whole range and, when
+// it is out of bounds, runs the instruction as it was, which traps before writing anything, as
+// the original would have. Then it moves sliceBytes at a time, charging each slice before it
+// runs; a copy goes backwards when the destination is above the source, as memory.copy must
+// when the ranges overlap.
+func (m *module) helpers(out []byte) []byte {
+	const d, v, n = 0, 1, 2 // parameters (v is the source address in copy)
+	get := func(b []byte, local byte) []byte { return append(b, opLocalGet, local) }
+	c := func(b []byte, k int32) []byte { return appendS32(append(b, opI32Const), k) }
+	op := func(b []byte, sub byte) []byte {
+		if sub == miscMemoryFill {
+			return append(b, opPrefixMisc, miscMemoryFill, 0)
+		}
+		return append(b, opPrefixMisc, miscMemoryCopy, 0, 0)
+	}
+	outOfBounds := func(b []byte, addr byte) []byte { // u64(addr) + u64(n) > memory.size << 16
+		b = get(b, addr)
+		b = append(b, opI64ExtendI32U)
+		b = get(b, n)
+		b = append(b, opI64ExtendI32U, opI64Add, opMemorySize, 0, opI64ExtendI32U, opI64Const, 16, opI64Shl, opI64GtU)
+		return b
+	}
+	charge := func(b []byte, slice bool) []byte {
+		b = append(b, opGlobalGet)
+		b = appendU32(b, m.fuel)
+		if slice {
+			b = c(b, sliceBytes>>byteShift)
+		} else {
+			b = get(b, n)
+			b = c(b, byteShift)
+			b = append(b, opI32ShrU)
+		}
+		return m.settle(append(b, opI32Sub))
+	}
+	add := func(b []byte, local byte, k int32, sub bool) []byte {
+		b = c(get(b, local), k)
+		if sub {
+			b = append(b, opI32Sub)
+		} else {
+			b = append(b, opI32Add)
+		}
+		return append(b, opLocalSet, local)
+	}
+	whileLarge := func(b []byte, step func([]byte) []byte) []byte { // while n > sliceBytes { charge; step }
+		b = append(b, opBlock, 0x40, opLoop, 0x40)
+		b = c(get(b, n), sliceBytes)
+		b = append(b, opI32LeU, opBrIf, 1)
+		b = step(charge(b, true))
+		return append(b, opBr, 0, opEnd, opEnd)
+	}
+	all := func(b []byte, sub byte) []byte { return op(get(get(get(b, d), v), n), sub) }
+	slice := func(b []byte, sub byte, from, to byte) []byte { return op(c(get(get(b, from), to), sliceBytes), sub) }
+
+	var fill []byte
+	fill = append(outOfBounds(fill, d), opIf, 0x40)
+	fill = append(all(fill, miscMemoryFill), opEnd)
+	fill = whileLarge(fill, func(b []byte) []byte {
+		b = slice(b, miscMemoryFill, d, v)
+		b = add(b, d, sliceBytes, false)
+		return add(b, n, sliceBytes, true)
+	})
+	fill = append(all(charge(fill, false), miscMemoryFill), opEnd)
+
+	var cp []byte
+	cp = outOfBounds(cp, d)
+	cp = append(outOfBounds(cp, v), opI32Or, opIf, 0x40)
+	cp = append(all(cp, miscMemoryCopy), opEnd)
+	cp = append(get(get(cp, d), v), opI32LeU, opIf, 0x40) // forwards
+	cp = whileLarge(cp, func(b []byte) []byte {
+		b = slice(b, miscMemoryCopy, d, v)
+		b = add(b, d, sliceBytes, false)
+		b = add(b, v, sliceBytes, false)
+		return add(b, n, sliceBytes, true)
+	})
+	cp = append(cp, opElse) // backwards: the last slice first
+	cp = whileLarge(cp, func(b []byte) []byte {
+		b = add(b, n, sliceBytes, true)
+		b = append(get(get(b, d), n), opI32Add)
+		b = append(get(get(b, v), n), opI32Add)
+		return op(c(b, sliceBytes), miscMemoryCopy)
+	})
+	cp = append(cp, opEnd)
+	cp = append(all(charge(cp, false), miscMemoryCopy), opEnd)
+
+	for _, code := range [][]byte{fill, cp} {
+		out = appendU32(out, uint32(len(code)+1))
+		out = append(out, 0) // no locals
+		out = append(out, code...)
+	}
+	return out
 }
 
 // settle appends: fuel = <top of stack>; if fuel < 0 { fuel = tick() }.

@@ -430,7 +430,7 @@ func TestLoopAtEntryNeedsNoEntryCheck(t *testing.T) {
 // sizedModule runs one sized instruction in a loop: each export takes (n, times) and runs its
 // instruction times times with n as its count.
 //
-//	fill:   memory.fill(0, 7, n)           copy:   memory.copy(1, 0, n)
+//	fill:   memory.fill(0, 7, n)           copy:   memory.copy(1, 0, n)   copyfwd: memory.copy(0, 1, n)
 //	init:   memory.init 0 (0, 0, n)        grow:   drop(memory.grow(n))
 //	tfill:  table.fill(0, null, n)         tcopy:  table.copy(1, 0, n)
 //	tinit:  table.init 0 (0, 0, n)         tgrow:  drop(table.grow(null, n))
@@ -453,6 +453,7 @@ func sizedModule() []byte {
 	}{
 		{"fill", repeat(cat(c0, []byte{opI32Const, 7}, n, []byte{opPrefixMisc, miscMemoryFill, 0})...)},
 		{"copy", repeat(cat(c1, c0, n, []byte{opPrefixMisc, miscMemoryCopy, 0, 0})...)},
+		{"copyfwd", repeat(cat(c0, c1, n, []byte{opPrefixMisc, miscMemoryCopy, 0, 0})...)},
 		{"init", repeat(cat(c0, c0, n, []byte{opPrefixMisc, miscMemoryInit, 0, 0})...)},
 		{"grow", repeat(cat(n, []byte{opMemoryGrow, 0, 0x1a /* drop */})...)},
 		{"tfill", repeat(cat(c0, null, n, []byte{opPrefixMisc, miscTableFill, 0})...)},
@@ -474,7 +475,7 @@ func sizedModule() []byte {
 		sec(secType, vec(functype([]byte{i32, i32}, nil))),
 		sec(secFunction, vec(funcs...)),
 		sec(secTable, vec([]byte{0x70, 0x01, 0x80, 0x08 /* 1024 */, 0x80, 0x10 /* 2048 */})),
-		sec(secMemory, vec([]byte{0x01, 16, 0x80, 0x08 /* 1024 pages */})),
+		sec(secMemory, vec([]byte{0x01, 0x80, 0x04 /* 512 pages */, 0x80, 0x08 /* 1024 */})),
 		sec(secExport, vec(exports...)),
 		sec(secElement, vec(cat(u32(1), []byte{0x00}, vec(elems...)))),
 		sec(secDataCnt, u32(1)),
@@ -489,8 +490,8 @@ func sizedModule() []byte {
 // time, so a count cannot wrap the charge around into a refill.
 func TestChargesSizedInstructions(t *testing.T) {
 	out, st := mustInstrument(t, sizedModule())
-	if st.Sized != 8 {
-		t.Errorf("Stats.Sized = %d, want 8", st.Sized)
+	if st.Sized != 9 {
+		t.Errorf("Stats.Sized = %d, want 9", st.Sized)
 	}
 	for _, tc := range []struct {
 		export    string
@@ -498,6 +499,7 @@ func TestChargesSizedInstructions(t *testing.T) {
 		wantTicks int64
 	}{
 		{"fill", 1 << 20, 1000, (1 << 20 >> byteShift) * 1000 / Budget},       // 1 GiB in all
+		{"fill", 4<<20 + 1, 100, (4<<20 + 1) >> byteShift * 100 / Budget},     // in slices
 		{"copy", 1 << 19, 1000, (1 << 19 >> byteShift) * 1000 / Budget},       // 512 MiB
 		{"init", 64 << 10, 10_000, (64 << 10 >> byteShift) * 10_000 / Budget}, // 640 MiB
 		{"tfill", 1024, 100_000, (1024 >> elementShift) * 100_000 / Budget},
@@ -520,20 +522,45 @@ func TestChargesSizedInstructions(t *testing.T) {
 	}
 }
 
-// TestSizedInstructionsKeepTheirResults: the charge leaves the operands as they were.
+// TestSizedInstructionsKeepTheirResults: the charges leave the operands as they were, and fills
+// and copies larger than a slice (which run in the helpers, a slice at a time, backwards when
+// overlapping ranges need it) leave memory as the original instructions do; out of bounds, they
+// trap before writing anything, as the originals do.
 func TestSizedInstructionsKeepTheirResults(t *testing.T) {
 	src := sizedModule()
 	out, _ := mustInstrument(t, src)
 	plain, _ := instantiate(t, src, false)
 	metered, _ := instantiate(t, out, true)
 	ctx := context.Background()
+	pattern := make([]byte, 4*sliceBytes+99)
+	for i := range pattern {
+		pattern[i] = byte(i*7 + i>>11)
+	}
+	type call struct {
+		export   string
+		n, times uint64
+		fails    bool
+	}
+	calls := []call{
+		{export: "fill", n: 100, times: 1}, {export: "copy", n: 50, times: 3}, {export: "grow", n: 2, times: 1},
+		{export: "tgrow", n: 5, times: 1},
+		{export: "fill", n: 3*sliceBytes + 5, times: 1}, {export: "write"},
+		{export: "copy", n: 3*sliceBytes + 3, times: 2}, {export: "copyfwd", n: 2*sliceBytes + 1, times: 3},
+		{export: "copy", n: sliceBytes, times: 1}, {export: "copyfwd", n: sliceBytes + 1, times: 1},
+		// Out of bounds by one byte (the memory is 514 pages now): traps, writing nothing.
+		{export: "fill", n: 514*65536 + 1, times: 1, fails: true},
+		{export: "copy", n: 514 * 65536, times: 1, fails: true},
+		{export: "copyfwd", n: 514 * 65536, times: 1, fails: true},
+	}
 	for _, mod := range []api.Module{plain, metered} {
-		for _, call := range []struct {
-			export   string
-			n, times uint64
-		}{{"fill", 100, 1}, {"copy", 50, 3}, {"grow", 2, 1}, {"tgrow", 5, 1}} {
-			if _, err := mod.ExportedFunction(call.export).Call(ctx, call.n, call.times); err != nil {
-				t.Fatal(err)
+		for _, c := range calls {
+			if c.export == "write" {
+				mod.Memory().Write(0, pattern)
+				continue
+			}
+			_, err := mod.ExportedFunction(c.export).Call(ctx, c.n, c.times)
+			if (err != nil) != c.fails {
+				t.Fatalf("%s(%d) × %d = %v, want failure %v", c.export, c.n, c.times, err, c.fails)
 			}
 		}
 	}
@@ -541,13 +568,13 @@ func TestSizedInstructionsKeepTheirResults(t *testing.T) {
 	if pm.Size() != mm.Size() {
 		t.Fatalf("memory size = %d instrumented, %d originally", mm.Size(), pm.Size())
 	}
-	pb, _ := pm.Read(0, 256)
-	mb, _ := mm.Read(0, 256)
+	pb, _ := pm.Read(0, pm.Size())
+	mb, _ := mm.Read(0, mm.Size())
 	if !slices.Equal(pb, mb) {
-		t.Errorf("memory after fill and copy differs:\ninstrumented %v\noriginally   %v", mb[:120], pb[:120])
-	}
-	// The out-of-bounds trap still happens.
-	if _, err := metered.ExportedFunction("fill").Call(ctx, 1<<30, 1); err == nil {
-		t.Error("an out-of-bounds memory.fill succeeded after instrumentation")
+		i := 0
+		for pb[i] == mb[i] {
+			i++
+		}
+		t.Errorf("memory differs from byte %d: instrumented %v, originally %v", i, mb[i:min(i+16, len(mb))], pb[i:min(i+16, len(pb))])
 	}
 }

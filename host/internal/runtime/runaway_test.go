@@ -121,70 +121,100 @@ func TestBulkRunawaysStopAtTheirDeadline(t *testing.T) {
 // TestBulkRunawaysDoNotPauseTheHost: while a plugin runs away, a heartbeat goroutine keeps
 // beating and garbage collections forced meanwhile stop the world only briefly. A stop-the-world
 // waits for every goroutine to reach a safe point, and native guest code has none: only the
-// meter's ticks and host functions bring the guest back to Go.
+// meter's ticks and host functions bring the guest back to Go. (Before issue 13, a GC during a
+// loop of 64 MiB fills stopped every goroutine of the host for 6.9 s, and the heartbeat here
+// would not beat until the runaway's timeout.)
+//
+// Both figures include the operating system's and the Go scheduler's own delays. On the 2-core
+// CI machine, loaded with other builds, a plain Go loop writing memory (which the Go scheduler
+// can preempt anywhere) delayed the heartbeat by 50–200 ms on one processor with the same
+// forced collections. So each try first measures that loop as the reference, and a try passes
+// when the runaway stops the world for at most 50 ms and delays the heartbeat by at most 50 ms
+// or no more than the reference did; each case gets a few tries.
 func TestBulkRunawaysDoNotPauseTheHost(t *testing.T) {
 	const (
-		timeout  = time.Second
+		timeout  = 500 * time.Millisecond
 		maxPause = 50 * time.Millisecond
+		tries    = 5
 	)
 	m := loadBulk(t, timeout)
 	withProcs(t, func(t *testing.T) {
 		for _, export := range []string{"fill", "mem_read"} {
 			t.Run(export, func(t *testing.T) {
-				stop := make(chan struct{})
-				var wg sync.WaitGroup
-				var maxGap, maxGC time.Duration
-				wg.Go(func() { // heartbeat
-					last := time.Now()
-					for {
-						select {
-						case <-stop:
-							return
-						case <-time.After(time.Millisecond):
-						}
-						now := time.Now()
-						maxGap = max(maxGap, now.Sub(last))
-						last = now
+				var seen []string
+				for range tries {
+					refGap, refSTW, _ := heartbeatDuring(t, func() { busy(timeout) })
+					gap, stw, gcs := heartbeatDuring(t, func() { runaway(t, m, export, timeout) })
+					t.Logf("%s: longest heartbeat gap %v, longest stop-the-world %v over %d forced GCs; a Go loop: %v, %v",
+						export, gap, stw, gcs, refGap, refSTW)
+					if gcs > 0 && stw <= maxPause && (gap <= maxPause || gap <= refGap) {
+						return
 					}
-				})
-				wg.Go(func() { // forced collections
-					for {
-						select {
-						case <-stop:
-							return
-						case <-time.After(50 * time.Millisecond):
-						}
-						start := time.Now()
-						goruntime.GC()
-						maxGC = max(maxGC, time.Since(start))
-					}
-				})
-				time.Sleep(20 * time.Millisecond) // both are running
-				var ms goruntime.MemStats
-				goruntime.ReadMemStats(&ms)
-				gcBefore := ms.NumGC
-				runaway(t, m, export, timeout)
-				close(stop)
-				wg.Wait()
-				goruntime.ReadMemStats(&ms)
-				var maxSTW time.Duration
-				for n := gcBefore + 1; n <= ms.NumGC && n+256 > ms.NumGC; n++ {
-					maxSTW = max(maxSTW, time.Duration(ms.PauseNs[(n+255)%256]))
+					seen = append(seen, fmt.Sprintf("gap %v (Go loop %v), stop-the-world %v",
+						gap.Round(time.Millisecond), refGap.Round(time.Millisecond), stw.Round(time.Millisecond)))
 				}
-				if ms.NumGC-gcBefore < 5 {
-					t.Errorf("only %d collections ran during the runaway, want about 20", ms.NumGC-gcBefore)
-				}
-				t.Logf("%s: longest heartbeat gap %v, longest forced GC %v, longest stop-the-world %v over %d GCs",
-					export, maxGap, maxGC, maxSTW, ms.NumGC-gcBefore)
-				if maxGap > maxPause {
-					t.Errorf("the heartbeat paused for %v while %s ran away, want under %v", maxGap, export, maxPause)
-				}
-				if maxSTW > maxPause {
-					t.Errorf("a garbage collection stopped the world for %v while %s ran away, want under %v", maxSTW, export, maxPause)
-				}
+				t.Errorf("while %s ran away the host paused for longer than %v, and longer than a Go loop paused it, in each of %d tries: %v",
+					export, maxPause, tries, seen)
 			})
 		}
 	})
+}
+
+var busySink byte
+
+// busy writes memory in a plain Go loop for d.
+func busy(d time.Duration) {
+	buf := make([]byte, 1<<20)
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for i := range buf {
+			buf[i] = byte(i)
+		}
+		busySink += buf[len(buf)/2]
+	}
+}
+
+// heartbeatDuring runs f while a goroutine beats every millisecond and another forces a garbage
+// collection every 50 ms. It returns the longest gap between two beats, the longest
+// stop-the-world pause of the collections (from deciding to stop the world until it restarted),
+// and how many there were.
+func heartbeatDuring(t *testing.T, f func()) (gap, stw time.Duration, gcs uint32) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			now := time.Now()
+			gap = max(gap, now.Sub(last))
+			last = now
+		}
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			goruntime.GC()
+		}
+	})
+	time.Sleep(20 * time.Millisecond) // both are running
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	before := ms.NumGC
+	f()
+	close(stop)
+	wg.Wait()
+	goruntime.ReadMemStats(&ms)
+	for n := ms.NumGC; n > before && n+256 > ms.NumGC; n-- { // PauseNs keeps the last 256
+		stw = max(stw, time.Duration(ms.PauseNs[(n+255)%256]))
+	}
+	return gap, stw, ms.NumGC - before
 }
 
 // TestCloseStopsBulkRunaway: closing a module stops a runaway bulk copy within the bound of its
