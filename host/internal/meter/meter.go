@@ -373,6 +373,8 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		}
 	case secStart:
 		out = appendU32(out, m.remap(r.u32()))
+	case secTable:
+		out = tables(r)
 	case secFunction:
 		if !m.memory {
 			return s.data, true, nil
@@ -435,6 +437,37 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		return nil, false, &Error{Offset: s.off + r.off, Msg: fmt.Sprintf("section %d has trailing bytes", s.id)}
 	}
 	return out, true, nil
+}
+
+// maxTableElements bounds every table: wazero grows a table to whatever table.grow asks up to
+// its declared maximum, or 2^32-1 elements without one, and a table's elements are host memory
+// outside the module's memory limit (8 bytes each: one table.grow could ask for 32 GiB).
+const maxTableElements = 1 << 20
+
+// tables rewrites a table section, giving every table a maximum of at most maxTableElements (or
+// its minimum, if larger; a minimum above it is refused).
+func tables(r *reader) []byte {
+	n := r.count()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		typ, flags := r.byte(), r.byte()
+		lo := r.u32()
+		hi := uint32(maxTableElements)
+		switch flags {
+		case 0x00:
+		case 0x01:
+			hi = min(r.u32(), hi)
+		default:
+			r.fail("table %d has limits of kind 0x%02x, which is not supported", i, flags)
+		}
+		if lo > maxTableElements {
+			r.fail("table %d starts with %d elements; the limit is %d", i, lo, maxTableElements)
+		}
+		out = append(out, typ, 0x01)
+		out = appendU32(out, lo)
+		out = appendU32(out, hi) // below lo only if the declared maximum was: still invalid
+	}
+	return out
 }
 
 func (m *module) checkGlobal(r *reader, idx uint32) {

@@ -578,3 +578,37 @@ func TestSizedInstructionsKeepTheirResults(t *testing.T) {
 		t.Errorf("memory differs from byte %d: instrumented %v, originally %v", i, mb[i:min(i+16, len(mb))], pb[i:min(i+16, len(pb))])
 	}
 }
+
+// TestBoundsTables: a table without a maximum (or with a huge one) gets maxTableElements, so
+// table.grow cannot make wazero allocate gigabytes of host memory outside the memory limit.
+func TestBoundsTables(t *testing.T) {
+	grow := func(limits ...byte) []byte {
+		return wasmModule(
+			sec(secType, vec(functype([]byte{i32}, []byte{i32}))),
+			sec(secFunction, vec(u32(0))),
+			sec(secTable, vec(cat([]byte{0x70}, limits))),
+			sec(secExport, vec(cat(str("grow"), []byte{0}, u32(0)))),
+			sec(secCode, vec(body(nil, opRefNull, 0x70, opLocalGet, 0, opPrefixMisc, miscTableGrow, 0, end))))
+	}
+	for name, limits := range map[string][]byte{
+		"no maximum":   {0x00, 1},
+		"huge maximum": cat([]byte{0x01, 1}, u32(0xffff_ffff)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustInstrument(t, grow(limits...))
+			mod, _ := instantiate(t, out, true)
+			g := mod.ExportedFunction("grow")
+			if res, err := g.Call(context.Background(), 1<<28); err != nil || int32(res[0]) != -1 {
+				t.Errorf("table.grow(2^28) = %d, %v; want -1 (the table is bounded)", int32(res[0]), err)
+			}
+			if res, err := g.Call(context.Background(), maxTableElements-1); err != nil || res[0] != 1 {
+				t.Errorf("table.grow(limit - 1) = %v, %v; want 1 (the previous size)", res, err)
+			}
+		})
+	}
+	_, _, err := Instrument(grow(cat([]byte{0x00}, u32(maxTableElements+1))...))
+	var me *Error
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "the limit is") {
+		t.Errorf("Instrument(a table starting above the limit) = %v, want a *meter.Error", err)
+	}
+}
