@@ -26,20 +26,35 @@
 // tight loop. Small regions that do not start at a loop header are merged into the region before
 // them, which overcharges a little and saves a check.
 //
+// # Sized instructions
+//
+// Some instructions take time in proportion to an operand: memory.fill, memory.copy and
+// memory.init (bytes), table.fill, table.copy, table.init and table.grow (elements), memory.grow
+// (pages). Before each, a charge is inserted that copies the count on top of the stack into a
+// scratch global and subtracts its cost from the fuel (see byteShift), ticking when that leaves
+// the fuel negative; so a loop of large operations reaches the host about every 8 MiB moved. A
+// memory.fill or memory.copy of more than sliceBytes runs instead in an added helper function,
+// a slice at a time with a charge before each, so that no single instruction keeps the guest away
+// from the host for long; a range out of bounds still traps before anything is written. Every
+// table gets a maximum of maxTableElements.
+//
 // # What changes in the module
 //
 //   - one function import, ImportModule.ImportName of type () -> i32, added after the existing
 //     function imports, so every defined function's index grows by one: call, ref.func,
 //     exports, the start function, element segments and the "name" section are renumbered;
-//   - one type () -> i32 appended to the type section;
-//   - one mutable i32 global (the fuel) appended to the global section;
-//   - function bodies gain the checks;
+//   - two types, () -> i32 and (i32, i32, i32) -> (), appended to the type section;
+//   - two mutable i32 globals (the fuel and a scratch) appended to the global section;
+//   - in a module with a memory, two helper functions (large memory.fill and memory.copy)
+//     appended to the function and code sections;
+//   - every table's maximum is bounded;
+//   - function bodies gain the checks and charges;
 //   - custom sections whose names start with ".debug" (DWARF) are dropped: their code offsets
 //     would no longer match and they would make wazero report wrong source lines.
 //
 // A module that already imports from ImportModule is refused, as is one whose code names a
-// global index that does not exist (after instrumentation it would name the fuel global and
-// could refill it).
+// global index that does not exist (after instrumentation it would name the fuel or scratch
+// global and could refill its fuel), and one with a table that starts larger than the bound.
 package meter
 
 import (
