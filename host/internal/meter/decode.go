@@ -169,6 +169,7 @@ const (
 	opI32Shl        = 0x74
 	opI32ShrU       = 0x76
 	opSelect        = 0x1b
+	opDrop          = 0x1a
 	opRefNull       = 0xd0
 	opRefIsNull     = 0xd1
 	opRefFunc       = 0xd2

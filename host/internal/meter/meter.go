@@ -831,20 +831,27 @@ func (m *module) check(out []byte, w int32) []byte {
 type scale byte
 
 const (
-	perByte    scale = iota + 1 // memory.fill, memory.copy, memory.init: bytes >> byteShift
+	perByte    scale = iota + 1 // memory.init: min(bytes, maxBytes) << byteShift
+	perSlice                    // memory.fill, memory.copy of at most sliceBytes: bytes << byteShift
 	perElement                  // table.fill, table.copy, table.init, table.grow: elements >> elementShift
-	perPage                     // memory.grow: min(pages, 65535) << (16 - byteShift)
+	perPage                     // memory.grow: min(pages, maxPages) << (16 + byteShift)
 )
 
-// One unit of fuel stands for about one instruction's time (a few tenths of a nanosecond).
-// Filling or copying 4 bytes takes about as long when the memory is warm, but ten times longer
-// when it is touched for the first time (the kernel zeroes each page): 16 MiB of fresh memory
-// took 45 ms on a loaded 2-core machine. So a byte costs half a unit, and two 8-byte table
-// elements one: a loop of bulk operations reaches a tick every 8 MiB. The shifts keep every
-// charge below 2^31, so it cannot wrap.
+// A byte of bulk memory work costs 4 units, so a loop of bulk operations reaches a tick every
+// MiB (about 0.1 ms of work on warm memory, ten times more on memory touched for the first time,
+// whose pages the kernel zeroes). That is far more often than a loop of instructions ticks (a
+// Budget of them takes a millisecond or two), and it has to be: the Go scheduler cannot preempt
+// guest code, so a collection waits for the guest's next tick with every processor stopped, and
+// on a loaded machine the operating system stretches that wait by however long it keeps the
+// guest's thread off the processor. A tick costs about 0.2 µs, under 0.5% of a MiB's work.
+// Two 8-byte table elements cost one unit. The bounds keep every charge below 2^31, so a count
+// cannot wrap it into a refill; the operations they cut short fail at once (a grow of 8191 pages
+// or more, an init of 256 MiB or more from a segment in a module of at most that size).
 const (
-	byteShift    = 1
+	byteShift    = 2
 	elementShift = 1
+	maxBytes     = 1<<28 - 1
+	maxPages     = 1<<13 - 1
 )
 
 // sized reports how in is charged by its operand, or 0 for an instruction of fixed cost.
@@ -856,8 +863,10 @@ func sized(in insn) scale {
 		return 0
 	}
 	switch in.sub {
-	case miscMemoryInit, miscMemoryCopy, miscMemoryFill:
+	case miscMemoryInit:
 		return perByte
+	case miscMemoryCopy, miscMemoryFill:
+		return perSlice
 	case miscTableInit, miscTableCopy, miscTableFill, miscTableGrow:
 		return perElement
 	}
@@ -866,12 +875,25 @@ func sized(in insn) scale {
 
 // chargeSized appends, before a sized instruction whose count n is on top of the stack, code
 // that leaves the stack as it is and does: scratch = n; fuel -= cost(n); if fuel < 0 { fuel =
-// tick() }. The cost is at most 2^31-1 and the fuel is never negative before it, so the
+// tick() }. The cost is below 2^31 and the fuel is never negative before it, so the
 // subtraction cannot wrap around into a refill; a tick therefore runs before any operation that
 // costs more than the fuel left, so a loop of large operations reaches the host (its deadline
 // check, and the Go scheduler) about once per Budget's worth of bytes.
 func (m *module) chargeSized(out []byte, s scale) []byte {
 	return m.chargeStashed(m.stash(out), s)
+}
+
+// clamp appends, after the count that chargeStashed pushed: min(scratch, limit), unsigned.
+func (m *module) clamp(out []byte, limit int32) []byte {
+	out = append(out, opDrop, opI32Const)
+	out = appendS32(out, limit)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opI32Const)
+	out = appendS32(out, limit)
+	return append(out, opI32GtU, opSelect)
 }
 
 // stash appends: scratch = <top of stack>, leaving it on the stack.
@@ -890,17 +912,15 @@ func (m *module) chargeStashed(out []byte, s scale) []byte {
 	out = appendU32(out, m.scratch)
 	switch s {
 	case perByte:
-		out = append(out, opI32Const, byteShift, opI32ShrU)
+		out = m.clamp(out, maxBytes)
+		out = append(out, opI32Const, byteShift, opI32Shl)
+	case perSlice: // a fill or copy that is not sliced has at most sliceBytes
+		out = append(out, opI32Const, byteShift, opI32Shl)
 	case perElement:
 		out = append(out, opI32Const, elementShift, opI32ShrU)
-	case perPage: // a grow of 65535 pages or more fails at once; the bound keeps the shift in range
-		out = append(out, opI32Const)
-		out = appendS32(out, 1<<16-1)
-		out = append(out, opGlobalGet)
-		out = appendU32(out, m.scratch)
-		out = append(out, opI32Const)
-		out = appendS32(out, 1<<16-1)
-		out = append(out, opI32LtU, opSelect, opI32Const, 16-byteShift, opI32Shl)
+	case perPage:
+		out = m.clamp(out, maxPages)
+		out = append(out, opI32Const, 16+byteShift, opI32Shl)
 	}
 	out = append(out, opI32Sub)
 	return m.settle(out)
@@ -932,7 +952,7 @@ func (m *module) sliceLarge(out []byte, helper uint32) []byte {
 	out = append(out, opCall)
 	out = appendU32(out, helper)
 	out = append(out, opElse)
-	return m.chargeStashed(out, perByte)
+	return m.chargeStashed(out, perSlice)
 }
 
 // helpers appends the bodies of the two helpers sliceLarge calls, (d, v, n) -> () for
@@ -962,11 +982,11 @@ func (m *module) helpers(out []byte) []byte {
 		b = append(b, opGlobalGet)
 		b = appendU32(b, m.fuel)
 		if slice {
-			b = c(b, sliceBytes>>byteShift)
-		} else {
+			b = c(b, sliceBytes<<byteShift)
+		} else { // n is at most sliceBytes here
 			b = get(b, n)
 			b = c(b, byteShift)
-			b = append(b, opI32ShrU)
+			b = append(b, opI32Shl)
 		}
 		return m.settle(append(b, opI32Sub))
 	}

@@ -498,10 +498,10 @@ func TestChargesSizedInstructions(t *testing.T) {
 		n, times  uint32
 		wantTicks int64
 	}{
-		{"fill", 1 << 20, 1000, (1 << 20 >> byteShift) * 1000 / Budget},       // 1 GiB in all
-		{"fill", 4<<20 + 1, 100, (4<<20 + 1) >> byteShift * 100 / Budget},     // in slices
-		{"copy", 1 << 19, 1000, (1 << 19 >> byteShift) * 1000 / Budget},       // 512 MiB
-		{"init", 64 << 10, 10_000, (64 << 10 >> byteShift) * 10_000 / Budget}, // 640 MiB
+		{"fill", 1 << 20, 1000, (1 << 20 << byteShift) * 1000 / Budget},   // 1 GiB in all
+		{"fill", 4<<20 + 1, 100, (4<<20 + 1) << byteShift * 100 / Budget}, // in slices
+		{"copy", 1 << 19, 1000, (1 << 19 << byteShift) * 1000 / Budget},   // 512 MiB
+		{"init", 64 << 10, 1000, (64 << 10 << byteShift) * 1000 / Budget}, // 64 MiB
 		{"tfill", 1024, 100_000, (1024 >> elementShift) * 100_000 / Budget},
 		{"tcopy", 1023, 100_000, (1023 >> elementShift) * 100_000 / Budget},
 		{"tinit", 1000, 100_000, (1000 >> elementShift) * 100_000 / Budget},
@@ -514,8 +514,10 @@ func TestChargesSizedInstructions(t *testing.T) {
 			if _, err := mod.ExportedFunction(tc.export).Call(context.Background(), uint64(tc.n), uint64(tc.times)); err != nil {
 				t.Fatal(err)
 			}
-			// Budget of the initial fuel may go unspent; the loop's own weight adds a little.
-			if got := h.ticks.Load(); got < tc.wantTicks-1 || got > tc.wantTicks+2 {
+			// A tick refills the fuel whatever the debt, and a charge that leaves exactly zero
+			// does not tick, so slices of exactly a Budget tick every other time at worst; the
+			// loop's own weight adds a little.
+			if got := h.ticks.Load(); got < tc.wantTicks*2/3-1 || got > tc.wantTicks+2 {
 				t.Errorf("%s(%d) × %d ticked %d times, want about %d", tc.export, tc.n, tc.times, got, tc.wantTicks)
 			}
 		})

@@ -249,10 +249,11 @@ func checkpoint(ctx context.Context, in *instance) {
 // cost the call reaches a checkpoint. Their work is Go code, which the scheduler can preempt, but
 // the meter only counts guest instructions: a loop calling airlock_mem_read for 48 MiB at a time
 // runs few of them and would never tick.
+// The figures follow the meter's (host/internal/meter, byteShift): a checkpoint about every MiB.
 const (
-	callCost        = 1 << 10  // a host-function call costs about as much as copying 1 KiB (~100 ns)
-	checkpointBytes = 16 << 20 // a few milliseconds of copying
-	copySlice       = 4 << 20  // the largest copy between two checkpoints' charges
+	callCost        = 1 << 10 // a host-function call costs about as much as copying 1 KiB (~100 ns)
+	checkpointBytes = 1 << 20 // 0.1 ms of copying, 1 ms on fresh memory; a checkpoint costs ~0.2 µs
+	copySlice       = 1 << 20 // the largest copy between two charges
 )
 
 // charge adds n bytes to the call's host-function cost and reaches a checkpoint when due.
