@@ -32,7 +32,7 @@
 // memory.init (bytes), table.fill, table.copy, table.init and table.grow (elements), memory.grow
 // (pages). Before each, a charge is inserted that copies the count on top of the stack into a
 // scratch global and subtracts its cost from the fuel (see byteShift), ticking when that leaves
-// the fuel negative; so a loop of large operations reaches the host about every 8 MiB moved. A
+// the fuel negative; so a loop of large operations reaches the host every 1–2 MiB moved. A
 // memory.fill or memory.copy of more than sliceBytes runs instead in an added helper function,
 // a slice at a time with a charge before each, so that no single instruction keeps the guest away
 // from the host for long; a range out of bounds still traps before anything is written. Every

@@ -221,7 +221,7 @@ var errInterrupted = errors.New("call interrupted: its deadline passed or it was
 const timeSlice = 2 * time.Millisecond
 
 // tick is the meter's import (host/internal/meter): the guest calls it each time it has used
-// meter.Budget of fuel (a few million instructions at most, or a bulk memory operation of 64 MiB).
+// meter.Budget of fuel (a few million instructions at most, or 1 MiB of bulk memory work).
 func tick(ctx context.Context, stack []uint64) {
 	in, _ := ctx.Value(instanceKey{}).(*instance)
 	checkpoint(ctx, in)
