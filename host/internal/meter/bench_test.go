@@ -29,4 +29,5 @@ func BenchmarkInstrument(b *testing.B) {
 	}
 	b.ReportMetric(float64(st.Sites), "sites")
 	b.ReportMetric(float64(st.Functions), "functions")
+	b.ReportMetric(float64(st.Sized), "sized")
 }

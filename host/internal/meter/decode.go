@@ -130,41 +130,69 @@ func appendName(b []byte, s string) []byte {
 
 // Opcodes the meter looks at or emits.
 const (
-	opUnreachable = 0x00
-	opBlock       = 0x02
-	opLoop        = 0x03
-	opIf          = 0x04
-	opElse        = 0x05
-	opEnd         = 0x0b
-	opBr          = 0x0c
-	opBrIf        = 0x0d
-	opBrTable     = 0x0e
-	opCall        = 0x10
-	opCallInd     = 0x11
-	opSelectT     = 0x1c
-	opLocalGet    = 0x20
-	opLocalTee    = 0x22
-	opGlobalGet   = 0x23
-	opGlobalSet   = 0x24
-	opTableGet    = 0x25
-	opTableSet    = 0x26
-	opI32Const    = 0x41
-	opI64Const    = 0x42
-	opF32Const    = 0x43
-	opF64Const    = 0x44
-	opI32LtS      = 0x48
-	opI32Sub      = 0x6b
-	opRefNull     = 0xd0
-	opRefIsNull   = 0xd1
-	opRefFunc     = 0xd2
-	opPrefixMisc  = 0xfc
-	opPrefixSIMD  = 0xfd
+	opUnreachable   = 0x00
+	opBlock         = 0x02
+	opLoop          = 0x03
+	opIf            = 0x04
+	opElse          = 0x05
+	opEnd           = 0x0b
+	opBr            = 0x0c
+	opBrIf          = 0x0d
+	opBrTable       = 0x0e
+	opCall          = 0x10
+	opCallInd       = 0x11
+	opSelectT       = 0x1c
+	opLocalGet      = 0x20
+	opLocalTee      = 0x22
+	opGlobalGet     = 0x23
+	opGlobalSet     = 0x24
+	opTableGet      = 0x25
+	opTableSet      = 0x26
+	opI32Const      = 0x41
+	opI64Const      = 0x42
+	opF32Const      = 0x43
+	opF64Const      = 0x44
+	opMemoryGrow    = 0x40
+	opI32LtS        = 0x48
+	opI32LtU        = 0x49
+	opI32GtU        = 0x4b
+	opI32LeU        = 0x4d
+	opI64GtU        = 0x56
+	opI32Add        = 0x6a
+	opI32Or         = 0x72
+	opI64Add        = 0x7c
+	opI64Shl        = 0x86
+	opI64ExtendI32U = 0xad
+	opMemorySize    = 0x3f
+	opLocalSet      = 0x21
+	opI32Sub        = 0x6b
+	opI32Shl        = 0x74
+	opI32ShrU       = 0x76
+	opSelect        = 0x1b
+	opDrop          = 0x1a
+	opRefNull       = 0xd0
+	opRefIsNull     = 0xd1
+	opRefFunc       = 0xd2
+	opPrefixMisc    = 0xfc
+	opPrefixSIMD    = 0xfd
+)
+
+// Sub-opcodes of 0xfc whose cost grows with their last operand (a count of bytes or elements).
+const (
+	miscMemoryInit = 8
+	miscMemoryCopy = 10
+	miscMemoryFill = 11
+	miscTableInit  = 12
+	miscTableCopy  = 14
+	miscTableGrow  = 15
+	miscTableFill  = 17
 )
 
 // insn is one decoded instruction. For call and ref.func, idx is the function index and
 // [immStart, immEnd) its encoding; for global.get/set, idx is the global index.
 type insn struct {
 	op       byte
+	sub      uint32 // the sub-opcode of a 0xfc instruction
 	idx      uint32
 	immStart int
 	immEnd   int
@@ -266,7 +294,7 @@ func (r *reader) next() insn {
 	case immByte:
 		r.byte()
 	case immMisc:
-		r.misc()
+		in.sub = r.misc()
 	case immSIMD:
 		r.simd()
 	default:
@@ -299,9 +327,10 @@ func (r *reader) memarg() {
 	r.uleb(64)
 }
 
-func (r *reader) misc() {
+func (r *reader) misc() uint32 {
 	start := r.off
-	switch sub := r.u32(); {
+	sub := r.u32()
+	switch {
 	case sub <= 7: // saturating truncations
 	case sub == 8: // memory.init
 		r.u32()
@@ -315,6 +344,7 @@ func (r *reader) misc() {
 		r.off = start
 		r.fail("opcode 0xfc %d is not supported", sub)
 	}
+	return sub
 }
 
 func (r *reader) simd() {

@@ -26,20 +26,35 @@
 // tight loop. Small regions that do not start at a loop header are merged into the region before
 // them, which overcharges a little and saves a check.
 //
+// # Sized instructions
+//
+// Some instructions take time in proportion to an operand: memory.fill, memory.copy and
+// memory.init (bytes), table.fill, table.copy, table.init and table.grow (elements), memory.grow
+// (pages). Before each, a charge is inserted that copies the count on top of the stack into a
+// scratch global and subtracts its cost from the fuel (see byteShift), ticking when that leaves
+// the fuel negative; so a loop of large operations reaches the host every 1–2 MiB moved. A
+// memory.fill or memory.copy of more than sliceBytes runs instead in an added helper function,
+// a slice at a time with a charge before each, so that no single instruction keeps the guest away
+// from the host for long; a range out of bounds still traps before anything is written. Every
+// table gets a maximum of maxTableElements.
+//
 // # What changes in the module
 //
 //   - one function import, ImportModule.ImportName of type () -> i32, added after the existing
 //     function imports, so every defined function's index grows by one: call, ref.func,
 //     exports, the start function, element segments and the "name" section are renumbered;
-//   - one type () -> i32 appended to the type section;
-//   - one mutable i32 global (the fuel) appended to the global section;
-//   - function bodies gain the checks;
+//   - two types, () -> i32 and (i32, i32, i32) -> (), appended to the type section;
+//   - two mutable i32 globals (the fuel and a scratch) appended to the global section;
+//   - in a module with a memory, two helper functions (large memory.fill and memory.copy)
+//     appended to the function and code sections;
+//   - every table's maximum is bounded;
+//   - function bodies gain the checks and charges;
 //   - custom sections whose names start with ".debug" (DWARF) are dropped: their code offsets
 //     would no longer match and they would make wazero report wrong source lines.
 //
 // A module that already imports from ImportModule is refused, as is one whose code names a
-// global index that does not exist (after instrumentation it would name the fuel global and
-// could refill it).
+// global index that does not exist (after instrumentation it would name the fuel or scratch
+// global and could refill its fuel), and one with a table that starts larger than the bound.
 package meter
 
 import (
@@ -66,6 +81,7 @@ const Budget = 1 << 22
 type Stats struct {
 	Functions int // defined functions rewritten
 	Sites     int // checks inserted
+	Sized     int // charges inserted before sized instructions (bulk memory and table operations, memory.grow)
 }
 
 // Section ids.
@@ -105,7 +121,12 @@ type module struct {
 	globals     uint32 // imported and defined
 	tickType    uint32
 	tick        uint32 // index of the added import
-	fuel        uint32 // index of the added global
+	fuel        uint32 // index of the added fuel global
+	scratch     uint32 // index of the added scratch global (the count of a sized instruction)
+	defined     uint32 // functions defined by the module
+	memory      bool   // it has a memory: memory.fill and memory.copy may appear, and the helpers are added
+	bulkType    uint32 // the added type (i32, i32, i32) -> ()
+	fill, copy  uint32 // indices of the added helpers that run a large memory.fill or memory.copy in slices
 }
 
 func (m *module) remap(f uint32) uint32 {
@@ -133,12 +154,17 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 		switch s.id {
 		case secType:
 			m.types = r.types()
-		case secFunction, secTable, secMemory:
-			r.items(s.id)
+		case secFunction:
+			m.defined = r.items(s.id)
+		case secTable, secMemory:
+			if r.items(s.id) > 0 && s.id == secMemory {
+				m.memory = true
+			}
 		case secImport:
-			funcs, globals := r.imports()
+			funcs, globals, memories := r.imports()
 			m.funcImports += funcs
 			m.globals += globals
+			m.memory = m.memory || memories > 0
 		case secGlobal:
 			m.globals += r.count()
 		}
@@ -146,9 +172,14 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 			return nil, Stats{}, r.err
 		}
 	}
-	m.tickType, m.tick, m.fuel = m.types, m.funcImports, m.globals
+	m.tickType, m.tick, m.fuel, m.scratch = m.types, m.funcImports, m.globals, m.globals+1
+	m.bulkType = m.types + 1
+	m.fill, m.copy = m.funcImports+1+m.defined, m.funcImports+2+m.defined
 
 	secs = ensure(secs, secType, secImport, secGlobal)
+	if m.memory {
+		secs = ensure(secs, secFunction, secCode)
+	}
 	var st Stats
 	// Checks add about 10% to the code; size the output once.
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
@@ -243,8 +274,8 @@ func (r *reader) types() uint32 {
 	return n
 }
 
-// items checks the function, table or memory section's shape.
-func (r *reader) items(id byte) {
+// items checks the function, table or memory section's shape and returns its length.
+func (r *reader) items(id byte) uint32 {
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		switch id {
@@ -257,11 +288,12 @@ func (r *reader) items(id byte) {
 			r.limits()
 		}
 	}
+	return n
 }
 
-// imports reads an import section, counting function and global imports and refusing imports
-// from ImportModule.
-func (r *reader) imports() (funcs, globals uint32) {
+// imports reads an import section, counting function, global and memory imports and refusing
+// imports from ImportModule.
+func (r *reader) imports() (funcs, globals, memories uint32) {
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		mod := r.bytes(r.u32())
@@ -279,6 +311,7 @@ func (r *reader) imports() (funcs, globals uint32) {
 			r.limits()
 		case 0x02: // memory
 			r.limits()
+			memories++
 		case 0x03: // global
 			r.byte()
 			r.byte()
@@ -290,7 +323,7 @@ func (r *reader) imports() (funcs, globals uint32) {
 			r.fail("unknown import kind %d", kind)
 		}
 	}
-	return funcs, globals
+	return funcs, globals, memories
 }
 
 func (r *reader) limits() {
@@ -312,9 +345,10 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 	switch s.id {
 	case secType:
 		n := r.u32()
-		out = appendU32(out, n+1)
+		out = appendU32(out, n+2)
 		out = append(out, s.data[r.off:]...)
-		out = append(out, 0x60, 0x00, 0x01, 0x7f) // () -> i32
+		out = append(out, 0x60, 0x00, 0x01, 0x7f)             // () -> i32
+		out = append(out, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00) // (i32, i32, i32) -> ()
 	case secImport:
 		n := r.u32()
 		out = appendU32(out, n+1)
@@ -325,14 +359,15 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		out = appendU32(out, m.tickType)
 	case secGlobal:
 		n := r.count()
-		out = appendU32(out, n+1)
+		out = appendU32(out, n+2)
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			out = append(out, r.bytes(2)...) // value type, mutability
 			out = m.expr(r, out)
 		}
-		out = append(out, 0x7f, 0x01, opI32Const) // mutable i32 = Budget
+		out = append(out, 0x7f, 0x01, opI32Const) // fuel: mutable i32 = Budget
 		out = appendS32(out, Budget)
 		out = append(out, opEnd)
+		out = append(out, 0x7f, 0x01, opI32Const, 0, opEnd) // scratch: mutable i32 = 0
 	case secExport:
 		n := r.count()
 		out = appendU32(out, n)
@@ -353,6 +388,18 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		}
 	case secStart:
 		out = appendU32(out, m.remap(r.u32()))
+	case secTable:
+		out = tables(r)
+	case secFunction:
+		if !m.memory {
+			return s.data, true, nil
+		}
+		n := r.count()
+		out = appendU32(out, n+2)
+		out = append(out, s.data[r.off:]...)
+		out = appendU32(out, m.bulkType)
+		out = appendU32(out, m.bulkType)
+		r.off = len(r.b)
 	case secElement:
 		out = m.elements(r)
 	case secCode:
@@ -405,6 +452,37 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		return nil, false, &Error{Offset: s.off + r.off, Msg: fmt.Sprintf("section %d has trailing bytes", s.id)}
 	}
 	return out, true, nil
+}
+
+// maxTableElements bounds every table: wazero grows a table to whatever table.grow asks up to
+// its declared maximum, or 2^32-1 elements without one, and a table's elements are host memory
+// outside the module's memory limit (8 bytes each: one table.grow could ask for 32 GiB).
+const maxTableElements = 1 << 20
+
+// tables rewrites a table section, giving every table a maximum of at most maxTableElements (or
+// its minimum, if larger; a minimum above it is refused).
+func tables(r *reader) []byte {
+	n := r.count()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		typ, flags := r.byte(), r.byte()
+		lo := r.u32()
+		hi := uint32(maxTableElements)
+		switch flags {
+		case 0x00:
+		case 0x01:
+			hi = min(r.u32(), hi)
+		default:
+			r.fail("table %d has limits of kind 0x%02x, which is not supported", i, flags)
+		}
+		if lo > maxTableElements {
+			r.fail("table %d starts with %d elements; the limit is %d", i, lo, maxTableElements)
+		}
+		out = append(out, typ, 0x01)
+		out = appendU32(out, lo)
+		out = appendU32(out, hi) // below lo only if the declared maximum was: still invalid
+	}
+	return out
 }
 
 func (m *module) checkGlobal(r *reader, idx uint32) {
@@ -540,10 +618,15 @@ type frame struct {
 }
 
 // edit replaces body[from:to] with a renumbered function index, or (site) inserts a check at
-// from, before the instruction with index at.
+// from, before the instruction with index at, or (charge) inserts the charge of a sized
+// instruction at from, just before it.
 type edit struct {
 	from, to int
 	idx      uint32
+	charge   scale
+	sliced   bool   // (with charge) the instruction is memory.fill or memory.copy: see sliceLarge
+	helper   uint32 // the helper sliceLarge calls
+	closeIf  bool   // insert the end of sliceLarge's if after the instruction
 	site     bool
 	header   bool // the site is a loop header
 	at       int
@@ -557,7 +640,11 @@ const mergeBelow = 4
 // code rewrites the code section.
 func (m *module) code(r *reader, st *Stats) []byte {
 	n := r.count()
-	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8), n)
+	total := n
+	if m.memory {
+		total += 2 // the helpers, appended below
+	}
+	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8+256), total)
 	var f fn
 	var body []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -576,6 +663,9 @@ func (m *module) code(r *reader, st *Stats) []byte {
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 		st.Functions++
+	}
+	if m.memory {
+		out = m.helpers(out)
 	}
 	return out
 }
@@ -609,11 +699,25 @@ func (m *module) body(r *reader, f *fn, out []byte, st *Stats) ([]byte, error) {
 	f.edits = append(f.edits, edit{from: localsEnd, to: localsEnd, site: true, at: 0})
 	n := 0 // instructions read
 	for r.err == nil {
+		at := r.off
 		in := r.next()
 		if r.err != nil {
 			break
 		}
 		n++
+		if c := sized(in); c != 0 {
+			st.Sized++
+			if in.op == opPrefixMisc && (in.sub == miscMemoryFill || in.sub == miscMemoryCopy) && m.memory {
+				helper := m.fill
+				if in.sub == miscMemoryCopy {
+					helper = m.copy
+				}
+				f.edits = append(f.edits, edit{from: at, to: at, charge: c, helper: helper, sliced: true},
+					edit{from: r.off, to: r.off, closeIf: true})
+			} else {
+				f.edits = append(f.edits, edit{from: at, to: at, charge: c})
+			}
+		}
 		switch in.op {
 		case opBlock, opIf:
 			f.control = append(f.control, frame{})
@@ -663,10 +767,17 @@ scanned:
 			continue
 		}
 		out = append(out, r.b[last:e.from]...)
-		if e.site {
+		switch {
+		case e.site:
 			out = m.check(out, e.weight)
 			st.Sites++
-		} else {
+		case e.sliced:
+			out = m.sliceLarge(out, e.helper)
+		case e.closeIf:
+			out = append(out, opEnd)
+		case e.charge != 0:
+			out = m.chargeSized(out, e.charge)
+		default:
 			out = appendU32(out, e.idx)
 		}
 		last = e.to
@@ -712,7 +823,234 @@ func (m *module) check(out []byte, w int32) []byte {
 	out = appendU32(out, m.fuel)
 	out = append(out, opI32Const)
 	out = appendS32(out, w)
-	out = append(out, opI32Sub, opGlobalSet)
+	out = append(out, opI32Sub)
+	return m.settle(out)
+}
+
+// How a sized instruction is charged: its last operand, an unsigned i32 count, scaled to fuel.
+type scale byte
+
+const (
+	perByte    scale = iota + 1 // memory.init: min(bytes, maxBytes) << byteShift
+	perSlice                    // memory.fill, memory.copy of at most sliceBytes: bytes << byteShift
+	perElement                  // table.fill, table.copy, table.init, table.grow: elements >> elementShift
+	perPage                     // memory.grow: min(pages, maxPages) << (16 + byteShift)
+)
+
+// A byte of bulk memory work costs 4 units, so a loop of bulk operations reaches a tick every
+// MiB (about 0.1 ms of work on warm memory, ten times more on memory touched for the first time,
+// whose pages the kernel zeroes). That is far more often than a loop of instructions ticks (a
+// Budget of them takes a millisecond or two), and it has to be: the Go scheduler cannot preempt
+// guest code, so a collection waits for the guest's next tick with every processor stopped, and
+// on a loaded machine the operating system stretches that wait by however long it keeps the
+// guest's thread off the processor. A tick costs about 0.2 µs, under 0.5% of a MiB's work.
+// Two 8-byte table elements cost one unit. The bounds keep every charge below 2^31, so a count
+// cannot wrap it into a refill; the operations they cut short fail at once (a grow of 8191 pages
+// or more, an init of 256 MiB or more from a segment in a module of at most that size).
+const (
+	byteShift    = 2
+	elementShift = 1
+	maxBytes     = 1<<28 - 1
+	maxPages     = 1<<13 - 1
+)
+
+// sized reports how in is charged by its operand, or 0 for an instruction of fixed cost.
+func sized(in insn) scale {
+	switch {
+	case in.op == opMemoryGrow:
+		return perPage
+	case in.op != opPrefixMisc:
+		return 0
+	}
+	switch in.sub {
+	case miscMemoryInit:
+		return perByte
+	case miscMemoryCopy, miscMemoryFill:
+		return perSlice
+	case miscTableInit, miscTableCopy, miscTableFill, miscTableGrow:
+		return perElement
+	}
+	return 0
+}
+
+// chargeSized appends, before a sized instruction whose count n is on top of the stack, code
+// that leaves the stack as it is and does: scratch = n; fuel -= cost(n); if fuel < 0 { fuel =
+// tick() }. The cost is below 2^31 and the fuel is never negative before it, so the
+// subtraction cannot wrap around into a refill; a tick therefore runs before any operation that
+// costs more than the fuel left, so a loop of large operations reaches the host (its deadline
+// check, and the Go scheduler) about once per Budget's worth of bytes.
+func (m *module) chargeSized(out []byte, s scale) []byte {
+	return m.chargeStashed(m.stash(out), s)
+}
+
+// clamp appends, after the count that chargeStashed pushed: min(scratch, limit), unsigned.
+func (m *module) clamp(out []byte, limit int32) []byte {
+	out = append(out, opDrop, opI32Const)
+	out = appendS32(out, limit)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opI32Const)
+	out = appendS32(out, limit)
+	return append(out, opI32GtU, opSelect)
+}
+
+// stash appends: scratch = <top of stack>, leaving it on the stack.
+func (m *module) stash(out []byte) []byte {
+	out = append(out, opGlobalSet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opGlobalGet)
+	return appendU32(out, m.scratch)
+}
+
+// chargeStashed appends the charge of a sized instruction whose count is in scratch.
+func (m *module) chargeStashed(out []byte, s scale) []byte {
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.fuel)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	switch s {
+	case perByte:
+		out = m.clamp(out, maxBytes)
+		out = append(out, opI32Const, byteShift, opI32Shl)
+	case perSlice: // a fill or copy that is not sliced has at most sliceBytes
+		out = append(out, opI32Const, byteShift, opI32Shl)
+	case perElement:
+		out = append(out, opI32Const, elementShift, opI32ShrU)
+	case perPage:
+		out = m.clamp(out, maxPages)
+		out = append(out, opI32Const, 16+byteShift, opI32Shl)
+	}
+	out = append(out, opI32Sub)
+	return m.settle(out)
+}
+
+// sliceBytes is the most a memory.fill or memory.copy moves between two charges. A bulk operation
+// cannot be interrupted, and neither can the Go scheduler stop it for a garbage collection: the
+// first write to 64 MiB of fresh memory took 50 ms on a loaded 2-core machine, and a plugin may
+// have up to 1 GiB. A 1 MiB slice takes about a millisecond at worst.
+const sliceBytes = 1 << 20
+
+// sliceLarge appends, before a memory.fill or memory.copy whose operands (d, v or s, n) are on
+// the stack:
+//
+//	scratch = n
+//	if n > sliceBytes { helper(d, v|s, n) } else { charge(n); <the instruction> }
+//
+// The caller emits the instruction itself and then the if's end (an edit with closeIf). Small
+// operations, the ones compiled code does all the time, run inline; large ones run in the
+// helper, sliceBytes at a time, charging each slice before it runs.
+func (m *module) sliceLarge(out []byte, helper uint32) []byte {
+	out = m.stash(out)
+	out = append(out, opGlobalGet)
+	out = appendU32(out, m.scratch)
+	out = append(out, opI32Const)
+	out = appendS32(out, sliceBytes)
+	out = append(out, opI32GtU, opIf)
+	out = appendS32(out, int32(m.bulkType)) // a block type (i32, i32, i32) -> (): it takes the operands
+	out = append(out, opCall)
+	out = appendU32(out, helper)
+	out = append(out, opElse)
+	return m.chargeStashed(out, perSlice)
+}
+
+// helpers appends the bodies of the two helpers sliceLarge calls, (d, v, n) -> () for
+// memory.fill and (d, s, n) -> () for memory.copy. Each first checks the whole range and, when
+// it is out of bounds, runs the instruction as it was, which traps before writing anything, as
+// the original would have. Then it moves sliceBytes at a time, charging each slice before it
+// runs; a copy goes backwards when the destination is above the source, as memory.copy must
+// when the ranges overlap.
+func (m *module) helpers(out []byte) []byte {
+	const d, v, n = 0, 1, 2 // parameters (v is the source address in copy)
+	get := func(b []byte, local byte) []byte { return append(b, opLocalGet, local) }
+	c := func(b []byte, k int32) []byte { return appendS32(append(b, opI32Const), k) }
+	op := func(b []byte, sub byte) []byte {
+		if sub == miscMemoryFill {
+			return append(b, opPrefixMisc, miscMemoryFill, 0)
+		}
+		return append(b, opPrefixMisc, miscMemoryCopy, 0, 0)
+	}
+	outOfBounds := func(b []byte, addr byte) []byte { // u64(addr) + u64(n) > memory.size << 16
+		b = get(b, addr)
+		b = append(b, opI64ExtendI32U)
+		b = get(b, n)
+		b = append(b, opI64ExtendI32U, opI64Add, opMemorySize, 0, opI64ExtendI32U, opI64Const, 16, opI64Shl, opI64GtU)
+		return b
+	}
+	charge := func(b []byte, slice bool) []byte {
+		b = append(b, opGlobalGet)
+		b = appendU32(b, m.fuel)
+		if slice {
+			b = c(b, sliceBytes<<byteShift)
+		} else { // n is at most sliceBytes here
+			b = get(b, n)
+			b = c(b, byteShift)
+			b = append(b, opI32Shl)
+		}
+		return m.settle(append(b, opI32Sub))
+	}
+	add := func(b []byte, local byte, k int32, sub bool) []byte {
+		b = c(get(b, local), k)
+		if sub {
+			b = append(b, opI32Sub)
+		} else {
+			b = append(b, opI32Add)
+		}
+		return append(b, opLocalSet, local)
+	}
+	whileLarge := func(b []byte, step func([]byte) []byte) []byte { // while n > sliceBytes { charge; step }
+		b = append(b, opBlock, 0x40, opLoop, 0x40)
+		b = c(get(b, n), sliceBytes)
+		b = append(b, opI32LeU, opBrIf, 1)
+		b = step(charge(b, true))
+		return append(b, opBr, 0, opEnd, opEnd)
+	}
+	all := func(b []byte, sub byte) []byte { return op(get(get(get(b, d), v), n), sub) }
+	slice := func(b []byte, sub byte, from, to byte) []byte { return op(c(get(get(b, from), to), sliceBytes), sub) }
+
+	var fill []byte
+	fill = append(outOfBounds(fill, d), opIf, 0x40)
+	fill = append(all(fill, miscMemoryFill), opEnd)
+	fill = whileLarge(fill, func(b []byte) []byte {
+		b = slice(b, miscMemoryFill, d, v)
+		b = add(b, d, sliceBytes, false)
+		return add(b, n, sliceBytes, true)
+	})
+	fill = append(all(charge(fill, false), miscMemoryFill), opEnd)
+
+	var cp []byte
+	cp = outOfBounds(cp, d)
+	cp = append(outOfBounds(cp, v), opI32Or, opIf, 0x40)
+	cp = append(all(cp, miscMemoryCopy), opEnd)
+	cp = append(get(get(cp, d), v), opI32LeU, opIf, 0x40) // forwards
+	cp = whileLarge(cp, func(b []byte) []byte {
+		b = slice(b, miscMemoryCopy, d, v)
+		b = add(b, d, sliceBytes, false)
+		b = add(b, v, sliceBytes, false)
+		return add(b, n, sliceBytes, true)
+	})
+	cp = append(cp, opElse) // backwards: the last slice first
+	cp = whileLarge(cp, func(b []byte) []byte {
+		b = add(b, n, sliceBytes, true)
+		b = append(get(get(b, d), n), opI32Add)
+		b = append(get(get(b, v), n), opI32Add)
+		return op(c(b, sliceBytes), miscMemoryCopy)
+	})
+	cp = append(cp, opEnd)
+	cp = append(all(charge(cp, false), miscMemoryCopy), opEnd)
+
+	for _, code := range [][]byte{fill, cp} {
+		out = appendU32(out, uint32(len(code)+1))
+		out = append(out, 0) // no locals
+		out = append(out, code...)
+	}
+	return out
+}
+
+// settle appends: fuel = <top of stack>; if fuel < 0 { fuel = tick() }.
+func (m *module) settle(out []byte) []byte {
+	out = append(out, opGlobalSet)
 	out = appendU32(out, m.fuel)
 	out = append(out, opGlobalGet)
 	out = appendU32(out, m.fuel)

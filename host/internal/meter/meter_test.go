@@ -11,44 +11,21 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/airlock-dev/airlock/internal/wasmtest"
 )
 
-// A tiny assembler: enough to write the test modules byte by byte and still read them.
-
-func u32(v uint32) []byte { return appendU32(nil, v) }
-
-func cat(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}
-
-func vec(items ...[]byte) []byte { return cat(u32(uint32(len(items))), cat(items...)) }
-
-func str(s string) []byte { return appendName(nil, s) }
-
-func sec(id byte, content ...[]byte) []byte {
-	c := cat(content...)
-	return cat([]byte{id}, u32(uint32(len(c))), c)
-}
-
-func wasmModule(sections ...[]byte) []byte { return cat(header, cat(sections...)) }
-
-func functype(params, results []byte) []byte {
-	return cat([]byte{0x60}, u32(uint32(len(params))), params, u32(uint32(len(results))), results)
-}
-
-// body encodes a function body: locals as (count, type) pairs, then code (which must end with 0x0b).
-func body(locals [][2]byte, code ...byte) []byte {
-	var ls [][]byte
-	for _, l := range locals {
-		ls = append(ls, []byte{l[0], l[1]})
-	}
-	b := cat(vec(ls...), code)
-	return cat(u32(uint32(len(b))), b)
-}
+// The test modules are written byte by byte, with internal/wasmtest.
+var (
+	u32        = wasmtest.U32
+	cat        = wasmtest.Cat
+	vec        = wasmtest.Vec
+	str        = wasmtest.Str
+	sec        = wasmtest.Section
+	wasmModule = wasmtest.Module
+	functype   = wasmtest.FuncType
+	body       = wasmtest.Body
+)
 
 const (
 	i32 = 0x7f
@@ -447,5 +424,193 @@ func TestLoopAtEntryNeedsNoEntryCheck(t *testing.T) {
 	// spin starts with its loop (1 site); rec has no loop (its entry, 1 site).
 	if st.Sites != 2 {
 		t.Errorf("Sites = %d, want 2", st.Sites)
+	}
+}
+
+// sizedModule runs one sized instruction in a loop: each export takes (n, times) and runs its
+// instruction times times with n as its count.
+//
+//	fill:   memory.fill(0, 7, n)           copy:   memory.copy(1, 0, n)   copyfwd: memory.copy(0, 1, n)
+//	init:   memory.init 0 (0, 0, n)        grow:   drop(memory.grow(n))
+//	tfill:  table.fill(0, null, n)         tcopy:  table.copy(1, 0, n)
+//	tinit:  table.init 0 (0, 0, n)         tgrow:  drop(table.grow(null, n))
+func sizedModule() []byte {
+	repeat := func(op ...byte) []byte {
+		return body(nil, cat([]byte{
+			opBlock, 0x40, opLoop, 0x40,
+			opLocalGet, 1, 0x45 /* i32.eqz */, opBrIf, 1},
+			op,
+			[]byte{opLocalGet, 1, opI32Const, 1, opI32Sub, 0x21, 1,
+				opBr, 0, end, end, end})...)
+	}
+	n := []byte{opLocalGet, 0}
+	c0 := []byte{opI32Const, 0}
+	c1 := []byte{opI32Const, 1}
+	null := []byte{opRefNull, 0x70}
+	fns := []struct {
+		name string
+		code []byte
+	}{
+		{"fill", repeat(cat(c0, []byte{opI32Const, 7}, n, []byte{opPrefixMisc, miscMemoryFill, 0})...)},
+		{"copy", repeat(cat(c1, c0, n, []byte{opPrefixMisc, miscMemoryCopy, 0, 0})...)},
+		{"copyfwd", repeat(cat(c0, c1, n, []byte{opPrefixMisc, miscMemoryCopy, 0, 0})...)},
+		{"init", repeat(cat(c0, c0, n, []byte{opPrefixMisc, miscMemoryInit, 0, 0})...)},
+		{"grow", repeat(cat(n, []byte{opMemoryGrow, 0, 0x1a /* drop */})...)},
+		{"tfill", repeat(cat(c0, null, n, []byte{opPrefixMisc, miscTableFill, 0})...)},
+		{"tcopy", repeat(cat(c1, c0, n, []byte{opPrefixMisc, miscTableCopy, 0, 0})...)},
+		{"tinit", repeat(cat(c0, c0, n, []byte{opPrefixMisc, miscTableInit, 0, 0})...)},
+		{"tgrow", repeat(cat(null, n, []byte{opPrefixMisc, miscTableGrow, 0, 0x1a})...)},
+	}
+	var funcs, exports, bodies [][]byte
+	for i, f := range fns {
+		funcs = append(funcs, u32(0))
+		exports = append(exports, cat(str(f.name), []byte{0}, u32(uint32(i))))
+		bodies = append(bodies, f.code)
+	}
+	elems := make([][]byte, 1000)
+	for i := range elems {
+		elems[i] = u32(0)
+	}
+	return wasmModule(
+		sec(secType, vec(functype([]byte{i32, i32}, nil))),
+		sec(secFunction, vec(funcs...)),
+		sec(secTable, vec([]byte{0x70, 0x01, 0x80, 0x08 /* 1024 */, 0x80, 0x10 /* 2048 */})),
+		sec(secMemory, vec([]byte{0x01, 0x80, 0x04 /* 512 pages */, 0x80, 0x08 /* 1024 */})),
+		sec(secExport, vec(exports...)),
+		sec(secElement, vec(cat(u32(1), []byte{0x00}, vec(elems...)))),
+		sec(secDataCnt, u32(1)),
+		sec(secCode, vec(bodies...)),
+		sec(secData, vec(cat(u32(1), u32(64<<10), make([]byte, 64<<10)))),
+	)
+}
+
+// TestChargesSizedInstructions: a bulk memory or table instruction, memory.grow and table.grow
+// cost fuel in proportion to their count, so a loop of large ones reaches the host as often as
+// the bytes it moves warrant; a loop of ones with a huge count (which fail at once) ticks every
+// time, so a count cannot wrap the charge around into a refill.
+func TestChargesSizedInstructions(t *testing.T) {
+	out, st := mustInstrument(t, sizedModule())
+	if st.Sized != 9 {
+		t.Errorf("Stats.Sized = %d, want 9", st.Sized)
+	}
+	for _, tc := range []struct {
+		export    string
+		n, times  uint32
+		wantTicks int64
+	}{
+		{"fill", 1 << 20, 1000, (1 << 20 << byteShift) * 1000 / Budget},   // 1 GiB in all
+		{"fill", 4<<20 + 1, 100, (4<<20 + 1) << byteShift * 100 / Budget}, // in slices
+		{"copy", 1 << 19, 1000, (1 << 19 << byteShift) * 1000 / Budget},   // 512 MiB
+		{"init", 64 << 10, 1000, (64 << 10 << byteShift) * 1000 / Budget}, // 64 MiB
+		{"tfill", 1024, 100_000, (1024 >> elementShift) * 100_000 / Budget},
+		{"tcopy", 1023, 100_000, (1023 >> elementShift) * 100_000 / Budget},
+		{"tinit", 1000, 100_000, (1000 >> elementShift) * 100_000 / Budget},
+		// Counts that fail at once still cost their full charge: one tick each.
+		{"grow", 0xffff_ffff, 1000, 1000},
+		{"tgrow", 0xffff_ffff, 1000, 1000},
+	} {
+		t.Run(tc.export, func(t *testing.T) {
+			mod, h := instantiate(t, out, true)
+			if _, err := mod.ExportedFunction(tc.export).Call(context.Background(), uint64(tc.n), uint64(tc.times)); err != nil {
+				t.Fatal(err)
+			}
+			// A tick refills the fuel whatever the debt, and a charge that leaves exactly zero
+			// does not tick, so slices of exactly a Budget tick every other time at worst; the
+			// loop's own weight adds a little.
+			if got := h.ticks.Load(); got < tc.wantTicks*2/3-1 || got > tc.wantTicks+2 {
+				t.Errorf("%s(%d) × %d ticked %d times, want about %d", tc.export, tc.n, tc.times, got, tc.wantTicks)
+			}
+		})
+	}
+}
+
+// TestSizedInstructionsKeepTheirResults: the charges leave the operands as they were, and fills
+// and copies larger than a slice (which run in the helpers, a slice at a time, backwards when
+// overlapping ranges need it) leave memory as the original instructions do; out of bounds, they
+// trap before writing anything, as the originals do.
+func TestSizedInstructionsKeepTheirResults(t *testing.T) {
+	src := sizedModule()
+	out, _ := mustInstrument(t, src)
+	plain, _ := instantiate(t, src, false)
+	metered, _ := instantiate(t, out, true)
+	ctx := context.Background()
+	pattern := make([]byte, 4*sliceBytes+99)
+	for i := range pattern {
+		pattern[i] = byte(i*7 + i>>11)
+	}
+	type call struct {
+		export   string
+		n, times uint64
+		fails    bool
+	}
+	calls := []call{
+		{export: "fill", n: 100, times: 1}, {export: "copy", n: 50, times: 3}, {export: "grow", n: 2, times: 1},
+		{export: "tgrow", n: 5, times: 1},
+		{export: "fill", n: 3*sliceBytes + 5, times: 1}, {export: "write"},
+		{export: "copy", n: 3*sliceBytes + 3, times: 2}, {export: "copyfwd", n: 2*sliceBytes + 1, times: 3},
+		{export: "copy", n: sliceBytes, times: 1}, {export: "copyfwd", n: sliceBytes + 1, times: 1},
+		// Out of bounds by one byte (the memory is 514 pages now): traps, writing nothing.
+		{export: "fill", n: 514*65536 + 1, times: 1, fails: true},
+		{export: "copy", n: 514 * 65536, times: 1, fails: true},
+		{export: "copyfwd", n: 514 * 65536, times: 1, fails: true},
+	}
+	for _, mod := range []api.Module{plain, metered} {
+		for _, c := range calls {
+			if c.export == "write" {
+				mod.Memory().Write(0, pattern)
+				continue
+			}
+			_, err := mod.ExportedFunction(c.export).Call(ctx, c.n, c.times)
+			if (err != nil) != c.fails {
+				t.Fatalf("%s(%d) × %d = %v, want failure %v", c.export, c.n, c.times, err, c.fails)
+			}
+		}
+	}
+	pm, mm := plain.Memory(), metered.Memory()
+	if pm.Size() != mm.Size() {
+		t.Fatalf("memory size = %d instrumented, %d originally", mm.Size(), pm.Size())
+	}
+	pb, _ := pm.Read(0, pm.Size())
+	mb, _ := mm.Read(0, mm.Size())
+	if !slices.Equal(pb, mb) {
+		i := 0
+		for pb[i] == mb[i] {
+			i++
+		}
+		t.Errorf("memory differs from byte %d: instrumented %v, originally %v", i, mb[i:min(i+16, len(mb))], pb[i:min(i+16, len(pb))])
+	}
+}
+
+// TestBoundsTables: a table without a maximum (or with a huge one) gets maxTableElements, so
+// table.grow cannot make wazero allocate gigabytes of host memory outside the memory limit.
+func TestBoundsTables(t *testing.T) {
+	grow := func(limits ...byte) []byte {
+		return wasmModule(
+			sec(secType, vec(functype([]byte{i32}, []byte{i32}))),
+			sec(secFunction, vec(u32(0))),
+			sec(secTable, vec(cat([]byte{0x70}, limits))),
+			sec(secExport, vec(cat(str("grow"), []byte{0}, u32(0)))),
+			sec(secCode, vec(body(nil, opRefNull, 0x70, opLocalGet, 0, opPrefixMisc, miscTableGrow, 0, end))))
+	}
+	for name, limits := range map[string][]byte{
+		"no maximum":   {0x00, 1},
+		"huge maximum": cat([]byte{0x01, 1}, u32(0xffff_ffff)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustInstrument(t, grow(limits...))
+			mod, _ := instantiate(t, out, true)
+			g := mod.ExportedFunction("grow")
+			if res, err := g.Call(context.Background(), 1<<28); err != nil || int32(res[0]) != -1 {
+				t.Errorf("table.grow(2^28) = %d, %v; want -1 (the table is bounded)", int32(res[0]), err)
+			}
+			if res, err := g.Call(context.Background(), maxTableElements-1); err != nil || res[0] != 1 {
+				t.Errorf("table.grow(limit - 1) = %v, %v; want 1 (the previous size)", res, err)
+			}
+		})
+	}
+	_, _, err := Instrument(grow(cat([]byte{0x00}, u32(maxTableElements+1))...))
+	var me *Error
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "the limit is") {
+		t.Errorf("Instrument(a table starting above the limit) = %v, want a *meter.Error", err)
 	}
 }

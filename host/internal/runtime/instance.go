@@ -40,6 +40,7 @@ type instance struct {
 	ctx     context.Context // the call's context (caller's values, bounded by the call's deadline)
 	handler Handler
 	slice   time.Time // when the call started or last yielded the processor (see tick)
+	spent   uint64    // host-function cost since the last checkpoint, in bytes (see charge)
 }
 
 const (
@@ -49,6 +50,7 @@ const (
 )
 
 func (in *instance) resetArena() {
+	in.charge(uint64(in.hw))
 	if cap(in.arena) > keepArenaBytes {
 		in.arena = make([]byte, arenaBase, 64<<10)
 	} else {
@@ -69,6 +71,7 @@ func (in *instance) begin(ctx context.Context, input []byte, h Handler) {
 	in.ctx = ctx
 	in.handler = h
 	in.slice = time.Now()
+	in.spent = 0
 }
 
 // end drops references to the call so a pooled instance holds nothing of it.
@@ -88,6 +91,7 @@ func (in *instance) alloc(n uint64) uint64 {
 	if end > uint64(in.maxArena) || end < off {
 		return 0
 	}
+	in.charge(n) // growing the arena, and the copy that usually follows
 	if end > uint64(cap(in.arena)) {
 		grown := make([]byte, end, min(max(2*uint64(cap(in.arena)), end), uint64(in.maxArena)))
 		copy(grown, in.arena)
@@ -154,6 +158,7 @@ func (in *instance) varSet(keyOff, valOff uint64) {
 	if !ok || in.varBytes+len(k)+len(val) > maxVarBytes {
 		return
 	}
+	in.charge(uint64(len(val)))
 	in.vars[k] = append([]byte(nil), val...)
 	in.varBytes += len(k) + len(val)
 }
@@ -166,6 +171,7 @@ func (in *instance) log(level int, off uint64) {
 	if len(msg) > maxLogMessage {
 		msg = msg[:maxLogMessage]
 	}
+	in.charge(uint64(len(msg)))
 	s := string(msg)
 	if !utf8.ValidString(s) {
 		s = string([]rune(s)) // replaces invalid bytes with U+FFFD
@@ -206,26 +212,74 @@ func (t *tailBuffer) take() string {
 // and wazero turns the panic into the call's error.
 var errInterrupted = errors.New("call interrupted: its deadline passed or it was cancelled")
 
-// timeSlice is how long a call runs before its tick yields the processor: the Go scheduler's own
-// slice (sysmon preempts a goroutine after 10 ms).
-const timeSlice = 10 * time.Millisecond
+// timeSlice is how long a call runs before a checkpoint yields the processor. The Go scheduler's
+// own slice is 10 ms, but with one processor a runaway that yields every 10 ms, in between the
+// phases of a garbage collection, kept a heartbeat goroutine waiting up to 60 ms; every 2 ms,
+// about 30 ms, this machine's noise without any runaway (TestBulkRunawaysDoNotPauseTheHost). A
+// yield costs about 10 µs, so a runaway loses under 1% of its time to it; an ordinary call
+// (tens of microseconds) never reaches a slice.
+const timeSlice = 2 * time.Millisecond
 
 // tick is the meter's import (host/internal/meter): the guest calls it each time it has used
-// meter.Budget of fuel (a few million instructions at most). It stops the call once the call's
-// context is done or past its deadline (checked directly, so a timer that has not fired yet
-// cannot delay it). Guest code cannot be preempted by the Go scheduler, so a tick also yields the
-// processor once the call has run for a time slice: without that a host with as many runaway
-// plugins as cores would starve its other goroutines. (Yielding at every tick cost 10 µs a tick.)
+// meter.Budget of fuel (a few million instructions at most, or 1 MiB of bulk memory work).
 func tick(ctx context.Context, stack []uint64) {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	checkpoint(ctx, in)
+	stack[0] = meter.Budget
+}
+
+// checkpoint stops the call once its context is done or past its deadline (checked directly, so
+// a timer that has not fired yet cannot delay it). Guest code cannot be preempted by the Go
+// scheduler, so it also yields the processor once the call has run for a time slice: without
+// that a host with as many runaway plugins as cores would starve its other goroutines. (Yielding
+// at every tick cost 10 µs a tick.) in is nil while an instance is being made.
+func checkpoint(ctx context.Context, in *instance) {
 	now := time.Now()
 	if interrupted(ctx, now) {
 		panic(errInterrupted)
 	}
-	if in, ok := ctx.Value(instanceKey{}).(*instance); ok && now.Sub(in.slice) >= timeSlice {
+	if in != nil && now.Sub(in.slice) >= timeSlice {
 		goruntime.Gosched()
 		in.slice = time.Now()
 	}
-	stack[0] = meter.Budget
+}
+
+// Host functions are metered too, in bytes: each call costs callCost, and one that copies,
+// allocates or clears n bytes costs n more, charged before it does so. Every checkpointBytes of
+// cost the call reaches a checkpoint. Their work is Go code, which the scheduler can preempt, but
+// the meter only counts guest instructions: a loop calling airlock_mem_read for 48 MiB at a time
+// runs few of them and would never tick.
+// The figures follow the meter's (host/internal/meter, byteShift): a checkpoint about every MiB.
+const (
+	callCost        = 1 << 10 // a host-function call costs about as much as copying 1 KiB (~100 ns)
+	checkpointBytes = 1 << 20 // 0.1 ms of copying, 1 ms on fresh memory; a checkpoint costs ~0.2 µs
+	copySlice       = 1 << 20 // the largest copy between two charges
+)
+
+// charge adds n bytes to the call's host-function cost and reaches a checkpoint when due.
+func (in *instance) charge(n uint64) {
+	in.spent += n
+	if in.spent >= checkpointBytes && in.ctx != nil {
+		in.spent = 0
+		checkpoint(in.ctx, in)
+	}
+}
+
+// write copies src to guest memory at dst, charging each slice of at most copySlice bytes before
+// it is copied, so a long copy is stopped at the deadline. It reports false, having copied
+// nothing, when the range is outside guest memory.
+func (in *instance) write(mem api.Memory, dst uint32, src []byte) bool {
+	if uint64(dst)+uint64(len(src)) > uint64(mem.Size()) {
+		return false
+	}
+	for len(src) > 0 {
+		k := min(len(src), copySlice)
+		in.charge(uint64(k))
+		mem.Write(dst, src[:k])
+		dst += uint32(k)
+		src = src[k:]
+	}
+	return true
 }
 
 func interrupted(ctx context.Context, now time.Time) bool {

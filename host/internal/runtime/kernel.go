@@ -172,6 +172,7 @@ var userFuncs = []kernelFunc{
 			s[0] = 0
 			return
 		}
+		in.charge(uint64(len(req)))
 		s[0] = in.allocBytes(in.handler.HTTP(in.ctx, req))
 	}},
 	{abi.FuncDB, []api.ValueType{i64}, []api.ValueType{i64}, func(in *instance, _ api.Module, s []uint64) {
@@ -180,6 +181,7 @@ var userFuncs = []kernelFunc{
 			s[0] = 0
 			return
 		}
+		in.charge(uint64(len(req)))
 		s[0] = in.allocBytes(in.handler.DB(in.ctx, req))
 	}},
 	{abi.FuncConfig, []api.ValueType{i64}, []api.ValueType{i64}, func(in *instance, _ api.Module, s []uint64) {
@@ -194,7 +196,7 @@ var userFuncs = []kernelFunc{
 	{abi.FuncMemRead, []api.ValueType{i64, i32, i64}, []api.ValueType{i64}, func(in *instance, mod api.Module, s []uint64) {
 		off, dst, n := s[0], uint32(s[1]), s[2]
 		if off < arenaBase || n > uint64(len(in.arena)) || off > uint64(len(in.arena))-n || n > 1<<32 ||
-			!mod.Memory().Write(dst, in.arena[off:off+n]) {
+			!in.write(mod.Memory(), dst, in.arena[off:off+n]) {
 			s[0] = ^uint64(0) // -1
 			return
 		}
@@ -219,7 +221,7 @@ var userFuncs = []kernelFunc{
 		if n > uint64(len(input)) {
 			n = uint64(len(input))
 		}
-		if !mod.Memory().Write(dst, input[:n]) {
+		if !in.write(mod.Memory(), dst, input[:n]) {
 			s[0] = ^uint64(0)
 			return
 		}
@@ -246,6 +248,7 @@ func exportFuncs(b wazero.HostModuleBuilder, fns []kernelFunc) {
 					}
 					return
 				}
+				in.charge(callCost)
 				fn(in, mod, stack)
 			}), f.params, f.results).
 			Export(f.name)

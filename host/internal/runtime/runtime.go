@@ -14,9 +14,11 @@
 //   - memory capped per module (Limits.MemoryPages); every call bounded by Limits.Timeout, after
 //     which the call fails and its instance is discarded (pitfall 3). The module is rewritten at
 //     load by host/internal/meter so that it hands control back to the host about every million
-//     instructions, whatever it runs; the host then checks the call's deadline and yields the
-//     processor (wazero's own close-on-context-done checks exit to Go at every loop header,
-//     which quadrupled the guest time of a Go plugin);
+//     instructions or 1–2 MiB of bulk memory work, whatever it runs; the host then checks the
+//     call's deadline and yields the processor (wazero's own close-on-context-done checks exit
+//     to Go at every loop header, which quadrupled the guest time of a Go plugin). Host
+//     functions are charged by the bytes they copy, allocate or clear, and reach the same check
+//     every MiB;
 //   - an instance is never shared between subjects, is discarded after any trap or timeout
 //     (pitfall 4), and is recycled after Options.MaxUses calls; Extism memory and vars are
 //     cleared before every call (pitfall 5).
