@@ -21,6 +21,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/mcp"
 )
@@ -124,8 +125,8 @@ admin API of another replica take effect within a second.`, `
 	}
 	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
-	mux.Handle("/", s.HTTPHandler(agents, nil))
+	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", rt.admin.Handler(adminTokens{admins})))
+	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", s.HTTPHandler(agents, nil)))
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

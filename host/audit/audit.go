@@ -74,6 +74,21 @@ type Event struct {
 	Hop        int     `json:"hop,omitempty"`
 	Attempt    int     `json:"attempt,omitempty"` // 1, 2, … when the host retried; 0 when refused before sending
 	WaitMS     float64 `json:"wait_ms,omitempty"` // backoff or rate-limit wait before this attempt
+
+	// Admin events (KindAdmin): who did what to what. Detail holds names and the resulting
+	// change (a grant's diff), never a secret value.
+	Actor  string          `json:"actor,omitempty"` // admin token name, or "cli:<os user>"
+	Action string          `json:"action,omitempty"`
+	Target string          `json:"target,omitempty"`
+	Detail json.RawMessage `json:"detail,omitempty"`
+
+	// Refused authentication (KindAuth): where from, and whether a token was presented.
+	Remote string `json:"remote,omitempty"`
+	Realm  string `json:"realm,omitempty"` // "mcp" or "admin"
+
+	// KindDropped: how many refused calls and authentications were not recorded because they
+	// came faster than the sink's limit, since the previous such record.
+	Dropped int64 `json:"dropped,omitempty"`
 }
 
 // Kinds of Event.
@@ -82,6 +97,12 @@ const (
 	KindRequest = "request"
 	// KindCredential records a change in a connection: connected, refreshed, needs_reauth.
 	KindCredential = "credential"
+	// KindAdmin records an admin action ([Action]).
+	KindAdmin = "admin"
+	// KindAuth records a refused authentication (a missing, wrong or revoked token).
+	KindAuth = "auth"
+	// KindDropped counts refused calls and authentications left out by the rate limit.
+	KindDropped = "dropped"
 )
 
 // Sink keeps audit events. Write must be safe for concurrent use. A Write error fails the call
