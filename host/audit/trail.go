@@ -621,3 +621,13 @@ func (w *statusWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// VerifyStore verifies st's log with its attached Trail (chain, MACs, checkpoints; no anchor),
+// or only its plain hash chain when none is attached, and returns how many records checked.
+func VerifyStore(ctx context.Context, st *store.Store) (int64, error) {
+	if t := TrailOf(st); t != nil {
+		rep, err := t.Verify(ctx, "")
+		return rep.Records, err
+	}
+	return st.VerifyAudit(ctx)
+}

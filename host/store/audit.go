@@ -145,7 +145,7 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 			return wrap("appending to the audit log", err)
 		}
 		var (
-			seq               int64
+			seq              int64
 			prev, keyID, mac string
 		)
 		err := t.queryRow(ctx, `SELECT seq, hash, key_id, mac FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev, &keyID, &mac)
