@@ -235,7 +235,7 @@ func (t *Trail) Verify(ctx context.Context, anchor string) (Report, error) {
 	}
 	c := checker{last: n, hashAt: hashAt, verify: t.keys.verify}
 	for _, cp := range cps {
-		if err := c.check(cp, "checkpoint"); err != nil {
+		if err := c.check(cp, "a checkpoint"); err != nil {
 			return rep, err
 		}
 		rep.Checkpoints++
@@ -246,7 +246,7 @@ func (t *Trail) Verify(ctx context.Context, anchor string) (Report, error) {
 			return rep, err
 		}
 		for _, cp := range acps {
-			if err := c.check(cp, "the anchor file "+anchor+" holds a checkpoint that"); err != nil {
+			if err := c.check(cp, "a checkpoint in the anchor file "+anchor); err != nil {
 				return rep, err
 			}
 			rep.Anchored++
@@ -261,8 +261,8 @@ type checker struct {
 	last    int64
 	hashAt  func(seq int64) (string, error)
 	verify  func(store.AuditCheckpoint) error
-	covered int64 // highest record a valid checkpoint matched
-	matched int64 // same, for naming where a rewritten stretch starts
+	covered int64   // highest record a valid checkpoint matched
+	matched []int64 // every record a valid checkpoint matched, for naming where a rewrite starts
 }
 
 func (c *checker) check(cp store.AuditCheckpoint, what string) error {
@@ -273,7 +273,7 @@ func (c *checker) check(cp store.AuditCheckpoint, what string) error {
 	}
 	if cp.Seq > c.last {
 		return &store.AuditBreak{Seq: c.last + 1, Reason: fmt.Sprintf(
-			"records %d to %d are missing: a %s signed by replica %s at %s says the log reached record %d (hash %.16s…), but it ends at record %d; "+
+			"records %d to %d are missing: %s signed by replica %s at %s says the log reached record %d (hash %.16s…), but it ends at record %d; "+
 				"the newest records were deleted or the database was restored from an older backup",
 			c.last+1, cp.Seq, what, cp.Replica, when, cp.Seq, cp.Hash, c.last)}
 	}
@@ -282,24 +282,20 @@ func (c *checker) check(cp store.AuditCheckpoint, what string) error {
 		return err
 	}
 	if h != cp.Hash {
-		from := c.matchedBelow(cp.Seq) + 1
+		from := int64(1)
+		for _, m := range c.matched {
+			if m < cp.Seq {
+				from = max(from, m+1)
+			}
+		}
 		return &store.AuditBreak{Seq: from, Reason: fmt.Sprintf(
-			"records %d to %d differ from what a %s signed by replica %s at %s vouches for (record %d had hash %.16s…, now %.16s…): "+
+			"records %d to %d differ from what %s signed by replica %s at %s vouches for (record %d had hash %.16s…, now %.16s…): "+
 				"they were rewritten and the chain recomputed, or the database was restored from an older backup and written since",
 			from, cp.Seq, what, cp.Replica, when, cp.Seq, cp.Hash, h)}
 	}
 	c.covered = max(c.covered, cp.Seq)
+	c.matched = append(c.matched, cp.Seq)
 	return nil
-}
-
-// matchedBelow is the highest record below seq a checked checkpoint matched (checkpoints are
-// checked in record order within each source, so this is where the divergence begins at the
-// earliest).
-func (c *checker) matchedBelow(seq int64) int64 {
-	if c.covered < seq {
-		return c.covered
-	}
-	return 0
 }
 
 // Export format, one JSON object per line.
@@ -471,7 +467,7 @@ func VerifyExport(r io.Reader, pubs []PublicKey) (Report, error) {
 			return VerifyCheckpoint(cp, p.Key)
 		}}
 	for _, cp := range cps {
-		err := c.check(cp, "checkpoint")
+		err := c.check(cp, "a checkpoint")
 		var br *store.AuditBreak
 		if errors.As(err, &br) && errors.Is(c.verify(cp), errUntrusted) {
 			continue // signed by a key not given: proves nothing either way
