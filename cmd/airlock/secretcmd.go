@@ -69,7 +69,10 @@ nothing.`, `
 	}
 	backend := storeBackend{st}
 	if verb == "rotate-key" {
-		return errors.Join(rotateMasterKey(ctx, e, backend, stateDir), g.recordAction(ctx, nil, "secret rotate-key", "master key", nil))
+		if err := rotateMasterKey(ctx, e, backend, stateDir); err != nil {
+			return err
+		}
+		return g.recordAction(ctx, nil, "secret rotate-key", "master key", nil)
 	}
 	key, _, err := secret.LoadMasterKey(stateDir)
 	if err != nil {
