@@ -34,6 +34,11 @@ func TestStoreSinkCheckpoints(t *testing.T) {
 		if err := sink.Write(ctx, ev(i)); err != nil {
 			t.Fatal(err)
 		}
+		if i == 12 {
+			if err := sink.Flush(ctx); err != nil { // 12 appended: past CheckpointEvery
+				t.Fatal(err)
+			}
+		}
 	}
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
