@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,7 @@ type auditKey struct {
 	mac     []byte
 	priv    ed25519.PrivateKey
 	pub     ed25519.PublicKey
+	macs    sync.Pool // of keyed HMAC states: a link costs one Reset, no key schedule
 }
 
 func deriveKey(root []byte, created time.Time) *auditKey {
@@ -86,10 +88,25 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 
 // linkMAC is the MAC of one link of the chain: hex HMAC-SHA-256 under the key's MAC key of
 // "airlock audit link v1\n" + keyID + "\n" + seq + "\n" + hash.
-func (k *auditKey) linkMAC(seq int64, hash string) string {
-	m := hmac.New(sha256.New, k.mac)
-	m.Write([]byte(linkLabel + "\n" + k.id + "\n" + strconv.FormatInt(seq, 10) + "\n" + hash))
-	return hex.EncodeToString(m.Sum(nil))
+func (k *auditKey) linkMAC(seq int64, chainHash string) string {
+	m, _ := k.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, k.mac)
+	}
+	var buf [128]byte
+	b := append(buf[:0], linkLabel+"\n"...)
+	b = append(b, k.id...)
+	b = append(b, '\n')
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, '\n')
+	b = append(b, chainHash...)
+	m.Reset()
+	m.Write(b)
+	var sum [sha256.Size]byte
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], m.Sum(sum[:0]))
+	k.macs.Put(m)
+	return string(out[:])
 }
 
 // CheckpointPayload is the exact byte string a checkpoint's ed25519 signature covers:
