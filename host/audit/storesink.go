@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/abi"
 )
 
 // Errors of a [StoreSink], for callers that branch on them.
@@ -57,7 +58,8 @@ type StoreSinkOptions struct {
 	CheckpointInterval time.Duration
 
 	// RefusedPerSecond bounds how many refused events (outcome "denied": calls that were not
-	// granted or not allowed, refused authentications) are recorded per second, with bursts of
+	// granted or not allowed, refused authentications; and calls to tools that do not exist,
+	// such as those of a revoked connector) are recorded per second, with bursts of
 	// RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
 	// count recorded as a KindDropped event once per CheckpointInterval. Defaults: 50 and 500.
 	RefusedPerSecond float64
@@ -155,7 +157,7 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 // store is failing or ctx ends before there is room in the buffer, unless the sink fails open
 // (then the event is dropped and counted); and [ErrSinkClosed] after Close.
 func (s *StoreSink) Write(ctx context.Context, e Event) error {
-	if e.Outcome == "denied" && !s.refused.Allow() {
+	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !s.refused.Allow() {
 		s.refusedDropped.Add(1)
 		s.refusedTotal.Add(1)
 		return nil
