@@ -196,12 +196,7 @@ func activeKey(t *audit.Trail) string {
 // reportVerify prints the outcome of a verification: OK with what was checked, or BROKEN with
 // the first bad record and what happened to it (exit status 1).
 func reportVerify(e *env, rep audit.Report, err error, anchor string) error {
-	var br *store.AuditBreak
-	if errors.As(err, &br) {
-		fmt.Fprintf(e.stdout, "BROKEN: record %d: %s (%d records checked).\n", br.Seq, br.Reason, rep.Records)
-		return errSilent
-	}
-	if err != nil {
+	if err := reportBroken(e, rep, err); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "OK: %d records, chain and MACs intact; %d signed checkpoints check, the last covering record %d.\n",
@@ -216,6 +211,17 @@ func reportVerify(e *env, rep audit.Report, err error, anchor string) error {
 		fmt.Fprintf(e.stdout, "Records %d to %d are not yet covered by a checkpoint (the next one signs them).\n", rep.Covered+1, rep.Records)
 	}
 	return nil
+}
+
+// reportBroken prints a break (the first bad record, or what is missing) and returns
+// errSilent (exit status 1), returns any other error, or nil when the verification passed.
+func reportBroken(e *env, rep audit.Report, err error) error {
+	var br *store.AuditBreak
+	if errors.As(err, &br) {
+		fmt.Fprintf(e.stdout, "BROKEN: record %d: %s (%d records checked).\n", br.Seq, br.Reason, rep.Records)
+		return errSilent
+	}
+	return err
 }
 
 func verifyExportFile(e *env, path string, keys []string) error {
@@ -239,12 +245,7 @@ func verifyExportFile(e *env, path string, keys []string) error {
 	}
 	defer f.Close()
 	rep, err := audit.VerifyExport(f, pubs)
-	var br *store.AuditBreak
-	if errors.As(err, &br) {
-		fmt.Fprintf(e.stdout, "BROKEN: record %d: %s (%d records checked).\n", br.Seq, br.Reason, rep.Records)
-		return errSilent
-	}
-	if err != nil {
+	if err := reportBroken(e, rep, err); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "OK: %d records, chain intact, every record covered by %d checkpoints signed by the key(s) given (the last covers record %d).\n",

@@ -228,6 +228,12 @@ func TestAttacksOnTheDatabase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		restoreCheckpoints := func(t *testing.T) {
+			r.exec(t, `DELETE FROM audit_checkpoints`)
+			for _, c := range cps {
+				must(t, r.st.PutAuditCheckpoint(ctx, c))
+			}
+		}
 
 		t.Run("edit a field", func(t *testing.T) {
 			defer restore(t)
@@ -259,11 +265,7 @@ func TestAttacksOnTheDatabase(t *testing.T) {
 		})
 		t.Run("delete the newest records and their checkpoints", func(t *testing.T) {
 			defer restore(t)
-			defer func() {
-				for _, c := range cps {
-					r.st.PutAuditCheckpoint(ctx, c)
-				}
-			}()
+			defer restoreCheckpoints(t)
 			r.exec(t, `DELETE FROM audit WHERE seq > 20`)
 			r.exec(t, `DELETE FROM audit_checkpoints WHERE seq > 20`)
 			// The database alone is consistent now: this needs the anchor kept outside it.
@@ -281,18 +283,12 @@ func TestAttacksOnTheDatabase(t *testing.T) {
 		})
 		t.Run("replace the whole table with a self-consistent forgery", func(t *testing.T) {
 			defer restore(t)
-			defer func() {
-				r.exec(t, `DELETE FROM audit_checkpoints`)
-				for _, c := range cps {
-					r.st.PutAuditCheckpoint(ctx, c)
-				}
-			}()
+			defer restoreCheckpoints(t)
 			r.exec(t, `DELETE FROM audit`)
 			r.exec(t, `DELETE FROM audit_checkpoints`)
 			// The forger's own chain, MACs of their own, and a checkpoint signed with their own
 			// key under the real key's id.
-			pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-			_ = pub
+			_, priv, _ := ed25519.GenerateKey(rand.Reader)
 			forged := make([]row, 40)
 			prev := ""
 			for i := range forged {
@@ -315,12 +311,7 @@ func TestAttacksOnTheDatabase(t *testing.T) {
 		})
 		t.Run("rollback to an older backup", func(t *testing.T) {
 			defer restore(t)
-			defer func() {
-				r.exec(t, `DELETE FROM audit_checkpoints`)
-				for _, c := range cps {
-					r.st.PutAuditCheckpoint(ctx, c)
-				}
-			}()
+			defer restoreCheckpoints(t)
 			// The backup was taken at record 20 (with its checkpoints); the host then wrote
 			// records 21-30 (checkpointed, in the anchor too). Restoring it and letting the host
 			// write 15 more gives a log that is genuine, signed, and a different history.
