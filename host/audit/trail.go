@@ -60,8 +60,44 @@ func Attach(ctx context.Context, st *store.Store, sealer Sealer, opts *TrailOpti
 		return nil, err
 	}
 	t := &Trail{st: st, keys: keys, opts: o}
+	if err := t.adopt(ctx); err != nil {
+		return nil, err
+	}
 	st.SetAuditKeys(t)
 	return t, nil
+}
+
+// adopt signs the head of a log written before the keyed chain (no record carries a MAC), so
+// that it can be extended and verified: what it held then is fixed by that checkpoint.
+func (t *Trail) adopt(ctx context.Context) error {
+	last, err := t.st.LastAuditRecord(ctx)
+	if errors.Is(err, store.ErrNotFound) || err == nil && last.MAC != "" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	keyed, err := t.st.QueryAudit(ctx, store.AuditFilter{Limit: 1, AfterSeq: 0})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	cps, err := t.st.AuditCheckpoints(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if len(cps) > 0 || len(keyed) > 0 && keyed[0].MAC != "" {
+		// Adopted already, or a keyed log whose head lost its MAC: appends refuse to extend
+		// it and verify names it; never vouch for it now.
+		return nil
+	}
+	c := t.keys.sign(last.Seq, last.Hash, time.Now(), store.AuditAdoptReplica)
+	if err := t.st.PutAuditCheckpoint(ctx, c); err != nil {
+		return fmt.Errorf("audit: adopting the unkeyed log: %w", err)
+	}
+	if t.opts.Anchor != "" {
+		return appendAnchor(t.opts.Anchor, c)
+	}
+	return nil
 }
 
 // TrailOf returns the Trail attached to st, or nil.
@@ -220,12 +256,12 @@ type Report struct {
 // records missing. Problems are returned as an *[store.AuditBreak].
 func (t *Trail) Verify(ctx context.Context, anchor string) (Report, error) {
 	var rep Report
-	n, err := t.st.VerifyAuditKeyed(ctx, t.keys)
-	rep.Records = n
+	cps, err := t.st.AuditCheckpoints(ctx)
 	if err != nil {
 		return rep, err
 	}
-	cps, err := t.st.AuditCheckpoints(ctx)
+	n, err := t.st.VerifyAuditKeyed(ctx, t.keys, legacyUntil(cps, t.keys.verify))
+	rep.Records = n
 	if err != nil {
 		return rep, err
 	}
@@ -254,6 +290,18 @@ func (t *Trail) Verify(ctx context.Context, anchor string) (Report, error) {
 	}
 	rep.Covered = c.covered
 	return rep, nil
+}
+
+// legacyUntil is the last record of a log written before the keyed chain, as the valid adoption
+// checkpoints say (0: none): records up to it may carry no MAC.
+func legacyUntil(cps []store.AuditCheckpoint, verify func(store.AuditCheckpoint) error) int64 {
+	var until int64
+	for _, c := range cps {
+		if c.Replica == store.AuditAdoptReplica && verify(c) == nil {
+			until = max(until, c.Seq)
+		}
+	}
+	return until
 }
 
 // checker compares checkpoints with a log whose records 1..last have checked.
@@ -421,9 +469,10 @@ func VerifyExport(r io.Reader, pubs []PublicKey) (Report, error) {
 	}
 	hashes := map[int64]string{}
 	var (
-		after int64
-		prev  string
-		cps   []store.AuditCheckpoint
+		after   int64
+		prev    string
+		cps     []store.AuditCheckpoint
+		unkeyed []int64 // records with no MAC: only an adopted, pre-keyed log may have them
 	)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -442,8 +491,11 @@ func VerifyExport(r io.Reader, pubs []PublicKey) (Report, error) {
 			}
 		case "record":
 			rec := store.AuditRecord{Seq: l.Seq, PrevHash: l.PrevHash, Hash: l.Hash, Data: l.Data, KeyID: l.KeyID, MAC: l.MAC}
-			if br := store.CheckAuditLink(after, prev, rec, nil, true); br != nil {
+			if br := store.CheckAuditLink(after, prev, rec, nil, false); br != nil {
 				return rep, br
+			}
+			if rec.MAC == "" {
+				unkeyed = append(unkeyed, rec.Seq)
 			}
 			after, prev = rec.Seq, rec.Hash
 			hashes[rec.Seq] = rec.Hash
@@ -466,6 +518,12 @@ func VerifyExport(r io.Reader, pubs []PublicKey) (Report, error) {
 			}
 			return VerifyCheckpoint(cp, p.Key)
 		}}
+	legacy := legacyUntil(cps, c.verify)
+	for _, seq := range unkeyed {
+		if seq > legacy {
+			return rep, &store.AuditBreak{Seq: seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database)"}
+		}
+	}
 	for _, cp := range cps {
 		err := c.check(cp, "a checkpoint")
 		var br *store.AuditBreak

@@ -469,3 +469,45 @@ func TestKeyRotation(t *testing.T) {
 		}
 	})
 }
+
+// A log written before the keyed chain is adopted by a signed checkpoint when a host first
+// holds an audit key: it verifies and is extended, but an unkeyed record added after that is
+// named, online and offline.
+func TestUnkeyedLogIsAdopted(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		ctx := context.Background()
+		r.st.SetAuditKeys(nil) // as an older airlock wrote it
+		r.exec(t, `DELETE FROM audit_checkpoints`)
+		r.fill(t, 0, 5)
+		tr, err := audit.Attach(ctx, r.st, r.sealer, &audit.TrailOptions{Anchor: r.anchor, Replica: "r1"})
+		must(t, err)
+		r.fill(t, 5, 8)
+		if rep, err := tr.Verify(ctx, r.anchor); err != nil || rep.Records != 8 {
+			t.Fatalf("Verify of an adopted log = %+v, %v", rep, err)
+		}
+		var buf bytes.Buffer
+		if _, err := tr.Export(ctx, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.VerifyExport(bytes.NewReader(buf.Bytes()), tr.Keys().PublicKeys()); err != nil {
+			t.Fatalf("VerifyExport of an adopted log = %v", err)
+		}
+		last := r.rows(t)[7]
+		data := []byte(`{"kind":"call","agent":"mallory","outcome":"ok"}`)
+		r.insert(t, []row{{seq: 9, prev: last.hash, hash: store.AuditHash(last.hash, 9, data), data: data, kind: "call", agent: "mallory", out: "ok"}})
+		wantBreak(t, "unkeyed record after adoption", verify(t, r, ""), 9, "no MAC")
+		if _, err := r.st.AppendAudit(ctx, []byte(`{"kind":"call","outcome":"ok"}`)); !errors.Is(err, store.ErrAuditTampered) {
+			t.Errorf("appending onto an unkeyed head after adoption = %v, want ErrAuditTampered", err)
+		}
+		// The attacker's export: the records as they are, the host's checkpoints.
+		var forged bytes.Buffer
+		for _, l := range bytes.SplitAfter(buf.Bytes(), []byte("\n")) {
+			forged.Write(l)
+			if bytes.Contains(l, []byte(`"seq":8,`)) && bytes.Contains(l, []byte(`"type":"record"`)) {
+				fmt.Fprintf(&forged, `{"type":"record","seq":9,"prev_hash":%q,"hash":%q,"data":%s}`+"\n", last.hash, store.AuditHash(last.hash, 9, data), data)
+			}
+		}
+		_, err = audit.VerifyExport(&forged, tr.Keys().PublicKeys())
+		wantBreak(t, "offline: unkeyed record after adoption", err, 9, "no MAC")
+	})
+}

@@ -155,8 +155,19 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 		// A keyed appender extends only a log whose head it can authenticate: the head's hash
 		// commits to every record before it, so a checkpoint signed later never vouches for a
 		// record forged in the database. (A head with no MAC was written without keys.)
-		if keys != nil && mac != "" {
-			if err := keys.CheckLink(keyID, seq, prev, mac); err != nil {
+		if keys != nil && seq > 0 {
+			err := keys.CheckLink(keyID, seq, prev, mac)
+			if mac == "" { // a log from before the keyed chain: extended once adopted
+				var n int
+				if qerr := t.queryRow(ctx, `SELECT COUNT(*) FROM audit_checkpoints WHERE seq = ? AND hash = ? AND replica = ?`,
+					seq, prev, AuditAdoptReplica).Scan(&n); qerr != nil {
+					return wrap("reading the audit checkpoints", qerr)
+				}
+				if n > 0 {
+					err = nil
+				}
+			}
+			if err != nil {
 				return fmt.Errorf("store: appending to the audit log: record %d (the last one) %v: %w; "+
 					"run `airlock audit verify`, and restore the database from a backup", seq, err, ErrAuditTampered)
 			}
@@ -278,7 +289,9 @@ const verifyPage = 500
 // CheckAuditLink checks that r is the record that follows record afterSeq (whose hash is
 // afterHash; 0 and "" before record 1): no gap, its prev_hash, its own hash, and — with keys —
 // its MAC. requireMAC refuses a record with no MAC (a verifier without the key, offline, can
-// still see that one is missing). It returns nil or the break at the first bad record.
+// still see that one is missing); only records of a log written before the keyed chain, and
+// adopted by a signed checkpoint ([AuditAdoptReplica]), may lack one. It returns nil or the break
+// at the first bad record.
 func CheckAuditLink(afterSeq int64, afterHash string, r AuditRecord, keys AuditKeys, requireMAC bool) *AuditBreak {
 	want := afterSeq + 1
 	switch {
@@ -296,8 +309,10 @@ func CheckAuditLink(afterSeq int64, afterHash string, r AuditRecord, keys AuditK
 			"its prev_hash does not match the hash of record %d: a record was rewritten, reordered or replaced", r.Seq-1)}
 	case AuditHash(r.PrevHash, r.Seq, r.Data) != r.Hash:
 		return &AuditBreak{Seq: r.Seq, Reason: "its contents do not match its hash: the record was changed"}
-	case r.MAC == "" && (requireMAC || keys != nil):
-		return &AuditBreak{Seq: r.Seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database, or written before the keyed chain)"}
+	case r.MAC == "" && requireMAC:
+		return &AuditBreak{Seq: r.Seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database)"}
+	case r.MAC == "":
+		// Written before the keyed chain, and adopted by a signed checkpoint.
 	case keys != nil:
 		if err := keys.CheckLink(r.KeyID, r.Seq, r.Hash, r.MAC); err != nil {
 			return &AuditBreak{Seq: r.Seq, Reason: fmt.Sprintf(
@@ -315,13 +330,14 @@ func CheckAuditLink(afterSeq int64, afterHash string, r AuditRecord, keys AuditK
 // chain, and deleting records from the end is invisible to it. Package audit's Verify checks
 // the MACs, the signed checkpoints and an anchor kept outside the database as well.
 func (s *Store) VerifyAudit(ctx context.Context) (checked int64, err error) {
-	return s.VerifyAuditKeyed(ctx, nil)
+	return s.VerifyAuditKeyed(ctx, nil, 0)
 }
 
 // VerifyAuditKeyed is [Store.VerifyAudit] that also checks every record's MAC under keys
 // (nil: none), so a chain recomputed by someone without the key breaks at the first record
-// they changed.
-func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys) (checked int64, err error) {
+// they changed. Records up to legacyUntil (the last record of a log written before the keyed
+// chain, as a verified adoption checkpoint says) may carry no MAC.
+func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys, legacyUntil int64) (checked int64, err error) {
 	var (
 		after int64
 		prev  string
@@ -355,7 +371,7 @@ func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys) (checked i
 			return checked, nil
 		}
 		for _, r := range page {
-			if br := CheckAuditLink(after, prev, r.AuditRecord, keys, keys != nil); br != nil {
+			if br := CheckAuditLink(after, prev, r.AuditRecord, keys, keys != nil && r.Seq > legacyUntil); br != nil {
 				return checked, br
 			}
 			f, t, err := parseAuditFields(r.Data)
@@ -410,6 +426,11 @@ type AuditCheckpoint struct {
 	KeyID   string    `json:"key_id"`
 	Sig     string    `json:"sig"`
 }
+
+// AuditAdoptReplica is the replica a checkpoint names when it adopts a log written before the
+// keyed chain: the host that first holds an audit key signs the unkeyed head as it finds it, and
+// records up to it may carry no MAC.
+const AuditAdoptReplica = "adopted-unkeyed-log"
 
 // PutAuditCheckpoint records c; a second checkpoint of the same replica at the same record is
 // ignored.
