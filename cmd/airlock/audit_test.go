@@ -256,6 +256,10 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 		}
 	}
 
+	if out := must("audit", "-n", "100"); !strings.Contains(out, cli+": grant slack") || !strings.Contains(out, "alice: deny "+ap4) {
+		t.Errorf("audit tail does not show the admin actions with their actors:\n%s", out)
+	}
+
 	// The whole trail verifies, with its anchor, across the key rotation.
 	if out := must("audit", "verify"); !strings.HasPrefix(out, "OK: ") || !strings.Contains(out, "Anchor") {
 		t.Errorf("audit verify = %q", out)

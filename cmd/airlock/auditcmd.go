@@ -184,6 +184,23 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied --kind 
 	}
 }
 
+// auditDetail is the DETAIL column of an admin action, a refused authentication or a count of
+// dropped refusals.
+func auditDetail(ev audit.Event) string {
+	switch ev.Kind {
+	case audit.KindAdmin:
+		d := fmt.Sprintf("%s: %s %s", ev.Actor, ev.Action, ev.Target)
+		if len(ev.Detail) > 0 {
+			d += " " + string(ev.Detail)
+		}
+		return d
+	case audit.KindAuth:
+		return fmt.Sprintf("%s %s %s from %s: %s", ev.Realm, ev.Method, ev.URL, ev.Remote, ev.Message)
+	default:
+		return fmt.Sprintf("%d refused calls or authentications not recorded (rate limit)", ev.Dropped)
+	}
+}
+
 func activeKey(t *audit.Trail) string {
 	for _, k := range t.Keys().PublicKeys() {
 		if k.Active {
