@@ -340,3 +340,29 @@ func TestConnectIsAudited(t *testing.T) {
 		e.noLeak(t, fmt.Sprintf("audit record %d", rec.Seq), string(rec.Data))
 	}
 }
+
+// An older airlock's log (no MACs) is named by verify until an admin adopts it.
+func TestAuditAdoptCLI(t *testing.T) {
+	hermetic(t)
+	state := t.TempDir()
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(state, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := st.AppendAudit(context.Background(), fmt.Appendf(nil, `{"kind":"call","agent":"old","request_id":"r%d","outcome":"ok"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	g := []string{"--state-dir", state}
+	if code, out, _ := airlock(t, append([]string{"audit", "verify"}, g...)...); code != exitError || !strings.Contains(out, "BROKEN: record 1:") || !strings.Contains(out, "airlock audit adopt") {
+		t.Errorf("verify of an unkeyed log = %d %q; want record 1 named and adopt suggested", code, out)
+	}
+	if code, out, errOut := airlock(t, append([]string{"audit", "adopt"}, g...)...); code != exitOK || !strings.Contains(out, "records 1 to 3") {
+		t.Fatalf("audit adopt = %d %q %s", code, out, errOut)
+	}
+	if code, out, _ := airlock(t, append([]string{"audit", "verify"}, g...)...); code != exitOK {
+		t.Errorf("verify after adopt = %d %q", code, out)
+	}
+}

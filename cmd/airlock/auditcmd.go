@@ -38,6 +38,7 @@ a restore from an older backup (exit status 1).
   verify        check the chain, its MACs, the checkpoints and the anchor file (--anchor FILE)
   verify --file F --pubkey K    check an export on any machine: no store, no secret key
   key           print the public key that verifies checkpoints (key rotate: start a new one)
+  adopt         vouch for the records an older airlock wrote without MACs (after checking them)
 
 Filters: --connector --tool --agent --subject --decision ok|error|denied --kind call|request|admin|auth
 --since/--until (RFC 3339, or a duration back from now such as 24h).`, `
@@ -144,6 +145,16 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied --kind 
 			}
 		}
 		return nil
+	case "adopt":
+		c, err := trail.Adopt(ctx)
+		if err != nil {
+			return err
+		}
+		if err := g.recordAction(ctx, st, "audit adopt", fmt.Sprint(c.Seq), map[string]string{"hash": c.Hash}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Adopted records 1 to %d (written without MACs) with a signed checkpoint; every later record must carry a MAC.\n", c.Seq)
+		return nil
 	case "search":
 		return printRecords(e, st, ctx, f, *asJSON)
 	case "tail":
@@ -180,7 +191,7 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied --kind 
 			}
 		}
 	default:
-		return usagef("unknown action %q: use tail, search, export, verify or key", verb)
+		return usagef("unknown action %q: use tail, search, export, verify, key or adopt", verb)
 	}
 }
 

@@ -60,44 +60,45 @@ func Attach(ctx context.Context, st *store.Store, sealer Sealer, opts *TrailOpti
 		return nil, err
 	}
 	t := &Trail{st: st, keys: keys, opts: o}
-	if err := t.adopt(ctx); err != nil {
-		return nil, err
-	}
 	st.SetAuditKeys(t)
 	return t, nil
 }
 
-// adopt signs the head of a log written before the keyed chain (no record carries a MAC), so
-// that it can be extended and verified: what it held then is fixed by that checkpoint.
-func (t *Trail) adopt(ctx context.Context) error {
-	last, err := t.st.LastAuditRecord(ctx)
-	if errors.Is(err, store.ErrNotFound) || err == nil && last.MAC != "" {
-		return nil
+// Adopt vouches for the records an older airlock wrote without MACs: it signs a checkpoint
+// ([store.AuditAdoptReplica]) over the last record of the log's unkeyed beginning, so that they
+// verify — as they stand now, which is all a key holder can vouch for. Records after it must
+// carry MACs. It is an admin's decision (`airlock audit adopt`), never automatic: a host that
+// adopted whatever it found would adopt a forged table too.
+func (t *Trail) Adopt(ctx context.Context) (store.AuditCheckpoint, error) {
+	var last store.AuditRecord
+	for after := int64(0); ; {
+		recs, err := t.st.QueryAudit(ctx, store.AuditFilter{AfterSeq: after})
+		if err != nil {
+			return store.AuditCheckpoint{}, fmt.Errorf("audit: %w", err)
+		}
+		i := slices.IndexFunc(recs, func(r store.AuditRecord) bool { return r.MAC != "" })
+		if i >= 0 {
+			recs = recs[:i]
+		}
+		if len(recs) > 0 {
+			last = recs[len(recs)-1]
+		}
+		if i >= 0 || len(recs) < store.DefaultAuditLimit {
+			break
+		}
+		after = last.Seq
 	}
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	keyed, err := t.st.QueryAudit(ctx, store.AuditFilter{Limit: 1, AfterSeq: 0})
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	cps, err := t.st.AuditCheckpoints(ctx)
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	if len(cps) > 0 || len(keyed) > 0 && keyed[0].MAC != "" {
-		// Adopted already, or a keyed log whose head lost its MAC: appends refuse to extend
-		// it and verify names it; never vouch for it now.
-		return nil
+	if last.Seq == 0 {
+		return store.AuditCheckpoint{}, errors.New("audit: every record carries a MAC: there is nothing to adopt")
 	}
 	c := t.keys.sign(last.Seq, last.Hash, time.Now(), store.AuditAdoptReplica)
 	if err := t.st.PutAuditCheckpoint(ctx, c); err != nil {
-		return fmt.Errorf("audit: adopting the unkeyed log: %w", err)
+		return c, fmt.Errorf("audit: adopting the unkeyed records: %w", err)
 	}
 	if t.opts.Anchor != "" {
-		return appendAnchor(t.opts.Anchor, c)
+		return c, appendAnchor(t.opts.Anchor, c)
 	}
-	return nil
+	return c, nil
 }
 
 // TrailOf returns the Trail attached to st, or nil.
@@ -521,7 +522,7 @@ func VerifyExport(r io.Reader, pubs []PublicKey) (Report, error) {
 	legacy := legacyUntil(cps, c.verify)
 	for _, seq := range unkeyed {
 		if seq > legacy {
-			return rep, &store.AuditBreak{Seq: seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database)"}
+			return rep, &store.AuditBreak{Seq: seq, Reason: "it carries no MAC and no signed adoption covers it: it was written without the audit key (inserted or rewritten in the database)"}
 		}
 	}
 	for _, cp := range cps {

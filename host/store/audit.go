@@ -154,20 +154,11 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 		}
 		// A keyed appender extends only a log whose head it can authenticate: the head's hash
 		// commits to every record before it, so a checkpoint signed later never vouches for a
-		// record forged in the database. (A head with no MAC was written without keys.)
-		if keys != nil && seq > 0 {
-			err := keys.CheckLink(keyID, seq, prev, mac)
-			if mac == "" { // a log from before the keyed chain: extended once adopted
-				var n int
-				if qerr := t.queryRow(ctx, `SELECT COUNT(*) FROM audit_checkpoints WHERE seq = ? AND hash = ? AND replica = ?`,
-					seq, prev, AuditAdoptReplica).Scan(&n); qerr != nil {
-					return wrap("reading the audit checkpoints", qerr)
-				}
-				if n > 0 {
-					err = nil
-				}
-			}
-			if err != nil {
+		// record forged in the database.
+		// A head with no MAC (a log from before the keyed chain) is extended: verification
+		// names such records unless an admin adopted them with a signed checkpoint.
+		if keys != nil && mac != "" {
+			if err := keys.CheckLink(keyID, seq, prev, mac); err != nil {
 				return fmt.Errorf("store: appending to the audit log: record %d (the last one) %v: %w; "+
 					"run `airlock audit verify`, and restore the database from a backup", seq, err, ErrAuditTampered)
 			}
@@ -310,7 +301,8 @@ func CheckAuditLink(afterSeq int64, afterHash string, r AuditRecord, keys AuditK
 	case AuditHash(r.PrevHash, r.Seq, r.Data) != r.Hash:
 		return &AuditBreak{Seq: r.Seq, Reason: "its contents do not match its hash: the record was changed"}
 	case r.MAC == "" && requireMAC:
-		return &AuditBreak{Seq: r.Seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database)"}
+		return &AuditBreak{Seq: r.Seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database); " +
+			"if it was written by an airlock older than the keyed chain, an admin may vouch for those records with `airlock audit adopt`"}
 	case r.MAC == "":
 		// Written before the keyed chain, and adopted by a signed checkpoint.
 	case keys != nil:
@@ -427,9 +419,8 @@ type AuditCheckpoint struct {
 	Sig     string    `json:"sig"`
 }
 
-// AuditAdoptReplica is the replica a checkpoint names when it adopts a log written before the
-// keyed chain: the host that first holds an audit key signs the unkeyed head as it finds it, and
-// records up to it may carry no MAC.
+// AuditAdoptReplica is the replica a checkpoint names when an admin adopts the records an older
+// airlock wrote without MACs (`airlock audit adopt`): records up to it may carry no MAC.
 const AuditAdoptReplica = "adopted-unkeyed-log"
 
 // PutAuditCheckpoint records c; a second checkpoint of the same replica at the same record is
