@@ -464,6 +464,9 @@ says unsigned, a warning is printed, and the host marks every audit record of th
 	if err != nil {
 		return err
 	}
+	if err := g.recordInstall(ctx, st, res); err != nil {
+		return err
+	}
 	in := res.Installed
 	switch {
 	case res.AlreadyInstalled:

@@ -295,13 +295,15 @@ func printAudit(e *env, events []audit.Event) {
 			if ev.Message != "" {
 				detail += ": " + ev.Message
 			}
+		} else if ev.Kind == audit.KindAdmin || ev.Kind == audit.KindAuth || ev.Kind == audit.KindDropped {
+			detail = auditDetail(ev)
 		} else if ev.Code != "" {
 			detail = ev.Code + ": " + ev.Message
 		}
 		if len(detail) > 140 {
 			detail = detail[:137] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.RequestID[:8], ev.Kind, ev.Tool, ev.Outcome, detail)
+		fmt.Fprintf(tw, "%s\t%.8s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.RequestID, ev.Kind, ev.Tool, ev.Outcome, detail)
 	}
 	tw.Flush()
 }

@@ -182,7 +182,7 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		st.Close()
 		return nil, err
 	}
-	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger, FailOpen: cfg.AuditFailOpen})
+	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: logger, FailOpen: cfg.AuditFailOpen, Trail: audit.TrailOf(st)})
 	if cfg.AuditFailOpen {
 		logger.Warn("audit_fail_open is set: calls keep running when the audit log cannot be written, and those records are lost")
 	}

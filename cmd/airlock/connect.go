@@ -93,6 +93,9 @@ clears a "needs re-authorisation" status).`, `
 		return err
 	}
 	fmt.Fprintf(e.stdout, "Connected %s (%s) for subject %s; tokens are kept encrypted by the host.\n", res.Connector, res.Slot, res.Subject)
+	if err := g.recordAction(ctx, nil, "connect", res.Connector, map[string]string{"slot": res.Slot, "subject": res.Subject}); err != nil {
+		return err
+	}
 	if !res.Refreshable {
 		fmt.Fprintf(e.stderr, "The provider issued no refresh token: when the access token expires (%s), run 'airlock connect %s --subject %s' again.\n",
 			res.Expiry.Local().Format(time.DateTime), name, res.Subject)

@@ -69,7 +69,10 @@ nothing.`, `
 	}
 	backend := storeBackend{st}
 	if verb == "rotate-key" {
-		return rotateMasterKey(ctx, e, backend, stateDir)
+		if err := rotateMasterKey(ctx, e, backend, stateDir); err != nil {
+			return err
+		}
+		return g.recordAction(ctx, nil, "secret rotate-key", "master key", nil)
 	}
 	key, _, err := secret.LoadMasterKey(stateDir)
 	if err != nil {
@@ -92,7 +95,7 @@ nothing.`, `
 			return err
 		}
 		fmt.Fprintf(e.stderr, "Secret %s stored (encrypted). Reference it in a grant as store:%s.\n", name, name)
-		return nil
+		return g.recordAction(ctx, st, "secret set", name, nil)
 	case "list":
 		list, err := ss.List(ctx)
 		if err != nil {
@@ -119,7 +122,7 @@ nothing.`, `
 			return err
 		}
 		fmt.Fprintf(e.stderr, "Secret %s removed. Grants that reference store:%s now fail to load until you set it again.\n", name, name)
-		return nil
+		return g.recordAction(ctx, st, "secret rm", name, nil)
 	default:
 		return usagef("unknown action %q: use set, list, rm or rotate-key", verb)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/mcp"
 )
@@ -152,8 +153,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 	}
 	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
-	mux.Handle("/", s.HTTPHandler(agents, httpOpts))
+	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", rt.admin.Handler(adminTokens{admins})))
+	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", s.HTTPHandler(agents, httpOpts)))
 	hs := mcp.NewHTTPServer(mux, httpOpts, logger)
 	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
 		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())

@@ -44,6 +44,10 @@ func (g *globals) openStore(ctx context.Context) (*store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the state store: %w", err)
 	}
+	if _, err := g.attachAudit(ctx, st); err != nil { // every record this process appends is keyed
+		st.Close()
+		return nil, err
+	}
 	return st, nil
 }
 

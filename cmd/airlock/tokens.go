@@ -70,7 +70,7 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 			added += fmt.Sprintf(" (subject %s)", subject)
 		}
 		fmt.Fprintf(e.stderr, "%s. The token above is shown only once: %s\n", added, k.addedHint)
-		return nil
+		return g.recordAction(ctx, nil, k.cmd+" token add", name, map[string]string{"subject": subject})
 	case "list":
 		list, err := holders.List()
 		if err != nil {
@@ -118,7 +118,7 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 			return err
 		}
 		fmt.Fprintf(e.stderr, "%s %s revoked: its token is refused from its next request on.\n", strings.ToUpper(k.what[:1])+k.what[1:], name)
-		return nil
+		return g.recordAction(ctx, nil, k.cmd+" token revoke", name, nil)
 	default:
 		return usagef("unknown action %q: use add, list or revoke", verb)
 	}

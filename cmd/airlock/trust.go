@@ -70,7 +70,7 @@ installs signed with it.`, `
 			return err
 		}
 		fmt.Fprintf(e.stdout, "trusted key %s for publisher %s: bundles whose manifest says publisher: %s must be signed by it\n", bundle.KeyID(pub), name, name)
-		return nil
+		return g.recordAction(ctx, st, "trust add", name, map[string]string{"key_id": bundle.KeyID(pub)})
 	case "list":
 		if len(rest) != 0 {
 			return usagef("use: airlock trust list")
@@ -124,7 +124,7 @@ installs signed with it.`, `
 			return err
 		}
 		fmt.Fprintf(e.stdout, "removed the key trusted for publisher %s\n", rest[0])
-		return nil
+		return g.recordAction(ctx, st, "trust rm", rest[0], nil)
 	}
 	return usagef("unknown sub-command %q: use add, list or rm", sub)
 }

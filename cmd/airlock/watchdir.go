@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/admin"
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/bundle"
 )
 
@@ -73,6 +74,11 @@ func installBundleFile(ctx context.Context, path string, a *admin.Admin, logger 
 	if err != nil {
 		log.Warn("bundle not installed", "err", err)
 		return
+	}
+	if action, detail := installAction(res); !res.AlreadyInstalled {
+		if err := audit.Action(ctx, a.Store(), "watch:"+filepath.Dir(path), action, res.Installed.Name, detail); err != nil {
+			log.Error("bundle installed but not audited", "err", err)
+		}
 	}
 	in := res.Installed
 	switch {

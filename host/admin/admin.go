@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/store"
 )
@@ -300,6 +301,9 @@ func (a *Admin) Grant(ctx context.Context, req GrantRequest) (store.GrantRecord,
 		return store.GrantRecord{}, err
 	}
 	a.logger.Info("grant recorded", "connector", req.Connector, "version", c.Version, "grant_version", rec.Version, "admin", req.Admin)
+	if err := audit.GrantChanged(ctx, a.st, req.Admin, "grant", req.Connector); err != nil {
+		return rec, errors.Join(err, a.Sync(ctx))
+	}
 	return rec, a.Sync(ctx)
 }
 
@@ -325,7 +329,7 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 			return err
 		}
 		a.logger.Info("grant revoked", "connector", connector, "admin", admin)
-		return a.Sync(ctx)
+		return errors.Join(audit.GrantChanged(ctx, a.st, admin, "revoke", connector), a.Sync(ctx))
 	}
 	// The grant applies to the active version: a pending upgrade must neither widen the grant
 	// ("*" expanded to its new tools) nor block the revoke.
@@ -366,7 +370,7 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 		return err
 	}
 	a.logger.Info("tools revoked", "connector", connector, "tools", tools, "admin", admin)
-	return a.Sync(ctx)
+	return errors.Join(audit.GrantChanged(ctx, a.st, admin, "revoke", connector), a.Sync(ctx))
 }
 
 // Sync makes the host run what the store decides: the active, granted connectors, with their

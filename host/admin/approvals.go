@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -48,5 +49,6 @@ func (a *Admin) decide(ctx context.Context, id, status, by, reason string) (stor
 		return store.Approval{}, err
 	}
 	a.logger.Info("approval decided", "approval", id, "status", status, "by", by, "tool", ap.Connector+"."+ap.Tool)
-	return ap, nil
+	return ap, audit.Action(ctx, a.st, by, map[string]string{"approved": "approve", "denied": "deny"}[status], id,
+		map[string]string{"tool": ap.Connector + "." + ap.Tool, "agent": ap.Agent, "subject": ap.Subject, "args_sha256": ap.ArgsSHA256, "reason": reason})
 }

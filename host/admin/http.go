@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
@@ -181,7 +182,7 @@ func (a *Admin) apiAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) apiVerify(w http.ResponseWriter, r *http.Request) {
-	n, err := a.st.VerifyAudit(r.Context())
+	n, err := audit.VerifyStore(r.Context(), a.st) // keys, MACs and checkpoints when a trail is attached
 	var br *store.AuditBreak
 	if errors.As(err, &br) {
 		writeJSON(w, http.StatusConflict, map[string]any{"ok": false, "checked": n, "first_bad_seq": br.Seq, "reason": br.Reason})

@@ -8,21 +8,30 @@
 //
 // Sinks: [JSONL] (a JSON-lines file), [Memory] (tests), and [StoreSink], which keeps events in
 // the state store's hash-chained audit log (SQLite or PostgreSQL, see package store): record n
-// carries Hash = hex(sha256(PrevHash + "\n" + Seq + "\n" + Data)) over the event's JSON, so
-// store.VerifyAudit finds any record changed, deleted or reordered afterwards. A StoreSink
-// appends in batches from a bounded buffer and fails closed by default: while the store is
-// failing, Write returns an error wrapping [ErrStoreUnavailable] and the host refuses the call.
+// carries Hash = hex(sha256(PrevHash + "\n" + Seq + "\n" + Data)) over the event's JSON. A
+// StoreSink appends in batches from a bounded buffer and fails closed by default: while the store
+// is failing, Write returns an error wrapping [ErrStoreUnavailable] and the host refuses the call.
+//
+// The plain chain only detects accidents: anyone who can write the database can recompute it.
+// [Attach] makes it tamper-evident against such an attacker: a [Trail] authenticates every link
+// with an HMAC under an audit key the database holds only sealed (by the secret store, under the
+// master key), signs ed25519 checkpoints of the chain's head into the store and an anchor file
+// outside it, verifies all of it ([Trail.Verify]: the first bad record, or which records are
+// missing), and exports the log for verification with only the public key ([Trail.Export],
+// [VerifyExport]). [Action] records an admin action with its actor; [RecordRefusals] records
+// refused authentications; a StoreSink rate-limits refusals and counts what it drops.
 //
 // Example:
 //
 //	f, _ := audit.OpenFile(".airlock/audit.jsonl")
 //	h, _ := host.New(host.Config{Audit: f})
 //
-// or, with the state store:
+// or, with the state store and the keyed trail:
 //
 //	st, _ := store.Open(ctx, "sqlite:.airlock/state.db")
-//	sink := audit.NewStoreSink(st, nil) // nil: defaults, fail closed
-//	defer sink.Close()                  // flushes
+//	trail, _ := audit.Attach(ctx, st, secrets, &audit.TrailOptions{Anchor: ".airlock/audit-anchor.jsonl"})
+//	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Trail: trail}) // fail closed
+//	defer sink.Close()                                                      // flushes, checkpoints
 //	h, _ := host.New(host.Config{Audit: sink})
 package audit
 
@@ -74,6 +83,21 @@ type Event struct {
 	Hop        int     `json:"hop,omitempty"`
 	Attempt    int     `json:"attempt,omitempty"` // 1, 2, … when the host retried; 0 when refused before sending
 	WaitMS     float64 `json:"wait_ms,omitempty"` // backoff or rate-limit wait before this attempt
+
+	// Admin events (KindAdmin): who did what to what. Detail holds names and the resulting
+	// change (a grant's diff), never a secret value.
+	Actor  string          `json:"actor,omitempty"` // admin token name, or "cli:<os user>"
+	Action string          `json:"action,omitempty"`
+	Target string          `json:"target,omitempty"`
+	Detail json.RawMessage `json:"detail,omitempty"`
+
+	// Refused authentication (KindAuth): where from, and whether a token was presented.
+	Remote string `json:"remote,omitempty"`
+	Realm  string `json:"realm,omitempty"` // "mcp" or "admin"
+
+	// KindDropped: how many refused calls and authentications were not recorded because they
+	// came faster than the sink's limit, since the previous such record.
+	Dropped int64 `json:"dropped,omitempty"`
 }
 
 // Kinds of Event.
@@ -82,6 +106,12 @@ const (
 	KindRequest = "request"
 	// KindCredential records a change in a connection: connected, refreshed, needs_reauth.
 	KindCredential = "credential"
+	// KindAdmin records an admin action ([Action]).
+	KindAdmin = "admin"
+	// KindAuth records a refused authentication (a missing, wrong or revoked token).
+	KindAuth = "auth"
+	// KindDropped counts refused calls and authentications left out by the rate limit.
+	KindDropped = "dropped"
 )
 
 // Sink keeps audit events. Write must be safe for concurrent use. A Write error fails the call

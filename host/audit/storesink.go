@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/abi"
 )
 
 // Errors of a [StoreSink], for callers that branch on them.
@@ -43,6 +46,24 @@ type StoreSinkOptions struct {
 	AppendTimeout time.Duration
 	// Logger receives the sink's own failures and recoveries. Default: slog.Default().
 	Logger *slog.Logger
+
+	// Trail, when set, gets a signed checkpoint of the log after every CheckpointEvery records
+	// this sink appends, every CheckpointInterval while records were appended, and at Close.
+	// Checkpoints are written by the sink's goroutine, never on a call's path.
+	Trail *Trail
+	// CheckpointEvery is the most records appended between two checkpoints. Default: 1000.
+	CheckpointEvery int
+	// CheckpointInterval is the longest time between an append and the checkpoint covering
+	// it. Default: 10s.
+	CheckpointInterval time.Duration
+
+	// RefusedPerSecond bounds how many refused events (outcome "denied": calls that were not
+	// granted or not allowed, refused authentications; and calls to tools that do not exist,
+	// such as those of a revoked connector) are recorded per second, with bursts of
+	// RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
+	// count recorded as a KindDropped event once per CheckpointInterval. Defaults: 50 and 500.
+	RefusedPerSecond float64
+	RefusedBurst     int
 }
 
 // StoreSink is a [Sink] that keeps events in a hash-chained store (see package store). Write
@@ -73,6 +94,10 @@ type StoreSink struct {
 	enqueued atomic.Int64
 	dropped  atomic.Int64
 
+	refused        *rate.Limiter
+	refusedDropped atomic.Int64 // refused events left out by the limit, not yet reported
+	refusedTotal   atomic.Int64
+
 	state    sync.Mutex
 	settled  int64         // events the loop has finished with (appended or given up on)
 	failErr  error         // non-nil while the store is failing
@@ -100,6 +125,18 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 	if lg == nil {
 		lg = slog.Default()
 	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 1000
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 10 * time.Second
+	}
+	if o.RefusedPerSecond <= 0 {
+		o.RefusedPerSecond = 50
+	}
+	if o.RefusedBurst <= 0 {
+		o.RefusedBurst = 500
+	}
 	s := &StoreSink{
 		st: st, opts: o, log: lg,
 		ch:      make(chan []byte, o.Buffer),
@@ -107,6 +144,10 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
+		refused: rate.NewLimiter(rate.Limit(o.RefusedPerSecond), o.RefusedBurst),
+	}
+	if o.Trail != nil {
+		o.Trail.sink = s
 	}
 	go s.run()
 	return s
@@ -116,6 +157,11 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 // store is failing or ctx ends before there is room in the buffer, unless the sink fails open
 // (then the event is dropped and counted); and [ErrSinkClosed] after Close.
 func (s *StoreSink) Write(ctx context.Context, e Event) error {
+	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !s.refused.Allow() {
+		s.refusedDropped.Add(1)
+		s.refusedTotal.Add(1)
+		return nil
+	}
 	data, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("audit: encoding the event: %w", err)
@@ -160,6 +206,9 @@ func (s *StoreSink) refuse(err error) error {
 // Dropped returns how many events a fail-open sink has dropped, and how many any sink gave up
 // on at Close.
 func (s *StoreSink) Dropped() int64 { return s.dropped.Load() }
+
+// RefusedDropped returns how many refused events the rate limit has left out so far.
+func (s *StoreSink) RefusedDropped() int64 { return s.refusedTotal.Load() }
 
 func (s *StoreSink) failing() error {
 	s.state.Lock()
@@ -243,20 +292,67 @@ func (s *StoreSink) append(batch [][]byte) error {
 	return err
 }
 
+// checkpoint has the trail sign the log's head, logging a failure (the next one retries).
+func (s *StoreSink) checkpoint() {
+	if s.opts.Trail == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.AppendTimeout)
+	defer cancel()
+	if _, _, err := s.opts.Trail.Checkpoint(ctx); err != nil {
+		s.log.Error("audit: writing a checkpoint failed", "err", err)
+	}
+}
+
+// droppedRecord returns the KindDropped event for refused events left out since the last
+// one, or nil.
+func (s *StoreSink) droppedRecord() []byte {
+	n := s.refusedDropped.Swap(0)
+	if n == 0 {
+		return nil
+	}
+	s.log.Warn("audit: refused calls and authentications beyond the rate limit were counted, not recorded", "dropped", n)
+	b, _ := json.Marshal(Event{Time: time.Now().UTC(), Kind: KindDropped, Outcome: "denied", Dropped: n})
+	return b
+}
+
 func (s *StoreSink) run() {
 	defer close(s.done)
 	var (
-		pending [][]byte
-		wait    = 100 * time.Millisecond
+		pending  [][]byte
+		wait     = 100 * time.Millisecond
+		unsigned int // records appended since the last checkpoint
+		tick     = time.NewTicker(s.opts.CheckpointInterval)
+		ticked   bool
 	)
+	defer tick.Stop()
 	for {
 		if len(pending) == 0 {
 			select {
 			case d := <-s.ch:
 				pending = append(pending, d)
+			case <-tick.C:
+				ticked = true
 			case <-s.stop:
-				s.final(nil)
+				if d := s.droppedRecord(); d != nil {
+					pending = append(pending, d)
+				}
+				s.final(pending)
+				s.checkpoint()
 				return
+			}
+		}
+		if ticked {
+			ticked = false
+			if d := s.droppedRecord(); d != nil {
+				pending = append(pending, d)
+			}
+			if unsigned > 0 && len(pending) == 0 {
+				s.checkpoint()
+				unsigned = 0
+			}
+			if len(pending) == 0 {
+				continue
 			}
 		}
 	fill:
@@ -282,8 +378,13 @@ func (s *StoreSink) run() {
 			continue
 		}
 		s.update(len(pending), nil)
+		unsigned += len(pending)
 		pending = pending[:0]
 		wait = 100 * time.Millisecond
+		if unsigned >= s.opts.CheckpointEvery {
+			s.checkpoint()
+			unsigned = 0
+		}
 	}
 }
 

@@ -109,7 +109,7 @@ func NewServer(h *host.Host, opts *Options) *Server {
 			Logger:       o.Logger,
 			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 		})
-	s.sdk.AddReceivingMiddleware(s.unavailableTools)
+	s.sdk.AddReceivingMiddleware(s.unavailableTools) // refused calls reach the host and its audit trail
 	s.Sync()
 	return s
 }

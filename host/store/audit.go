@@ -16,14 +16,52 @@ import (
 
 // AuditRecord is one record of the audit log. Records form a hash chain: each carries the hash
 // of the one before it, so changing, deleting or reordering a record breaks the chain at that
-// point ([Store.VerifyAudit]).
+// point ([Store.VerifyAudit]). With [Store.SetAuditKeys], each link is also authenticated by a
+// MAC under a key the database does not hold, so a recomputed chain is caught too.
 type AuditRecord struct {
 	Seq      int64     // 1, 2, 3 … with no gap
 	Time     time.Time // the event's "time" field, or the time it was appended when it has none
 	PrevHash string    // Hash of record Seq-1; "" for record 1
 	Hash     string    // AuditHash(PrevHash, Seq, Data)
 	Data     []byte    // the JSON event, byte for byte as appended
+	KeyID    string    // the audit key MAC is made with; "" when appended without keys
+	MAC      string    // AuditKeys.SignLink(Seq, Hash); "" when appended without keys
 }
+
+// AuditKeys authenticates the links of the audit chain with a key the database does not hold
+// (package audit's Trail implements it). Implementations must be safe for concurrent use.
+type AuditKeys interface {
+	// SignLink returns the id of the active key and the MAC of the link (seq, hash) under it.
+	SignLink(seq int64, hash string) (keyID, mac string, err error)
+	// CheckLink returns nil if mac authenticates (seq, hash) under the key keyID, and an error
+	// saying why not otherwise (unknown key, wrong MAC).
+	CheckLink(keyID string, seq int64, hash, mac string) error
+}
+
+type auditKeysBox struct{ k AuditKeys }
+
+// SetAuditKeys makes every later [Store.AppendAudit] authenticate its records with k (nil:
+// stop), and refuse to extend a log whose last record does not carry a valid MAC.
+func (s *Store) SetAuditKeys(k AuditKeys) {
+	if k == nil {
+		s.auditKeys.Store(nil)
+		return
+	}
+	s.auditKeys.Store(&auditKeysBox{k})
+}
+
+// AuditKeys returns what [Store.SetAuditKeys] set, or nil.
+func (s *Store) AuditKeys() AuditKeys {
+	if b := s.auditKeys.Load(); b != nil {
+		return b.k
+	}
+	return nil
+}
+
+// ErrAuditTampered reports that the last record of the audit log does not carry a valid MAC:
+// someone without the audit key changed the log. AppendAudit refuses to extend such a log (the
+// host fails closed) until it is restored; `airlock audit verify` names the bad record.
+var ErrAuditTampered = errors.New("the audit log was changed by someone without the audit key")
 
 // AuditHash is the chain hash of a record: the lowercase hex SHA-256 of
 // PrevHash + "\n" + decimal Seq + "\n" + Data.
@@ -75,7 +113,9 @@ func parseAuditFields(data []byte) (auditFields, time.Time, error) {
 }
 
 // AppendAudit appends one record per element of data (each a JSON object), in order, and
-// returns them. Each carries the hash of the one before it (see [AuditHash]). Appenders are
+// returns them. Each carries the hash of the one before it (see [AuditHash]) and, when the
+// store has [AuditKeys], the MAC of its link; a keyed append refuses, with an error wrapping
+// [ErrAuditTampered], to extend a log whose last record's MAC does not check. Appenders are
 // serialised, across processes too (an advisory lock on PostgreSQL, the write lock on SQLite),
 // so the records of every replica form one chain.
 func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord, error) {
@@ -99,26 +139,43 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 		rows[i] = row{f, t.UTC()}
 	}
 	out := make([]AuditRecord, len(data))
+	keys := s.AuditKeys()
 	err := s.inTx(ctx, func(t tx) error {
 		if err := t.lock(ctx, lockAudit); err != nil {
 			return wrap("appending to the audit log", err)
 		}
 		var (
-			seq  int64
-			prev string
+			seq              int64
+			prev, keyID, mac string
 		)
-		err := t.queryRow(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+		err := t.queryRow(ctx, `SELECT seq, hash, key_id, mac FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev, &keyID, &mac)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return wrap("reading the head of the audit log", err)
+		}
+		// A keyed appender extends only a log whose head it can authenticate: the head's hash
+		// commits to every record before it, so a checkpoint signed later never vouches for a
+		// record forged in the database.
+		// A head with no MAC (a log from before the keyed chain) is extended: verification
+		// names such records unless an admin adopted them with a signed checkpoint.
+		if keys != nil && mac != "" {
+			if err := keys.CheckLink(keyID, seq, prev, mac); err != nil {
+				return fmt.Errorf("store: appending to the audit log: record %d (the last one) %v: %w; "+
+					"run `airlock audit verify`, and restore the database from a backup", seq, err, ErrAuditTampered)
+			}
 		}
 		for i, d := range data {
 			seq++
 			d = bytes.Clone(d)
 			r := AuditRecord{Seq: seq, Time: rows[i].t, PrevHash: prev, Hash: AuditHash(prev, seq, d), Data: d}
+			if keys != nil {
+				if r.KeyID, r.MAC, err = keys.SignLink(r.Seq, r.Hash); err != nil {
+					return fmt.Errorf("store: appending to the audit log: %w", err)
+				}
+			}
 			f := rows[i].f
-			if _, err := t.exec(ctx, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome); err != nil {
+			if _, err := t.exec(ctx, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC); err != nil {
 				return wrap("appending to the audit log", err)
 			}
 			out[i] = r
@@ -176,7 +233,7 @@ func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 	if limit <= 0 {
 		limit = DefaultAuditLimit
 	}
-	q := `SELECT seq, ts, prev_hash, hash, data FROM audit`
+	q := `SELECT seq, ts, prev_hash, hash, data, key_id, mac FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -197,7 +254,7 @@ func scanAudit(rows *sql.Rows) ([]AuditRecord, error) {
 			r  AuditRecord
 			ts int64
 		)
-		if err := rows.Scan(&r.Seq, &ts, &r.PrevHash, &r.Hash, &r.Data); err != nil {
+		if err := rows.Scan(&r.Seq, &ts, &r.PrevHash, &r.Hash, &r.Data, &r.KeyID, &r.MAC); err != nil {
 			return nil, err
 		}
 		r.Time = fromNanos(ts)
@@ -220,19 +277,65 @@ func (s *Store) AuditHead(ctx context.Context) (seq int64, hash string, err erro
 // verifyPage is how many records VerifyAudit reads at a time.
 const verifyPage = 500
 
+// CheckAuditLink checks that r is the record that follows record afterSeq (whose hash is
+// afterHash; 0 and "" before record 1): no gap, its prev_hash, its own hash, and — with keys —
+// its MAC. requireMAC refuses a record with no MAC (a verifier without the key, offline, can
+// still see that one is missing); only records of a log written before the keyed chain, and
+// adopted by a signed checkpoint ([AuditAdoptReplica]), may lack one. It returns nil or the break
+// at the first bad record.
+func CheckAuditLink(afterSeq int64, afterHash string, r AuditRecord, keys AuditKeys, requireMAC bool) *AuditBreak {
+	want := afterSeq + 1
+	switch {
+	case r.Seq != want:
+		reason := fmt.Sprintf("record %d is missing (the log jumps from %d to %d): records were deleted", want, afterSeq, r.Seq)
+		if r.Seq-want > 1 {
+			reason = fmt.Sprintf("records %d to %d are missing (the log jumps from %d to %d): records were deleted", want, r.Seq-1, afterSeq, r.Seq)
+		}
+		if r.Seq < want {
+			reason = fmt.Sprintf("record %d comes after record %d: records were reordered or duplicated", r.Seq, afterSeq)
+		}
+		return &AuditBreak{Seq: want, Reason: reason}
+	case r.PrevHash != afterHash:
+		return &AuditBreak{Seq: r.Seq, Reason: fmt.Sprintf(
+			"its prev_hash does not match the hash of record %d: a record was rewritten, reordered or replaced", r.Seq-1)}
+	case AuditHash(r.PrevHash, r.Seq, r.Data) != r.Hash:
+		return &AuditBreak{Seq: r.Seq, Reason: "its contents do not match its hash: the record was changed"}
+	case r.MAC == "" && requireMAC:
+		return &AuditBreak{Seq: r.Seq, Reason: "it carries no MAC: it was written without the audit key (inserted or rewritten in the database); " +
+			"if it was written by an airlock older than the keyed chain, an admin may vouch for those records with `airlock audit adopt`"}
+	case r.MAC == "":
+		// Written before the keyed chain, and adopted by a signed checkpoint.
+	case keys != nil:
+		if err := keys.CheckLink(r.KeyID, r.Seq, r.Hash, r.MAC); err != nil {
+			return &AuditBreak{Seq: r.Seq, Reason: fmt.Sprintf(
+				"its MAC does not authenticate it (%v): the record was changed and the chain recomputed, or forged, by someone without the audit key", err)}
+		}
+	}
+	return nil
+}
+
 // VerifyAudit walks the whole chain from record 1 and reports the first bad record as an
 // *[AuditBreak]: a changed record (its hash or an indexed column no longer matches its
 // contents), a deleted one (a gap in the sequence, or a prev_hash that does not match) or a
 // reordered pair. It returns how many records it found intact before the break (all of them
-// when err is nil). Deleting records from the end is invisible to the chain itself: compare
-// [Store.AuditHead] with a copy kept elsewhere.
+// when err is nil). It checks no MAC: anyone who can write the database can recompute this
+// chain, and deleting records from the end is invisible to it. Package audit's Verify checks
+// the MACs, the signed checkpoints and an anchor kept outside the database as well.
 func (s *Store) VerifyAudit(ctx context.Context) (checked int64, err error) {
+	return s.VerifyAuditKeyed(ctx, nil, 0)
+}
+
+// VerifyAuditKeyed is [Store.VerifyAudit] that also checks every record's MAC under keys
+// (nil: none), so a chain recomputed by someone without the key breaks at the first record
+// they changed. Records up to legacyUntil (the last record of a log written before the keyed
+// chain, as a verified adoption checkpoint says) may carry no MAC.
+func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys, legacyUntil int64) (checked int64, err error) {
 	var (
 		after int64
 		prev  string
 	)
 	for {
-		rows, err := s.query(ctx, `SELECT seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome
+		rows, err := s.query(ctx, `SELECT seq, ts, prev_hash, hash, data, key_id, mac, kind, connector, tool, agent, subject, outcome
 			FROM audit WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(verifyPage), after)
 		if err != nil {
 			return checked, wrap("reading the audit log", err)
@@ -245,7 +348,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (checked int64, err error) {
 		var page []rec
 		for rows.Next() {
 			var r rec
-			if err := rows.Scan(&r.Seq, &r.ts, &r.PrevHash, &r.Hash, &r.Data,
+			if err := rows.Scan(&r.Seq, &r.ts, &r.PrevHash, &r.Hash, &r.Data, &r.KeyID, &r.MAC,
 				&r.col.Kind, &r.col.Connector, &r.col.Tool, &r.col.Agent, &r.col.Subject, &r.col.Outcome); err != nil {
 				rows.Close()
 				return checked, wrap("reading the audit log", err)
@@ -260,20 +363,8 @@ func (s *Store) VerifyAudit(ctx context.Context) (checked int64, err error) {
 			return checked, nil
 		}
 		for _, r := range page {
-			want := after + 1
-			if r.Seq != want {
-				reason := fmt.Sprintf("record %d is missing (the log jumps from %d to %d): records were deleted", want, after, r.Seq)
-				if r.Seq-want > 1 {
-					reason = fmt.Sprintf("records %d to %d are missing (the log jumps from %d to %d): records were deleted", want, r.Seq-1, after, r.Seq)
-				}
-				return checked, &AuditBreak{Seq: want, Reason: reason}
-			}
-			if r.PrevHash != prev {
-				return checked, &AuditBreak{Seq: r.Seq, Reason: fmt.Sprintf(
-					"its prev_hash does not match the hash of record %d: a record was rewritten, reordered or replaced", r.Seq-1)}
-			}
-			if AuditHash(r.PrevHash, r.Seq, r.Data) != r.Hash {
-				return checked, &AuditBreak{Seq: r.Seq, Reason: "its contents do not match its hash: the record was changed"}
+			if br := CheckAuditLink(after, prev, r.AuditRecord, keys, keys != nil && r.Seq > legacyUntil); br != nil {
+				return checked, br
 			}
 			f, t, err := parseAuditFields(r.Data)
 			if err != nil {
@@ -290,4 +381,74 @@ func (s *Store) VerifyAudit(ctx context.Context) (checked int64, err error) {
 			after, prev = r.Seq, r.Hash
 		}
 	}
+}
+
+// AuditRecordAt returns record seq, or an error wrapping [ErrNotFound].
+func (s *Store) AuditRecordAt(ctx context.Context, seq int64) (AuditRecord, error) {
+	recs, err := s.QueryAudit(ctx, AuditFilter{AfterSeq: seq - 1, Limit: 1})
+	if err != nil {
+		return AuditRecord{}, err
+	}
+	if len(recs) == 0 || recs[0].Seq != seq {
+		return AuditRecord{}, notFound(fmt.Sprintf("audit record %d", seq), "")
+	}
+	return recs[0], nil
+}
+
+// LastAuditRecord returns the last record of the audit log, or an error wrapping [ErrNotFound]
+// when it is empty.
+func (s *Store) LastAuditRecord(ctx context.Context) (AuditRecord, error) {
+	seq, _, err := s.AuditHead(ctx)
+	if err != nil {
+		return AuditRecord{}, err
+	}
+	if seq == 0 {
+		return AuditRecord{}, notFound("an audit record", "the log is empty")
+	}
+	return s.AuditRecordAt(ctx, seq)
+}
+
+// AuditCheckpoint is a signed statement that the audit log held record Seq with hash Hash at
+// Time, made by a replica holding the audit key (package audit writes and checks them).
+type AuditCheckpoint struct {
+	Seq     int64     `json:"seq"`
+	Hash    string    `json:"hash"`
+	Time    time.Time `json:"time"`
+	Replica string    `json:"replica"`
+	KeyID   string    `json:"key_id"`
+	Sig     string    `json:"sig"`
+}
+
+// AuditAdoptReplica is the replica a checkpoint names when an admin adopts the records an older
+// airlock wrote without MACs (`airlock audit adopt`): records up to it may carry no MAC.
+const AuditAdoptReplica = "adopted-unkeyed-log"
+
+// PutAuditCheckpoint records c; a second checkpoint of the same replica at the same record is
+// ignored.
+func (s *Store) PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error {
+	_, err := s.exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, ts, replica, key_id, sig) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (replica, seq) DO NOTHING`, c.Seq, c.Hash, toNanos(c.Time), c.Replica, c.KeyID, c.Sig)
+	return wrap("recording an audit checkpoint", err)
+}
+
+// AuditCheckpoints returns every checkpoint, by record and then time.
+func (s *Store) AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error) {
+	rows, err := s.query(ctx, `SELECT seq, hash, ts, replica, key_id, sig FROM audit_checkpoints ORDER BY seq, ts`)
+	if err != nil {
+		return nil, wrap("reading the audit checkpoints", err)
+	}
+	defer rows.Close()
+	var out []AuditCheckpoint
+	for rows.Next() {
+		var (
+			c  AuditCheckpoint
+			ts int64
+		)
+		if err := rows.Scan(&c.Seq, &c.Hash, &ts, &c.Replica, &c.KeyID, &c.Sig); err != nil {
+			return nil, wrap("reading the audit checkpoints", err)
+		}
+		c.Time = fromNanos(ts)
+		out = append(out, c)
+	}
+	return out, wrap("reading the audit checkpoints", rows.Err())
 }

@@ -44,8 +44,11 @@
 // so several replicas still write one chain. The fields searched on (kind, connector, tool,
 // agent, subject, outcome, time) are copied into their own columns at append; [Store.VerifyAudit]
 // walks the whole chain and reports the first record that was changed, deleted, reordered, or
-// whose search columns no longer match its data, as an *[AuditBreak]. Truncating the tail is not
-// visible in the chain itself: keep [Store.AuditHead] elsewhere to detect it.
+// whose search columns no longer match its data, as an *[AuditBreak]. With [Store.SetAuditKeys]
+// (package audit's Trail) each record also carries the MAC of its link under a key the database
+// does not hold, checked by [Store.VerifyAuditKeyed], and signed checkpoints are kept in
+// audit_checkpoints ([Store.PutAuditCheckpoint]); package audit verifies those and the anchor
+// file that catches a truncated tail.
 //
 // # Example
 //

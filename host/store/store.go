@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -56,6 +57,8 @@ type Store struct {
 	d      *dialect
 	now    func() time.Time
 	closed chan struct{}
+
+	auditKeys atomic.Pointer[auditKeysBox] // set by SetAuditKeys; nil: unkeyed appends
 }
 
 // dialect holds the few differences between SQLite and PostgreSQL. Queries are written with
