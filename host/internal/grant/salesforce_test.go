@@ -22,7 +22,7 @@ network:
 config:
   - {name: login_host, default: login.salesforce.com}
 tools:
-  - {name: query, description: Query., input_schema: {type: object}}
+  - {name: query, description: Query., input_schema: {type: object}, uses: {credentials: [jwt, code, cc]}}
 `
 
 // TestSalesforceLoginHost: a grant's login_host moves the token URL and the JWT audience to a
