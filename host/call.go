@@ -100,6 +100,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 		args = []byte("{}")
 	}
 	ev.ArgKeys, ev.ArgsSHA256 = summarize(args)
+	ctx, span := h.startCall(ctx, &req, res.Meta.RequestID)
 
 	res.Error = h.call(ctx, req, args, res, &ev)
 	res.OK = res.Error == nil
@@ -112,13 +113,14 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 			ev.Outcome = "denied"
 		}
 	}
-	if err := h.audit.Write(ctx, ev); err != nil {
+	if err := h.auditCall(ctx, ev); err != nil {
 		// Fail closed: a call that cannot be audited does not report success.
 		h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
 		res.OK, res.Data = false, nil
 		res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
 			Message: "the call could not be recorded in the audit log, so its result is withheld; try again later"}
 	}
+	h.finishCall(span, &req, res, &ev, time.Since(start))
 	return res
 }
 
@@ -151,13 +153,19 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	res.Meta.Untrusted = tool.Annotations.OpenWorld
 
 	// 2. Arguments against the input schema.
-	if err := tool.ValidateInput(args); err != nil {
+	_, vspan := h.span(ctx, "validate")
+	err := tool.ValidateInput(args)
+	vspan.End()
+	if err != nil {
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
 	}
 
 	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
 	if c.policy.NeedsConfirmation(toolName) && !req.Confirmed {
-		if rerr := h.approve(ctx, c, toolName, req, args); rerr != nil {
+		actx, aspan := h.span(ctx, "approval")
+		rerr := h.approve(actx, c, toolName, req, args)
+		aspan.End()
+		if rerr != nil {
 			return rerr
 		}
 	}
@@ -165,6 +173,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	// 4. Call quotas, per agent and per tool.
 	if c.quota != nil {
 		if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
+			h.metrics().QuotaRefused(connName, toolName)
 			// reason already says when to try again.
 			return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(), Message: reason}
 		}
@@ -251,7 +260,9 @@ func outcomeUnknown(e *ResultError) *ResultError {
 func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) (rerr *ResultError, unsure bool) {
 	m, connName := c.manifest, c.manifest.Name
 	// 5. The plugin, in its sandbox, with the host functions of this call.
-	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress}
+	ctx, span := h.span(ctx, "plugin")
+	defer span.End()
+	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress, ctx: ctx}
 	if hc.progress != nil {
 		hc.progress(0, "running "+req.Tool)
 	}
@@ -341,6 +352,7 @@ type callHandler struct {
 	requests    int
 	maxRequests int
 	progress    func(int, string)
+	ctx         context.Context // the plugin span's, for the outbound requests' spans
 	// wrote: a request that changes data was answered; unanswered: one got no answer (it may
 	// have taken effect). Only requests the host may not replay count (see mayChangeData).
 	wrote, unanswered bool
@@ -383,6 +395,7 @@ func mayChangeData(req abi.HTTPRequest) bool {
 }
 
 func (hc *callHandler) observe(r egress.Record) {
+	hc.observeRequest(r)
 	e := audit.Event{
 		Time: time.Now().UTC().Add(-r.Duration), Kind: audit.KindRequest, RequestID: hc.ev.RequestID,
 		Agent: hc.ev.Agent, Subject: hc.ev.Subject, Connector: hc.ev.Connector, Version: hc.ev.Version,

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/credential"
@@ -48,6 +49,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/ratelimit"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
+	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
@@ -107,6 +109,13 @@ type Config struct {
 	// change is visible to Tools and Call; it must not call Load, LoadModule or Unload and
 	// should return quickly. Default: nothing is called.
 	OnToolsChanged func()
+	// Metrics, if set, receives the host's Prometheus metrics (see NewMetrics). Default: none
+	// are kept.
+	Metrics *Metrics
+	// TracerProvider, if set, gets a span per tool call with children for validation, the
+	// approval gate, the plugin, each outbound request and the audit append (see
+	// TracingFromEnv). Default: no spans, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Host runs connectors. Safe for concurrent use.
@@ -122,6 +131,7 @@ type Host struct {
 	scrub       *scrub.Scrubber
 	audit       audit.Sink
 	closer      func() error
+	tracer      trace.Tracer
 
 	mu         sync.RWMutex
 	connectors map[string]*connector
@@ -140,6 +150,7 @@ type connector struct {
 	// providers are the OAuth slots' credential providers, by slot name (for Connect).
 	providers map[string]*credential.Provider
 	inflight  sync.WaitGroup
+	hosts     telemetry.Hosts // the metrics' host labels: the granted rules' hosts
 }
 
 // New returns a Host with no connectors loaded.
@@ -163,7 +174,7 @@ func New(cfg Config) (*Host, error) {
 		cfg.Now = time.Now
 	}
 	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{},
-		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now}
+		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now, tracer: telemetry.Tracer(cfg.TracerProvider)}
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -199,6 +210,11 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("host: %w", err)
 	}
 	h.eng = eng
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.m.Registry().Register(hostCollector{h}); err != nil {
+			return nil, errors.New("host: Config.Metrics is already used by another Host: give each Host its own NewMetrics")
+		}
+	}
 	return h, nil
 }
 
@@ -227,6 +243,11 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 		return fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
 	}
 	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin, providers: map[string]*credential.Provider{}}
+	ruleHosts := make([]string, 0, len(policy.Rules))
+	for _, r := range policy.Rules {
+		ruleHosts = append(ruleHosts, r.Host)
+	}
+	c.hosts = telemetry.NewHosts(ruleHosts)
 
 	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))
