@@ -56,6 +56,8 @@ admin API of another replica take effect within a second.`, `
   npx @modelcontextprotocol/inspector --cli --transport http --server-url http://127.0.0.1:8700/mcp \
       --header "Authorization: Bearer $TOKEN" --method tools/list`)
 	g.register(fs)
+	var of observeFlags
+	of.register(fs)
 	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (the default)")
 	addr := fs.String("http", envOr("AIRLOCK_HTTP", ""), "serve MCP over streamable HTTP on this `address` (host:port) instead ($AIRLOCK_HTTP)")
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
@@ -75,6 +77,11 @@ admin API of another replica take effect within a second.`, `
 	if err != nil {
 		return err
 	}
+	obs, err := startObservability(ctx, &g, &of, *agent, *addr, logger, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
@@ -116,7 +123,7 @@ admin API of another replica take effect within a second.`, `
 	if list, err := agents.List(); err != nil {
 		return err
 	} else if len(list) == 0 {
-		fmt.Fprintf(e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)\n")
+		banner(&g, e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)")
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -124,15 +131,15 @@ admin API of another replica take effect within a second.`, `
 	}
 	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
-	mux.Handle("/", s.HTTPHandler(agents, nil))
+	mux.Handle("/admin/", refusals("admin", rt.admin.Handler(adminTokens{admins}), obs.metrics, logger))
+	mux.Handle("/", refusals("mcp", s.HTTPHandler(agents, nil), obs.metrics, logger))
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())
+	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')",
+		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr()), "mcp", "http://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", "http://"+ln.Addr().String()+"/admin/v1/")
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

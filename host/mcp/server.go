@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
 
@@ -210,9 +212,23 @@ func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 			}
 			call.Confirmed = confirmed
 		}
-		res := s.h.Call(ctx, call)
+		res := s.h.Call(traceContext(ctx, req), call)
 		return ToolResult(res), nil
 	}
+}
+
+// traceContext joins the client's trace: a W3C traceparent in the HTTP request's header or, if
+// none, in the request's _meta.
+func traceContext(ctx context.Context, req *sdk.CallToolRequest) context.Context {
+	var header http.Header
+	var meta map[string]any
+	if req.Extra != nil {
+		header = req.Extra.Header
+	}
+	if req.Params != nil {
+		meta = req.Params.Meta
+	}
+	return telemetry.Extract(ctx, header, meta)
 }
 
 // confirm asks the human behind the client, through MCP elicitation, to confirm a call of a tool
