@@ -90,6 +90,9 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 	m.auditFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "airlock_audit_write_failures_total",
 		Help: "Audit records the sink refused (the call's result is withheld)."})
 	m.authRefused = f.counter("airlock_auth_refusals_total", "HTTP requests refused for a missing, invalid or revoked token.", "listener")
+	for _, l := range []string{"mcp", "admin"} {
+		m.authRefused.WithLabelValues(l) // from zero, so a rate over the first refusals is right
+	}
 	m.reg.MustRegister(m.auditAppend, m.auditFail,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
