@@ -184,4 +184,3 @@ func banner(g *globals, w io.Writer, text string, attrs ...any) {
 	}
 	slog.New(slog.NewJSONHandler(w, nil)).Info(text, attrs...)
 }
-
