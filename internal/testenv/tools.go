@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"os"
 	"os/exec"
 	"testing"
 )
@@ -15,10 +14,6 @@ func Tool(t testing.TB, name, pkg string) string {
 	if err == nil {
 		return path
 	}
-	msg := name + " is not installed: run `apt-get install " + pkg + "` to run this test"
-	if os.Getenv(RequireEnv) == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	missing(t, name+" is not installed: run `apt-get install "+pkg+"` to run this test")
 	return ""
 }
