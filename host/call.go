@@ -18,6 +18,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/idempotency"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
@@ -369,6 +370,9 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
 	} else {
 		hc.requests++
+		if hc.c.propagate {
+			telemetry.Inject(hc.ctx, &req.Headers)
+		}
 		// The subject comes from the caller's identity, never from the plugin's request.
 		resp = hc.c.egress.Do(egress.WithSubject(ctx, hc.ev.Subject), req)
 		if mayChangeData(req) {

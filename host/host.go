@@ -151,6 +151,7 @@ type connector struct {
 	providers map[string]*credential.Provider
 	inflight  sync.WaitGroup
 	hosts     telemetry.Hosts // the metrics' host labels: the granted rules' hosts
+	propagate bool            // the grant's propagate_trace
 }
 
 // New returns a Host with no connectors loaded.
@@ -247,7 +248,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	for _, r := range policy.Rules {
 		ruleHosts = append(ruleHosts, r.Host)
 	}
-	c.hosts = telemetry.NewHosts(ruleHosts)
+	c.hosts, c.propagate = telemetry.NewHosts(ruleHosts), g != nil && g.PropagateTrace
 
 	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))
@@ -288,6 +289,7 @@ func (h *Host) loadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 			ccfg.HTTPClient = &http.Client{Transport: endpoints, Timeout: 30 * time.Second,
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			ccfg.OnEvent = func(ev credential.Event) {
+				h.metrics().Credential(m.Name, cred.Name, ev.Type)
 				outcome := "ok"
 				if ev.Type == "needs_reauth" || ev.Type == "failed" {
 					outcome = "error"

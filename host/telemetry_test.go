@@ -20,12 +20,14 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 )
@@ -301,5 +303,35 @@ func TestOneLogLinePerCall(t *testing.T) {
 	}
 	if len(ids) != 2 || ids[0] != ok.Meta.RequestID || ids[1] != bad.Meta.RequestID {
 		t.Errorf("audit call IDs = %v, want the logged ones", ids)
+	}
+}
+
+// TestTracePropagatedPerGrant: an upstream sees the call's traceparent only when the grant
+// says propagate_trace, and the plugin cannot forge one then.
+func TestTracePropagatedPerGrant(t *testing.T) {
+	fake := fakeslack.New(canary)
+	var seen atomic.Value
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Get("Traceparent"))
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	const parent = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": parent})
+	for _, propagate := range []bool{false, true} {
+		h, _ := resilientHost(t, slackOpts{cfg: host.Config{TracerProvider: tp}, target: front.URL,
+			grant: func(g *manifest.Grant) { g.PropagateTrace = propagate }})
+		if res := h.Call(ctx, host.CallRequest{Tool: "slack.list_channels", Arguments: json.RawMessage(`{}`)}); !res.OK {
+			t.Fatalf("list_channels = %+v", res.Error)
+		}
+		got, _ := seen.Load().(string)
+		switch {
+		case !propagate && got != "":
+			t.Errorf("without propagate_trace the upstream saw traceparent %q", got)
+		case propagate && !strings.HasPrefix(got, "00-5bf92f3577b34da6a3ce929d0e0e4736-"):
+			t.Errorf("with propagate_trace the upstream saw traceparent %q, want the call's trace", got)
+		}
 	}
 }

@@ -61,6 +61,7 @@ type Metrics struct {
 	auditAppend  prometheus.Histogram
 	auditFail    prometheus.Counter
 	authRefused  *prometheus.CounterVec
+	credentials  *prometheus.CounterVec
 
 	mu     sync.Mutex
 	agents map[string]bool // agent label values handed out so far
@@ -90,6 +91,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 	m.auditFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "airlock_audit_write_failures_total",
 		Help: "Audit records the sink refused (the call's result is withheld)."})
 	m.authRefused = f.counter("airlock_auth_refusals_total", "HTTP requests refused for a missing, invalid or revoked token.", "listener")
+	m.credentials = f.counter("airlock_credential_events_total", "OAuth credential events by connector, slot and event (minted, refreshed, failed, needs_reauth, connected).", "connector", "slot", "event")
 	for _, l := range []string{"mcp", "admin"} {
 		m.authRefused.WithLabelValues(l) // from zero, so a rate over the first refusals is right
 	}
@@ -183,6 +185,13 @@ func (m *Metrics) AuditAppend(d time.Duration, failed bool) {
 func (m *Metrics) AuthRefused(listener string) {
 	if m != nil {
 		m.authRefused.WithLabelValues(closed(listener, "mcp", "admin")).Inc()
+	}
+}
+
+// Credential counts an OAuth credential event of a loaded connector's declared slot.
+func (m *Metrics) Credential(connector, slot, event string) {
+	if m != nil {
+		m.credentials.WithLabelValues(orOther(connector), orOther(slot), closed(event, "minted", "refreshed", "failed", "needs_reauth", "connected")).Inc()
 	}
 }
 

@@ -85,3 +85,24 @@ func Extract(ctx context.Context, header http.Header, meta map[string]any) conte
 	}
 	return ctx
 }
+
+// Inject sets the traceparent (and tracestate) header of an outbound request to ctx's span,
+// replacing any the plugin set, when ctx's span is sampled; otherwise it leaves headers alone.
+func Inject(ctx context.Context, headers *map[string][]string) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return
+	}
+	h := http.Header{}
+	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
+	if *headers == nil {
+		*headers = map[string][]string{}
+	}
+	for k := range *headers {
+		if strings.EqualFold(k, "traceparent") || strings.EqualFold(k, "tracestate") {
+			delete(*headers, k)
+		}
+	}
+	for k, v := range h {
+		(*headers)[k] = v
+	}
+}
