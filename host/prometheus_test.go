@@ -158,7 +158,8 @@ func TestPrometheusScrapesHost(t *testing.T) {
 	}
 	api := newUpstream(t)
 	hostile, hwasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
-	hg := &manifest.Grant{Connector: "hostile", Tools: []string{"fetch"}, Scopes: []string{"test"}, Hosts: []string{"*"},
+	hg := &manifest.Grant{Connector: "hostile", Tools: []string{"fetch", "noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
+		Confirm:     []string{"noop"},
 		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"}),
 		Upstreams:   map[string]string{"https://api.example.test": api.URL, "https://other.example.test": api.URL}}
 	if err := h.LoadModule(ctx, hostile, hwasm, hg); err != nil {
@@ -196,6 +197,10 @@ func TestPrometheusScrapesHost(t *testing.T) {
 	// denied egress: the hostile connector asks for a host outside its manifest.
 	if r := do("ops", "hostile.fetch", `{"method":"GET","url":"https://evil.example.test/"}`); !r.OK || !strings.Contains(string(r.Data), abi.CodeEgressDenied) {
 		t.Fatalf("fetch of an undeclared host = %s %+v, want the plugin to see egress_denied", r.Data, r.Error)
+	}
+	// waiting for a human: the call is refused and an approval request waits.
+	if r := do("ops", "hostile.noop", `{}`); r.OK || r.Error.Code != host.CodeApprovalPending {
+		t.Fatalf("noop under confirm = %+v, want approval_pending", r.Error)
 	}
 	if err := sink.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -236,6 +241,8 @@ func TestPrometheusScrapesHost(t *testing.T) {
 		{`sum(airlock_egress_request_duration_seconds_count) - sum(airlock_egress_requests_total{decision!="denied"})`, map[string]float64{"": 0}},
 		{`sum(airlock_audit_append_duration_seconds_count)`, map[string]float64{"": calls}},
 		{`airlock_audit_dropped_total + airlock_audit_write_failures_total`, map[string]float64{"": 0}},
+		{`sum(airlock_audit_queue_depth)`, map[string]float64{"": 0}}, // flushed
+		{`sum(airlock_approvals_pending)`, map[string]float64{"": 1}},
 	}
 	for _, c := range checks {
 		g := prom.query(t, c.expr)

@@ -165,6 +165,7 @@ var (
 	instancesDesc = prometheus.NewDesc("airlock_instances", "Plugin instances per connector by state (busy, idle, fresh).", []string{"connector", "state"}, nil)
 	approvalsDesc = prometheus.NewDesc("airlock_approvals_pending", "Calls waiting for a human's approval.", nil, nil)
 	connectorDesc = prometheus.NewDesc("airlock_connectors", "Loaded connectors.", nil, nil)
+	queueDesc     = prometheus.NewDesc("airlock_audit_queue_depth", "Audit records waiting in the sink's queue to be appended.", nil, nil)
 	droppedDesc   = prometheus.NewDesc("airlock_audit_dropped_total", "Audit records a fail-open sink dropped, or any sink gave up on.", nil, nil)
 )
 
@@ -173,6 +174,7 @@ func (c hostCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- approvalsDesc
 	ch <- connectorDesc
 	ch <- droppedDesc
+	ch <- queueDesc
 }
 
 func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
@@ -191,6 +193,9 @@ func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if d, ok := c.h.audit.(interface{ Dropped() int64 }); ok {
 		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(d.Dropped()))
+	}
+	if q, ok := c.h.audit.(interface{ Queued() int }); ok {
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(q.Queued()))
 	}
 	if c.h.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

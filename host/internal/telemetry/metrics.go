@@ -252,7 +252,8 @@ func init() {
 	for _, c := range []string{abi.CodeEgressDenied, abi.CodeBadRequest, abi.CodeUnknownSlot, abi.CodeCredential,
 		abi.CodeUpstreamError, abi.CodeTimeout, abi.CodeResponseTooLarge, abi.CodeRateLimited, abi.CodeNotGranted,
 		abi.CodeUnknownTool, abi.CodeInvalidArguments, abi.CodeInvalidOutput, abi.CodePluginTrap, abi.CodePluginError,
-		abi.CodeTooLarge, abi.CodeInternal, abi.CodeUnavailable, abi.CodeNeedsConfirm} {
+		abi.CodeTooLarge, abi.CodeInternal, abi.CodeUnavailable, abi.CodeNeedsConfirm,
+		"approval_pending"} { // host.CodeApprovalPending
 		hostCodes[c] = true
 	}
 }
