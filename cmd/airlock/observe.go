@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -183,4 +184,15 @@ func banner(g *globals, w io.Writer, text string, attrs ...any) {
 		return
 	}
 	slog.New(slog.NewJSONHandler(w, nil)).Info(text, attrs...)
+}
+
+// reportJSON writes a command's failure as a JSON log line when --log-json is set, so stderr
+// stays JSON to the end; usage mistakes keep their plain text and exit status.
+func (g *globals) reportJSON(w io.Writer, err error) error {
+	var ue *usageError
+	if err == nil || !g.logJSON || errors.Is(err, errHelp) || errors.Is(err, errSilent) || errors.As(err, &ue) {
+		return err
+	}
+	slog.New(slog.NewJSONHandler(w, nil)).Error("airlock serve: " + err.Error())
+	return errSilent
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,4 +121,35 @@ func grep(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestServeFailureIsJSONWithLogJSON: a serve that cannot start (its metrics address is taken)
+// says so as a JSON line under --log-json, and exits 1.
+func TestServeFailureIsJSONWithLogJSON(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "airlock.yaml"), []byte("connectors: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	code, _, stderr := airlock(t, "serve", "--http", "127.0.0.1:0", "--metrics", taken.Addr().String(), "--log-json",
+		"--config", filepath.Join(dir, "airlock.yaml"), "--state-dir", dir)
+	if code != 1 {
+		t.Fatalf("serve with a taken metrics address exited %d, want 1:\n%s", code, stderr)
+	}
+	var found bool
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("with --log-json, stderr has a line that is not JSON: %q", l)
+		}
+		msg, _ := m["msg"].(string)
+		found = found || (m["level"] == "ERROR" && strings.Contains(msg, "--metrics"))
+	}
+	if !found {
+		t.Errorf("no JSON error line naming --metrics:\n%s", stderr)
+	}
 }

@@ -25,8 +25,9 @@ import (
 	"github.com/airlock-dev/airlock/host/mcp"
 )
 
-func runServe(ctx context.Context, e *env, args []string) error {
+func runServe(ctx context.Context, e *env, args []string) (err error) {
 	var g globals
+	defer func() { err = g.reportJSON(e.stderr, err) }()
 	fs := newFlagSet(e, "serve", `
 Usage: airlock serve [--stdio | --http ADDR] [--config FILE]
 
