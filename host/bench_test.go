@@ -66,16 +66,22 @@ func BenchmarkNativeSlack(b *testing.B) {
 	}
 }
 
-func BenchmarkCallSlack(b *testing.B) {
-	url := benchSlack(b)
+// loadBenchSlack loads the Slack connector into h, routed to the fake Slack at url.
+func loadBenchSlack(b *testing.B, h *host.Host, url string) {
+	b.Helper()
 	m, wasm := hosttest.Connector(b, "./plugins/slack", "manifests/slack.yaml")
-	h := benchHost(b)
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
 		b.Fatal(err)
 	}
+}
+
+func BenchmarkCallSlack(b *testing.B) {
+	url := benchSlack(b)
+	h := benchHost(b)
+	loadBenchSlack(b, h, url)
 	req := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(benchPostArgs), Agent: "bench"}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -91,7 +97,6 @@ func BenchmarkCallSlack(b *testing.B) {
 // run as sub-benchmarks so that -count interleaves them and a loaded machine's drift hits all three.
 func BenchmarkCallSlackObserved(b *testing.B) {
 	url := benchSlack(b)
-	m, wasm := hosttest.Connector(b, "./plugins/slack", "manifests/slack.yaml")
 	for _, v := range []struct {
 		name             string
 		metrics, tracing bool
@@ -106,12 +111,7 @@ func BenchmarkCallSlackObserved(b *testing.B) {
 			cfg.TracerProvider = tp
 		}
 		h, _ := hosttest.New(b, cfg)
-		g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
-			Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
-			Upstreams:   map[string]string{"https://slack.com": url}}
-		if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
-			b.Fatal(err)
-		}
+		loadBenchSlack(b, h, url)
 		req := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(benchPostArgs), Agent: "bench"}
 		b.Run(v.name, func(b *testing.B) {
 			b.ReportAllocs()
