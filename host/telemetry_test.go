@@ -21,8 +21,8 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -238,12 +238,8 @@ func TestTraceOfARetriedCall(t *testing.T) {
 func attr(s *tracepb.Span, key string) string {
 	for _, kv := range s.Attributes {
 		if kv.Key == key {
-			switch v := kv.Value.Value.(type) {
-			case interface{ GetStringValue() string }:
-				return v.GetStringValue()
-			}
-			if sv := kv.Value.GetStringValue(); sv != "" {
-				return sv
+			if _, ok := kv.Value.Value.(*commonpb.AnyValue_StringValue); ok {
+				return kv.Value.GetStringValue()
 			}
 			return fmt.Sprint(kv.Value.GetIntValue())
 		}
@@ -251,7 +247,8 @@ func attr(s *tracepb.Span, key string) string {
 	return ""
 }
 
-// TestTracingOffByDefault: without OTEL_* variables there is no provider and calls run.
+// TestTracingOffByDefault: without OTEL_* variables there is no provider, calls run, and their
+// log lines carry no trace ID.
 func TestTracingOffByDefault(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
@@ -259,9 +256,12 @@ func TestTracingOffByDefault(t *testing.T) {
 	if tp != nil || err != nil {
 		t.Fatalf("TracingFromEnv with no endpoint = %v, %v; want nil, nil", tp, err)
 	}
-	h, _, _ := slackHost(t)
-	if res := call(h, "slack.list_channels", `{}`); !res.OK || trace.SpanContextFromContext(context.Background()).IsValid() {
+	h, rec, _ := slackHost(t)
+	if res := call(h, "slack.list_channels", `{}`); !res.OK {
 		t.Fatalf("list_channels without tracing = %+v", res.Error)
+	}
+	if logs := rec.Logs(); !strings.Contains(logs, `"msg":"tool call"`) || strings.Contains(logs, "trace_id") {
+		t.Errorf("without tracing, want a tool call line without trace_id:\n%s", logs)
 	}
 }
 
