@@ -243,6 +243,8 @@ func TestPrometheusScrapesHost(t *testing.T) {
 		{`airlock_audit_dropped_total + airlock_audit_write_failures_total`, map[string]float64{"": 0}},
 		{`sum(airlock_audit_queue_depth)`, map[string]float64{"": 0}}, // flushed
 		{`sum(airlock_approvals_pending)`, map[string]float64{"": 1}},
+		{`sum(airlock_instances{state="busy"})`, map[string]float64{"": 0}}, // every call has returned
+		{`airlock_connectors`, map[string]float64{"airlock_connectors": 2}},
 	}
 	for _, c := range checks {
 		g := prom.query(t, c.expr)
