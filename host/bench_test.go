@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"io"
 	"log/slog"
 	"net/http"
@@ -65,16 +66,22 @@ func BenchmarkNativeSlack(b *testing.B) {
 	}
 }
 
-func BenchmarkCallSlack(b *testing.B) {
-	url := benchSlack(b)
+// loadBenchSlack loads the Slack connector into h, routed to the fake Slack at url.
+func loadBenchSlack(b *testing.B, h *host.Host, url string) {
+	b.Helper()
 	m, wasm := hosttest.Connector(b, "./plugins/slack", "manifests/slack.yaml")
-	h := benchHost(b)
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
 		b.Fatal(err)
 	}
+}
+
+func BenchmarkCallSlack(b *testing.B) {
+	url := benchSlack(b)
+	h := benchHost(b)
+	loadBenchSlack(b, h, url)
 	req := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(benchPostArgs), Agent: "bench"}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -84,6 +91,44 @@ func BenchmarkCallSlack(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCallSlackObserved is BenchmarkCallSlack on three hosts — no telemetry, Prometheus
+// metrics, metrics and tracing (every span sampled, batched to an exporter that drops them) —
+// run as sub-benchmarks so that -count interleaves them and a loaded machine's drift hits all three.
+func BenchmarkCallSlackObserved(b *testing.B) {
+	url := benchSlack(b)
+	for _, v := range []struct {
+		name             string
+		metrics, tracing bool
+	}{{"off", false, false}, {"metrics", true, false}, {"metrics+tracing", true, true}} {
+		cfg := host.Config{Secrets: secrets(), Audit: discardSink{}, Logger: benchLogger()}
+		if v.metrics {
+			cfg.Metrics = host.NewMetrics(nil)
+		}
+		if v.tracing {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(dropSpans{}))
+			b.Cleanup(func() { tp.Shutdown(context.Background()) })
+			cfg.TracerProvider = tp
+		}
+		h, _ := hosttest.New(b, cfg)
+		loadBenchSlack(b, h, url)
+		req := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(benchPostArgs), Agent: "bench"}
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := h.Call(context.Background(), req); !res.OK {
+					b.Fatalf("post_message: %+v", res.Error)
+				}
+			}
+		})
+	}
+}
+
+// dropSpans is a span exporter that drops what it is given.
+type dropSpans struct{}
+
+func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (dropSpans) Shutdown(context.Context) error                             { return nil }
 
 func BenchmarkCallNoop(b *testing.B) {
 	m, wasm := hosttest.Connector(b, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")

@@ -18,6 +18,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/idempotency"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
@@ -100,6 +101,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 		args = []byte("{}")
 	}
 	ev.ArgKeys, ev.ArgsSHA256 = summarize(args)
+	ctx, span := h.startCall(ctx, &req, res.Meta.RequestID)
 
 	res.Error = h.call(ctx, req, args, res, &ev)
 	res.OK = res.Error == nil
@@ -112,13 +114,14 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 			ev.Outcome = "denied"
 		}
 	}
-	if err := h.audit.Write(ctx, ev); err != nil {
+	if err := h.auditCall(ctx, ev); err != nil {
 		// Fail closed: a call that cannot be audited does not report success.
 		h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
 		res.OK, res.Data = false, nil
 		res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
 			Message: "the call could not be recorded in the audit log, so its result is withheld; try again later"}
 	}
+	h.finishCall(span, &req, res, &ev, time.Since(start))
 	return res
 }
 
@@ -159,13 +162,19 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	}
 
 	// 2. Arguments against the input schema.
-	if err := tool.ValidateInput(args); err != nil {
+	_, vspan := h.span(ctx, "validate")
+	err := tool.ValidateInput(args)
+	vspan.End()
+	if err != nil {
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
 	}
 
 	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
 	if c.policy.NeedsConfirmation(toolName) && !req.Confirmed {
-		if rerr := h.approve(ctx, c, toolName, req, args); rerr != nil {
+		actx, aspan := h.span(ctx, "approval")
+		rerr := h.approve(actx, c, toolName, req, args)
+		aspan.End()
+		if rerr != nil {
 			return rerr
 		}
 		req.Confirmed = true // a human approved this exact call: it may run what needs approval
@@ -174,6 +183,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	// 4. Call quotas, per agent and per tool.
 	if c.quota != nil {
 		if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
+			h.metrics().QuotaRefused(connName, toolName)
 			// reason already says when to try again.
 			return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(), Message: reason}
 		}
@@ -260,8 +270,10 @@ func outcomeUnknown(e *ResultError) *ResultError {
 func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) (rerr *ResultError, unsure bool) {
 	m, connName := c.manifest, c.manifest.Name
 	// 5. The plugin, in its sandbox, with the host functions of this call.
+	ctx, span := h.span(ctx, "plugin")
+	defer span.End()
 	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress,
-		tool: tool, approved: req.Confirmed}
+		tool: tool, approved: req.Confirmed, ctx: ctx}
 	if hc.progress != nil {
 		hc.progress(0, "running "+req.Tool)
 	}
@@ -353,6 +365,7 @@ type callHandler struct {
 	requests    int
 	maxRequests int
 	progress    func(int, string)
+	ctx         context.Context // the plugin span's, for the outbound requests' spans
 	// wrote: a request that changes data was answered; unanswered: one got no answer (it may
 	// have taken effect). Only requests the host may not replay count (see mayChangeData).
 	wrote, unanswered bool
@@ -375,6 +388,9 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
 	} else {
 		hc.requests++
+		if hc.c.propagate {
+			telemetry.Inject(hc.ctx, &req.Headers)
+		}
 		// The subject comes from the caller's identity, never from the plugin's request.
 		resp = hc.c.egress.Do(egress.WithSubject(ctx, hc.ev.Subject), req)
 		if mayChangeData(req) {
@@ -401,6 +417,7 @@ func mayChangeData(req abi.HTTPRequest) bool {
 }
 
 func (hc *callHandler) observe(r egress.Record) {
+	hc.observeRequest(r)
 	e := audit.Event{
 		Time: time.Now().UTC().Add(-r.Duration), Kind: audit.KindRequest, RequestID: hc.ev.RequestID,
 		Agent: hc.ev.Agent, Subject: hc.ev.Subject, Connector: hc.ev.Connector, Version: hc.ev.Version,

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/credential"
@@ -48,6 +49,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/ratelimit"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
+	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
@@ -112,6 +114,13 @@ type Config struct {
 	// change is visible to Tools and Call; it must not call Load, LoadModule or Unload and
 	// should return quickly. Default: nothing is called.
 	OnToolsChanged func()
+	// Metrics, if set, receives the host's Prometheus metrics (see NewMetrics). Default: none
+	// are kept.
+	Metrics *Metrics
+	// TracerProvider, if set, gets a span per tool call with children for validation, the
+	// approval gate, the plugin, each outbound request and the audit append (see
+	// TracingFromEnv). Default: no spans, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Host runs connectors. Safe for concurrent use.
@@ -127,6 +136,7 @@ type Host struct {
 	scrub       *scrub.Scrubber
 	audit       audit.Sink
 	closer      func() error
+	tracer      trace.Tracer
 
 	loadMu sync.Mutex         // serialises changes to the loaded connectors
 	layers map[string]*layers // what the configuration and the state store say, by connector
@@ -154,6 +164,8 @@ type connector struct {
 	refs        []*credential.Ref
 	unavailable []string
 	inflight    sync.WaitGroup
+	hosts       telemetry.Hosts // the metrics' host labels: the granted rules' hosts
+	propagate   bool            // the grant's propagate_trace
 }
 
 // New returns a Host with no connectors loaded.
@@ -180,7 +192,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{},
 		layers: map[string]*layers{}, stopped: map[string]string{},
-		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now}
+		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now, tracer: telemetry.Tracer(cfg.TracerProvider)}
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -216,6 +228,11 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("host: %w", err)
 	}
 	h.eng = eng
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.m.Registry().Register(hostCollector{h}); err != nil {
+			return nil, errors.New("host: Config.Metrics is already used by another Host: give each Host its own NewMetrics")
+		}
+	}
 	return h, nil
 }
 
@@ -431,6 +448,11 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 		return nil, fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
 	}
 	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin, providers: map[string]*credential.Provider{}}
+	ruleHosts := make([]string, 0, len(policy.Rules))
+	for _, r := range policy.Rules {
+		ruleHosts = append(ruleHosts, r.Host)
+	}
+	c.hosts, c.propagate = telemetry.NewHosts(ruleHosts), g != nil && g.PropagateTrace
 
 	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))
@@ -458,6 +480,7 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 			ccfg.HTTPClient = &http.Client{Transport: endpoints, Timeout: 30 * time.Second,
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			ccfg.OnEvent = func(ev credential.Event) {
+				h.metrics().Credential(m.Name, cred.Name, ev.Type)
 				outcome := "ok"
 				if ev.Type == "needs_reauth" || ev.Type == "failed" {
 					outcome = "error"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"os"
@@ -71,6 +72,9 @@ type globals struct {
 	redis    string
 	logLevel string
 	logJSON  bool
+	// set by serve (observe.go) before openRuntime
+	metrics *host.Metrics
+	tracer  trace.TracerProvider
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -191,7 +195,7 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		cacheDir = filepath.Join(d, "compiled") // shared by every state directory on this machine
 	}
 	h, err := host.New(host.Config{StateDir: stateDir, CacheDir: cacheDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink, Sealer: sealer,
-		RedisURL:       cmpOr(g.redis, cfg.Redis),
+		RedisURL: cmpOr(g.redis, cfg.Redis), Metrics: g.metrics, TracerProvider: g.tracer,
 		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})
 	if err != nil {
 		sink.Close()

@@ -24,8 +24,9 @@ import (
 	"github.com/airlock-dev/airlock/host/mcp"
 )
 
-func runServe(ctx context.Context, e *env, args []string) error {
+func runServe(ctx context.Context, e *env, args []string) (err error) {
 	var g globals
+	defer func() { err = g.reportJSON(e.stderr, err) }()
 	fs := newFlagSet(e, "serve", `
 Usage: airlock serve [--stdio | --http ADDR] [--config FILE]
 
@@ -62,6 +63,8 @@ the file ('airlock grants' shows which part comes from where).`, `
   npx @modelcontextprotocol/inspector --cli --transport http --server-url http://127.0.0.1:8700/mcp \
       --header "Authorization: Bearer $TOKEN" --method tools/list`)
 	g.register(fs)
+	var of observeFlags
+	of.register(fs)
 	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (the default)")
 	addr := fs.String("http", envOr("AIRLOCK_HTTP", ""), "serve MCP over streamable HTTP on this `address` (host:port) instead ($AIRLOCK_HTTP)")
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
@@ -96,6 +99,11 @@ the file ('airlock grants' shows which part comes from where).`, `
 	if err != nil {
 		return err
 	}
+	obs, err := startObservability(ctx, &g, &of, *agent, *addr, logger, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
@@ -145,7 +153,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	if list, err := agents.List(); err != nil {
 		return err
 	} else if len(list) == 0 {
-		fmt.Fprintf(e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)\n")
+		banner(&g, e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)")
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -153,11 +161,11 @@ the file ('airlock grants' shows which part comes from where).`, `
 	}
 	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", rt.admin.Handler(adminTokens{admins})))
-	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", s.HTTPHandler(agents, httpOpts)))
+	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", refusals("admin", rt.admin.Handler(adminTokens{admins}), obs.metrics, logger)))
+	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", refusals("mcp", s.HTTPHandler(agents, httpOpts), obs.metrics, logger)))
 	hs := mcp.NewHTTPServer(mux, httpOpts, logger)
-	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())
+	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')",
+		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr()), "mcp", "http://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", "http://"+ln.Addr().String()+"/admin/v1/")
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -44,6 +44,10 @@ type Grant struct {
 	Quotas *Quotas `json:"quotas,omitempty"`
 	// Database names the database the connector's functions run against.
 	Database *DatabaseGrant `json:"database,omitempty"`
+	// PropagateTrace sends a W3C traceparent header with the connector's outbound requests when
+	// the call is traced, so the upstream's spans join the trace. Default false: upstreams
+	// learn nothing of the caller's trace.
+	PropagateTrace bool `json:"propagate_trace,omitempty"`
 }
 
 // CredentialGrant fills one credential slot. In YAML a plain string is a secret reference

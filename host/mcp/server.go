@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
 
@@ -267,8 +269,22 @@ func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 			}
 			call.Confirmed = confirmed
 		}
-		return ToolResult(s.explain(s.h.Call(ctx, call))), nil
+		return ToolResult(s.explain(s.h.Call(traceContext(ctx, req), call))), nil
 	}
+}
+
+// traceContext joins the client's trace: a W3C traceparent in the HTTP request's header or, if
+// none, in the request's _meta.
+func traceContext(ctx context.Context, req *sdk.CallToolRequest) context.Context {
+	var header http.Header
+	var meta map[string]any
+	if req.Extra != nil {
+		header = req.Extra.Header
+	}
+	if req.Params != nil {
+		meta = req.Params.Meta
+	}
+	return telemetry.Extract(ctx, header, meta)
 }
 
 // confirm asks the human behind the client, through MCP elicitation, to confirm a call of a tool

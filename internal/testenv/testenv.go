@@ -35,12 +35,17 @@ func need(t testing.TB, env, what string) string {
 	if v != "" {
 		return v
 	}
-	msg := what + " is not configured: run `eval \"$(.ci/services)\"` (it sets " + env + ") to run this test"
+	missing(t, what+" is not configured: run `eval \"$(.ci/services)\"` (it sets "+env+") to run this test")
+	return ""
+}
+
+// missing skips the test with msg, or fails it when RequireEnv is set (CI).
+func missing(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-	return ""
 }
 
 // Redis returns the URL of the test Redis server.

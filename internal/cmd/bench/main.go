@@ -9,7 +9,9 @@
 //  2. airlock full path — host.Call of slack.post_message on the same fake: argument validation,
 //     the Slack plugin in its sandbox, egress with credential injection, scrubbing, output
 //     validation and an audit event (to a sink that discards it). Target: ≤ 5× row 1.
-//     Beside it, the connector's own share: its post_message in the sandbox with a canned answer.
+//     Beside it, the connector's own share: its post_message in the sandbox with a canned answer,
+//     and the same call with Prometheus metrics on (tracing off; target ≤ 2% over the full
+//     path) and with tracing on too (spans batched to an exporter that drops them).
 //  3. no-I/O calls — the hostile plugin's noop through host.Call (target < 5 µs), and the raw
 //     sandbox (runtime.Module.Call, no policy) on hostile noop and echo of 100 B and 10 KB.
 //  4. the same unmodified extism/go-pdk module (host/testdata/plugins/gopdk) under
@@ -59,6 +61,7 @@ import (
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/audit"
@@ -221,6 +224,40 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 	if err := bench("2", "full", "airlock: host.Call slack.post_message (full path)", callSlack); err != nil {
 		return nil, err
 	}
+	// Row 2, observability: the same call on hosts with Prometheus metrics (tracing off) and
+	// with metrics and tracing on (every span sampled, batched to an exporter that drops them,
+	// so the row counts building and queueing spans, not a collector's network).
+	for _, v := range []struct {
+		key, what string
+		traced    bool
+	}{
+		{"full-metrics", "airlock: full path, metrics on, tracing off", false},
+		{"full-traced", "airlock: full path, metrics and tracing on", true},
+	} {
+		cfg := hostConfig(filepath.Join(state, v.key), cacheDir)
+		cfg.Metrics = host.NewMetrics(nil)
+		if v.traced {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(dropSpans{}))
+			defer tp.Shutdown(context.Background())
+			cfg.TracerProvider = tp
+		}
+		ho, err := host.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer ho.Close(context.Background())
+		if err := ho.LoadModule(ctx, slackM, slackWasm, slackGrant(slackURL)); err != nil {
+			return nil, err
+		}
+		if err := bench("2", v.key, v.what, func() error {
+			if res := ho.Call(ctx, slackReq); !res.OK {
+				return fmt.Errorf("slack.post_message: %s", res.Error)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if err := bench("3", "host-noop", "airlock: host.Call hostile.noop (no I/O)", func() error {
 		if res := h.Call(ctx, noopReq); !res.OK {
 			return fmt.Errorf("hostile.noop: %s", res.Error)
@@ -363,6 +400,12 @@ func build(ctx context.Context, root, pkg string) ([]byte, error) {
 type discardSink struct{}
 
 func (discardSink) Write(context.Context, audit.Event) error { return nil }
+
+// dropSpans is a span exporter that drops what it is given.
+type dropSpans struct{}
+
+func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (dropSpans) Shutdown(context.Context) error                             { return nil }
 
 func hostConfig(stateDir, cacheDir string) host.Config {
 	return host.Config{
@@ -598,6 +641,8 @@ func ratios(rows []*Row) {
 	set("native", "native", "native")
 	set("full", "native", "native")
 	set("rt-slack-post", "native", "native")
+	set("full-metrics", "full", "full path")
+	set("full-traced", "full", "full path")
 	set("host-noop", "rt-hostile-noop", "raw noop")
 	for _, s := range []string{"noop", "echo100", "echo10k"} {
 		set("gosdk-"+s, "gosdk-"+s, "go-sdk")
