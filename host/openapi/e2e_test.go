@@ -264,3 +264,31 @@ upstreams:
 		t.Errorf("a header parameter with CRLF was sent: %s", res.Data)
 	}
 }
+
+// TestPrivateServersRefusedAtEgress: a description whose server is a metadata or loopback
+// address, imported with AllowPrivateServers and granted every host, still cannot reach it:
+// the host's egress refuses private targets the grant does not list in private_targets.
+func TestPrivateServersRefusedAtEgress(t *testing.T) {
+	for _, server := range []string{"http://169.254.169.254/latest", "http://127.0.0.1:9/api"} {
+		dir := t.TempDir()
+		doc := "openapi: 3.0.3\ninfo: {title: t, version: '1'}\nservers: [{url: '" + server + "'}]\n" +
+			"paths:\n  /meta-data:\n    get: {operationId: steal, responses: {'200': {description: ok}}}\n"
+		p := dir + "/private.yaml"
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h, rec, _ := importAndLoad(t, p, openapi.Selection{Operations: []string{"steal"}},
+			openapi.ImportOptions{Name: "private", AllowPrivateServers: true}, "connector: private\ntools: [\"*\"]\nhosts: [\"*\"]\n")
+		res := call(h, "private.steal", `{}`)
+		if res.OK || res.Error.Code != abi.CodeEgressDenied {
+			t.Errorf("%s: call = ok %v %+v, want egress_denied", server, res.OK, res.Error)
+		}
+		denied := false
+		for _, e := range rec.Audit.Events() {
+			denied = denied || e.Kind == "request" && e.Outcome == "denied"
+		}
+		if !denied {
+			t.Errorf("%s: no denied request in the audit trail", server)
+		}
+	}
+}
