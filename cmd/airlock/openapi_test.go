@@ -31,7 +31,7 @@ func TestOpenAPIWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := fakeopenapi.New(t, doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
+	fake := newFake(t, doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
 		return 200, map[string]any{"id": 7, "name": "Rex"}
 	})
 	published := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -94,4 +94,14 @@ func builtConnector(t *testing.T, root string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func newFake(t *testing.T, doc *openapi3.T, origin string, respond fakeopenapi.Respond) *fakeopenapi.Server {
+	t.Helper()
+	f, err := fakeopenapi.New(doc, origin, respond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
 }

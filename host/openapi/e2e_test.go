@@ -86,7 +86,7 @@ func call(h *host.Host, tool, args string) *host.Result {
 // against a fake Petstore that validates every request against the description.
 func TestPetstoreEndToEnd(t *testing.T) {
 	path := specPath(t, "petstore_expanded_3.0.yaml")
-	fake := fakeopenapi.New(t, loadDoc(t, path), "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
+	fake := newFake(t, loadDoc(t, path), "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
 		switch r.OperationID {
 		case "findPets":
 			return 200, []any{map[string]any{"id": 1, "name": "Rex", "tag": "dog"}}
@@ -186,7 +186,7 @@ func sortStrings(s []string) []string {
 func TestPathParameterAttacks(t *testing.T) {
 	const spec = "testdata/files_3.0.yaml"
 	t.Setenv("AIRLOCK_OPENAPI_TEST_KEY", "canary-key-3f9c")
-	fake := fakeopenapi.New(t, loadDoc(t, spec), "https://files.example.com", func(r *fakeopenapi.Request) (int, any) {
+	fake := newFake(t, loadDoc(t, spec), "https://files.example.com", func(r *fakeopenapi.Request) (int, any) {
 		return 200, map[string]any{"name": r.PathParams["name"]}
 	})
 	h, _, _ := importAndLoad(t, spec, openapi.Selection{Operations: []string{"getFile"}}, openapi.ImportOptions{Name: "files"}, `
@@ -291,4 +291,14 @@ func TestPrivateServersRefusedAtEgress(t *testing.T) {
 			t.Errorf("%s: no denied request in the audit trail", server)
 		}
 	}
+}
+
+func newFake(t *testing.T, doc *openapi3.T, origin string, respond fakeopenapi.Respond) *fakeopenapi.Server {
+	t.Helper()
+	f, err := fakeopenapi.New(doc, origin, respond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
 }

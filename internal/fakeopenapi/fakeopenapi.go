@@ -6,9 +6,10 @@
 //
 // Example:
 //
-//	fake := fakeopenapi.New(t, doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
+//	fake, err := fakeopenapi.New(doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
 //		return 200, []any{}
 //	})
+//	defer fake.Close()
 //	// grant upstreams: {"https://petstore.swagger.io": fake.URL}
 package fakeopenapi
 
@@ -22,7 +23,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -57,21 +57,19 @@ type Server struct {
 }
 
 // New starts a fake of doc's API. origin is the scheme://host the description's servers name
-// (the fake routes requests as if they had been sent there). The server closes when the test ends.
-func New(tb testing.TB, doc *openapi3.T, origin string, respond Respond) *Server {
-	tb.Helper()
+// (the fake routes requests as if they had been sent there). Close it when done.
+func New(doc *openapi3.T, origin string, respond Respond) (*Server, error) {
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
-		tb.Fatalf("fakeopenapi: %v", err)
+		return nil, fmt.Errorf("fakeopenapi: %w", err)
 	}
 	o, err := url.Parse(origin)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, fmt.Errorf("fakeopenapi: %w", err)
 	}
 	s := &Server{router: router, origin: o, respond: respond}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	tb.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 // ValidateRequest checks one request against the description, as the fake does; exported so
