@@ -296,23 +296,9 @@ func (g *gen) value(s map[string]any, depth int) any {
 	case "string":
 		return g.str(s)
 	case "integer":
-		n := 1.0
-		if min, ok := s["minimum"].(float64); ok && min > n {
-			n = min
-		}
-		if max, ok := s["maximum"].(float64); ok && max < n {
-			n = max
-		}
-		return int64(n)
+		return int64(number(s))
 	case "number":
-		n := 1.0
-		if min, ok := s["minimum"].(float64); ok && min > n {
-			n = min
-		}
-		if max, ok := s["maximum"].(float64); ok && max < n {
-			n = max
-		}
-		return n
+		return number(s)
 	case "boolean":
 		return true
 	case "array":
@@ -358,6 +344,18 @@ func (g *gen) object(s map[string]any, depth int) any {
 		out[k] = g.value(p, depth+1)
 	}
 	return out
+}
+
+// number is 1 moved into [minimum, maximum].
+func number(s map[string]any) float64 {
+	n := 1.0
+	if min, ok := s["minimum"].(float64); ok && min > n {
+		n = min
+	}
+	if max, ok := s["maximum"].(float64); ok && max < n {
+		n = max
+	}
+	return n
 }
 
 func asList(v any) []any { l, _ := v.([]any); return l }

@@ -290,47 +290,35 @@ func queryValue(p Param, v any) ([]string, error) {
 	name := url.QueryEscape(p.Name)
 	switch style {
 	case "form":
-		switch t := v.(type) {
-		case []any:
-			if !explode {
-				parts, err := flatten(p, t, false, false)
-				if err != nil {
-					return nil, err
-				}
-				return []string{name + "=" + joinEscaped(parts, ",")}, nil
+		_, isArray := v.([]any)
+		m, isObject := v.(map[string]any)
+		switch {
+		case (isArray || isObject) && !explode: // name=a,b or name=k,v,k2,v2
+			parts, err := flatten(p, v, false, false)
+			if err != nil {
+				return nil, err
 			}
+			return []string{name + "=" + joinEscaped(parts, ",")}, nil
+		case isObject: // exploded: each key is a parameter
 			var out []string
-			for _, item := range t {
-				s, err := scalar(p, item)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, name+"="+url.QueryEscape(s))
-			}
-			return out, nil
-		case map[string]any:
-			if !explode {
-				parts, err := flatten(p, t, false, false)
-				if err != nil {
-					return nil, err
-				}
-				return []string{name + "=" + joinEscaped(parts, ",")}, nil
-			}
-			var out []string
-			for _, k := range sortedKeys(t) {
-				s, err := scalar(p, t[k])
+			for _, k := range sortedKeys(m) {
+				s, err := scalar(p, m[k])
 				if err != nil {
 					return nil, err
 				}
 				out = append(out, url.QueryEscape(k)+"="+url.QueryEscape(s))
 			}
 			return out, nil
-		default:
-			s, err := scalar(p, v)
+		default: // a scalar, or an exploded array: name=a&name=b
+			parts, err := flatten(p, v, false, false)
 			if err != nil {
 				return nil, err
 			}
-			return []string{name + "=" + url.QueryEscape(s)}, nil
+			out := make([]string, len(parts))
+			for i, s := range parts {
+				out[i] = name + "=" + url.QueryEscape(s)
+			}
+			return out, nil
 		}
 	case "spaceDelimited", "pipeDelimited":
 		sep := "%20"
