@@ -302,3 +302,63 @@ func newFake(t *testing.T, doc *openapi3.T, origin string, respond fakeopenapi.R
 	t.Cleanup(f.Close)
 	return f
 }
+
+// TestServerVariables: a templated server's variables become config keys the grant fills; the
+// manifest has network rules for each value the description allows, so another value is refused
+// at egress.
+func TestServerVariables(t *testing.T) {
+	dir := t.TempDir()
+	doc := `openapi: 3.0.3
+info: {title: regional, version: '1'}
+servers:
+  - url: 'https://{region}.api.example.com/{version}'
+    variables:
+      region: {default: eu, enum: [eu, us]}
+      version: {default: v2}
+paths:
+  /things:
+    get:
+      operationId: listThings
+      responses: {'200': {description: ok, content: {application/json: {schema: {type: array, items: {type: string}}}}}}
+`
+	p := dir + "/regional.yaml"
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fake := newFake(t, loadDoc(t, p), "https://us.api.example.com", func(*fakeopenapi.Request) (int, any) { return 200, []string{"a"} })
+	grant := func(region string) string {
+		return "connector: regional\ntools: [\"*\"]\nhosts: [\"*\"]\nconfig: {server_region: " + region + "}\n" +
+			"upstreams: {\"https://us.api.example.com\": \"" + fake.URL + "\", \"https://eu.api.example.com\": \"" + fake.URL + "\"}\n"
+	}
+	h, _, res := importAndLoad(t, p, openapi.Selection{Operations: []string{"listThings"}}, openapi.ImportOptions{Name: "regional"}, grant("us"))
+	m, err := manifest.Parse("regional.yaml", res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, r := range m.Network {
+		hosts = append(hosts, r.Host+r.PathPrefix)
+	}
+	if got := strings.Join(sortStrings(hosts), " "); got != "eu.api.example.com/v2/things us.api.example.com/v2/things" {
+		t.Errorf("network rules = %s", got)
+	}
+	r := call(h, "regional.list_things", `{}`)
+	if !r.OK || len(fake.Accepted()) != 1 || fake.Accepted()[0].Path != "/v2/things" {
+		t.Errorf("list_things in region us = %+v, fake saw %+v", r.Error, fake.Accepted())
+	}
+	// A region the description does not allow has no network rule: refused at egress.
+	h2, _, _ := importAndLoad(t, p, openapi.Selection{Operations: []string{"listThings"}}, openapi.ImportOptions{Name: "regional"}, grant("attacker"))
+	r = call(h2, "regional.list_things", `{}`)
+	if r.OK || r.Error.Code != abi.CodeEgressDenied {
+		t.Errorf("list_things in region attacker = ok %v %+v, want egress_denied", r.OK, r.Error)
+	}
+	// A value that would change the URL's shape is refused by the connector.
+	h3, _, _ := importAndLoad(t, p, openapi.Selection{Operations: []string{"listThings"}}, openapi.ImportOptions{Name: "regional"}, grant(`"evil.com/x?"`))
+	r = call(h3, "regional.list_things", `{}`)
+	if r.OK || !strings.Contains(r.Error.Message, "server variable region") {
+		t.Errorf("list_things with region %q = ok %v %+v, want refused", "evil.com/x?", r.OK, r.Error)
+	}
+	if len(fake.Accepted()) != 1 {
+		t.Errorf("the API saw %d requests, want 1", len(fake.Accepted()))
+	}
+}

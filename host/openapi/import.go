@@ -205,11 +205,20 @@ func (s *Spec) Import(sel Selection, opts *ImportOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	server, err := s.server(o)
+	template, vars, bases, err := s.server(o)
 	if err != nil {
 		return nil, err
 	}
-	im := &importer{spec: s, opts: o, server: server, names: map[string]bool{}}
+	im := &importer{spec: s, opts: o, template: template, vars: vars, bases: bases, names: map[string]bool{}}
+	for _, v := range vars {
+		d := fmt.Sprintf("value of {%s} in the server URL %s", v.name, template)
+		if len(v.values) > 1 {
+			d += " (one of " + strings.Join(v.values, ", ") + ")"
+		} else {
+			d += " (only the default has a network rule; another value needs one added)"
+		}
+		im.cfg = append(im.cfg, manifest.ConfigKey{Name: v.key, Description: d, Default: v.def})
+	}
 	im.credentials()
 	for i, c := range ops {
 		if err := im.tool(i, c); err != nil {
@@ -219,46 +228,104 @@ func (s *Spec) Import(sel Selection, opts *ImportOptions) (*Result, error) {
 	return im.finish()
 }
 
-// server picks the base URL and checks its address.
-func (s *Spec) server(o ImportOptions) (*url.URL, error) {
+// maxServerCombinations bounds the concrete base URLs a templated server expands to.
+const maxServerCombinations = 16
+
+// serverVar is a {variable} of the server URL: the grant may set it (config server_NAME) to one
+// of values, for which the manifest has network rules.
+type serverVar struct {
+	name, def, key string
+	values         []string
+}
+
+// server picks the base URL, expands its variables and checks every address it can take.
+func (s *Spec) server(o ImportOptions) (string, []serverVar, []*url.URL, error) {
 	var listed []string
-	for _, sv := range s.doc.Servers {
+	pick, template := o.Server, ""
+	var vars []serverVar
+	for i, sv := range s.doc.Servers {
 		u := sv.URL
 		for name, v := range sv.Variables {
 			u = strings.ReplaceAll(u, "{"+name+"}", v.Default)
 		}
 		listed = append(listed, u)
+		if pick == "" && i == 0 || pick != "" && (pick == u || pick == sv.URL) {
+			pick, template = u, sv.URL
+			vars = nil
+			for _, name := range sortedKeys(sv.Variables) {
+				v := sv.Variables[name]
+				if !strings.Contains(sv.URL, "{"+name+"}") {
+					continue
+				}
+				values := v.Enum
+				if len(values) == 0 {
+					values = []string{v.Default}
+				}
+				vars = append(vars, serverVar{name: name, def: v.Default, key: "server_" + slotName(name), values: values})
+			}
+		}
 	}
-	pick := o.Server
 	switch {
-	case pick == "" && len(listed) == 0:
-		return nil, fmt.Errorf("openapi: %s names no server: pass --server https://… with the API's base URL", s.Source)
 	case pick == "":
-		pick = listed[0]
-	case !o.OverrideServer && !contains(listed, pick):
-		return nil, fmt.Errorf("openapi: %s does not list the server %q (it lists %s): pass one of those, or --override-server to use another", s.Source, pick, strings.Join(quoteAll(listed), ", "))
+		return "", nil, nil, fmt.Errorf("openapi: %s names no server: pass --server https://… with the API's base URL", s.Source)
+	case template == "" && !o.OverrideServer:
+		return "", nil, nil, fmt.Errorf("openapi: %s does not list the server %q (it lists %s): pass one of those, or --override-server to use another", s.Source, pick, strings.Join(quoteAll(listed), ", "))
+	case template == "":
+		template = pick
 	}
-	u, err := url.Parse(pick)
-	if err != nil {
-		return nil, fmt.Errorf("openapi: server %q is not a URL", pick)
-	}
-	if !u.IsAbs() {
+	if u, err := url.Parse(pick); err == nil && !u.IsAbs() {
+		// A relative server is resolved against the description's URL, with defaults filled.
 		if s.base == nil {
-			return nil, fmt.Errorf("openapi: the server %q is relative and the description is a local file: pass --server https://… with the API's base URL", pick)
+			return "", nil, nil, fmt.Errorf("openapi: the server %q is relative and the description is a local file: pass --server https://… with the API's base URL", pick)
 		}
-		u = s.base.ResolveReference(u)
+		template, vars = s.base.ResolveReference(u).String(), nil
 	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(u.Path, "{") {
-		return nil, fmt.Errorf("openapi: server %q: want http(s)://host[:port][/path] with no user, query, fragment or unfilled {variable}", pick)
-	}
-	if !o.AllowPrivateServers {
-		if why := privateHost(u.Hostname()); why != "" {
-			return nil, fmt.Errorf("openapi: server %q is %s: a connector made from a description must not reach it (pass --allow-private-servers for an internal API; the grant must then list it in private_targets)", pick, why)
+	combos := []map[string]string{{}}
+	for _, v := range vars {
+		var next []map[string]string
+		for _, c := range combos {
+			for _, val := range v.values {
+				m := map[string]string{v.name: val}
+				for k, x := range c {
+					m[k] = x
+				}
+				next = append(next, m)
+			}
+		}
+		combos = next
+		if len(combos) > maxServerCombinations {
+			return "", nil, nil, fmt.Errorf("openapi: the server %q has more than %d combinations of variable values: pass --server with one concrete URL", template, maxServerCombinations)
 		}
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	return u, nil
+	var bases []*url.URL
+	for _, c := range combos {
+		concrete := template
+		for k, v := range c {
+			if !serverValue.MatchString(v) {
+				return "", nil, nil, fmt.Errorf("openapi: server variable %s value %q: want letters, digits, '.' and '-'", k, v)
+			}
+			concrete = strings.ReplaceAll(concrete, "{"+k+"}", v)
+		}
+		u, err := url.Parse(concrete)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("openapi: server %q is not a URL", concrete)
+		}
+		if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(u.Path, "{") {
+			return "", nil, nil, fmt.Errorf("openapi: server %q: want http(s)://host[:port][/path] with no user, query, fragment or unfilled {variable}", concrete)
+		}
+		if !o.AllowPrivateServers {
+			if why := privateHost(u.Hostname()); why != "" {
+				return "", nil, nil, fmt.Errorf("openapi: server %q is %s: a connector made from a description must not reach it (pass --allow-private-servers for an internal API; the grant must then list it in private_targets)", concrete, why)
+			}
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		bases = append(bases, u)
+	}
+	return strings.TrimSuffix(template, "/"), vars, bases, nil
 }
+
+// serverValue is what a server variable may hold: it lands in a host name or a path segment.
+var serverValue = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`)
 
 // privateHost says why a server host is not a public address ("" when it is).
 func privateHost(h string) string {
@@ -289,10 +356,12 @@ func privateHost(h string) string {
 
 // importer builds the manifest.
 type importer struct {
-	spec   *Spec
-	opts   ImportOptions
-	server *url.URL
-	names  map[string]bool
+	spec     *Spec
+	opts     ImportOptions
+	template string      // the server URL, with {variables}
+	vars     []serverVar // its variables
+	bases    []*url.URL  // every concrete server URL the variables allow
+	names    map[string]bool
 	// slots by security scheme name; unsupported schemes are absent.
 	slots map[string]*manifest.Credential
 	used  map[string]bool // slots some tool uses
@@ -335,14 +404,19 @@ func (im *importer) credentials() {
 	if im.spec.doc.Components == nil {
 		return
 	}
-	host := im.server.Hostname()
+	var hosts []string
+	for _, b := range im.bases {
+		if !contains(hosts, b.Hostname()) {
+			hosts = append(hosts, b.Hostname())
+		}
+	}
 	for _, name := range sortedKeys(im.spec.doc.Components.SecuritySchemes) {
 		ref := im.spec.doc.Components.SecuritySchemes[name]
 		if ref == nil || ref.Value == nil {
 			continue
 		}
 		ss := ref.Value
-		slot := &manifest.Credential{Name: slotName(name), Hosts: []string{host},
+		slot := &manifest.Credential{Name: slotName(name), Hosts: hosts,
 			Description: cleanText(ss.Description, 300)}
 		switch {
 		case ss.Type == "apiKey" && (ss.In == "header" || ss.In == "query"):
@@ -437,7 +511,10 @@ func (im *importer) isAuthParam(p *openapi3.Parameter) bool {
 // tool turns one operation into a tool, its config key and its network needs.
 func (im *importer) tool(i int, c chosen) error {
 	name := im.toolName(c)
-	op := openapiop.Operation{Method: c.info.Method, Server: im.server.String(), Path: c.info.Path}
+	op := openapiop.Operation{Method: c.info.Method, Server: im.template, Path: c.info.Path}
+	for _, v := range im.vars {
+		op.Variables = append(op.Variables, openapiop.ServerVariable{Name: v.name, Config: v.key})
+	}
 	conv := newConverter(true)
 	props := map[string]any{}
 	var required []string
@@ -688,10 +765,6 @@ func (im *importer) rule(method, path string) {
 	if i := strings.Index(prefix, "{"); i >= 0 {
 		prefix = prefix[:i]
 	}
-	prefix = im.server.Path + prefix
-	if !strings.HasPrefix(prefix, "/") {
-		prefix = "/" + prefix
-	}
 	if im.rules[prefix] == nil {
 		im.rules[prefix] = map[string]bool{}
 	}
@@ -701,25 +774,33 @@ func (im *importer) rule(method, path string) {
 // network merges the recorded prefixes into rules: one per prefix, methods as used; a prefix
 // covered by a shorter one with every method it needs is dropped.
 func (im *importer) network() []manifest.Rule {
-	scheme, host := im.server.Scheme, im.server.Hostname()
-	port := 0
-	if p := im.server.Port(); p != "" {
-		port, _ = strconv.Atoi(p)
-	}
-	prefixes := sortedKeys(im.rules)
 	var out []manifest.Rule
-	for _, p := range prefixes {
-		covered := false
-		for _, q := range prefixes {
-			if q != p && strings.HasPrefix(p, q) && strings.HasSuffix(q, "/") && superset(im.rules[q], im.rules[p]) {
-				covered = true
-				break
+	for _, b := range im.bases {
+		port := 0
+		if p := b.Port(); p != "" {
+			port, _ = strconv.Atoi(p)
+		}
+		rules := map[string]map[string]bool{}
+		for p, methods := range im.rules {
+			full := b.Path + p
+			if !strings.HasPrefix(full, "/") {
+				full = "/" + full
+			}
+			rules[full] = methods
+		}
+		prefixes := sortedKeys(rules)
+		for _, p := range prefixes {
+			covered := false
+			for _, q := range prefixes {
+				if q != p && strings.HasPrefix(p, q) && strings.HasSuffix(q, "/") && superset(rules[q], rules[p]) {
+					covered = true
+					break
+				}
+			}
+			if !covered {
+				out = append(out, manifest.Rule{Scheme: b.Scheme, Host: b.Hostname(), Port: port, PathPrefix: sanitizePrefix(p), Methods: sortedKeys(rules[p])})
 			}
 		}
-		if covered {
-			continue
-		}
-		out = append(out, manifest.Rule{Scheme: scheme, Host: host, Port: port, PathPrefix: sanitizePrefix(p), Methods: sortedKeys(im.rules[p])})
 	}
 	return out
 }
@@ -759,7 +840,7 @@ func (im *importer) finish() (*Result, error) {
 	var scopes = map[string]map[string]bool{}
 	for i, t := range im.tools {
 		var op openapiop.Operation
-		_ = json.Unmarshal([]byte(im.cfg[i].Default), &op)
+		_ = json.Unmarshal([]byte(im.cfg[len(im.vars)+i].Default), &op)
 		if op.Credential != "" {
 			if scopes[op.Credential] == nil {
 				scopes[op.Credential] = map[string]bool{}

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,8 @@ type Operation struct {
 	// Server is the base URL the path is appended to (scheme://host[:port][/prefix], no
 	// trailing slash, no query).
 	Server string `json:"server"`
+	// Variables are Server's {variables}, each filled from a config key (ExpandServer).
+	Variables []ServerVariable `json:"variables,omitempty"`
 	// Path is the path template relative to Server, e.g. /pets/{id}.
 	Path string `json:"path"`
 	// Params are the operation's path, query, header and cookie parameters.
@@ -43,6 +46,30 @@ type Operation struct {
 	Body *Body `json:"body,omitempty"`
 	// Credential names the manifest credential slot the host injects ("" for none).
 	Credential string `json:"credential,omitempty"`
+}
+
+// ServerVariable is a {variable} of Operation.Server whose value is the config key Config (the
+// manifest holds the description's default; a grant may set another value, which reaches the
+// network only where the manifest has a rule for it).
+type ServerVariable struct {
+	Name   string `json:"name"`
+	Config string `json:"config"`
+}
+
+// serverValue is what a server variable may hold: it lands in a host name or a path segment.
+var serverValue = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`)
+
+// ExpandServer fills op.Server's variables with the values lookup returns (pdk.Config in the
+// connector). A value that is missing or not a run of letters, digits, '.' and '-' is refused.
+func (op *Operation) ExpandServer(lookup func(key string) (string, bool)) error {
+	for _, v := range op.Variables {
+		val, ok := lookup(v.Config)
+		if !ok || !serverValue.MatchString(val) || strings.Contains(val, "..") {
+			return fmt.Errorf("server variable %s (config %s) must be set to letters, digits, '.' and '-'", v.Name, v.Config)
+		}
+		op.Server = strings.ReplaceAll(op.Server, "{"+v.Name+"}", val)
+	}
+	return nil
 }
 
 // Param is one parameter of an operation.

@@ -37,6 +37,9 @@ func call(i int) error {
 	if err := json.Unmarshal([]byte(raw), &op); err != nil {
 		return pdk.Fatal(pdk.CodeBadRequest, "the operation in config %s is not valid JSON: re-run airlock openapi import", key)
 	}
+	if err := op.ExpandServer(pdk.Config); err != nil {
+		return pdk.Fatal(pdk.CodeBadRequest, "%s: an admin must fix the grant's config", err.Error())
+	}
 	req, err := openapiop.Build(&op, pdk.InputBytes())
 	if err != nil {
 		var ae *openapiop.ArgumentError
