@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -611,6 +612,7 @@ func (im *importer) tool(i int, c chosen) error {
 			t.OutputSchema = out
 		}
 	}
+	op.Pagination = pagination(c.op, op.Params)
 	slot, _, scopes, public := im.security(c.op)
 	switch {
 	case slot != nil:
@@ -629,6 +631,121 @@ func (im *importer) tool(i int, c chosen) error {
 	im.cfg = append(im.cfg, manifest.ConfigKey{Name: t.Export, Description: "operation of tool " + name + " (written by airlock openapi import)", Default: string(opJSON)})
 	im.tools = append(im.tools, t)
 	im.rule(c.info.Method, c.info.Path)
+	return nil
+}
+
+// Names that mark pagination in descriptions (compared in lower case without _ and -).
+var (
+	cursorParams = []string{"cursor", "pagetoken", "nexttoken", "startingafter", "after", "continuationtoken", "marker", "pagecursor"}
+	cursorFields = []string{"nextcursor", "nextpagetoken", "nexttoken", "lastid", "nextmarker", "cursor", "continuationtoken"}
+	moreFields   = []string{"hasmore", "more", "hasnextpage"}
+	offsetParams = []string{"offset", "skip"}
+	limitParams  = []string{"limit", "count", "perpage", "pagesize", "maxresults"}
+)
+
+func squash(s string) string {
+	return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
+}
+
+// pagination recognises how an operation pages: a cursor parameter with a next-cursor field in
+// the 2xx JSON response, a Link response header, or offset and limit parameters.
+func pagination(op *openapi3.Operation, params []openapiop.Param) *openapiop.Pagination {
+	query := map[string]string{}
+	for _, p := range params {
+		if p.In == "query" {
+			query[squash(p.Name)] = p.Arg
+		}
+	}
+	find := func(names []string) string {
+		for _, n := range names {
+			if a, ok := query[n]; ok {
+				return a
+			}
+		}
+		return ""
+	}
+	var body *openapi3.Schema
+	var link bool
+	if op.Responses != nil {
+		for _, code := range sortedKeys(op.Responses.Map()) {
+			r := op.Responses.Value(code)
+			if code[0] != '2' || r == nil || r.Value == nil {
+				continue
+			}
+			for name := range r.Value.Headers {
+				link = link || strings.EqualFold(name, "Link")
+			}
+			if _, mt := pickMedia(r.Value.Content, openapiop.MediaJSON); mt != nil && mt.Schema != nil && body == nil {
+				body = mt.Schema.Value
+			}
+			break
+		}
+	}
+	if arg := find(cursorParams); arg != "" && body != nil {
+		if field := findField(body, cursorFields, 0); field != nil {
+			p := &openapiop.Pagination{Kind: openapiop.PageCursor, Arg: arg, Field: field}
+			if more := findField(body, moreFields, 2); more != nil {
+				p.More = more
+			}
+			return p
+		}
+	}
+	if link && len(query) > 0 {
+		return &openapiop.Pagination{Kind: openapiop.PageLink}
+	}
+	if off, lim := find(offsetParams), find(limitParams); off != "" && lim != "" {
+		return &openapiop.Pagination{Kind: openapiop.PageOffset, Arg: off, LimitArg: lim}
+	}
+	return nil
+}
+
+// findField returns the path of the first property (breadth first, at most 3 levels deep, the
+// top level before depth start is skipped) whose squashed name is in names.
+func findField(s *openapi3.Schema, names []string, maxDepth int) []string {
+	if maxDepth == 0 {
+		maxDepth = 3
+	}
+	type node struct {
+		s    *openapi3.Schema
+		path []string
+	}
+	queue := []node{{s, nil}}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		if n.s == nil || len(n.path) >= maxDepth {
+			continue
+		}
+		schemas := []*openapi3.Schema{n.s}
+		// allOf/anyOf/oneOf alternatives, and Slack's repaired `items` lists, describe the
+		// same object
+		for _, list := range []openapi3.SchemaRefs{n.s.AllOf, n.s.AnyOf, n.s.OneOf, {n.s.Items}} {
+			for _, sub := range list {
+				if sub != nil && sub.Value != nil {
+					schemas = append(schemas, sub.Value)
+					for _, alt := range sub.Value.AnyOf {
+						if alt != nil {
+							schemas = append(schemas, alt.Value)
+						}
+					}
+				}
+			}
+		}
+		for _, sc := range schemas {
+			if sc == nil {
+				continue
+			}
+			for _, name := range sortedKeys(sc.Properties) {
+				path := append(append([]string(nil), n.path...), name)
+				if slices.Contains(names, squash(name)) {
+					return path
+				}
+				if p := sc.Properties[name]; p != nil {
+					queue = append(queue, node{p.Value, path})
+				}
+			}
+		}
+	}
 	return nil
 }
 
@@ -700,6 +817,7 @@ func (im *importer) outputSchema(op *openapi3.Operation) (json.RawMessage, error
 			"properties": map[string]any{
 				"status": map[string]any{"type": "integer", "description": "the HTTP status the API answered"},
 				"data":   data,
+				"next":   map[string]any{"type": "object", "description": "present when another page exists: call again with these arguments added"},
 			},
 		}
 		if len(conv.defs) > 0 {

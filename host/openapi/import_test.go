@@ -340,3 +340,21 @@ components:
 		}
 	})
 }
+
+// TestImportPagination: cursor pagination is recognised in Slack's and OpenAI's descriptions.
+func TestImportPagination(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		file, op, want string
+	}{
+		{"slack_web_openapi_v2.json", "conversations_list", `"pagination":{"kind":"cursor","arg":"cursor","field":["response_metadata","next_cursor"]}`},
+		{"openai_openapi_3.1.yaml", "listFiles", `"pagination":{"kind":"cursor","arg":"after","field":["last_id"],"more":["has_more"]}`},
+		{"petstore_expanded_3.0.yaml", "findPets", `"pagination"`},
+	} {
+		m := importSpec(t, tt.file, tt.op)
+		got := m.Config[len(m.Config)-1].Default
+		if want := tt.file != "petstore_expanded_3.0.yaml"; strings.Contains(got, tt.want) != want {
+			t.Errorf("%s %s: operation %s; want pagination %v (%s)", tt.file, tt.op, got, want, tt.want)
+		}
+	}
+}

@@ -46,6 +46,139 @@ type Operation struct {
 	Body *Body `json:"body,omitempty"`
 	// Credential names the manifest credential slot the host injects ("" for none).
 	Credential string `json:"credential,omitempty"`
+	// Pagination says how to find the next page, when the description (or an admin editing
+	// the manifest) declares one; nil means the operation is not paginated.
+	Pagination *Pagination `json:"pagination,omitempty"`
+}
+
+// Pagination kinds.
+const (
+	// PageCursor: the response body holds the next cursor at Field; pass it as Arg.
+	PageCursor = "cursor"
+	// PageLink: the Link header's rel="next" URL holds the next page's query parameters.
+	PageLink = "link"
+	// PageOffset: the next page starts at Arg (offset) + LimitArg (limit) when the page was full.
+	PageOffset = "offset"
+)
+
+// Pagination is how an operation pages.
+type Pagination struct {
+	Kind string `json:"kind"`
+	// Arg is the argument that takes the cursor or offset.
+	Arg string `json:"arg,omitempty"`
+	// Field is the path of the next cursor in the response body (cursor), e.g.
+	// ["response_metadata", "next_cursor"].
+	Field []string `json:"field,omitempty"`
+	// More is the path of a boolean saying whether more pages exist (has_more); when it is
+	// false there is no next page whatever Field holds.
+	More []string `json:"more,omitempty"`
+	// LimitArg is the page-size argument (offset).
+	LimitArg string `json:"limit_arg,omitempty"`
+}
+
+// Next returns the arguments to add to args for the next page, or nil when there is none (or
+// it cannot be told). body is the decoded JSON response, headers the response headers.
+func (op *Operation) Next(args []byte, body any, headers map[string][]string) map[string]any {
+	p := op.Pagination
+	if p == nil {
+		return nil
+	}
+	switch p.Kind {
+	case PageCursor:
+		if more, ok := lookup(body, p.More).(bool); len(p.More) > 0 && (!ok || !more) {
+			return nil
+		}
+		switch v := lookup(body, p.Field).(type) {
+		case string:
+			if v != "" {
+				return map[string]any{p.Arg: v}
+			}
+		case float64:
+			return map[string]any{p.Arg: v}
+		}
+	case PageLink:
+		for _, h := range headerValues(headers, "Link") {
+			for _, part := range strings.Split(h, ",") {
+				target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+				if !ok || !strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="next"`) && !strings.Contains(params, "rel=next") {
+					continue
+				}
+				u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+				if err != nil {
+					return nil
+				}
+				next := map[string]any{}
+				q := u.Query()
+				for _, prm := range op.Params {
+					if prm.In == "query" && q.Has(prm.Name) {
+						next[prm.Arg] = q.Get(prm.Name)
+					}
+				}
+				if len(next) > 0 {
+					return next
+				}
+			}
+		}
+	case PageOffset:
+		var in map[string]any
+		dec := json.NewDecoder(bytes.NewReader(args))
+		dec.UseNumber()
+		if dec.Decode(&in) != nil {
+			return nil
+		}
+		limit, err1 := number(in[p.LimitArg])
+		offset, _ := number(in[p.Arg])
+		if err1 != nil || limit <= 0 || pageLen(body) < int(limit) {
+			return nil
+		}
+		return map[string]any{p.Arg: offset + limit}
+	}
+	return nil
+}
+
+func number(v any) (float64, error) {
+	switch n := v.(type) {
+	case json.Number:
+		return n.Float64()
+	case nil:
+		return 0, nil
+	}
+	return 0, errors.New("not a number")
+}
+
+// pageLen is the length of the body's first array: the body itself or its first array field.
+func pageLen(body any) int {
+	switch b := body.(type) {
+	case []any:
+		return len(b)
+	case map[string]any:
+		for _, k := range sortedKeys(b) {
+			if a, ok := b[k].([]any); ok {
+				return len(a)
+			}
+		}
+	}
+	return 0
+}
+
+func lookup(v any, path []string) any {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func headerValues(h map[string][]string, key string) []string {
+	for k, v := range h {
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return nil
 }
 
 // ServerVariable is a {variable} of Operation.Server whose value is the config key Config (the

@@ -123,3 +123,36 @@ func FuzzBuildPath(f *testing.F) {
 		}
 	})
 }
+
+func TestNext(t *testing.T) {
+	cursor := &Operation{Params: []Param{{Name: "cursor", In: "query", Arg: "cursor"}},
+		Pagination: &Pagination{Kind: PageCursor, Arg: "cursor", Field: []string{"response_metadata", "next_cursor"}}}
+	more := &Operation{Pagination: &Pagination{Kind: PageCursor, Arg: "after", Field: []string{"last_id"}, More: []string{"has_more"}}}
+	link := &Operation{Params: []Param{{Name: "page", In: "query", Arg: "page"}, {Name: "per_page", In: "query", Arg: "per_page"}},
+		Pagination: &Pagination{Kind: PageLink}}
+	offset := &Operation{Pagination: &Pagination{Kind: PageOffset, Arg: "offset", LimitArg: "limit"}}
+	for _, tt := range []struct {
+		name    string
+		op      *Operation
+		args    string
+		body    string
+		headers map[string][]string
+		want    map[string]any
+	}{
+		{"cursor", cursor, `{}`, `{"channels":[],"response_metadata":{"next_cursor":"dGVhbTpDMDYx"}}`, nil, map[string]any{"cursor": "dGVhbTpDMDYx"}},
+		{"cursor, last page", cursor, `{}`, `{"response_metadata":{"next_cursor":""}}`, nil, nil},
+		{"has_more true", more, `{}`, `{"data":[1],"last_id":"file-9","has_more":true}`, nil, map[string]any{"after": "file-9"}},
+		{"has_more false", more, `{}`, `{"data":[1],"last_id":"file-9","has_more":false}`, nil, nil},
+		{"link", link, `{}`, `[]`, map[string][]string{"Link": {`<https://api.example.com/items?page=3&per_page=50>; rel="next", <https://api.example.com/items?page=9>; rel="last"`}}, map[string]any{"page": "3", "per_page": "50"}},
+		{"link, last page", link, `{}`, `[]`, map[string][]string{"Link": {`<https://api.example.com/items?page=1>; rel="first"`}}, nil},
+		{"offset, full page", offset, `{"offset":20,"limit":2}`, `{"items":[1,2]}`, nil, map[string]any{"offset": 22.0}},
+		{"offset, short page", offset, `{"offset":20,"limit":2}`, `{"items":[1]}`, nil, nil},
+	} {
+		var body any
+		json.Unmarshal([]byte(tt.body), &body)
+		got := tt.op.Next([]byte(tt.args), body, tt.headers)
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%s: Next mismatch (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

@@ -24,6 +24,9 @@ type result struct {
 	Status int `json:"status"`
 	// Data is the response body: JSON as is, other text as a string, null when empty.
 	Data any `json:"data"`
+	// Next, when the operation pages and another page exists, holds the arguments to add to
+	// this call's to get it.
+	Next map[string]any `json:"next,omitempty"`
 }
 
 // call runs the operation in slot i with the tool's arguments.
@@ -57,6 +60,7 @@ func call(i int) error {
 		return statusError(resp)
 	}
 	out := result{Status: resp.Status, Data: decode(resp)}
+	out.Next = op.Next(pdk.InputBytes(), out.Data, resp.Headers)
 	return pdk.Output(out)
 }
 

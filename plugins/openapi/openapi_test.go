@@ -108,3 +108,20 @@ func TestExportsCoverEverySlot(t *testing.T) {
 	}
 	_ = json.Valid
 }
+
+// TestNextPage: a paginated operation's result says how to get the next page.
+func TestNextPage(t *testing.T) {
+	h := pdktest.New(t)
+	h.SetConfig(map[string]string{"op1": `{"method":"GET","server":"https://api.example.com","path":"/files","params":[{"name":"after","in":"query","arg":"after"}],"pagination":{"kind":"cursor","arg":"after","field":["last_id"],"more":["has_more"]}}`})
+	h.SetInput(map[string]any{"after": "file-1"})
+	h.HandleHTTP(func(req pdk.HTTPRequest) pdk.HTTPResponse {
+		return pdk.HTTPResponse{Status: 200, Body: []byte(`{"data":[{"id":"file-2"}],"last_id":"file-2","has_more":true}`)}
+	})
+	out, toolErr := h.Call(func() error { return call(1) })
+	if toolErr != nil || !strings.Contains(string(out), `"next":{"after":"file-2"}`) {
+		t.Errorf("output %s, %+v; want next after file-2", out, toolErr)
+	}
+	if reqs := h.Requests(); len(reqs) != 1 || reqs[0].URL != "https://api.example.com/files?after=file-1" {
+		t.Errorf("requests = %+v", reqs)
+	}
+}
