@@ -198,6 +198,20 @@ func TestHostileDescriptions(t *testing.T) {
 			t.Errorf("Load(50 MB) = %v, want ErrTooLarge naming the limit", err)
 		}
 	})
+	t.Run("billion laughs", func(t *testing.T) {
+		for _, top := range []string{head, "swagger: '2.0'\ninfo: {title: t, version: '1'}\nhost: api.example.com\n"} {
+			var b strings.Builder
+			b.WriteString(top + "x-a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n")
+			for i := 1; i < 10; i++ {
+				fmt.Fprintf(&b, "x-a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+			}
+			b.WriteString("paths:\n  /x:\n    get: {operationId: x, responses: {'200': {description: ok}}}\n")
+			_, err := openapi.Load(context.Background(), write("laughs.yaml", b.String()), nil)
+			if err == nil || !strings.Contains(err.Error(), "excessive aliasing") {
+				t.Errorf("Load(billion laughs) = %v, want refused", err)
+			}
+		}
+	})
 	t.Run("10,000 operations", func(t *testing.T) {
 		var b strings.Builder
 		b.WriteString(head + "paths:\n")
@@ -293,6 +307,26 @@ components:
 		_, err = openapi.Load(context.Background(), write("escape.yaml", doc2), nil)
 		if !errors.Is(err, openapi.ErrForeignRef) {
 			t.Errorf("Load($ref ../../etc/passwd) = %v, want ErrForeignRef", err)
+		}
+	})
+	t.Run("same-origin $ref redirected to another host", func(t *testing.T) {
+		var hits int
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits++
+			w.Write([]byte("Thing: {type: string}\n"))
+		}))
+		defer other.Close()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api.yaml" {
+				w.Write([]byte(head + "paths:\n  /x:\n    post:\n      operationId: r\n      requestBody: {content: {application/json: {schema: {$ref: 'schemas.yaml#/Thing'}}}}\n      responses: {'200': {description: ok}}\n"))
+				return
+			}
+			http.Redirect(w, r, other.URL+"/schemas.yaml", http.StatusFound)
+		}))
+		defer srv.Close()
+		_, err := openapi.Load(context.Background(), srv.URL+"/api.yaml", nil)
+		if !errors.Is(err, openapi.ErrForeignRef) || hits != 0 {
+			t.Errorf("Load($ref redirected off origin) = %v with %d fetches from the other host, want ErrForeignRef and none", err, hits)
 		}
 	})
 	t.Run("same-origin remote $ref is followed", func(t *testing.T) {

@@ -98,20 +98,30 @@ func Load(ctx context.Context, source string, opts *Options) (*Spec, error) {
 		return nil, err
 	}
 	r.origin = loc
-	data, err := r.read(loc)
+	data, err := r.read(loc, o.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
+	// $refs are read with a client that follows no redirect off the description's origin.
+	refClient := *o.HTTPClient
+	refClient.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !sameOrigin(r.origin, req.URL) || len(via) >= 5 {
+			return fmt.Errorf("%w: redirected to %s", ErrForeignRef, redact(req.URL))
+		}
+		return nil
+	}
+	r.refClient = &refClient
 	return r.parse(data, loc, source)
 }
 
 // reader reads the description and its external $refs under the limits.
 type reader struct {
-	ctx    context.Context
-	opts   Options
-	origin *url.URL
-	mu     sync.Mutex
-	files  int
+	ctx       context.Context
+	opts      Options
+	origin    *url.URL
+	refClient *http.Client
+	mu        sync.Mutex
+	files     int
 }
 
 func (r *reader) location(source string) (*url.URL, error) {
@@ -130,7 +140,7 @@ func (r *reader) location(source string) (*url.URL, error) {
 }
 
 // read returns one document, refusing it when it is over the size limit.
-func (r *reader) read(u *url.URL) ([]byte, error) {
+func (r *reader) read(u *url.URL, client *http.Client) ([]byte, error) {
 	var rc io.ReadCloser
 	switch u.Scheme {
 	case "file":
@@ -145,7 +155,7 @@ func (r *reader) read(u *url.URL) ([]byte, error) {
 			return nil, fmt.Errorf("openapi: %w", err)
 		}
 		req.Header.Set("Accept", "application/json, application/yaml, text/yaml, */*")
-		resp, err := r.opts.HTTPClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("openapi: fetching %s: %w", redact(u), err)
 		}
@@ -180,7 +190,7 @@ func (r *reader) readRef(_ *openapi3.Loader, u *url.URL) ([]byte, error) {
 	if n > r.opts.MaxRefFiles {
 		return nil, fmt.Errorf("openapi: the description pulls in more than %d external documents", r.opts.MaxRefFiles)
 	}
-	return r.read(u)
+	return r.read(u, r.refClient)
 }
 
 // sameOrigin: a remote description's $refs must stay on its scheme, host and port; a file's
