@@ -31,10 +31,7 @@ func TestImportPublishedDescriptions(t *testing.T) {
 	t.Parallel()
 	for _, rt := range roundTrips {
 		t.Run(rt.spec, func(t *testing.T) {
-			spec, err := openapi.Load(context.Background(), specPath(t, rt.spec), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			spec := loadSpec(t, rt.spec)
 			res, err := spec.Import(openapi.Selection{Operations: rt.ops}, &openapi.ImportOptions{Name: "imported"})
 			if err != nil {
 				t.Fatal(err)
@@ -112,10 +109,7 @@ func contains(list []string, s string) bool {
 
 func importSpec(t *testing.T, file string, ops ...string) *manifest.Manifest {
 	t.Helper()
-	spec, err := openapi.Load(context.Background(), specPath(t, file), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := loadSpec(t, file)
 	res, err := spec.Import(openapi.Selection{Operations: ops}, &openapi.ImportOptions{Name: "x"})
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +125,8 @@ func importSpec(t *testing.T, file string, ops ...string) *manifest.Manifest {
 // operations there are and how to choose.
 func TestImportNeedsSelection(t *testing.T) {
 	t.Parallel()
-	spec, err := openapi.Load(context.Background(), specPath(t, "openai_openapi_3.1.yaml"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = spec.Import(openapi.Selection{}, &openapi.ImportOptions{Name: "openai"})
+	spec := loadSpec(t, "openai_openapi_3.1.yaml")
+	_, err := spec.Import(openapi.Selection{}, &openapi.ImportOptions{Name: "openai"})
 	if !errors.Is(err, openapi.ErrNoSelection) || !strings.Contains(err.Error(), "288 operations") || !strings.Contains(err.Error(), "--operations") {
 		t.Errorf("Import(no selection) = %v, want ErrNoSelection saying 288 operations and --operations", err)
 	}
@@ -330,8 +321,7 @@ components:
 		}
 	})
 	t.Run("same-origin remote $ref is followed", func(t *testing.T) {
-		var srv *httptest.Server
-		srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Path {
 			case "/api.yaml":
 				w.Write([]byte(head + `paths:

@@ -2,7 +2,6 @@ package openapi_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -92,11 +91,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, rt := range roundTrips {
 		t.Run(rt.spec, func(t *testing.T) {
 			path := specPath(t, rt.spec)
-			spec, err := openapi.Load(context.Background(), path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := spec.Import(openapi.Selection{Operations: rt.ops}, &openapi.ImportOptions{Name: "rt"})
+			res, err := loadSpec(t, rt.spec).Import(openapi.Selection{Operations: rt.ops}, &openapi.ImportOptions{Name: "rt"})
 			if err != nil {
 				t.Fatal(err)
 			}
