@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -19,7 +22,7 @@ import (
 func runOpenAPI(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "openapi", `
 Usage: airlock openapi list SPEC [--tag TAG]…
-       airlock openapi import SPEC --name NAME (--operations 'GET /path,operationId,…' | --tag TAG)
+       airlock openapi import SPEC --name NAME (--operations 'GET /path,operationId,…' | --tag TAG | --interactive)
                               [--out DIR] [--server URL] [--module FILE] [--version V] [--publisher P]
                               [--no-output-schemas] [--allow-private-servers]
 
@@ -31,7 +34,8 @@ directory for a file); a description over 16 MiB is refused.
 'list' prints the operations (method, path, operationId, tags, summary) so you can choose.
 
 'import' never takes the whole API: name the operations (--operations, "METHOD /path" as the
-description writes it, or operationIds) or tags (--tag); at most 128. It writes DIR (default
+description writes it, or operationIds) or tags (--tag), or pick them from a numbered list
+(--interactive, which reads your choice from standard input); at most 128. It writes DIR (default
 NAME/) with manifest.yaml and the module it pins (openapi.wasm, from --module, else
 build/plugins/openapi.wasm, else built from this source tree). The manifest declares, from the
 description: a tool per operation (name from the operationId, input schema from the parameters
@@ -55,6 +59,7 @@ connector. Servers on loopback, private or metadata addresses are refused unless
 	publisher := fs.String("publisher", "local", "the `publisher` name (must match your signing key's trust entry)")
 	noOutput := fs.Bool("no-output-schemas", false, "leave out output schemas (for descriptions whose responses are wrong in practice)")
 	allowPrivate := fs.Bool("allow-private-servers", false, "allow a server on a loopback, private or metadata address")
+	interactive := fs.Bool("interactive", false, "choose the operations from a numbered list (read from standard input)")
 	maxBytes := fs.Int64("max-bytes", openapi.DefaultMaxBytes, "refuse a description (or $ref'd document) larger than this many `bytes`")
 	if err := parseInterleaved(fs, args); err != nil {
 		return err
@@ -71,6 +76,13 @@ connector. Servers on loopback, private or metadata addresses are refused unless
 	}
 	if *name == "" {
 		return usagef("--name is required: the connector's name, e.g. --name petstore")
+	}
+	if *interactive {
+		picked, err := chooseOperations(e, spec, tags)
+		if err != nil {
+			return err
+		}
+		ops, tags = picked, nil
 	}
 	if len(ops) == 0 && len(tags) == 0 {
 		_, err := spec.Import(openapi.Selection{}, &openapi.ImportOptions{Name: *name})
@@ -110,25 +122,70 @@ connector. Servers on loopback, private or metadata addresses are refused unless
 	return nil
 }
 
+// openapiStdin is where --interactive reads the choice (a variable so tests can answer).
+var openapiStdin io.Reader = os.Stdin
+
 func listOperations(e *env, spec *openapi.Spec, tags []string) error {
-	ops := spec.Operations()
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	shown := printOperations(e.stdout, spec, tags, false)
+	fmt.Fprintf(e.stderr, "%d of %d operations (%s %s)\n", len(shown), len(spec.Operations()), spec.Source, spec.Version)
+	return nil
+}
+
+// printOperations writes the operations (with --tag, only those) as a table, numbered when
+// asked, and returns them in the order shown.
+func printOperations(w io.Writer, spec *openapi.Spec, tags []string, numbered bool) []openapi.OperationInfo {
+	var shown []openapi.OperationInfo
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if numbered {
+		fmt.Fprint(tw, "#\t")
+	}
 	fmt.Fprintln(tw, "METHOD\tPATH\tOPERATION ID\tTAGS\tSUMMARY")
-	n := 0
-	for _, o := range ops {
+	for _, o := range spec.Operations() {
 		if len(tags) > 0 && !anyIn(o.Tags, tags) {
 			continue
 		}
-		n++
+		shown = append(shown, o)
 		summary := o.Summary
 		if len(summary) > 60 {
 			summary = summary[:57] + "..."
 		}
+		if numbered {
+			fmt.Fprintf(tw, "%d\t", len(shown))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Method, o.Path, o.OperationID, strings.Join(o.Tags, ","), summary)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stderr, "%d of %d operations (%s %s)\n", n, len(ops), spec.Source, spec.Version)
-	return nil
+	return shown
+}
+
+// chooseOperations shows the numbered operations and reads a choice like "1,3-5".
+func chooseOperations(e *env, spec *openapi.Spec, tags []string) ([]string, error) {
+	shown := printOperations(e.stdout, spec, tags, true)
+	fmt.Fprint(e.stdout, "Operations to import (numbers and ranges, e.g. 1,3-5): ")
+	line, err := bufio.NewReader(openapiStdin).ReadString('\n')
+	if err != nil && line == "" {
+		return nil, errors.New("no choice read from standard input")
+	}
+	var picked []string
+	for _, part := range strings.Split(strings.TrimSpace(line), ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		from, to, isRange := strings.Cut(part, "-")
+		a, errA := strconv.Atoi(strings.TrimSpace(from))
+		b := a
+		var errB error
+		if isRange {
+			b, errB = strconv.Atoi(strings.TrimSpace(to))
+		}
+		if errA != nil || errB != nil || a < 1 || b > len(shown) || a > b {
+			return nil, usagef("%q: choose numbers between 1 and %d, like 1,3-5", part, len(shown))
+		}
+		for i := a; i <= b; i++ {
+			picked = append(picked, shown[i-1].Method+" "+shown[i-1].Path)
+		}
+	}
+	return picked, nil
 }
 
 func anyIn(have, want []string) bool {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -104,4 +105,29 @@ func newFake(t *testing.T, doc *openapi3.T, origin string, respond fakeopenapi.R
 	}
 	t.Cleanup(f.Close)
 	return f
+}
+
+// TestOpenAPIInteractive: --interactive shows numbered operations and imports the ones chosen.
+func TestOpenAPIInteractive(t *testing.T) {
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(root, "..", "shared", "specs", "petstore_expanded_3.0.yaml")
+	if _, err := os.Stat(spec); err != nil {
+		t.Skipf("published descriptions not found (%v): CI has them at ../shared/specs", err)
+	}
+	module := builtConnector(t, root)
+	out := filepath.Join(t.TempDir(), "pets")
+	defer func(r io.Reader) { openapiStdin = r }(openapiStdin)
+	openapiStdin = strings.NewReader("1, 3-4\n")
+	code, stdout, errOut := airlock(t, "openapi", "import", spec, "--name", "pets", "--interactive", "--module", module, "--out", out)
+	if code != exitOK || !strings.Contains(stdout, "3  DELETE  /pets/{id}") || !strings.Contains(stdout, "3 tools (find_pets, delete_pet, find_pet_by_id)") {
+		t.Errorf("import --interactive = %d\n%s%s", code, stdout, errOut)
+	}
+	openapiStdin = strings.NewReader("0\n")
+	code, _, errOut = airlock(t, "openapi", "import", spec, "--name", "pets", "--interactive", "--module", module, "--out", out)
+	if code != exitUsage || !strings.Contains(errOut, "between 1 and 4") {
+		t.Errorf("import --interactive with 0 = %d %s", code, errOut)
+	}
 }
