@@ -24,7 +24,7 @@ func runOpenAPI(ctx context.Context, e *env, args []string) error {
 Usage: airlock openapi list SPEC [--tag TAG]…
        airlock openapi import SPEC --name NAME (--operations 'GET /path,operationId,…' | --tag TAG | --interactive)
                               [--out DIR] [--server URL] [--module FILE] [--version V] [--publisher P]
-                              [--no-output-schemas] [--allow-private-servers]
+                              [--no-output-schemas | --no-output-schema TOOL…] [--allow-private-servers]
 
 Makes a connector from an OpenAPI description (Swagger 2.0, OpenAPI 3.0 or 3.1; JSON or YAML; a
 file or an https URL), with no code: each chosen operation becomes a tool, run by the generic
@@ -58,6 +58,8 @@ connector. Servers on loopback, private or metadata addresses are refused unless
 	version := fs.String("version", "0.1.0", "the connector `version`")
 	publisher := fs.String("publisher", "local", "the `publisher` name (must match your signing key's trust entry)")
 	noOutput := fs.Bool("no-output-schemas", false, "leave out output schemas (for descriptions whose responses are wrong in practice)")
+	var noOutputFor listFlag
+	fs.Var(&noOutputFor, "no-output-schema", "leave out the output schema of this `tool` (name or operation; repeatable)")
 	allowPrivate := fs.Bool("allow-private-servers", false, "allow a server on a loopback, private or metadata address")
 	interactive := fs.Bool("interactive", false, "choose the operations from a numbered list (read from standard input)")
 	maxBytes := fs.Int64("max-bytes", openapi.DefaultMaxBytes, "refuse a description (or $ref'd document) larger than this many `bytes`")
@@ -95,7 +97,7 @@ connector. Servers on loopback, private or metadata addresses are refused unless
 	sum := sha256.Sum256(wasm)
 	res, err := spec.Import(openapi.Selection{Operations: ops, Tags: tags}, &openapi.ImportOptions{
 		Name: *name, Version: *version, Publisher: *publisher, Server: *server, OverrideServer: *overrideServer,
-		AllowPrivateServers: *allowPrivate, NoOutputSchemas: *noOutput,
+		AllowPrivateServers: *allowPrivate, NoOutputSchemas: *noOutput, NoOutputSchemaFor: noOutputFor,
 		ModulePath: "openapi.wasm", ModuleSHA256: hex.EncodeToString(sum[:]),
 	})
 	if err != nil {

@@ -60,6 +60,9 @@ type ImportOptions struct {
 	// NoOutputSchemas leaves out the output schemas (a description whose response schemas are
 	// wrong in practice makes every call fail output validation).
 	NoOutputSchemas bool
+	// NoOutputSchemaFor leaves out the output schemas of these tools only (tool names, or
+	// operations written as in Selection.Operations).
+	NoOutputSchemaFor []string
 	// ModulePath is the manifest's module.path (default "openapi.wasm").
 	ModulePath string
 	// ModuleSHA256 pins the module (64 lowercase hex); "" leaves the manifest unpinned.
@@ -605,7 +608,7 @@ func (im *importer) tool(i int, c chosen) error {
 	}
 	t := manifest.Tool{Name: name, Export: "op" + strconv.Itoa(i), Description: im.description(c),
 		Annotations: annotations(c.info.Method), InputSchema: inJSON}
-	if !im.opts.NoOutputSchemas {
+	if !im.opts.NoOutputSchemas && !im.skipOutput(name, c) {
 		if out, err := im.outputSchema(c.op); err != nil {
 			return err
 		} else if out != nil {
@@ -747,6 +750,16 @@ func findField(s *openapi3.Schema, names []string, maxDepth int) []string {
 		}
 	}
 	return nil
+}
+
+// skipOutput: the admin asked to leave out this tool's output schema.
+func (im *importer) skipOutput(name string, c chosen) bool {
+	for _, w := range im.opts.NoOutputSchemaFor {
+		if w == name || w == c.info.OperationID || w == c.info.Method+" "+c.info.Path {
+			return true
+		}
+	}
+	return false
 }
 
 func (im *importer) notef(format string, args ...any) {

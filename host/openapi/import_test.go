@@ -134,9 +134,18 @@ func TestImportNeedsSelection(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"GET /no/such"`) {
 		t.Errorf("Import(unknown operation) = %v, want it named", err)
 	}
-	res, err := spec.Import(openapi.Selection{Tags: []string{"Models"}}, &openapi.ImportOptions{Name: "openai"})
+	res, err := spec.Import(openapi.Selection{Tags: []string{"Models"}}, &openapi.ImportOptions{Name: "openai", NoOutputSchemaFor: []string{"delete_model"}})
 	if err != nil || len(res.Tools) != 3 {
-		t.Errorf("Import(--tag Models) = %v, %v; want the 3 model operations", res, err)
+		t.Fatalf("Import(--tag Models) = %v, %v; want the 3 model operations", res, err)
+	}
+	m, err := manifest.Parse("openai.yaml", res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range m.Tools {
+		if (tool.OutputSchema == nil) != (tool.Name == "delete_model") {
+			t.Errorf("%s: output schema %.60s; want one on every tool but delete_model", tool.Name, tool.OutputSchema)
+		}
 	}
 }
 
