@@ -368,7 +368,7 @@ type importer struct {
 	names    map[string]bool
 	// slots by security scheme name; unsupported schemes are absent.
 	slots map[string]*manifest.Credential
-	used  map[string]bool // slots some tool uses
+	used  map[string]map[string]bool // slots some tool uses -> the scopes those tools need
 	tools []manifest.Tool
 	cfg   []manifest.ConfigKey
 	rules map[string]map[string]bool // path prefix -> methods
@@ -404,7 +404,7 @@ func (im *importer) toolName(c chosen) string {
 
 // credentials makes one slot per supported security scheme.
 func (im *importer) credentials() {
-	im.slots, im.used = map[string]*manifest.Credential{}, map[string]bool{}
+	im.slots, im.used = map[string]*manifest.Credential{}, map[string]map[string]bool{}
 	if im.spec.doc.Components == nil {
 		return
 	}
@@ -620,9 +620,12 @@ func (im *importer) tool(i int, c chosen) error {
 	switch {
 	case slot != nil:
 		op.Credential = slot.Name
-		im.used[slot.Name] = true
-		if manifest.IsOAuth(slot.Kind) || len(scopes) > 0 {
-			t.Scopes = dedupe(scopes)
+		if im.used[slot.Name] == nil {
+			im.used[slot.Name] = map[string]bool{}
+		}
+		t.Scopes = dedupe(scopes)
+		for _, sc := range t.Scopes {
+			im.used[slot.Name][sc] = true
 		}
 	case !public:
 		im.notef("%s: needs a security scheme the host does not support; it is sent without a credential", name)
@@ -968,26 +971,13 @@ func (im *importer) finish() (*Result, error) {
 		Module:      manifest.Module{Path: im.opts.ModulePath, SHA256: im.opts.ModuleSHA256},
 		Network:     im.network(), Config: im.cfg, Tools: im.tools,
 	}
-	var scopes = map[string]map[string]bool{}
-	for i, t := range im.tools {
-		var op openapiop.Operation
-		_ = json.Unmarshal([]byte(im.cfg[len(im.vars)+i].Default), &op)
-		if op.Credential != "" {
-			if scopes[op.Credential] == nil {
-				scopes[op.Credential] = map[string]bool{}
-			}
-			for _, s := range t.Scopes {
-				scopes[op.Credential][s] = true
-			}
-		}
-	}
 	for _, name := range sortedKeys(im.slots) {
 		s := im.slots[name]
-		if !im.used[s.Name] {
+		if im.used[s.Name] == nil {
 			continue
 		}
 		if s.OAuth != nil {
-			s.OAuth.Scopes = sortedKeys(scopes[s.Name])
+			s.OAuth.Scopes = sortedKeys(im.used[s.Name])
 		}
 		m.Credentials = append(m.Credentials, *s)
 	}
