@@ -379,3 +379,57 @@ func (g *gen) str(s map[string]any) string {
 	}
 	return v
 }
+
+// TestRoundTripThroughHost runs the OpenAI round trip through the whole path: host validation,
+// the generic connector in its sandbox, egress with the bearer token injected, and a fake API
+// that validates each request against the description (destructive tools wait for a human's
+// approval and are left to TestRoundTrip).
+func TestRoundTripThroughHost(t *testing.T) {
+	const file = "openai_openapi_3.1.yaml"
+	var ops []string
+	for _, rt := range roundTrips {
+		if rt.spec == file {
+			ops = rt.ops
+		}
+	}
+	path := specPath(t, file)
+	fake := newFake(t, independentDoc(t, path), "https://api.openai.com", func(*fakeopenapi.Request) (int, any) {
+		return 200, map[string]any{}
+	})
+	t.Setenv("AIRLOCK_OPENAPI_TEST_TOKEN", "sk-canary-5e1f")
+	h, _, res := importAndLoad(t, path, openapi.Selection{Operations: ops}, openapi.ImportOptions{Name: "openai"}, `
+connector: openai
+tools: ["*"]
+hosts: ["*"]
+credentials: {api_key_auth: "env:AIRLOCK_OPENAPI_TEST_TOKEN"}
+upstreams: {"https://api.openai.com": "`+fake.URL+`"}
+`)
+	m, err := manifest.Parse("openai.yaml", res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	for i := range m.Tools {
+		tool := &m.Tools[i]
+		if tool.Annotations.Destructive {
+			continue
+		}
+		var schema map[string]any
+		json.Unmarshal(tool.InputSchema, &schema)
+		args, _ := json.Marshal((&gen{root: schema, full: true}).value(schema, 0))
+		r := call(h, "openai."+tool.Name, string(args))
+		calls++
+		if !r.OK {
+			t.Errorf("%s(%s) = %+v", tool.Name, args, r.Error)
+		}
+	}
+	acc := fake.Accepted()
+	if len(acc) != calls {
+		t.Errorf("the fake accepted %d of %d requests; rejected:\n%s", len(acc), calls, strings.Join(fake.Rejected(), "\n"))
+	}
+	for _, a := range acc {
+		if a.Header.Get("Authorization") != "Bearer sk-canary-5e1f" {
+			t.Errorf("%s: the bearer token was not injected", a.OperationID)
+		}
+	}
+}
