@@ -32,9 +32,10 @@ func TestOpenAPIWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := newFake(t, doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
+	fake := fakeopenapi.New(doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
 		return 200, map[string]any{"id": 7, "name": "Rex"}
 	})
+	t.Cleanup(fake.Close)
 	published := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(specData)
@@ -95,16 +96,6 @@ func builtConnector(t *testing.T, root string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func newFake(t *testing.T, doc *openapi3.T, origin string, respond fakeopenapi.Respond) *fakeopenapi.Server {
-	t.Helper()
-	f, err := fakeopenapi.New(doc, origin, respond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Close)
-	return f
 }
 
 // TestOpenAPIInteractive: --interactive shows numbered operations and imports the ones chosen.

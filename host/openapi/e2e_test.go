@@ -86,7 +86,7 @@ func call(h *host.Host, tool, args string) *host.Result {
 // against a fake Petstore that validates every request against the description.
 func TestPetstoreEndToEnd(t *testing.T) {
 	path := specPath(t, "petstore_expanded_3.0.yaml")
-	fake := newFake(t, loadDoc(t, path), "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
+	fake := fakeopenapi.New(loadDoc(t, path), "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
 		switch r.OperationID {
 		case "findPets":
 			return 200, []any{map[string]any{"id": 1, "name": "Rex", "tag": "dog"}}
@@ -105,6 +105,7 @@ func TestPetstoreEndToEnd(t *testing.T) {
 		}
 		return 500, nil
 	})
+	t.Cleanup(fake.Close)
 	h, rec, _ := importAndLoad(t, path, openapi.Selection{Operations: []string{"GET /pets", "POST /pets", "find pet by id", "deletePet"}},
 		openapi.ImportOptions{Name: "petstore"}, `
 connector: petstore
@@ -186,9 +187,10 @@ func sortStrings(s []string) []string {
 func TestPathParameterAttacks(t *testing.T) {
 	const spec = "testdata/files_3.0.yaml"
 	t.Setenv("AIRLOCK_OPENAPI_TEST_KEY", "canary-key-3f9c")
-	fake := newFake(t, loadDoc(t, spec), "https://files.example.com", func(r *fakeopenapi.Request) (int, any) {
+	fake := fakeopenapi.New(loadDoc(t, spec), "https://files.example.com", func(r *fakeopenapi.Request) (int, any) {
 		return 200, map[string]any{"name": r.PathParams["name"]}
 	})
+	t.Cleanup(fake.Close)
 	h, _, _ := importAndLoad(t, spec, openapi.Selection{Operations: []string{"getFile"}}, openapi.ImportOptions{Name: "files"}, `
 connector: files
 tools: ["*"]
@@ -293,16 +295,6 @@ func TestPrivateServersRefusedAtEgress(t *testing.T) {
 	}
 }
 
-func newFake(t *testing.T, doc *openapi3.T, origin string, respond fakeopenapi.Respond) *fakeopenapi.Server {
-	t.Helper()
-	f, err := fakeopenapi.New(doc, origin, respond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Close)
-	return f
-}
-
 // TestServerVariables: a templated server's variables become config keys the grant fills; the
 // manifest has network rules for each value the description allows, so another value is refused
 // at egress.
@@ -325,7 +317,8 @@ paths:
 	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fake := newFake(t, loadDoc(t, p), "https://us.api.example.com", func(*fakeopenapi.Request) (int, any) { return 200, []string{"a"} })
+	fake := fakeopenapi.New(loadDoc(t, p), "https://us.api.example.com", func(*fakeopenapi.Request) (int, any) { return 200, []string{"a"} })
+	t.Cleanup(fake.Close)
 	grant := func(region string) string {
 		return "connector: regional\ntools: [\"*\"]\nhosts: [\"*\"]\nconfig: {server_region: " + region + "}\n" +
 			"upstreams: {\"https://us.api.example.com\": \"" + fake.URL + "\", \"https://eu.api.example.com\": \"" + fake.URL + "\"}\n"

@@ -393,9 +393,10 @@ func TestRoundTripThroughHost(t *testing.T) {
 		}
 	}
 	path := specPath(t, file)
-	fake := newFake(t, independentDoc(t, path), "https://api.openai.com", func(*fakeopenapi.Request) (int, any) {
+	fake := fakeopenapi.New(independentDoc(t, path), "https://api.openai.com", func(*fakeopenapi.Request) (int, any) {
 		return 200, map[string]any{}
 	})
+	t.Cleanup(fake.Close)
 	t.Setenv("AIRLOCK_OPENAPI_TEST_TOKEN", "sk-canary-5e1f")
 	h, _, res := importAndLoad(t, path, openapi.Selection{Operations: ops}, openapi.ImportOptions{Name: "openai"}, `
 connector: openai

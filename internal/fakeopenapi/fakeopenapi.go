@@ -6,7 +6,7 @@
 //
 // Example:
 //
-//	fake, err := fakeopenapi.New(doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
+//	fake := fakeopenapi.New(doc, "https://petstore.swagger.io", func(r *fakeopenapi.Request) (int, any) {
 //		return 200, []any{}
 //	})
 //	defer fake.Close()
@@ -57,19 +57,20 @@ type Server struct {
 }
 
 // New starts a fake of doc's API. origin is the scheme://host the description's servers name
-// (the fake routes requests as if they had been sent there). Close it when done.
-func New(doc *openapi3.T, origin string, respond Respond) (*Server, error) {
+// (the fake routes requests as if they had been sent there). Close it when done. Like
+// httptest.NewServer, it panics when it cannot start (here: a description it cannot route).
+func New(doc *openapi3.T, origin string, respond Respond) *Server {
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
-		return nil, fmt.Errorf("fakeopenapi: %w", err)
+		panic(fmt.Sprintf("fakeopenapi: %v", err))
 	}
 	o, err := url.Parse(origin)
 	if err != nil {
-		return nil, fmt.Errorf("fakeopenapi: %w", err)
+		panic(fmt.Sprintf("fakeopenapi: %v", err))
 	}
 	s := &Server{router: router, origin: o, respond: respond}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	return s, nil
+	return s
 }
 
 // ValidateRequest checks one request against the description, as the fake does; exported so
