@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi2"
@@ -38,20 +39,31 @@ var roundTrips = []struct {
 // strict parser accepts; those are rewritten to anyOf here too.
 func independentDoc(t *testing.T, path string) *openapi3.T {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	f, _ := independentDocs.LoadOrStore(path, sync.OnceValues(func() (*openapi3.T, error) { return loadIndependent(path) }))
+	doc, err := f.(func() (*openapi3.T, error))()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return doc
+}
+
+var independentDocs sync.Map // path -> func() (*openapi3.T, error)
+
+func loadIndependent(path string) (*openapi3.T, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	if !strings.Contains(path, "_v2") {
 		doc, err := openapi3.NewLoader().LoadFromData(data)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		return doc
+		return doc, nil
 	}
 	var tree any
 	if err := json.Unmarshal(data, &tree); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var fix func(any)
 	fix = func(v any) {
@@ -73,13 +85,13 @@ func independentDoc(t *testing.T, path string) *openapi3.T {
 	b, _ := json.Marshal(tree)
 	var d2 openapi2.T
 	if err := json.Unmarshal(b, &d2); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	doc, err := openapi2conv.ToV3(&d2)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return doc
+	return doc, nil
 }
 
 // TestRoundTrip: for each imported tool, arguments generated from its input schema are accepted
