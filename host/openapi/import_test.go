@@ -391,3 +391,63 @@ func TestImportPagination(t *testing.T) {
 		}
 	}
 }
+
+// TestSecuritySchemes: each security scheme becomes the slot the host can fill, OAuth scopes go
+// to the tools that use them, and what the host cannot inject is said, not guessed.
+func TestSecuritySchemes(t *testing.T) {
+	t.Parallel()
+	spec, err := openapi.Load(context.Background(), "testdata/security_3.1.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := spec.Import(openapi.Selection{Operations: []string{"withQueryKey", "withCookie", "withBasic", "withDigestOrNone", "withOIDC", "writeItems", "readItems"}},
+		&openapi.ImportOptions{Name: "secure"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse("secure.yaml", res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := map[string]manifest.Credential{}
+	for _, c := range m.Credentials {
+		slots[c.Name] = c
+	}
+	if c := slots["query_key"]; c.Kind != manifest.KindAPIKey || c.In != "query" || c.Param != "api_key" {
+		t.Errorf("query_key = %+v", c)
+	}
+	if c := slots["basic_auth"]; c.Kind != manifest.KindBasic {
+		t.Errorf("basic_auth = %+v", c)
+	}
+	if c := slots["oidc"]; c.Kind != manifest.KindBearer {
+		t.Errorf("oidc = %+v, want a bearer slot", c)
+	}
+	if c := slots["machine"]; c.Kind != manifest.KindOAuth2ClientCredentials || c.OAuth == nil || c.OAuth.TokenURL != "https://auth.example.com/token" ||
+		strings.Join(c.OAuth.Scopes, " ") != "items:read items:write" {
+		t.Errorf("machine = %+v", c)
+	}
+	if _, ok := slots["cookie_key"]; ok {
+		t.Error("a cookie API key got a slot the host cannot inject")
+	}
+	if _, ok := slots["digest_auth"]; ok {
+		t.Error("HTTP digest got a slot the host cannot inject")
+	}
+	w, _ := m.Tool("write_items")
+	r, _ := m.Tool("read_items")
+	if strings.Join(w.Scopes, " ") != "items:write" || strings.Join(r.Scopes, " ") != "items:read" {
+		t.Errorf("scopes: write_items %v, read_items %v", w.Scopes, r.Scopes)
+	}
+	q, _ := m.Tool("with_query_key")
+	if strings.Contains(string(q.InputSchema), `"api_key"`) || !strings.Contains(string(q.InputSchema), `"q"`) {
+		t.Errorf("with_query_key asks agents for the key parameter: %s", q.InputSchema)
+	}
+	notes := strings.Join(res.Notes, "\n")
+	for _, want := range []string{"cookieKey", "with_cookie: needs a security scheme the host does not support", "oidc (OpenID Connect)"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes do not say %q:\n%s", want, notes)
+		}
+	}
+	if strings.Contains(notes, "with_digest_or_none") {
+		t.Errorf("an operation that also allows no authentication is reported as unsupported:\n%s", notes)
+	}
+}
