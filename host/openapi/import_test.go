@@ -451,3 +451,63 @@ func TestSecuritySchemes(t *testing.T) {
 		t.Errorf("an operation that also allows no authentication is reported as unsupported:\n%s", notes)
 	}
 }
+
+// TestSchemaConversion: OpenAPI 3.0 keywords become their JSON Schema 2020-12 equivalents,
+// checked by validating values against the imported tool as the host does.
+func TestSchemaConversion(t *testing.T) {
+	t.Parallel()
+	spec, err := openapi.Load(context.Background(), "testdata/schemas_3.0.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := spec.Import(openapi.Selection{Operations: []string{"createThing"}}, &openapi.ImportOptions{Name: "schemas"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse("schemas.yaml", res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool, _ := m.Tool("create_thing")
+	for _, tt := range []struct {
+		args  string
+		valid bool
+		why   string
+	}{
+		{`{"body":{"name":"abc","size":1}}`, true, "readOnly id is not required in a request"},
+		{`{"body":{"name":null,"size":1,"color":null}}`, true, "nullable becomes a null type and a null enum value"},
+		{`{"body":{"name":"abc","size":0}}`, false, "exclusiveMinimum: true with minimum 0 excludes 0"},
+		{`{"body":{"name":"abc","size":11}}`, false, "maximum kept"},
+		{`{"body":{"name":"ABC","size":1}}`, false, "pattern kept"},
+		{`{"body":{"name":"abcdefghijk","size":1}}`, false, "maxLength kept"},
+		{`{"body":{"name":"abc","size":1,"color":"blue"}}`, false, "enum kept"},
+		{`{"body":{"name":"abc","size":1,"when":"yesterday"}}`, false, "format date-time asserted"},
+		{`{"body":{"name":"abc","size":1,"id":"x"}}`, false, "readOnly id is not sent, and additionalProperties: false"},
+		{`{"body":{"name":"abc","size":1,"secret":"s"}}`, true, "writeOnly is sent in requests"},
+		{`{"body":{"size":1}}`, false, "required kept"},
+		{`{"body":{"name":"abc","size":1,"lookahead":"x"}}`, true, "a pattern RE2 cannot compile is dropped, not refused"},
+		{`{}`, false, "a required body"},
+	} {
+		if err := tool.ValidateInput([]byte(tt.args)); (err == nil) != tt.valid {
+			t.Errorf("%s: ValidateInput(%s) = %v, want valid=%v", tt.why, tt.args, err, tt.valid)
+		}
+	}
+	for _, tt := range []struct {
+		out   string
+		valid bool
+	}{
+		{`{"status":201,"data":{"id":"t1","name":"abc","size":1}}`, true},
+		{`{"status":201,"data":{"id":"t1","extra":"fields the description does not list"}}`, true}, // loosened
+		{`{"status":201,"data":{"id":7}}`, false}, // types kept
+	} {
+		if err := tool.ValidateOutput([]byte(tt.out)); (err == nil) != tt.valid {
+			t.Errorf("ValidateOutput(%s) = %v, want valid=%v", tt.out, err, tt.valid)
+		}
+	}
+	if strings.Contains(string(tool.OutputSchema), `"secret"`) {
+		t.Errorf("the output schema lists the writeOnly property: %s", tool.OutputSchema)
+	}
+	if !strings.Contains(string(tool.InputSchema), `"default":"red"`) {
+		t.Errorf("the default was not kept: %s", tool.InputSchema)
+	}
+}
