@@ -498,7 +498,7 @@ func TestSchemaConversion(t *testing.T) {
 	}{
 		{`{"status":201,"data":{"id":"t1","name":"abc","size":1}}`, true},
 		{`{"status":201,"data":{"id":"t1","extra":"fields the description does not list"}}`, true}, // loosened
-		{`{"status":201,"data":{"id":7}}`, false}, // types kept
+		{`{"status":201,"data":{"id":7}}`, false},                                                  // types kept
 	} {
 		if err := tool.ValidateOutput([]byte(tt.out)); (err == nil) != tt.valid {
 			t.Errorf("ValidateOutput(%s) = %v, want valid=%v", tt.out, err, tt.valid)
