@@ -579,6 +579,9 @@ func (im *importer) tool(i int, c chosen) error {
 			im.notef("%s: its request body (%s) is neither JSON nor a form: the tool sends none", name, strings.Join(sortedKeys(rb.Value.Content), ", "))
 		} else {
 			sch := conv.schema(mt.Schema, 1)
+			if dropped := im.dropAuthProperties(sch); dropped != "" {
+				im.notef("%s: body field %s carries the credential: the host injects it, agents do not supply it", name, dropped)
+			}
 			if rb.Value.Description != "" {
 				sch = withDescription(sch, cleanText(rb.Value.Description, 300))
 			}
@@ -768,6 +771,27 @@ func (im *importer) skipOutput(name string, c chosen) bool {
 
 func (im *importer) notef(format string, args ...any) {
 	im.notes = append(im.notes, fmt.Sprintf(format, args...))
+}
+
+// dropAuthProperties removes from an inline body schema the field that carries the credential
+// (Swagger 2.0 descriptions such as Slack's declare `token` as a form field), and returns its name.
+func (im *importer) dropAuthProperties(sch map[string]any) string {
+	props, _ := sch["properties"].(map[string]any)
+	for name, p := range props {
+		desc, _ := p.(map[string]any)["description"].(string)
+		if !im.isAuthParam(&openapi3.Parameter{Name: name, In: "body", Description: desc}) {
+			continue
+		}
+		delete(props, name)
+		if req, ok := sch["required"].([]string); ok {
+			sch["required"] = without(req, []string{name})
+			if len(sch["required"].([]string)) == 0 {
+				delete(sch, "required")
+			}
+		}
+		return name
+	}
+	return ""
 }
 
 // pathSafe keeps a path parameter's schema but requires a non-empty value: an empty segment

@@ -86,6 +86,11 @@ func TestImportAnnotationsAndCredentials(t *testing.T) {
 	if strings.Contains(string(mustInput(t, post)), `"token"`) {
 		t.Errorf("chat_post_message asks agents for the token parameter: %s", post.InputSchema)
 	}
+	// dnd.setSnooze declares the token as a required form field.
+	snooze, _ := importSpec(t, "slack_web_openapi_v2.json", "dnd_setSnooze").Tool("dnd_set_snooze")
+	if in := string(snooze.InputSchema); strings.Contains(in, `"token"`) || !strings.Contains(in, `"num_minutes"`) {
+		t.Errorf("dnd_set_snooze input schema asks for the token, or lost num_minutes: %s", in)
+	}
 	openai := importSpec(t, "openai_openapi_3.1.yaml", "deleteModel", "listModels")
 	d, _ := openai.Tool("delete_model")
 	if !d.Annotations.Destructive || !d.Annotations.Idempotent {
