@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeJSONMatchesReference -fuzztime 30s ./host/internal/validate
 	$(GO) test -run '^$$' -fuzz FuzzInstrument -fuzztime 30s ./host/internal/meter
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHTTPResponse -fuzztime 30s ./internal/abi
+	$(GO) test -run '^$$' -fuzz FuzzBuildPath -fuzztime 30s ./internal/openapiop
 
 ## check: what CI runs
 check: lint test
