@@ -634,6 +634,17 @@ func (im *importer) tool(i int, c chosen) error {
 	case !public:
 		im.notef("%s: needs a security scheme the host does not support; it is sent without a credential", name)
 	}
+	// Bind the tool to what it uses (manifest uses:): its one slot, and every server host. With
+	// one slot or one host the manifest's default already says so.
+	if len(im.slots) > 1 {
+		t.Uses.Credentials = []string{}
+		if slot != nil {
+			t.Uses.Credentials = []string{slot.Name}
+		}
+	}
+	if hosts := im.hosts(); len(hosts) > 1 {
+		t.Uses.Network = hosts
+	}
 	opJSON, err := json.Marshal(op)
 	if err != nil {
 		return err
@@ -932,6 +943,15 @@ func (im *importer) rule(method, path string) {
 
 // network merges the recorded prefixes into rules: one per prefix, methods as used; a prefix
 // covered by a shorter one with every method it needs is dropped.
+// hosts are the distinct host names of the servers, sorted.
+func (im *importer) hosts() []string {
+	set := map[string]bool{}
+	for _, b := range im.bases {
+		set[b.Hostname()] = true
+	}
+	return sortedKeys(set)
+}
+
 func (im *importer) network() []manifest.Rule {
 	var out []manifest.Rule
 	for _, b := range im.bases {
