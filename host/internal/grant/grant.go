@@ -316,6 +316,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		}
 		p.Config[k] = g.Config[k]
 	}
+	errs = append(errs, configValues(m, p)...)
 
 	errs = append(errs, salesforceEndpoints(m, p)...)
 
