@@ -17,6 +17,10 @@ func (d *document) checkConfigValues(m *Manifest) []*Error {
 			continue
 		}
 		path := []string{"config", strconv.Itoa(i)}
+		if len(k.Values) == 0 {
+			errs = append(errs, d.at(append(path, "values"), "lists no value, so a grant could set none: list the allowed values, or remove values to allow any"))
+			continue
+		}
 		if k.Default != "" {
 			if _, ok := k.Values[k.Default]; !ok {
 				errs = append(errs, d.at(append(path, "default"), "%q is not one of the key's values (%s): add it under values, or change the default", k.Default, k.ValueNames()))
