@@ -265,7 +265,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		matched := false
 		for j := range p.Rules {
 			r := &p.Rules[j]
-			if r.Host != o.Host || o.PathPrefix != "" && r.PathPrefix != o.PathPrefix {
+			if !o.Matches(*r) {
 				continue
 			}
 			matched = true
