@@ -13,9 +13,10 @@ import (
 )
 
 // TestSlackHistoryTier: a grant for a non-Marketplace Slack app (Slack's 2025 limits:
-// conversations.history 1 request a minute, at most 15 messages) makes channel_history ask for
-// at most 15 and the host's rate limiter hold it to one request a minute; the default grant
-// keeps the standard limits.
+// conversations.history 1 request a minute, at most 15 messages) sets only config history_tier:
+// non_marketplace, and that alone makes channel_history ask for at most 15 and the host's rate
+// limiter hold it to one request a minute (the manifest's value brings the rate); the default
+// grant keeps the standard limits.
 func TestSlackHistoryTier(t *testing.T) {
 	fake := fakeslack.New(canary)
 	u, stop := fake.Start()
@@ -59,8 +60,7 @@ func TestSlackHistoryTier(t *testing.T) {
 	}
 
 	nonMarketplace := grant(func(g *manifest.Grant) {
-		g.Config = map[string]string{"history_tier": "non_marketplace"}
-		g.RateLimits = []manifest.RateLimitOverride{{Host: "slack.com", PathPrefix: "/api/conversations.history", PerSecond: 1.0 / 60, Burst: 1}}
+		g.Config = map[string]string{"history_tier": "non_marketplace"} // the one line an admin writes
 	})
 	h2, _ := hosttest.New(t, host.Config{Secrets: secrets()})
 	if err := h2.LoadModule(context.Background(), m, wasm, nonMarketplace); err != nil {

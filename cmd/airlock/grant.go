@@ -260,6 +260,12 @@ func printReview(e *env, a *admin.Asks, diff []manifest.Change) {
 			fmt.Fprintf(w, "  %s\n", c)
 		}
 	}
+	if len(a.Config) > 0 {
+		fmt.Fprintln(w, "Config keys (a value's rate limits apply whenever the grant sets it):")
+		for _, c := range a.Config {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	}
 	if len(a.Functions) > 0 {
 		fmt.Fprintln(w, "Database functions (review the SQL):")
 		for _, f := range a.Functions {

@@ -167,6 +167,10 @@ type Asks struct {
 	Credentials                           []string // "slot (kind) → hosts"
 	Functions                             []string // "name (read-only|WRITES): SQL"
 	Limits                                manifest.Limits
+
+	// Config describes each config key: its default and the values a grant may set, with the
+	// rate limits each value brings.
+	Config []string
 }
 
 // ToolAsk is one tool and what it needs.
@@ -234,6 +238,7 @@ func describe(c *Connector) *Asks {
 		}
 		asks.Hosts = append(asks.Hosts, desc)
 	}
+	asks.Config = describeConfig(m)
 	for _, cr := range m.Credentials {
 		asks.Credentials = append(asks.Credentials, fmt.Sprintf("%s (%s) → %s", cr.Name, cr.Kind, strings.Join(cr.Hosts, ", ")))
 	}

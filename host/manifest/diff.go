@@ -35,10 +35,11 @@ func (c Change) String() string { return c.Path + ": " + c.Detail }
 
 // Compare lists what newer asks for beyond older: new tools, scopes, hosts (scheme, port, path,
 // method), credential slots and the hosts they go to, database functions, looser limits and rate
-// limits, and tools whose annotations became less safe. An empty result means newer may replace
-// older under the same grant without widening anything. Descriptions, schemas, config keys and
-// the module digest are not reported: they do not widen what the connector may do. Changes are in
-// a stable order. Both manifests must have been made by [Parse] (defaults applied).
+// limits (a config value's rate limits included), and tools whose annotations became less safe.
+// An empty result means newer may replace older under the same grant without widening anything.
+// Descriptions, schemas, other config changes and the module digest are not reported: they do not
+// widen what the connector may do. Changes are in a stable order. Both manifests must have been
+// made by [Parse] (defaults applied).
 func Compare(older, newer *Manifest) []Change {
 	var out []Change
 	add := func(kind, path, format string, args ...any) {
@@ -178,7 +179,7 @@ func Compare(older, newer *Manifest) []Change {
 			add(ChangeLimit, "limits."+l.field, "%s %d instead of %d", l.field, l.newV, l.oldV)
 		}
 	}
-	return out
+	return append(out, compareConfigRates(older, newer)...)
 }
 
 // uncovered says why rule r is not covered by any of the old rules, or "" when one covers it.

@@ -398,6 +398,18 @@ type ConfigKey struct {
 	Description string `json:"description,omitempty"`
 	// Default is used when the grant sets no value; "" means none.
 	Default string `json:"default,omitempty"`
+	// Values, when set, are the only values a grant may give the key (Default must be one of
+	// them), each with what choosing it brings. Nil allows any value.
+	Values map[string]ConfigValue `json:"values,omitempty"`
+}
+
+// ConfigValue is one allowed value of a config key.
+type ConfigValue struct {
+	Description string `json:"description,omitempty"`
+	// RateLimits tighten the rates of network rules while the key has this value, exactly as a
+	// grant's rate_limits do (each names a rule by host, and path_prefix when set); where both
+	// set a rate, the tighter one applies.
+	RateLimits []RateLimitOverride `json:"rate_limits,omitempty"`
 }
 
 // Tool returns the tool called name.

@@ -183,6 +183,7 @@ func (d *document) check(m *Manifest) []*Error {
 	}
 
 	bindUses(m, add)
+	errs = append(errs, d.checkConfigValues(m)...)
 
 	// Network rules and credentials.
 	for i, r := range m.Network {

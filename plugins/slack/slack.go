@@ -31,8 +31,9 @@ const (
 	// limits apply to the app. Since 2025 Slack gives commercially distributed apps that are
 	// not on the Slack Marketplace 1 request a minute and at most 15 messages per request
 	// (tierNonMarketplace); Marketplace apps and a customer's own internal apps keep Tier 3
-	// (tierStandard, the default). The grant's rate_limits entry for
-	// /api/conversations.history sets the matching rate (README.md).
+	// (tierStandard, the default). The manifest's non_marketplace value also brings the
+	// matching rate, which the host's rate limiter enforces; the host refuses a grant whose
+	// value is neither (README.md).
 	historyTierKey           = "history_tier"
 	tierStandard             = "standard"
 	tierNonMarketplace       = "non_marketplace"
@@ -427,7 +428,8 @@ func channelHistory() error {
 	if limit <= 0 {
 		limit = defaultHistory
 	}
-	// Beyond the tier's maximum Slack returns no more: ask for what it serves, and has_more with
+	// Beyond the tier's maximum Slack returns no more: ask for what it serves (a documented
+	// clamp, not an error: the schema's 200 stays true for every grant), and has_more with
 	// next_cursor lead to the rest.
 	q := url.Values{"channel": {args.Channel}, "limit": {strconv.Itoa(min(limit, maxLimit))}}
 	for k, v := range map[string]string{"cursor": args.Cursor, "oldest": args.Oldest, "latest": args.Latest} {

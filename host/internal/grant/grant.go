@@ -265,7 +265,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		matched := false
 		for j := range p.Rules {
 			r := &p.Rules[j]
-			if r.Host != o.Host || o.PathPrefix != "" && r.PathPrefix != o.PathPrefix {
+			if !o.Matches(*r) {
 				continue
 			}
 			matched = true
@@ -316,6 +316,7 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		}
 		p.Config[k] = g.Config[k]
 	}
+	errs = append(errs, configValues(m, p)...)
 
 	errs = append(errs, salesforceEndpoints(m, p)...)
 
