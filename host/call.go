@@ -272,6 +272,11 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 		input = functionInput(m, tool, args)
 		hc.fnInput = input
 	}
+	// Admission: the checks above ran against c's grant; if a decision replaced it since, the
+	// call must not run under the old one (invariant 10).
+	if rerr := h.superseded(c, req.Tool); rerr != nil {
+		return rerr, false
+	}
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
 	if err != nil {
@@ -567,4 +572,25 @@ func summarize(args []byte) ([]string, string) {
 		sort.Strings(keys)
 	}
 	return keys, hex.EncodeToString(sum[:])
+}
+
+// superseded says why c, acquired for a call, may no longer run it: the decision it was built
+// from was replaced (a revoke, a grant change, an upgrade) after the call's checks passed. It
+// returns nil while c still serves its name. Checked at admission to the plugin, so that a call
+// admitted after a decision is acknowledged (SetInstalled returned) never runs under the old one.
+func (h *Host) superseded(c *connector, tool string) *ResultError {
+	name := c.manifest.Name
+	h.mu.RLock()
+	cur, why := h.connectors[name], h.stopped[name]
+	h.mu.RUnlock()
+	switch {
+	case cur == c:
+		return nil
+	case cur == nil && why != "":
+		return &ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal,
+			Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it again", tool, why)}
+	default:
+		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfter: 0.1,
+			Message: fmt.Sprintf("the grant of connector %s changed while this call was being admitted, so it did not run; call again to run it under the new grant", name)}
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/mcp"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 func runServe(ctx context.Context, e *env, args []string) error {
@@ -87,10 +87,6 @@ the file ('airlock grants' shows which part comes from where).`, `
 		return err
 	}
 	h, cfg := rt.h, rt.cfg
-	_, _, stateDir, err := g.stateDSN()
-	if err != nil {
-		return err
-	}
 	defer h.Close(context.WithoutCancel(ctx))
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
@@ -100,7 +96,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go r.watch(ctx, *interval)
-	go rt.admin.Watch(ctx, time.Second) // grants, revocations and upgrades made elsewhere
+	go rt.admin.Watch(ctx, time.Second) // grants, revocations and upgrades made elsewhere: the fallback
+	go followChanges(ctx, rt)           // the same, within milliseconds, on PostgreSQL
 	if *pluginDir != "" {
 		go watchBundles(ctx, *pluginDir, 2*time.Second, rt.admin, logger)
 	}
@@ -114,7 +111,14 @@ the file ('airlock grants' shows which part comes from where).`, `
 		return nil
 	}
 
-	agents := mcp.OpenAgents(filepath.Join(stateDir, "agents.json"))
+	agents, err := g.openTokens(ctx, e, rt.st, tokenHolders{what: "agent", file: "agents.json", open: mcp.StoreAgents})
+	if err != nil {
+		return err
+	}
+	admins, err := g.openTokens(ctx, e, rt.st, tokenHolders{what: "admin", file: "admins.json", open: mcp.StoreAdmins})
+	if err != nil {
+		return err
+	}
 	if list, err := agents.List(); err != nil {
 		return err
 	} else if len(list) == 0 {
@@ -124,7 +128,6 @@ the file ('airlock grants' shows which part comes from where).`, `
 	if err != nil {
 		return err
 	}
-	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
 	mux.Handle("/", s.HTTPHandler(agents, nil))
@@ -133,8 +136,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())
+	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agent tokens in the %s state store); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
+		ln.Addr(), mcp.HTTPPath, len(h.Tools()), rt.st.Driver(), ln.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -278,4 +281,48 @@ func stampOf(files ...string) string {
 		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
 	}
 	return b.String()
+}
+
+// followChanges applies the decisions other processes commit to a PostgreSQL state store as
+// soon as they are notified (LISTEN/NOTIFY), instead of at the next poll: a grant, revocation
+// or upgrade re-syncs the host's connectors, and so does a reconnection, since notifications
+// sent while the connection was down are lost. Token revocations, approvals, trust and secrets
+// need nothing here: they are read from the store when used. Syncs run one at a time; a burst
+// of changes is applied by one sync that starts after the last of them arrived.
+func followChanges(ctx context.Context, rt *hostRuntime) {
+	if !rt.st.Notifies() {
+		return
+	}
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+				if err := rt.admin.Sync(ctx); err != nil && ctx.Err() == nil {
+					rt.logger.Warn("applying a change from the state store; the poll retries", "err", err)
+				}
+			}
+		}
+	}()
+	lost := false
+	_ = rt.st.Listen(ctx, func(c store.Change) {
+		switch c.Kind {
+		case store.ChangeGrant, store.ChangeResync:
+			if c.Kind == store.ChangeResync && lost {
+				rt.logger.Info("listening for state store changes again; re-synced")
+				lost = false
+			}
+			select {
+			case kick <- struct{}{}:
+			default: // a sync is already due and will read this change too
+			}
+		}
+	}, func(err error) {
+		if !lost {
+			rt.logger.Warn("lost the state store's change notifications; polling every second until they are back", "err", err)
+			lost = true
+		}
+	})
 }
