@@ -77,6 +77,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	if err != nil {
 		return err
 	}
+	g.mayCreateKey = true // a fresh embedded state gets its master key, saying so
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
