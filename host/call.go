@@ -55,7 +55,15 @@ type Result struct {
 	Data  json.RawMessage `json:"data,omitempty"`
 	Error *ResultError    `json:"error,omitempty"`
 	Meta  Meta            `json:"meta"`
+
+	// superseded is set when the call passed its checks under a grant that was replaced before
+	// the plugin started: Call runs it again, from the checks, under the new one.
+	superseded bool
 }
+
+// maxAdmissions bounds how often Call re-runs a call whose grant was replaced while it was
+// being admitted (grants changing faster than calls are checked).
+const maxAdmissions = 3
 
 // ResultError tells the agent what went wrong and what to do about it. Message is a sentence an
 // LLM can act on; it never holds a secret or a stack trace.
@@ -101,7 +109,13 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 	}
 	ev.ArgKeys, ev.ArgsSHA256 = summarize(args)
 
-	res.Error = h.call(ctx, req, args, res, &ev)
+	for attempt := 1; ; attempt++ {
+		res.superseded = false
+		res.Error = h.call(ctx, req, args, res, &ev)
+		if !res.superseded || attempt == maxAdmissions {
+			break
+		}
+	}
 	res.OK = res.Error == nil
 	res.Meta.DurationMS = durationMS(time.Since(start))
 
@@ -275,6 +289,7 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	// Admission: the checks above ran against c's grant; if a decision replaced it since, the
 	// call must not run under the old one (invariant 10).
 	if rerr := h.superseded(c, req.Tool); rerr != nil {
+		res.superseded = rerr.Code == abi.CodeUnavailable // replaced, not stopped: check again
 		return rerr, false
 	}
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
