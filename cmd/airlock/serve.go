@@ -50,7 +50,8 @@ serving.
 With --watch-plugins DIR, signed bundles dropped into DIR are verified against the trust store
 and installed; installing grants nothing, but a new version of a granted connector that asks for
 nothing more replaces the running one. Grants, revocations and upgrades made with the CLI or the
-admin API of another replica take effect within a second. A connector both airlock.yaml and the
+admin API of another replica take effect at once: within milliseconds on a PostgreSQL state
+(LISTEN/NOTIFY), within a second on SQLite or while that connection is lost (polling). A connector both airlock.yaml and the
 store grant runs under the most restrictive of the two, and a revocation in the store wins over
 the file ('airlock grants' shows which part comes from where).`, `
   airlock serve                                   # stdio, e.g. in a desktop agent's MCP config
