@@ -56,10 +56,12 @@ const TokenPrefix = "airlock_agent_"
 // their own prefix, so an agent token can never pass as an admin's.
 const AdminTokenPrefix = "airlock_admin_"
 
-// Agents is the file of agents (STATE_DIR/agents.json): names, subjects and token hashes. It is
-// written atomically with mode 0600, and re-read whenever it changes on disk (checked with a
-// stat on each Verify), so an agent added or revoked by another process takes effect on the
-// next request. Safe for concurrent use; create it with OpenAgents.
+// Agents holds agents' names, subjects and token hashes: in the state store ([StoreAgents], what
+// the CLI and server use, shared by replicas) or in a file ([OpenAgents], STATE_DIR/agents.json,
+// the format older versions used). The file is written atomically with mode 0600 and re-read
+// whenever it changes on disk (checked with a stat on each Verify); the store is queried on each
+// Verify. Either way an agent added or revoked by another process takes effect on the next
+// request. Safe for concurrent use.
 type Agents struct {
 	path   string
 	prefix string

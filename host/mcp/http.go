@@ -37,7 +37,7 @@ func (s *Server) HTTPHandler(agents *Agents, opts *HTTPOptions) http.Handler {
 	verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 		id, ok, err := agents.Verify(token)
 		if err != nil {
-			s.opts.Logger.Error("reading the agents file failed; refusing every request", "path", agents.Path(), "err", err)
+			s.opts.Logger.Error("checking an agent token failed (the agents file or the state store cannot be read); refusing the request", "path", agents.Path(), "err", err)
 			return nil, fmt.Errorf("%w: the server cannot check tokens", auth.ErrInvalidToken)
 		}
 		if !ok {
