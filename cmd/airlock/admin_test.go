@@ -23,7 +23,7 @@ import (
 // hermetic clears the AIRLOCK_* variables that would point a test's commands elsewhere.
 func hermetic(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"AIRLOCK_CONFIG", "AIRLOCK_STATE", "AIRLOCK_STATE_DIR", "AIRLOCK_REDIS", "AIRLOCK_SUBJECT", "AIRLOCK_AGENT"} {
+	for _, k := range []string{"AIRLOCK_CONFIG", "AIRLOCK_STATE", "AIRLOCK_STATE_DIR", "AIRLOCK_REDIS", "AIRLOCK_SUBJECT", "AIRLOCK_AGENT", "AIRLOCK_MASTER_KEY_REF"} {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AIRLOCK_ADMIN", "test-admin")

@@ -161,7 +161,7 @@ func (w *replicaWorld) start(t *testing.T, n int, redisURL string) *replica {
 	r.cmd = exec.Command(w.bin, "serve", "--http", addr, "--state", w.dsn, "--redis", redisURL,
 		"--master-key", "file:"+w.key, "--state-dir", filepath.Join(w.dir, fmt.Sprintf("replica%d", n)),
 		"--config", filepath.Join(w.dir, "none.yaml"), "--log-level", "info")
-	r.cmd.Env = append(os.Environ(), "AIRLOCK_MASTER_KEY=", "AIRLOCK_STATE=", "AIRLOCK_STATE_DIR=", "AIRLOCK_CONFIG=", "AIRLOCK_REDIS=")
+	r.cmd.Env = append(os.Environ(), "AIRLOCK_MASTER_KEY=", "AIRLOCK_MASTER_KEY_REF=", "AIRLOCK_STATE=", "AIRLOCK_STATE_DIR=", "AIRLOCK_CONFIG=", "AIRLOCK_REDIS=")
 	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
