@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short plugins bench lint fuzz check clean
+.PHONY: demo test test-short plugins bench bench-replicas lint fuzz check clean
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -23,6 +23,11 @@ plugins:
 ## bench: native vs airlock, side by side in one run, printed as a table with ratios
 bench:
 	$(GO) run ./internal/cmd/bench
+
+## bench-replicas: three airlock serve processes on one PostgreSQL and Redis (.ci/services):
+## revoke propagation p50/p99 and late calls (TestReplicas)
+bench-replicas:
+	AIRLOCK_BENCH_REPLICAS=1 $(GO) test -count=1 -run '^TestReplicas$$' -v ./cmd/airlock | grep -E '^(replicas:|--- |ok|FAIL)|replicas_test.go'
 
 ## lint: formatting, vet, staticcheck, go mod tidy, no tracked binaries
 lint:

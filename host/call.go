@@ -56,7 +56,15 @@ type Result struct {
 	Data  json.RawMessage `json:"data,omitempty"`
 	Error *ResultError    `json:"error,omitempty"`
 	Meta  Meta            `json:"meta"`
+
+	// superseded is set when the call passed its checks under a grant that was replaced before
+	// the plugin started: Call runs it again, from the checks, under the new one.
+	superseded bool
 }
+
+// maxAdmissions bounds how often Call re-runs a call whose grant was replaced while it was
+// being admitted (grants changing faster than calls are checked).
+const maxAdmissions = 3
 
 // ResultError tells the agent what went wrong and what to do about it. Message is a sentence an
 // LLM can act on; it never holds a secret or a stack trace.
@@ -103,7 +111,13 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 	ev.ArgKeys, ev.ArgsSHA256 = summarize(args)
 	ctx, span := h.startCall(ctx, &req, res.Meta.RequestID)
 
-	res.Error = h.call(ctx, req, args, res, &ev)
+	for attempt := 1; ; attempt++ {
+		res.superseded = false
+		res.Error = h.call(ctx, req, args, res, &ev)
+		if !res.superseded || attempt == maxAdmissions {
+			break
+		}
+	}
 	res.OK = res.Error == nil
 	res.Meta.DurationMS = durationMS(time.Since(start))
 
@@ -283,6 +297,12 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
 		hc.fnInput = input
+	}
+	// Admission: the checks above ran against c's grant; if a decision replaced it since, the
+	// call must not run under the old one (invariant 10).
+	if rerr := h.superseded(c, req.Tool); rerr != nil {
+		res.superseded = rerr.Code == abi.CodeUnavailable // replaced, not stopped: check again
+		return rerr, false
 	}
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
@@ -584,4 +604,25 @@ func summarize(args []byte) ([]string, string) {
 		sort.Strings(keys)
 	}
 	return keys, hex.EncodeToString(sum[:])
+}
+
+// superseded says why c, acquired for a call, may no longer run it: the decision it was built
+// from was replaced (a revoke, a grant change, an upgrade) after the call's checks passed. It
+// returns nil while c still serves its name. Checked at admission to the plugin, so that a call
+// admitted after a decision is acknowledged (SetInstalled returned) never runs under the old one.
+func (h *Host) superseded(c *connector, tool string) *ResultError {
+	name := c.manifest.Name
+	h.mu.RLock()
+	cur, why := h.connectors[name], h.stopped[name]
+	h.mu.RUnlock()
+	switch {
+	case cur == c:
+		return nil
+	case cur == nil && why != "":
+		return &ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal,
+			Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it again", tool, why)}
+	default:
+		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfter: 0.1,
+			Message: fmt.Sprintf("the grant of connector %s changed while this call was being admitted, so it did not run; call again to run it under the new grant", name)}
+	}
 }

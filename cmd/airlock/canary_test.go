@@ -34,6 +34,9 @@ func TestDSNPasswordCanary(t *testing.T) {
 	stateDir := filepath.Join(dir, "state")
 	os.WriteFile(filepath.Join(dir, "airlock.yaml"), []byte("state_dir: state\n"), 0o600)
 	flags := []string{"--state-dir", stateDir, "--state", dsn, "--config", filepath.Join(dir, "airlock.yaml"), "--log-level", "debug"}
+	if code, _, errOut := airlock(t, "init", "master-key", "--out", filepath.Join(stateDir, "master.key")); code != exitOK {
+		t.Fatalf("airlock init master-key = %d: %s", code, errOut)
+	}
 
 	var printed []string // everything any command printed
 	cli := func(args ...string) (int, string) {

@@ -30,6 +30,7 @@ import (
 //	  - manifest: build/plugins/slack.yaml   # a stamped manifest (make plugins)
 //	    grant: grants/slack.yaml             # the admin's grant for it
 //	state: postgres://airlock@db/airlock   # the state store (default sqlite:STATE_DIR/state.db)
+//	master_key: file:/run/secrets/airlock-master-key  # env:, file: or vault: reference (default STATE_DIR/master.key)
 //	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
 //	audit_fail_open: false                 # true: calls run even when audit cannot be written
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
@@ -37,7 +38,10 @@ import (
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
 	State    string `yaml:"state"`
-	Redis    string `yaml:"redis"`
+	// MasterKey references the master key (key-encryption key) of the built-in secret store:
+	// env:VAR, file:PATH or vault:…, the same on every replica. Default: STATE_DIR/master.key.
+	MasterKey string `yaml:"master_key"`
+	Redis     string `yaml:"redis"`
 	// AuditFailOpen lets calls run when the audit log cannot be written (records are dropped
 	// and counted, loudly). Default false: such calls fail.
 	AuditFailOpen bool `yaml:"audit_fail_open"`
@@ -70,8 +74,13 @@ type globals struct {
 	stateDir string
 	state    string
 	redis    string
+	key      string // --master-key
 	logLevel string
-	logJSON  bool
+	// mayCreateKey lets the command create the master key of a fresh embedded state (serve,
+	// demo, secret); read-only commands never create one.
+	mayCreateKey bool
+	notice       io.Writer // where such a creation is announced (the command's stderr)
+	logJSON      bool
 	// set by serve (observe.go) before openRuntime
 	metrics *host.Metrics
 	tracer  trace.TracerProvider
@@ -81,6 +90,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.config, "config", envOr("AIRLOCK_CONFIG", "airlock.yaml"), "configuration `file` ($AIRLOCK_CONFIG)")
 	fs.StringVar(&g.stateDir, "state-dir", os.Getenv("AIRLOCK_STATE_DIR"), "state `directory`: compilation cache, audit log; overrides the config file ($AIRLOCK_STATE_DIR, default .airlock)")
 	fs.StringVar(&g.state, "state", os.Getenv("AIRLOCK_STATE"), "state store `DSN`: sqlite:PATH or postgres://…; overrides the config file ($AIRLOCK_STATE, default sqlite:STATE_DIR/state.db)")
+	fs.StringVar(&g.key, "master-key", os.Getenv("AIRLOCK_MASTER_KEY_REF"), "master key `reference` (env:VAR, file:PATH or vault:…), the same on every replica; overrides the config file's master_key ($AIRLOCK_MASTER_KEY_REF; $AIRLOCK_MASTER_KEY may hold the key itself; default STATE_DIR/master.key)")
 	fs.StringVar(&g.redis, "redis", os.Getenv("AIRLOCK_REDIS"), "Redis `URL` (redis://host:6379/0) to share rate limits and quotas with other replicas ($AIRLOCK_REDIS)")
 	fs.StringVar(&g.logLevel, "log-level", envOr("AIRLOCK_LOG_LEVEL", "warn"), "log `level`: debug, info, warn or error ($AIRLOCK_LOG_LEVEL)")
 	fs.BoolVar(&g.logJSON, "log-json", os.Getenv("AIRLOCK_LOG_JSON") == "1", "write logs as JSON lines ($AIRLOCK_LOG_JSON=1)")
@@ -181,7 +191,8 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	if err != nil {
 		return nil, err
 	}
-	secrets, sealer, err := g.secrets(ctx, st)
+	g.notice = e.stderr
+	secrets, ss, err := g.secrets(ctx, st)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -194,9 +205,13 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	if d := os.Getenv("AIRLOCK_CACHE_DIR"); d != "" {
 		cacheDir = filepath.Join(d, "compiled") // shared by every state directory on this machine
 	}
-	h, err := host.New(host.Config{StateDir: stateDir, CacheDir: cacheDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink, Sealer: sealer,
+	hc := host.Config{StateDir: stateDir, CacheDir: cacheDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink,
 		RedisURL: cmpOr(g.redis, cfg.Redis), Metrics: g.metrics, TracerProvider: g.tracer,
-		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }})
+		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }}
+	if ss != nil { // else OAuth tokens are sealed with a key of this process only
+		hc.Sealer = ss
+	}
+	h, err := host.New(hc)
 	if err != nil {
 		sink.Close()
 		st.Close()

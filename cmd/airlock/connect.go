@@ -61,6 +61,7 @@ clears a "needs re-authorisation" status).`, `
 	if h, _, err := net.SplitHostPort(*listen); err != nil || net.ParseIP(h) == nil || !net.ParseIP(h).IsLoopback() {
 		return usagef("--listen %q: give a loopback IP address and port, like 127.0.0.1:8765 (0 picks a free port)", *listen)
 	}
+	g.mayCreateKey = true // the connection's tokens are sealed under the master key
 	rt, err := g.openRuntime(ctx, e, nil)
 	if err != nil {
 		return err

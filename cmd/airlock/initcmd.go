@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"strings"
 	"text/template"
+
+	"github.com/airlock-dev/airlock/host/secret"
 )
 
 // scaffoldFS holds the templates of 'airlock init connector'. They end in .tmpl so the go tool
@@ -45,6 +47,9 @@ type scaffoldData struct {
 }
 
 func runInit(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "master-key" {
+		return runInitMasterKey(e, args[1:])
+	}
 	fs := newFlagSet(e, "init", `
 Usage: airlock init connector NAME [--dir DIR] [--publisher NAME] [--module PATH] [--airlock DIR]
 
@@ -230,4 +235,43 @@ func modulePath(gomod string) (string, error) {
 		}
 	}
 	return "", errors.New("no module directive")
+}
+
+// runInitMasterKey is 'airlock init master-key': the one command that creates a master key on
+// purpose, for states shared by replicas (PostgreSQL), which never create one themselves.
+func runInitMasterKey(e *env, args []string) error {
+	fs := newFlagSet(e, "init master-key", `
+Usage: airlock init master-key --out FILE
+
+Creates a new master key (the key-encryption key of the built-in secret store) in FILE, mode
+0600, refusing to overwrite one, and prints its fingerprint. Keep it in your secret manager and
+give every replica the same reference: --master-key file:FILE (or env:VAR, vault:…),
+$AIRLOCK_MASTER_KEY_REF, or master_key in airlock.yaml. The first replica to start seals the
+state's secrets with it; a replica given another key refuses to start and names both
+fingerprints.`, `
+  airlock init master-key --out /run/secrets/airlock-master-key
+  airlock serve --http :8700 --state postgres://… --master-key file:/run/secrets/airlock-master-key`)
+	out := fs.String("out", "", "the `file` to create")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		return usagef("use: airlock init master-key --out FILE")
+	}
+	if _, err := os.Lstat(*out); err == nil {
+		return fmt.Errorf("%s exists: airlock never replaces a master key (the secrets sealed with it would be lost); choose another file", *out)
+	}
+	key, err := secret.NewMasterKey()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
+		return err
+	}
+	if err := secret.WriteMasterKeyFile(*out, key); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Created master key %s (fingerprint %s). Give every replica --master-key file:%s (or the same key through env: or vault:), and back it up: without it the stored secrets cannot be opened.\n",
+		*out, secret.Fingerprint(key), *out)
+	return nil
 }

@@ -69,14 +69,34 @@ nothing.`, `
 	}
 	backend := storeBackend{st}
 	if verb == "rotate-key" {
+		cfg, _, err := g.loadConfig()
+		if err != nil {
+			return err
+		}
+		if ref := cmpOr(g.key, cfg.MasterKey); ref != "" {
+			return fmt.Errorf("the master key comes from %s: rotate-key rotates a key in %s or %s only; "+
+				"to rotate a referenced key, run it once with that key in %s, then store the printed key under %s", ref, secret.MasterKeyEnv, secret.MasterKeyFile, secret.MasterKeyEnv, ref)
+		}
 		if err := rotateMasterKey(ctx, e, backend, stateDir); err != nil {
 			return err
 		}
 		return g.recordAction(ctx, nil, "secret rotate-key", "master key", nil)
 	}
-	key, _, err := secret.LoadMasterKey(stateDir)
+	g.mayCreateKey, g.notice = verb == "set", e.stderr
+	cfg, _, err := g.loadConfig()
 	if err != nil {
 		return err
+	}
+	vault, err := g.vault(cfg, secret.Mux{"env": secret.Env{}, "file": secret.File{}})
+	if err != nil {
+		return err
+	}
+	key, err := g.masterKey(ctx, st, cfg, stateDir, vault)
+	if err != nil {
+		return err
+	}
+	if key == nil {
+		return errors.New("no master key and no secrets yet: there is nothing to list or remove (set a secret first, or name the master key with --master-key REF)")
 	}
 	ss, err := secret.OpenStore(ctx, backend, key)
 	if err != nil {
@@ -161,7 +181,7 @@ func readSecret(e *env, name string) (secret.Value, error) {
 }
 
 func rotateMasterKey(ctx context.Context, e *env, b secret.Backend, stateDir string) error {
-	old, source, err := secret.LoadMasterKey(stateDir)
+	old, source, err := secret.FindMasterKey(stateDir)
 	if err != nil {
 		return err
 	}

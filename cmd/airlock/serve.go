@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/mcp"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 func runServe(ctx context.Context, e *env, args []string) (err error) {
@@ -55,7 +55,8 @@ serving.
 With --watch-plugins DIR, signed bundles dropped into DIR are verified against the trust store
 and installed; installing grants nothing, but a new version of a granted connector that asks for
 nothing more replaces the running one. Grants, revocations and upgrades made with the CLI or the
-admin API of another replica take effect within a second. A connector both airlock.yaml and the
+admin API of another replica take effect at once: within milliseconds on a PostgreSQL state
+(LISTEN/NOTIFY), within a second on SQLite or while that connection is lost (polling). A connector both airlock.yaml and the
 store grant runs under the most restrictive of the two, and a revocation in the store wins over
 the file ('airlock grants' shows which part comes from where).`, `
   airlock serve                                   # stdio, e.g. in a desktop agent's MCP config
@@ -104,6 +105,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 		return err
 	}
 	defer obs.close()
+	g.mayCreateKey = true // a fresh embedded state gets its master key, saying so
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
@@ -114,10 +116,6 @@ the file ('airlock grants' shows which part comes from where).`, `
 		return err
 	}
 	h, cfg := rt.h, rt.cfg
-	_, _, stateDir, err := g.stateDSN()
-	if err != nil {
-		return err
-	}
 	defer h.Close(context.WithoutCancel(ctx))
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
@@ -127,7 +125,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go r.watch(ctx, *interval)
-	go rt.admin.Watch(ctx, time.Second) // grants, revocations and upgrades made elsewhere
+	go rt.admin.Watch(ctx, time.Second) // grants, revocations and upgrades made elsewhere: the fallback
+	go followChanges(ctx, rt)           // the same, within milliseconds, on PostgreSQL
 	if *pluginDir != "" {
 		go watchBundles(ctx, *pluginDir, 2*time.Second, rt.admin, logger)
 	}
@@ -149,7 +148,14 @@ the file ('airlock grants' shows which part comes from where).`, `
 		MaxSessionsPerAgent: cmp.Or(*maxPerAgent, hc.MaxSessionsPerAgent),
 	}
 
-	agents := mcp.OpenAgents(filepath.Join(stateDir, "agents.json"))
+	agents, err := g.openTokens(ctx, e, rt.st, tokenHolders{what: "agent", file: "agents.json", open: mcp.StoreAgents})
+	if err != nil {
+		return err
+	}
+	admins, err := g.openTokens(ctx, e, rt.st, tokenHolders{what: "admin", file: "admins.json", open: mcp.StoreAdmins})
+	if err != nil {
+		return err
+	}
 	if list, err := agents.List(); err != nil {
 		return err
 	} else if len(list) == 0 {
@@ -159,13 +165,12 @@ the file ('airlock grants' shows which part comes from where).`, `
 	if err != nil {
 		return err
 	}
-	admins := mcp.OpenAdmins(filepath.Join(stateDir, "admins.json"))
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", refusals("admin", rt.admin.Handler(adminTokens{admins}), obs.metrics, logger)))
 	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", refusals("mcp", s.HTTPHandler(agents, httpOpts), obs.metrics, logger)))
 	hs := mcp.NewHTTPServer(mux, httpOpts, logger)
-	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr()), "mcp", "http://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", "http://"+ln.Addr().String()+"/admin/v1/")
+	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agent tokens in the %s state store); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')",
+		ln.Addr(), mcp.HTTPPath, len(h.Tools()), rt.st.Driver(), ln.Addr()), "mcp", "http://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", "http://"+ln.Addr().String()+"/admin/v1/")
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -305,4 +310,48 @@ func stampOf(files ...string) string {
 		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
 	}
 	return b.String()
+}
+
+// followChanges applies the decisions other processes commit to a PostgreSQL state store as
+// soon as they are notified (LISTEN/NOTIFY), instead of at the next poll: a grant, revocation
+// or upgrade re-syncs the host's connectors, and so does a reconnection, since notifications
+// sent while the connection was down are lost. Token revocations, approvals, trust and secrets
+// need nothing here: they are read from the store when used. Syncs run one at a time; a burst
+// of changes is applied by one sync that starts after the last of them arrived.
+func followChanges(ctx context.Context, rt *hostRuntime) {
+	if !rt.st.Notifies() {
+		return
+	}
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+				if err := rt.admin.Sync(ctx); err != nil && ctx.Err() == nil {
+					rt.logger.Warn("applying a change from the state store; the poll retries", "err", err)
+				}
+			}
+		}
+	}()
+	lost := false
+	_ = rt.st.Listen(ctx, func(c store.Change) {
+		switch c.Kind {
+		case store.ChangeGrant, store.ChangeResync:
+			if c.Kind == store.ChangeResync && lost {
+				rt.logger.Info("listening for state store changes again; re-synced")
+				lost = false
+			}
+			select {
+			case kick <- struct{}{}:
+			default: // a sync is already due and will read this change too
+			}
+		}
+	}, func(err error) {
+		if !lost {
+			rt.logger.Warn("lost the state store's change notifications; polling every second until they are back", "err", err)
+			lost = true
+		}
+	})
 }

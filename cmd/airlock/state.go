@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,27 +60,102 @@ func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *se
 		return nil, nil, err
 	}
 	mux := secret.Mux{"env": secret.Env{}, "file": secret.File{}}
-	key, _, err := secret.LoadMasterKey(stateDir)
+	// The master key may come from Vault, whose own credentials may be env: or file: (not
+	// store:, which the master key opens).
+	vault, err := g.vault(cfg, secret.Mux{"env": secret.Env{}, "file": secret.File{}})
 	if err != nil {
 		return nil, nil, err
+	}
+	key, err := g.masterKey(ctx, st, cfg, stateDir, vault)
+	if err != nil || key == nil {
+		if err != nil {
+			return nil, nil, err
+		}
+		// No key and no secret store yet: a read-only command does not create one, and grants
+		// naming store: secrets fail with a clear error when they resolve.
+		if vault != nil {
+			mux["vault"] = vault
+		}
+		return mux, nil, nil
 	}
 	ss, err := secret.OpenStore(ctx, storeBackend{st}, key)
 	if err != nil {
 		return nil, nil, err
 	}
 	mux["store"] = ss
-	if v := cfg.Vault; v != nil {
-		vc := &secret.VaultConfig{Address: v.Address, Namespace: v.Namespace, Token: v.Token, Secrets: secret.Mux{"env": secret.Env{}, "file": secret.File{}, "store": ss}}
-		if v.AppRole != nil {
-			vc.AppRole = &secret.AppRole{RoleID: v.AppRole.RoleID, SecretID: v.AppRole.SecretID, Mount: v.AppRole.Mount}
-		}
-		vault, err := secret.NewVault(vc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: vault: %w", g.config, err)
-		}
+	if vault, err = g.vault(cfg, secret.Mux{"env": secret.Env{}, "file": secret.File{}, "store": ss}); err != nil {
+		return nil, nil, err
+	}
+	if vault != nil {
 		mux["vault"] = vault
 	}
 	return mux, ss, nil
+}
+
+// vault returns the Vault secret source the configuration names (nil: none), taking its
+// credentials from creds.
+func (g *globals) vault(cfg *fileConfig, creds secret.Mux) (*secret.Vault, error) {
+	v := cfg.Vault
+	if v == nil {
+		return nil, nil
+	}
+	vc := &secret.VaultConfig{Address: v.Address, Namespace: v.Namespace, Token: v.Token, Secrets: creds}
+	if v.AppRole != nil {
+		vc.AppRole = &secret.AppRole{RoleID: v.AppRole.RoleID, SecretID: v.AppRole.SecretID, Mount: v.AppRole.Mount}
+	}
+	vault, err := secret.NewVault(vc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: vault: %w", g.config, err)
+	}
+	return vault, nil
+}
+
+// masterKey returns the master key of the built-in secret store: the reference --master-key
+// ($AIRLOCK_MASTER_KEY_REF) or the configuration's master_key names, else $AIRLOCK_MASTER_KEY,
+// else STATE_DIR/master.key. It never creates a key silently: only a command that may
+// (g.mayCreateKey: serve, demo, secret) on a fresh embedded SQLite state creates
+// STATE_DIR/master.key, and says so. It returns a nil key, without error, when there is no key
+// and no secret store yet and the command may not create one.
+func (g *globals) masterKey(ctx context.Context, st *store.Store, cfg *fileConfig, stateDir string, vault *secret.Vault) ([]byte, error) {
+	if ref := cmpOr(g.key, cfg.MasterKey); ref != "" {
+		src := secret.Mux{"env": secret.Env{}, "file": secret.File{}}
+		if vault != nil {
+			src["vault"] = vault
+		}
+		v, err := src.Resolve(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("master key %s: %w", ref, err)
+		}
+		key, err := secret.ParseMasterKey(strings.TrimSpace(v.Expose()))
+		if err != nil {
+			return nil, fmt.Errorf("master key %s: it must hold the base64 encoding of exactly 32 random bytes (create one with 'airlock init master-key')", ref)
+		}
+		return key, nil
+	}
+	key, _, err := secret.FindMasterKey(stateDir)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	sealedWith, serr := secret.SealedWith(ctx, storeBackend{st})
+	switch {
+	case serr == nil:
+		return nil, fmt.Errorf("no master key: this state's secrets are sealed with the master key of fingerprint %s, and none was given: "+
+			"name it with --master-key REF (env:, file: or vault:), master_key in %s or %s, or restore %s", sealedWith, g.config, secret.MasterKeyEnv, filepath.Join(stateDir, secret.MasterKeyFile))
+	case !errors.Is(serr, secret.ErrNotFound):
+		return nil, serr
+	case !g.mayCreateKey:
+		return nil, nil
+	case st.Driver() != store.DriverSQLite:
+		return nil, errors.New("no master key: the state store is PostgreSQL, shared by replicas, so a key created on this machine would be this replica's alone. " +
+			"Create one with 'airlock init master-key --out FILE', keep it in your secret manager, and give every replica the same --master-key REF (or master_key in the configuration)")
+	}
+	key, source, err := secret.LoadMasterKey(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(g.notice, "airlock: created a new master key in %s (fingerprint %s): it seals the secrets of this state; back it up, and give it to other replicas with --master-key file:PATH\n",
+		strings.TrimSuffix(source, " (created)"), secret.Fingerprint(key))
+	return key, nil
 }
 
 // storeBackend adapts the state store to the secret store's Backend.

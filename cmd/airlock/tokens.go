@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/mcp"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // tokenHolders describes a kind of bearer-token holder the CLI manages: agents (MCP) or admins
 // (the admin API). Both keep only SHA-256 hashes in a 0600 file of the state directory.
 type tokenHolders struct {
 	cmd, what      string // "agent", "agent"
-	file           string // in the state directory
-	open           func(path string) *mcp.Agents
+	file           string // in the state directory, where older versions kept the tokens
+	open           func(st *store.Store) *mcp.Agents
 	subjects       bool // holders act for a subject (agents do)
 	usage, example string
 	addedHint      string // printed after a new token, to stderr
@@ -32,6 +33,7 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 		fs.StringVar(&subject, "subject", "default", "add: the tenant the "+k.what+"'s calls act for")
 	}
 	asJSON := fs.Bool("json", false, "list: print JSON (never tokens)")
+	expires := fs.Duration("expires", 0, "add: the token stops working after this `duration` (e.g. 720h); 0: never")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := parse(fs, args); err != nil {
 			return err
@@ -50,17 +52,28 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	_, stateDir, err := g.loadConfig()
+	if *expires < 0 {
+		return usagef("--expires %s: give a positive duration, or 0 for a token that does not expire", *expires)
+	}
+	st, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	holders := k.open(filepath.Join(stateDir, k.file))
+	defer st.Close()
+	holders, err := g.openTokens(ctx, e, st, k)
+	if err != nil {
+		return err
+	}
 	switch verb {
 	case "add":
 		if name == "" {
 			return usagef("name the %s: airlock %s add NAME", k.what, k.cmd)
 		}
-		token, err := holders.Add(name, subject)
+		var until time.Time
+		if *expires > 0 {
+			until = time.Now().Add(*expires)
+		}
+		token, err := holders.AddUntil(name, subject, until)
 		if err != nil {
 			return err
 		}
@@ -78,13 +91,21 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 		}
 		if *asJSON {
 			type holder struct {
-				Name    string    `json:"name"`
-				Subject string    `json:"subject,omitempty"`
-				Created time.Time `json:"created"`
+				Name     string     `json:"name"`
+				Subject  string     `json:"subject,omitempty"`
+				Created  time.Time  `json:"created"`
+				LastUsed *time.Time `json:"last_used,omitempty"`
+				Expires  *time.Time `json:"expires,omitempty"`
 			}
 			out := make([]holder, 0, len(list))
 			for _, a := range list {
 				h := holder{Name: a.Name, Created: a.Created}
+				if !a.LastUsed.IsZero() {
+					h.LastUsed = &a.LastUsed
+				}
+				if !a.Expires.IsZero() {
+					h.Expires = &a.Expires
+				}
 				if k.subjects {
 					h.Subject = a.Subject
 				}
@@ -98,16 +119,18 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		if k.subjects {
-			fmt.Fprintln(tw, "NAME\tSUBJECT\tCREATED")
+			fmt.Fprint(tw, "NAME\tSUBJECT\t")
 		} else {
-			fmt.Fprintln(tw, "NAME\tCREATED")
+			fmt.Fprint(tw, "NAME\t")
 		}
+		fmt.Fprintln(tw, "CREATED\tLAST USED\tEXPIRES")
 		for _, a := range list {
 			if k.subjects {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Name, a.Subject, a.Created.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%s\t", a.Name, a.Subject)
 			} else {
-				fmt.Fprintf(tw, "%s\t%s\n", a.Name, a.Created.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t", a.Name)
 			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Created.Format(time.RFC3339), timeOr(a.LastUsed, "never"), timeOr(a.Expires, "never"))
 		}
 		return tw.Flush()
 	case "revoke":
@@ -122,4 +145,30 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 	default:
 		return usagef("unknown action %q: use add, list or revoke", verb)
 	}
+}
+
+func timeOr(t time.Time, zero string) string {
+	if t.IsZero() {
+		return zero
+	}
+	return t.Format(time.RFC3339)
+}
+
+// openTokens returns the token holders of kind k, kept in the state store, after moving the
+// tokens of an older STATE_DIR/agents.json or admins.json into it (once, saying so).
+func (g *globals) openTokens(ctx context.Context, e *env, st *store.Store, k tokenHolders) (*mcp.Agents, error) {
+	_, stateDir, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	holders := k.open(st)
+	path := filepath.Join(stateDir, k.file)
+	n, err := holders.MigrateFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		fmt.Fprintf(e.stderr, "airlock: moved %d %s token(s) from %s into the state store; the file is kept as %s.migrated and no longer read\n", n, k.what, path, path)
+	}
+	return holders, nil
 }

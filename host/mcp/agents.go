@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // Agent is an agent allowed to call tools over HTTP. Its token is never stored: only the
@@ -26,6 +29,9 @@ type Agent struct {
 	Subject     string    `json:"subject"`
 	TokenSHA256 string    `json:"token_sha256"` // hex
 	Created     time.Time `json:"created"`
+	// LastUsed (to the minute) and Expires (zero: never) are kept by the state store only.
+	LastUsed time.Time `json:"-"`
+	Expires  time.Time `json:"-"`
 }
 
 // Identity is who an authenticated request comes from.
@@ -50,13 +56,17 @@ const TokenPrefix = "airlock_agent_"
 // their own prefix, so an agent token can never pass as an admin's.
 const AdminTokenPrefix = "airlock_admin_"
 
-// Agents is the file of agents (STATE_DIR/agents.json): names, subjects and token hashes. It is
-// written atomically with mode 0600, and re-read whenever it changes on disk (checked with a
-// stat on each Verify), so an agent added or revoked by another process takes effect on the
-// next request. Safe for concurrent use; create it with OpenAgents.
+// Agents holds agents' names, subjects and token hashes: in the state store ([StoreAgents], what
+// the CLI and server use, shared by replicas) or in a file ([OpenAgents], STATE_DIR/agents.json,
+// the format older versions used). The file is written atomically with mode 0600 and re-read
+// whenever it changes on disk (checked with a stat on each Verify); the store is queried on each
+// Verify. Either way an agent added or revoked by another process takes effect on the next
+// request. Safe for concurrent use.
 type Agents struct {
 	path   string
 	prefix string
+	st     *store.Store // when set, tokens live in the state store instead of path
+	kind   string       // store.TokenAgent or store.TokenAdmin
 
 	mu     sync.Mutex
 	stat   os.FileInfo // of the file when agents was read; nil if it did not exist
@@ -75,8 +85,23 @@ func OpenAgents(path string) *Agents { return &Agents{path: path, prefix: TokenP
 // format as agents, tokens starting with AdminTokenPrefix. An admin's Subject is unused.
 func OpenAdmins(path string) *Agents { return &Agents{path: path, prefix: AdminTokenPrefix} }
 
-// Path is the file the store reads and writes.
+// StoreAgents returns the agents kept in the state store: every process on the same store (all
+// replicas on one PostgreSQL) accepts the same tokens, and a revocation is refused by every one
+// of them from its next request on, since each request looks its token up.
+func StoreAgents(st *store.Store) *Agents {
+	return &Agents{prefix: TokenPrefix, st: st, kind: store.TokenAgent}
+}
+
+// StoreAdmins is [StoreAgents] for admin tokens.
+func StoreAdmins(st *store.Store) *Agents {
+	return &Agents{prefix: AdminTokenPrefix, st: st, kind: store.TokenAdmin}
+}
+
+// Path is the file the store reads and writes ("" when tokens live in the state store).
 func (a *Agents) Path() string { return a.path }
+
+// storeTimeout bounds a token lookup in the state store: a request is refused rather than held.
+const storeTimeout = 5 * time.Second
 
 // load re-reads the file if it changed since the last read. a.mu must be held.
 func (a *Agents) load() error {
@@ -108,6 +133,16 @@ func (a *Agents) load() error {
 
 // List returns the agents, sorted by name.
 func (a *Agents) List() ([]Agent, error) {
+	if a.st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		ts, err := a.st.ListTokens(ctx, a.kind)
+		out := make([]Agent, len(ts))
+		for i, t := range ts {
+			out[i] = Agent{Name: t.Name, Subject: t.Subject, TokenSHA256: t.SHA256, Created: t.Created, LastUsed: t.LastUsed, Expires: t.Expires}
+		}
+		return out, err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.load(); err != nil {
@@ -121,11 +156,37 @@ func (a *Agents) List() ([]Agent, error) {
 // Add creates an agent and returns its token, which is shown to nobody else and stored only
 // as its SHA-256. subject "" means "default".
 func (a *Agents) Add(name, subject string) (token string, err error) {
+	return a.AddUntil(name, subject, time.Time{})
+}
+
+// AddUntil is [Agents.Add] with an expiry (zero: never). Only tokens kept in the state store
+// can expire.
+func (a *Agents) AddUntil(name, subject string, expires time.Time) (token string, err error) {
 	if !agentName.MatchString(name) {
 		return "", fmt.Errorf("agent name %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
 	}
 	if subject == "" {
 		subject = "default"
+	}
+	if a.st != nil {
+		token, err := a.newToken()
+		if err != nil {
+			return "", err
+		}
+		if a.kind == store.TokenAdmin {
+			subject = ""
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		err = a.st.AddToken(ctx, store.Token{Kind: a.kind, Name: name, Subject: subject, SHA256: hashToken(token),
+			Created: time.Now().UTC().Truncate(time.Second), Expires: expires.UTC()})
+		if errors.Is(err, store.ErrConflict) {
+			return "", fmt.Errorf("%s %s: %w (revoke it first to issue a new token)", a.kind, name, ErrAgentExists)
+		}
+		return token, err
+	}
+	if !expires.IsZero() {
+		return "", fmt.Errorf("%s: tokens kept in a file cannot expire; keep them in the state store", a.path)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -137,11 +198,10 @@ func (a *Agents) Add(name, subject string) (token string, err error) {
 			return "", fmt.Errorf("agent %s: %w (revoke it first to issue a new token)", name, ErrAgentExists)
 		}
 	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	token, err = a.newToken()
+	if err != nil {
 		return "", err
 	}
-	token = a.prefix + base64.RawURLEncoding.EncodeToString(b[:])
 	agents := append(append([]Agent(nil), a.agents...),
 		Agent{Name: name, Subject: subject, TokenSHA256: hashToken(token), Created: time.Now().UTC().Truncate(time.Second)})
 	if err := a.write(agents); err != nil {
@@ -150,8 +210,26 @@ func (a *Agents) Add(name, subject string) (token string, err error) {
 	return token, nil
 }
 
+// newToken returns a fresh token with the store's prefix and 256 random bits.
+func (a *Agents) newToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return a.prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
 // Revoke removes an agent: its token stops working on the next request.
 func (a *Agents) Revoke(name string) error {
+	if a.st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		err := a.st.RevokeToken(ctx, a.kind, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%s %s: %w", a.kind, name, ErrNoAgent)
+		}
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.load(); err != nil {
@@ -217,6 +295,16 @@ func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
 		return Identity{}, false, nil
 	}
 	sum := sha256.Sum256([]byte(token))
+	if a.st != nil {
+		// The lookup is by the hash of a 256-bit random token: timing tells nothing usable.
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		t, ok, err := a.st.LookupToken(ctx, a.kind, hex.EncodeToString(sum[:]), time.Now())
+		if err != nil || !ok {
+			return Identity{}, false, err
+		}
+		return Identity{Name: t.Name, Subject: t.Subject}, true, nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.load(); err != nil {
@@ -243,17 +331,61 @@ func hashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// tokenHashes returns the hex SHA-256 of every current token, re-reading the file if it
-// changed.
+// tokenHashes returns the hex SHA-256 of every current (unexpired) token, from the state store
+// or the file, re-read if it changed.
 func (a *Agents) tokenHashes() (map[string]bool, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.load(); err != nil {
+	agents, err := a.List()
+	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]bool, len(a.agents))
-	for _, ag := range a.agents {
+	now := time.Now()
+	m := make(map[string]bool, len(agents))
+	for _, ag := range agents {
+		if !ag.Expires.IsZero() && now.After(ag.Expires) {
+			continue
+		}
 		m[strings.ToLower(ag.TokenSHA256)] = true
 	}
 	return m, nil
+}
+
+// MigrateFile moves the tokens of an agents.json or admins.json file (the format of
+// [OpenAgents]) into a (*Agents) kept in the state store, once: each one keeps its hash, subject
+// and creation time (a name the store already holds is kept as the store has it), and the file
+// is then renamed to FILE.migrated so it is not read again. It returns how many tokens moved;
+// a missing file moves none.
+func (a *Agents) MigrateFile(ctx context.Context, path string) (int, error) {
+	if a.st == nil {
+		return 0, errors.New("tokens kept in a file cannot be migrated into another file")
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var f agentsFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return 0, fmt.Errorf("%s: %w (fix or remove it, then try again)", path, err)
+	}
+	n := 0
+	for _, ag := range f.Agents {
+		subject := ag.Subject
+		if a.kind == store.TokenAdmin {
+			subject = ""
+		}
+		err := a.st.AddToken(ctx, store.Token{Kind: a.kind, Name: ag.Name, Subject: subject, SHA256: ag.TokenSHA256, Created: ag.Created})
+		switch {
+		case errors.Is(err, store.ErrConflict):
+		case err != nil:
+			return n, fmt.Errorf("moving %s %s from %s into the state store: %w", a.kind, ag.Name, path, err)
+		default:
+			n++
+		}
+	}
+	if err := os.Rename(path, path+".migrated"); err != nil {
+		return n, err
+	}
+	return n, nil
 }

@@ -161,8 +161,8 @@ func (s *Server) HTTPHandler(agents *Agents, opts *HTTPOptions) http.Handler {
 	verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 		id, ok, err := agents.Verify(token)
 		if err != nil {
-			s.opts.Logger.Error("reading the agents file failed; refusing every request", "path", agents.Path(), "err", err)
-			return nil, errors.New("the server cannot check tokens right now; try again later")
+			s.opts.Logger.Error("checking an agent token failed (the agents file or the state store cannot be read); refusing the request", "path", agents.Path(), "err", err)
+			return nil, fmt.Errorf("%w: the server cannot check tokens", auth.ErrInvalidToken)
 		}
 		if !ok {
 			return nil, auth.ErrInvalidToken

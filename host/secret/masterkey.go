@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -154,4 +155,49 @@ func WriteMasterKeyFile(path string, key []byte) error {
 		return fmt.Errorf("writing master key file %s: %w", path, err)
 	}
 	return nil
+}
+
+// Fingerprint identifies a master key without revealing it: a keyed hash (HMAC-SHA-256 of a
+// fixed label under the key), in hex. The state store keeps the fingerprint of the key its
+// secrets are sealed with, so a mismatch names both.
+func Fingerprint(master []byte) string { return kekID(master) }
+
+// WrongMasterKeyError is the [ErrWrongMasterKey] that names the fingerprints of the master key
+// the state's secrets are sealed with (Want) and of the one given (Got).
+type WrongMasterKeyError struct{ Want, Got string }
+
+func (e *WrongMasterKeyError) Error() string {
+	return fmt.Sprintf("the master key does not open this state: its secrets are sealed with the master key of fingerprint %s, but the key given has fingerprint %s. "+
+		"Every replica must name the same master key (--master-key, %s or master_key in the configuration); check which one it was created (or last rotated) with", e.Want, e.Got, MasterKeyEnv)
+}
+
+// Is makes errors.Is(err, ErrWrongMasterKey) hold.
+func (e *WrongMasterKeyError) Is(target error) bool { return target == ErrWrongMasterKey }
+
+// FindMasterKey is [LoadMasterKey] without creating a key: when AIRLOCK_MASTER_KEY is unset and
+// STATE_DIR/master.key does not exist, it returns an error wrapping [fs.ErrNotExist].
+func FindMasterKey(stateDir string) (key []byte, source string, err error) {
+	if v, ok := os.LookupEnv(MasterKeyEnv); ok && v != "" {
+		return LoadMasterKey(stateDir)
+	}
+	if stateDir == "" {
+		return nil, "", fmt.Errorf("no master key: set %s or give a state directory for %s: %w", MasterKeyEnv, MasterKeyFile, fs.ErrNotExist)
+	}
+	path := filepath.Join(stateDir, MasterKeyFile)
+	k, err := readMasterKeyFile(path)
+	return k, path, err
+}
+
+// SealedWith returns the fingerprint of the master key the secret store in backend is sealed
+// with, or an error wrapping [ErrNotFound] when the state holds no secret store yet.
+func SealedWith(ctx context.Context, backend Backend) (string, error) {
+	raw, err := backend.GetMeta(ctx, KeyringMetaKey)
+	if err != nil {
+		return "", err
+	}
+	r, err := parseKeyring(raw)
+	if err != nil {
+		return "", err
+	}
+	return r.KEKID, nil
 }

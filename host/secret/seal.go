@@ -162,8 +162,8 @@ func (r *keyring) unwrapAll(master []byte) (*dataKeys, error) {
 	if err := checkMasterKey(master); err != nil {
 		return nil, err
 	}
-	if !hmac.Equal([]byte(r.KEKID), []byte(kekID(master))) {
-		return nil, ErrWrongMasterKey
+	if got := kekID(master); !hmac.Equal([]byte(r.KEKID), []byte(got)) {
+		return nil, &WrongMasterKeyError{Want: r.KEKID, Got: got}
 	}
 	dk := &dataKeys{active: r.Active, aeads: make(map[string]cipher.AEAD, len(r.Keys))}
 	for _, w := range r.Keys {

@@ -144,6 +144,9 @@ func (s *Store) DecideApproval(ctx context.Context, id, status, by, reason strin
 		out = a
 		return nil
 	})
+	if err == nil {
+		s.notify(ctx, ChangeApproval, id)
+	}
 	return out, err
 }
 

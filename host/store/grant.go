@@ -67,6 +67,7 @@ func (s *Store) addGrant(ctx context.Context, g GrantRecord) (GrantRecord, error
 	if err != nil {
 		return GrantRecord{}, err
 	}
+	s.notify(ctx, ChangeGrant, g.Connector)
 	if g.Revoked {
 		g.Grant = nil
 	}

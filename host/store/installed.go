@@ -146,6 +146,7 @@ func (s *Store) ListInstalled(ctx context.Context) ([]Installed, error) {
 // atomically. The version must be installed ([ErrNotFound] otherwise).
 func (s *Store) Activate(ctx context.Context, name, version string) error {
 	op := "activating " + installedName(name, version)
+	defer s.notify(ctx, ChangeGrant, name)
 	return s.inTx(ctx, func(t tx) error {
 		var n int
 		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM installed WHERE name = ? AND version = ?`, name, version).Scan(&n); err != nil {
@@ -169,5 +170,6 @@ func (s *Store) Activate(ctx context.Context, name, version string) error {
 // DeleteInstalled removes the version (name, version), or returns an error wrapping
 // [ErrNotFound]. Deleting the active version leaves the connector with no active version.
 func (s *Store) DeleteInstalled(ctx context.Context, name, version string) error {
+	defer s.notify(ctx, ChangeGrant, name)
 	return s.deleteOne(ctx, installedName(name, version), `DELETE FROM installed WHERE name = ? AND version = ?`, name, version)
 }

@@ -25,6 +25,9 @@ func (s *Store) GetMeta(ctx context.Context, key string) ([]byte, error) {
 func (s *Store) SetMeta(ctx context.Context, key string, value []byte) error {
 	_, err := s.exec(ctx, `INSERT INTO meta (name, value) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, key, nonNil(value))
+	if err == nil {
+		s.notify(ctx, ChangeSecret, "meta/"+key)
+	}
 	return wrap(fmt.Sprintf("writing meta value %q", key), err)
 }
 
@@ -50,6 +53,7 @@ func (s *Store) CompareAndSetMeta(ctx context.Context, key string, old, value []
 	} else if n == 0 {
 		return fmt.Errorf("store: %s: the value changed concurrently; read it again and retry: %w", op, ErrConflict)
 	}
+	s.notify(ctx, ChangeSecret, "meta/"+key)
 	return nil
 }
 
@@ -71,6 +75,9 @@ func (s *Store) PutSealed(ctx context.Context, r Sealed) error {
 	_, err := s.exec(ctx, `INSERT INTO sealed (kind, name, key_id, blob, updated) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (kind, name) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, updated = excluded.updated`,
 		r.Kind, r.Name, r.KeyID, nonNil(r.Blob), toNanos(s.stamp(r.Updated)))
+	if err == nil {
+		s.notify(ctx, ChangeSecret, r.Kind+"/"+r.Name)
+	}
 	return wrap(op, err)
 }
 
@@ -115,6 +122,7 @@ func (s *Store) ListSealed(ctx context.Context, kind string) ([]Sealed, error) {
 
 // DeleteSealed removes the record (kind, name), or returns an error wrapping [ErrNotFound].
 func (s *Store) DeleteSealed(ctx context.Context, kind, name string) error {
+	defer s.notify(ctx, ChangeSecret, kind+"/"+name)
 	return s.deleteOne(ctx, fmt.Sprintf("sealed record %s/%s", kind, name),
 		`DELETE FROM sealed WHERE kind = ? AND name = ?`, kind, name)
 }

@@ -135,6 +135,20 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX audit_checkpoints_seq ON audit_checkpoints (seq)`,
 	}},
+	{name: "bearer tokens", stmts: []string{
+		// Agent and admin tokens, by SHA-256 only, so every replica on the store accepts the
+		// same tokens (they lived in STATE_DIR/agents.json and admins.json before).
+		`CREATE TABLE tokens (
+			kind      TEXT NOT NULL CHECK (kind IN ('agent', 'admin')),
+			name      TEXT NOT NULL,
+			subject   TEXT NOT NULL,
+			sha256    TEXT NOT NULL UNIQUE,
+			created   BIGINT NOT NULL,
+			last_used BIGINT NOT NULL,
+			expires   BIGINT NOT NULL,
+			PRIMARY KEY (kind, name)
+		)`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

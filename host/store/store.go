@@ -54,6 +54,7 @@ type Config struct {
 // machine) by several processes. The zero value is not usable; call [Open].
 type Store struct {
 	db     *sql.DB
+	dsn    string // for the connection Listen holds
 	d      *dialect
 	now    func() time.Time
 	closed chan struct{}
@@ -170,7 +171,7 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 	default:
 		return nil, errors.New(`store: unknown database address: use "sqlite:PATH" (or a path ending in .db) or "postgres://user@host/database"`)
 	}
-	s := &Store{db: db, d: d, now: c.Now, closed: make(chan struct{})}
+	s := &Store{db: db, dsn: dsn, d: d, now: c.Now, closed: make(chan struct{})}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: cannot reach the %s database: %w", d.name, secret.RedactedError(err))

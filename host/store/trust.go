@@ -27,6 +27,9 @@ func (s *Store) PutTrustKey(ctx context.Context, k TrustKey) error {
 	_, err := s.exec(ctx, `INSERT INTO trust_keys (name, public_key, added, added_by) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET public_key = excluded.public_key, added = excluded.added, added_by = excluded.added_by`,
 		k.Name, k.PublicKey, toNanos(s.stamp(k.Added)), k.AddedBy)
+	if err == nil {
+		s.notify(ctx, ChangeTrust, k.Name)
+	}
 	return wrap(op, err)
 }
 
@@ -54,5 +57,6 @@ func (s *Store) ListTrustKeys(ctx context.Context) ([]TrustKey, error) {
 
 // DeleteTrustKey removes the trusted key name, or returns an error wrapping [ErrNotFound].
 func (s *Store) DeleteTrustKey(ctx context.Context, name string) error {
+	defer s.notify(ctx, ChangeTrust, name)
 	return s.deleteOne(ctx, "trusted key "+name, `DELETE FROM trust_keys WHERE name = ?`, name)
 }

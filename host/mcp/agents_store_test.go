@@ -1,0 +1,111 @@
+package mcp_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/mcp"
+	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/testenv"
+)
+
+// Two processes on one state store (two replicas): a token issued through one is accepted by
+// the other, and a revocation through either is refused by both from the next request on.
+func TestStoreTokensSharedByReplicas(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{
+		{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "state.db") }},
+		{"postgres", func(t *testing.T) string { return testenv.Postgres(t) }},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			dsn := b.dsn(t)
+			open := func() *store.Store {
+				st, err := store.Open(context.Background(), dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				return st
+			}
+			one, two := mcp.StoreAgents(open()), mcp.StoreAgents(open())
+			token, err := one.Add("ci-bot", "acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, ok, err := two.Verify(token)
+			if err != nil || !ok || id != (mcp.Identity{Name: "ci-bot", Subject: "acme"}) {
+				t.Fatalf("Verify on the other replica = %+v, %v, %v; want ci-bot/acme", id, ok, err)
+			}
+			// An admin store on the same database does not take an agent token, nor the reverse.
+			if _, ok, _ := mcp.StoreAdmins(open()).Verify(token); ok {
+				t.Error("an agent token passed as an admin's")
+			}
+			if _, err := two.Add("ci-bot", ""); !errors.Is(err, mcp.ErrAgentExists) {
+				t.Errorf("adding ci-bot again on the other replica = %v; want ErrAgentExists", err)
+			}
+			list, err := one.List()
+			if err != nil || len(list) != 1 || list[0].LastUsed.IsZero() {
+				t.Errorf("List = %+v, %v; want ci-bot with its last use stamped", list, err)
+			}
+			if err := two.Revoke("ci-bot"); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, err := one.Verify(token); ok || err != nil {
+				t.Errorf("Verify after a revoke on the other replica = %v, %v; want refused", ok, err)
+			}
+			if err := one.Revoke("ci-bot"); !errors.Is(err, mcp.ErrNoAgent) {
+				t.Errorf("revoking twice = %v; want ErrNoAgent", err)
+			}
+
+			short, err := one.AddUntil("short", "", time.Now().Add(300*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := two.Verify(short); !ok {
+				t.Fatal("a token before its expiry is refused")
+			}
+			time.Sleep(400 * time.Millisecond)
+			if _, ok, _ := two.Verify(short); ok {
+				t.Error("an expired token is accepted")
+			}
+		})
+	}
+}
+
+// An operator upgrading keeps the agents of STATE_DIR/agents.json: they move into the store
+// once, tokens unchanged, and the file is no longer read.
+func TestMigrateTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agents.json")
+	token, err := mcp.OpenAgents(path).Add("old-bot", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	agents := mcp.StoreAgents(st)
+	if n, err := agents.MigrateFile(context.Background(), path); n != 1 || err != nil {
+		t.Fatalf("MigrateFile = %d, %v; want 1 token moved", n, err)
+	}
+	if id, ok, err := agents.Verify(token); !ok || err != nil || id.Subject != "acme" {
+		t.Errorf("the migrated token: %+v, %v, %v; want accepted as old-bot/acme", id, ok, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("agents.json is still there (%v); want it renamed", err)
+	}
+	if _, err := os.Stat(path + ".migrated"); err != nil {
+		t.Errorf("agents.json.migrated: %v", err)
+	}
+	if n, err := agents.MigrateFile(context.Background(), path); n != 0 || err != nil {
+		t.Errorf("second MigrateFile = %d, %v; want nothing to do", n, err)
+	}
+}
