@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-dev/airlock/host/secret"
 	"io"
 	"net/http"
 	"os"
@@ -77,6 +78,16 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 	dir := t.TempDir()
 	stateDir := filepath.Join(dir, "state")
 	dsn, _ := b.state(t, dir)
+	// As the README says for a shared state: create the master key once, name it everywhere.
+	masterKey := filepath.Join(dir, "master.key")
+	if code, _, errOut := airlock(t, "init", "master-key", "--out", masterKey); code != exitOK {
+		t.Fatalf("init master-key = %d: %s", code, errOut)
+	}
+	keyText, err := os.ReadFile(masterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(secret.MasterKeyEnv, strings.TrimSpace(string(keyText)))
 	g := []string{"--state-dir", stateDir, "--state", dsn}
 	var printed []string
 	must := func(args ...string) string {
@@ -140,7 +151,8 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 	must("approve", ap1)
 	must("deny", ap2, "--reason", "freeze")
 	must("revoke", "slack", "--tools", "post_message")
-	must("secret", "rotate-key")
+	// The key came from AIRLOCK_MASTER_KEY: the new one is printed once, to be set everywhere.
+	t.Setenv(secret.MasterKeyEnv, strings.TrimSpace(must("secret", "rotate-key")))
 	agentTok := strings.TrimSpace(must("agent", "add", "ci-bot"))
 	must("agent", "revoke", "ci-bot")
 	must("admin", "add", "old-admin")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,12 +28,18 @@ func (g *globals) attachAudit(ctx context.Context, st *store.Store) (*audit.Trai
 	if t := audit.TrailOf(st); t != nil {
 		return t, nil
 	}
-	_, stateDir, err := g.loadConfig()
+	_, cfg, stateDir, err := g.stateDSN()
 	if err != nil {
 		return nil, err
 	}
-	key, _, err := secret.LoadMasterKey(stateDir)
+	vault, err := g.vault(cfg, secret.Mux{"env": secret.Env{}, "file": secret.File{}})
 	if err != nil {
+		return nil, err
+	}
+	// The same rule as the secret store's: a read-only command never creates a master key, and
+	// with none yet there is no audit key to key records with (nor records it appends).
+	key, err := g.masterKey(ctx, st, cfg, stateDir, vault)
+	if err != nil || key == nil {
 		return nil, err
 	}
 	ss, err := secret.OpenStore(ctx, storeBackend{st}, key)
@@ -57,7 +64,11 @@ func (g *globals) recordAction(ctx context.Context, st *store.Store, action, tar
 		}
 		defer st.Close()
 	}
-	if _, err := g.attachAudit(ctx, st); err != nil {
+	g.mayCreateKey = true // an admin action is recorded keyed: a fresh embedded state gets its key
+	if t, err := g.attachAudit(ctx, st); err != nil || t == nil {
+		if err == nil {
+			err = errors.New("no master key to key the audit trail with")
+		}
 		return fmt.Errorf("%s %s was done but could not be recorded in the audit log: %w", action, target, err)
 	}
 	if err := audit.Action(ctx, st, adminName(), action, target, detail); err != nil {

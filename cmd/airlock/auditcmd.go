@@ -89,12 +89,18 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied --kind 
 	if err != nil {
 		return usagef("%v", err)
 	}
+	// The trail is keyed with the audit key sealed under the master key: these commands need it
+	// (a fresh embedded state gets one, saying so; a shared one must be given it).
+	g.mayCreateKey, g.notice = true, e.stderr
 	st, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	trail := audit.TrailOf(st)
+	if trail == nil {
+		return errors.New("the audit trail has no key to check it with: give the master key (--master-key REF)")
+	}
 	switch verb {
 	case "verify":
 		if *anchor == "" {

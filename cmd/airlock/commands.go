@@ -152,6 +152,7 @@ failed, 2 for a mistake on the command line.`, `
 	if !json.Valid(raw) {
 		return usagef("--args is not valid JSON: %.80s", raw)
 	}
+	g.mayCreateKey = true // the call is audited, keyed: a fresh embedded state gets its master key
 	h, err := g.openHost(ctx, e)
 	if err != nil {
 		return err

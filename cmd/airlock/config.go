@@ -187,11 +187,11 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	if err != nil {
 		return nil, err
 	}
+	g.notice = e.stderr
 	st, err := g.openStore(ctx)
 	if err != nil {
 		return nil, err
 	}
-	g.notice = e.stderr
 	secrets, ss, err := g.secrets(ctx, st)
 	if err != nil {
 		st.Close()

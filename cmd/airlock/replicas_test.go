@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-dev/airlock/host/mcp"
 	"io"
 	"net/http"
 	"os"
@@ -243,13 +244,11 @@ func callOnce(cs *sdk.ClientSession) callResult {
 	if c.ok {
 		replicaOK.Add(1)
 	} else {
-		var body struct {
-			Error struct{ Code string } `json:"error"`
+		var e struct{ Code string }
+		if b, err := json.Marshal(res.Meta[mcp.ErrorKey]); err == nil {
+			json.Unmarshal(b, &e)
 		}
-		if b, err := json.Marshal(res.StructuredContent); err == nil {
-			json.Unmarshal(b, &body)
-		}
-		c.code = body.Error.Code
+		c.code = e.Code
 	}
 	return c
 }

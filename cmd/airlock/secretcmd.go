@@ -80,7 +80,7 @@ nothing.`, `
 		if err := rotateMasterKey(ctx, e, backend, stateDir); err != nil {
 			return err
 		}
-		return g.recordAction(ctx, nil, "secret rotate-key", "master key", nil)
+		return g.recordAction(ctx, st, "secret rotate-key", "master key", nil) // the trail opened with the old key
 	}
 	g.mayCreateKey, g.notice = verb == "set", e.stderr
 	cfg, _, err := g.loadConfig()

@@ -153,8 +153,13 @@ func (g *globals) masterKey(ctx context.Context, st *store.Store, cfg *fileConfi
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(g.notice, "airlock: created a new master key in %s (fingerprint %s): it seals the secrets of this state; back it up, and give it to other replicas with --master-key file:PATH\n",
-		strings.TrimSuffix(source, " (created)"), secret.Fingerprint(key))
+	notice := g.notice
+	if notice == nil {
+		notice = os.Stderr
+	}
+	path, fp := strings.TrimSuffix(source, " (created)"), secret.Fingerprint(key)
+	banner(g, notice, fmt.Sprintf("airlock: created a new master key in %s (fingerprint %s): it seals the secrets of this state; back it up, and give it to other replicas with --master-key file:PATH", path, fp),
+		"path", path, "fingerprint", fp)
 	return key, nil
 }
 
