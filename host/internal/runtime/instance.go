@@ -94,7 +94,7 @@ func (in *instance) alloc(n uint64) uint64 {
 	in.charge(n) // growing the arena, and the copy that usually follows
 	if end > uint64(cap(in.arena)) {
 		grown := make([]byte, end, min(max(2*uint64(cap(in.arena)), end), uint64(in.maxArena)))
-		copy(grown, in.arena)
+		copySliced(grown, in.arena)
 		in.arena = grown
 	} else {
 		in.arena = in.arena[:end] // zero: beyond the high-water mark, or cleared by resetArena
@@ -107,7 +107,7 @@ func (in *instance) alloc(n uint64) uint64 {
 func (in *instance) allocBytes(b []byte) uint64 {
 	off := in.alloc(uint64(len(b)))
 	if off != 0 {
-		copy(in.arena[off:], b)
+		copySliced(in.arena[off:], b)
 	}
 	return off
 }
@@ -281,6 +281,20 @@ func (in *instance) write(mem api.Memory, dst uint32, src []byte) bool {
 	}
 	return true
 }
+
+// copySliced is copy in slices of copySlice bytes. A copy is a single runtime call that the Go
+// scheduler cannot preempt: one of 32 MiB (an arena growing towards its cap) would keep a
+// garbage collection waiting, and on a loaded machine fresh pages make that tens of milliseconds.
+// Each slice is copied by a call, whose entry is a point where the scheduler can stop it.
+func copySliced(dst, src []byte) {
+	for len(src) > 0 && len(dst) > 0 {
+		n := copyPreemptible(dst, src[:min(len(src), copySlice)])
+		dst, src = dst[n:], src[n:]
+	}
+}
+
+//go:noinline
+func copyPreemptible(dst, src []byte) int { return copy(dst, src) }
 
 func interrupted(ctx context.Context, now time.Time) bool {
 	select {

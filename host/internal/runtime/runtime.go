@@ -323,7 +323,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	defer cancel()
 	in.ctx = ictx // for sleeps; host functions answer "none" outside a tool call
 	defer func() { in.ctx = nil }()
-	mod, err := m.rt.InstantiateModule(ictx, m.code, cfg)
+	mod, err := m.rt.InstantiateModule(experimental.WithMemoryAllocator(ictx, guestMemory), m.code, cfg)
 	if err != nil {
 		if errors.Is(err, errInterrupted) {
 			return nil, fmt.Errorf("runtime: %s: instantiate: the module's start function ran past the %v timeout", m.name, m.limits.Timeout)
