@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -58,6 +56,8 @@ the file ('airlock grants' shows which part comes from where).`, `
   npx @modelcontextprotocol/inspector --cli --transport http --server-url http://127.0.0.1:8700/mcp \
       --header "Authorization: Bearer $TOKEN" --method tools/list`)
 	g.register(fs)
+	var sv service
+	sv.register(fs)
 	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (the default)")
 	addr := fs.String("http", envOr("AIRLOCK_HTTP", ""), "serve MCP over streamable HTTP on this `address` (host:port) instead ($AIRLOCK_HTTP)")
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
@@ -91,7 +91,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	if err != nil {
 		return err
 	}
-	defer h.Close(context.WithoutCancel(ctx))
+	defer closeHost(h, logger)
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
 	s := mcp.NewServer(h, &mcp.Options{Version: buildVersion(), Agent: *agent, Subject: *subject, Logger: logger})
@@ -120,7 +120,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	} else if len(list) == 0 {
 		fmt.Fprintf(e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)\n")
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, scheme, err := sv.listen(*addr, logger)
 	if err != nil {
 		return err
 	}
@@ -128,19 +128,15 @@ the file ('airlock grants' shows which part comes from where).`, `
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", rt.admin.Handler(adminTokens{admins}))
 	mux.Handle("/", s.HTTPHandler(agents, nil))
+	sv.probes.h = h
 	hs := &http.Server{
-		Handler:           mux,
+		Handler:           sv.handler(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agents in %s); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')\n",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path(), ln.Addr())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		hs.Shutdown(sctx)
-	}()
+	fmt.Fprintf(e.stderr, "airlock serve: MCP over streamable HTTP at %s://%s%s (%d tools; agents in %s); admin API at %[1]s://%[2]s/admin/v1/ (tokens from 'airlock admin add'); probes at /healthz and /readyz\n",
+		scheme, ln.Addr(), mcp.HTTPPath, len(h.Tools()), agents.Path())
+	go sv.drainOnDone(ctx, hs, logger)
 	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -150,13 +146,6 @@ the file ('airlock grants' shows which part comes from where).`, `
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
-
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
 
 // reloader keeps the host's connectors in line with the configuration file.
 type reloader struct {
