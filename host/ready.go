@@ -13,13 +13,13 @@ type Check struct {
 }
 
 // Readiness checks what the host needs to serve calls: the state store answers (within 2 s)
-// and, when RedisURL is set, Redis was reachable at its last probe. A connector that could not
+// and, when RedisURL is set, Redis answers a PING. A connector that could not
 // be loaded is reported by [Host.Connectors] missing it, not here: it is stopped alone.
 func (h *Host) Readiness(ctx context.Context) []Check {
 	var checks []Check
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	if h.store != nil {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
 		c := Check{Name: "store", OK: true}
 		if err := h.store.Ping(ctx); err != nil {
 			c = Check{Name: "store", Error: err.Error()}
@@ -28,8 +28,8 @@ func (h *Host) Readiness(ctx context.Context) []Check {
 	}
 	if h.shared != nil {
 		c := Check{Name: "redis", OK: true}
-		if !h.shared.Healthy() {
-			c = Check{Name: "redis", Error: "Redis is not reachable: rate limits are enforced locally at a conservative share until it is"}
+		if err := h.shared.Ping(ctx); err != nil {
+			c = Check{Name: "redis", Error: err.Error()}
 		}
 		checks = append(checks, c)
 	}
