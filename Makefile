@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short plugins bench lint fuzz check clean
+.PHONY: demo test test-short test-deploy plugins bench lint fuzz check clean image
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -15,6 +15,15 @@ test:
 ## test-short: the same without -race, for a quick loop
 test-short:
 	$(GO) test -count=1 ./...
+
+## test-deploy: render the Helm chart and check it against the Kubernetes API types, check
+## compose.yaml against the Compose schema (a module of its own; needs helm, see .ci/run)
+test-deploy:
+	cd deploy && $(GO) test -count=1 ./...
+
+## image: the container image as build/airlock-image.tar (docker load -i …), without a daemon
+image:
+	$(GO) run ./internal/cmd/image --out build/airlock-image.tar
 
 ## plugins: build plugins/* into build/plugins with stamped manifests
 plugins:
@@ -43,7 +52,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHTTPResponse -fuzztime 30s ./internal/abi
 
 ## check: what CI runs
-check: lint test
+check: lint test test-deploy
 
 clean:
 	rm -rf build .airlock
