@@ -22,17 +22,18 @@ type service struct {
 	shutdownTimeout time.Duration
 
 	probes probes
-	// streams is cancelled once the calls in progress finished during a shutdown: it ends the
-	// long-lived GET event streams of MCP sessions, which carry no call, so that they do not hold
-	// the drain until its bound. They stay open until then: an MCP client whose stream breaks
-	// fails its session, and with it the call it waits for.
+	// streams is cancelled once the host's calls in progress finished during a shutdown: it
+	// ends the long-lived GET event streams of MCP sessions, so that they do not hold the drain
+	// until its bound. They stay open until then: results can travel on them, and an MCP client
+	// whose stream breaks fails its session, and with it the call it waits for.
 	streams       context.Context
 	cancelStreams context.CancelFunc
-
-	mu      sync.Mutex
-	calls   int           // POST requests (calls and other messages) in progress
-	settled chan struct{} // closed and replaced when calls drops to 0
 }
+
+// streamFlushGrace is how long event streams stay open after the last call returned, for its
+// result to be written (microseconds in practice; the bound keeps a stuck client from holding
+// the shutdown).
+const streamFlushGrace = time.Second
 
 func (sv *service) register(fs *flag.FlagSet) {
 	fs.StringVar(&sv.tlsCert, "tls-cert", os.Getenv("AIRLOCK_TLS_CERT"), "serve HTTPS with this PEM certificate `file` (chain first to last; reread when it changes; $AIRLOCK_TLS_CERT)")
@@ -66,46 +67,16 @@ func (sv *service) listen(addr string, logger *slog.Logger) (net.Listener, strin
 // handler adds the probes to mux and returns mux wrapped so that a shutdown ends idle streams.
 func (sv *service) handler(mux *http.ServeMux) http.Handler {
 	sv.streams, sv.cancelStreams = context.WithCancel(context.Background())
-	sv.settled = make(chan struct{})
 	sv.probes.register(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet { // an MCP event stream, not a call (calls are POSTs)
+		if r.Method == http.MethodGet { // an MCP event stream (or a probe: it ends at once anyway)
 			ctx, cancel := context.WithCancel(r.Context())
 			defer cancel()
 			defer context.AfterFunc(sv.streams, cancel)()
 			r = r.WithContext(ctx)
-		} else {
-			sv.mu.Lock()
-			sv.calls++
-			sv.mu.Unlock()
-			defer func() {
-				sv.mu.Lock()
-				if sv.calls--; sv.calls == 0 {
-					close(sv.settled)
-					sv.settled = make(chan struct{})
-				}
-				sv.mu.Unlock()
-			}()
 		}
 		mux.ServeHTTP(w, r)
 	})
-}
-
-// waitCalls returns when no POST is in progress, or when ctx is done.
-func (sv *service) waitCalls(ctx context.Context) {
-	for {
-		sv.mu.Lock()
-		n, settled := sv.calls, sv.settled
-		sv.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // drainOnDone shuts hs down gracefully once ctx is done (SIGTERM or SIGINT): /readyz turns 503
@@ -120,7 +91,13 @@ func (sv *service) drainOnDone(ctx context.Context, hs *http.Server, logger *slo
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- hs.Shutdown(sctx) }() // closes the listeners at once
-	sv.waitCalls(sctx)
+	// Results travel on the sessions' event streams, written just after the host's call returns:
+	// keep the streams until every call returned, and a moment more for the last result.
+	sv.probes.h.WaitCalls(sctx)
+	select {
+	case <-time.After(streamFlushGrace):
+	case <-sctx.Done():
+	}
 	sv.cancelStreams()
 	if err := <-shut; err != nil {
 		logger.Error("shutdown: calls still running after --shutdown-timeout are cut off; raise it if calls take longer", "bound", sv.shutdownTimeout, "err", err)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,10 +128,10 @@ func (u *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.next.ServeHTTP(w, r)
 }
 
-// SIGTERM during a slow tool call: /readyz and new connections stop at once, the call in
-// progress completes and answers its agent, the server exits 0, and the call's audit record is
-// in the store.
-func TestShutdownDrainsCallInProgress(t *testing.T) {
+// slowWorld is a grantWorld whose Slack upstream holds every request until released, with an
+// agent token.
+func slowWorld(t *testing.T) (*grantWorld, *slowUpstream, string) {
+	t.Helper()
 	w := newGrantWorld(t)
 	w.install(t)
 	up := &slowUpstream{next: w.fake, arrived: make(chan struct{}, 1), release: make(chan struct{})}
@@ -147,34 +148,73 @@ func TestShutdownDrainsCallInProgress(t *testing.T) {
 	os.WriteFile(routes, []byte(fmt.Sprintf("connector: slack\nupstreams: {\"https://slack.com\": %q}\n", upSrv.URL)), 0o600)
 	w.must(t, exitOK, "grant", "slack", "--file", routes, "--tools", "*", "--scopes", "*", "--hosts", "*", "--credential", "bot_token=store:slack_bot")
 	token, _ := w.must(t, exitOK, "agent", "add", "bot", "--subject", "acme")
-	token = strings.TrimSpace(token)
+	return w, up, strings.TrimSpace(token)
+}
 
-	s := startServe(t, append([]string{"--shutdown-timeout", "60s", "--log-level", "info"}, w.g...)...)
+type callOutcome struct {
+	res *sdk.CallToolResult
+	err error
+}
+
+// callSlow connects an MCP client with token and starts a slack.list_channels call; it returns
+// once the call reached the upstream.
+func callSlow(t *testing.T, s *served, up *slowUpstream, token string) chan callOutcome {
+	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
 	if code, body := s.get(t, c, "http", "/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz before shutdown = %d %s", code, body)
 	}
+	// The Go SDK's client fails a session whose event stream cannot be opened, and with it the
+	// calls it waits for: a client still opening its stream when the listener closes loses its
+	// call (see RATIONALE.md). This one has its stream open before the shutdown starts.
+	streamOpen := make(chan struct{})
 	client := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
 	cs, err := client.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: "http://" + s.addr + "/mcp", MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: bearerTransport{token}}}, nil)
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token, streamOpen: streamOpen, once: &sync.Once{}}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cs.Close()
-	type outcome struct {
-		res *sdk.CallToolResult
-		err error
+	t.Cleanup(func() { cs.Close() })
+	select {
+	case <-streamOpen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the MCP client did not open its event stream")
 	}
-	result := make(chan outcome, 1)
+	result := make(chan callOutcome, 1)
 	go func() {
 		res, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "slack.list_channels", Arguments: map[string]any{}})
-		result <- outcome{res, err}
+		result <- callOutcome{res, err}
 	}()
 	select {
 	case <-up.arrived:
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the call never reached the upstream\nserver output: %s", s.logs.String())
 	}
+	return result
+}
+
+// auditOf returns the audit records of slack.list_channels calls in w's state.
+func auditOf(t *testing.T, w *grantWorld) []store.AuditRecord {
+	t.Helper()
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(w.dir, "state", "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.QueryAudit(context.Background(), store.AuditFilter{Tool: "slack.list_channels", Kind: "call"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// SIGTERM during a slow tool call: new connections stop at once, the call in progress
+// completes and answers its agent, the server exits 0, and the call's audit record is in the
+// store.
+func TestShutdownDrainsCallInProgress(t *testing.T) {
+	w, up, token := slowWorld(t)
+	s := startServe(t, append([]string{"--shutdown-timeout", "60s", "--log-level", "info"}, w.g...)...)
+	result := callSlow(t, s, up, token)
 
 	s.stop() // SIGTERM
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -211,15 +251,7 @@ func TestShutdownDrainsCallInProgress(t *testing.T) {
 		t.Fatalf("serve did not exit after its last call finished\n%s", s.logs.String())
 	}
 
-	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(w.dir, "state", "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	recs, err := st.QueryAudit(context.Background(), store.AuditFilter{Tool: "slack.list_channels", Kind: "call"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := auditOf(t, w)
 	if len(recs) != 1 || !strings.Contains(string(recs[0].Data), `"outcome":"ok"`) {
 		t.Fatalf("audit records of the drained call = %d, want 1 with outcome ok: %+v", len(recs), recs)
 	}
@@ -228,12 +260,46 @@ func TestShutdownDrainsCallInProgress(t *testing.T) {
 	}
 }
 
-type bearerTransport struct{ token string }
+// A call that outlasts --shutdown-timeout does not hold the shutdown: its connection is cut,
+// the log says to raise the bound, the server exits, and the call is still in the audit trail.
+func TestShutdownTimeoutBoundsTheDrain(t *testing.T) {
+	w, up, token := slowWorld(t)
+	s := startServe(t, append([]string{"--shutdown-timeout", "1s"}, w.g...)...)
+	result := callSlow(t, s, up, token)
+	s.stop() // SIGTERM; the upstream never answers
+	select {
+	case code := <-s.done:
+		s.done <- code
+	case <-time.After(45 * time.Second):
+		t.Fatalf("serve still runs 45 s after SIGTERM with --shutdown-timeout 1s\n%s", s.logs.String())
+	}
+	if o := <-result; o.err == nil && !o.res.IsError {
+		t.Errorf("the cut-off call succeeded: %+v", o.res)
+	}
+	if !strings.Contains(s.logs.String(), "raise it if calls take longer") {
+		t.Errorf("the log does not say the drain was cut off:\n%s", s.logs.String())
+	}
+	if recs := auditOf(t, w); len(recs) != 1 {
+		t.Errorf("audit records of the cut-off call = %d, want 1", len(recs))
+	}
+}
+
+// bearerTransport adds the agent's token and, if streamOpen is set, closes it once the
+// session's GET event stream is open.
+type bearerTransport struct {
+	token      string
+	streamOpen chan struct{}
+	once       *sync.Once
+}
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
-	return http.DefaultTransport.RoundTrip(r)
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && r.Method == http.MethodGet && resp.StatusCode == http.StatusOK && b.streamOpen != nil {
+		b.once.Do(func() { close(b.streamOpen) })
+	}
+	return resp, err
 }
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with common name cn to certFile and
