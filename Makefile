@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short plugins bench bench-replicas lint fuzz check clean
+.PHONY: demo test test-short test-deploy plugins bench bench-replicas lint fuzz check clean image
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -11,10 +11,21 @@ demo:
 ## test: every test, with the race detector (plugins are built by the tests themselves)
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd deploy && $(GO) test -count=1 ./...
 
 ## test-short: the same without -race, for a quick loop
 test-short:
 	$(GO) test -count=1 ./...
+
+## test-deploy: only the deployment files: the Helm chart against the Kubernetes API types,
+## compose.yaml against the Compose schema, alert rules and dashboard with promtool (a module
+## of its own; needs helm and promtool, see .ci/run); make test runs it too
+test-deploy:
+	cd deploy && $(GO) test -count=1 ./...
+
+## image: the container image as build/airlock-image.tar (docker load -i …), without a daemon
+image:
+	$(GO) run ./internal/cmd/image --out build/airlock-image.tar
 
 ## plugins: build plugins/* into build/plugins with stamped manifests
 plugins:

@@ -97,6 +97,7 @@ type Meta struct {
 // Call runs one tool call end to end (DESIGN.md, "One tool call, end to end") and never panics:
 // every failure is a Result with OK false and an Error.
 func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
+	defer h.calls.start()()
 	start := time.Now()
 	res := &Result{Meta: Meta{Tool: req.Tool, RequestID: newRequestID(), Attempts: 1}}
 	if req.Subject == "" {

@@ -126,6 +126,7 @@ type Config struct {
 // Host runs connectors. Safe for concurrent use.
 type Host struct {
 	cfg         Config
+	calls       callCount // calls in progress, for WaitCalls
 	store       *store.Store
 	shared      *ratelimit.Redis     // nil without RedisURL
 	dedup       *idempotency.Deduper // nil without Store

@@ -99,6 +99,11 @@ func TestDSNPasswordCanary(t *testing.T) {
 	}
 	answers["/mcp"] = get("/mcp", agentToken)
 	answers["/mcp unauthenticated"] = get("/mcp", "")
+	answers["/healthz"] = get("/healthz", "")
+	answers["/readyz"] = get("/readyz", "") // Redis unreachable: the check fails, naming no URL
+	if r := answers["/readyz"]; !strings.HasPrefix(r, "503") || !strings.Contains(r, `"name":"redis"`) {
+		t.Errorf("/readyz with Redis unreachable = %s; want 503 with the redis check failing", r)
+	}
 	if m := answers["/admin/v1/metrics"]; !strings.HasPrefix(m, "200") || !strings.Contains(m, "airlock_ratelimit") ||
 		strings.Contains(m, "cmdline") || strings.Contains(m, "memstats") {
 		t.Errorf("metrics = %s; want airlock's counters only", m)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -307,13 +306,4 @@ func printAudit(e *env, events []audit.Event) {
 		fmt.Fprintf(tw, "%s\t%.8s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.RequestID, ev.Kind, ev.Tool, ev.Outcome, detail)
 	}
 	tw.Flush()
-}
-
-func runVersion(ctx context.Context, e *env, args []string) error {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(e.stdout, "airlock %s\n", v)
-	return nil
 }

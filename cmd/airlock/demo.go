@@ -29,9 +29,12 @@ A guided tour on embedded defaults, nothing to install: builds the Slack connect
 WebAssembly, starts a fake Slack Web API on loopback, grants the connector a bot token the plugin
 never sees, and makes the tool calls an agent would, showing each result, a refused attempt to
 reach a host outside the grant, a validation error an LLM can act on, and the audit trail.
-Run it from the repository root (it builds plugins from source).`, `
-  airlock demo            # or: make demo`)
+Run it from the repository root (it builds plugins from source), or give --plugins a directory
+of prebuilt ones, as the container image does (no Go toolchain needed then).`, `
+  airlock demo            # or: make demo
+  docker run --rm airlock demo   # the image's prebuilt plugins, in /usr/share/airlock/demo`)
 	dir := fs.String("dir", filepath.Join(".airlock", "demo"), "where the demo keeps its state, grants and audit log")
+	prebuilt := fs.String("plugins", os.Getenv("AIRLOCK_DEMO_PLUGINS"), "use the stamped slack.yaml and hostile.yaml (with their modules) in this `directory` instead of building them ($AIRLOCK_DEMO_PLUGINS)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -39,10 +42,6 @@ Run it from the repository root (it builds plugins from source).`, `
 	say := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	step := func(n int, format string, a ...any) { say("\n[%d/6] "+format, append([]any{n}, a...)...) }
 
-	root, err := pluginbuild.ModuleRoot()
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
@@ -50,19 +49,14 @@ Run it from the repository root (it builds plugins from source).`, `
 	say("The plugin runs in WebAssembly with no network, files or environment; the host makes its")
 	say("requests, injects the credential, and scrubs it from everything that comes back.")
 
-	step(1, "Building the connectors for WebAssembly (GOOS=wasip1 GOARCH=wasm; ~15 s the first time, cached after)…")
 	start := time.Now()
-	pluginDir := filepath.Join(*dir, "plugins")
-	built := map[string]string{}
-	for name, src := range map[string][2]string{
-		"slack":   {"./plugins/slack", "manifests/slack.yaml"},
-		"hostile": {"./host/testdata/plugins/hostile", "host/testdata/hostile.yaml"},
-	} {
-		wasm, err := pluginbuild.Build(ctx, pluginbuild.Options{Package: src[0], Root: root})
-		if err != nil {
-			return err
-		}
-		if built[name], err = pluginbuild.Stamp(filepath.Join(root, src[1]), wasm, pluginDir); err != nil {
+	built := map[string]string{"slack": filepath.Join(*prebuilt, "slack.yaml"), "hostile": filepath.Join(*prebuilt, "hostile.yaml")}
+	if *prebuilt != "" {
+		step(1, "Using the connectors prebuilt for WebAssembly in %s…", *prebuilt)
+	} else {
+		step(1, "Building the connectors for WebAssembly (GOOS=wasip1 GOARCH=wasm; ~15 s the first time, cached after)…")
+		var err error
+		if built, err = pluginbuild.Demo(ctx, filepath.Join(*dir, "plugins")); err != nil {
 			return err
 		}
 	}

@@ -57,17 +57,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-type bearerTransport struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
-
 // replicaWorld is three replicas on one PostgreSQL and one Redis, with the Slack connector
 // installed and granted, as an operator following the README sets them up.
 type replicaWorld struct {
@@ -215,7 +204,7 @@ func (w *replicaWorld) admin(t *testing.T, r *replica, method, path string, body
 func connectMCP(t *testing.T, r *replica, token string) (*sdk.ClientSession, error) {
 	c := sdk.NewClient(&sdk.Implementation{Name: "replica-test", Version: "1"}, nil)
 	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: r.url + "/mcp", MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: bearerTransport{token, http.DefaultTransport}, Timeout: 30 * time.Second}}, nil)
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token}, Timeout: 30 * time.Second}}, nil)
 	if err == nil {
 		t.Cleanup(func() { cs.Close() })
 	}

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -66,6 +64,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 	g.register(fs)
 	var of observeFlags
 	of.register(fs)
+	var sv service
+	sv.register(fs)
 	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (the default)")
 	addr := fs.String("http", envOr("AIRLOCK_HTTP", ""), "serve MCP over streamable HTTP on this `address` (host:port) instead ($AIRLOCK_HTTP)")
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
@@ -116,7 +116,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 		return err
 	}
 	h, cfg := rt.h, rt.cfg
-	defer h.Close(context.WithoutCancel(ctx))
+	defer closeHost(h, logger)
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
 	s := mcp.NewServer(h, &mcp.Options{Version: buildVersion(), Agent: *agent, Subject: *subject, Logger: logger})
@@ -161,33 +161,22 @@ the file ('airlock grants' shows which part comes from where).`, `
 	} else if len(list) == 0 {
 		banner(&g, e.stderr, "airlock serve: no agents yet, so every request will get 401: add one with 'airlock agent add NAME' (it takes effect without a restart)")
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, scheme, err := sv.listen(*addr, logger)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", refusals("admin", rt.admin.Handler(adminTokens{admins}), obs.metrics, logger)))
 	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", refusals("mcp", s.HTTPHandler(agents, httpOpts), obs.metrics, logger)))
-	hs := mcp.NewHTTPServer(mux, httpOpts, logger)
-	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at http://%s%s (%d tools; agent tokens in the %s state store); admin API at http://%s/admin/v1/ (tokens from 'airlock admin add')",
-		ln.Addr(), mcp.HTTPPath, len(h.Tools()), rt.st.Driver(), ln.Addr()), "mcp", "http://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", "http://"+ln.Addr().String()+"/admin/v1/")
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		hs.Shutdown(sctx)
-	}()
+	sv.probes.h = h
+	hs := mcp.NewHTTPServer(sv.handler(mux), httpOpts, logger)
+	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at %s://%s%s (%d tools; agent tokens in the %s state store); admin API at %[1]s://%[2]s/admin/v1/ (tokens from 'airlock admin add'); probes at /healthz and /readyz",
+		scheme, ln.Addr(), mcp.HTTPPath, len(h.Tools()), rt.st.Driver()), "mcp", scheme+"://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", scheme+"://"+ln.Addr().String()+"/admin/v1/")
+	go sv.drainOnDone(ctx, hs, logger)
 	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
-}
-
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 // reloader keeps the host's connectors in line with the configuration file.
