@@ -120,6 +120,12 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 		res.OK, res.Data = false, nil
 		res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
 			Message: "the call could not be recorded in the audit log, so its result is withheld; try again later"}
+		if ev.Began {
+			// The plugin ran: whatever it did upstream happened, and repeating it may do it twice.
+			res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Fatal,
+				Message: "the call ran, but its audit record could not be made durable, so its result is withheld and its outcome is unknown: " +
+					"do not repeat it blindly; check whether it took effect (and ask an admin to check the state database)"}
+		}
 	}
 	h.finishCall(span, &req, res, &ev, time.Since(start))
 	return res
@@ -283,6 +289,16 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
 		hc.fnInput = input
+	}
+	// The begin record is committed before the plugin runs: if the host dies during the call,
+	// the next start records it as outcome unknown (audit.Beginner).
+	if b, ok := h.audit.(audit.Beginner); ok {
+		if err := b.Begin(ctx, *ev); err != nil {
+			h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
+			return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
+				Message: "the call could not be recorded in the audit log before it ran, so it did not run; try again later"}, false
+		}
+		ev.Began = true
 	}
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
