@@ -30,11 +30,14 @@ const (
 	CodeOutcomeUnknown = "outcome_unknown"
 )
 
-// Beginner is a [Sink] that records, durably, that a call begins before the plugin runs, so that
-// a call interrupted by a crash is recorded as "unknown" when the host opens again. The host
-// calls Begin when its sink implements it (StoreSink does).
+// Beginner is a [Sink] that records that a call begins before the plugin runs, so that a call
+// interrupted by a crash is recorded as "unknown" when the host opens again. The host calls
+// Begin when its sink implements it (StoreSink does), and calls durable before the call's
+// first outbound request: a call that reaches no upstream changes nothing outside the host, so
+// its begin record need not be on disk before it runs (and is, with its call record, when the
+// call returns).
 type Beginner interface {
-	Begin(ctx context.Context, e Event) error
+	Begin(ctx context.Context, e Event) (durable func(context.Context) error, err error)
 }
 
 // process names this process in begin records: host name, pid and a random start nonce.
@@ -43,11 +46,19 @@ var process = func() string {
 	return fmt.Sprintf("%s/%d/%d", strings.ReplaceAll(h, "/", "_"), os.Getpid(), time.Now().UnixNano())
 }()
 
-// Begin writes e as a begin record (kind begin, outcome "begun", naming this process) and
-// returns once it is committed, as Write does.
-func (s *StoreSink) Begin(ctx context.Context, e Event) error {
+// Begin queues e as a begin record (kind begin, outcome "begun", naming this process); durable
+// returns once it is committed, as Write does (nil when a fail-open sink dropped it).
+func (s *StoreSink) Begin(ctx context.Context, e Event) (durable func(context.Context) error, err error) {
 	e.Kind, e.Outcome, e.Process = KindBegin, "begun", process
-	return s.Write(ctx, e)
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("audit: encoding the event: %w", err)
+	}
+	it := item{data: data, done: make(chan error, 1)}
+	if queued, err := s.enqueue(ctx, it); !queued {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return s.wait(ctx, it) }, nil
 }
 
 // auditQuerier is what recovery needs of the store beyond appending; *store.Store has it.

@@ -186,6 +186,11 @@ func (s *StoreSink) Write(ctx context.Context, e Event) error {
 	if queued, err := s.enqueue(ctx, it); !queued || it.done == nil {
 		return err
 	}
+	return s.wait(ctx, it)
+}
+
+// wait returns once it's batch is committed, or why it was not.
+func (s *StoreSink) wait(ctx context.Context, it item) error {
 	select {
 	case err := <-it.done:
 		if err != nil {
