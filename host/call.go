@@ -135,6 +135,12 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 		res.OK, res.Data = false, nil
 		res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
 			Message: "the call could not be recorded in the audit log, so its result is withheld; try again later"}
+		if ev.Began {
+			// The plugin ran: whatever it did upstream happened, and repeating it may do it twice.
+			res.Error = &ResultError{Code: abi.CodeUnavailable, Category: abi.Fatal,
+				Message: "the call ran, but its audit record could not be made durable, so its result is withheld and its outcome is unknown: " +
+					"do not repeat it blindly; check whether it took effect (and ask an admin to check the state database)"}
+		}
 	}
 	h.finishCall(span, &req, res, &ev, time.Since(start))
 	return res
@@ -305,6 +311,19 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 		res.superseded = rerr.Code == abi.CodeUnavailable // replaced, not stopped: check again
 		return rerr, false
 	}
+	// The begin record is queued before the plugin runs and committed before its first
+	// outbound request: if the host dies during the call, the next start records it as outcome
+	// unknown (audit.Beginner).
+	if b, ok := h.audit.(audit.Beginner); ok {
+		durable, err := b.Begin(ctx, *ev)
+		if err != nil {
+			h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
+			return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable,
+				Message: "the call could not be recorded in the audit log before it ran, so it did not run; try again later"}, false
+		}
+		hc.begun = durable
+		ev.Began = true
+	}
 	out, err := c.module.Call(ctx, req.Subject, tool.Export, input, hc)
 	res.Meta.Requests = hc.requests
 	if err != nil {
@@ -396,6 +415,25 @@ type callHandler struct {
 	tool     *manifest.Tool
 	approved bool
 	fnInput  []byte
+	// begun, until the first outbound request, waits for the call's begin record to be
+	// committed (audit.Beginner).
+	begun func(context.Context) error
+}
+
+// beforeRequest makes sure the call's begin record is on disk before anything leaves the host;
+// if it cannot be, the request is refused.
+func (hc *callHandler) beforeRequest(ctx context.Context) *abi.Error {
+	if hc.begun == nil {
+		return nil
+	}
+	err := hc.begun(ctx)
+	hc.begun = nil
+	if err != nil {
+		hc.h.logger.Error("audit write failed", "request_id", hc.ev.RequestID, "err", err)
+		return &abi.Error{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfterMS: 1000,
+			Message: "the host could not record this call in the audit log, so no request was sent; try again later"}
+	}
+	return nil
 }
 
 func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
@@ -407,6 +445,8 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 	} else if hc.requests >= hc.maxRequests {
 		resp.Error = &abi.Error{Code: abi.CodeTooLarge, Category: abi.Correctable,
 			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
+	} else if e := hc.beforeRequest(ctx); e != nil {
+		resp.Error = e
 	} else {
 		hc.requests++
 		if hc.c.propagate {
@@ -485,8 +525,10 @@ func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
 		resp.Error = &abi.Error{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfterMS: 1000,
 			Message: "the connector's database is not available right now; try again later, and if it persists ask an admin to check the grant's database.dsn"}
 	default:
-		hc.requests++
-		resp = db.Call(ctx, request)
+		if resp.Error = hc.beforeRequest(ctx); resp.Error == nil {
+			hc.requests++
+			resp = db.Call(ctx, request)
+		}
 	}
 	outcome, msg := "ok", ""
 	if resp.Error != nil {

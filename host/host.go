@@ -71,7 +71,10 @@ type Config struct {
 	// Secrets resolves the secret references in grants. Default: env:NAME and file:PATH.
 	Secrets secret.Source
 	// Audit receives one event per tool call and per outbound request. Default: a JSON-lines
-	// file at StateDir/audit.jsonl.
+	// file at StateDir/audit.jsonl. A call returns only after the Write of its call record
+	// returned (an audit.StoreSink returns once it is committed); a sink that is an
+	// audit.Beginner also gets a begin record, made durable before the call's first outbound
+	// request, so a crash leaves no call without an outcome.
 	Audit audit.Sink
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger

@@ -40,7 +40,7 @@ a restore from an older backup (exit status 1).
   key           print the public key that verifies checkpoints (key rotate: start a new one)
   adopt         vouch for the records an older airlock wrote without MACs (after checking them)
 
-Filters: --connector --tool --agent --subject --decision ok|error|denied --kind call|request|admin|auth
+Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown --kind call|request|begin|admin|auth
 --since/--until (RFC 3339, or a duration back from now such as 24h).`, `
   airlock audit
   airlock audit search --connector slack --decision denied --since 24h

@@ -9,7 +9,13 @@ import (
 // TestMain shares one compilation cache between the many state directories the tests make, so
 // each plugin compiles once per machine instead of once per test (the CLI honours
 // AIRLOCK_CACHE_DIR for this).
+//
+// With AIRLOCK_TEST_MAIN=1 the test binary is airlock itself (its arguments are the command's),
+// so tests can run `airlock serve` as a child process without building the binary.
 func TestMain(m *testing.M) {
+	if os.Getenv("AIRLOCK_TEST_MAIN") == "1" {
+		main()
+	}
 	if os.Getenv("AIRLOCK_CACHE_DIR") == "" {
 		if d, err := os.UserCacheDir(); err == nil {
 			os.Setenv("AIRLOCK_CACHE_DIR", filepath.Join(d, "airlock"))

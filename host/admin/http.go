@@ -237,9 +237,9 @@ func ParseAuditFilter(get func(string) string, now func() time.Time) (store.Audi
 		}
 	}
 	switch f.Decision {
-	case "", "ok", "error", "denied":
+	case "", "ok", "error", "denied", "unknown":
 	default:
-		return f, fmt.Errorf("decision %q: use ok, error or denied", f.Decision)
+		return f, fmt.Errorf("decision %q: use ok, error, denied or unknown (calls a crash interrupted)", f.Decision)
 	}
 	return f, nil
 }

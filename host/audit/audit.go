@@ -95,6 +95,12 @@ type Event struct {
 	Remote string `json:"remote,omitempty"`
 	Realm  string `json:"realm,omitempty"` // "mcp" or "admin"
 
+	// KindBegin: the process that ran the call (host name/pid/start nonce), so that the host
+	// finds the calls a crash interrupted when it opens again.
+	Process string `json:"process,omitempty"`
+	// Began is set by the host once the call's begin record is committed (never recorded).
+	Began bool `json:"-"`
+
 	// KindDropped: how many refused calls and authentications were not recorded because they
 	// came faster than the sink's limit, since the previous such record.
 	Dropped int64 `json:"dropped,omitempty"`

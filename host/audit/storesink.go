@@ -42,6 +42,10 @@ type StoreSinkOptions struct {
 	// instead of returning an error while the store is failing or the buffer stays full. The
 	// default, false, fails closed: the host refuses calls it cannot audit.
 	FailOpen bool
+	// Queued makes Write return as soon as the event is queued, before it is committed: faster
+	// by nothing measurable under concurrency (group commit), and a crash loses what was queued.
+	// For benchmarks and embedders that accept that; airlock itself never sets it.
+	Queued bool
 	// AppendTimeout bounds one append. Default: 10s.
 	AppendTimeout time.Duration
 	// Logger receives the sink's own failures and recoveries. Default: slog.Default().
@@ -68,13 +72,16 @@ type StoreSinkOptions struct {
 
 // StoreSink is a [Sink] that keeps events in a hash-chained store (see package store). Write
 // encodes the event and hands it to one background goroutine through a bounded buffer; that
-// goroutine appends what has accumulated in batches, in order. So Write costs a call no more
-// than a wait for buffer room, never a database round trip.
+// goroutine appends what has accumulated in batches, in order, one transaction per batch, and
+// Write returns once its event's transaction has committed (durable: SQLite runs with
+// synchronous=FULL, PostgreSQL commits are durable). This is group commit: while one batch
+// commits, the events written meanwhile gather into the next, so concurrent calls share one
+// transaction and fsync, and an idle sink commits a lone event at once, with no timer.
 //
-// When an append fails, the sink marks the store failing and retries the batch with backoff
-// (100ms doubling to 5s). While it is failing, Write returns an error wrapping
-// [ErrStoreUnavailable] (fail closed), or, with FailOpen, drops the event and logs. The first
-// successful append clears the state.
+// When an append fails, the writers waiting for that batch get the error, the sink marks the
+// store failing and retries the batch with backoff (100ms doubling to 5s). While it is failing,
+// Write returns an error wrapping [ErrStoreUnavailable] (fail closed), or, with FailOpen, drops
+// the event and logs. The first successful append clears the state.
 //
 // A StoreSink is safe for concurrent use. Close flushes what is buffered.
 type StoreSink struct {
@@ -82,7 +89,7 @@ type StoreSink struct {
 	opts StoreSinkOptions
 	log  *slog.Logger
 
-	ch       chan []byte
+	ch       chan item
 	quit     chan struct{} // closed by Close: wakes writers waiting for room
 	quitOnce sync.Once
 	stop     chan struct{} // closed by Close once no writer can send: the loop drains and ends
@@ -139,7 +146,7 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 	}
 	s := &StoreSink{
 		st: st, opts: o, log: lg,
-		ch:      make(chan []byte, o.Buffer),
+		ch:      make(chan item, o.Buffer),
 		quit:    make(chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -153,9 +160,15 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 	return s
 }
 
-// Write queues e for appending. It returns an error wrapping [ErrStoreUnavailable] when the
-// store is failing or ctx ends before there is room in the buffer, unless the sink fails open
-// (then the event is dropped and counted); and [ErrSinkClosed] after Close.
+// Write appends e and returns once the transaction holding it has committed (see
+// [StoreSink]), except for an event of kind request, which is only queued: it is committed no
+// later than the next event Write waits for (the host writes a call's record after those of its
+// requests). With StoreSinkOptions.Queued, every event is only queued.
+//
+// It returns an error wrapping [ErrStoreUnavailable] when the store is failing, the append of
+// e's batch failed, or ctx ends before e is queued or committed (e stays queued: it is appended
+// when the store recovers), unless the sink fails open (then the event is dropped and counted);
+// and [ErrSinkClosed] after Close.
 func (s *StoreSink) Write(ctx context.Context, e Event) error {
 	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !s.refused.Allow() {
 		s.refusedDropped.Add(1)
@@ -166,29 +179,61 @@ func (s *StoreSink) Write(ctx context.Context, e Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: encoding the event: %w", err)
 	}
+	it := item{data: data}
+	if !s.opts.Queued && e.Kind != KindRequest {
+		it.done = make(chan error, 1)
+	}
+	if queued, err := s.enqueue(ctx, it); !queued || it.done == nil {
+		return err
+	}
+	return s.wait(ctx, it)
+}
+
+// wait returns once it's batch is committed, or why it was not.
+func (s *StoreSink) wait(ctx context.Context, it item) error {
+	select {
+	case err := <-it.done:
+		if err != nil {
+			return s.refuse(fmt.Errorf("audit: %w: the audit record could not be committed: %w", ErrStoreUnavailable, err))
+		}
+		return nil
+	case <-ctx.Done():
+		return s.refuse(fmt.Errorf("audit: %w: the audit record was not committed before the call's deadline: %w", ErrStoreUnavailable, ctx.Err()))
+	}
+}
+
+// item is one event on its way to the store; done, when set, gets the outcome of the append
+// of its batch.
+type item struct {
+	data []byte
+	done chan error
+}
+
+// enqueue puts it in the buffer, or returns why not (nil when a fail-open sink dropped it).
+func (s *StoreSink) enqueue(ctx context.Context, it item) (queued bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return fmt.Errorf("audit: %w", ErrSinkClosed)
+		return false, fmt.Errorf("audit: %w", ErrSinkClosed)
 	}
 	if err := s.failing(); err != nil {
-		return s.refuse(fmt.Errorf("audit: %w, so this call is refused rather than run unaudited; check the state database: %w", ErrStoreUnavailable, err))
+		return false, s.refuse(fmt.Errorf("audit: %w, so this call is refused rather than run unaudited; check the state database: %w", ErrStoreUnavailable, err))
 	}
 	select {
-	case s.ch <- data:
+	case s.ch <- it:
 		s.enqueued.Add(1)
-		return nil
+		return true, nil
 	default:
 	}
 	select {
-	case s.ch <- data:
+	case s.ch <- it:
 		s.enqueued.Add(1)
-		return nil
+		return true, nil
 	case <-ctx.Done():
-		return s.refuse(fmt.Errorf("audit: %w: the audit buffer stayed full until the call's deadline (%d events waiting): %w",
+		return false, s.refuse(fmt.Errorf("audit: %w: the audit buffer stayed full until the call's deadline (%d events waiting): %w",
 			ErrStoreUnavailable, s.opts.Buffer, ctx.Err()))
 	case <-s.quit:
-		return fmt.Errorf("audit: %w", ErrSinkClosed)
+		return false, fmt.Errorf("audit: %w", ErrSinkClosed)
 	}
 }
 
@@ -285,11 +330,26 @@ func (s *StoreSink) update(n int, err error) {
 	s.changed = make(chan struct{})
 }
 
-func (s *StoreSink) append(batch [][]byte) error {
+// append appends batch in one transaction.
+func (s *StoreSink) append(batch []item) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.AppendTimeout)
 	defer cancel()
-	_, err := s.st.AppendAudit(ctx, batch...)
+	data := make([][]byte, len(batch))
+	for i, it := range batch {
+		data[i] = it.data
+	}
+	_, err := s.st.AppendAudit(ctx, data...)
 	return err
+}
+
+// answer tells the writers waiting for batch the outcome of its append, once.
+func answer(batch []item, err error) {
+	for i := range batch {
+		if batch[i].done != nil {
+			batch[i].done <- err
+			batch[i].done = nil
+		}
+	}
 }
 
 // checkpoint has the trail sign the log's head, logging a failure (the next one retries).
@@ -306,26 +366,29 @@ func (s *StoreSink) checkpoint() {
 
 // droppedRecord returns the KindDropped event for refused events left out since the last
 // one, or nil.
-func (s *StoreSink) droppedRecord() []byte {
+func (s *StoreSink) droppedRecord() *item {
 	n := s.refusedDropped.Swap(0)
 	if n == 0 {
 		return nil
 	}
 	s.log.Warn("audit: refused calls and authentications beyond the rate limit were counted, not recorded", "dropped", n)
 	b, _ := json.Marshal(Event{Time: time.Now().UTC(), Kind: KindDropped, Outcome: "denied", Dropped: n})
-	return b
+	return &item{data: b}
 }
 
 func (s *StoreSink) run() {
 	defer close(s.done)
 	var (
-		pending  [][]byte
+		pending  []item
 		wait     = 100 * time.Millisecond
 		unsigned int // records appended since the last checkpoint
 		tick     = time.NewTicker(s.opts.CheckpointInterval)
 		ticked   bool
 	)
 	defer tick.Stop()
+	if _, err := s.recover(); err != nil {
+		s.log.Error("audit: looking for calls interrupted by a crash failed; they stay without an outcome until the next start", "err", err)
+	}
 	for {
 		if len(pending) == 0 {
 			select {
@@ -335,7 +398,7 @@ func (s *StoreSink) run() {
 				ticked = true
 			case <-s.stop:
 				if d := s.droppedRecord(); d != nil {
-					pending = append(pending, d)
+					pending = append(pending, *d)
 				}
 				s.final(pending)
 				s.checkpoint()
@@ -345,7 +408,7 @@ func (s *StoreSink) run() {
 		if ticked {
 			ticked = false
 			if d := s.droppedRecord(); d != nil {
-				pending = append(pending, d)
+				pending = append(pending, *d)
 			}
 			if unsigned > 0 && len(pending) == 0 {
 				s.checkpoint()
@@ -365,7 +428,10 @@ func (s *StoreSink) run() {
 			}
 		}
 		if err := s.append(pending); err != nil {
+			// The waiting writers are answered (their calls report it); the batch is retried
+			// without them.
 			s.update(0, err)
+			answer(pending, err)
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
@@ -378,6 +444,7 @@ func (s *StoreSink) run() {
 			continue
 		}
 		s.update(len(pending), nil)
+		answer(pending, nil)
 		unsigned += len(pending)
 		pending = pending[:0]
 		wait = 100 * time.Millisecond
@@ -389,7 +456,7 @@ func (s *StoreSink) run() {
 }
 
 // final drains the buffer behind pending and makes one attempt to append it all.
-func (s *StoreSink) final(pending [][]byte) {
+func (s *StoreSink) final(pending []item) {
 	for {
 		select {
 		case d := <-s.ch:
@@ -406,9 +473,11 @@ func (s *StoreSink) final(pending [][]byte) {
 			s.log.Error("audit: events lost at close: the audit store is failing", "lost", len(pending), "err", err)
 			s.closeErr = fmt.Errorf("audit: %d audit events could not be written at close: %w: %w", len(pending), ErrStoreUnavailable, err)
 			s.update(len(pending), err)
+			answer(pending, err)
 			return
 		}
 		s.update(n, nil)
+		answer(pending[:n], nil)
 		pending = pending[n:]
 	}
 }

@@ -108,8 +108,8 @@ func TestStoreSinkFailsClosed(t *testing.T) {
 	st := openStore(t)
 	sink := NewStoreSink(st, &StoreSinkOptions{Logger: quiet})
 	st.Close() // the database goes away
-	if err := sink.Write(ctx, ev(1)); err != nil {
-		t.Fatalf("first Write (queued before the failure is known) = %v", err)
+	if err := sink.Write(ctx, ev(1)); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("first Write (its append fails) = %v, want ErrStoreUnavailable: it returns once the record is committed", err)
 	}
 	if err := sink.Flush(ctx); !errors.Is(err, ErrStoreUnavailable) {
 		t.Fatalf("Flush = %v, want ErrStoreUnavailable", err)
@@ -134,17 +134,20 @@ func TestStoreSinkFailOpen(t *testing.T) {
 	if err := sink.Write(ctx, ev(1)); err != nil {
 		t.Fatalf("Write = %v", err)
 	}
+	if got := sink.Dropped(); got != 1 {
+		t.Fatalf("Dropped() = %d after a failed append, want 1", got)
+	}
 	if err := sink.Flush(ctx); !errors.Is(err, ErrStoreUnavailable) {
 		t.Fatalf("Flush = %v, want ErrStoreUnavailable", err)
 	}
 	if err := sink.Write(ctx, ev(2)); err != nil {
 		t.Fatalf("fail-open Write while the store fails = %v, want nil", err)
 	}
-	if got := sink.Dropped(); got != 1 {
-		t.Fatalf("Dropped() = %d, want 1", got)
+	if got := sink.Dropped(); got != 2 {
+		t.Fatalf("Dropped() = %d, want 2", got)
 	}
 	sink.Close()
-	if got := sink.Dropped(); got != 2 {
+	if got := sink.Dropped(); got != 3 {
 		t.Fatalf("after Close Dropped() = %d, want 2 (the event that never reached the store counts)", got)
 	}
 }
@@ -173,7 +176,7 @@ func TestStoreSinkFullBuffer(t *testing.T) {
 			ctx := context.Background()
 			st := openStore(t)
 			g := &gate{st: st, entered: make(chan struct{}, 1), release: make(chan struct{})}
-			sink := NewStoreSink(g, &StoreSinkOptions{Buffer: 1, Batch: 1, FailOpen: failOpen, Logger: quiet})
+			sink := NewStoreSink(g, &StoreSinkOptions{Buffer: 1, Batch: 1, Queued: true, FailOpen: failOpen, Logger: quiet})
 			if err := sink.Write(ctx, ev(1)); err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +214,7 @@ func TestStoreSinkCloseWakesWriters(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	g := &gate{st: st, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	sink := NewStoreSink(g, &StoreSinkOptions{Buffer: 1, Batch: 1, Logger: quiet})
+	sink := NewStoreSink(g, &StoreSinkOptions{Buffer: 1, Batch: 1, Queued: true, Logger: quiet})
 	sink.Write(ctx, ev(1))
 	<-g.entered
 	sink.Write(ctx, ev(2))
@@ -257,7 +260,7 @@ func TestStoreSinkRecovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		m := &memAppender{fail: true}
-		sink := NewStoreSink(m, &StoreSinkOptions{Logger: quiet})
+		sink := NewStoreSink(m, &StoreSinkOptions{Queued: true, Logger: quiet})
 		defer sink.Close()
 		if err := sink.Write(ctx, ev(1)); err != nil {
 			t.Fatal(err)

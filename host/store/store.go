@@ -208,7 +208,9 @@ func openSQLite(path string, busy time.Duration) (*sql.DB, error) {
 	q := "?_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")" +
 		"&_pragma=foreign_keys(1)&_txlock=immediate"
 	if !memory {
-		q += "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		// synchronous=FULL: a commit is on disk (the WAL fsynced) before it returns, so what
+		// the host acknowledged — an audit record above all — survives a power loss too.
+		q += "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 	}
 	db, err := sql.Open("sqlite", path+q)
 	if err != nil {

@@ -6,22 +6,32 @@
 //
 //  1. native — a Go net/http client with keep-alive POSTs chat.postMessage JSON with a bearer
 //     header to internal/fakeslack on loopback and decodes the reply. The baseline.
+//
 //  2. airlock full path — host.Call of slack.post_message on the same fake: argument validation,
 //     the Slack plugin in its sandbox, egress with credential injection, scrubbing, output
 //     validation and an audit event (to a sink that discards it). Target: ≤ 5× row 1.
 //     Beside it, the connector's own share: its post_message in the sandbox with a canned answer,
 //     and the same call with Prometheus metrics on (tracing off; target ≤ 2% over the full
 //     path) and with tracing on too (spans batched to an exporter that drops them).
+//
 //  3. no-I/O calls — the hostile plugin's noop through host.Call (target < 5 µs), and the raw
 //     sandbox (runtime.Module.Call, no policy) on hostile noop and echo of 100 B and 10 KB.
+//
 //  4. the same unmodified extism/go-pdk module (host/testdata/plugins/gopdk) under
 //     extism/go-sdk v1.7.1 as shipped — the runtime airlock replaced — and under airlock's
 //     runtime: noop, echo 100 B, echo 10 KB.
+//
 //  5. cold load — host.New plus LoadModule of the Slack connector (new runtime.Engine, compile,
 //     first instance and its _initialize) with an empty compilation cache, and with an on-disk
 //     cache a first load populated. Reported in ms.
+//
 //  6. throughput — calls/s of rows 1 and 2 with 1 and with 2 concurrent callers, each for a fixed
 //     time, and how 2 callers scale over 1.
+//
+//  7. audit durability — rows 2 and 6 (20 callers of hostile.noop) with the audit trail in an
+//     SQLite store (synchronous=FULL): the durable sink (a call returns once its begin and call
+//     records are committed; group commit) beside a queued one (a call returns when its record
+//     is queued, as before issue 26). Target: durable throughput ≥ 90% of queued.
 //
 // The raw-sandbox rows (3 and the airlock half of 4) run as `go test -bench BenchmarkRuntime
 // ./host` in a subprocess, because host/internal/runtime cannot be imported from here; the
@@ -67,6 +77,7 @@ import (
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -324,6 +335,60 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 			r.Group, r.key, r.What = "6", fmt.Sprintf("tput-%s-%d", c.key, n), what
 			rows = append(rows, r)
 		}
+	}
+
+	// Row 7: the audit trail in an SQLite store (synchronous=FULL), today's durable sink (a
+	// call returns once its records are committed, group commit) beside a queued one (returns
+	// when its record is queued; a crash loses the queue).
+	for _, v := range []struct {
+		key, what string
+		queued    bool
+	}{
+		{"queued", "audit queued", true},
+		{"durable", "audit durable", false},
+	} {
+		dir := filepath.Join(state, "audit-"+v.key)
+		st, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "state.db"))
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Queued: v.queued})
+		defer sink.Close()
+		cfg := hostConfig(dir, cacheDir)
+		cfg.Audit = sink
+		ho, err := host.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer ho.Close(context.Background())
+		if err := ho.LoadModule(ctx, slackM, slackWasm, slackGrant(slackURL)); err != nil {
+			return nil, err
+		}
+		if err := ho.LoadModule(ctx, hostileM, hostileWasm, hostileGrant); err != nil {
+			return nil, err
+		}
+		if err := bench("7", "full-"+v.key, "airlock: full path, "+v.what+" (SQLite)", func() error {
+			if res := ho.Call(ctx, slackReq); !res.OK {
+				return fmt.Errorf("slack.post_message: %s", res.Error)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		what := "throughput: hostile.noop, 20 callers, " + v.what + " (SQLite)"
+		progress(what)
+		r, err := throughputRow(o.count, 20, dur, func() error {
+			if res := ho.Call(ctx, noopReq); !res.OK {
+				return fmt.Errorf("hostile.noop: %s", res.Error)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		r.Group, r.key, r.What = "7", "tput-noop20-"+v.key, what
+		rows = append(rows, r)
 	}
 
 	// Row 5.

@@ -1,0 +1,81 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/store"
+)
+
+// Write returns only once the record is committed: while the store holds the append, Write
+// waits; when it returns, the record is in the store.
+func TestWriteReturnsOnceCommitted(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	g := &gate{st: st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	sink := NewStoreSink(g, &StoreSinkOptions{Logger: quiet})
+	defer sink.Close()
+	done := make(chan error, 1)
+	go func() { done <- sink.Write(ctx, ev(1)) }()
+	<-g.entered
+	select {
+	case err := <-done:
+		t.Fatalf("Write returned (%v) while its append was still held", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.VerifyAudit(ctx); n != 1 || err != nil {
+		t.Fatalf("after Write returned, the store holds %d records (%v), want 1", n, err)
+	}
+}
+
+// A call that began in a process that is gone, without a call record, is recorded as outcome
+// unknown when a sink opens on the store; a call that finished, or one of a live process, is
+// left alone; a second start adds nothing; the chain verifies.
+func TestCrashedCallsRecordedUnknownAtOpen(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	host, _ := os.Hostname()
+	host = strings.ReplaceAll(host, "/", "_")
+	dead := fmt.Sprintf("%s/%d/1", host, 1<<30) // no such pid
+	live := fmt.Sprintf("%s/%d/1", host, os.Getppid())
+	begin := func(id, proc string) []byte {
+		b, _ := json.Marshal(Event{Time: time.Now().UTC(), Kind: KindBegin, RequestID: id, Connector: "slack", Tool: "slack.post_message",
+			Agent: "bot", Outcome: "begun", Process: proc})
+		return b
+	}
+	finished, _ := json.Marshal(Event{Time: time.Now().UTC(), Kind: KindCall, RequestID: "finished", Outcome: "ok"})
+	if _, err := st.AppendAudit(ctx, begin("interrupted", dead), begin("finished", dead), finished, begin("running", live)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a second start finds nothing new
+		sink := NewStoreSink(st, &StoreSinkOptions{Logger: quiet})
+		if err := sink.Write(ctx, ev(1)); err != nil { // committed after the recovery
+			t.Fatal(err)
+		}
+		sink.Close()
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditFilter{Decision: OutcomeUnknown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("%d records with outcome unknown, want 1 (the interrupted call only)", len(recs))
+	}
+	e, _ := DecodeRecord(recs[0])
+	if e.RequestID != "interrupted" || e.Kind != KindCall || e.Code != CodeOutcomeUnknown || e.Agent != "bot" || e.Tool != "slack.post_message" ||
+		!strings.Contains(e.Message, "unknown") {
+		t.Fatalf("recovered record = %+v", e)
+	}
+	if _, err := st.VerifyAudit(ctx); err != nil {
+		t.Fatalf("VerifyAudit after recovery: %v", err)
+	}
+}
