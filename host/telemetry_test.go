@@ -399,3 +399,35 @@ func TestTraceOverGRPC(t *testing.T) {
 		t.Errorf("spans over gRPC = %v, want airlock.call and HTTP GET among them", names)
 	}
 }
+
+// TestBreakerStateMetric: an upstream that keeps failing opens its host's breaker, and the
+// scrape says so per connector and granted host: 2 (open) for slack.com, 0 for its other
+// granted hosts; no series for a host outside the grant.
+func TestBreakerStateMetric(t *testing.T) {
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(front.Close)
+	metrics := host.NewMetrics(nil)
+	h, _ := resilientHost(t, slackOpts{cfg: host.Config{Metrics: metrics}, target: front.URL})
+	const closed = `airlock_breaker_state{connector="slack",host="slack.com"} 0`
+	if text := scrape(t, metrics.Handler()); !strings.Contains(text, closed) {
+		t.Fatalf("before any call, want %s; got:\n%s", closed, grepLines(text, "airlock_breaker_state"))
+	}
+	const open = `airlock_breaker_state{connector="slack",host="slack.com"} 2`
+	var text string
+	for range 10 {
+		if res := call(h, "slack.list_channels", `{}`); res.OK {
+			t.Fatal("list_channels succeeded against a failing upstream")
+		}
+		if text = scrape(t, metrics.Handler()); strings.Contains(text, open) {
+			break
+		}
+	}
+	if !strings.Contains(text, open) {
+		t.Fatalf("after repeated 503s, want %s; got:\n%s", open, grepLines(text, "airlock_breaker_state"))
+	}
+	if strings.Contains(text, `airlock_breaker_state{connector="slack",host="other"}`) {
+		t.Errorf("a breaker state series for an ungranted host:\n%s", grepLines(text, "airlock_breaker_state"))
+	}
+}

@@ -299,6 +299,40 @@ func NewHosts(hosts []string) Hosts {
 	return h
 }
 
+// Labels returns the labels of the granted rule hosts (a wildcard rule's pattern).
+func (h Hosts) Labels() []string {
+	out := make([]string, 0, len(h.exact)+len(h.suffixes))
+	for s := range h.exact {
+		out = append(out, s)
+	}
+	for _, p := range h.suffixes {
+		out = append(out, p)
+	}
+	return out
+}
+
+// BreakerStates folds breaker states by upstream host into one value per host label: 0 closed,
+// 1 half-open, 2 open — the worst state of the hosts a label stands for — with 0 for every
+// granted host that has no breaker yet.
+func (h Hosts) BreakerStates(states map[string]breaker.State) map[string]float64 {
+	out := map[string]float64{}
+	for _, l := range h.Labels() {
+		out[l] = 0
+	}
+	for host, s := range states {
+		v := 0.0
+		switch s {
+		case breaker.HalfOpen:
+			v = 1
+		case breaker.Open:
+			v = 2
+		}
+		l := h.Label(host)
+		out[l] = max(out[l], v)
+	}
+	return out
+}
+
 // Label returns host's label.
 func (h Hosts) Label(host string) string {
 	host = strings.ToLower(host)
