@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -429,5 +430,28 @@ func TestBreakerStateMetric(t *testing.T) {
 	}
 	if strings.Contains(text, `airlock_breaker_state{connector="slack",host="other"}`) {
 		t.Errorf("a breaker state series for an ungranted host:\n%s", grepLines(text, "airlock_breaker_state"))
+	}
+}
+
+// TestPluginCompileMetrics: the first load into an empty compilation cache is a miss, a second
+// host on the same cache directory a hit; each load makes at least one instance, timed.
+func TestPluginCompileMetrics(t *testing.T) {
+	fake := fakeslack.New(canary)
+	url, stop := fake.Start()
+	t.Cleanup(stop)
+	cache := t.TempDir()
+	for _, want := range []string{"miss", "hit"} {
+		metrics := host.NewMetrics(nil)
+		h, _ := resilientHost(t, slackOpts{cfg: host.Config{Metrics: metrics, CacheDir: cache}, target: url})
+		if res := call(h, "slack.list_channels", `{}`); !res.OK {
+			t.Fatalf("list_channels = %+v", res.Error)
+		}
+		text := scrape(t, metrics.Handler())
+		if line := `airlock_plugin_compile_seconds_count{cache="` + want + `",connector="slack"} 1`; !strings.Contains(text, line) {
+			t.Errorf("want %s; got:\n%s", line, grepLines(text, "airlock_plugin_compile_seconds_count"))
+		}
+		if !regexp.MustCompile(`(?m)^airlock_plugin_instantiate_seconds_count\{connector="slack"\} [1-9]`).MatchString(text) {
+			t.Errorf("no instance creation timed:\n%s", grepLines(text, "airlock_plugin_instantiate_seconds_count"))
+		}
 	}
 }
