@@ -227,7 +227,11 @@ func New(cfg Config) (*Host, error) {
 	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("host: state directory: %w", err)
 	}
-	eng, err := runtime.NewEngine(runtime.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger})
+	ecfg := runtime.EngineConfig{CacheDir: cfg.CacheDir, Logger: cfg.Logger}
+	if cfg.Metrics != nil { // the runtime knows no Prometheus: it reports its timings to these
+		ecfg.OnCompile, ecfg.OnInstantiate = cfg.Metrics.m.Compile, cfg.Metrics.m.Instantiate
+	}
+	eng, err := runtime.NewEngine(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("host: %w", err)
 	}

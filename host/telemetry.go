@@ -166,6 +166,7 @@ var (
 	approvalsDesc = prometheus.NewDesc("airlock_approvals_pending", "Calls waiting for a human's approval.", nil, nil)
 	connectorDesc = prometheus.NewDesc("airlock_connectors", "Loaded connectors.", nil, nil)
 	queueDesc     = prometheus.NewDesc("airlock_audit_queue_depth", "Audit records waiting in the sink's queue to be appended.", nil, nil)
+	breakerDesc   = prometheus.NewDesc("airlock_breaker_state", "Circuit breaker state per connector and granted host: 0 closed, 1 half-open, 2 open (the worst of the hosts a wildcard rule stands for).", []string{"connector", "host"}, nil)
 	droppedDesc   = prometheus.NewDesc("airlock_audit_dropped_total", "Audit records a fail-open sink dropped, or any sink gave up on.", nil, nil)
 )
 
@@ -175,6 +176,7 @@ func (c hostCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- connectorDesc
 	ch <- droppedDesc
 	ch <- queueDesc
+	ch <- breakerDesc
 }
 
 func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
@@ -185,11 +187,17 @@ func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.h.mu.RUnlock()
 	ch <- prometheus.MustNewConstMetric(connectorDesc, prometheus.GaugeValue, float64(len(conns)))
+	now := time.Now()
 	for name, cn := range conns {
 		s := cn.module.Stats()
 		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(s.Live-s.Idle-s.Fresh), name, "busy")
 		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(s.Idle), name, "idle")
 		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(s.Fresh), name, "fresh")
+		if cn.egress != nil {
+			for host, v := range cn.hosts.BreakerStates(cn.egress.BreakerStates(now)) {
+				ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, v, name, host)
+			}
+		}
 	}
 	if d, ok := c.h.audit.(interface{ Dropped() int64 }); ok {
 		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(d.Dropped()))

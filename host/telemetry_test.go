@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +27,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/airlock-dev/airlock/host"
@@ -332,6 +336,122 @@ func TestTracePropagatedPerGrant(t *testing.T) {
 			t.Errorf("without propagate_trace the upstream saw traceparent %q", got)
 		case propagate && !strings.HasPrefix(got, "00-5bf92f3577b34da6a3ce929d0e0e4736-"):
 			t.Errorf("with propagate_trace the upstream saw traceparent %q, want the call's trace", got)
+		}
+	}
+}
+
+// grpcReceiver is an in-process OTLP/gRPC trace receiver.
+type grpcReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []*tracepb.Span
+}
+
+func (g *grpcReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			g.spans = append(g.spans, ss.Spans...)
+		}
+	}
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// TestTraceOverGRPC: with OTEL_EXPORTER_OTLP_PROTOCOL=grpc, as a collector's port 4317 expects,
+// a call's spans reach an OTLP/gRPC receiver.
+func TestTraceOverGRPC(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := &grpcReceiver{}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, recv)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+l.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	tp, shutdown, err := host.TracingFromEnv(context.Background())
+	if err != nil || tp == nil {
+		t.Fatalf("TracingFromEnv with protocol grpc = %v, %v; want a provider", tp, err)
+	}
+	fake := fakeslack.New(canary)
+	url, stop := fake.Start()
+	t.Cleanup(stop)
+	h, _ := resilientHost(t, slackOpts{cfg: host.Config{TracerProvider: tp}, target: url})
+	res := h.Call(context.Background(), host.CallRequest{Tool: "slack.list_channels", Arguments: json.RawMessage(`{}`)})
+	if !res.OK {
+		t.Fatalf("list_channels = %+v", res.Error)
+	}
+	if err := shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	var names []string
+	for _, s := range recv.spans {
+		names = append(names, s.Name)
+		if s.Name == "airlock.call" && attr(s, "airlock.request_id") != res.Meta.RequestID {
+			t.Errorf("call span's request ID = %q, want %q", attr(s, "airlock.request_id"), res.Meta.RequestID)
+		}
+	}
+	if !slices.Contains(names, "airlock.call") || !slices.Contains(names, "HTTP GET") {
+		t.Errorf("spans over gRPC = %v, want airlock.call and HTTP GET among them", names)
+	}
+}
+
+// TestBreakerStateMetric: an upstream that keeps failing opens its host's breaker, and the
+// scrape says so per connector and granted host: 2 (open) for slack.com, 0 for its other
+// granted hosts; no series for a host outside the grant.
+func TestBreakerStateMetric(t *testing.T) {
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(front.Close)
+	metrics := host.NewMetrics(nil)
+	h, _ := resilientHost(t, slackOpts{cfg: host.Config{Metrics: metrics}, target: front.URL})
+	const closed = `airlock_breaker_state{connector="slack",host="slack.com"} 0`
+	if text := scrape(t, metrics.Handler()); !strings.Contains(text, closed) {
+		t.Fatalf("before any call, want %s; got:\n%s", closed, grepLines(text, "airlock_breaker_state"))
+	}
+	const open = `airlock_breaker_state{connector="slack",host="slack.com"} 2`
+	var text string
+	for range 10 {
+		if res := call(h, "slack.list_channels", `{}`); res.OK {
+			t.Fatal("list_channels succeeded against a failing upstream")
+		}
+		if text = scrape(t, metrics.Handler()); strings.Contains(text, open) {
+			break
+		}
+	}
+	if !strings.Contains(text, open) {
+		t.Fatalf("after repeated 503s, want %s; got:\n%s", open, grepLines(text, "airlock_breaker_state"))
+	}
+	if strings.Contains(text, `airlock_breaker_state{connector="slack",host="other"}`) {
+		t.Errorf("a breaker state series for an ungranted host:\n%s", grepLines(text, "airlock_breaker_state"))
+	}
+}
+
+// TestPluginCompileMetrics: the first load into an empty compilation cache is a miss, a second
+// host on the same cache directory a hit; each load makes at least one instance, timed.
+func TestPluginCompileMetrics(t *testing.T) {
+	fake := fakeslack.New(canary)
+	url, stop := fake.Start()
+	t.Cleanup(stop)
+	cache := t.TempDir()
+	for _, want := range []string{"miss", "hit"} {
+		metrics := host.NewMetrics(nil)
+		h, _ := resilientHost(t, slackOpts{cfg: host.Config{Metrics: metrics, CacheDir: cache}, target: url})
+		if res := call(h, "slack.list_channels", `{}`); !res.OK {
+			t.Fatalf("list_channels = %+v", res.Error)
+		}
+		text := scrape(t, metrics.Handler())
+		if line := `airlock_plugin_compile_seconds_count{cache="` + want + `",connector="slack"} 1`; !strings.Contains(text, line) {
+			t.Errorf("want %s; got:\n%s", line, grepLines(text, "airlock_plugin_compile_seconds_count"))
+		}
+		if !regexp.MustCompile(`(?m)^airlock_plugin_instantiate_seconds_count\{connector="slack"\} [1-9]`).MatchString(text) {
+			t.Errorf("no instance creation timed:\n%s", grepLines(text, "airlock_plugin_instantiate_seconds_count"))
 		}
 	}
 }

@@ -61,6 +61,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -436,13 +439,43 @@ func (p *Provider) Metadata(ctx context.Context, subject string) (map[string]str
 	return c.Metadata, nil
 }
 
+// traced runs a token exchange (op "mint" or "refresh") in a span "credential.refresh", a child
+// of ctx's span (the tool call's) made with that span's own tracer provider: without a recording
+// span in ctx there is no span and no cost. Its attributes are the connector, slot, slot kind,
+// op and outcome (ok, error, needs_reauth) — never a subject, token or error text.
+func (p *Provider) traced(ctx context.Context, op string, exchange func(context.Context) (*tokenSet, map[string]string, error)) (*tokenSet, map[string]string, error) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return exchange(ctx)
+	}
+	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(ctx, "credential.refresh", trace.WithSpanKind(trace.SpanKindClient))
+	tok, meta, err := exchange(ctx)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+		var re *tokenEndpointError
+		if errors.As(err, &re) && re.code == "invalid_grant" {
+			outcome = StatusNeedsReauth
+		}
+		span.SetStatus(codes.Error, outcome)
+	}
+	span.SetAttributes(attribute.String("airlock.connector", p.cfg.Connector), attribute.String("airlock.credential.slot", p.cfg.Slot.Name),
+		attribute.String("airlock.credential.kind", string(p.cfg.Slot.Kind)), attribute.String("airlock.credential.op", op),
+		attribute.String("airlock.credential.outcome", outcome))
+	span.End()
+	return tok, meta, err
+}
+
+// tracerName is the instrumentation scope of the credential spans (the host's).
+const tracerName = "github.com/airlock-dev/airlock/host"
+
 // fetch runs in a flight: load the stored connection, then mint or refresh as needed.
 func (p *Provider) fetch(ctx context.Context, subject string, c *conn) error {
 	if !p.perSubject() {
 		c.mu.Lock()
 		c.loaded = true
 		c.mu.Unlock()
-		tok, meta, err := p.mint(ctx)
+		tok, meta, err := p.traced(ctx, "mint", p.mint)
 		if err != nil {
 			if errors.Is(err, ErrRefused) {
 				c.mu.Lock()
@@ -506,7 +539,9 @@ func (p *Provider) fetch(ctx context.Context, subject string, c *conn) error {
 	if cur == nil || cur.RefreshToken == "" {
 		return p.markNeedsReauth(ctx, subject, meta, "the connection has no refresh token, so its expired access token cannot be renewed")
 	}
-	next, newMeta, err := p.refresh(ctx, cur.RefreshToken)
+	next, newMeta, err := p.traced(ctx, "refresh", func(ctx context.Context) (*tokenSet, map[string]string, error) {
+		return p.refresh(ctx, cur.RefreshToken)
+	})
 	if err != nil {
 		var re *tokenEndpointError
 		if errors.As(err, &re) && re.code == "invalid_grant" {

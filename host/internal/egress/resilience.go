@@ -210,6 +210,18 @@ func (c *Client) breakerFor(host string) *breaker.Breaker {
 	return b
 }
 
+// BreakerStates returns the state at now of each upstream host's circuit breaker (hosts the
+// client has not called have none: they are closed).
+func (c *Client) BreakerStates(now time.Time) map[string]breaker.State {
+	c.brMu.Lock()
+	defer c.brMu.Unlock()
+	out := make(map[string]breaker.State, len(c.breakers))
+	for h, b := range c.breakers {
+		out[h] = b.State(now)
+	}
+	return out
+}
+
 // idempotent reports whether method may be replayed without an idempotency key (RFC 9110 §9.2.2).
 func idempotent(method string) bool {
 	switch method {

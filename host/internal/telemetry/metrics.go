@@ -62,6 +62,8 @@ type Metrics struct {
 	auditFail    prometheus.Counter
 	authRefused  *prometheus.CounterVec
 	credentials  *prometheus.CounterVec
+	compile      *prometheus.HistogramVec
+	instantiate  *prometheus.HistogramVec
 
 	mu     sync.Mutex
 	agents map[string]bool // agent label values handed out so far
@@ -92,6 +94,10 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		Help: "Audit records the sink refused (the call's result is withheld)."})
 	m.authRefused = f.counter("airlock_auth_refusals_total", "HTTP requests refused for a missing, invalid or revoked token.", "listener")
 	m.credentials = f.counter("airlock_credential_events_total", "OAuth credential events by connector, slot and event (minted, refreshed, failed, needs_reauth, connected).", "connector", "slot", "event")
+	m.compile = f.histogram("airlock_plugin_compile_seconds", "Time to compile a connector's module at load, by whether the compilation cache had it (hit, miss).",
+		[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "connector", "cache")
+	m.instantiate = f.histogram("airlock_plugin_instantiate_seconds", "Time to make a plugin instance (instantiation and the module's initialiser).",
+		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}, "connector")
 	for _, l := range []string{"mcp", "admin"} {
 		m.authRefused.WithLabelValues(l) // from zero, so a rate over the first refusals is right
 	}
@@ -192,6 +198,24 @@ func (m *Metrics) AuthRefused(listener string) {
 func (m *Metrics) Credential(connector, slot, event string) {
 	if m != nil {
 		m.credentials.WithLabelValues(orOther(connector), orOther(slot), closed(event, "minted", "refreshed", "failed", "needs_reauth", "connected")).Inc()
+	}
+}
+
+// Compile records a module's compilation; connector is the name of the connector being loaded.
+func (m *Metrics) Compile(connector string, d time.Duration, cached bool) {
+	if m != nil {
+		cache := "miss"
+		if cached {
+			cache = "hit"
+		}
+		m.compile.WithLabelValues(orOther(connector), cache).Observe(d.Seconds())
+	}
+}
+
+// Instantiate records the making of one plugin instance of connector.
+func (m *Metrics) Instantiate(connector string, d time.Duration) {
+	if m != nil {
+		m.instantiate.WithLabelValues(orOther(connector)).Observe(d.Seconds())
 	}
 }
 
@@ -297,6 +321,40 @@ func NewHosts(hosts []string) Hosts {
 		}
 	}
 	return h
+}
+
+// Labels returns the labels of the granted rule hosts (a wildcard rule's pattern).
+func (h Hosts) Labels() []string {
+	out := make([]string, 0, len(h.exact)+len(h.suffixes))
+	for s := range h.exact {
+		out = append(out, s)
+	}
+	for _, p := range h.suffixes {
+		out = append(out, p)
+	}
+	return out
+}
+
+// BreakerStates folds breaker states by upstream host into one value per host label: 0 closed,
+// 1 half-open, 2 open — the worst state of the hosts a label stands for — with 0 for every
+// granted host that has no breaker yet.
+func (h Hosts) BreakerStates(states map[string]breaker.State) map[string]float64 {
+	out := map[string]float64{}
+	for _, l := range h.Labels() {
+		out[l] = 0
+	}
+	for host, s := range states {
+		v := 0.0
+		switch s {
+		case breaker.HalfOpen:
+			v = 1
+		case breaker.Open:
+			v = 2
+		}
+		l := h.Label(host)
+		out[l] = max(out[l], v)
+	}
+	return out
 }
 
 // Label returns host's label.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -28,7 +29,8 @@ func Tracer(tp trace.TracerProvider) trace.Tracer {
 	return tp.Tracer(TracerName)
 }
 
-// TracingFromEnv returns a tracer provider that exports spans with OTLP over HTTP, configured by
+// TracingFromEnv returns a tracer provider that exports spans with OTLP over HTTP or, when
+// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL is "grpc", gRPC, configured by
 // the standard OpenTelemetry environment variables (OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, _HEADERS, _TIMEOUT, OTEL_SERVICE_NAME,
 // OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER …), and the function that flushes and stops it.
@@ -44,10 +46,16 @@ func TracingFromEnv(ctx context.Context) (trace.TracerProvider, func(context.Con
 	if proto == "" {
 		proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
-	if proto != "" && proto != "http/protobuf" {
-		return nil, nop, errors.New("tracing: OTEL_EXPORTER_OTLP_PROTOCOL=" + proto + " is not supported: airlock exports OTLP over HTTP; set it to http/protobuf (or unset it) and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (4318)")
+	var exp sdktrace.SpanExporter
+	var err error
+	switch proto {
+	case "", "http/protobuf":
+		exp, err = otlptracehttp.New(ctx)
+	case "grpc":
+		exp, err = otlptracegrpc.New(ctx)
+	default:
+		return nil, nop, errors.New("tracing: OTEL_EXPORTER_OTLP_PROTOCOL=" + proto + " is not supported: airlock exports OTLP over HTTP (http/protobuf, port 4318) or gRPC (grpc, port 4317); set it to one of them, or unset it for http/protobuf")
 	}
-	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
 		return nil, nop, errors.New("tracing: the OTLP exporter could not be set up from the OTEL_* variables: " + err.Error())
 	}
