@@ -183,9 +183,9 @@ type Config struct {
 // Provider provides the credential of one slot. It is safe for concurrent use; its zero value
 // is not usable, call [New].
 type Provider struct {
-	cfg    Config
-	oauth  manifest.OAuth
-	hosts  []string
+	cfg   Config
+	oauth manifest.OAuth
+	hosts []string
 	// keyMu guards signer, codeConf, ccConf and cfg.ClientSecret / cfg.PrivateKey, which are
 	// rebuilt when a Ref gives a new value (see clients and currentSigner).
 	keyMu  sync.Mutex
