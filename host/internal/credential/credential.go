@@ -396,6 +396,9 @@ func (p *Provider) Credential(ctx context.Context, subject string) (Credential, 
 			}
 			return Credential{}, err
 		}
+		if cred, ok := p.stillValid(c); ok {
+			return cred, nil // a token that lives less than the refresh margin is used, not fetched again at once
+		}
 	}
 }
 

@@ -54,3 +54,22 @@ func TestRotatedJWTKeyFileAfterRefusal(t *testing.T) {
 		}
 	}
 }
+
+// A token endpoint whose tokens live less than the refresh margin (here no expires_in and an
+// assumed lifetime of 30 s against the default 60 s margin) gets one request per Credential, not
+// an endless loop of them.
+func TestShortLivedTokenFetchedOnce(t *testing.T) {
+	e := newEnv(t)
+	e.srv.OmitExpiry = true
+	cfg := e.config(manifest.KindOAuth2ClientCredentials)
+	cfg.Slot.OAuth.AssumedLifetimeS = 30
+	p := e.provider(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := p.Credential(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.srv.Count("client_credentials"); n != 1 {
+		t.Errorf("token requests for one Credential = %d, want 1", n)
+	}
+}
