@@ -477,10 +477,15 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 		if filled && manifest.IsOAuth(cred.Kind) {
 			ccfg := credential.Config{Connector: m.Name, Slot: cred, ClientID: cg.ClientID, Username: cg.Username,
 				Scrubber: h.scrub, Logger: h.logger.With("connector", m.Name)}
-			// Read once, at load: a failure makes the connector's tools answer
-			// credential_unavailable instead of failing the load.
-			ccfg.ClientSecret = h.loadOnce(ctx, c, cred.Name, "client_secret", cred.Kind, cg.ClientSecret)
-			ccfg.PrivateKey = h.loadOnce(ctx, c, cred.Name, "private_key", cred.Kind, cg.PrivateKey)
+			// Live references, read at each token request (so a rotated secret or key is used
+			// without a restart); one that fails makes the connector's tools answer
+			// credential_unavailable until it resolves, instead of failing the load.
+			if cg.ClientSecret != "" {
+				ccfg.ClientSecretRef = h.ref(ctx, c, cred.Name, "client_secret", cred.Kind, cg.ClientSecret)
+			}
+			if cg.PrivateKey != "" {
+				ccfg.PrivateKeyRef = h.ref(ctx, c, cred.Name, "private_key", cred.Kind, cg.PrivateKey)
+			}
 			if h.store != nil {
 				ccfg.Store = credential.StateStore{Store: h.store}
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-dev/airlock/host/secret"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -60,6 +61,13 @@ upstreams:
 			dsn := "sqlite:" + filepath.Join(dir, "state", "state.db")
 			if backend == "postgres" {
 				dsn = testenv.Postgres(t)
+				// A shared state never gets a key made up on one machine: name one, as the
+				// README says for replicas.
+				key, err := secret.NewMasterKey()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Setenv(secret.MasterKeyEnv, secret.EncodeMasterKey(key))
 			}
 			args := []string{"--config", cfg, "--state", dsn}
 

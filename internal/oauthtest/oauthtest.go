@@ -235,3 +235,30 @@ func (s *Server) Issued(tok string) bool {
 	defer s.mu.Unlock()
 	return slices.Contains(s.issued, tok)
 }
+
+// SetClientSecret rotates the secret of a client (CCClientID or WebClientID): from now on the
+// server accepts only the new one, as an IdP does after an admin rotates a leaked secret.
+func (s *Server) SetClientSecret(t testing.TB, clientID, secret string) {
+	t.Helper()
+	hash, err := (&fosite.BCrypt{Config: &fosite.Config{HashCost: 4}}).Hash(context.Background(), []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := s.store.Clients[clientID].(*fosite.DefaultClient)
+	if !ok {
+		t.Fatalf("oauthtest: no client %s", clientID)
+	}
+	next := *c
+	next.Secret = hash
+	s.mu.Lock() // between requests: the handlers read the client map after this returns
+	s.store.Clients[clientID] = &next
+	s.mu.Unlock()
+}
+
+// RemoveKey makes the server forget one of the JWT bearer user's public keys (RSAKeyID or
+// ECKeyID), as an IdP does when a leaked signing key is revoked.
+func (s *Server) RemoveKey(keyID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.store.IssuerPublicKeys[JWTClientID].KeysBySub[JWTUser].Keys, keyID)
+}

@@ -96,7 +96,11 @@ func (p *Provider) Connect(ctx context.Context, opts ConnectOptions) (*ConnectRe
 	_, _ = rand.Read(sb[:])
 	state := base64.RawURLEncoding.EncodeToString(sb[:])
 	verifier := oauth2.GenerateVerifier()
-	authURL := p.codeConf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("redirect_uri", redirect))
+	conf, _, err := p.clients(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("redirect_uri", redirect))
 
 	type outcome struct {
 		res *ConnectResult
@@ -157,7 +161,21 @@ func (p *Provider) callback(ctx context.Context, r *http.Request, state, verifie
 	if code == "" {
 		return nil, errors.New("connect: the callback carries no authorization code; run airlock connect again")
 	}
-	tok, err := p.codeConf.Exchange(p.clientCtx(ctx), code, oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("redirect_uri", redirect))
+	exchange := func() (*oauth2.Token, error) {
+		conf, _, err := p.clients(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tok, err := conf.Exchange(p.clientCtx(ctx), code, oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("redirect_uri", redirect))
+		return tok, normalize(err)
+	}
+	tok, err := exchange()
+	if err != nil && p.rereadClient(ctx, err) {
+		tok, err = exchange() // the server refused the client, so the code is unspent
+	}
+	if errors.Is(err, ErrUnresolvable) {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
 	if err != nil {
 		err = normalize(err)
 		p.log.Warn("credential: code exchange failed", "connector", p.cfg.Connector, "slot", p.cfg.Slot.Name,

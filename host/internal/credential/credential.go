@@ -158,6 +158,11 @@ type Config struct {
 	ClientSecret secret.Value
 	// PrivateKey is the PEM private key (RSA or EC P-256) that signs JWT bearer assertions.
 	PrivateKey secret.Value
+	// ClientSecretRef and PrivateKeyRef, when set, are read in place of ClientSecret and
+	// PrivateKey at each token request (by the Ref's rules: every time for the state store,
+	// after its TTL otherwise), and again at once when the token endpoint refuses the client,
+	// so a rotated secret or key is used without a restart.
+	ClientSecretRef, PrivateKeyRef *Ref
 	// Username is the JWT bearer subject (sub).
 	Username string
 	// Store persists authorization-code connections. Nil means a private [MemoryStore].
@@ -181,11 +186,14 @@ type Config struct {
 // Provider provides the credential of one slot. It is safe for concurrent use; its zero value
 // is not usable, call [New].
 type Provider struct {
-	cfg    Config
-	oauth  manifest.OAuth
-	hosts  []string
+	cfg   Config
+	oauth manifest.OAuth
+	hosts []string
+	// keyMu guards signer, codeConf, ccConf and cfg.ClientSecret / cfg.PrivateKey, which are
+	// rebuilt when a Ref gives a new value (see clients and currentSigner).
+	keyMu  sync.Mutex
 	signer *signer // JWT bearer
-	// x/oauth2 clients (OAuth kinds), built once by initClients.
+	// x/oauth2 clients (OAuth kinds), built by initClients.
 	codeConf *oauth2.Config
 	ccConf   *clientcredentials.Config
 	log      *slog.Logger
@@ -286,6 +294,14 @@ func New(cfg Config) (*Provider, error) {
 		}
 		p.signer = s
 	}
+	if r := cfg.PrivateKeyRef; r != nil && cfg.Slot.Kind == manifest.KindOAuth2JWTBearer && !r.Failing() {
+		// A key that does not parse fails the load, as a literal one does; one that cannot be
+		// read is reported by the Ref and retried at the next token request.
+		var e *Error
+		if _, err := p.currentSigner(context.Background()); errors.As(err, &e) && e.Kind == ErrRefused {
+			return nil, fmt.Errorf("credential slot %s: %s", name, e.Message)
+		}
+	}
 	return p, nil
 }
 
@@ -383,6 +399,9 @@ func (p *Provider) Credential(ctx context.Context, subject string) (Credential, 
 			}
 			return Credential{}, err
 		}
+		if cred, ok := p.stillValid(c); ok {
+			return cred, nil // a token that lives less than the refresh margin is used, not fetched again at once
+		}
 	}
 }
 
@@ -409,9 +428,11 @@ func (p *Provider) credLocked(c *conn) Credential {
 func (p *Provider) missingClient() bool {
 	switch p.cfg.Slot.Kind {
 	case manifest.KindOAuth2ClientCredentials:
-		return p.cfg.ClientID == "" || p.cfg.ClientSecret.IsZero()
+		return p.cfg.ClientID == "" || p.cfg.ClientSecret.IsZero() && p.cfg.ClientSecretRef == nil
 	case manifest.KindOAuth2JWTBearer:
-		return p.cfg.ClientID == "" || p.signer == nil || p.cfg.Username == ""
+		p.keyMu.Lock()
+		defer p.keyMu.Unlock()
+		return p.cfg.ClientID == "" || p.signer == nil && p.cfg.PrivateKeyRef == nil || p.cfg.Username == ""
 	}
 	return p.cfg.ClientID == ""
 }
@@ -540,8 +561,15 @@ func (p *Provider) fetch(ctx context.Context, subject string, c *conn) error {
 		return p.markNeedsReauth(ctx, subject, meta, "the connection has no refresh token, so its expired access token cannot be renewed")
 	}
 	next, newMeta, err := p.traced(ctx, "refresh", func(ctx context.Context) (*tokenSet, map[string]string, error) {
-		return p.refresh(ctx, cur.RefreshToken)
+		next, newMeta, err := p.refresh(ctx, cur.RefreshToken)
+		if err != nil && p.rereadClient(ctx, err) {
+			next, newMeta, err = p.refresh(ctx, cur.RefreshToken) // the server refused the client, so the refresh token is unspent
+		}
+		return next, newMeta, err
 	})
+	if errors.Is(err, ErrUnresolvable) {
+		return err // the client secret cannot be read: the Ref says why, and logged it
+	}
 	if err != nil {
 		var re *tokenEndpointError
 		if errors.As(err, &re) && re.code == "invalid_grant" {

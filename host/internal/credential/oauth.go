@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 )
 
 // maxTokenResponse caps a token endpoint's answer, in bytes.
@@ -121,17 +122,92 @@ func (p *Provider) initClients() {
 		TokenURL: p.oauth.TokenURL, Scopes: p.oauth.Scopes}
 }
 
+// clients returns the x/oauth2 configurations with the current client secret: read from
+// ClientSecretRef when set, the configurations rebuilt only when it changed.
+func (p *Provider) clients(ctx context.Context) (*oauth2.Config, *clientcredentials.Config, error) {
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	if r := p.cfg.ClientSecretRef; r != nil {
+		v, err := r.Value(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if v.Expose() != p.cfg.ClientSecret.Expose() {
+			p.cfg.ClientSecret = v
+			p.initClients()
+		}
+	}
+	return p.codeConf, p.ccConf, nil
+}
+
+// currentSigner returns the JWT bearer signer with the current private key: read from
+// PrivateKeyRef when set, parsed again only when it changed. A key that does not parse is an
+// ErrRefused *Error that never quotes it.
+func (p *Provider) currentSigner(ctx context.Context) (*signer, error) {
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	if r := p.cfg.PrivateKeyRef; r != nil {
+		v, err := r.Value(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if p.signer == nil || v.Expose() != p.cfg.PrivateKey.Expose() {
+			s, err := newSigner(v)
+			if err != nil {
+				return nil, &Error{Kind: ErrRefused, Message: fmt.Sprintf(
+					"the private key of credential %s of connector %s cannot be used: %s; an admin must replace it", p.cfg.Slot.Name, p.cfg.Connector, err)}
+			}
+			p.cfg.PrivateKey, p.signer = v, s
+		}
+	}
+	if p.signer == nil {
+		return nil, p.notConfigured()
+	}
+	return p.signer, nil
+}
+
+// rereadClient is called when a token request failed with err. If the token endpoint refused
+// the client (invalid_client, HTTP 401; for JWT bearer also invalid_grant, which is how a key
+// the server no longer knows is refused), it reads the client secret and private key references
+// again at once and reports whether either changed, so the request is worth one retry.
+func (p *Provider) rereadClient(ctx context.Context, err error) bool {
+	var te *tokenEndpointError
+	if !errors.As(err, &te) || p.cfg.ClientSecretRef == nil && p.cfg.PrivateKeyRef == nil {
+		return false
+	}
+	jwt := p.cfg.Slot.Kind == manifest.KindOAuth2JWTBearer
+	if te.code != "invalid_client" && te.status != http.StatusUnauthorized && !(jwt && te.code == "invalid_grant") {
+		return false
+	}
+	p.keyMu.Lock()
+	before := [2]string{p.cfg.ClientSecret.Expose(), p.cfg.PrivateKey.Expose()}
+	p.keyMu.Unlock()
+	if r := p.cfg.ClientSecretRef; r != nil {
+		r.Invalidate("", secret.Value{})
+		if _, _, err := p.clients(ctx); err != nil {
+			return false
+		}
+	}
+	if r := p.cfg.PrivateKeyRef; r != nil && jwt {
+		r.Invalidate("", secret.Value{})
+		if _, err := p.currentSigner(ctx); err != nil {
+			return false
+		}
+	}
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	return before != [2]string{p.cfg.ClientSecret.Expose(), p.cfg.PrivateKey.Expose()}
+}
+
 // mint obtains a new token for the shared kinds (client credentials, JWT bearer).
 func (p *Provider) mint(ctx context.Context) (*tokenSet, map[string]string, error) {
-	var tok *oauth2.Token
-	var err error
-	switch p.cfg.Slot.Kind {
-	case manifest.KindOAuth2ClientCredentials:
-		tok, err = p.ccConf.Token(p.clientCtx(ctx))
-	case manifest.KindOAuth2JWTBearer:
-		tok, err = p.jwtBearer(ctx)
-	default:
-		return nil, nil, fmt.Errorf("credential: mint called for kind %s", p.cfg.Slot.Kind)
+	tok, err := p.mintOnce(ctx)
+	if err != nil && p.rereadClient(ctx, normalize(err)) {
+		tok, err = p.mintOnce(ctx) // the secret or key changed since it was read: once more with the new one
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return nil, nil, err // the secret or key cannot be read or used: already says why
 	}
 	if err != nil {
 		return nil, nil, p.classify(normalize(err), "issue a token")
@@ -139,10 +215,29 @@ func (p *Provider) mint(ctx context.Context) (*tokenSet, map[string]string, erro
 	return p.accept(tok, "")
 }
 
+// mintOnce sends one token request for the shared kinds.
+func (p *Provider) mintOnce(ctx context.Context) (*oauth2.Token, error) {
+	switch p.cfg.Slot.Kind {
+	case manifest.KindOAuth2ClientCredentials:
+		_, cc, err := p.clients(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return cc.Token(p.clientCtx(ctx))
+	case manifest.KindOAuth2JWTBearer:
+		return p.jwtBearer(ctx)
+	}
+	return nil, fmt.Errorf("credential: mint called for kind %s", p.cfg.Slot.Kind)
+}
+
 // refresh exchanges a refresh token.
 func (p *Provider) refresh(ctx context.Context, refreshToken string) (*tokenSet, map[string]string, error) {
 	old := &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)} // expired: forces the exchange
-	tok, err := p.codeConf.TokenSource(p.clientCtx(ctx), old).Token()
+	conf, _, err := p.clients(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := conf.TokenSource(p.clientCtx(ctx), old).Token()
 	if err != nil {
 		return nil, nil, normalize(err)
 	}
@@ -194,7 +289,11 @@ func (p *Provider) jwtBearer(ctx context.Context) (*oauth2.Token, error) {
 		u, _ := url.Parse(p.oauth.TokenURL)
 		aud = u.Scheme + "://" + u.Host
 	}
-	assertion, err := p.signer.assertion(p.cfg.ClientID, p.cfg.Username, aud, p.now())
+	sig, err := p.currentSigner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	assertion, err := sig.assertion(p.cfg.ClientID, p.cfg.Username, aud, p.now())
 	if err != nil {
 		return nil, err
 	}
