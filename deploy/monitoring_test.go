@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
 )
 
 // TestAlertRules: promtool accepts the rules, and each rule's unit test (which drives its
