@@ -18,7 +18,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/mcp"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // observeFlags are serve's observability flags. Tracing has none: it follows the standard
@@ -115,10 +117,11 @@ func (r *registeredAgents) has(name string) bool {
 	return r.names[name]
 }
 
-// refusals counts the requests next refuses with 401 on listener ("mcp", "admin") and logs
-// them, at most one line every 10 seconds with the number refused since the last line, so a
-// token-guessing flood cannot flood the log.
-func refusals(listener string, next http.Handler, m *host.Metrics, logger *slog.Logger) http.Handler {
+// refusals records the requests next refuses with 401 on listener ("mcp", "admin"): in the
+// audit trail (rate-limited there), in the metrics, and in the log, at most one line every 10
+// seconds with the number refused since the last line, so a token-guessing flood cannot flood
+// the log.
+func refusals(listener string, next http.Handler, st *store.Store, m *host.Metrics, logger *slog.Logger) http.Handler {
 	var (
 		every   = rate.Sometimes{First: 1, Interval: 10 * time.Second}
 		pending atomic.Int64
@@ -129,6 +132,7 @@ func refusals(listener string, next http.Handler, m *host.Metrics, logger *slog.
 		if sw.status != http.StatusUnauthorized {
 			return
 		}
+		audit.RefusedAuth(st, listener, r)
 		if m != nil {
 			m.AuthRefused(listener)
 		}

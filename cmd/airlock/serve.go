@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host"
-	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
@@ -166,8 +165,8 @@ the file ('airlock grants' shows which part comes from where).`, `
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", audit.RecordRefusals(rt.st, "admin", refusals("admin", rt.admin.Handler(adminTokens{admins}), obs.metrics, logger)))
-	mux.Handle("/", audit.RecordRefusals(rt.st, "mcp", refusals("mcp", s.HTTPHandler(agents, httpOpts), obs.metrics, logger)))
+	mux.Handle("/admin/", refusals("admin", rt.admin.Handler(adminTokens{admins}), rt.st, obs.metrics, logger))
+	mux.Handle("/", refusals("mcp", s.HTTPHandler(agents, httpOpts), rt.st, obs.metrics, logger))
 	sv.probes.h = h
 	hs := mcp.NewHTTPServer(sv.handler(mux), httpOpts, logger)
 	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at %s://%s%s (%d tools; agent tokens in the %s state store); admin API at %[1]s://%[2]s/admin/v1/ (tokens from 'airlock admin add'); probes at /healthz and /readyz",

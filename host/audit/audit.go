@@ -18,7 +18,7 @@
 // master key), signs ed25519 checkpoints of the chain's head into the store and an anchor file
 // outside it, verifies all of it ([Trail.Verify]: the first bad record, or which records are
 // missing), and exports the log for verification with only the public key ([Trail.Export],
-// [VerifyExport]). [Action] records an admin action with its actor; [RecordRefusals] records
+// [VerifyExport]). [Action] records an admin action with its actor; [RefusedAuth] records
 // refused authentications; a StoreSink rate-limits refusals and counts what it drops.
 //
 // Example:

@@ -629,53 +629,18 @@ func minus(a, b []string) []string {
 	return out
 }
 
-// RecordRefusals wraps an HTTP handler that authenticates with bearer tokens (realm "mcp" or
-// "admin") and records every 401 it answers as a refused authentication in st's audit trail:
-// the remote address, the path, and whether a token was presented — never the token. The
-// trail's sink rate-limits them ([StoreSinkOptions.RefusedPerSecond]).
-func RecordRefusals(st *store.Store, realm string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == http.StatusUnauthorized {
-			msg := "no bearer token"
-			if r.Header.Get("Authorization") != "" {
-				msg = "a bearer token that is not valid (unknown or revoked)"
-			}
-			Refused(r.Context(), st, Event{Time: time.Now().UTC(), Kind: KindAuth, Realm: realm, Remote: r.RemoteAddr,
-				URL: r.URL.Path, Method: r.Method, Status: sw.status, Code: "unauthenticated", Message: msg})
-		}
-	})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+// RefusedAuth records r, which was answered 401 on a listener that authenticates with bearer
+// tokens (realm "mcp" or "admin"), as a refused authentication in st's audit trail: the remote
+// address, the path, and whether a token was presented — never the token. The trail's sink
+// rate-limits them ([StoreSinkOptions.RefusedPerSecond]).
+func RefusedAuth(st *store.Store, realm string, r *http.Request) {
+	msg := "no bearer token"
+	if r.Header.Get("Authorization") != "" {
+		msg = "a bearer token that is not valid (unknown or revoked)"
 	}
-	w.ResponseWriter.WriteHeader(code)
+	Refused(r.Context(), st, Event{Time: time.Now().UTC(), Kind: KindAuth, Realm: realm, Remote: r.RemoteAddr,
+		URL: r.URL.Path, Method: r.Method, Status: http.StatusUnauthorized, Code: "unauthenticated", Message: msg})
 }
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush lets streaming responses (MCP's server-sent events) through.
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // VerifyStore verifies st's log with its attached Trail (chain, MACs, checkpoints; no anchor),
 // or only its plain hash chain when none is attached, and returns how many records checked.
