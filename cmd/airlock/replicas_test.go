@@ -477,7 +477,9 @@ func TestReplicas(t *testing.T) {
 	lost := seen - audited
 	t.Logf("replica 3 killed by SIGKILL mid-loop after the agent saw %d of its last %d calls succeed there; "+
 		"successful calls seen by the agent: %d, audited: %d, lost: %d", seenOK, len(killed), seen, audited, lost)
-	if lost != 0 {
+	// A call whose record was committed as the replica died may never have reached the agent:
+	// the log may hold more successes than the agent saw, never fewer.
+	if lost > 0 {
 		t.Errorf("the audit log holds %d successful calls of the agent, which saw %d succeed: every success must be on record", audited, seen)
 	}
 }
