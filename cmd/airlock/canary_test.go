@@ -64,7 +64,7 @@ func TestDSNPasswordCanary(t *testing.T) {
 	os.Args = append([]string{"airlock"}, serveArgs...)
 	t.Cleanup(func() { os.Args = oldArgs })
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	done := make(chan int)
 	go func() { done <- run(ctx, serveArgs, &logs, &logs) }()
 	t.Cleanup(func() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -145,13 +146,13 @@ func (w *lineWriter) String() string {
 // connectRun is a running 'airlock connect'.
 type connectRun struct {
 	stdout *lineWriter
-	stderr *lockedBuffer
+	stderr *testenv.Buffer
 	done   chan int
 }
 
 func startConnect(t *testing.T, args ...string) *connectRun {
 	t.Helper()
-	r := &connectRun{stdout: newLineWriter(), stderr: &lockedBuffer{}, done: make(chan int, 1)}
+	r := &connectRun{stdout: newLineWriter(), stderr: &testenv.Buffer{}, done: make(chan int, 1)}
 	go func() { r.done <- run(context.Background(), append([]string{"connect"}, args...), r.stdout, r.stderr) }()
 	return r
 }
@@ -172,24 +173,6 @@ func (r *connectRun) authURL(t *testing.T) *url.URL {
 }
 
 func (r *connectRun) wait() int { return <-r.done }
-
-// lockedBuffer is a strings.Builder safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // signIn performs the user's part: it opens the authorization URL at the (routed) provider,
 // which redirects to the loopback callback; it returns the callback's status.

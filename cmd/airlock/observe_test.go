@@ -29,7 +29,7 @@ func TestServeMetricsAndRefusals(t *testing.T) {
 	mcpAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve", "--http", mcpAddr, "--metrics", metricsAddr, "--log-json", "--log-level", "info",

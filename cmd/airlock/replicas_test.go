@@ -37,24 +37,7 @@ type replica struct {
 	n    int
 	url  string // http://127.0.0.1:PORT
 	cmd  *exec.Cmd
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testenv.Buffer
 }
 
 // replicaWorld is three replicas on one PostgreSQL and one Redis, with the Slack connector
@@ -147,7 +130,7 @@ func (w *replicaWorld) cli(t *testing.T, args ...string) string {
 func (w *replicaWorld) start(t *testing.T, n int, redisURL string) *replica {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	r := &replica{n: n, url: "http://" + addr, logs: &syncBuffer{}}
+	r := &replica{n: n, url: "http://" + addr, logs: &testenv.Buffer{}}
 	r.cmd = exec.Command(w.bin, "serve", "--http", addr, "--state", w.dsn, "--redis", redisURL,
 		"--master-key", "file:"+w.key, "--state-dir", filepath.Join(w.dir, fmt.Sprintf("replica%d", n)),
 		"--config", filepath.Join(w.dir, "none.yaml"), "--log-level", "info")

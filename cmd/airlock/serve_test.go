@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/airlock-dev/airlock/internal/testenv"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ func TestServeHTTPOrigins(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut lockedBuffer
+	var out, errOut testenv.Buffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", config, "--http", "127.0.0.1:0", "--allow-origin", "https://ops.example.com"}, &out, &errOut)

@@ -33,7 +33,7 @@ import (
 // stop is what SIGTERM and SIGINT do (main turns them into the command's context).
 type served struct {
 	addr string
-	logs *lockedBuffer
+	logs *testenv.Buffer
 	stop context.CancelFunc
 	done chan int
 }
@@ -44,7 +44,7 @@ func startServe(t *testing.T, args ...string) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &served{addr: ln.Addr().String(), logs: &lockedBuffer{}, done: make(chan int, 1)}
+	s := &served{addr: ln.Addr().String(), logs: &testenv.Buffer{}, done: make(chan int, 1)}
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel

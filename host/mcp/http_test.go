@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -511,7 +512,7 @@ func TestStdioRepliesAfterStdinCloses(t *testing.T) {
 		fmt.Fprintf(&in, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"slack.list_channels","arguments":{"limit":1}}}`+"\n", 10+i)
 	}
 	in.WriteString(`{"jsonrpc":"2.0","id":"last","method":"tools/list"}` + "\n")
-	var out syncBuffer
+	var out testenv.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := f.srv.ServeStdio(ctx, &in, &out); err != nil {
@@ -534,21 +535,4 @@ func TestStdioRepliesAfterStdinCloses(t *testing.T) {
 			t.Errorf("no reply to request %s; replies: %v", id, got)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/airlock-dev/airlock/internal/testenv"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -24,23 +25,6 @@ import (
 
 const connector = "acme"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one test's OAuth server, clock, store and the outputs checked for leaks.
 type env struct {
 	t      *testing.T
@@ -49,7 +33,7 @@ type env struct {
 	store  *credential.MemoryStore
 	sealer *credential.EphemeralSealer
 	scrub  *scrub.Scrubber
-	logs   syncBuffer
+	logs   testenv.Buffer
 	mu     sync.Mutex
 	events []credential.Event
 	texts  []string // error messages and other output that must hold no secret
