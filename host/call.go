@@ -43,6 +43,15 @@ type CallRequest struct {
 	// Confirmed says a human approved this exact call (for example through MCP elicitation).
 	// Tools annotated destructive or needs_confirmation do not run without it.
 	Confirmed bool
+	// ActAs, if set, is a subject the caller asks to act for instead of Subject (over MCP HTTP,
+	// the X-Airlock-Subject header). The agent's profile must list it (Profile.Subjects), or
+	// the call is refused; it comes from the caller's request, never from tool arguments.
+	ActAs string
+	// Session, Conversation and User say who asked, for the audit trail only: the MCP session
+	// the call came in on, and the conversation and end user the client names. They are labels,
+	// never authority (the subject still comes from Agent's identity); Call keeps at most
+	// MaxLabelLen bytes of each, without control or formatting characters.
+	Session, Conversation, User string
 	// IdempotencyKey, if set, makes the call run at most once: a repeat with the same key and
 	// arguments returns the recorded outcome (Meta.Replayed) without the plugin or the upstream
 	// running again. Tools annotated idempotent (and not read-only) get a key derived from
@@ -105,6 +114,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 	}
 	ev := audit.Event{Time: start.UTC(), Kind: audit.KindCall, RequestID: res.Meta.RequestID, Agent: req.Agent,
 		Subject: req.Subject, Tool: req.Tool}
+	whoAsked(&req, &ev)
 	args := req.Arguments
 	if len(args) == 0 {
 		args = []byte("{}")
@@ -151,6 +161,11 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	if !ok || connName == "" || toolName == "" {
 		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
 			Message: fmt.Sprintf("%q is not a tool name: tools are named connector.tool (available: %s)", req.Tool, h.toolNames())}
+	}
+	// 0. The agent's profile: the subject it acts for, and whether it may use this tool.
+	if rerr := h.admitProfile(&req, ev); rerr != nil {
+		ev.Connector = connName
+		return rerr
 	}
 	c, ok := h.acquire(connName)
 	if !ok {
@@ -201,7 +216,10 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		req.Confirmed = true // a human approved this exact call: it may run what needs approval
 	}
 
-	// 4. Call quotas, per agent and per tool.
+	// 4. Call quotas, per agent and per tool, of the grant and of the agent's profile.
+	if rerr := h.admitProfileQuota(ctx, &req, connName, toolName); rerr != nil {
+		return rerr
+	}
 	if c.quota != nil {
 		if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
 			h.metrics().QuotaRefused(connName, toolName)

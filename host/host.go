@@ -120,6 +120,10 @@ type Config struct {
 	// Metrics, if set, receives the host's Prometheus metrics (see NewMetrics). Default: none
 	// are kept.
 	Metrics *Metrics
+	// RequireProfiles gives an agent that is a member of no profile (see [Profile],
+	// [Host.SetProfiles]) no tool at all. Default false: such an agent gets every granted tool,
+	// as before profiles existed.
+	RequireProfiles bool
 	// TracerProvider, if set, gets a span per tool call with children for validation, the
 	// approval gate, the plugin, each outbound request and the audit append (see
 	// TracingFromEnv). Default: no spans, at no cost.
@@ -144,6 +148,8 @@ type Host struct {
 
 	loadMu sync.Mutex         // serialises changes to the loaded connectors
 	layers map[string]*layers // what the configuration and the state store say, by connector
+
+	profiles atomic.Pointer[profiles] // agent profiles (SetProfiles); nil: none
 
 	mu         sync.RWMutex
 	connectors map[string]*connector

@@ -55,10 +55,18 @@ type Event struct {
 	RequestID string    `json:"request_id"`
 	Agent     string    `json:"agent,omitempty"`
 	Subject   string    `json:"subject,omitempty"`
-	Connector string    `json:"connector,omitempty"`
-	Version   string    `json:"version,omitempty"`
-	Digest    string    `json:"module_sha256,omitempty"`
-	Tool      string    `json:"tool,omitempty"`
+	// Who asked (call events): the MCP session the call came in on, and the conversation and
+	// end user the client said it was for. Labels only, never authority (the subject comes from
+	// the agent's token); bounded and sanitised by the host (host.CallRequest).
+	Session      string `json:"session,omitempty"`
+	Conversation string `json:"conversation,omitempty"`
+	User         string `json:"end_user,omitempty"`
+	// Profile is the agent profile the call was checked against (call events), if any.
+	Profile   string `json:"profile,omitempty"`
+	Connector string `json:"connector,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Digest    string `json:"module_sha256,omitempty"`
+	Tool      string `json:"tool,omitempty"`
 	// Replayed marks a call answered from its idempotency record, without running again.
 	Replayed bool `json:"replayed,omitempty"`
 	// Unsigned marks a connector installed with --allow-unsigned (development only).

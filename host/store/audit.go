@@ -95,6 +95,10 @@ type auditFields struct {
 	Agent     string  `json:"agent"`
 	Subject   string  `json:"subject"`
 	Outcome   string  `json:"outcome"`
+	// Who asked: labels a client sent with a call (see audit.Event).
+	Session      string `json:"session"`
+	Conversation string `json:"conversation"`
+	User         string `json:"end_user"`
 }
 
 func parseAuditFields(data []byte) (auditFields, time.Time, error) {
@@ -103,7 +107,7 @@ func parseAuditFields(data []byte) (auditFields, time.Time, error) {
 		return f, time.Time{}, errors.New("an audit record must be a JSON object")
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
-		return f, time.Time{}, fmt.Errorf("an audit record must be a JSON object with string fields time, kind, connector, tool, agent, subject and outcome: %w", err)
+		return f, time.Time{}, fmt.Errorf("an audit record must be a JSON object with string fields time, kind, connector, tool, agent, subject, outcome, session, conversation and end_user: %w", err)
 	}
 	var t time.Time
 	if f.Time != nil {
@@ -173,9 +177,10 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 				}
 			}
 			f := rows[i].f
-			if _, err := t.exec(ctx, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC); err != nil {
+			if _, err := t.exec(ctx, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac, session, conversation, end_user)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC,
+				f.Session, f.Conversation, f.User); err != nil {
 				return wrap("appending to the audit log", err)
 			}
 			out[i] = r
@@ -192,11 +197,14 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 // AuditFilter selects audit records. Zero fields match everything.
 type AuditFilter struct {
 	Connector, Tool, Agent, Subject string
-	Decision                        string    // the event's outcome: "ok", "error", "denied"
-	Kind                            string    // "call" or "request"
-	Since, Until                    time.Time // Since ≤ Time < Until
-	AfterSeq                        int64     // only records after this one, for paging
-	Limit                           int       // at most this many; 0 means 1000
+	// Session, Conversation and User match the labels a call carried (audit.Event's session,
+	// conversation and end_user).
+	Session, Conversation, User string
+	Decision                    string    // the event's outcome: "ok", "error", "denied"
+	Kind                        string    // "call" or "request"
+	Since, Until                time.Time // Since ≤ Time < Until
+	AfterSeq                    int64     // only records after this one, for paging
+	Limit                       int       // at most this many; 0 means 1000
 }
 
 // DefaultAuditLimit is the number of records QueryAudit returns when AuditFilter.Limit is 0.
@@ -215,6 +223,7 @@ func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 	for _, c := range []struct{ col, v string }{
 		{"connector", f.Connector}, {"tool", f.Tool}, {"agent", f.Agent}, {"subject", f.Subject},
 		{"outcome", f.Decision}, {"kind", f.Kind},
+		{"session", f.Session}, {"conversation", f.Conversation}, {"end_user", f.User},
 	} {
 		if c.v != "" {
 			add(c.col+" = ?", c.v)
@@ -335,8 +344,8 @@ func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys, legacyUnti
 		prev  string
 	)
 	for {
-		rows, err := s.query(ctx, `SELECT seq, ts, prev_hash, hash, data, key_id, mac, kind, connector, tool, agent, subject, outcome
-			FROM audit WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(verifyPage), after)
+		rows, err := s.query(ctx, `SELECT seq, ts, prev_hash, hash, data, key_id, mac, kind, connector, tool, agent, subject, outcome,
+			session, conversation, end_user FROM audit WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(verifyPage), after)
 		if err != nil {
 			return checked, wrap("reading the audit log", err)
 		}
@@ -349,7 +358,8 @@ func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys, legacyUnti
 		for rows.Next() {
 			var r rec
 			if err := rows.Scan(&r.Seq, &r.ts, &r.PrevHash, &r.Hash, &r.Data, &r.KeyID, &r.MAC,
-				&r.col.Kind, &r.col.Connector, &r.col.Tool, &r.col.Agent, &r.col.Subject, &r.col.Outcome); err != nil {
+				&r.col.Kind, &r.col.Connector, &r.col.Tool, &r.col.Agent, &r.col.Subject, &r.col.Outcome,
+				&r.col.Session, &r.col.Conversation, &r.col.User); err != nil {
 				rows.Close()
 				return checked, wrap("reading the audit log", err)
 			}

@@ -149,6 +149,29 @@ var migrations = []migration{
 			PRIMARY KEY (kind, name)
 		)`,
 	}},
+	{name: "agent profiles", stmts: []string{
+		// What each agent (a profile's members) may use on top of the grants, versioned like
+		// grants: the highest version is current; a deleted version has no body.
+		`CREATE TABLE profiles (
+			name    TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			body    {blob},
+			admin   TEXT NOT NULL,
+			note    TEXT NOT NULL,
+			created BIGINT NOT NULL,
+			deleted INTEGER NOT NULL,
+			PRIMARY KEY (name, version)
+		)`,
+	}},
+	{name: "who asked: session, conversation and end user of calls", stmts: []string{
+		// Labels a client sends with a call (never authority), kept in their own columns for
+		// searching; '' on records written before this step and on records without them.
+		`ALTER TABLE audit ADD COLUMN session TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE audit ADD COLUMN conversation TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE audit ADD COLUMN end_user TEXT NOT NULL DEFAULT ''`,
+		`CREATE INDEX audit_conversation ON audit (conversation, seq)`,
+		`CREATE INDEX audit_end_user ON audit (end_user, seq)`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -59,6 +59,9 @@ type Config struct {
 	LocalShare float64
 	// Now is the clock. Nil means time.Now. (A shared store uses its own clock.)
 	Now func() time.Time
+	// Scope names what PerAgent counts calls to, in refusals ("the profile support-bot").
+	// Default: "the CONNECTOR connector".
+	Scope string
 }
 
 // Gate admits or refuses calls. It is safe for concurrent use; its zero value is not usable,
@@ -123,8 +126,12 @@ func (g *Gate) Admit(ctx context.Context, agent, connector, tool string) (ok boo
 		ar := g.l.Reserve(ctx, ratelimit.Key{Connector: connector, Rule: ruleAgent, Subject: agent}, now, 0)
 		if !ar.OK {
 			tr.Cancel(ctx) // the call is not made: it must not count against the tool
-			return false, ar.Wait, fmt.Sprintf("this agent has used its quota for the %s connector (%s); try again in %s",
-				connector, g.cfg.PerAgent, ratelimit.WaitText(ar.Wait))
+			scope := g.cfg.Scope
+			if scope == "" {
+				scope = "the " + connector + " connector"
+			}
+			return false, ar.Wait, fmt.Sprintf("this agent has used its quota for %s (%s); try again in %s",
+				scope, g.cfg.PerAgent, ratelimit.WaitText(ar.Wait))
 		}
 	}
 	return true, 0, ""
