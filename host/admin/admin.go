@@ -42,6 +42,10 @@ type Admin struct {
 	mu      sync.Mutex
 	loaded  map[string]loadedState // connector → what the host runs, for Sync
 	retryAt map[string]time.Time   // connector → when Sync tries again a state that failed
+
+	profMu     sync.Mutex
+	profStamp  string // the names and versions of the profiles the host has, for SyncProfiles
+	profSynced bool
 }
 
 type loadedState struct {
@@ -378,8 +382,8 @@ func (a *Admin) Revoke(ctx context.Context, connector string, tools []string, ad
 	return errors.Join(audit.GrantChanged(ctx, a.st, admin, "revoke", connector), a.Sync(ctx))
 }
 
-// Sync makes the host run what the store decides: the active, granted connectors, with their
-// current grants; for a connector the configuration file loads, the store's grant restricts the
+// Sync makes the host run what the store decides: the agent profiles (SyncProfiles), the
+// active, granted connectors, with their current grants; for a connector the configuration file loads, the store's grant restricts the
 // file's and a revocation recorded in the store stops it (the most restrictive decision wins,
 // host.MergeGrants). A state that failed to apply is tried again after a minute or when it
 // changes.
@@ -387,13 +391,14 @@ func (a *Admin) Sync(ctx context.Context) error {
 	if a.h == nil {
 		return nil
 	}
+	perr := a.SyncProfiles(ctx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	grants, err := a.st.ListGrants(ctx)
 	if err != nil {
-		return fmt.Errorf("reading grants: %w", err)
+		return errors.Join(perr, fmt.Errorf("reading grants: %w", err))
 	}
-	var errs []error
+	errs := []error{perr}
 	seen := map[string]bool{}
 	for _, rec := range grants {
 		name := rec.Connector

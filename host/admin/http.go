@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
@@ -33,10 +34,14 @@ const maxBody = 1 << 20
 //	GET    /admin/v1/grants/{connector}/history      every version of a connector's grant
 //	PUT    /admin/v1/grants/{connector}              record a grant (body: the grant as JSON; ?version= to approve an upgrade)
 //	DELETE /admin/v1/grants/{connector}              revoke it (?tools=a,b for some tools only)
+//	GET    /admin/v1/profiles                        agent profiles (current versions)
+//	GET    /admin/v1/profiles/{name}                 one profile (?history=1: every version)
+//	PUT    /admin/v1/profiles/{name}                 set it (body: the profile as JSON; ?note=)
+//	DELETE /admin/v1/profiles/{name}                 delete it (its members are in no profile any more)
 //	GET    /admin/v1/approvals                       approval requests (?status=pending)
 //	POST   /admin/v1/approvals/{id}/approve          let that exact call run once
 //	POST   /admin/v1/approvals/{id}/deny             refuse it (body: {"reason": "…"})
-//	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &decision= &kind= &since= &until= &after= &limit=)
+//	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &session= &conversation= &user= &decision= &kind= &since= &until= &after= &limit=)
 //	GET    /admin/v1/audit/verify                    check the hash chain
 //	GET    /admin/v1/metrics                         airlock's counters (JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
 //
@@ -50,6 +55,10 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 	mux.HandleFunc("GET /admin/v1/grants/{connector}/history", a.apiGrantHistory)
 	mux.HandleFunc("PUT /admin/v1/grants/{connector}", a.apiPutGrant)
 	mux.HandleFunc("DELETE /admin/v1/grants/{connector}", a.apiRevoke)
+	mux.HandleFunc("GET /admin/v1/profiles", a.apiProfiles)
+	mux.HandleFunc("GET /admin/v1/profiles/{name}", a.apiProfile)
+	mux.HandleFunc("PUT /admin/v1/profiles/{name}", a.apiPutProfile)
+	mux.HandleFunc("DELETE /admin/v1/profiles/{name}", a.apiDeleteProfile)
 	mux.HandleFunc("GET /admin/v1/approvals", a.apiApprovals)
 	mux.HandleFunc("POST /admin/v1/approvals/{id}/approve", a.apiDecide)
 	mux.HandleFunc("POST /admin/v1/approvals/{id}/deny", a.apiDecide)
@@ -192,13 +201,16 @@ func (a *Admin) apiVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 // ParseAuditFilter reads an audit filter from named values (query parameters or flags):
-// connector, tool, agent, subject, decision, kind, since, until (RFC 3339 or a duration back
-// from now such as 1h), after (a sequence number) and limit.
+// connector, tool, agent, subject, session, conversation, user (the who-asked labels of
+// calls), decision, kind, since, until (RFC 3339 or a duration back from now such as 1h), after
+// (a sequence number) and limit.
 func ParseAuditFilter(get func(string) string, now func() time.Time) (store.AuditFilter, error) {
 	if now == nil {
 		now = time.Now
 	}
 	f := store.AuditFilter{Connector: get("connector"), Tool: get("tool"), Agent: get("agent"), Subject: get("subject"),
+		// The labels are looked up as the host records them (host.Label).
+		Session: host.Label(get("session")), Conversation: host.Label(get("conversation")), User: host.Label(get("user")),
 		Decision: get("decision"), Kind: get("kind")}
 	parseTime := func(name string) (time.Time, error) {
 		v := get(name)

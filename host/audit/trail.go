@@ -561,14 +561,37 @@ func GrantChanged(ctx context.Context, st *store.Store, actor, action, connector
 	if len(hist) > 1 {
 		prev = hist[len(hist)-2].Grant
 	}
-	detail := map[string]any{"grant_version": cur.Version, "changes": jsonDiff(prev, cur.Grant)}
-	if cur.Revoked {
-		detail["revoked"] = true
+	return versionChanged(ctx, st, actor, action, connector, "grant_version", cur.Version, prev, cur.Grant, "revoked", cur.Revoked, cur.Note)
+}
+
+// ProfileChanged records the change an admin just made to an agent profile (action "profile
+// set" or "profile delete"), with the difference against the previous version, as
+// [GrantChanged] does for grants.
+func ProfileChanged(ctx context.Context, st *store.Store, actor, action, name string) error {
+	hist, err := st.ProfileHistory(ctx, name)
+	if err != nil || len(hist) == 0 {
+		return fmt.Errorf("audit: recording %s of %s: %w", action, name, err)
 	}
-	if cur.Note != "" {
-		detail["note"] = cur.Note
+	cur := hist[len(hist)-1]
+	var prev []byte
+	if len(hist) > 1 {
+		prev = hist[len(hist)-2].Body
 	}
-	return Action(ctx, st, actor, action, connector, detail)
+	return versionChanged(ctx, st, actor, action, name, "profile_version", cur.Version, prev, cur.Body, "deleted", cur.Deleted, cur.Note)
+}
+
+// versionChanged records an admin action that made version of a versioned decision (a grant,
+// a profile): the difference from prev to cur, whether it withdrew the decision (gone, under
+// the key goneKey) and the admin's note.
+func versionChanged(ctx context.Context, st *store.Store, actor, action, target, versionKey string, version int, prev, cur []byte, goneKey string, gone bool, note string) error {
+	detail := map[string]any{versionKey: version, "changes": jsonDiff(prev, cur)}
+	if gone {
+		detail[goneKey] = true
+	}
+	if note != "" {
+		detail["note"] = note
+	}
+	return Action(ctx, st, actor, action, target, detail)
 }
 
 // jsonDiff compares two JSON objects field by field: {"field": {"added": […], "removed": […]}}
