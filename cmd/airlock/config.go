@@ -84,6 +84,8 @@ type globals struct {
 	// set by serve (observe.go) before openRuntime
 	metrics *host.Metrics
 	tracer  trace.TracerProvider
+	// requireProfiles: agents in no profile get no tool (serve --require-profiles).
+	requireProfiles bool
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -206,7 +208,7 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 		cacheDir = filepath.Join(d, "compiled") // shared by every state directory on this machine
 	}
 	hc := host.Config{StateDir: stateDir, CacheDir: cacheDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink,
-		RedisURL: cmpOr(g.redis, cfg.Redis), Metrics: g.metrics, TracerProvider: g.tracer,
+		RedisURL: cmpOr(g.redis, cfg.Redis), Metrics: g.metrics, TracerProvider: g.tracer, RequireProfiles: g.requireProfiles,
 		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }}
 	if ss != nil { // else OAuth tokens are sealed with a key of this process only
 		hc.Sealer = ss

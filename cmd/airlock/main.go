@@ -58,6 +58,7 @@ func commands() []command {
 		{"plugin", "build, pack, sign, verify, install and list connector bundles (airlock plugin …)", runPlugin},
 		{"grant", "review what a connector asks for and grant it (all, or some tools, scopes and hosts)", runGrant},
 		{"grants", "list the grants, or one connector's grant history", runGrants},
+		{"profile", "narrow what each agent (or group of agents) may see, call and act for (airlock profile set|allow|deny|list|show|delete)", runProfile},
 		{"revoke", "withdraw a connector's grant, or some of its tools, at once", runRevoke},
 		{"approvals", "list the tool calls waiting for a human's approval", runApprovals},
 		{"approve", "let one pending call run once, with exactly its arguments", runApprove},

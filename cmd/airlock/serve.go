@@ -55,7 +55,13 @@ nothing more replaces the running one. Grants, revocations and upgrades made wit
 admin API of another replica take effect at once: within milliseconds on a PostgreSQL state
 (LISTEN/NOTIFY), within a second on SQLite or while that connection is lost (polling). A connector both airlock.yaml and the
 store grant runs under the most restrictive of the two, and a revocation in the store wins over
-the file ('airlock grants' shows which part comes from where).`, `
+the file ('airlock grants' shows which part comes from where).
+
+Agent profiles ('airlock help profile') narrow what each agent sees and calls; they change
+without a restart too, and connected clients get notifications/tools/list_changed. An agent in
+no profile gets every granted tool, unless --require-profiles gives it none. Over HTTP a client
+may name the conversation and end user of a call (X-Airlock-Conversation / X-Airlock-User, or
+_meta dev.airlock/conversation and dev.airlock/user): the audit record keeps them as labels.`, `
   airlock serve                                   # stdio, e.g. in a desktop agent's MCP config
   airlock agent add ci-bot --subject acme && airlock serve --http 127.0.0.1:8700
   npx @modelcontextprotocol/inspector --cli --transport http --server-url http://127.0.0.1:8700/mcp \
@@ -70,6 +76,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "stdio"), "over stdio: the caller's name in the audit log ($AIRLOCK_AGENT)")
 	subject := fs.String("subject", envOr("AIRLOCK_SUBJECT", "default"), "over stdio: the tenant calls act for ($AIRLOCK_SUBJECT)")
 	interval := fs.Duration("reload-interval", 2*time.Second, "how often to check the configuration for changes; 0 checks only on SIGHUP")
+	requireProfiles := fs.Bool("require-profiles", os.Getenv("AIRLOCK_REQUIRE_PROFILES") == "1", "give an agent that is in no profile no tool at all ($AIRLOCK_REQUIRE_PROFILES=1; default: every granted tool)")
 	pluginDir := fs.String("watch-plugins", os.Getenv("AIRLOCK_WATCH_PLUGINS"), "install signed bundles (*.airlock) dropped into this `directory` while serving, as 'airlock plugin install' would (off by default; $AIRLOCK_WATCH_PLUGINS)")
 	var origins []string
 	fs.Func("allow-origin", "allow browser pages from this `origin` (scheme://host[:port]); repeat or separate with commas (config http.allowed_origins)", func(v string) error {
@@ -105,6 +112,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	}
 	defer obs.close()
 	g.mayCreateKey = true // a fresh embedded state gets its master key, saying so
+	g.requireProfiles = *requireProfiles
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
@@ -301,8 +309,8 @@ func stampOf(files ...string) string {
 }
 
 // followChanges applies the decisions other processes commit to a PostgreSQL state store as
-// soon as they are notified (LISTEN/NOTIFY), instead of at the next poll: a grant, revocation
-// or upgrade re-syncs the host's connectors, and so does a reconnection, since notifications
+// soon as they are notified (LISTEN/NOTIFY), instead of at the next poll: a grant, revocation,
+// upgrade or agent profile re-syncs the host, and so does a reconnection, since notifications
 // sent while the connection was down are lost. Token revocations, approvals, trust and secrets
 // need nothing here: they are read from the store when used. Syncs run one at a time; a burst
 // of changes is applied by one sync that starts after the last of them arrived.
@@ -326,7 +334,7 @@ func followChanges(ctx context.Context, rt *hostRuntime) {
 	lost := false
 	_ = rt.st.Listen(ctx, func(c store.Change) {
 		switch c.Kind {
-		case store.ChangeGrant, store.ChangeResync:
+		case store.ChangeGrant, store.ChangeProfile, store.ChangeResync:
 			if c.Kind == store.ChangeResync && lost {
 				rt.logger.Info("listening for state store changes again; re-synced")
 				lost = false

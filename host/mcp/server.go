@@ -72,6 +72,8 @@ type Server struct {
 	// served holds every tool name this server has listed, so a call of one that is gone
 	// (revoked, connector removed) is answered as such rather than as an unknown tool.
 	served map[string]bool
+	// profilesGen is the host's ProfilesGeneration when clients were last told to list again.
+	profilesGen uint64
 	// stateKey signs confirmation request states (see confirm). Random per server: a restart
 	// invalidates questions in flight, which only means asking again.
 	stateKey [32]byte
@@ -112,6 +114,7 @@ func NewServer(h *host.Host, opts *Options) *Server {
 			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 		})
 	s.sdk.AddReceivingMiddleware(s.unavailableTools) // refused calls reach the host and its audit trail
+	s.sdk.AddReceivingMiddleware(s.ownTools)         // each agent lists the tools of its profile
 	s.Sync()
 	return s
 }
@@ -135,8 +138,7 @@ func (s *Server) unavailableTools(next sdk.MethodHandler) sdk.MethodHandler {
 		if listed {
 			return next(ctx, method, req)
 		}
-		agent, subject := s.identity(call)
-		res := s.explain(s.h.Call(ctx, host.CallRequest{Tool: name, Arguments: call.Params.Arguments, Agent: agent, Subject: subject}))
+		res := s.explain(s.h.Call(ctx, s.callRequest(call, name)))
 		if res.Error != nil && res.Error.Code == abi.CodeUnknownTool {
 			return next(ctx, method, req) // the SDK's "unknown tool"
 		}
@@ -182,6 +184,7 @@ func (s *Server) Sync() {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	want := map[string]bool{}
+	changed := false
 	for _, t := range s.h.Tools() {
 		st := sdkTool(t)
 		fp, _ := json.Marshal(st)
@@ -191,6 +194,7 @@ func (s *Server) Sync() {
 		}
 		s.tools[st.Name] = string(fp)
 		s.served[st.Name] = true
+		changed = true
 		s.sdk.AddTool(st, s.handler(t.Name, t.NeedsConfirmation))
 	}
 	var gone []string
@@ -203,6 +207,7 @@ func (s *Server) Sync() {
 	if len(gone) > 0 {
 		s.sdk.RemoveTools(gone...)
 	}
+	s.nudgeLocked(changed || len(gone) > 0)
 }
 
 // sdkTool is the MCP definition of t. Tool names keep the dot: the MCP specification allows
@@ -248,12 +253,8 @@ const (
 
 func (s *Server) handler(tool string, needsConfirm bool) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-		agent, subject := s.identity(req)
-		var args json.RawMessage
-		if req.Params != nil {
-			args = req.Params.Arguments
-		}
-		call := host.CallRequest{Tool: tool, Arguments: args, Agent: agent, Subject: subject}
+		call := s.callRequest(req, tool)
+		args := call.Arguments
 		if token := progressToken(req); token != nil && req.Session != nil {
 			// The client asked for progress: one notification as the call starts and one per
 			// outbound request. A failed notification never fails the call.
