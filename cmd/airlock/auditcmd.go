@@ -41,7 +41,11 @@ a restore from an older backup (exit status 1).
   adopt         vouch for the records an older airlock wrote without MACs (after checking them)
 
 Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown --kind call|request|begin|admin|auth
---since/--until (RFC 3339, or a duration back from now such as 24h).`, `
+--since/--until (RFC 3339, or a duration back from now such as 24h), and who asked for a call:
+--session (the MCP session ID), --conversation and --user (the labels the client sent: _meta
+dev.airlock/conversation and dev.airlock/user, or the X-Airlock-Conversation / X-Airlock-User
+headers). Labels are the client's word, never authority: the subject comes from the token.`, `
+  airlock audit search --conversation c-42 --user alice@example.com
   airlock audit
   airlock audit search --connector slack --decision denied --since 24h
   airlock audit export > audit.jsonl
@@ -57,7 +61,7 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown
 	var pubkeys listFlag
 	fs.Var(&pubkeys, "pubkey", "verify --file: a public `key` (ed25519:…) from `airlock audit key`; repeat for keys rotated out")
 	filters := map[string]*string{}
-	for _, name := range []string{"connector", "tool", "agent", "subject", "decision", "kind", "since", "until"} {
+	for _, name := range []string{"connector", "tool", "agent", "subject", "session", "conversation", "user", "decision", "kind", "since", "until"} {
 		filters[name] = fs.String(name, "", "only records with this "+name)
 	}
 	verb := "tail"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -299,6 +300,9 @@ func printAudit(e *env, events []audit.Event) {
 			detail = auditDetail(ev)
 		} else if ev.Code != "" {
 			detail = ev.Code + ": " + ev.Message
+		}
+		if ev.Kind == audit.KindCall && (ev.User != "" || ev.Conversation != "") {
+			detail = fmt.Sprintf("[user %s, conversation %s] %s", cmp.Or(ev.User, "-"), cmp.Or(ev.Conversation, "-"), detail)
 		}
 		if len(detail) > 140 {
 			detail = detail[:137] + "..."
