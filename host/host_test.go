@@ -66,11 +66,18 @@ func leaks(t *testing.T, rec *hosttest.Recorder, results ...*host.Result) {
 
 func slackHost(t *testing.T) (*host.Host, *hosttest.Recorder, *fakeslack.Server) {
 	t.Helper()
+	return slackHostWith(t, host.Config{})
+}
+
+// slackHostWith is slackHost with cfg (its Secrets replaced by secrets()).
+func slackHostWith(t *testing.T, cfg host.Config) (*host.Host, *hosttest.Recorder, *fakeslack.Server) {
+	t.Helper()
 	fake := fakeslack.New(canary)
 	url, stop := fake.Start()
 	t.Cleanup(stop)
 	m, wasm := hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")
-	h, rec := hosttest.New(t, host.Config{Secrets: secrets()})
+	cfg.Secrets = secrets()
+	h, rec := hosttest.New(t, cfg)
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": url}}
