@@ -61,6 +61,11 @@ func TestListenDeliversChanges(t *testing.T) {
 	if c := next("a token revocation"); c != (Change{Kind: ChangeToken, Key: "agent/bot"}) {
 		t.Errorf("change = %+v; want token agent/bot", c)
 	}
+	_, err := writer.PutProfile(context.Background(), "support", []byte(`{"members":["bot"]}`), "alice", "")
+	must(t, "setting a profile", err)
+	if c := next("a profile change"); c != (Change{Kind: ChangeProfile, Key: "support"}) {
+		t.Errorf("change = %+v; want profile support", c)
+	}
 
 	// The listening connection is cut (a failover, a proxy timeout): the listener says why,
 	// reconnects, and asks for a resync.
