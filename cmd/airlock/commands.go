@@ -129,6 +129,8 @@ failed, 2 for a mistake on the command line.`, `
 	subject := fs.String("subject", envOr("AIRLOCK_SUBJECT", "default"), "the tenant the call acts for ($AIRLOCK_SUBJECT)")
 	agent := fs.String("agent", envOr("AIRLOCK_AGENT", "cli"), "the caller's name in the audit log ($AIRLOCK_AGENT)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	conversation := fs.String("conversation", "", "the conversation the call is for, recorded in the audit log (a label, never authority)")
+	user := fs.String("user", "", "the end user the call is for, recorded in the audit log (a label, never authority)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := parse(fs, args); err != nil {
 			return err
@@ -160,7 +162,7 @@ failed, 2 for a mistake on the command line.`, `
 	defer h.Close(ctx)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	res := h.Call(ctx, host.CallRequest{Tool: tool, Arguments: raw, Subject: *subject, Agent: *agent})
+	res := h.Call(ctx, host.CallRequest{Tool: tool, Arguments: raw, Subject: *subject, Agent: *agent, Conversation: *conversation, User: *user})
 	if err := writeJSON(e, res); err != nil {
 		return err
 	}
