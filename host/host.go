@@ -550,17 +550,7 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 	}
 	endpoints.set(c.egress.EndpointTransport())
 	if q := policy.Quotas; q != nil {
-		qc := quota.Config{LocalShare: h.cfg.LocalShare}
-		if q.PerAgent != nil {
-			qc.PerAgent = quota.Quota{Calls: q.PerAgent.Calls, Period: q.PerAgent.Period()}
-		}
-		if q.PerTool != nil {
-			qc.PerTool = quota.Quota{Calls: q.PerTool.Calls, Period: q.PerTool.Period()}
-		}
-		if h.shared != nil {
-			qc.Shared = h.shared
-		}
-		if c.quota, err = quota.New(qc); err != nil {
+		if c.quota, err = h.quotaGate(q, ""); err != nil {
 			return nil, fmt.Errorf("host: connector %s: quotas: %w", m.Name, err)
 		}
 	}

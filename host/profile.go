@@ -179,7 +179,13 @@ func (h *Host) profileQuota(old *profiles, p *Profile) (*quota.Gate, error) {
 			}
 		}
 	}
-	qc := quota.Config{LocalShare: h.cfg.LocalShare, Scope: "the profile " + p.Name}
+	return h.quotaGate(q, "the profile "+p.Name)
+}
+
+// quotaGate returns the gate of quotas q (a grant's or a profile's), shared through Redis when
+// the host has it; scope names what per_agent counts in refusals ("": the connector).
+func (h *Host) quotaGate(q *manifest.Quotas, scope string) (*quota.Gate, error) {
+	qc := quota.Config{LocalShare: h.cfg.LocalShare, Scope: scope}
 	if q.PerAgent != nil {
 		qc.PerAgent = quota.Quota{Calls: q.PerAgent.Calls, Period: q.PerAgent.Period()}
 	}

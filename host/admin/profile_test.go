@@ -23,17 +23,7 @@ import (
 // get a 400 that says what to fix; an agent is in one profile at most.
 func TestProfilesAPI(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, envOptions{})
-	e.install(t, "slack", "1.0.0", store.InstalledActive, e.slackYAML(t, nil), e.slackW)
-	e.grant(t, "", e.slackGrant())
-	admins := mcp.OpenAdmins(filepath.Join(t.TempDir(), "admins.json"))
-	tok, err := admins.Add("alice", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e.a.Handler(adminTokens{admins}))
-	t.Cleanup(srv.Close)
-	c := apiClient{t, srv.URL}
+	e, c, tok := grantedAPI(t)
 
 	for _, r := range [][2]string{{"GET", "/admin/v1/profiles"}, {"GET", "/admin/v1/profiles/support"},
 		{"PUT", "/admin/v1/profiles/support"}, {"DELETE", "/admin/v1/profiles/support"}} {
@@ -107,14 +97,7 @@ func TestProfilesAPI(t *testing.T) {
 // The admin API's audit query finds calls by conversation, user and session.
 func TestAuditAPIWhoAsked(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, envOptions{})
-	e.install(t, "slack", "1.0.0", store.InstalledActive, e.slackYAML(t, nil), e.slackW)
-	e.grant(t, "", e.slackGrant())
-	admins := mcp.OpenAdmins(filepath.Join(t.TempDir(), "admins.json"))
-	tok, _ := admins.Add("alice", "")
-	srv := httptest.NewServer(e.a.Handler(adminTokens{admins}))
-	t.Cleanup(srv.Close)
-	c := apiClient{t, srv.URL}
+	e, c, tok := grantedAPI(t)
 	for _, u := range []string{"alice@example.com", "bob@example.com", "alice@example.com"} {
 		e.h.Call(ctx, host.CallRequest{Tool: "slack.list_channels", Agent: "bot", Conversation: "conv " + u[:3], User: u, Session: "s-1"})
 	}
@@ -136,4 +119,21 @@ func TestAuditAPIWhoAsked(t *testing.T) {
 			t.Errorf("GET audit?%s = %d, %d records; want %d", q, status, n, want)
 		}
 	}
+}
+
+// grantedAPI is an env with Slack installed and granted, its admin API served, and the token
+// of admin alice.
+func grantedAPI(t *testing.T) (*env, apiClient, string) {
+	t.Helper()
+	e := newEnv(t, envOptions{})
+	e.install(t, "slack", "1.0.0", store.InstalledActive, e.slackYAML(t, nil), e.slackW)
+	e.grant(t, "", e.slackGrant())
+	admins := mcp.OpenAdmins(filepath.Join(t.TempDir(), "admins.json"))
+	tok, err := admins.Add("alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.a.Handler(adminTokens{admins}))
+	t.Cleanup(srv.Close)
+	return e, apiClient{t, srv.URL}, tok
 }
