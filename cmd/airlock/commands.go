@@ -35,9 +35,11 @@ The configuration (airlock.yaml) names each connector's stamped manifest and its
       grant: grants/slack.yaml             # what the admin allows; see manifests/FORMAT.md`, `
   make plugins && airlock tools
   airlock tools --json | jq '.[].name'
-  airlock tools --format openai > tools.json   # for agents that do not speak MCP`)
+  airlock tools --format openai > tools.json   # for agents that do not speak MCP
+  airlock tools --agent support-bot             # what that agent's profile lets it see`)
 	g.register(fs)
 	asJSON := fs.Bool("json", false, "print the tools as JSON (name, description, schemas, annotations)")
+	agent := fs.String("agent", "", "list only the tools this `agent` may see: what its profile allows ('airlock help profile')")
 	format := fs.String("format", "text", "output `format`: text, json, or a function-calling schema: mcp, openai, anthropic\n(openai and anthropic names escape the dot: slack.post_message becomes slack__post_message)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,6 +58,9 @@ The configuration (airlock.yaml) names each connector's stamped manifest and its
 	}
 	defer h.Close(ctx)
 	tools := h.Tools()
+	if *agent != "" {
+		tools = h.ToolsFor(*agent)
+	}
 	switch *format {
 	case "json":
 		return writeJSON(e, tools)

@@ -33,6 +33,9 @@ func TestProfileCLI(t *testing.T) {
 	if !strings.Contains(out, "Profile support is now version 1") {
 		t.Errorf("profile set printed:\n%s", out)
 	}
+	if out, _ := w.must(t, exitOK, "tools", "--agent", "support-bot"); !strings.Contains(out, "slack.list_channels") || strings.Contains(out, "slack.post_message") {
+		t.Errorf("tools --agent support-bot:\n%s", out)
+	}
 	code, res := callAs("support-bot", "slack.post_message", post)
 	if code == exitOK || !strings.Contains(res, "profile support does not allow slack.post_message; ask an admin: airlock profile allow support slack.post_message") {
 		t.Fatalf("support-bot posting = %d %s; want refused by its profile, with the fix", code, res)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -174,7 +175,7 @@ func (a *Admin) apiPutProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p host.Profile
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		writeErr(w, http.StatusBadRequest, fmt.Sprintf("the body must be a profile as JSON, such as "+
