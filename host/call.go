@@ -160,7 +160,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	connName, toolName, ok := strings.Cut(req.Tool, ".")
 	if !ok || connName == "" || toolName == "" {
 		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
-			Message: fmt.Sprintf("%q is not a tool name: tools are named connector.tool (available: %s)", req.Tool, h.toolNames())}
+			Message: fmt.Sprintf("%q is not a tool name: tools are named connector.tool (available: %s)", req.Tool, h.toolNames(req.Agent))}
 	}
 	// 0. The agent's profile: the subject it acts for, and whether it may use this tool.
 	if rerr := h.admitProfile(&req, ev); rerr != nil {
@@ -175,7 +175,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 				Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it again", req.Tool, why)}
 		}
 		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
-			Message: fmt.Sprintf("there is no connector named %q (available tools: %s)", connName, h.toolNames())}
+			Message: fmt.Sprintf("there is no connector named %q (available tools: %s)", connName, h.toolNames(req.Agent))}
 	}
 	defer c.inflight.Done()
 	m := c.manifest
@@ -187,7 +187,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	if tool == nil {
 		if _, declared := m.Tool(toolName); !declared {
 			return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
-				Message: fmt.Sprintf("connector %s has no tool %q (available tools: %s)", connName, toolName, h.toolNames())}
+				Message: fmt.Sprintf("connector %s has no tool %q (available tools: %s)", connName, toolName, h.toolNames(req.Agent))}
 		}
 		return &ResultError{Code: abi.CodeNotGranted, Category: abi.Fatal,
 			Message: fmt.Sprintf("tool %s is not granted: %s; ask an admin to grant it", req.Tool, reason)}

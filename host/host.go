@@ -800,9 +800,10 @@ func (h *Host) acquire(name string) (*connector, bool) {
 	return c, ok
 }
 
-func (h *Host) toolNames() string {
+// toolNames lists the tools agent may call (its profile's), for messages to it.
+func (h *Host) toolNames(agent string) string {
 	var names []string
-	for _, t := range h.Tools() {
+	for _, t := range h.ToolsFor(agent) {
 		names = append(names, t.Name)
 	}
 	if len(names) == 0 {

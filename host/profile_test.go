@@ -55,6 +55,13 @@ func TestProfileNarrowsGrant(t *testing.T) {
 	if res.OK || !strings.Contains(res.Error.Message, "profile readers does not allow billing.refund") {
 		t.Errorf("call of an unknown tool outside the profile = %+v", res.Error)
 	}
+	// Nor does the list of available tools in an unknown tool's error.
+	for _, tool := range []string{"slack.list_nosuch", "nodot"} {
+		res = callAs(h, host.CallRequest{Tool: tool, Agent: "reader"})
+		if res.OK || strings.Contains(res.Error.Message, "post_message") || !strings.Contains(res.Error.Message, "slack.list_channels") {
+			t.Errorf("call of %s by a profiled agent = %+v; want the tools of its profile only", tool, res.Error)
+		}
+	}
 	if res := callAs(h, host.CallRequest{Tool: "slack.list_channels", Agent: "reader"}); !res.OK {
 		t.Errorf("call inside the profile = %+v", res.Error)
 	}
