@@ -160,6 +160,8 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 	adminTok := strings.TrimSpace(must("admin", "add", "alice"))
 	must("audit", "key", "rotate")
 	must("trust", "rm", "airlock-dev")
+	must("profile", "set", "ops", "--member", "ci-bot", "--allow", "slack")
+	must("profile", "delete", "ops")
 
 	// The admin API, as alice, on a running server.
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -211,6 +213,12 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 	if s := do(adminTok, "DELETE", "/admin/v1/grants/slack", ""); s != http.StatusOK {
 		t.Fatalf("DELETE grant = %d", s)
 	}
+	if s := do(adminTok, "PUT", "/admin/v1/profiles/api-ops", `{"members":["ci-bot"],"tools":["slack.list_channels"]}`); s != http.StatusOK {
+		t.Fatalf("PUT profile = %d %s", s, printed[len(printed)-1])
+	}
+	if s := do(adminTok, "DELETE", "/admin/v1/profiles/api-ops", ""); s != http.StatusOK {
+		t.Fatalf("DELETE profile = %d", s)
+	}
 	cancel()
 	wg.Wait()
 
@@ -221,8 +229,9 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 		{cli, "grant", "slack"}, {cli, "approve", ap1}, {cli, "deny", ap2}, {cli, "revoke", "slack"},
 		{cli, "secret rotate-key", "master key"}, {cli, "agent token add", "ci-bot"}, {cli, "agent token revoke", "ci-bot"},
 		{cli, "admin token add", "old-admin"}, {cli, "admin token revoke", "old-admin"}, {cli, "admin token add", "alice"},
-		{cli, "trust rm", "airlock-dev"},
+		{cli, "trust rm", "airlock-dev"}, {cli, "profile set", "ops"}, {cli, "profile delete", "ops"},
 		{"alice", "grant", "slack"}, {"alice", "approve", ap3}, {"alice", "deny", ap4}, {"alice", "revoke", "slack"},
+		{"alice", "profile set", "api-ops"}, {"alice", "profile delete", "api-ops"},
 	}
 	recs, all := adminRecords(t, dsn)
 	got := map[key]int{}
