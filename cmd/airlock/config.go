@@ -273,31 +273,3 @@ func loadConfigured(ctx context.Context, h *host.Host, manifestPath, grantPath s
 	}
 	return h.Load(ctx, m, gr)
 }
-
-// newFlagSet returns a flag set whose -h prints a description, an example and the flags.
-func newFlagSet(e *env, name, usage, example string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		w := e.stdout
-		fmt.Fprintf(w, "%s\n\nExample:\n%s\n\nFlags:\n", strings.TrimSpace(usage), strings.TrimRight(example, "\n"))
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(e.stderr)
-	}
-	return fs
-}
-
-// parse parses args, mapping -h to errHelp and mistakes to usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
-		return errHelp
-	case err != nil:
-		return usagef("%v", err)
-	}
-	return nil
-}
