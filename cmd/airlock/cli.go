@@ -61,7 +61,7 @@ func (h *helpDoc) summary() string {
 // a mistake and for 'airlock man' and 'airlock completion'.
 func newFlagSet(e *env, name, usage, example string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // the flag package's own messages: parse reports them instead
+	fs.SetOutput(e.stderr) // parse silences the flag package's own messages and reports them itself
 	h := &helpDoc{name: name, usage: usage, example: example, fs: fs}
 	fs.Usage = func() { h.write(e.stdout) }
 	e.help = h
@@ -73,9 +73,10 @@ func newFlagSet(e *env, name, usage, example string) *flag.FlagSet {
 // ends the flags. fs.Args() are then the positional arguments, in order. -h and --help print
 // the command's help once and return errHelp; a mistake is a usage error of one line.
 func parse(fs *flag.FlagSet, args []string) error {
-	help := fs.Usage
+	help, out := fs.Usage, fs.Output()
 	fs.Usage = func() {} // the flag package calls it on errors and on -h: parse decides instead
-	defer func() { fs.Usage = help }()
+	fs.SetOutput(io.Discard)
+	defer func() { fs.Usage = help; fs.SetOutput(out) }()
 	var pos []string
 	for {
 		err := fs.Parse(args)

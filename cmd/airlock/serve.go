@@ -116,6 +116,9 @@ the file ('airlock grants' shows which part comes from where).`, `
 	}
 	h, cfg := rt.h, rt.cfg
 	defer closeHost(h, logger)
+	if len(h.Tools()) == 0 {
+		banner(&g, e.stderr, "airlock serve: serving no tools: "+g.whyNoTools(cfg)+". Try 'airlock demo' to see a sandboxed connector at work, or see the README (Quick start) to configure one; tools granted later appear without a restart.")
+	}
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
 	s := mcp.NewServer(h, &mcp.Options{Version: buildVersion(), Agent: *agent, Subject: *subject, Logger: logger})
