@@ -117,7 +117,7 @@ the file ('airlock grants' shows which part comes from where).`, `
 	h, cfg := rt.h, rt.cfg
 	defer closeHost(h, logger)
 	if len(h.Tools()) == 0 {
-		banner(&g, e.stderr, "airlock serve: serving no tools: "+g.whyNoTools(cfg)+". Try 'airlock demo' to see a sandboxed connector at work, or see the README (Quick start) to configure one; tools granted later appear without a restart.")
+		banner(&g, e.stderr, "airlock serve: serving no tools: "+g.whyNoTools(cfg)+". Try 'airlock demo' to see a sandboxed connector at work, or see \"Using it\" in the README to configure one; tools granted later appear without a restart.")
 	}
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
