@@ -293,6 +293,22 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("%s -n on the %s completion: %v\n%s", shell, shell, err, out)
 		}
 	}
+	if _, err := exec.LookPath("fish"); err == nil {
+		_, script, _ := airlock(t, "completion", "fish")
+		path := filepath.Join(t.TempDir(), "airlock.fish")
+		os.WriteFile(path, []byte(script), 0o644)
+		for typed, want := range map[string]string{
+			"airlock plugin pa":       "pack",
+			"airlock plugin pack --o": "--out\tthe bundle file to write",
+			"airlock help plu":        "plugin\tbuild, pack",
+			"airlock call x --con":    "--config\tconfiguration file",
+		} {
+			out, err := exec.Command("fish", "--no-config", "-c", "source "+path+"; complete -C"+zshQuote(typed)).CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), want) {
+				t.Errorf("fish completes %q to %q (%v), want %q…", typed, out, err, want)
+			}
+		}
+	}
 	if code, _, errOut := airlock(t, "completion", "powershell"); code != exitUsage || !strings.Contains(errOut, "bash, zsh and fish") {
 		t.Errorf("completion powershell = %d, %q", code, errOut)
 	}
