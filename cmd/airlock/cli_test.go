@@ -138,6 +138,20 @@ func TestHelpGolden(t *testing.T) {
 	}
 }
 
+// A mistyped command gets the closest one; help help is help.
+func TestUnknownCommand(t *testing.T) {
+	if code, out, errOut := airlock(t, "tool"); code != exitUsage || out != "" || errOut != "airlock: unknown command \"tool\" (did you mean \"tools\"?)\nRun 'airlock help' for the list of commands.\n" {
+		t.Errorf("airlock tool = %d, %q, %q", code, out, errOut)
+	}
+	if code, out, errOut := airlock(t, "frobnicate"); code != exitUsage || strings.Contains(errOut, "did you mean") {
+		t.Errorf("airlock frobnicate = %d, %q, %q", code, out, errOut)
+	}
+	_, top, _ := airlock(t, "help")
+	if code, out, _ := airlock(t, "help", "help"); code != exitOK || out != top {
+		t.Errorf("airlock help help = %d, %q", code, out)
+	}
+}
+
 // A flag a command does not have is one line and a pointer to the help, like go's; exit 2.
 func TestUnknownFlag(t *testing.T) {
 	for _, line := range commandLines(t) {

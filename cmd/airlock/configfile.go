@@ -227,7 +227,7 @@ func yamlKeys(t reflect.Type) (keys []string, types map[string]reflect.Type, req
 			required = append(required, name)
 		}
 	}
-	return keys, types, slices.Clip(required)
+	return keys, types, required
 }
 
 func describeNode(n *yaml.Node) string {

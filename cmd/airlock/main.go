@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/suggest"
 )
 
 func main() {
@@ -89,7 +90,7 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && (len(args) == 1 || args[1] == "help") {
 		printUsage(stdout)
 		return exitOK
 	}
@@ -124,6 +125,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "airlock %s: %s\n", name, secret.RedactURLs(err.Error()))
 			return exitError
 		}
+	}
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if s := suggest.Closest(name, names); s != "" {
+		fmt.Fprintf(stderr, "airlock: unknown command %q (did you mean %q?)\nRun 'airlock help' for the list of commands.\n", name, s)
+		return exitUsage
 	}
 	fmt.Fprintf(stderr, "airlock: unknown command %q\nRun 'airlock help' for the list of commands.\n", name)
 	return exitUsage
