@@ -67,6 +67,13 @@ func TestREADMEInspector(t *testing.T) {
 	config := filepath.Join(dir, "airlock.yaml")
 	os.WriteFile(config, []byte(fmt.Sprintf("state_dir: state\nconnectors:\n  - manifest: %s\n    grant: slack.grant.yaml\n", stamped)), 0o600)
 
+	// Compile the module into STATE_DIR/cache first, where the servers look (the Inspector
+	// passes no AIRLOCK_CACHE_DIR): compiling it in each server can outlast the Inspector's
+	// 15 s connect timeout on a loaded machine with -race.
+	t.Setenv("AIRLOCK_CACHE_DIR", "")
+	if code, out, errOut := airlock(t, "tools", "--config", config); code != exitOK || !strings.Contains(out, "slack.post_message") {
+		t.Fatalf("tools = %d, %q %q", code, out, errOut)
+	}
 	env := []string{"PATH=" + binDir + string(os.PathListSeparator) + os.Getenv("PATH"), "HOME=" + dir}
 	if cache, err := os.UserCacheDir(); err == nil {
 		env = append(env, "XDG_CACHE_HOME="+filepath.Dir(cache)) // npm's, not airlock's: the Inspector does not pass it
