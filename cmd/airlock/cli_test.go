@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -323,6 +324,32 @@ func TestCompletion(t *testing.T) {
 			}
 		}
 	}
+	if _, err := exec.LookPath("zsh"); err == nil {
+		// The script's logic, with the completion system's _describe and _files replaced by
+		// stand-ins that print what they are given.
+		_, script, _ := airlock(t, "completion", "zsh")
+		path := filepath.Join(t.TempDir(), "_airlock")
+		os.WriteFile(path, []byte(script), 0o644)
+		for typed, want := range map[string]string{
+			"airlock pl":                  "plugin:build, pack",
+			"airlock plugin pa":           "pack",
+			"airlock help plugin pa":      "pack",
+			"airlock plugin pack --o":     "--out:the bundle file to write",
+			"airlock agent add bot --sub": "--subject:add: the tenant",
+			"airlock call x ":             "FILES",
+		} {
+			words := strings.Fields(typed)
+			if strings.HasSuffix(typed, " ") {
+				words = append(words, "")
+			}
+			prog := fmt.Sprintf("compdef() { : }; _describe() { local n=${@[-1]}; print -l -- ${(P)n} }; _files() { print FILES }; source %s; words=(%s); CURRENT=%d; PREFIX=%s; _airlock",
+				zshQuote(path), strings.Join(quoteAll(words), " "), len(words), zshQuote(words[len(words)-1]))
+			out, err := exec.Command("zsh", "-f", "-c", prog).CombinedOutput()
+			if err != nil || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(want)).Match(out) {
+				t.Errorf("zsh completes %q to %q (%v), want a line starting %q", typed, out, err, want)
+			}
+		}
+	}
 	if code, _, errOut := airlock(t, "completion", "powershell"); code != exitUsage || !strings.Contains(errOut, "bash, zsh and fish") {
 		t.Errorf("completion powershell = %d, %q", code, errOut)
 	}
@@ -346,11 +373,7 @@ func TestCompletion(t *testing.T) {
 		if strings.HasSuffix(typed, " ") {
 			words = append(words, "")
 		}
-		quoted := make([]string, len(words))
-		for i, w := range words {
-			quoted[i] = "'" + w + "'"
-		}
-		prog := script + "\nCOMP_WORDS=(" + strings.Join(quoted, " ") + ")\nCOMP_CWORD=" + string(rune('0'+len(words)-1)) + "\n_airlock\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+		prog := script + "\nCOMP_WORDS=(" + strings.Join(quoteAll(words), " ") + ")\nCOMP_CWORD=" + string(rune('0'+len(words)-1)) + "\n_airlock\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
 		out, err := exec.Command("bash", "-c", prog).CombinedOutput()
 		if err != nil {
 			t.Fatalf("bash: %v\n%s", err, out)
@@ -361,6 +384,14 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("bash completes %q to %q, want %q", typed, got, want)
 		}
 	}
+}
+
+func quoteAll(words []string) []string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = zshQuote(w)
+	}
+	return q
 }
 
 // The manual pages: one per command and per sub-command with help of its own, from the same
