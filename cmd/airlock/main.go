@@ -6,8 +6,10 @@
 //	airlock manifest validate manifests/*.yaml    check manifests before publishing them
 //	airlock plugin build                          build plugins/* and stamp their manifests
 //	airlock audit                                 show the audit trail
+//	source <(airlock completion bash)             complete commands and flags (bash, zsh, fish)
 //
-// Run `airlock help COMMAND` for the flags and an example of each command.
+// Run `airlock help COMMAND` for the flags and an example of each command; `airlock man --dir
+// DIR` writes the same text as manual pages.
 package main
 
 import (
