@@ -77,10 +77,13 @@ call never reaches the upstream, and the agent is told it was denied.`, verb, ma
   airlock %s ap_3f9c2a1b`, verb))
 	g.register(fs)
 	reason := fs.String("reason", "", "deny: why, shown to the agent")
-	id, rest := splitName(args)
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := atMost(fs, 1, ""); err != nil {
+		return err
+	}
+	id := fs.Arg(0)
 	if id == "" {
 		return usagef("give the approval ID: airlock %s ID (see 'airlock approvals')", verb)
 	}

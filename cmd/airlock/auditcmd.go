@@ -64,19 +64,19 @@ headers). Labels are the client's word, never authority: the subject comes from 
 	for _, name := range []string{"connector", "tool", "agent", "subject", "session", "conversation", "user", "decision", "kind", "since", "until"} {
 		filters[name] = fs.String(name, "", "only records with this "+name)
 	}
-	verb := "tail"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		verb, args = args[0], args[1:]
-	}
-	sub := ""
-	if verb == "key" && len(args) > 0 && args[0] == "rotate" {
-		sub, args = "rotate", args[1:]
-	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
+	verb, sub := cmpOr(fs.Arg(0), "tail"), ""
+	if verb == "key" && fs.Arg(1) == "rotate" {
+		sub = "rotate"
+	}
+	words := 1 // VERB, or key rotate
+	if sub != "" {
+		words = 2
+	}
+	if err := atMost(fs, words, ""); err != nil {
+		return err
 	}
 	if verb == "verify" && *file != "" {
 		return verifyExportFile(e, *file, pubkeys)

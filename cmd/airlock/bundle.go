@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -102,7 +101,7 @@ With --key the bundle is signed at once (see 'airlock plugin sign').`, `
   airlock plugin build slack && airlock plugin pack build/plugins/slack.yaml --key acme.key`)
 	out := fs.String("out", "", "the bundle `file` to write (default NAME-VERSION.airlock in the working directory)")
 	keyFile := fs.String("key", "", "sign with this private key `file`")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -248,7 +247,7 @@ signature. The signature covers the canonical manifest, which pins the module's 
 any byte of the module or any field of the manifest breaks it.`, `
   airlock plugin sign weather-1.0.0.airlock --key ~/.airlock/acme.key`)
 	keyFile := fs.String("key", "", "the private key `file`")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *keyFile == "" {
@@ -285,7 +284,7 @@ manifest's publisher name). With --key, the signature is checked against that pu
   airlock plugin verify weather-1.0.0.airlock --key acme.key.pub`)
 	g.register(fs)
 	keyFile := fs.String("key", "", "verify against this public key `file` instead of the trust store")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -433,7 +432,7 @@ says unsigned, a warning is printed, and the host marks every audit record of th
   airlock plugin install https://plugins.acme.example/weather-1.0.0.airlock`)
 	g.register(fs)
 	allowUnsigned := fs.Bool("allow-unsigned", false, "accept an unsigned or untrusted bundle (local development only)")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -566,7 +565,7 @@ are kept: a connector installed again under the same name gets them back.`, `
   airlock plugin remove weather@1.0.0
   airlock plugin remove weather`)
 	g.register(fs)
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -617,7 +616,7 @@ request went outside the manifest, or the canary was echoed.`, `
 	upstream := fs.String("upstream", "", "the fake upstream's `origin`, like http://127.0.0.1:8099")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	keyFile := fs.String("key", "", "check the signature against this public key `file`")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *upstream == "" {
@@ -657,23 +656,6 @@ request went outside the manifest, or the canary was echoed.`, `
 		return errSilent
 	}
 	return nil
-}
-
-// parseInterleaved parses flags that may come before or after the positional arguments
-// (airlock plugin sign BUNDLE --key K).
-func parseInterleaved(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return parse(fs, append([]string{"--"}, pos...))
 }
 
 // keyFileFor trusts the public key in path as the key of b's publisher, for commands that

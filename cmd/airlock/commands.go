@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -136,18 +138,15 @@ failed, 2 for a mistake on the command line.`, `
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	conversation := fs.String("conversation", "", "the conversation the call is for, recorded in the audit log (a label, never authority)")
 	user := fs.String("user", "", "the end user the call is for, recorded in the audit log (a label, never authority)")
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return usagef("name the tool to call, like slack.post_message (see 'airlock tools')")
-	}
-	tool := args[0]
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q: pass tool arguments with --args '{…}'", fs.Args())
+	if fs.NArg() == 0 {
+		return usagef("name the tool to call, like slack.post_message (see 'airlock tools')")
+	}
+	tool := fs.Arg(0)
+	if err := atMost(fs, 1, ": pass tool arguments with --args '{…}'"); err != nil {
+		return err
 	}
 	raw := []byte(*argsJSON)
 	if *argsJSON == "-" {
@@ -219,6 +218,11 @@ problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is no
 	return nil
 }
 
+// pluginSubs are the sub-commands of airlock plugin.
+func pluginSubs() []string {
+	return append([]string{"build"}, slices.Sorted(maps.Keys(pluginCommands))...)
+}
+
 func runPlugin(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		if sub, ok := pluginCommands[args[0]]; ok {
@@ -243,20 +247,17 @@ by source digest.`, `
   airlock plugin build                 # all connectors into build/plugins
   airlock plugin build slack --out /tmp/plugins`)
 	out := fs.String("out", "build/plugins", "output `directory`")
-	if len(args) == 0 || args[0] != "build" {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return usagef("use: airlock plugin build|keygen|pack|sign|verify|install|list|remove|test (see 'airlock help plugin')")
-	}
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() == 0 || fs.Arg(0) != "build" {
+		return usagef("use: airlock plugin %s (see 'airlock help plugin')", strings.Join(pluginSubs(), "|"))
 	}
 	root, err := pluginbuild.ModuleRoot()
 	if err != nil {
 		return err
 	}
-	names := fs.Args()
+	names := fs.Args()[1:]
 	if len(names) == 0 {
 		entries, err := os.ReadDir(filepath.Join(root, "plugins"))
 		if err != nil {

@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/admin"
@@ -56,8 +54,8 @@ type fileConfig struct {
 		} `yaml:"approle"`
 	} `yaml:"vault"`
 	Connectors []struct {
-		Manifest string `yaml:"manifest"`
-		Grant    string `yaml:"grant"`
+		Manifest string `yaml:"manifest" required:"true"`
+		Grant    string `yaml:"grant" required:"true"`
 	} `yaml:"connectors"`
 	// HTTP tunes 'airlock serve --http'; its flags override these keys.
 	HTTP struct {
@@ -80,6 +78,7 @@ type globals struct {
 	// demo, secret); read-only commands never create one.
 	mayCreateKey bool
 	notice       io.Writer // where such a creation is announced (the command's stderr)
+	warnOnce     sync.Once // the warning about a misnamed configuration file
 	logJSON      bool
 	// set by serve (observe.go) before openRuntime
 	metrics *host.Metrics
@@ -89,7 +88,8 @@ type globals struct {
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.config, "config", envOr("AIRLOCK_CONFIG", "airlock.yaml"), "configuration `file` ($AIRLOCK_CONFIG)")
+	g.notice = fs.Output() // the command's stderr
+	fs.StringVar(&g.config, "config", envOr("AIRLOCK_CONFIG", defaultConfig), "configuration `file` ($AIRLOCK_CONFIG; default airlock.yaml, or airlock.yml)")
 	fs.StringVar(&g.stateDir, "state-dir", os.Getenv("AIRLOCK_STATE_DIR"), "state `directory`: compilation cache, audit log; overrides the config file ($AIRLOCK_STATE_DIR, default .airlock)")
 	fs.StringVar(&g.state, "state", os.Getenv("AIRLOCK_STATE"), "state store `DSN`: sqlite:PATH or postgres://…; overrides the config file ($AIRLOCK_STATE, default sqlite:STATE_DIR/state.db)")
 	fs.StringVar(&g.key, "master-key", os.Getenv("AIRLOCK_MASTER_KEY_REF"), "master key `reference` (env:VAR, file:PATH or vault:…), the same on every replica; overrides the config file's master_key ($AIRLOCK_MASTER_KEY_REF; $AIRLOCK_MASTER_KEY may hold the key itself; default STATE_DIR/master.key)")
@@ -120,19 +120,21 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 // loadConfig reads the config file. A missing default file is not an error (no connectors).
 func (g *globals) loadConfig() (*fileConfig, string, error) {
 	cfg := &fileConfig{}
-	data, err := os.ReadFile(g.config)
+	path, required, err := g.configPath()
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := os.ReadFile(path)
 	switch {
-	case errors.Is(err, os.ErrNotExist) && g.config == "airlock.yaml" && os.Getenv("AIRLOCK_CONFIG") == "":
+	case errors.Is(err, os.ErrNotExist) && !required:
 	case err != nil:
 		return nil, "", fmt.Errorf("reading the configuration: %w", err)
 	default:
-		dec := yaml.NewDecoder(strings.NewReader(string(data)))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, "", fmt.Errorf("%s: %w (see 'airlock help tools' for the format)", g.config, err)
+		if err := decodeConfig(path, data, cfg); err != nil {
+			return nil, "", err
 		}
 	}
-	base := filepath.Dir(g.config)
+	base := filepath.Dir(path)
 	stateDir := g.stateDir
 	if stateDir == "" {
 		stateDir = cfg.StateDir
@@ -145,9 +147,6 @@ func (g *globals) loadConfig() (*fileConfig, string, error) {
 	}
 	for i := range cfg.Connectors {
 		c := &cfg.Connectors[i]
-		if c.Manifest == "" || c.Grant == "" {
-			return nil, "", fmt.Errorf("%s: connectors[%d] needs both manifest and grant", g.config, i)
-		}
 		if !filepath.IsAbs(c.Manifest) {
 			c.Manifest = filepath.Join(base, c.Manifest)
 		}
@@ -274,32 +273,4 @@ func loadConfigured(ctx context.Context, h *host.Host, manifestPath, grantPath s
 		return err
 	}
 	return h.Load(ctx, m, gr)
-}
-
-// newFlagSet returns a flag set whose -h prints a description, an example and the flags.
-func newFlagSet(e *env, name, usage, example string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		w := e.stdout
-		fmt.Fprintf(w, "%s\n\nExample:\n%s\n\nFlags:\n", strings.TrimSpace(usage), strings.TrimRight(example, "\n"))
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(e.stderr)
-	}
-	return fs
-}
-
-// parse parses args, mapping -h to errHelp and mistakes to usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
-		return errHelp
-	case err != nil:
-		return usagef("%v", err)
-	}
-	return nil
 }

@@ -42,15 +42,15 @@ clears a "needs re-authorisation" status).`, `
 	listen := fs.String("listen", "127.0.0.1:0", "loopback `address` that receives the provider's redirect (port 0: any free port)")
 	noBrowser := fs.Bool("no-browser", false, "only print the authorization URL; do not try to open a browser")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up if the sign-in is not finished within this `duration`")
-	name, rest := splitName(args)
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := atMost(fs, 1, ""); err != nil {
+		return err
+	}
+	name := fs.Arg(0)
 	if name == "" {
 		return usagef("name the connector: airlock connect CONNECTOR [--subject USER]")
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
 	}
 	if *subject == "" {
 		return usagef("--subject is empty: name the user or tenant whose account is being connected")

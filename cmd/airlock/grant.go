@@ -109,10 +109,13 @@ with who made it ($AIRLOCK_ADMIN or your user name); 'airlock grants --history' 
 	replace := fs.Bool("replace", false, "start from an empty grant instead of the current one: what the flags say is the whole grant")
 	dry := fs.Bool("dry-run", false, "show what the connector asks for, the resulting grant and its difference from the current one; record nothing")
 	note := fs.String("note", "", "a note kept in the grant's history (a ticket, a reason)")
-	name, rest := splitName(args)
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := atMost(fs, 1, ""); err != nil {
+		return err
+	}
+	name := fs.Arg(0)
 	if name == "" {
 		return usagef("name the connector: airlock grant CONNECTOR (see 'airlock plugin list')")
 	}
@@ -222,13 +225,6 @@ func (g *globals) recorder(e *env, st *store.Store) (*admin.Admin, error) {
 	return a, nil
 }
 
-func splitName(args []string) (string, []string) {
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		return args[0], args[1:]
-	}
-	return "", args
-}
-
 func printReview(e *env, a *admin.Asks, diff []manifest.Change) {
 	w := e.stdout
 	signed := "signed by " + a.Publisher
@@ -305,10 +301,13 @@ connector and --history, lists every version of its grant (revocations included)
 	g.register(fs)
 	history := fs.Bool("history", false, "show every version of CONNECTOR's grant")
 	asJSON := fs.Bool("json", false, "print JSON")
-	name, rest := splitName(args)
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := atMost(fs, 1, ""); err != nil {
+		return err
+	}
+	name := fs.Arg(0)
 	st, err := g.openStore(ctx)
 	if err != nil {
 		return err
@@ -473,10 +472,13 @@ store and wins over the file until the connector is granted again ('airlock gran
 	var tools listFlag
 	fs.Var(&tools, "tools", "revoke only these tools")
 	note := fs.String("note", "", "a note kept in the grant's history")
-	name, rest := splitName(args)
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := atMost(fs, 1, ""); err != nil {
+		return err
+	}
+	name := fs.Arg(0)
 	if name == "" {
 		return usagef("name the connector: airlock revoke CONNECTOR")
 	}

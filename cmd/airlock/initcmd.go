@@ -70,7 +70,7 @@ the airlock repository (plugins/NAME) no go.mod is written.`, `
 	publisher := fs.String("publisher", "example", "the publisher `name` in the manifest (the name admins trust your key under)")
 	module := fs.String("module", "", "the Go module `path` of the new connector (default example.com/NAME)")
 	airlockDir := fs.String("airlock", "", "a local checkout of the airlock repository, for the go.mod replace directive")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 || fs.Arg(0) != "connector" {

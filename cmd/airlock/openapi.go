@@ -63,7 +63,7 @@ connector. Servers on loopback, private or metadata addresses are refused unless
 	allowPrivate := fs.Bool("allow-private-servers", false, "allow a server on a loopback, private or metadata address")
 	interactive := fs.Bool("interactive", false, "choose the operations from a numbered list (read from standard input)")
 	maxBytes := fs.Int64("max-bytes", openapi.DefaultMaxBytes, "refuse a description (or $ref'd document) larger than this many `bytes`")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 || fs.Arg(0) != "list" && fs.Arg(0) != "import" {

@@ -67,31 +67,15 @@ state (connected MCP clients get notifications/tools/list_changed).`, `
 	history := fs.Bool("history", false, "show: every version of the profile")
 	asJSON := fs.Bool("json", false, "list, show: print JSON")
 	note := fs.String("note", "", "a note kept in the profile's history (a ticket, a reason)")
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return usagef("say what to do: list, show, set, allow, deny or delete")
-	}
-	verb := args[0]
-	name, rest := splitName(args[1:])
-	var tools []string
-	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") { // allow/deny NAME TOOL… [flags]
-		tools, rest = append(tools, rest[0]), rest[1:]
-	}
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	for more := fs.Args(); len(more) > 0 && (verb == "allow" || verb == "deny"); more = fs.Args() { // tools between flags
-		for len(more) > 0 && !strings.HasPrefix(more[0], "-") {
-			tools, more = append(tools, more[0]), more[1:]
-		}
-		if err := parse(fs, more); err != nil {
-			return err
-		}
+	if fs.NArg() == 0 {
+		return usagef("say what to do: list, show, set, allow, deny or delete")
 	}
-	if fs.NArg() > 0 || len(tools) > 0 && verb != "allow" && verb != "deny" {
-		return usagef("unexpected arguments %q", append(tools, fs.Args()...))
+	verb, name, tools := fs.Arg(0), fs.Arg(1), fs.Args()[min(2, fs.NArg()):]
+	if len(tools) > 0 && verb != "allow" && verb != "deny" || verb == "list" && name != "" {
+		return usagef("unexpected arguments %q", fs.Args()[1:])
 	}
 	if verb != "list" && name == "" {
 		return usagef("name the profile: airlock profile %s NAME", verb)

@@ -44,19 +44,15 @@ nothing.`, `
   airlock grant slack --credential bot_token=store:slack_bot …`)
 	g.register(fs)
 	asJSON := fs.Bool("json", false, "list: print JSON (names and dates, never values)")
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return usagef("say what to do: set, list, rm or rotate-key")
-	}
-	verb, rest := args[0], args[1:]
-	name, rest := splitName(rest)
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q (values are read from stdin, never from arguments)", fs.Args())
+	if fs.NArg() == 0 {
+		return usagef("say what to do: set, list, rm or rotate-key")
+	}
+	verb, name := fs.Arg(0), fs.Arg(1)
+	if err := atMost(fs, 2, " (values are read from stdin, never from arguments)"); err != nil {
+		return err
 	}
 	st, err := g.openStore(ctx)
 	if err != nil {

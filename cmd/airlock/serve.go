@@ -124,6 +124,9 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	}
 	h, cfg := rt.h, rt.cfg
 	defer closeHost(h, logger)
+	if len(h.Tools()) == 0 {
+		banner(&g, e.stderr, "airlock serve: serving no tools: "+g.whyNoTools(cfg)+". Try 'airlock demo' to see a sandboxed connector at work, or see \"Using it\" in the README to configure one; tools granted later appear without a restart.")
+	}
 	r := &reloader{g: &g, h: h, logger: logger, loaded: map[string]string{}}
 	r.markLoaded(cfg)
 	s := mcp.NewServer(h, &mcp.Options{Version: buildVersion(), Agent: *agent, Subject: *subject, Logger: logger})

@@ -34,23 +34,19 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 	}
 	asJSON := fs.Bool("json", false, "list: print JSON (never tokens)")
 	expires := fs.Duration("expires", 0, "add: the token stops working after this `duration` (e.g. 720h); 0: never")
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		return usagef("say what to do: add, list or revoke")
-	}
-	verb := args[0]
-	name, rest := splitName(args[1:])
-	if verb == "list" && name != "" {
-		rest = append([]string{name}, rest...)
-		name = ""
-	}
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
+	if fs.NArg() == 0 {
+		return usagef("say what to do: add, list or revoke")
+	}
+	verb, name := fs.Arg(0), fs.Arg(1)
+	want := 2 // add NAME, revoke NAME
+	if verb == "list" {
+		want = 1
+	}
+	if err := atMost(fs, want, ""); err != nil {
+		return err
 	}
 	if *expires < 0 {
 		return usagef("--expires %s: give a positive duration, or 0 for a token that does not expire", *expires)

@@ -37,7 +37,7 @@ installs signed with it.`, `
   airlock trust rm acme`)
 	g.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON (list)")
-	if err := parseInterleaved(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

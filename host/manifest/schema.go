@@ -16,7 +16,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
-	"github.com/airlock-dev/airlock/host/internal/validate"
+	"github.com/airlock-dev/airlock/internal/suggest"
 	"github.com/airlock-dev/airlock/manifests"
 )
 
@@ -106,7 +106,7 @@ func (d *document) describe(fs *formatSchema, e *jsonschema.ValidationError) []*
 		var errs []*Error
 		for _, p := range k.Properties {
 			msg := fmt.Sprintf("unknown key %q", p)
-			if s := validate.Suggest(p, known); s != "" {
+			if s := suggest.Closest(p, known); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			} else if len(known) > 0 {
 				msg += " (valid keys: " + strings.Join(known, ", ") + ")"
@@ -521,7 +521,7 @@ func unknownKeyword(k string, val any, what, draft string, known map[string]bool
 	case k == "dependencies" || k == "additionalItems":
 		msg += fmt.Sprintf(": %q is draft-07; in 2020-12 use dependentRequired/dependentSchemas or prefixItems/items, or declare \"$schema\": \"http://json-schema.org/draft-07/schema#\"", k)
 	default:
-		if s := validate.Suggest(k, sortedKeys(known)); s != "" {
+		if s := suggest.Closest(k, sortedKeys(known)); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		} else {
 			msg += ": remove it, or rename it x-" + k + " if it is meant as an extension"

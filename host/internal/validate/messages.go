@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/airlock-dev/airlock/internal/suggest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
@@ -150,7 +151,7 @@ func leaf(e *jsonschema.ValidationError, doc, v any) []Problem {
 		for _, f := range k.Properties {
 			p := append(append([]string(nil), loc...), f)
 			msg := "unknown field " + strconv.Quote(displayPath(p, v))
-			if s := Suggest(f, known); s != "" {
+			if s := suggest.Closest(f, known); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			} else if len(known) > 0 && len(known) <= 12 {
 				msg += " (known fields: " + strings.Join(known, ", ") + ")"
@@ -374,54 +375,6 @@ func truncate(s string) string {
 		n++
 	}
 	return s
-}
-
-// Suggest returns the candidate closest to word when it is close enough to be a likely typo
-// (edit distance at most 2, or a case-insensitive or prefix match), and "" otherwise.
-func Suggest(word string, candidates []string) string {
-	best, bestDist := "", 3
-	lw := strings.ToLower(word)
-	for _, c := range candidates {
-		lc := strings.ToLower(c)
-		if lc == lw {
-			return c
-		}
-		d := distance(lw, lc)
-		if len(lw) >= 3 && (strings.HasPrefix(lc, lw) || strings.HasPrefix(lw, lc)) {
-			d = min(d, 1)
-		}
-		if d < bestDist && d < max(len(lw), 2) {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance of a and b, capped to keep it cheap on long input.
-func distance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		if a == b {
-			return 0
-		}
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // fixPropertyNames gives each propertyNames error the location of its object: the library

@@ -294,15 +294,6 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
-func TestSuggest(t *testing.T) {
-	known := []string{"channel", "limit", "scopes", "text"}
-	for word, want := range map[string]string{"chanel": "channel", "Channel": "channel", "scope": "scopes", "lmit": "limit", "zzz": "", "x": "", "txt": "text"} {
-		if got := Suggest(word, known); got != want {
-			t.Errorf("Suggest(%q) = %q, want %q", word, got, want)
-		}
-	}
-}
-
 // TestConcurrentValidate hammers one schema from many goroutines (run with -race).
 func TestConcurrentValidate(t *testing.T) {
 	s := mustCompile(t, channelSchema)
