@@ -149,6 +149,12 @@ var migrations = []migration{
 			PRIMARY KEY (kind, name)
 		)`,
 	}},
+	{name: "admin roles", stmts: []string{
+		// An admin token's role (viewer, approver, granter, owner); '' for agent tokens. Admin
+		// tokens issued before roles existed could do everything: they become owners.
+		`ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT ''`,
+		`UPDATE tokens SET role = 'owner' WHERE kind = 'admin'`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.
