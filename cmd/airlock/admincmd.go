@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/mcp"
 )
 
@@ -25,7 +26,7 @@ admin API (and an admin token by MCP). 'add' prints the token once.`, example: `
 // adminTokens adapts the admin token file to admin.TokenVerifier.
 type adminTokens struct{ a *mcp.Agents }
 
-func (t adminTokens) Verify(token string) (string, bool, error) {
+func (t adminTokens) Verify(token string) (admin.Caller, bool, error) {
 	id, ok, err := t.a.Verify(token)
-	return id.Name, ok, err
+	return admin.Caller{Name: id.Name, Role: admin.Role(id.Role)}, ok, err
 }
