@@ -83,6 +83,16 @@ func RouteRole(pattern string) (role Role, ok bool) {
 	return r.role, ok
 }
 
+// Routes returns the admin API's route patterns, sorted.
+func Routes() []string {
+	out := make([]string, 0, len(routeRoles))
+	for p := range routeRoles {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // authorize answers 403 and records the refusal when the admin's role does not include what
 // pattern needs, and reports whether the request may go on.
 func (a *Admin) authorize(w http.ResponseWriter, r *http.Request, c Caller, pattern string) bool {
