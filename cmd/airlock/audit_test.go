@@ -155,9 +155,9 @@ func testEveryAdminAction(t *testing.T, b adminBackend, stamped string) {
 	t.Setenv(secret.MasterKeyEnv, strings.TrimSpace(must("secret", "rotate-key")))
 	agentTok := strings.TrimSpace(must("agent", "add", "ci-bot"))
 	must("agent", "revoke", "ci-bot")
-	must("admin", "add", "old-admin")
+	must("admin", "add", "old-admin", "--role", "owner")
 	must("admin", "revoke", "old-admin")
-	adminTok := strings.TrimSpace(must("admin", "add", "alice"))
+	adminTok := strings.TrimSpace(must("admin", "add", "alice", "--role", "owner"))
 	must("audit", "key", "rotate")
 	must("trust", "rm", "airlock-dev")
 
