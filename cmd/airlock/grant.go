@@ -117,15 +117,12 @@ with who made it ($AIRLOCK_ADMIN or your user name); 'airlock grants --history' 
 	if name == "" {
 		return usagef("name the connector: airlock grant CONNECTOR (see 'airlock plugin list')")
 	}
-	st, err := g.openStore(ctx)
+	a, err := g.openAdmin(ctx, e)
 	if err != nil {
 		return err
 	}
+	st := a.Store()
 	defer st.Close()
-	a, err := g.recorder(e, st)
-	if err != nil {
-		return err
-	}
 	asks, diff, err := a.Review(ctx, name, *version)
 	if err != nil {
 		return err

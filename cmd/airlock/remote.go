@@ -132,14 +132,24 @@ func (g *globals) withAdmin(ctx context.Context, e *env, local func(*admin.Admin
 	if c != nil {
 		return remote(c)
 	}
+	a, err := g.openAdmin(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer a.Store().Close()
+	return local(a)
+}
+
+// openAdmin opens the state store and an Admin that records into it; close a.Store() when done.
+func (g *globals) openAdmin(ctx context.Context, e *env) (*admin.Admin, error) {
 	st, err := g.openStore(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.Close()
 	a, err := g.recorder(e, st)
 	if err != nil {
-		return err
+		st.Close()
+		return nil, err
 	}
-	return local(a)
+	return a, nil
 }

@@ -6,14 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
-	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 // An agent token issued with an expiry ('airlock agent add --ttl') works until then; after, MCP
@@ -21,13 +19,7 @@ import (
 // either state store.
 func TestHTTPExpiredAgentToken(t *testing.T) {
 	f := newFixture(t, true)
-	for _, b := range []struct {
-		name string
-		dsn  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "state.db") }},
-		{"postgres", func(t *testing.T) string { return testenv.Postgres(t) }},
-	} {
+	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			st, err := store.Open(context.Background(), b.dsn(t))
 			if err != nil {
