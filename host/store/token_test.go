@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 func TestTokenRoleExpiryAndLastUse(t *testing.T) {
@@ -93,4 +95,37 @@ func TestTokenRoleMigration(t *testing.T) {
 			t.Errorf("agents after the migration = %+v; want bot (acme) with no role", agents)
 		}
 	})
+}
+
+// BenchmarkLookupToken is the cost every authenticated request pays: one indexed read, and a
+// write at most once a minute per token ("stamped": once for the whole run). "written" moves the
+// clock a minute per request, so every lookup also writes: what stamping each use would cost.
+func BenchmarkLookupToken(b *testing.B) {
+	for _, name := range []string{"sqlite/stamped", "sqlite/written", "postgres/stamped", "postgres/written"} {
+		b.Run(name, func(b *testing.B) {
+			dsn := "sqlite:" + b.TempDir() + "/state.db"
+			if strings.HasPrefix(name, "postgres") {
+				dsn = testenv.Postgres(b)
+			}
+			s, err := Open(context.Background(), dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if err := s.AddToken(ctx, Token{Kind: TokenAdmin, Name: "bob", Role: "viewer", SHA256: "b0"}); err != nil {
+				b.Fatal(err)
+			}
+			now, step := time.Now(), time.Duration(0)
+			if strings.HasSuffix(name, "written") {
+				step = lastUsedEvery
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, ok, err := s.LookupToken(ctx, TokenAdmin, "b0", now.Add(time.Duration(i)*step)); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
 }
