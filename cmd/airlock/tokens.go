@@ -103,7 +103,7 @@ func runTokens(ctx context.Context, e *env, args []string, k tokenHolders) error
 		}
 		var until time.Time
 		if ttl > 0 {
-			until = time.Now().Add(ttl)
+			until = time.Now().Add(ttl).Truncate(time.Second)
 		}
 		token, err := holders.Issue(mcp.NewToken{Name: name, Subject: subject, Role: role, Expires: until})
 		if err != nil {
