@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -41,7 +43,10 @@ a restore from an older backup (exit status 1).
   adopt         vouch for the records an older airlock wrote without MACs (after checking them)
 
 Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown --kind call|request|begin|admin|auth
---since/--until (RFC 3339, or a duration back from now such as 24h).`, `
+--since/--until (RFC 3339, or a duration back from now such as 24h).
+
+'search' also works through a server's admin API: --server URL (or $AIRLOCK_SERVER), with a
+viewer's admin token (or more) in $AIRLOCK_ADMIN_TOKEN. The other actions work on the state store.`, `
   airlock audit
   airlock audit search --connector slack --decision denied --since 24h
   airlock audit export > audit.jsonl
@@ -49,6 +54,7 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown
   airlock audit verify
   airlock audit verify --file audit.jsonl --pubkey "$(cat audit.pub)"`)
 	g.register(fs)
+	g.registerServer(fs)
 	n := fs.Int("n", 50, "tail: show the last N records")
 	follow := fs.Bool("follow", false, "tail: keep printing new records")
 	asJSON := fs.Bool("json", false, "print JSON lines")
@@ -88,6 +94,21 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown
 	}, nil)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if c, err := g.remote(); err != nil || c != nil {
+		if err != nil {
+			return err
+		}
+		if verb != "search" {
+			return usagef("audit %s works on the state store only; through --server use: airlock audit search [filters]", verb)
+		}
+		q := url.Values{}
+		for k, v := range filters {
+			if *v != "" {
+				q.Set(k, *v)
+			}
+		}
+		return remoteAuditSearch(ctx, e, c, q, *asJSON)
 	}
 	// The trail is keyed with the audit key sealed under the master key: these commands need it
 	// (a fresh embedded state gets one, saying so; a shared one must be given it).
@@ -328,6 +349,22 @@ func printRecords(e *env, st *store.Store, ctx context.Context, f store.AuditFil
 		}
 		f.AfterSeq = recs[len(recs)-1].Seq
 	}
+}
+
+// remoteAuditSearch prints the records the admin API's /audit answers for the filters q.
+func remoteAuditSearch(ctx context.Context, e *env, c *adminClient, q url.Values, asJSON bool) error {
+	var lines []byte // JSON lines
+	if err := c.do(ctx, "GET", "audit?"+q.Encode(), nil, &lines); err != nil {
+		return err
+	}
+	var recs []store.AuditRecord
+	for line := range bytes.Lines(lines) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			recs = append(recs, store.AuditRecord{Data: line})
+		}
+	}
+	show(e, recs, asJSON)
+	return nil
 }
 
 func show(e *env, recs []store.AuditRecord, asJSON bool) {

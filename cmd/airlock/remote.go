@@ -77,7 +77,7 @@ func (e *serverError) Error() string {
 }
 
 // do sends method path (under /admin/v1/) with body encoded as JSON (nil: none), and decodes
-// the answer into out (nil: ignore it).
+// the answer into out (nil: ignore it; a *[]byte: the answer as it is).
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -112,6 +112,10 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			e.Error = fmt.Sprintf("%s %s: %s (is %s an airlock server?)", method, path, resp.Status, c.base)
 		}
 		return &serverError{status: resp.StatusCode, msg: e.Error}
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
 	}
 	if out == nil {
 		return nil

@@ -86,6 +86,7 @@ func TestAdminRolesCLI(t *testing.T) {
 				least admin.Role
 			}{
 				{[]string{"approvals"}, admin.Viewer},
+				{[]string{"audit", "search", "--kind", "admin"}, admin.Viewer},
 				{[]string{"grants"}, admin.Viewer},
 				{[]string{"grants", "slack", "--history"}, admin.Viewer},
 				{[]string{"approve", "ap_none"}, admin.Approver},
@@ -139,6 +140,13 @@ func TestAdminRolesCLI(t *testing.T) {
 			t.Setenv(adminTokenEnv, strings.TrimSpace(out))
 			if code, _, errOut := cli("approvals"); code != exitError || !strings.Contains(errOut, "expired") || !strings.Contains(errOut, "airlock admin add NAME --role ROLE --ttl") {
 				t.Errorf("an expired admin token = %d %q; want refused saying it expired and how to get a new one", code, errOut)
+			}
+
+			// A viewer finds the refusals through the server too.
+			t.Setenv(adminTokenEnv, tokens[admin.Viewer])
+			code, out, errOut := cli("audit", "search", "--kind", "admin", "--decision", "denied", "--json")
+			if n := strings.Count(out, "\n"); code != exitOK || n != refused || !strings.Contains(out, `"required":"owner"`) {
+				t.Errorf("audit search --server as a viewer = %d, %d records (want %d): %s %s", code, n, refused, out, errOut)
 			}
 
 			// Every refusal is in the audit trail, with the admin, the route and the role needed.
