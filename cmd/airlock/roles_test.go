@@ -163,6 +163,17 @@ func TestAdminRolesCLI(t *testing.T) {
 			if len(recs) != refused {
 				t.Errorf("%d refusals in the audit trail, want %d", len(recs), refused)
 			}
+			// The expired token's refused authentication says it had expired (written through
+			// the server's rate-limited sink, so it may take a moment).
+			var auth []store.AuditRecord
+			for deadline := time.Now().Add(10 * time.Second); len(auth) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if auth, err = st.QueryAudit(context.Background(), store.AuditFilter{Kind: audit.KindAuth}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(auth) != 1 || !strings.Contains(string(auth[0].Data), "an expired bearer token") {
+				t.Errorf("refused authentications = %d, want 1 saying the token expired: %v", len(auth), auth)
+			}
 			for _, r := range recs {
 				var ev audit.Event
 				json.Unmarshal(r.Data, &ev)

@@ -644,11 +644,15 @@ func minus(a, b []string) []string {
 
 // RefusedAuth records r, which was answered 401 on a listener that authenticates with bearer
 // tokens (realm "mcp" or "admin"), as a refused authentication in st's audit trail: the remote
-// address, the path, and whether a token was presented — never the token. The trail's sink
-// rate-limits them ([StoreSinkOptions.RefusedPerSecond]).
-func RefusedAuth(st *store.Store, realm string, r *http.Request) {
+// address, the path, and whether a token was presented (and, when expired is true, that it had
+// expired) — never the token. The trail's sink rate-limits them
+// ([StoreSinkOptions.RefusedPerSecond]).
+func RefusedAuth(st *store.Store, realm string, r *http.Request, expired bool) {
 	msg := "no bearer token"
-	if r.Header.Get("Authorization") != "" {
+	switch {
+	case expired:
+		msg = "an expired bearer token"
+	case r.Header.Get("Authorization") != "":
 		msg = "a bearer token that is not valid (unknown or revoked)"
 	}
 	Refused(r.Context(), st, Event{Time: time.Now().UTC(), Kind: KindAuth, Realm: realm, Remote: r.RemoteAddr,
