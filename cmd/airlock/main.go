@@ -65,7 +65,7 @@ func commands() []command {
 		{"connect", "connect a user's account to an OAuth connector (sign in; tokens stay with the host)", runConnect},
 		{"secret", "manage the encrypted secret store (airlock secret set|list|rm|rotate-key)", runSecret},
 		{"audit", "show, search, export and verify the hash-chained audit trail", runAudit},
-		{"admin", "manage the tokens of the admin HTTP API (airlock admin add|list|revoke)", runAdmin},
+		{"admin", "manage the tokens and roles of the admin HTTP API (airlock admin add|list|role|revoke)", runAdmin},
 		{"trust", "manage the publisher keys trusted to sign bundles (airlock trust add|list|rm)", runTrust},
 		{"openapi", "make a connector from chosen operations of an OpenAPI description, no code (airlock openapi list|import)", runOpenAPI},
 		{"init", "scaffold a new connector, ready to build, test, pack and sign (airlock init connector NAME)", runInit},
