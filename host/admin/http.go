@@ -80,7 +80,7 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 		}
 		if !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="airlock-admin"`)
-			writeErr(w, http.StatusUnauthorized, "an admin token is required: create one with `airlock admin add NAME`")
+			writeErr(w, http.StatusUnauthorized, "an admin token is required: an owner creates one with `airlock admin add NAME --role ROLE`")
 			return
 		}
 		if _, pattern := mux.Handler(r); pattern != "" && !a.authorize(w, r, c, pattern) {
