@@ -159,6 +159,24 @@ func TestRoleRefusalChangesNothing(t *testing.T) {
 	if after, _ := e.st.CurrentGrant(ctx, "slack"); after.Version != before.Version || after.Revoked {
 		t.Errorf("the grant changed after a refused revoke: %+v → %+v", before, after)
 	}
+	// Nor through a path the mux would clean or redirect: nothing reaches the handler.
+	for _, path := range []string{"/admin/v1//grants/slack", "/admin/v1/x/../grants/slack", "/admin/v1/./grants/slack",
+		"/admin/v1/grants/slack/", "/admin/v1/grants/%73lack", "/admin/v1/grants/slack%2F..%2Fslack"} {
+		req, _ := http.NewRequest("DELETE", c.url, nil)
+		req.URL.Opaque = path // sent as it is, not cleaned by the client
+		req.Header.Set("Authorization", "Bearer "+tokens[admin.Viewer])
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("a viewer's DELETE %s = 200", path)
+		}
+	}
+	if after, _ := e.st.CurrentGrant(ctx, "slack"); after.Version != before.Version || after.Revoked {
+		t.Errorf("the grant changed after a viewer's DELETE through an odd path: %+v → %+v", before, after)
+	}
 	// A granter cannot make itself owner.
 	if status, _ := c.do(tokens[admin.Granter], "PUT", "/admin/v1/admins/granter-admin/role", `{"role":"owner"}`); status != http.StatusForbidden {
 		t.Errorf("a granter promoting itself = %d, want 403", status)
