@@ -138,7 +138,7 @@ func CheckOrigin(origin string) (string, error) {
 //   - with an Origin header that is not allowed (see HTTPOptions.AllowedOrigins) gets 403;
 //   - must carry "Authorization: Bearer TOKEN" with the token of an agent in agents; anything
 //     else (no token, a wrong one, a revoked one) gets 401 with a WWW-Authenticate: Bearer
-//     challenge (RFC 6750). The token is checked on every request, so a revoked agent is
+//     challenge (RFC 6750); an expired one too, with a body and challenge that say so. The token is checked on every request, so a revoked agent is
 //     refused at once, and its open sessions (and their SSE streams) are closed within a second;
 //   - other than initialize, must name its session (Mcp-Session-Id): without one it gets 400,
 //     with an unknown or expired one 404 (the client then initializes again). A session stays
