@@ -23,7 +23,7 @@ import (
 // hermetic clears the AIRLOCK_* variables that would point a test's commands elsewhere.
 func hermetic(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"AIRLOCK_CONFIG", "AIRLOCK_STATE", "AIRLOCK_STATE_DIR", "AIRLOCK_REDIS", "AIRLOCK_SUBJECT", "AIRLOCK_AGENT", "AIRLOCK_MASTER_KEY_REF"} {
+	for _, k := range []string{"AIRLOCK_CONFIG", "AIRLOCK_STATE", "AIRLOCK_STATE_DIR", "AIRLOCK_REDIS", "AIRLOCK_SUBJECT", "AIRLOCK_AGENT", "AIRLOCK_MASTER_KEY_REF", "AIRLOCK_SERVER", adminTokenEnv} {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AIRLOCK_ADMIN", "test-admin")
@@ -361,7 +361,10 @@ func testAdminCLI(t *testing.T, b adminBackend, root, wasm string) {
 func TestAdminTokensCLI(t *testing.T) {
 	hermetic(t)
 	stateDir := t.TempDir()
-	code, token, errOut := airlock(t, "admin", "add", "alice", "--state-dir", stateDir)
+	if code, _, errOut := airlock(t, "admin", "add", "alice", "--state-dir", stateDir); code != exitUsage || !strings.Contains(errOut, "--role viewer, approver, granter or owner") {
+		t.Errorf("admin add without a role = %d, %q; want a usage error listing the roles", code, errOut)
+	}
+	code, token, errOut := airlock(t, "admin", "add", "alice", "--role", "owner", "--state-dir", stateDir)
 	token = strings.TrimSpace(token)
 	if code != exitOK || !strings.HasPrefix(token, "airlock_admin_") || !strings.Contains(errOut, "only once") {
 		t.Fatalf("admin add = %d, %q, %q", code, token, errOut)
@@ -379,13 +382,13 @@ func TestAdminTokensCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(stateDir, "admins.json")); !os.IsNotExist(err) {
 		t.Errorf("admin add wrote admins.json (%v); want tokens in the state store only", err)
 	}
-	if code, _, _ := airlock(t, "admin", "add", "alice", "--state-dir", stateDir); code == exitOK {
+	if code, _, _ := airlock(t, "admin", "add", "alice", "--role", "viewer", "--state-dir", stateDir); code == exitOK {
 		t.Error("adding an admin that exists succeeded; want it refused (revoke first)")
 	}
-	if code, _, errOut := airlock(t, "admin", "add", "../../etc/passwd", "--state-dir", stateDir); code == exitOK {
+	if code, _, errOut := airlock(t, "admin", "add", "../../etc/passwd", "--role", "viewer", "--state-dir", stateDir); code == exitOK {
 		t.Errorf("admin add with a path as the name succeeded: %q", errOut)
 	}
-	airlock(t, "admin", "add", "bob", "--state-dir", stateDir)
+	airlock(t, "admin", "add", "bob", "--role", "viewer", "--state-dir", stateDir)
 	code, out, _ := airlock(t, "admin", "list", "--state-dir", stateDir)
 	if code != exitOK || !strings.Contains(out, "alice") || !strings.Contains(out, "bob") || strings.Contains(out, "airlock_admin_") {
 		t.Errorf("admin list = %d, %q; want names, never tokens", code, out)

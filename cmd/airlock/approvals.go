@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"text/tabwriter"
 	"time"
+
+	"github.com/airlock-dev/airlock/host/admin"
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 func runApprovals(ctx context.Context, e *env, args []string) error {
@@ -15,30 +19,28 @@ Usage: airlock approvals [--all] [--json]
 Lists the tool calls waiting for a human's approval: tools annotated destructive or
 needs_confirmation, tools a grant lists under confirm, and write database functions. Each shows
 the exact arguments the agent sent; approving lets exactly that call run once (the agent calls
-again with the same arguments), before it expires.`, `
+again with the same arguments), before it expires.`+serverHelp, `
   airlock approvals
   airlock approve ap_3f9c2a…
   airlock deny ap_3f9c2a… --reason "not during the freeze"`)
 	g.register(fs)
+	g.registerServer(fs)
 	all := fs.Bool("all", false, "show decided, used and expired requests too")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	st, err := g.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	status := "pending"
 	if *all {
 		status = ""
 	}
-	a, err := g.recorder(e, st)
-	if err != nil {
+	var list []store.Approval
+	err := g.withAdmin(ctx, e, func(a *admin.Admin) (err error) {
+		list, err = a.Approvals(ctx, status)
 		return err
-	}
-	list, err := a.Approvals(ctx, status)
+	}, func(c *adminClient) error {
+		return c.do(ctx, "GET", "approvals?status="+url.QueryEscape(status), nil, &list)
+	})
 	if err != nil {
 		return err
 	}
@@ -73,9 +75,10 @@ Usage: airlock %s ID [--reason TEXT]
 
 %s the pending call ID (see 'airlock approvals'). Approval lets that exact call — same tool,
 subject and arguments — run once, when the agent calls again, until the request expires; a denied
-call never reaches the upstream, and the agent is told it was denied.`, verb, map[string]string{"approve": "Approves", "deny": "Denies"}[verb]), fmt.Sprintf(`
+call never reaches the upstream, and the agent is told it was denied.`+serverHelp, verb, map[string]string{"approve": "Approves", "deny": "Denies"}[verb]), fmt.Sprintf(`
   airlock %s ap_3f9c2a1b`, verb))
 	g.register(fs)
+	g.registerServer(fs)
 	reason := fs.String("reason", "", "deny: why, shown to the agent")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -87,26 +90,27 @@ call never reaches the upstream, and the agent is told it was denied.`, verb, ma
 	if id == "" {
 		return usagef("give the approval ID: airlock %s ID (see 'airlock approvals')", verb)
 	}
-	st, err := g.openStore(ctx)
-	if err != nil {
+	var ap store.Approval
+	err := g.withAdmin(ctx, e, func(a *admin.Admin) (err error) {
+		if verb == "approve" {
+			ap, err = a.Approve(ctx, id, adminName())
+		} else {
+			ap, err = a.Deny(ctx, id, adminName(), *reason)
+		}
 		return err
-	}
-	defer st.Close()
-	a, err := g.recorder(e, st)
+	}, func(c *adminClient) error {
+		var body any
+		if verb == "deny" {
+			body = map[string]string{"reason": *reason}
+		}
+		return c.do(ctx, "POST", "approvals/"+url.PathEscape(id)+"/"+verb, body, &ap)
+	})
 	if err != nil {
 		return err
 	}
 	if verb == "approve" {
-		ap, err := a.Approve(ctx, id, adminName())
-		if err != nil {
-			return err
-		}
 		fmt.Fprintf(e.stderr, "Approved %s: %s.%s may run once with these arguments until %s:\n%s\n", id, ap.Connector, ap.Tool, ap.Expires.Local().Format(time.DateTime), ap.Args)
 		return nil
-	}
-	ap, err := a.Deny(ctx, id, adminName(), *reason)
-	if err != nil {
-		return err
 	}
 	fmt.Fprintf(e.stderr, "Denied %s (%s.%s).\n", id, ap.Connector, ap.Tool)
 	return nil

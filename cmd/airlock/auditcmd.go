@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -44,7 +46,10 @@ Filters: --connector --tool --agent --subject --decision ok|error|denied|unknown
 --since/--until (RFC 3339, or a duration back from now such as 24h), and who asked for a call:
 --session (the MCP session ID), --conversation and --user (the labels the client sent: _meta
 dev.airlock/conversation and dev.airlock/user, or the X-Airlock-Conversation / X-Airlock-User
-headers). Labels are the client's word, never authority: the subject comes from the token.`, `
+headers). Labels are the client's word, never authority: the subject comes from the token.
+
+'search' also works through a server's admin API: --server URL (or $AIRLOCK_SERVER), with a
+viewer's admin token (or more) in $AIRLOCK_ADMIN_TOKEN. The other actions work on the state store.`, `
   airlock audit search --conversation c-42 --user alice@example.com
   airlock audit
   airlock audit search --connector slack --decision denied --since 24h
@@ -53,6 +58,7 @@ headers). Labels are the client's word, never authority: the subject comes from 
   airlock audit verify
   airlock audit verify --file audit.jsonl --pubkey "$(cat audit.pub)"`)
 	g.register(fs)
+	g.registerServer(fs)
 	n := fs.Int("n", 50, "tail: show the last N records")
 	follow := fs.Bool("follow", false, "tail: keep printing new records")
 	asJSON := fs.Bool("json", false, "print JSON lines")
@@ -92,6 +98,21 @@ headers). Labels are the client's word, never authority: the subject comes from 
 	}, nil)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if c, err := g.remote(); err != nil || c != nil {
+		if err != nil {
+			return err
+		}
+		if verb != "search" {
+			return usagef("audit %s works on the state store only; through --server use: airlock audit search [filters]", verb)
+		}
+		q := url.Values{}
+		for k, v := range filters {
+			if *v != "" {
+				q.Set(k, *v)
+			}
+		}
+		return remoteAuditSearch(ctx, e, c, q, *asJSON)
 	}
 	// The trail is keyed with the audit key sealed under the master key: these commands need it
 	// (a fresh embedded state gets one, saying so; a shared one must be given it).
@@ -332,6 +353,22 @@ func printRecords(e *env, st *store.Store, ctx context.Context, f store.AuditFil
 		}
 		f.AfterSeq = recs[len(recs)-1].Seq
 	}
+}
+
+// remoteAuditSearch prints the records the admin API's /audit answers for the filters q.
+func remoteAuditSearch(ctx context.Context, e *env, c *adminClient, q url.Values, asJSON bool) error {
+	var lines []byte // JSON lines
+	if err := c.do(ctx, "GET", "audit?"+q.Encode(), nil, &lines); err != nil {
+		return err
+	}
+	var recs []store.AuditRecord
+	for line := range bytes.Lines(lines) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			recs = append(recs, store.AuditRecord{Data: line})
+		}
+	}
+	show(e, recs, asJSON)
+	return nil
 }
 
 func show(e *env, recs []store.AuditRecord, asJSON bool) {

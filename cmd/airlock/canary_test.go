@@ -48,7 +48,7 @@ func TestDSNPasswordCanary(t *testing.T) {
 	if code, _ := cli("grants"); code != exitOK {
 		t.Fatalf("grants on the PostgreSQL state failed: %v", printed)
 	}
-	_, adminToken := cli("admin", "add", "ops")
+	_, adminToken := cli("admin", "add", "ops", "--role", "owner")
 	_, agentToken := cli("agent", "add", "bot", "--subject", "acme")
 	adminToken, agentToken = strings.TrimSpace(adminToken), strings.TrimSpace(agentToken)
 

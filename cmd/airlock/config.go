@@ -74,6 +74,7 @@ type globals struct {
 	redis    string
 	key      string // --master-key
 	logLevel string
+	server   string // --server: the admin API of a running airlock (remote.go)
 	// mayCreateKey lets the command create the master key of a fresh embedded state (serve,
 	// demo, secret); read-only commands never create one.
 	mayCreateKey bool

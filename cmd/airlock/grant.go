@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"os/user"
 	"slices"
@@ -119,15 +120,12 @@ with who made it ($AIRLOCK_ADMIN or your user name); 'airlock grants --history' 
 	if name == "" {
 		return usagef("name the connector: airlock grant CONNECTOR (see 'airlock plugin list')")
 	}
-	st, err := g.openStore(ctx)
+	a, err := g.openAdmin(ctx, e)
 	if err != nil {
 		return err
 	}
+	st := a.Store()
 	defer st.Close()
-	a, err := g.recorder(e, st)
-	if err != nil {
-		return err
-	}
 	asks, diff, err := a.Review(ctx, name, *version)
 	if err != nil {
 		return err
@@ -295,10 +293,12 @@ Lists the current grant of every connector recorded in the store, with its versi
 and when, then the grant that applies to each connector and where each part of it comes from:
 airlock.yaml ("file"), the store ("store"), both ("file ∩ store": only what both allow) or
 either ("file ∪ store": confirm rules). A revocation in the store wins over airlock.yaml. With a
-connector and --history, lists every version of its grant (revocations included).`, `
+connector and --history, lists every version of its grant (revocations included). Through
+--server only the store's grants are listed (airlock.yaml is the server's).`+serverHelp, `
   airlock grants
   airlock grants slack --history`)
 	g.register(fs)
+	g.registerServer(fs)
 	history := fs.Bool("history", false, "show every version of CONNECTOR's grant")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {
@@ -308,40 +308,45 @@ connector and --history, lists every version of its grant (revocations included)
 		return err
 	}
 	name := fs.Arg(0)
-	st, err := g.openStore(ctx)
-	if err != nil {
-		return err
+	if *history && name == "" {
+		return usagef("--history needs a connector: airlock grants CONNECTOR --history")
 	}
-	defer st.Close()
-	var views []admin.GrantView
-	if *history {
-		if name == "" {
-			return usagef("--history needs a connector: airlock grants CONNECTOR --history")
+	var (
+		views []admin.GrantView
+		eff   []effectiveGrant
+	)
+	err := g.withAdmin(ctx, e, func(a *admin.Admin) error {
+		st := a.Store()
+		list := st.ListGrants
+		if *history {
+			list = func(ctx context.Context) ([]store.GrantRecord, error) { return st.GrantHistory(ctx, name) }
 		}
-		recs, err := st.GrantHistory(ctx, name)
+		recs, err := list(ctx)
 		if err != nil {
 			return err
 		}
 		views = admin.GrantViews(recs)
-	} else {
-		recs, err := st.ListGrants(ctx)
-		if err != nil {
-			return err
+		if *history {
+			return nil
 		}
-		for _, v := range admin.GrantViews(recs) {
-			if name == "" || v.Connector == name {
-				views = append(views, v)
-			}
+		if views = grantsOf(views, name); *asJSON {
+			return nil
 		}
+		eff, err = effectiveGrants(ctx, st, &g, views, name)
+		return err
+	}, func(c *adminClient) error {
+		if *history {
+			return c.do(ctx, "GET", "grants/"+url.PathEscape(name)+"/history", nil, &views)
+		}
+		err := c.do(ctx, "GET", "grants", nil, &views)
+		views = grantsOf(views, name)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if *asJSON {
 		return writeJSON(e, views)
-	}
-	var eff []effectiveGrant
-	if !*history {
-		if eff, err = effectiveGrants(ctx, st, &g, views, name); err != nil {
-			return err
-		}
 	}
 	if len(views) == 0 && len(eff) == 0 {
 		fmt.Fprintln(e.stdout, "No grants. Review and grant a connector with 'airlock grant CONNECTOR'.")
@@ -370,6 +375,20 @@ connector and --history, lists every version of its grant (revocations included)
 		}
 	}
 	return tw.Flush()
+}
+
+// grantsOf returns the views of connector name, or all of them when name is "".
+func grantsOf(views []admin.GrantView, name string) []admin.GrantView {
+	if name == "" {
+		return views
+	}
+	var out []admin.GrantView
+	for _, v := range views {
+		if v.Connector == name {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // effectiveGrant is the grant that applies to one connector, part by part: key, value, source.
@@ -465,10 +484,11 @@ Withdraws a connector's grant, or only some of its tools. Every new call is refu
 moment the change is applied (at once on a server that made it through its admin API, within a
 second on servers sharing this state); calls already running finish, and every call is audited.
 A revoke always takes effect: for a connector configured in airlock.yaml it is recorded in the
-store and wins over the file until the connector is granted again ('airlock grant').`, `
+store and wins over the file until the connector is granted again ('airlock grant').`+serverHelp, `
   airlock revoke slack
   airlock revoke slack --tools post_message --note "INC-42"`)
 	g.register(fs)
+	g.registerServer(fs)
 	var tools listFlag
 	fs.Var(&tools, "tools", "revoke only these tools")
 	note := fs.String("note", "", "a note kept in the grant's history")
@@ -482,16 +502,16 @@ store and wins over the file until the connector is granted again ('airlock gran
 	if name == "" {
 		return usagef("name the connector: airlock revoke CONNECTOR")
 	}
-	st, err := g.openStore(ctx)
+	err := g.withAdmin(ctx, e, func(a *admin.Admin) error {
+		return a.Revoke(ctx, name, tools, adminName(), *note)
+	}, func(c *adminClient) error {
+		q := url.Values{"note": {*note}}
+		if len(tools) > 0 {
+			q.Set("tools", strings.Join(tools, ","))
+		}
+		return c.do(ctx, "DELETE", "grants/"+url.PathEscape(name)+"?"+q.Encode(), nil, nil)
+	})
 	if err != nil {
-		return err
-	}
-	defer st.Close()
-	a, err := g.recorder(e, st)
-	if err != nil {
-		return err
-	}
-	if err := a.Revoke(ctx, name, tools, adminName(), *note); err != nil {
 		return err
 	}
 	what := "all tools of " + name
@@ -499,7 +519,7 @@ store and wins over the file until the connector is granted again ('airlock gran
 		what = strings.Join(tools, ", ") + " of " + name
 	}
 	fmt.Fprintf(e.stderr, "Revoked %s.\n", what)
-	if _, _, inFile := g.configured()(name); inFile {
+	if _, _, inFile := g.configured()(name); inFile && g.server == "" {
 		fmt.Fprintf(e.stderr, "%s is configured in airlock.yaml: the revocation is recorded in the store and wins over the file.\n", name)
 	}
 	return nil

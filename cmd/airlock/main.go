@@ -74,7 +74,7 @@ func commands() []command {
 		{"connect", "connect a user's account to an OAuth connector (sign in; tokens stay with the host)", runConnect, nil},
 		{"secret", "manage the encrypted secret store (airlock secret set|list|rm|rotate-key)", runSecret, []string{"set", "list", "rm", "rotate-key"}},
 		{"audit", "show, search, export and verify the hash-chained audit trail", runAudit, []string{"tail", "search", "export", "verify", "key", "adopt"}},
-		{"admin", "manage the tokens of the admin HTTP API (airlock admin add|list|revoke)", runAdmin, []string{"add", "list", "revoke"}},
+		{"admin", "manage the tokens and roles of the admin HTTP API (airlock admin add|list|role|revoke)", runAdmin, []string{"add", "list", "role", "revoke"}},
 		{"trust", "manage the publisher keys trusted to sign bundles (airlock trust add|list|rm)", runTrust, []string{"add", "list", "rm"}},
 		{"openapi", "make a connector from chosen operations of an OpenAPI description, no code (airlock openapi list|import)", runOpenAPI, []string{"list", "import"}},
 		{"init", "scaffold a new connector, ready to build, test, pack and sign (airlock init connector NAME)", runInit, []string{"connector", "master-key"}},

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,8 @@ func refusals(listener string, next http.Handler, st *store.Store, m *host.Metri
 		if sw.status != http.StatusUnauthorized {
 			return
 		}
-		audit.RefusedAuth(st, listener, r)
+		// Both listeners' challenges say "expired" for an expired token only (host/mcp, host/admin).
+		audit.RefusedAuth(st, listener, r, strings.Contains(sw.Header().Get("WWW-Authenticate"), "expired"))
 		if m != nil {
 			m.AuthRefused(listener)
 		}

@@ -108,7 +108,7 @@ func newReplicaWorld(t *testing.T) *replicaWorld {
 		t.Fatal(err)
 	}
 	w.grant = cur.Grant
-	w.adminToken = strings.TrimSpace(w.cli(t, "admin", "add", "root"))
+	w.adminToken = strings.TrimSpace(w.cli(t, "admin", "add", "root", "--role", "owner"))
 
 	for i := 1; i <= 3; i++ {
 		w.replicas = append(w.replicas, w.start(t, i, redisURL))

@@ -5,7 +5,9 @@
 // sharing the store pick it up with [Admin.Watch].
 //
 // Nothing here is reachable from an agent: the MCP server exposes tools only, and the admin HTTP
-// API ([Admin.Handler]) accepts admin tokens only, which agent tokens can never pass for.
+// API ([Admin.Handler]) accepts admin tokens only, which agent tokens can never pass for. Each
+// admin token has a [Role], and each route the least role it needs (viewer, approver, granter,
+// owner; cumulative); a request beyond the role is refused and audited.
 //
 //	a := admin.New(st, h, logger)
 //	if err := a.Sync(ctx); err != nil { … }          // load every granted, active connector

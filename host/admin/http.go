@@ -18,15 +18,25 @@ import (
 	"github.com/airlock-dev/airlock/host/store"
 )
 
-// TokenVerifier checks an admin token and returns the admin's name (host/mcp.OpenAdmins).
+// TokenVerifier checks an admin token (host/mcp.StoreAdmins, adapted by cmd/airlock).
 type TokenVerifier interface {
-	Verify(token string) (name string, ok bool, err error)
+	// Verify returns the admin the token belongs to. ok is false for an unknown or revoked
+	// token; an expired one gives an error wrapping store.ErrExpired; any other error means
+	// the tokens cannot be read.
+	Verify(token string) (c Caller, ok bool, err error)
+}
+
+// Caller is the admin an admin API request comes from.
+type Caller struct {
+	Name string
+	Role Role
 }
 
 // maxBody bounds request bodies of the admin API.
 const maxBody = 1 << 20
 
-// Handler returns the admin HTTP API (JSON), every route behind an admin bearer token:
+// Handler returns the admin HTTP API (JSON), every route behind an admin bearer token and the
+// least role it needs (see [Role]; the table is routeRoles):
 //
 //	GET    /admin/v1/connectors                      installed connectors and versions
 //	GET    /admin/v1/connectors/{name}/review        what it asks for (?version=), and the diff of a pending upgrade
@@ -44,33 +54,29 @@ const maxBody = 1 << 20
 //	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &session= &conversation= &user= &decision= &kind= &since= &until= &after= &limit=)
 //	GET    /admin/v1/audit/verify                    check the hash chain
 //	GET    /admin/v1/metrics                         airlock's counters (JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
+//	GET    /admin/v1/admins                          admin tokens: name, role, created, last use, expiry (owner)
+//	PUT    /admin/v1/admins/{name}/role              change an admin's role (owner; body: {"role": "approver"})
 //
-// Errors are {"error": "…"} with a 4xx or 5xx status; a missing or wrong token gets 401 and
-// nothing else.
+// Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
+// 401 and nothing else, an expired one 401 saying so; a role that does not allow the route
+// gets 403 naming the role it needs, and the refusal is recorded in the audit trail.
 func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /admin/v1/connectors", a.apiConnectors)
-	mux.HandleFunc("GET /admin/v1/connectors/{name}/review", a.apiReview)
-	mux.HandleFunc("GET /admin/v1/grants", a.apiGrants)
-	mux.HandleFunc("GET /admin/v1/grants/{connector}/history", a.apiGrantHistory)
-	mux.HandleFunc("PUT /admin/v1/grants/{connector}", a.apiPutGrant)
-	mux.HandleFunc("DELETE /admin/v1/grants/{connector}", a.apiRevoke)
-	mux.HandleFunc("GET /admin/v1/profiles", a.apiProfiles)
-	mux.HandleFunc("GET /admin/v1/profiles/{name}", a.apiProfile)
-	mux.HandleFunc("PUT /admin/v1/profiles/{name}", a.apiPutProfile)
-	mux.HandleFunc("DELETE /admin/v1/profiles/{name}", a.apiDeleteProfile)
-	mux.HandleFunc("GET /admin/v1/approvals", a.apiApprovals)
-	mux.HandleFunc("POST /admin/v1/approvals/{id}/approve", a.apiDecide)
-	mux.HandleFunc("POST /admin/v1/approvals/{id}/deny", a.apiDecide)
-	mux.HandleFunc("GET /admin/v1/audit", a.apiAudit)
-	mux.HandleFunc("GET /admin/v1/audit/verify", a.apiVerify)
-	mux.HandleFunc("GET /admin/v1/metrics", serveMetrics)
+	for pattern, h := range a.routes() {
+		mux.HandleFunc(pattern, h)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		ok = ok && strings.EqualFold(scheme, "Bearer") // the scheme is case-insensitive (RFC 9110)
-		name, valid, err := "", false, error(nil)
+		c, valid, err := Caller{}, false, error(nil)
 		if ok {
-			name, valid, err = tokens.Verify(strings.TrimSpace(token))
+			c, valid, err = tokens.Verify(strings.TrimSpace(token))
+		}
+		if errors.Is(err, store.ErrExpired) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="airlock-admin", error="invalid_token", error_description="the token has expired"`)
+			writeErr(w, http.StatusUnauthorized, "your admin token has expired: ask an owner for a new one "+
+				"(airlock admin revoke NAME, then airlock admin add NAME --role ROLE --ttl 720h)")
+			return
 		}
 		if err != nil {
 			a.logger.Error("admin token store", "err", err)
@@ -79,12 +85,39 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 		}
 		if !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="airlock-admin"`)
-			writeErr(w, http.StatusUnauthorized, "an admin token is required: create one with `airlock admin add NAME`")
+			writeErr(w, http.StatusUnauthorized, "an admin token is required: an owner creates one with `airlock admin add NAME --role ROLE`")
+			return
+		}
+		if _, pattern := mux.Handler(r); pattern != "" && !a.authorize(w, r, c, pattern) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		mux.ServeHTTP(w, r.WithContext(withAdmin(r.Context(), name)))
+		mux.ServeHTTP(w, r.WithContext(withAdmin(r.Context(), c.Name)))
 	})
+}
+
+// routes are the admin API's handlers by pattern; each pattern has its line in routeRoles.
+func (a *Admin) routes() map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		"GET /admin/v1/connectors":                 a.apiConnectors,
+		"GET /admin/v1/connectors/{name}/review":   a.apiReview,
+		"GET /admin/v1/grants":                     a.apiGrants,
+		"GET /admin/v1/grants/{connector}/history": a.apiGrantHistory,
+		"PUT /admin/v1/grants/{connector}":         a.apiPutGrant,
+		"DELETE /admin/v1/grants/{connector}":      a.apiRevoke,
+		"GET /admin/v1/profiles":                   a.apiProfiles,
+		"GET /admin/v1/profiles/{name}":            a.apiProfile,
+		"PUT /admin/v1/profiles/{name}":            a.apiPutProfile,
+		"DELETE /admin/v1/profiles/{name}":         a.apiDeleteProfile,
+		"GET /admin/v1/approvals":                  a.apiApprovals,
+		"POST /admin/v1/approvals/{id}/approve":    a.apiDecide,
+		"POST /admin/v1/approvals/{id}/deny":       a.apiDecide,
+		"GET /admin/v1/audit":                      a.apiAudit,
+		"GET /admin/v1/audit/verify":               a.apiVerify,
+		"GET /admin/v1/metrics":                    serveMetrics,
+		"GET /admin/v1/admins":                     a.apiAdmins,
+		"PUT /admin/v1/admins/{name}/role":         a.apiSetRole,
+	}
 }
 
 // serveMetrics writes airlock's own expvar counters (airlock_*) as one JSON object. expvar's

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
 )
@@ -21,9 +22,9 @@ import (
 // adminTokens adapts the admin token file to admin.TokenVerifier, as cmd/airlock does.
 type adminTokens struct{ *mcp.Agents }
 
-func (a adminTokens) Verify(token string) (string, bool, error) {
+func (a adminTokens) Verify(token string) (admin.Caller, bool, error) {
 	id, ok, err := a.Agents.Verify(token)
-	return id.Name, ok, err
+	return admin.Caller{Name: id.Name, Role: admin.Role(id.Role)}, ok, err
 }
 
 type apiClient struct {

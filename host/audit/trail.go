@@ -206,7 +206,20 @@ func ReadAnchor(path string) ([]store.AuditCheckpoint, error) {
 // a token's name) and detail (names and the resulting change; never a secret value), then
 // writes a checkpoint when a Trail is attached, so the anchor covers it at once.
 func Action(ctx context.Context, st *store.Store, actor, action, target string, detail any) error {
-	e := Event{Time: time.Now().UTC(), Kind: KindAdmin, Actor: actor, Action: action, Target: target, Outcome: "ok"}
+	return recordAction(ctx, st, Event{Time: time.Now().UTC(), Kind: KindAdmin, Actor: actor, Action: action, Target: target, Outcome: "ok"}, detail)
+}
+
+// ActionRefused records, like [Action], an admin action that was refused (outcome "denied"):
+// an admin whose role does not allow it. message says why; it reaches the audit log only.
+// Unlike refused authentications these are not rate-limited: only an authenticated admin can
+// cause one.
+func ActionRefused(ctx context.Context, st *store.Store, actor, action, target, message string, detail any) error {
+	return recordAction(ctx, st, Event{Time: time.Now().UTC(), Kind: KindAdmin, Actor: actor, Action: action, Target: target,
+		Outcome: "denied", Code: "forbidden", Message: message}, detail)
+}
+
+func recordAction(ctx context.Context, st *store.Store, e Event, detail any) error {
+	action, target := e.Action, e.Target
 	if detail != nil {
 		b, err := json.Marshal(detail)
 		if err != nil {
@@ -654,11 +667,15 @@ func minus(a, b []string) []string {
 
 // RefusedAuth records r, which was answered 401 on a listener that authenticates with bearer
 // tokens (realm "mcp" or "admin"), as a refused authentication in st's audit trail: the remote
-// address, the path, and whether a token was presented — never the token. The trail's sink
-// rate-limits them ([StoreSinkOptions.RefusedPerSecond]).
-func RefusedAuth(st *store.Store, realm string, r *http.Request) {
+// address, the path, and whether a token was presented (and, when expired is true, that it had
+// expired) — never the token. The trail's sink rate-limits them
+// ([StoreSinkOptions.RefusedPerSecond]).
+func RefusedAuth(st *store.Store, realm string, r *http.Request, expired bool) {
 	msg := "no bearer token"
-	if r.Header.Get("Authorization") != "" {
+	switch {
+	case expired:
+		msg = "an expired bearer token"
+	case r.Header.Get("Authorization") != "":
 		msg = "a bearer token that is not valid (unknown or revoked)"
 	}
 	Refused(r.Context(), st, Event{Time: time.Now().UTC(), Kind: KindAuth, Realm: realm, Remote: r.RemoteAddr,

@@ -29,7 +29,9 @@ type Agent struct {
 	Subject     string    `json:"subject"`
 	TokenSHA256 string    `json:"token_sha256"` // hex
 	Created     time.Time `json:"created"`
-	// LastUsed (to the minute) and Expires (zero: never) are kept by the state store only.
+	// Role (admin tokens only), LastUsed (to the minute) and Expires (zero: never) are kept by
+	// the state store only; an admin token kept in a file is an owner's.
+	Role     string    `json:"-"`
 	LastUsed time.Time `json:"-"`
 	Expires  time.Time `json:"-"`
 }
@@ -37,7 +39,21 @@ type Agent struct {
 // Identity is who an authenticated request comes from.
 type Identity struct {
 	Name, Subject string
+	// Role is an admin's role (host/admin.Role); "" for agents.
+	Role string
 }
+
+// NewToken describes a token to issue with [Agents.Issue].
+type NewToken struct {
+	Name    string
+	Subject string    // agents: the tenant its calls act for; "" means "default"
+	Role    string    // admins: viewer, approver, granter or owner; "" means owner
+	Expires time.Time // zero: never; only tokens kept in the state store can expire
+}
+
+// roleOwner is the role of an admin token that names none: admin tokens could do everything
+// before roles existed, and a file of admin tokens has no place for one.
+const roleOwner = "owner"
 
 // Errors of the agent store, for callers that branch on them.
 var (
@@ -139,7 +155,7 @@ func (a *Agents) List() ([]Agent, error) {
 		ts, err := a.st.ListTokens(ctx, a.kind)
 		out := make([]Agent, len(ts))
 		for i, t := range ts {
-			out[i] = Agent{Name: t.Name, Subject: t.Subject, TokenSHA256: t.SHA256, Created: t.Created, LastUsed: t.LastUsed, Expires: t.Expires}
+			out[i] = Agent{Name: t.Name, Subject: t.Subject, Role: t.Role, TokenSHA256: t.SHA256, Created: t.Created, LastUsed: t.LastUsed, Expires: t.Expires}
 		}
 		return out, err
 	}
@@ -149,19 +165,37 @@ func (a *Agents) List() ([]Agent, error) {
 		return nil, err
 	}
 	out := append([]Agent(nil), a.agents...)
+	for i := range out {
+		out[i].Role = a.fileRole()
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-// Add creates an agent and returns its token, which is shown to nobody else and stored only
-// as its SHA-256. subject "" means "default".
+// Add creates an agent (or an admin, who is then an owner) and returns its token, which is
+// shown to nobody else and stored only as its SHA-256. subject "" means "default".
 func (a *Agents) Add(name, subject string) (token string, err error) {
-	return a.AddUntil(name, subject, time.Time{})
+	return a.Issue(NewToken{Name: name, Subject: subject})
 }
 
-// AddUntil is [Agents.Add] with an expiry (zero: never). Only tokens kept in the state store
-// can expire.
+// AddUntil is [Agents.Add] with an expiry (zero: never).
 func (a *Agents) AddUntil(name, subject string, expires time.Time) (token string, err error) {
+	return a.Issue(NewToken{Name: name, Subject: subject, Expires: expires})
+}
+
+// fileRole is the role of a token kept in a file: an owner's for admins, none for agents.
+func (a *Agents) fileRole() string {
+	if a.prefix == AdminTokenPrefix {
+		return roleOwner
+	}
+	return ""
+}
+
+// Issue creates a token holder as nt describes and returns the token, which is shown to
+// nobody else and stored only as its SHA-256. Only tokens kept in the state store can expire
+// or have a role other than owner.
+func (a *Agents) Issue(nt NewToken) (token string, err error) {
+	name, subject, expires := nt.Name, nt.Subject, nt.Expires
 	if !agentName.MatchString(name) {
 		return "", fmt.Errorf("agent name %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
 	}
@@ -173,20 +207,24 @@ func (a *Agents) AddUntil(name, subject string, expires time.Time) (token string
 		if err != nil {
 			return "", err
 		}
+		role := ""
 		if a.kind == store.TokenAdmin {
-			subject = ""
+			subject, role = "", nt.Role
+			if role == "" {
+				role = roleOwner
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()
-		err = a.st.AddToken(ctx, store.Token{Kind: a.kind, Name: name, Subject: subject, SHA256: hashToken(token),
+		err = a.st.AddToken(ctx, store.Token{Kind: a.kind, Name: name, Subject: subject, Role: role, SHA256: hashToken(token),
 			Created: time.Now().UTC().Truncate(time.Second), Expires: expires.UTC()})
 		if errors.Is(err, store.ErrConflict) {
 			return "", fmt.Errorf("%s %s: %w (revoke it first to issue a new token)", a.kind, name, ErrAgentExists)
 		}
 		return token, err
 	}
-	if !expires.IsZero() {
-		return "", fmt.Errorf("%s: tokens kept in a file cannot expire; keep them in the state store", a.path)
+	if !expires.IsZero() || nt.Role != "" && nt.Role != a.fileRole() {
+		return "", fmt.Errorf("%s: tokens kept in a file cannot expire or have a role; keep them in the state store", a.path)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -247,6 +285,21 @@ func (a *Agents) Revoke(name string) error {
 	return a.write(kept)
 }
 
+// SetRole changes an admin's role (kept in the state store only); it applies from the admin's
+// next request on, on every replica.
+func (a *Agents) SetRole(name, role string) error {
+	if a.st == nil || a.kind != store.TokenAdmin {
+		return errors.New("only admin tokens kept in the state store have a role")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	err := a.st.SetTokenRole(ctx, a.kind, name, role)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s %s: %w", a.kind, name, ErrNoAgent)
+	}
+	return err
+}
+
 // write replaces the file atomically (a temporary file in the same directory, synced, renamed).
 func (a *Agents) write(agents []Agent) error {
 	if agents == nil {
@@ -289,7 +342,8 @@ func (a *Agents) write(agents []Agent) error {
 
 // Verify returns the agent whose token this is. It re-reads the file if it changed, hashes the
 // token and compares it with every stored hash in constant time. ok is false for an unknown or
-// revoked token; err is set only if the file cannot be read.
+// revoked token; for an expired one ok is false and err wraps [store.ErrExpired] (its text
+// names the holder and the expiry, for logs); any other err means the tokens cannot be read.
 func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
 	if !strings.HasPrefix(token, a.prefix) {
 		return Identity{}, false, nil
@@ -303,7 +357,7 @@ func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
 		if err != nil || !ok {
 			return Identity{}, false, err
 		}
-		return Identity{Name: t.Name, Subject: t.Subject}, true, nil
+		return Identity{Name: t.Name, Subject: t.Subject, Role: t.Role}, true, nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -323,7 +377,7 @@ func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
 	if match < 0 {
 		return Identity{}, false, nil
 	}
-	return Identity{Name: a.agents[match].Name, Subject: a.agents[match].Subject}, true, nil
+	return Identity{Name: a.agents[match].Name, Subject: a.agents[match].Subject, Role: a.fileRole()}, true, nil
 }
 
 func hashToken(token string) string {
@@ -371,11 +425,11 @@ func (a *Agents) MigrateFile(ctx context.Context, path string) (int, error) {
 	}
 	n := 0
 	for _, ag := range f.Agents {
-		subject := ag.Subject
+		subject, role := ag.Subject, ""
 		if a.kind == store.TokenAdmin {
-			subject = ""
+			subject, role = "", roleOwner // as in the file: admin tokens had no role and could do everything
 		}
-		err := a.st.AddToken(ctx, store.Token{Kind: a.kind, Name: ag.Name, Subject: subject, SHA256: ag.TokenSHA256, Created: ag.Created})
+		err := a.st.AddToken(ctx, store.Token{Kind: a.kind, Name: ag.Name, Subject: subject, Role: role, SHA256: ag.TokenSHA256, Created: ag.Created})
 		switch {
 		case errors.Is(err, store.ErrConflict):
 		case err != nil:

@@ -13,16 +13,19 @@ import (
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
+// backends are the state stores tests that say "on SQLite and PostgreSQL" run on.
+var backends = []struct {
+	name string
+	dsn  func(t *testing.T) string
+}{
+	{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "state.db") }},
+	{"postgres", func(t *testing.T) string { return testenv.Postgres(t) }},
+}
+
 // Two processes on one state store (two replicas): a token issued through one is accepted by
 // the other, and a revocation through either is refused by both from the next request on.
 func TestStoreTokensSharedByReplicas(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		dsn  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "state.db") }},
-		{"postgres", func(t *testing.T) string { return testenv.Postgres(t) }},
-	} {
+	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			dsn := b.dsn(t)
 			open := func() *store.Store {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlock-dev/airlock/host/store"
 )
 
 // HTTPPath is where HTTPHandler serves the MCP endpoint (streamable HTTP).
@@ -136,7 +138,7 @@ func CheckOrigin(origin string) (string, error) {
 //   - with an Origin header that is not allowed (see HTTPOptions.AllowedOrigins) gets 403;
 //   - must carry "Authorization: Bearer TOKEN" with the token of an agent in agents; anything
 //     else (no token, a wrong one, a revoked one) gets 401 with a WWW-Authenticate: Bearer
-//     challenge (RFC 6750). The token is checked on every request, so a revoked agent is
+//     challenge (RFC 6750); an expired one too, with a body and challenge that say so. The token is checked on every request, so a revoked agent is
 //     refused at once, and its open sessions (and their SSE streams) are closed within a second;
 //   - other than initialize, must name its session (Mcp-Session-Id): without one it gets 400,
 //     with an unknown or expired one 404 (the client then initializes again). A session stays
@@ -158,8 +160,14 @@ func (s *Server) HTTPHandler(agents *Agents, opts *HTTPOptions) http.Handler {
 	}
 	mcpHandler := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.sdk },
 		&sdk.StreamableHTTPOptions{Stateless: o.Stateless, Logger: s.opts.Logger})
-	verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+	verify := func(_ context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
 		id, ok, err := agents.Verify(token)
+		if errors.Is(err, store.ErrExpired) {
+			if f, _ := r.Context().Value(expiredKey{}).(*bool); f != nil {
+				*f = true
+			}
+			return nil, fmt.Errorf("%w: %s", auth.ErrInvalidToken, expiredAgentToken)
+		}
 		if err != nil {
 			s.opts.Logger.Error("checking an agent token failed (the agents file or the state store cannot be read); refusing the request", "path", agents.Path(), "err", err)
 			return nil, fmt.Errorf("%w: the server cannot check tokens", auth.ErrInvalidToken)
@@ -184,9 +192,18 @@ func (s *Server) HTTPHandler(agents *Agents, opts *HTTPOptions) http.Handler {
 			http.Error(w, fmt.Sprintf("Forbidden: origin %s is not allowed to call this server (an admin can allow it with --allow-origin)", origin), http.StatusForbidden)
 			return
 		}
-		authed.ServeHTTP(&challenger{ResponseWriter: w, r: r}, r)
+		expired := new(bool) // set by verify, for the challenge
+		r = r.WithContext(context.WithValue(r.Context(), expiredKey{}, expired))
+		authed.ServeHTTP(&challenger{ResponseWriter: w, r: r, expired: expired}, r)
 	})
 }
+
+// expiredAgentToken is what the holder of an expired agent token is told (in the 401's body and
+// challenge): not who it was issued to, only what to do.
+const expiredAgentToken = "the agent token has expired; ask an admin for a new one (airlock agent revoke NAME, then airlock agent add NAME --ttl 720h)"
+
+// expiredKey marks, in a request's context, a *bool verify sets when the token had expired.
+type expiredKey struct{}
 
 // originAllowed reports whether a browser page from origin may call the server: it is in the
 // allow-list, or it is a loopback origin and the request came in on a loopback address.
@@ -225,13 +242,17 @@ func arrivedOnLoopback(r *http.Request) bool {
 // add'), not from an OAuth authorization server a client could discover.
 type challenger struct {
 	http.ResponseWriter
-	r *http.Request
+	r       *http.Request
+	expired *bool // the token presented had expired
 }
 
 func (c *challenger) WriteHeader(code int) {
 	if code == http.StatusUnauthorized && c.Header().Get("WWW-Authenticate") == "" {
 		v := `Bearer realm="airlock"`
-		if c.r.Header.Get("Authorization") != "" {
+		switch {
+		case *c.expired:
+			v += `, error="invalid_token", error_description="` + expiredAgentToken + `"`
+		case c.r.Header.Get("Authorization") != "":
 			v += `, error="invalid_token", error_description="the token is unknown or revoked; ask an admin for an agent token (airlock agent add)"`
 		}
 		c.Header().Set("WWW-Authenticate", v)

@@ -172,6 +172,12 @@ var migrations = []migration{
 		`CREATE INDEX audit_conversation ON audit (conversation, seq)`,
 		`CREATE INDEX audit_end_user ON audit (end_user, seq)`,
 	}},
+	{name: "admin roles", stmts: []string{
+		// An admin token's role (viewer, approver, granter, owner); '' for agent tokens. Admin
+		// tokens issued before roles existed could do everything: they become owners.
+		`ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT ''`,
+		`UPDATE tokens SET role = 'owner' WHERE kind = 'admin'`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

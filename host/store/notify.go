@@ -14,7 +14,7 @@ import (
 // Kinds of [Change]: what the other replicas must re-read.
 const (
 	ChangeGrant     = "grant"    // a grant, revocation or active version of a connector
-	ChangeToken     = "token"    // an agent or admin token was revoked
+	ChangeToken     = "token"    // an agent or admin token was revoked, or an admin's role changed
 	ChangeApproval  = "approval" // an approval was decided
 	ChangeTrust     = "trust"    // a publisher key was trusted or distrusted
 	ChangeSecret    = "secret"   // a sealed secret or the keyring changed

@@ -28,6 +28,8 @@ var (
 	// ErrConflict reports that the record is not in the state the operation needs: it already
 	// exists, another writer changed it first, or (approvals) it was already decided or used.
 	ErrConflict = errors.New("conflict")
+	// ErrExpired reports a bearer token past its expiry ([Store.LookupToken]).
+	ErrExpired = errors.New("expired")
 )
 
 // Drivers returned by [Store.Driver].

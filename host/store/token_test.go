@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/testenv"
+)
+
+func TestTokenRoleExpiryAndLastUse(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		t0 := c.Now()
+		must(t, "adding an approver", s.AddToken(ctx, Token{Kind: TokenAdmin, Name: "bob", Role: "approver", SHA256: "b0"}))
+		must(t, "adding an expiring agent", s.AddToken(ctx, Token{Kind: TokenAgent, Name: "bot", Subject: "acme", SHA256: "a0", Expires: t0.Add(time.Hour)}))
+
+		tok, ok, err := s.LookupToken(ctx, TokenAdmin, "b0", t0)
+		if !ok || err != nil || tok.Role != "approver" || tok.Name != "bob" {
+			t.Fatalf("LookupToken(bob) = %+v, %v, %v; want bob the approver", tok, ok, err)
+		}
+		// An agent token is not an admin's, whatever its hash.
+		if _, ok, err := s.LookupToken(ctx, TokenAdmin, "a0", t0); ok || err != nil {
+			t.Errorf("the agent's hash as an admin's = %v, %v; want unknown", ok, err)
+		}
+
+		// Last use: stamped on first use, then at most once a minute.
+		lastUsed := func(kind, name string) time.Time {
+			t.Helper()
+			list, err := s.ListTokens(ctx, kind)
+			must(t, "listing tokens", err)
+			for _, x := range list {
+				if x.Name == name {
+					return x.LastUsed
+				}
+			}
+			t.Fatalf("%s %s not listed", kind, name)
+			return time.Time{}
+		}
+		if got := lastUsed(TokenAdmin, "bob"); !got.Equal(t0.Truncate(time.Second)) {
+			t.Errorf("last use after the first request = %v, want %v", got, t0)
+		}
+		s.LookupToken(ctx, TokenAdmin, "b0", t0.Add(30*time.Second))
+		if got := lastUsed(TokenAdmin, "bob"); !got.Equal(t0.Truncate(time.Second)) {
+			t.Errorf("last use 30s later = %v; want the store not written again within a minute", got)
+		}
+		s.LookupToken(ctx, TokenAdmin, "b0", t0.Add(61*time.Second))
+		if got := lastUsed(TokenAdmin, "bob"); !got.Equal(t0.Add(61 * time.Second).Truncate(time.Second)) {
+			t.Errorf("last use 61s later = %v; want it stamped again", got)
+		}
+
+		// Expiry: accepted before, refused at and after, saying so.
+		if _, ok, err := s.LookupToken(ctx, TokenAgent, "a0", t0.Add(59*time.Minute)); !ok || err != nil {
+			t.Errorf("the agent token before its expiry = %v, %v; want accepted", ok, err)
+		}
+		tok, ok, err = s.LookupToken(ctx, TokenAgent, "a0", t0.Add(time.Hour))
+		if ok || !errors.Is(err, ErrExpired) || tok.Name != "bot" || !strings.Contains(err.Error(), "bot") {
+			t.Errorf("the agent token at its expiry = %+v, %v, %v; want refused with ErrExpired naming bot", tok, ok, err)
+		}
+
+		// A role change applies to the next lookup; an unknown name is ErrNotFound.
+		must(t, "changing bob's role", s.SetTokenRole(ctx, TokenAdmin, "bob", "viewer"))
+		if tok, _, _ := s.LookupToken(ctx, TokenAdmin, "b0", t0); tok.Role != "viewer" {
+			t.Errorf("role after SetTokenRole = %q, want viewer", tok.Role)
+		}
+		wantErr(t, "changing the role of nobody", s.SetTokenRole(ctx, TokenAdmin, "nobody", "owner"), ErrNotFound)
+		wantErr(t, "changing the role of an agent through the admin kind", s.SetTokenRole(ctx, TokenAdmin, "bot", "owner"), ErrNotFound)
+	})
+}
+
+// A store written before roles existed: its admin tokens could do everything, so they become
+// owners; agent tokens get no role.
+func TestTokenRoleMigration(t *testing.T) {
+	forEachDSN(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		s := openT(t, dsn, nil)
+		// Roll the database back to the schema before the "admin roles" step.
+		raw(t, s, `ALTER TABLE tokens DROP COLUMN role`)
+		raw(t, s, `DELETE FROM schema_migrations WHERE version = ?`, SchemaVersion())
+		raw(t, s, `INSERT INTO tokens (kind, name, subject, sha256, created, last_used, expires) VALUES ('admin', 'root', '', 'r0', 1, 0, 0)`)
+		raw(t, s, `INSERT INTO tokens (kind, name, subject, sha256, created, last_used, expires) VALUES ('agent', 'bot', 'acme', 'a0', 1, 0, 0)`)
+		s.Close()
+
+		s = openT(t, dsn, nil)
+		admins, err := s.ListTokens(ctx, TokenAdmin)
+		must(t, "listing admins", err)
+		if len(admins) != 1 || admins[0].Role != "owner" {
+			t.Errorf("admins after the migration = %+v; want root as owner", admins)
+		}
+		agents, err := s.ListTokens(ctx, TokenAgent)
+		must(t, "listing agents", err)
+		if len(agents) != 1 || agents[0].Role != "" || agents[0].Subject != "acme" {
+			t.Errorf("agents after the migration = %+v; want bot (acme) with no role", agents)
+		}
+	})
+}
+
+// BenchmarkLookupToken is the cost every authenticated request pays: one indexed read, and a
+// write at most once a minute per token ("stamped": once for the whole run). "written" moves the
+// clock a minute per request, so every lookup also writes: what stamping each use would cost.
+func BenchmarkLookupToken(b *testing.B) {
+	for _, name := range []string{"sqlite/stamped", "sqlite/written", "postgres/stamped", "postgres/written"} {
+		b.Run(name, func(b *testing.B) {
+			dsn := "sqlite:" + b.TempDir() + "/state.db"
+			if strings.HasPrefix(name, "postgres") {
+				dsn = testenv.Postgres(b)
+			}
+			s, err := Open(context.Background(), dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if err := s.AddToken(ctx, Token{Kind: TokenAdmin, Name: "bob", Role: "viewer", SHA256: "b0"}); err != nil {
+				b.Fatal(err)
+			}
+			now, step := time.Now(), time.Duration(0)
+			if strings.HasSuffix(name, "written") {
+				step = lastUsedEvery
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, ok, err := s.LookupToken(ctx, TokenAdmin, "b0", now.Add(time.Duration(i)*step)); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
+}
