@@ -217,9 +217,9 @@ func (d *textDetector) exfiltration(s, lower string, out []hit) []hit {
 	}
 	if strings.Contains(lower, "data:") {
 		for _, m := range dataURL.FindAllStringSubmatchIndex(s, -1) {
-			// A value that is a raster image and nothing else (an avatar field) is data, not markup.
-			mime := strings.ToLower(s[m[2]:m[3]])
-			if m[0] == 0 && rasterImage(mime) {
+			// A raster image is inert unless markup renders it (the image rules see that); an
+			// avatar field holds one.
+			if rasterImage(strings.ToLower(s[m[2]:m[3]])) {
 				continue
 			}
 			out = append(out, hit{Finding: Finding{Detector: DetectorExfiltration, Rule: RuleDataURL}, start: m[0], end: m[1]})

@@ -416,11 +416,12 @@ func hasTags(s string) bool {
 
 var (
 	quoteFold = strings.NewReplacer("’", "'", "‘", "'", "“", `"`, "”", `"`, "＂", `"`)
-	spaces    = regexp.MustCompile(`\s+`)
+	spaces    = regexp.MustCompile(`[ \t\x{00a0}]+`)
 )
 
 // normalize removes invisible characters, applies NFKC (fullwidth and styled letters become
-// plain ones), folds curly quotes and collapses white space.
+// plain ones), folds curly quotes and collapses spaces (not line breaks: some patterns are
+// anchored at the start of a line).
 func normalize(s string) string {
 	if isPlainASCII(s) {
 		return s
