@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/corpus/corpus.jsonl from benign.txt and attacks.txt")
+var dump = flag.String("dump", "", "write the corpus's documents to this file, one JSON sample a line")
 
 // corpusLinkHosts is the allow-list the corpus is screened with: the hosts a grant of the Slack
 // and Salesforce connectors allows, and the Salesforce file hosts an admin would add.
@@ -34,16 +34,14 @@ type sample struct {
 	Data     json.RawMessage `json:"data"`
 }
 
-const corpusFile = "testdata/corpus/corpus.jsonl"
-
 // TestCorpus screens the labelled corpus with the default detectors and prints precision,
 // recall and false-positive rate, overall and by encoding and language. It fails when the
 // false-positive rate on benign documents reaches 1% or recall falls below its floor.
 func TestCorpus(t *testing.T) {
-	if *update {
-		writeCorpus(t)
+	samples := buildCorpus(t)
+	if *dump != "" {
+		writeSamples(t, *dump, samples)
 	}
-	samples := readCorpus(t)
 	s, err := New(Config{LinkHosts: corpusLinkHosts})
 	if err != nil {
 		t.Fatal(err)
@@ -147,23 +145,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func readCorpus(t *testing.T) []sample {
-	t.Helper()
-	b, err := os.ReadFile(corpusFile)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestCorpus -update to build it)", err)
+func writeSamples(t *testing.T, path string, samples []sample) {
+	var buf bytes.Buffer
+	for _, s := range samples {
+		b, _ := json.Marshal(s)
+		buf.Write(b)
+		buf.WriteByte('\n')
 	}
-	var out []sample
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var s sample
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			t.Fatalf("%s: %v", corpusFile, err)
-		}
-		out = append(out, s)
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return out
 }
 
 // line is one line of benign.txt or attacks.txt.
@@ -189,10 +180,10 @@ func readLines(t *testing.T, name string) []line {
 	return out
 }
 
-// writeCorpus builds corpus.jsonl: each benign text in a Slack history page and in a
+// buildCorpus builds the labelled documents from testdata/corpus: each benign text in a Slack history page and in a
 // Salesforce query result, among other benign texts; each attack the same ways, plain and
 // hidden by each encoding an attacker may use, at several nesting depths.
-func writeCorpus(t *testing.T) {
+func buildCorpus(t *testing.T) []sample {
 	benign, attacks, heldout := readLines(t, "benign.txt"), readLines(t, "attacks.txt"), readLines(t, "heldout.txt")
 	var out []sample
 	add := func(s sample, doc any) {
@@ -242,15 +233,7 @@ func writeCorpus(t *testing.T) {
 		add(sample{ID: fmt.Sprintf("heldout-%02d-slack", i), Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: "heldout"},
 			slackHistory(i, []string{n[0], a.text, n[1]}, nil))
 	}
-	var buf bytes.Buffer
-	for _, s := range out {
-		b, _ := json.Marshal(s)
-		buf.Write(b)
-		buf.WriteByte('\n')
-	}
-	if err := os.WriteFile(corpusFile, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return out
 }
 
 // encodings are the ways the corpus hides an attack: where says whether the result stands in
@@ -393,7 +376,7 @@ func slackUsers(seed int) map[string]any {
 		members = append(members, map[string]any{
 			"id": fmt.Sprintf("U0%07X", 0x2B3C4D+n), "team_id": "T0123ABCD", "name": fmt.Sprintf("user%d", n), "deleted": n%11 == 0,
 			"real_name": []string{"Maria García", "Sam O'Neil", "Priya Natarajan", "Jamie Lee", "王伟", "山田 由紀", "Ольга Иванова"}[n%7],
-			"tz": "America/Denver", "tz_offset": -25200, "is_admin": n%9 == 0, "is_bot": n%13 == 0,
+			"tz":        "America/Denver", "tz_offset": -25200, "is_admin": n%9 == 0, "is_bot": n%13 == 0,
 			"profile": map[string]any{"title": []string{"Account Executive", "AI Engineer", "Support Agent", "Assistant Controller", "SRE"}[n%5],
 				"phone": "", "status_text": []string{"", "In a meeting", "OOO until Monday 🌴", "Focus time 🎧", "Commuting"}[n%5], "status_emoji": ":spiral_calendar_pad:",
 				"image_192": fmt.Sprintf("https://avatars.slack-edge.com/2023-02-01/%d_192.jpg", 5000+n), "email": fmt.Sprintf("user%d@acme.example", n)},
