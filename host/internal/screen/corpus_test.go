@@ -1,7 +1,6 @@
 package screen
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
