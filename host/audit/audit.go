@@ -74,6 +74,10 @@ type Event struct {
 	DurationMS float64  `json:"duration_ms"`
 	Requests   int      `json:"requests,omitempty"`
 
+	// Screening is what the screening of the call's result found and did (nil: nothing
+	// found). It names detectors, rules and JSON paths, never the text.
+	Screening *Screening `json:"screening,omitempty"`
+
 	// Request events.
 	Method     string  `json:"method,omitempty"`
 	URL        string  `json:"url,omitempty"` // no query string, no userinfo
@@ -104,6 +108,29 @@ type Event struct {
 	// KindDropped: how many refused calls and authentications were not recorded because they
 	// came faster than the sink's limit, since the previous such record.
 	Dropped int64 `json:"dropped,omitempty"`
+}
+
+// Screening is what the screening of one tool result found, and the action the grant took.
+type Screening struct {
+	// Action is the grant's screening action: label, redact, require_approval or block.
+	Action string `json:"action"`
+	// Findings are the first findings (at most 50); Total counts them all.
+	Findings []Finding `json:"findings,omitempty"`
+	Total    int       `json:"total,omitempty"`
+	// ClassifierError says why the external classifier gave no verdict, when it fails open.
+	ClassifierError string `json:"classifier_error,omitempty"`
+	// Approval is the approval that holds (or released) the result, for require_approval.
+	Approval string `json:"approval,omitempty"`
+}
+
+// Finding is one sign of prompt injection in a tool result: which detector and rule, the
+// language of the phrase family, the JSON pointer of the string, and what it was decoded from.
+type Finding struct {
+	Detector string `json:"detector"`
+	Rule     string `json:"rule"`
+	Lang     string `json:"lang,omitempty"`
+	Path     string `json:"path"`
+	Encoding string `json:"encoding,omitempty"`
 }
 
 // Kinds of Event.
