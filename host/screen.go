@@ -70,31 +70,11 @@ func (h *Host) screenResult(ctx context.Context, c *connector, tool *manifest.To
 	case manifest.ScreenBlock:
 		return nil, &ResultError{Code: CodeScreened, Category: abi.Correctable,
 			Message: fmt.Sprintf("the result of %s was withheld: the upstream's data shows signs of prompt injection (%s), and the grant blocks such results. "+
-				"Do not retry the same call: ask a human to review the data at its source, or ask for other data (another channel, fewer records)", req.Tool, summary(s))}
+				"Do not retry the same call: ask a human to review the data at its source, or ask for other data (another channel, fewer records)", req.Tool, s.Summary(3))}
 	case manifest.ScreenRequireApproval:
 		return nil, h.holdResult(ctx, c, tool, req, args, out, s)
 	}
 	return out, nil
-}
-
-// summary lists a few findings for a message: "instruction/ignore_previous at /messages/1/text".
-func summary(s *Screening) string {
-	var parts []string
-	for i, f := range s.Findings {
-		if i == 3 {
-			parts = append(parts, fmt.Sprintf("and %d more", s.Total-3))
-			break
-		}
-		p := f.Detector + "/" + f.Rule + " at " + f.Path
-		if f.Path == "" {
-			p = f.Detector + "/" + f.Rule
-		}
-		if f.Encoding != "" {
-			p += " (" + f.Encoding + ")"
-		}
-		parts = append(parts, p)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // held is what an approval holding a screened result records, for the admin to review
@@ -110,7 +90,7 @@ func (h *Host) holdResult(ctx context.Context, c *connector, tool *manifest.Tool
 	if h.store == nil {
 		return &ResultError{Code: CodeScreened, Category: abi.Correctable,
 			Message: fmt.Sprintf("the result of %s was withheld: the upstream's data shows signs of prompt injection (%s), and the grant requires an admin's approval for such results, "+
-				"but this host has no state store to queue it. Ask an admin to configure one, or to review the data at its source", req.Tool, summary(s))}
+				"but this host has no state store to queue it. Ask an admin to configure one, or to review the data at its source", req.Tool, s.Summary(3))}
 	}
 	now := h.now()
 	a := store.Approval{ID: "ap_" + newRequestID(), Connector: c.manifest.Name, Tool: tool.Name + heldSuffix, Agent: req.Agent, Subject: req.Subject,
@@ -129,7 +109,7 @@ func (h *Host) holdResult(ctx context.Context, c *connector, tool *manifest.Tool
 func heldPending(tool, id string, expires time.Time, s *Screening) *ResultError {
 	what := "signs of prompt injection"
 	if s != nil {
-		what += " (" + summary(s) + ")"
+		what += " (" + s.Summary(3) + ")"
 	}
 	return &ResultError{Code: CodeApprovalPending, Category: abi.Correctable,
 		Message: fmt.Sprintf("the result of %s is held for a human's review: the upstream's data shows %s. Approval %s is pending (expires %s). "+

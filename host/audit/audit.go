@@ -44,6 +44,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -121,6 +122,27 @@ type Screening struct {
 	ClassifierError string `json:"classifier_error,omitempty"`
 	// Approval is the approval that holds (or released) the result, for require_approval.
 	Approval string `json:"approval,omitempty"`
+}
+
+// Summary names the first n findings for a message, "instruction/ignore_previous at
+// /messages/1/text (base64)", and how many more there are.
+func (s *Screening) Summary(n int) string {
+	var parts []string
+	for i, f := range s.Findings {
+		if i == n {
+			parts = append(parts, fmt.Sprintf("and %d more", s.Total-n))
+			break
+		}
+		p := f.Detector + "/" + f.Rule
+		if f.Path != "" {
+			p += " at " + f.Path
+		}
+		if f.Encoding != "" {
+			p += " (" + f.Encoding + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Finding is one sign of prompt injection in a tool result: which detector and rule, the
