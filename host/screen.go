@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/screen"
 	"github.com/airlock-dev/airlock/host/manifest"
@@ -39,9 +41,12 @@ func newScreener(s manifest.Screening) (*screen.Screener, error) {
 // applies the grant's action. It returns the data the agent gets, or why it gets none.
 func (h *Host) screenResult(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args, out []byte, res *Result, ev *audit.Event) ([]byte, *ResultError) {
 	action := c.policy.Screening.Action
-	_, span := h.span(ctx, "screen")
+	if c.policy.Screening.Classifier != nil { // the classifier's round trip is worth a span
+		var span trace.Span
+		ctx, span = h.span(ctx, "classifier")
+		defer span.End()
+	}
 	rep, err := c.screen.Scan(ctx, out, screen.Info{Connector: c.manifest.Name, Tool: tool.Name, RequestID: res.Meta.RequestID}, action == manifest.ScreenRedact)
-	span.End()
 	if err != nil {
 		h.logger.Warn("screening gave no verdict", "tool", req.Tool, "request_id", res.Meta.RequestID, "err", err)
 		if errors.Is(err, screen.ErrClassifier) {
