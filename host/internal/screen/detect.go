@@ -58,8 +58,15 @@ func (d *textDetector) detect(s string, out []hit) []hit {
 }
 
 func (d *textDetector) instructions(s, lower string, out []hit) []hit {
+	cjk, cyrillic := scripts(s)
+	// A phrase has spaces, unless written in CJK; without, only role markers can match (most
+	// strings of API data are identifiers, timestamps and URLs).
+	phrases := cjk || strings.ContainsAny(s, " \t\n\u00a0\u3000")
 	for i := range instructionRules {
 		ru := &instructionRules[i]
+		if (ru.lang == "zh" || ru.lang == "ja") && !cjk || ru.lang == "ru" && !cyrillic || !phrases && ru.name != RuleRoleMarker {
+			continue
+		}
 		if !containsAny(lower, ru.triggers) {
 			continue
 		}
@@ -77,6 +84,25 @@ func (d *textDetector) instructions(s, lower string, out []hit) []hit {
 		out = append(out, hit{Finding: Finding{Detector: DetectorInstruction, Rule: ru.name, Lang: ru.lang}, start: loc[0], end: end})
 	}
 	return out
+}
+
+// scripts reports whether s has CJK characters and Cyrillic letters: the rules of the languages
+// written in them run only then.
+func scripts(s string) (cjk, cyrillic bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			for _, c := range s[i:] {
+				switch {
+				case c >= 0x0400 && c <= 0x04FF:
+					cyrillic = true
+				case c >= 0x3000 && c <= 0x9FFF, c >= 0xF900 && c <= 0xFAFF, c >= 0xFF00 && c <= 0xFFEF:
+					cjk = true
+				}
+			}
+			return cjk, cyrillic
+		}
+	}
+	return false, false
 }
 
 func containsAny(s string, subs []string) bool {

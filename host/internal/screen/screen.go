@@ -391,6 +391,9 @@ func (w *walker) layers(s, path string, depth int, enc string, lit [2]int) {
 	if strings.Contains(s, `\u`) || strings.Contains(s, `\x`) {
 		sub("escapes", unescape(s))
 	}
+	if !hasRun(s, 24) {
+		return
+	}
 	for _, tok := range b64Token.FindAllString(s, 16) {
 		if d, ok := decodeBase64(tok); ok {
 			sub("base64", d)
@@ -467,6 +470,22 @@ func unescape(s string) string {
 		n, _ := strconv.ParseUint(m[2:], 16, 32)
 		return string(rune(n))
 	})
+}
+
+// hasRun reports whether s has n base64 characters in a row, before the slower regexp looks.
+func hasRun(s string, n int) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_' {
+			if run++; run >= n {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
 }
 
 var b64Token = regexp.MustCompile(`[A-Za-z0-9+/_-]{24,}={0,2}`)
