@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short test-deploy plugins bench bench-replicas lint fuzz check clean image
+.PHONY: demo test test-short test-deploy plugins bench bench-screening bench-replicas lint fuzz check clean image
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -34,6 +34,11 @@ plugins:
 ## bench: native vs airlock, side by side in one run, printed as a table with ratios
 bench:
 	$(GO) run ./internal/cmd/bench
+
+## bench-screening: the prompt-injection detectors on their labelled corpus (precision, recall,
+## false-positive rate, by encoding and language) and their cost per result (BenchmarkScan)
+bench-screening:
+	$(GO) test -count=1 -run '^TestCorpus$$' -bench '^BenchmarkScan$$' -benchtime 2s -v ./host/internal/screen | grep -vE '^=== RUN|missed:'
 
 ## bench-replicas: three airlock serve processes on one PostgreSQL and Redis (.ci/services):
 ## revoke propagation p50/p99 and late calls (TestReplicas)
