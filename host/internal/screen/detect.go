@@ -57,6 +57,27 @@ func (d *textDetector) detect(s string, out []hit) []hit {
 	return out
 }
 
+// interesting reports whether some detector could find something in b (a string, or a whole
+// JSON document): non-ASCII, white space, markup and escape characters, a base64 run, a data:
+// or script: URL, a link when the link detector runs. Most strings of API data (identifiers,
+// timestamps, numbers as text) have none, and are not screened further.
+func (d *textDetector) interesting(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c >= utf8.RuneSelf, c == ' ', c == '\t', c == '\n', c == '\r', c == '<', c == '#', c == '%', c == '&', c == '\\':
+			return true
+		case c == '[' && i+1 < len(b) && (b[i+1] == 'i' || b[i+1] == 'I' || b[i+1] == '/'), c == '!' && i+1 < len(b) && b[i+1] == '[':
+			return true
+		case c == ':' && i >= 4:
+			w := strings.ToLower(string(b[i-4 : i]))
+			if w == "data" || w == "ript" || d.detectors[DetectorLink] && (w == "http" || w == "ttps") {
+				return true
+			}
+		}
+	}
+	return hasRun(string(b), 24)
+}
+
 func (d *textDetector) instructions(s, lower string, out []hit) []hit {
 	cjk, cyrillic := scripts(s)
 	// A phrase has spaces, unless written in CJK; without, only role markers can match (most

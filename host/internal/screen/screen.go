@@ -157,6 +157,12 @@ var ErrClassifier = errors.New("screening: the classifier gave no verdict")
 // after decoding, is replaced whole; invisible characters are removed). It fails when data is
 // not JSON, or when a classifier that fails closed gives no verdict (wrapping ErrClassifier).
 func (s *Screener) Scan(ctx context.Context, data []byte, info Info, redact bool) (*Report, error) {
+	if s.classifier == nil && !s.det.interesting(data) {
+		if !json.Valid(data) {
+			return nil, errors.New("screening: the result is not JSON")
+		}
+		return &Report{}, nil // nothing a detector could match
+	}
 	w := &walker{s: s, redact: redact, seen: map[Finding]bool{}, budget: max(budgetMin, budgetFactor*len(data)),
 		collect: s.classifier != nil}
 	edits, err := w.walk(data, "", 0, [2]int{})
@@ -311,16 +317,16 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 				lit = top // the string that carries this document
 			}
 			isKey := len(stack) > 0 && stack[len(stack)-1].obj && stack[len(stack)-1].wanted
-			var path string
 			if isKey {
 				stack[len(stack)-1].key, stack[len(stack)-1].wanted = v, false
-				path = here()
-			} else {
-				path = here()
-				advance()
 			}
-			if repl, changed := w.text(v, path, depth, "", lit); changed && w.redact {
-				edits = append(edits, edit{start: start, end: off, repl: quote(repl)})
+			if w.collect && depth == 0 || w.s.det.interesting([]byte(v)) {
+				if repl, changed := w.text(v, here(), depth, "", lit); changed && w.redact {
+					edits = append(edits, edit{start: start, end: off, repl: quote(repl)})
+				}
+			}
+			if !isKey {
+				advance()
 			}
 		default:
 			advance()

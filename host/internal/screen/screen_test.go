@@ -239,3 +239,15 @@ func BenchmarkScan(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScanSmall screens a chat.postMessage-sized answer with nothing to find.
+func BenchmarkScanSmall(b *testing.B) {
+	doc := []byte(`{"ok":true,"channel":"C0GENERAL","ts":"1700000000.000100","message":{"type":"message","user":"U024BE7LH","ts":"1700000000.000100"}}`)
+	s, _ := New(Config{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Scan(context.Background(), doc, Info{}, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
