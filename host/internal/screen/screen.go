@@ -38,7 +38,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -257,7 +256,7 @@ func (w *walker) add(f Finding) {
 
 type frame struct {
 	obj    bool
-	key    string
+	key    []byte // the literal of the current member's key
 	idx    int
 	wanted bool // an object expects a key next
 	path   string
@@ -266,18 +265,18 @@ type frame struct {
 // walk screens every string of the JSON document data, whose pointer is prefix, and returns the
 // edits that redact it. Below depth 0, data is carried by the top-level literal top.
 func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
+	if !json.Valid(data) {
+		return nil, errors.New("screening: the result is not JSON")
+	}
 	var stack []frame
 	var edits []edit
-	prev := 0
 	here := func() string {
 		if len(stack) == 0 {
 			return prefix
 		}
 		f := stack[len(stack)-1]
 		if f.obj {
-			return f.path + "/" + escapePointer(f.key)
+			return f.path + "/" + escapePointer(unquote(f.key))
 		}
 		return f.path + "/" + strconv.Itoa(f.idx)
 	}
@@ -292,48 +291,64 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 			f.idx++
 		}
 	}
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("screening: the result is not JSON: %w", err)
-		}
-		off := int(dec.InputOffset())
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{', '[':
-				stack = append(stack, frame{obj: v == '{', wanted: v == '{', path: here()})
-			default:
-				stack = stack[:len(stack)-1]
-				advance()
+	// data is valid JSON: a byte scan finds its tokens (encoding/json's Decoder.Token costs
+	// more than the detectors).
+	for i := 0; i < len(data); {
+		switch c := data[i]; c {
+		case '{', '[':
+			stack = append(stack, frame{obj: c == '{', wanted: c == '{', path: here()})
+			i++
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			advance()
+			i++
+		case '"':
+			j := i + 1
+			for data[j] != '"' {
+				if data[j] == '\\' {
+					j++
+				}
+				j++
 			}
-		case string:
-			start := prev + bytes.IndexByte(data[prev:off], '"')
-			lit := [2]int{start, off}
-			if depth > 0 {
-				lit = top // the string that carries this document
-			}
+			start, off := i, j+1
+			raw := data[i:off]
+			i = off
 			isKey := len(stack) > 0 && stack[len(stack)-1].obj && stack[len(stack)-1].wanted
 			if isKey {
-				stack[len(stack)-1].key, stack[len(stack)-1].wanted = v, false
+				stack[len(stack)-1].key, stack[len(stack)-1].wanted = raw, false
 			}
-			if w.collect && depth == 0 || w.s.det.interesting([]byte(v)) {
-				if repl, changed := w.text(v, here(), depth, "", lit); changed && w.redact {
+			if w.collect && depth == 0 || w.s.det.interesting(raw[1:len(raw)-1]) {
+				lit := [2]int{start, off}
+				if depth > 0 {
+					lit = top // the string that carries this document
+				}
+				if repl, changed := w.text(unquote(raw), here(), depth, "", lit); changed && w.redact {
 					edits = append(edits, edit{start: start, end: off, repl: quote(repl)})
 				}
 			}
 			if !isKey {
 				advance()
 			}
-		default:
+		case ',', ':', ' ', '\t', '\n', '\r':
+			i++
+		default: // a number, true, false or null
+			for i < len(data) && !strings.ContainsRune(",}] \t\n\r", rune(data[i])) {
+				i++
+			}
 			advance()
 		}
-		prev = off
 	}
 	return edits, nil
+}
+
+// unquote decodes a JSON string literal (quotes included).
+func unquote(lit []byte) string {
+	if bytes.IndexByte(lit, '\\') < 0 {
+		return string(lit[1 : len(lit)-1])
+	}
+	var s string
+	_ = json.Unmarshal(lit, &s)
+	return s
 }
 
 // text screens one string s at path, found after decoding enc (""), and returns what replaces
@@ -397,10 +412,7 @@ func (w *walker) layers(s, path string, depth int, enc string, lit [2]int) {
 	if strings.Contains(s, `\u`) || strings.Contains(s, `\x`) {
 		sub("escapes", unescape(s))
 	}
-	if !hasRun(s, 24) {
-		return
-	}
-	for _, tok := range b64Token.FindAllString(s, 16) {
+	for _, tok := range b64Tokens(s, 24, 16) {
 		if d, ok := decodeBase64(tok); ok {
 			sub("base64", d)
 		}
@@ -478,23 +490,45 @@ func unescape(s string) string {
 	})
 }
 
-// hasRun reports whether s has n base64 characters in a row, before the slower regexp looks.
+func isB64(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+}
+
+// hasRun reports whether s has n base64 characters in a row.
 func hasRun(s string, n int) bool {
 	run := 0
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_' {
-			if run++; run >= n {
-				return true
-			}
-		} else {
+		if !isB64(s[i]) {
 			run = 0
+		} else if run++; run >= n {
+			return true
 		}
 	}
 	return false
 }
 
-var b64Token = regexp.MustCompile(`[A-Za-z0-9+/_-]{24,}={0,2}`)
+// b64Tokens returns up to max runs of at least n base64 characters (with their = padding).
+func b64Tokens(s string, n, max int) []string {
+	var out []string
+	for i := 0; i < len(s) && len(out) < max; {
+		if !isB64(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isB64(s[j]) {
+			j++
+		}
+		for k := 0; k < 2 && j < len(s) && s[j] == '='; k++ {
+			j++
+		}
+		if j-i >= n {
+			out = append(out, s[i:j])
+		}
+		i = j
+	}
+	return out
+}
 
 // decodeBase64 decodes a token in any of the four base64 alphabets and keeps it when it is
 // text: valid UTF-8, mostly printable.
