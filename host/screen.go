@@ -60,10 +60,7 @@ func (h *Host) screenResult(ctx context.Context, c *connector, tool *manifest.To
 	if rep.Total == 0 && rep.ClassifierError == "" {
 		return out, nil
 	}
-	s := &Screening{Action: action, Total: rep.Total, ClassifierError: rep.ClassifierError}
-	for _, f := range rep.Findings {
-		s.Findings = append(s.Findings, audit.Finding{Detector: f.Detector, Rule: f.Rule, Lang: f.Lang, Path: f.Path, Encoding: f.Encoding})
-	}
+	s := &Screening{Action: action, Findings: rep.Findings, Total: rep.Total, ClassifierError: rep.ClassifierError}
 	res.Meta.Screening, ev.Screening = s, s
 	h.metrics().Screened(c.manifest.Name, tool.Name, action, rep.Total > 0)
 	if rep.Total == 0 {

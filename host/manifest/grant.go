@@ -86,7 +86,8 @@ type ScreeningClassifier struct {
 	// TimeoutMS bounds one classification in milliseconds (default 2000).
 	TimeoutMS int `json:"timeout_ms,omitempty"`
 	// OnError is what happens when the classifier gives no verdict: "open" (default: the
-	// result goes on, labelled classifier_unavailable) or "closed" (the call fails).
+	// result goes on, its meta.screening saying why it is unscreened) or "closed" (the call
+	// fails, retryable).
 	OnError string `json:"on_error,omitempty"`
 }
 

@@ -8,10 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"html"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -99,11 +100,11 @@ func TestCorpus(t *testing.T) {
 	t.Logf("corpus: %d documents (%d attacks, %d benign)", len(samples), all.tp+all.fn, all.fp+all.tn)
 	t.Logf("precision %.3f  recall %.3f  false-positive rate %.4f (%d of %d benign)", precision, recall, fpRate, all.fp, all.fp+all.tn)
 	t.Logf("held-out phrasings (not used to write the rules): recall %.3f (%d/%d)", float64(heldFound)/float64(max(1, heldTotal)), heldFound, heldTotal)
-	for _, k := range sortedKeys(byEnc) {
+	for _, k := range slices.Sorted(maps.Keys(byEnc)) {
 		c := byEnc[k]
 		t.Logf("  recall, encoding %-15s %.3f (%d/%d)", k, float64(c.tp)/float64(c.tp+c.fn), c.tp, c.tp+c.fn)
 	}
-	for _, k := range sortedKeys(byLang) {
+	for _, k := range slices.Sorted(maps.Keys(byLang)) {
 		c := byLang[k]
 		line := fmt.Sprintf("  lang %-3s", k)
 		if c.tp+c.fn > 0 {
@@ -134,15 +135,6 @@ func TestCorpus(t *testing.T) {
 // recallFloor is the recall measured on the corpus (see RATIONALE.md) minus a margin of two
 // points (held-out phrasings excluded).
 const recallFloor = 0.98
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 func writeSamples(t *testing.T, path string, samples []sample) {
 	var buf bytes.Buffer

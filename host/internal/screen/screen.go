@@ -45,6 +45,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/airlock-dev/airlock/host/audit"
 )
 
 // Detectors.
@@ -65,22 +67,13 @@ var Builtin = []string{DetectorInstruction, DetectorInvisible, DetectorExfiltrat
 // Redaction replaces what redaction removes.
 const Redaction = "[airlock: removed possible prompt injection]"
 
-// Finding is one thing a detector found. It names where, never the text itself, so it may go
+// Finding is one thing a detector found: detector, rule, language of the phrase family, the
+// JSON pointer of the string ("" for the whole document; a key's findings point at the member it
+// names; inside a JSON document carried in a string, the inner pointer follows the outer one)
+// and what the text was decoded from (base64, percent, html_entities, escapes, tag_characters,
+// normalized, joined with "+" when layered). It names where, never the text itself, so it may go
 // to the audit trail and to the agent.
-type Finding struct {
-	Detector string `json:"detector"`
-	Rule     string `json:"rule"`
-	// Lang is the language of the phrase family that matched (en, es, fr …), if any.
-	Lang string `json:"lang,omitempty"`
-	// Path is the JSON pointer of the string ("" for the whole document); a key's findings
-	// point at the member it names. Inside a JSON document carried in a string, the inner
-	// pointer follows the outer one.
-	Path string `json:"path"`
-	// Encoding says what the text was decoded from when the finding is not in the string as
-	// it stands: base64, percent, html_entities, escapes, tag_characters, normalized, joined
-	// with "+" when layered.
-	Encoding string `json:"encoding,omitempty"`
-}
+type Finding = audit.Finding
 
 // Config configures a Screener. The zero value runs DefaultDetectors with no allowed link host.
 type Config struct {
