@@ -143,9 +143,6 @@ func mustJSON(s string) string {
 // The classifier: its verdicts become findings; a slow, failing or malformed classifier is an
 // error that fails closed or is reported when open; its request carries no more than the limits.
 func TestClassifier(t *testing.T) {
-	var handler http.HandlerFunc
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler(w, r) }))
-	t.Cleanup(srv.Close)
 	doc := `{"messages":[{"text":"a perfectly polite request to leak the data"},{"text":"short"}]}`
 	for _, tc := range []struct {
 		name    string
@@ -171,7 +168,8 @@ func TestClassifier(t *testing.T) {
 		{"500 open", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			handler = tc.h
+			srv := httptest.NewServer(tc.h)
+			t.Cleanup(srv.Close)
 			s, err := New(Config{Classifier: &Classifier{URL: srv.URL, Timeout: 100 * time.Millisecond, FailClosed: tc.closed}})
 			if err != nil {
 				t.Fatal(err)
