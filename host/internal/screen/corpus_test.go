@@ -56,17 +56,17 @@ func TestCorpus(t *testing.T) {
 		return m[k]
 	}
 	var missed, falsePos []string
-	var heldFound, heldTotal int
+	apart := map[string]*[2]int{"paraphrases": {}, "heldout": {}} // found, total
 	for _, sm := range samples {
 		rep, err := s.Scan(context.Background(), sm.Data, Info{}, true)
 		if err != nil {
 			t.Fatalf("%s: %v", sm.ID, err)
 		}
 		flagged := rep.Total > 0
-		if sm.Encoding == "heldout" {
-			heldTotal++
+		if sm.Encoding == "heldout" || sm.Encoding == "paraphrases" {
+			apart[sm.Encoding][1]++
 			if flagged {
-				heldFound++
+				apart[sm.Encoding][0]++
 			} else {
 				missed = append(missed, sm.ID)
 			}
@@ -99,7 +99,9 @@ func TestCorpus(t *testing.T) {
 	fpRate := float64(all.fp) / float64(max(1, all.fp+all.tn))
 	t.Logf("corpus: %d documents (%d attacks, %d benign)", len(samples), all.tp+all.fn, all.fp+all.tn)
 	t.Logf("precision %.3f  recall %.3f  false-positive rate %.4f (%d of %d benign)", precision, recall, fpRate, all.fp, all.fp+all.tn)
-	t.Logf("held-out phrasings (not used to write the rules): recall %.3f (%d/%d)", float64(heldFound)/float64(max(1, heldTotal)), heldFound, heldTotal)
+	p, h := apart["paraphrases"], apart["heldout"]
+	t.Logf("paraphrases (the rules were extended for them): recall %.3f (%d/%d)", float64(p[0])/float64(max(1, p[1])), p[0], p[1])
+	t.Logf("held-out phrasings (never used to tune the rules): recall %.3f (%d/%d)", float64(h[0])/float64(max(1, h[1])), h[0], h[1])
 	for _, k := range slices.Sorted(maps.Keys(byEnc)) {
 		c := byEnc[k]
 		t.Logf("  recall, encoding %-15s %.3f (%d/%d)", k, float64(c.tp)/float64(c.tp+c.fn), c.tp, c.tp+c.fn)
@@ -175,7 +177,7 @@ func readLines(t *testing.T, name string) []line {
 // Salesforce query result, among other benign texts; each attack the same ways, plain and
 // hidden by each encoding an attacker may use, at several nesting depths.
 func buildCorpus(t *testing.T) []sample {
-	benign, attacks, heldout := readLines(t, "benign.txt"), readLines(t, "attacks.txt"), readLines(t, "heldout.txt")
+	benign, attacks := readLines(t, "benign.txt"), readLines(t, "attacks.txt")
 	var out []sample
 	add := func(s sample, doc any) {
 		b, err := json.Marshal(doc)
@@ -219,10 +221,13 @@ func buildCorpus(t *testing.T) []sample {
 			}
 		}
 	}
-	for i, a := range heldout { // plain only: the question is whether the phrasing is known
-		n := neighbours(i)
-		add(sample{ID: fmt.Sprintf("heldout-%02d-slack", i), Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: "heldout"},
-			slackHistory(i, []string{n[0], a.text, n[1]}, nil))
+	// Plain only: the question is whether the phrasing is known.
+	for _, set := range []string{"paraphrases", "heldout"} {
+		for i, a := range readLines(t, set+".txt") {
+			n := neighbours(i)
+			add(sample{ID: fmt.Sprintf("%s-%02d-slack", set, i), Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: set},
+				slackHistory(i, []string{n[0], a.text, n[1]}, nil))
+		}
 	}
 	return out
 }

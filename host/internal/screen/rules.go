@@ -70,6 +70,14 @@ var instructionRules = []rule{
 		`\bwithout\s+(?:telling|informing|notifying|alerting|asking|mentioning\s+(?:it|this)\s+to)\s+(?:the\s+)?(?:user|human|operator)\b`),
 	r(RulePromptLeak, "en", "system prompt|system message|initial instructions|hidden instructions|instructions above|developer message",
 		`\b(?:reveal|print|output|repeat|show|display|leak|dump|tell\s+me|send|post)\s+(?:me\s+)?(?:your|the)\s+(?:full\s+|entire\s+|complete\s+|original\s+|hidden\s+|secret\s+)?(?:system\s+prompt|system\s+message|initial\s+instructions|hidden\s+instructions|instructions\s+above|developer\s+message)`),
+	r(RuleIgnorePrevious, "en", "pay no attention|set aside|put aside|discard|throw out|abandon|disregard|ignore|forget",
+		`\b(?:pay\s+no\s+attention\s+to|set\s+aside|put\s+aside|discard|throw\s+out|abandon|disregard|ignore|forget)\s+(?:all\s+|any\s+|every\s+)?(?:of\s+)?(?:the\s+|your\s+|those\s+)?(?:earlier|previous|prior|above|preceding|original|initial|former|existing)\s+(?:guidance|instructions?|directions|rules|context|prompts?|orders|commands|directives|guidelines)|\b(?:pay\s+no\s+attention\s+to|set\s+aside|disregard|ignore|forget)\s+(?:the\s+)?(?:instructions|guidance|rules)\s+you\s+(?:were|have\s+been)\s+(?:given|told)`),
+	r(RuleIgnorePrevious, "en", "forget|disregard",
+		`\b(?:forget|disregard)\s+(?:everything|all|anything)\s+(?:(?:that\s+)?you\s+(?:were|have\s+been|'ve\s+been)\s+(?:told|given|instructed)|(?:said|written)\s+(?:above|before))`),
+	r(RuleNewInstructions, "en", "override|notice|message|instruction|new prompt|real job|real task|your real|your actual|your true|permissions|privileges",
+		`\b(?:system|admin|administrator|developer|security)\s+(?:override|notice|message|instructions?|update)\s*:|\b(?:end\s+of\s+(?:data|document|context|input|text)\.?\s*(?:begin|start)\s+(?:new\s+)?(?:prompt|instructions|task))|\byour\s+(?:real|actual|true)\s+(?:job|task|goal|purpose|instructions?|mission)\s+(?:is|are)\b|\byou\s+have\s+been\s+(?:granted|given)\s+(?:elevated|admin|administrator|new|special|root)\s+(?:permissions|privileges|access|rights)`),
+	r(RuleAddressed, "en", "reading this|processing this|stop what",
+		`\b(?:reading|processing|summari[sz]ing|parsing)\s+this\s+(?:message\s+|text\s+|document\s+|email\s+|ticket\s+)?(?:with|using|through)\s+(?:an?\s+)?(?:ai|llm|assistant|ai\s+tool|language\s+model|chatbot|copilot)|\b(?:stop|cease)\s+what(?:ever)?\s+you(?:'re|\s+are)\s+doing\s+and\b|\b(?:to|for)\s+(?:any|the|an?)\s+(?:ai|llm|language\s+model|ai\s+assistant|assistant|chatbot|ai\s+agent)s?\s+(?:reading|processing|that\s+reads|seeing)\s+this`),
 	r(RuleRoleMarker, "", "<|[inst]|[/inst]|<<sys>>|###",
 		`<\|(?:im_start|im_end|system|assistant|user|endoftext|eot_id|start_header_id)\|>|\[/?INST\]|<</?SYS>>|(?m)^\s*#{2,}\s*(?:system|assistant|instruction)s?\s*:|</?(?:system|system_prompt|assistant_instructions|instructions)>`),
 	r(RuleToolCall, "en", "call|invoke|execute",
@@ -86,6 +94,10 @@ var instructionRules = []rule{
 		nb+`(?:sin\s+(?:decírselo|decirle\s+nada|decirlo|avisar|informar|notificar)\s+(?:al|a\s+la)\s+usuari[oa]|no\s+(?:le\s+)?(?:digas|informes|menciones|cuentes)\s+(?:nada\s+)?(?:al|a\s+la)\s+usuari[oa])`),
 	r(RuleAddressed, "es", "asistente|ia |ia,|ia:|modelo de lenguaje|chatbot|inteligencia",
 		nb+`(?:(?:querido|querida|estimado|estimada|atención|hola|nota\s+para\s+el|mensaje\s+para\s+el)\s*,?\s+(?:asistente|modelo\s+de\s+lenguaje|ia|agente\s+de\s+ia|chatbot)(?:$|[^\p{L}])|si\s+eres\s+(?:un|una)\s+(?:ia|asistente|modelo\s+de\s+lenguaje|inteligencia\s+artificial|agente)(?:$|[^\p{L}])|(?:asistente|ia)\s*[,:]\s*(?:por\s+favor\s+)?(?:envía|reenvía|manda|borra|elimina|ignora|revela|ejecuta|llama|publica|comparte|transfiere))`),
+	r(RuleIgnorePrevious, "es", "olvida todo|olvide todo|ignora todo",
+		nb+`(?:olvida|olvide|ignora|ignore)\s+todo\s+lo\s+que\s+(?:te|se\s+te|le)\s+(?:dijeron|han\s+dicho|dije|dijo|indicaron|ordenaron)`),
+	r(RuleAddressed, "es", "atención|para la ia|para el asistente|para el modelo",
+		nb+`(?:atención|aviso|mensaje|nota|instrucciones?)\s*,?\s*(?:para\s+)?(?:el\s+|la\s+)?(?:modelo|ia|asistente|agente\s+de\s+ia)\s*(?:[:,]|que\s+(?:lee|procesa))`),
 	r(RulePromptLeak, "es", "prompt|mensaje del sistema",
 		nb+`(?:revela|muestra|imprime|repite)\s+(?:tu|el)\s+(?:prompt|mensaje)\s+(?:del|de)\s+sistema`),
 
@@ -100,6 +112,8 @@ var instructionRules = []rule{
 		nb+`(?:sans\s+(?:le\s+dire|en\s+informer|prévenir|avertir|informer|le\s+signaler)\s+(?:à\s+)?l['’]utilisat(?:eur|rice)|ne\s+(?:le\s+)?(?:dis|dites|mentionne|mentionnez|signale|signalez)\s+(?:rien\s+|pas\s+)(?:à\s+)?l['’]utilisat(?:eur|rice))`),
 	r(RuleAddressed, "fr", "assistant|ia |ia,|ia:|ia :|modèle de langage|chatbot|intelligence",
 		nb+`(?:(?:cher|chère|attention|note\s+pour\s+l['’]|message\s+pour\s+l['’]|bonjour|à\s+l['’])\s*,?\s*(?:assistant|ia|agent\s+ia|modèle\s+de\s+langage|chatbot)(?:$|[^\p{L}])|si\s+(?:tu\s+es|vous\s+êtes)\s+(?:un|une)\s+(?:ia|assistant|modèle\s+de\s+langage|intelligence\s+artificielle|agent)(?:$|[^\p{L}])|(?:assistant|ia)\s*[,:]\s*(?:s'il\s+te\s+plaît\s+|merci\s+de\s+)?(?:envoie|transfère|supprime|ignore|révèle|exécute|appelle|publie|partage))`),
+	r(RuleIgnorePrevious, "fr", "oublie tout|oubliez tout|ignore tout|ignorez tout",
+		nb+`(?:oublie[zr]?|ignore[zr]?)\s+tout\s+ce\s+qu['’]on\s+(?:t['’]a|vous\s+a)\s+(?:dit|demandé|indiqué)`),
 	r(RulePromptLeak, "fr", "prompt|message système",
 		nb+`(?:révèle|affiche|montre|répète|révélez|affichez)\s+(?:ton|le|votre)\s+(?:prompt|message)\s+(?:système|du\s+système)`),
 
@@ -112,6 +126,10 @@ var instructionRules = []rule{
 		nb+`(?:ohne\s+(?:den|die)\s+(?:benutzer|nutzer|anwender)(?:in)?\s+(?:zu\s+)?(?:informieren|benachrichtigen|warnen|fragen)|(?:sag|sage|erzähl|erzähle|erwähne)\s+(?:dem|der)\s+(?:benutzer|nutzer|anwender)(?:in)?\s+nichts)`),
 	r(RuleAddressed, "de", "ki |ki,|ki:|ki-|assistent|sprachmodell|chatbot|intelligenz",
 		nb+`(?:(?:liebe[rs]?|achtung|hallo|hinweis\s+für\s+(?:den|die|das)|nachricht\s+an\s+(?:den|die|das))\s*,?\s*(?:ki|assistent(?:in)?|ki-assistent(?:in)?|sprachmodell|chatbot|ki-agent)(?:$|[^\p{L}])|wenn\s+du\s+(?:eine?)\s+(?:ki|assistent|sprachmodell|künstliche\s+intelligenz|ki-agent)\s+bist|(?:assistent|ki)\s*[,:]\s*(?:bitte\s+)?(?:sende|schicke|leite|lösche|ignoriere|zeige|führe|rufe|veröffentliche|teile|überweise))`),
+	r(RuleIgnorePrevious, "de", "vergiss alles|vergessen sie alles|ignoriere alles",
+		nb+`(?:vergiss|vergessen\s+sie|ignoriere|ignorieren\s+sie)\s+alles,?\s+was\s+(?:man\s+)?(?:dir|ihnen)\s+(?:vorher\s+|zuvor\s+|bisher\s+)?(?:gesagt|aufgetragen|befohlen)`),
+	r(RuleAddressed, "de", "hinweis an|nachricht an|an das sprachmodell|an die ki",
+		nb+`(?:hinweis|nachricht|anweisung)\s+an\s+(?:das|den|die)\s+(?:sprachmodell|ki|ki-assistent(?:en)?|assistent(?:en)?|chatbot)`),
 	r(RulePromptLeak, "de", "prompt",
 		nb+`(?:zeige|gib|wiederhole|verrate)\s+(?:mir\s+)?(?:deinen|den)\s+(?:system-?prompt|systemprompt)`),
 
@@ -127,6 +145,9 @@ var instructionRules = []rule{
 	r(RuleAddressed, "pt", "assistente|ia |ia,|ia:|modelo de linguagem|chatbot|inteligência",
 		nb+`(?:(?:caro|cara|prezado|prezada|atenção|olá|nota\s+para\s+o|mensagem\s+para\s+o)\s*,?\s+(?:assistente|ia|modelo\s+de\s+linguagem|agente\s+de\s+ia|chatbot)(?:$|[^\p{L}])|se\s+você\s+(?:é|for)\s+(?:um|uma)\s+(?:ia|assistente|modelo\s+de\s+linguagem|inteligência\s+artificial|agente)(?:$|[^\p{L}])|(?:assistente|ia)\s*[,:]\s*(?:por\s+favor\s+)?(?:envie|encaminhe|apague|exclua|ignore|revele|execute|chame|publique|compartilhe|transfira))`),
 
+	r(RuleIgnorePrevious, "pt", "esqueça tudo|esqueca tudo|ignore tudo",
+		nb+`(?:esqueça|esqueca|esquece|ignore)\s+tudo\s+o\s+que\s+(?:lhe|te|você)\s+(?:disseram|foi\s+dito|mandaram|pediram)`),
+
 	// Italian.
 	r(RuleIgnorePrevious, "it", "ignor|dimentic|trascur|tralasci|non considerare",
 		nb+`(?:ignora|ignorate|dimentica|dimenticate|trascura|tralascia|non\s+considerare)\s+(?:tutte\s+|tutti\s+)?(?:le|i|gli)\s+(?:istruzioni|indicazioni|regole|direttive|ordini|comandi)\s+(?:precedenti|di\s+prima|sopra|del\s+sistema|iniziali)`),
@@ -138,6 +159,9 @@ var instructionRules = []rule{
 		nb+`(?:senza\s+(?:dirlo|dire\s+nulla|avvisare|informare|notificare)\s+(?:a\s*)?l['’]\s*utente|non\s+(?:dire|dirlo|informare|avvisare)\s+(?:nulla\s+|niente\s+)?(?:a\s*)?l['’]\s*utente)`),
 	r(RuleAddressed, "it", "assistente|ia |ia,|ia:|modello linguistico|chatbot|intelligenza",
 		nb+`(?:(?:caro|cara|gentile|attenzione|nota\s+per\s+l['’]|messaggio\s+per\s+l['’]|ciao)\s*,?\s*(?:assistente|ia|modello\s+linguistico|agente\s+ia|chatbot)(?:$|[^\p{L}])|se\s+sei\s+(?:un|una|un['’])\s*(?:ia|assistente|modello\s+linguistico|intelligenza\s+artificiale|agente)(?:$|[^\p{L}])|(?:assistente|ia)\s*[,:]\s*(?:per\s+favore\s+)?(?:invia|inoltra|cancella|elimina|ignora|rivela|esegui|chiama|pubblica|condividi|trasferisci))`),
+
+	r(RuleIgnorePrevious, "it", "dimentica tutto|dimenticate tutto|ignora tutto",
+		nb+`(?:dimentica|dimenticate|ignora)\s+tutto\s+(?:quello|ciò)\s+che\s+ti\s+(?:è\s+stato\s+detto|hanno\s+detto|è\s+stato\s+chiesto)`),
 
 	// Chinese (simplified and traditional).
 	r(RuleIgnorePrevious, "zh", "忽略|无视|無視|忽视|忽視|忘记|忘記|忘掉|不要理会|不要理會",
@@ -151,6 +175,11 @@ var instructionRules = []rule{
 	r(RulePromptLeak, "zh", "系统提示|系統提示|初始指令",
 		`(?:显示|顯示|输出|輸出|打印|透露|告诉我|告訴我|泄露|洩露)(?:你的)?(?:系统提示|系統提示|初始指令)`),
 
+	r(RuleIgnorePrevious, "zh", "忽略|无视|無視|忘记|忘記|忘掉",
+		`(?:忽略|无视|無視|忘记|忘記|忘掉)[^。！？\n]{0,10}(?:指令|指示|规则|規則|规定|規定|提示词|提示詞)`),
+	r(RuleAddressed, "zh", "人工智能|助手|语言模型|語言模型|ai",
+		`(?:致|给|給)[^。，,！\n]{0,12}(?:人工智能|AI|助手|语言模型|語言模型)[：:，,]`),
+
 	// Japanese.
 	r(RuleIgnorePrevious, "ja", "無視|忘れ",
 		`(?:以前|前|上記|これまで|先ほど|今まで|最初|以上)の(?:すべての|全ての)?(?:指示|命令|指令|ルール|プロンプト|設定)を(?:すべて|全て)?(?:無視|忘れ)|(?:指示|命令)を(?:すべて|全て)?無視(?:して|しろ|せよ|してください)`),
@@ -163,6 +192,11 @@ var instructionRules = []rule{
 	r(RulePromptLeak, "ja", "システムプロンプト",
 		`システムプロンプトを(?:表示|出力|教え|開示|見せ)`),
 
+	r(RuleIgnorePrevious, "ja", "忘れ|無視",
+		`(?:指示|命令|ルール|指令)(?:は|を)(?:すべて|全て)?(?:忘れ|無視)`),
+	r(RuleAddressed, "ja", "ai|アシスタント|言語モデル",
+		`(?:AI|アシスタント|言語モデル)(?:さん)?(?:へ|に)\s*[：:、,]`),
+
 	// Russian.
 	r(RuleIgnorePrevious, "ru", "игнорир|проигнорир|забудь|забуд|не обращай|отбрось",
 		nb+`(?:игнорируй(?:те)?|проигнорируй(?:те)?|забудь(?:те)?|не\s+обращай(?:те)?\s+внимания\s+на|отбрось(?:те)?)\s+(?:все\s+)?(?:предыдущие|прошлые|прежние|вышеуказанные|предшествующие|свои|твои|ваши|системные|все)\s+(?:инструкции|указания|команды|правила|установки|промпты)`),
@@ -174,4 +208,8 @@ var instructionRules = []rule{
 		nb+`(?:(?:дорогой|уважаемый|внимание)[,!]?\s+(?:ии|ассистент|ai|языковая\s+модель|чат-бот)(?:$|[^\p{L}])|если\s+ты\s+(?:ии|ассистент|языковая\s+модель|искусственный\s+интеллект|ai)(?:$|[^\p{L}])|(?:ассистент|ии)\s*[,:]\s*(?:пожалуйста\s+)?(?:отправь|перешли|удали|игнорируй|выполни|вызови|опубликуй))`),
 	r(RulePromptLeak, "ru", "промпт|prompt",
 		nb+`(?:покажи|выведи|раскрой|повтори)\s+(?:свой|твой|системный)\s+(?:системный\s+)?(?:промпт|prompt)`),
+	r(RuleIgnorePrevious, "ru", "забудь|забудьте",
+		nb+`забудь(?:те)?\s+вс[её],?\s+что\s+(?:тебе|вам)\s+(?:говорили|сказали|велели)`),
+	r(RuleAddressed, "ru", "для ии|для нейросет|для ассистент|для модели|для бота",
+		nb+`(?:сообщение|инструкция|указание|записка)\s+для\s+(?:ии|нейросети|ассистента|модели|бота|языковой\s+модели)`),
 }
