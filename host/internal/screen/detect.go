@@ -83,12 +83,14 @@ func (d *textDetector) instructions(s, lower string, out []hit) []hit {
 	// A phrase has spaces, unless written in CJK; without, only role markers can match (most
 	// strings of API data are identifiers, timestamps and URLs).
 	phrases := cjk || strings.ContainsAny(s, " \t\n\u00a0\u3000")
+	var tg trigrams
+	tg.add(lower)
 	for i := range instructionRules {
 		ru := &instructionRules[i]
 		if (ru.lang == "zh" || ru.lang == "ja") && !cjk || ru.lang == "ru" && !cyrillic || !phrases && ru.name != RuleRoleMarker {
 			continue
 		}
-		if !containsAny(lower, ru.triggers) {
+		if !tg.containsAny(lower, ru.triggers) {
 			continue
 		}
 		loc := ru.re.FindStringIndex(s)
@@ -126,8 +128,26 @@ func scripts(s string) (cjk, cyrillic bool) {
 	return false, false
 }
 
-func containsAny(s string, subs []string) bool {
+// trigrams is a 4096-bit set of the byte triples of a text (hashed): a trigger whose first
+// triple is absent cannot occur, so most triggers are ruled out without searching.
+type trigrams [64]uint64
+
+func trigram(a, b, c byte) uint { return (uint(a)*961 + uint(b)*31 + uint(c)) & 4095 }
+
+func (g *trigrams) add(s string) {
+	for i := 0; i+2 < len(s); i++ {
+		h := trigram(s[i], s[i+1], s[i+2])
+		g[h>>6] |= 1 << (h & 63)
+	}
+}
+
+func (g *trigrams) containsAny(s string, subs []string) bool {
 	for _, t := range subs {
+		if len(t) >= 3 {
+			if h := trigram(t[0], t[1], t[2]); g[h>>6]&(1<<(h&63)) == 0 {
+				continue
+			}
+		}
 		if strings.Contains(s, t) {
 			return true
 		}
