@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzInstrument -fuzztime 30s ./host/internal/meter
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHTTPResponse -fuzztime 30s ./internal/abi
 	$(GO) test -run '^$$' -fuzz FuzzBuildPath -fuzztime 30s ./internal/openapiop
+	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime 30s ./host/internal/screen
 
 ## check: what CI runs
 check: lint test
