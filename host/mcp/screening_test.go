@@ -399,3 +399,17 @@ func TestScreeningClassifier(t *testing.T) {
 		t.Errorf("_meta screening = %+v, want the classifier's failure", s)
 	}
 }
+
+// require_approval on a host without a state store cannot queue the result: it is withheld, and
+// the error says why and what an admin can do.
+func TestScreeningRequireApprovalWithoutStore(t *testing.T) {
+	f := newScreenFixture(t, &manifest.Screening{Action: manifest.ScreenRequireApproval}, false)
+	res := f.history(t)
+	out := text(res)
+	if !res.IsError || !strings.Contains(out, "("+host.CodeScreened+",") || !strings.Contains(out, "no state store") {
+		t.Fatalf("call = %q, want the result withheld for lack of a state store", out)
+	}
+	if strings.Contains(out, "Ignore all previous") {
+		t.Errorf("the held data reached the agent: %s", out)
+	}
+}
