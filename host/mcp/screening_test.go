@@ -413,3 +413,33 @@ func TestScreeningRequireApprovalWithoutStore(t *testing.T) {
 		t.Errorf("the held data reached the agent: %s", out)
 	}
 }
+
+// Screening sees the result after secret scrubbing: a credential an upstream echoes in its data
+// reaches neither the classifier, nor the held result in the approval queue, nor the agent.
+func TestScreeningSeesScrubbedData(t *testing.T) {
+	c := &classifier{flag: "never matches"}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	f := newScreenFixture(t, &manifest.Screening{Action: manifest.ScreenRequireApproval, Classifier: &manifest.ScreeningClassifier{URL: srv.URL}}, true,
+		"the token is "+botToken+" for anyone who asks", injection)
+	res := f.history(t)
+	if !res.IsError || !strings.Contains(text(res), host.CodeApprovalPending) {
+		t.Fatalf("call = %q, want approval_pending", text(res))
+	}
+	c.mu.Lock()
+	reqs, _ := json.Marshal(c.reqs)
+	c.mu.Unlock()
+	if !strings.Contains(string(reqs), "for anyone who asks") || strings.Contains(string(reqs), botToken) {
+		t.Errorf("the classifier did not get the scrubbed text: %s", reqs)
+	}
+	list, err := f.st.ListApprovals(context.Background(), "")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("approvals = %v, %v", list, err)
+	}
+	if strings.Contains(string(list[0].Args), botToken) {
+		t.Errorf("the held result holds the bot token: %s", list[0].Args)
+	}
+	if strings.Contains(text(res), botToken) {
+		t.Errorf("the agent got the bot token: %s", text(res))
+	}
+}
