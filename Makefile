@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short test-deploy plugins bench bench-replicas lint fuzz check clean image
+.PHONY: demo test test-short test-deploy plugins bench bench-screening bench-replicas lint fuzz check clean image
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -35,6 +35,11 @@ plugins:
 bench:
 	$(GO) run ./internal/cmd/bench
 
+## bench-screening: the prompt-injection detectors on their labelled corpus (precision, recall,
+## false-positive rate, by encoding and language) and their cost per result (BenchmarkScan)
+bench-screening:
+	$(GO) test -count=1 -run '^TestCorpus$$' -bench '^BenchmarkScan$$' -benchtime 2s -v ./host/internal/screen | grep -vE '^=== RUN|missed:'
+
 ## bench-replicas: three airlock serve processes on one PostgreSQL and Redis (.ci/services):
 ## revoke propagation p50/p99 and late calls (TestReplicas)
 bench-replicas:
@@ -59,6 +64,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHTTPResponse -fuzztime 30s ./internal/abi
 	$(GO) test -run '^$$' -fuzz FuzzBuildPath -fuzztime 30s ./internal/openapiop
 	$(GO) test -run '^$$' -fuzz FuzzLabel -fuzztime 30s ./host
+	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime 30s ./host/internal/screen
 
 ## check: what CI runs
 check: lint test

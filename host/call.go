@@ -101,6 +101,9 @@ type Meta struct {
 	// Untrusted marks data that came from an upstream (an open-world tool): treat it as data,
 	// never as instructions.
 	Untrusted bool `json:"untrusted,omitempty"`
+	// Screening says what the screening of the result found and what the grant's action did
+	// (nil: nothing found). See screen.go.
+	Screening *Screening `json:"screening,omitempty"`
 }
 
 // Call runs one tool call end to end (DESIGN.md, "One tool call, end to end") and never panics:
@@ -205,6 +208,11 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
 	}
 
+	// A result held for review by an earlier call with these arguments (screen.go).
+	if rerr, done := h.heldResult(ctx, c, tool, req, args, res, ev); done {
+		return rerr
+	}
+
 	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
 	if c.policy.NeedsConfirmation(toolName) && !req.Confirmed {
 		actx, aspan := h.span(ctx, "approval")
@@ -301,7 +309,7 @@ func outcomeUnknown(e *ResultError) *ResultError {
 		e.Code)}
 }
 
-// run is steps 5 to 7 of a call: the plugin, the output checks, the untrusted-data marking.
+// run is steps 5 to 7 of a call: the plugin, the output checks, the screening.
 // unsure reports a failed call that may have changed data upstream without knowing it: a
 // request that changes data (a method that is not idempotent, without an idempotency key the
 // upstream could deduplicate on) got no answer, or was answered before the call was cut off
@@ -365,6 +373,10 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 		return &ResultError{Code: abi.CodeInvalidOutput, Category: abi.Fatal,
 			Message: fmt.Sprintf("connector %s returned a result that does not match its declared output schema (%s); report it to the connector's publisher",
 				connName, h.scrub.String(err.Error()))}, false
+	}
+	// 7. Screening for prompt injection, and the grant's action (screen.go).
+	if out, rerr = h.screenResult(ctx, c, tool, req, args, out, res, ev); rerr != nil {
+		return rerr, false
 	}
 	res.Data = out
 	return nil, false

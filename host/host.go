@@ -48,6 +48,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/quota"
 	"github.com/airlock-dev/airlock/host/internal/ratelimit"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
+	"github.com/airlock-dev/airlock/host/internal/screen"
 	"github.com/airlock-dev/airlock/host/internal/scrub"
 	"github.com/airlock-dev/airlock/host/internal/telemetry"
 	"github.com/airlock-dev/airlock/host/manifest"
@@ -176,6 +177,7 @@ type connector struct {
 	inflight    sync.WaitGroup
 	hosts       telemetry.Hosts // the metrics' host labels: the granted rules' hosts
 	propagate   bool            // the grant's propagate_trace
+	screen      *screen.Screener
 }
 
 // New returns a Host with no connectors loaded.
@@ -467,6 +469,9 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 		ruleHosts = append(ruleHosts, r.Host)
 	}
 	c.hosts, c.propagate = telemetry.NewHosts(ruleHosts), g != nil && g.PropagateTrace
+	if c.screen, err = newScreener(policy.Screening); err != nil {
+		return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
+	}
 
 	endpoints := &lazyTransport{} // the OAuth endpoints' transport, once the egress client exists
 	slots := make(map[string]egress.Slot, len(m.Credentials))

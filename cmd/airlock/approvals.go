@@ -75,7 +75,9 @@ Usage: airlock %s ID [--reason TEXT]
 
 %s the pending call ID (see 'airlock approvals'). Approval lets that exact call — same tool,
 subject and arguments — run once, when the agent calls again, until the request expires; a denied
-call never reaches the upstream, and the agent is told it was denied.`+serverHelp, verb, map[string]string{"approve": "Approves", "deny": "Denies"}[verb]), fmt.Sprintf(`
+call never reaches the upstream, and the agent is told it was denied. An ID whose tool ends in
+#result holds a result that screening flagged (grant screening.action require_approval; review it
+with 'airlock approvals --json'): approving it releases that result once to the same call.`+serverHelp, verb, map[string]string{"approve": "Approves", "deny": "Denies"}[verb]), fmt.Sprintf(`
   airlock %s ap_3f9c2a1b`, verb))
 	g.register(fs)
 	g.registerServer(fs)

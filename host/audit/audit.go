@@ -44,6 +44,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,6 +83,10 @@ type Event struct {
 	DurationMS float64  `json:"duration_ms"`
 	Requests   int      `json:"requests,omitempty"`
 
+	// Screening is what the screening of the call's result found and did (nil: nothing
+	// found). It names detectors, rules and JSON paths, never the text.
+	Screening *Screening `json:"screening,omitempty"`
+
 	// Request events.
 	Method     string  `json:"method,omitempty"`
 	URL        string  `json:"url,omitempty"` // no query string, no userinfo
@@ -112,6 +117,50 @@ type Event struct {
 	// KindDropped: how many refused calls and authentications were not recorded because they
 	// came faster than the sink's limit, since the previous such record.
 	Dropped int64 `json:"dropped,omitempty"`
+}
+
+// Screening is what the screening of one tool result found, and the action the grant took.
+type Screening struct {
+	// Action is the grant's screening action: label, redact, require_approval or block.
+	Action string `json:"action"`
+	// Findings are the first findings (at most 50); Total counts them all.
+	Findings []Finding `json:"findings,omitempty"`
+	Total    int       `json:"total,omitempty"`
+	// ClassifierError says why the external classifier gave no verdict, when it fails open.
+	ClassifierError string `json:"classifier_error,omitempty"`
+	// Approval is the approval that holds (or released) the result, for require_approval.
+	Approval string `json:"approval,omitempty"`
+}
+
+// Summary names the first n findings for a message, "instruction/ignore_previous at
+// /messages/1/text (base64)", and how many more there are.
+func (s *Screening) Summary(n int) string {
+	var parts []string
+	for i, f := range s.Findings {
+		if i == n {
+			parts = append(parts, fmt.Sprintf("and %d more", s.Total-n))
+			break
+		}
+		p := f.Detector + "/" + f.Rule
+		if f.Path != "" {
+			p += " at " + f.Path
+		}
+		if f.Encoding != "" {
+			p += " (" + f.Encoding + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Finding is one sign of prompt injection in a tool result: which detector and rule, the
+// language of the phrase family, the JSON pointer of the string, and what it was decoded from.
+type Finding struct {
+	Detector string `json:"detector"`
+	Rule     string `json:"rule"`
+	Lang     string `json:"lang,omitempty"`
+	Path     string `json:"path"`
+	Encoding string `json:"encoding,omitempty"`
 }
 
 // Kinds of Event.

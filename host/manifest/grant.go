@@ -48,6 +48,47 @@ type Grant struct {
 	// the call is traced, so the upstream's spans join the trace. Default false: upstreams
 	// learn nothing of the caller's trace.
 	PropagateTrace bool `json:"propagate_trace,omitempty"`
+	// Screening says how the connector's tool results are screened for prompt injection. Nil:
+	// the default detectors, action label.
+	Screening *Screening `json:"screening,omitempty"`
+}
+
+// Actions of Screening, from the least to the most restrictive.
+const (
+	ScreenLabel           = "label"            // the result goes through, with the findings in its meta (default)
+	ScreenRedact          = "redact"           // each offending span is replaced
+	ScreenRequireApproval = "require_approval" // the result is held until an admin approves it
+	ScreenBlock           = "block"            // the call fails
+)
+
+// ScreenActions lists the actions of Screening, least restrictive first.
+var ScreenActions = []string{ScreenLabel, ScreenRedact, ScreenRequireApproval, ScreenBlock}
+
+// Screening configures the screening of a connector's tool results (manifests/FORMAT.md).
+type Screening struct {
+	// Action is what happens to a result with a finding: ScreenLabel (default), ScreenRedact,
+	// ScreenRequireApproval or ScreenBlock.
+	Action string `json:"action,omitempty"`
+	// Detectors are the built-in detectors to run: instruction, invisible, exfiltration (the
+	// default three) and link (opt-in). Empty: the default three.
+	Detectors []string `json:"detectors,omitempty"`
+	// LinkHosts are hosts (as network rules write them: "example.com", "*.example.com") that
+	// images and links in results may point to, besides the hosts of the granted network rules.
+	LinkHosts []string `json:"link_hosts,omitempty"`
+	// Classifier, if set, sends each result's strings to an external classifier too.
+	Classifier *ScreeningClassifier `json:"classifier,omitempty"`
+}
+
+// ScreeningClassifier is an external prompt-injection classifier (manifests/FORMAT.md).
+type ScreeningClassifier struct {
+	// URL receives a POST per screened result (http or https; reached by the host directly).
+	URL string `json:"url"`
+	// TimeoutMS bounds one classification in milliseconds (default 2000).
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+	// OnError is what happens when the classifier gives no verdict: "open" (default: the
+	// result goes on, its meta.screening saying why it is unscreened) or "closed" (the call
+	// fails, retryable).
+	OnError string `json:"on_error,omitempty"`
 }
 
 // CredentialGrant fills one credential slot. In YAML a plain string is a secret reference

@@ -74,6 +74,10 @@ type Policy struct {
 	// OAuth holds the OAuth section of each filled slot whose endpoints the grant moved (a
 	// Salesforce login_host: sandbox or My Domain), to be used instead of the manifest's.
 	OAuth map[string]*manifest.OAuth
+	// Screening is how tool results are screened: the grant's section with its defaults
+	// applied (action label, the default detectors); LinkHosts holds the granted network
+	// rules' hosts followed by the grant's link_hosts.
+	Screening manifest.Screening
 }
 
 // NeedsConfirmation reports whether every call of tool needs a human's approval.
@@ -348,6 +352,8 @@ func Effective(m *manifest.Manifest, g *manifest.Grant) (*Policy, error) {
 		}
 		p.Upstreams[origin] = to
 	}
+
+	errs = append(errs, screening(p, g.Screening)...)
 
 	// Limits.
 	limits, lerrs := tighten(m.Limits.WithDefaults(), g.Limits)

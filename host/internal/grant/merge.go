@@ -22,6 +22,8 @@ const (
 //     granted only when both grant them ("*" on one side yields the other side's list);
 //   - limits, rate limits and quotas take the tighter of the two, field by field;
 //   - confirm rules are the union: a tool either source wants approved needs approval;
+//   - screening takes the stricter action, the detectors either runs, the link hosts both
+//     allow, and the store's classifier (failing closed if either source says so);
 //   - values that are not permissions — which secret fills a credential slot, config values,
 //     upstream routes, the database reference — come from the store grant where it sets them,
 //     else from the file: the store holds an admin's latest recorded decision.
@@ -98,6 +100,10 @@ func Merge(m *manifest.Manifest, file, store *manifest.Grant) (*manifest.Grant, 
 	if len(out.RateLimits) > 0 {
 		from["rate_limits"] = pick(len(file.RateLimits) > 0, len(store.RateLimits) > 0)
 	}
+	out.Screening = tighterScreening(file.Screening, store.Screening)
+	if out.Screening != nil {
+		from["screening"] = pick(file.Screening != nil, store.Screening != nil)
+	}
 	out.Quotas = tighterQuotas(file.Quotas, store.Quotas)
 	if out.Quotas != nil {
 		from["quotas"] = pick(file.Quotas != nil, store.Quotas != nil)
@@ -153,6 +159,7 @@ func parts(g *manifest.Grant) []string {
 	add(g.Limits != (manifest.Limits{}), "limits")
 	add(len(g.RateLimits) > 0, "rate_limits")
 	add(g.Quotas != nil, "quotas")
+	add(g.Screening != nil, "screening")
 	add(g.Database != nil, "database")
 	return out
 }

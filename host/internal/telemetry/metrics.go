@@ -54,6 +54,7 @@ type Metrics struct {
 	callDuration *prometheus.HistogramVec
 	agentCalls   *prometheus.CounterVec
 	quota        *prometheus.CounterVec
+	screened     *prometheus.CounterVec
 	requests     *prometheus.CounterVec
 	reqDuration  *prometheus.HistogramVec
 	retries      *prometheus.CounterVec
@@ -81,6 +82,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "connector", "tool", "outcome")
 	m.agentCalls = f.counter("airlock_agent_calls_total", `Tool calls by agent name; only admin-registered agent names are labels, the rest are "other".`, "agent")
 	m.quota = f.counter("airlock_quota_refusals_total", "Tool calls refused by a grant's call quota.", "connector", "tool")
+	m.screened = f.counter("airlock_screened_results_total", `Tool results in which screening found signs of prompt injection ("found") or whose classifier failed open ("unscreened"), by the grant's action (label, redact, require_approval, block).`, "connector", "tool", "action", "outcome")
 	reqLabels := []string{"connector", "host", "method", "status_class", "decision"}
 	m.requests = f.counter("airlock_egress_requests_total", `Outbound requests (each attempt and redirect hop) by connector, granted host ("other" for any other), method, status class (2xx … 5xx, "none" without a response) and decision (allowed, denied, error).`, reqLabels...)
 	m.reqDuration = f.histogram("airlock_egress_request_duration_seconds", "Latency of outbound requests, per hop.",
@@ -173,6 +175,18 @@ func (m *Metrics) Call(l CallLabels, d time.Duration) {
 func (m *Metrics) QuotaRefused(connector, tool string) {
 	if m != nil {
 		m.quota.WithLabelValues(orOther(connector), orOther(tool)).Inc()
+	}
+}
+
+// Screened counts a result screening flagged (found) or could not fully screen (a classifier
+// that failed open); action is the grant's screening action.
+func (m *Metrics) Screened(connector, tool, action string, found bool) {
+	if m != nil {
+		outcome := "unscreened"
+		if found {
+			outcome = "found"
+		}
+		m.screened.WithLabelValues(orOther(connector), orOther(tool), action, outcome).Inc()
 	}
 }
 
