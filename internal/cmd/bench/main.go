@@ -100,9 +100,12 @@ type Row struct {
 	Samples     []float64 `json:"samples"`
 	AllocsPerOp int64     `json:"allocs_per_op"`
 	BytesPerOp  int64     `json:"bytes_per_op"`
-	Ratio       float64   `json:"ratio,omitempty"`
-	RatioTo     string    `json:"ratio_to,omitempty"`
-	key         string
+	// P50 and P99 are latencies in ns, for the calls/s rows that record them.
+	P50     float64 `json:"p50_ns,omitempty"`
+	P99     float64 `json:"p99_ns,omitempty"`
+	Ratio   float64 `json:"ratio,omitempty"`
+	RatioTo string  `json:"ratio_to,omitempty"`
+	key     string
 }
 
 type options struct {
@@ -390,6 +393,13 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		r.Group, r.key, r.What = "7", "tput-noop20-"+v.key, what
 		rows = append(rows, r)
 	}
+
+	// Row 8: a crowd over MCP streamable HTTP, airlock beside a go-sdk floor.
+	mcp, err := mcpRows(ctx, o, filepath.Join(state, "mcp"), cacheDir, hostileM, hostileWasm, hostileGrant)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, mcp...)
 
 	// Row 5.
 	if !o.short {
@@ -720,6 +730,7 @@ func ratios(rows []*Row) {
 		set("tput-"+c+"-2", "tput-"+c+"-1", "1 caller")
 	}
 	set("tput-full-1", "tput-native-1", "native")
+	mcpRatios(set)
 }
 
 func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
@@ -736,6 +747,9 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 		switch r.Unit {
 		case "calls/s":
 			med = fmt.Sprintf("%.0f calls/s", r.Median)
+			if r.P50 > 0 {
+				med += fmt.Sprintf(" (p50 %s, p99 %s)", duration(r.P50), duration(r.P99))
+			}
 		case "ms":
 			med = fmt.Sprintf("%.1f ms", r.Median/1e6)
 			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
