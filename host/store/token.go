@@ -80,8 +80,10 @@ func (s *Store) RevokeToken(ctx context.Context, kind, name string) error {
 func (s *Store) LookupToken(ctx context.Context, kind, sha256hex string, now time.Time) (t Token, ok bool, err error) {
 	t.Kind = kind
 	var created, used, expires int64
-	err = s.queryRow(ctx, `SELECT name, subject, sha256, created, last_used, expires FROM tokens WHERE kind = ? AND sha256 = ?`, kind, sha256hex).
-		Scan(&t.Name, &t.Subject, &t.SHA256, &created, &used, &expires)
+	row, err := s.readRow(ctx, `SELECT name, subject, sha256, created, last_used, expires FROM tokens WHERE kind = ? AND sha256 = ?`, kind, sha256hex)
+	if err == nil {
+		err = row.Scan(&t.Name, &t.Subject, &t.SHA256, &created, &used, &expires)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, false, nil
 	}

@@ -100,12 +100,14 @@ type Row struct {
 	Samples     []float64 `json:"samples"`
 	AllocsPerOp int64     `json:"allocs_per_op"`
 	BytesPerOp  int64     `json:"bytes_per_op"`
-	// P50 and P99 are latencies in ns, for the calls/s rows that record them.
-	P50     float64 `json:"p50_ns,omitempty"`
-	P99     float64 `json:"p99_ns,omitempty"`
-	Ratio   float64 `json:"ratio,omitempty"`
-	RatioTo string  `json:"ratio_to,omitempty"`
-	key     string
+	// P50 and P99 are latencies in ns, and CPUPerOp the CPU time per call in ns (clients and
+	// server), for the calls/s rows that record them.
+	P50      float64 `json:"p50_ns,omitempty"`
+	P99      float64 `json:"p99_ns,omitempty"`
+	CPUPerOp float64 `json:"cpu_ns_per_op,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"`
+	RatioTo  string  `json:"ratio_to,omitempty"`
+	key      string
 }
 
 type options struct {
@@ -748,7 +750,7 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 		case "calls/s":
 			med = fmt.Sprintf("%.0f calls/s", r.Median)
 			if r.P50 > 0 {
-				med += fmt.Sprintf(" (p50 %s, p99 %s)", duration(r.P50), duration(r.P99))
+				med += fmt.Sprintf(" (p50 %s, p99 %s, %s CPU/call)", duration(r.P50), duration(r.P99), duration(r.CPUPerOp))
 			}
 		case "ms":
 			med = fmt.Sprintf("%.1f ms", r.Median/1e6)

@@ -18,6 +18,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -54,31 +55,29 @@ func mcpRows(ctx context.Context, o *options, stateDir, cacheDir string, hostile
 	}
 	defer stopAirlock()
 
+	// The floor and airlock take turns, run by run, so that both see the same machine (other
+	// processes come and go on a shared one).
 	var rows []*Row
 	dur := 2 * o.benchtime
-	for _, t := range []struct {
+	for _, shape := range []struct {
 		key, what string
-		target    *mcpTarget
+		sessions  int
 	}{
-		{"floor", "go-sdk floor (no-op tool)", floor},
-		{"airlock", "airlock serve --http, hostile.noop", airlock},
+		{"clients", fmt.Sprintf("%d clients, a session each", crowdSize), crowdSize},
+		{"session", fmt.Sprintf("%d concurrent calls on one session", crowdSize), 1},
 	} {
-		for _, shape := range []struct {
-			key, what string
-			sessions  int
-		}{
-			{"clients", fmt.Sprintf("%d clients, a session each", crowdSize), crowdSize},
-			{"session", fmt.Sprintf("%d concurrent calls on one session", crowdSize), 1},
-		} {
-			what := "MCP streamable HTTP: " + t.what + ", " + shape.what
-			fmt.Fprintf(o.stderr, "bench: %s\n", what)
-			r, err := crowdRow(ctx, o.count, t.target, shape.sessions, crowdSize, dur)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", what, err)
-			}
-			r.Group, r.key, r.What = "8", "mcp-"+t.key+"-"+shape.key, what
-			rows = append(rows, r)
+		fmt.Fprintf(o.stderr, "bench: MCP streamable HTTP, %s: go-sdk floor and airlock in turns\n", shape.what)
+		rs, err := crowdRows(ctx, o.count, []*mcpTarget{floor, airlock}, shape.sessions, crowdSize, dur)
+		if err != nil {
+			return nil, fmt.Errorf("MCP crowd, %s: %w", shape.what, err)
 		}
+		for i, t := range []struct{ key, what string }{
+			{"floor", "go-sdk floor (no-op tool)"},
+			{"airlock", "airlock serve --http, hostile.noop"},
+		} {
+			rs[i].Group, rs[i].key, rs[i].What = "8", "mcp-"+t.key+"-"+shape.key, "MCP streamable HTTP: "+t.what+", "+shape.what
+		}
+		rows = append(rows, rs...)
 	}
 	return rows, nil
 }
@@ -175,82 +174,132 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(r)
 }
 
-// crowdRow opens sessions sessions on t and runs callers goroutines (spread evenly over the
-// sessions) calling t's tool for d, count times. The row holds the median calls/s, and the p50
-// and p99 latency of that run.
-func crowdRow(ctx context.Context, count int, t *mcpTarget, sessions, callers int, d time.Duration) (*Row, error) {
-	tr := &http.Transport{MaxIdleConns: 4 * callers, MaxIdleConnsPerHost: 4 * callers, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	css := make([]*sdk.ClientSession, sessions)
+// crowd is a set of client sessions on one target.
+type crowd struct {
+	t   *mcpTarget
+	css []*sdk.ClientSession
+	tr  *http.Transport
+}
+
+// connect opens sessions sessions on t.
+func connect(ctx context.Context, t *mcpTarget, sessions, callers int) (*crowd, error) {
+	c := &crowd{t: t, css: make([]*sdk.ClientSession, sessions),
+		tr: &http.Transport{MaxIdleConns: 4 * callers, MaxIdleConnsPerHost: 4 * callers, IdleConnTimeout: time.Minute}}
+	err := forCallers(sessions, func(i int) (err error) {
+		cl := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+		c.css[i], err = cl.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: t.url, MaxRetries: -1,
+			HTTPClient: &http.Client{Transport: bearerTransport{t.tokens[i], c.tr}}}, nil)
+		return err
+	})
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
+	return c, nil
+}
+
+func (c *crowd) close() {
+	for _, cs := range c.css {
+		if cs != nil {
+			cs.Close()
+		}
+	}
+	c.tr.CloseIdleConnections()
+}
+
+// run has callers goroutines (spread evenly over the sessions) call the tool for d.
+func (c *crowd) run(ctx context.Context, callers int, d time.Duration) (crowdRun, error) {
+	params := &sdk.CallToolParams{Name: c.t.tool, Arguments: json.RawMessage(`{}`)}
+	lat := make([][]time.Duration, callers)
+	cpu0 := cpuTime()
+	start := time.Now()
+	deadline := start.Add(d)
+	err := forCallers(callers, func(i int) error {
+		cs := c.css[i%len(c.css)]
+		for time.Now().Before(deadline) {
+			t0 := time.Now()
+			res, err := cs.CallTool(ctx, params)
+			if err == nil && res.IsError {
+				err = fmt.Errorf("tool error: %v", res.Content)
+			}
+			if err != nil {
+				return err
+			}
+			lat[i] = append(lat[i], time.Since(t0))
+		}
+		return nil
+	})
+	took, cpu := time.Since(start), cpuTime()-cpu0
+	all := slices.Concat(lat...)
+	if err == nil && len(all) == 0 {
+		err = errors.New("no call completed")
+	}
+	slices.Sort(all)
+	return crowdRun{float64(len(all)) / took.Seconds(), all, cpu / time.Duration(max(len(all), 1))}, err
+}
+
+// crowdRun is the outcome of one crowd run: calls/s, the sorted latencies, and the CPU time
+// of this process (server and clients) per call.
+type crowdRun struct {
+	rate float64
+	lat  []time.Duration
+	cpu  time.Duration
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// crowdRows opens sessions sessions on each target and runs callers concurrent calls (spread
+// evenly over the sessions) on each for d, the targets taking turns, count times. Each target's
+// row holds its median calls/s, with the p50 and p99 latency and the CPU time per call of that
+// run (the CPU time is steadier than calls/s on a machine other processes share).
+func crowdRows(ctx context.Context, count int, targets []*mcpTarget, sessions, callers int, d time.Duration) ([]*Row, error) {
+	crowds := make([]*crowd, len(targets))
 	defer func() {
-		for _, cs := range css {
-			if cs != nil {
-				cs.Close()
+		for _, c := range crowds {
+			if c != nil {
+				c.close()
 			}
 		}
 	}()
-	var wg sync.WaitGroup
-	errs := make([]error, sessions)
-	for i := range sessions {
-		wg.Go(func() {
-			c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
-			css[i], errs[i] = c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: t.url, MaxRetries: -1,
-				HTTPClient: &http.Client{Transport: bearerTransport{t.tokens[i], tr}}}, nil)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
-	}
-	params := &sdk.CallToolParams{Name: t.tool, Arguments: json.RawMessage(`{}`)}
-	call := func(cs *sdk.ClientSession) error {
-		res, err := cs.CallTool(ctx, params)
-		if err == nil && res.IsError {
-			err = fmt.Errorf("tool error: %v", res.Content)
-		}
-		return err
-	}
-	// Warm up: one call on every caller.
-	if err := forCallers(callers, func(i int) error { return call(css[i%sessions]) }); err != nil {
-		return nil, err
-	}
-	type run struct {
-		rate     float64
-		p50, p99 time.Duration
-	}
-	var runs []run
-	for range count {
-		goruntime.GC()
-		lat := make([][]time.Duration, callers)
-		start := time.Now()
-		deadline := start.Add(d)
-		err := forCallers(callers, func(i int) error {
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if err := call(css[i%sessions]); err != nil {
-					return err
-				}
-				lat[i] = append(lat[i], time.Since(t0))
-			}
-			return nil
-		})
+	for i, t := range targets {
+		c, err := connect(ctx, t, sessions, callers)
 		if err != nil {
 			return nil, err
 		}
-		all := slices.Concat(lat...)
-		if len(all) == 0 {
-			return nil, errors.New("no call completed")
+		crowds[i] = c
+		if _, err := c.run(ctx, callers, 100*time.Millisecond); err != nil { // warm up
+			return nil, err
 		}
-		slices.Sort(all)
-		runs = append(runs, run{float64(len(all)) / time.Since(start).Seconds(), all[len(all)/2], all[len(all)*99/100]})
 	}
-	slices.SortFunc(runs, func(a, b run) int { return cmpFloat(a.rate, b.rate) })
-	med := runs[len(runs)/2]
-	row := &Row{Unit: "calls/s", Median: med.rate, P50: float64(med.p50), P99: float64(med.p99)}
-	for _, r := range runs {
-		row.Samples = append(row.Samples, r.rate)
+	runs := make([][]crowdRun, len(targets))
+	for range count {
+		for i, c := range crowds {
+			goruntime.GC()
+			r, err := c.run(ctx, callers, d)
+			if err != nil {
+				return nil, err
+			}
+			runs[i] = append(runs[i], r)
+		}
 	}
-	return row, nil
+	rows := make([]*Row, len(targets))
+	for i, rs := range runs {
+		slices.SortFunc(rs, func(a, b crowdRun) int { return cmpFloat(a.rate, b.rate) })
+		med := rs[len(rs)/2]
+		rows[i] = &Row{Unit: "calls/s", Median: med.rate, P50: float64(med.lat[len(med.lat)/2]),
+			P99: float64(med.lat[len(med.lat)*99/100]), CPUPerOp: float64(med.cpu)}
+		for _, r := range rs {
+			rows[i].Samples = append(rows[i].Samples, r.rate)
+		}
+	}
+	return rows, nil
 }
 
 // forCallers runs fn(0) … fn(n-1) concurrently and returns their errors.
