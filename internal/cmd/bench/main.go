@@ -33,6 +33,16 @@
 //     records are committed; group commit) beside a queued one (a call returns when its record
 //     is queued, as before issue 26). Target: durable throughput ≥ 90% of queued.
 //
+//  8. a crowd over MCP streamable HTTP on loopback (mcp.go): airlock composed as `airlock serve
+//     --http` composes it (SQLite store, durable audit, agent tokens in the store) serving
+//     hostile.noop, beside a minimal go-sdk server with a no-op tool (the floor), in turns; 200
+//     clients with a session each, and 200 concurrent calls on one session: calls/s, p50, p99
+//     and the process's CPU time per call (steadier than calls/s on a shared machine). Target:
+//     airlock ≥ 1/1.5 of the floor's calls/s.
+//
+//  9. memory per pooled instance of the Slack connector (memory.go): resident set, guest
+//     linear memory, Go heap, and how much of the guest memory instances hold in common.
+//
 // The raw-sandbox rows (3 and the airlock half of 4) run as `go test -bench BenchmarkRuntime
 // ./host` in a subprocess, because host/internal/runtime cannot be imported from here; the
 // benchmarks of host/bench_test.go give the other rows in the standard format too.
@@ -94,7 +104,8 @@ type Row struct {
 	Group string `json:"group"`
 	What  string `json:"what"`
 	// Unit is "ns/op" (Median is the median ns/op), "ms" (Median is the median ns/op of an
-	// operation reported in ms) or "calls/s" (Median is the median calls per second).
+	// operation reported in ms), "calls/s" (Median is the median calls per second), or "KiB"
+	// or "%" (Median is the measured value).
 	Unit        string    `json:"unit"`
 	Median      float64   `json:"median"`
 	Samples     []float64 `json:"samples"`
@@ -436,8 +447,14 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		}
 	}
 
-	// Rows 3 and 4, the raw sandbox, in a subprocess.
+	// Rows 3 and 4, the raw sandbox, and row 9, memory per instance, in subprocesses.
 	if o.runtime {
+		progress("memory per instance: go test -bench BenchmarkInstanceMemory ./host/internal/runtime (subprocess)")
+		mem, err := memoryRows(ctx, o)
+		if err != nil {
+			fmt.Fprintf(o.stderr, "bench: the memory rows are missing: %v\n", err)
+		}
+		rows = append(rows, mem...)
 		progress("raw sandbox: go test -bench BenchmarkRuntime ./host (subprocess)")
 		rt, err := runtimeRows(ctx, o)
 		if err != nil {
@@ -752,6 +769,8 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 			if r.P50 > 0 {
 				med += fmt.Sprintf(" (p50 %s, p99 %s, %s CPU/call)", duration(r.P50), duration(r.P99), duration(r.CPUPerOp))
 			}
+		case "KiB", "%":
+			med = fmt.Sprintf("%.0f %s", r.Median, r.Unit)
 		case "ms":
 			med = fmt.Sprintf("%.1f ms", r.Median/1e6)
 			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
