@@ -68,7 +68,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
@@ -644,15 +643,11 @@ func runtimeRows(ctx context.Context, o *options) ([]*Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(bin)
-	cmd := exec.CommandContext(ctx, "go", "test", "-o", filepath.Join(bin, "host.test"), "-run", "^$",
+	out, err := goTest(ctx, o, "-o", filepath.Join(bin, "host.test"), "-run", "^$",
 		"-bench", "^BenchmarkRuntime$", "-benchmem", "-count", strconv.Itoa(o.count),
 		"-benchtime", o.benchtime.String(), "./host")
-	cmd.Dir = o.root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("go test: %w\n%s%s", err, out, stderr.Bytes())
+		return nil, err
 	}
 	type sample struct {
 		ns            float64

@@ -13,14 +13,10 @@ import (
 // BenchmarkInstanceMemory of host/internal/runtime (run in a subprocess: the package is internal
 // to host).
 func memoryRows(ctx context.Context, o *options) ([]*Row, error) {
-	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkInstanceMemory$",
-		"-benchtime", "3x", "-count", "1", "./host/internal/runtime")
-	cmd.Dir = o.root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := goTest(ctx, o, "-run", "^$", "-bench", "^BenchmarkInstanceMemory$", "-benchtime", "3x", "-count", "1",
+		"./host/internal/runtime")
 	if err != nil {
-		return nil, fmt.Errorf("go test: %w\n%s%s", err, out, stderr.Bytes())
+		return nil, err
 	}
 	what := map[string]string{
 		"rss-KiB/instance":           "memory per pooled slack instance: resident set (process growth)",
@@ -55,4 +51,17 @@ func memoryRows(ctx context.Context, o *options) ([]*Row, error) {
 		return nil, fmt.Errorf("no BenchmarkInstanceMemory results in:\n%s", out)
 	}
 	return rows, nil
+}
+
+// goTest runs `go test args…` in the module's root and returns its standard output.
+func goTest(ctx context.Context, o *options, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, args...)...)
+	cmd.Dir = o.root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go test: %w\n%s%s", err, out, stderr.Bytes())
+	}
+	return out, nil
 }
