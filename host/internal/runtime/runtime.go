@@ -299,8 +299,8 @@ const meteredDir = "airlock-metered"
 // loaded again is not instrumented again (about 25 ms for the 3.7 MB Slack connector). A file
 // starts with the CRC-32C of the rest (a tenth of a millisecond where a SHA-256 takes 3): a
 // corrupted one is instrumented afresh and replaced; a torn one cannot be, files are renamed
-// into place once written. The directory is trusted as wazero's compilation cache beside it is (that one holds
-// native code): only this process's user may write either.
+// into place once written. The directory is trusted as wazero's compilation cache beside it is
+// (that one holds native code): only this process's user may write either.
 func (e *Engine) instrument(wasm []byte) ([]byte, error) {
 	if e.dir == "" {
 		metered, _, err := meter.Instrument(wasm)
