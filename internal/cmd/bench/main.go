@@ -786,6 +786,11 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 			fmt.Fprintf(w, "target: full path ≤ 5× native at the median: %s (%s×)\n", verdict(r.Ratio <= 5), num(r.Ratio))
 		case "host-noop":
 			fmt.Fprintf(w, "target: no-op through host.Call < 5 µs: %s (%s)\n", verdict(r.Median < 5000), duration(r.Median))
+		case "load-warm":
+			fmt.Fprintf(w, "target: load from the warm on-disk cache ≤ 30 ms: %s (%.1f ms)\n", verdict(r.Median <= 30e6), r.Median/1e6)
+		case "mcp-airlock-clients", "mcp-airlock-session":
+			fmt.Fprintf(w, "target: MCP crowd (%s) within 1.5× of the go-sdk floor: %s (%s× its calls/s)\n",
+				strings.TrimPrefix(r.key, "mcp-airlock-"), verdict(r.Ratio >= 1/1.5), num(r.Ratio))
 		}
 	}
 }
