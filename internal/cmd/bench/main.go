@@ -110,8 +110,8 @@ type Row struct {
 	Samples     []float64 `json:"samples"`
 	AllocsPerOp int64     `json:"allocs_per_op"`
 	BytesPerOp  int64     `json:"bytes_per_op"`
-	// P50 and P99 are latencies in ns, and CPUPerOp the CPU time per call in ns (clients and
-	// server), for the calls/s rows that record them.
+	// P50 and P99 are latencies in ns, for the calls/s rows that record them; CPUPerOp is the
+	// process's CPU time per operation in ns (the MCP rows: clients and server; the loads).
 	P50      float64 `json:"p50_ns,omitempty"`
 	P99      float64 `json:"p99_ns,omitempty"`
 	CPUPerOp float64 `json:"cpu_ns_per_op,omitempty"`
@@ -439,10 +439,18 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 			{"cold", "cold load of slack: empty compilation cache", ""},
 			{"warm", "cold load of slack: warm on-disk cache", warmCache},
 		} {
-			if err := bench("5", "load-"+c.key, c.what, func() error { return load(c.cache) }); err != nil {
+			// The process's CPU time per load too: steadier than the wall time on a shared machine.
+			var cpu time.Duration
+			var loads int
+			if err := bench("5", "load-"+c.key, c.what, func() error {
+				c0 := cpuTime()
+				defer func() { cpu, loads = cpu+cpuTime()-c0, loads+1 }()
+				return load(c.cache)
+			}); err != nil {
 				return nil, err
 			}
 			rows[len(rows)-1].Unit = "ms"
+			rows[len(rows)-1].CPUPerOp = float64(cpu) / float64(max(loads, 1))
 		}
 	}
 
@@ -768,6 +776,9 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 			med = fmt.Sprintf("%.0f %s", r.Median, r.Unit)
 		case "ms":
 			med = fmt.Sprintf("%.1f ms", r.Median/1e6)
+			if r.CPUPerOp > 0 {
+				med += fmt.Sprintf(" (CPU %.1f ms, mean)", r.CPUPerOp/1e6)
+			}
 			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
 		default:
 			med = duration(r.Median)
