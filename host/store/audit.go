@@ -144,7 +144,13 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 	}
 	out := make([]AuditRecord, len(data))
 	keys := s.AuditKeys()
-	err := s.inTx(ctx, func(t tx) error {
+	// Prepared before the transaction takes SQLite's one connection; the transaction reuses it.
+	insert, err := s.prepared(ctx, s.db, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac, session, conversation, end_user)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return nil, wrap("appending to the audit log", err)
+	}
+	err = s.inTx(ctx, func(t tx) error {
 		if err := t.lock(ctx, lockAudit); err != nil {
 			return wrap("appending to the audit log", err)
 		}
@@ -167,6 +173,8 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 					"run `airlock audit verify`, and restore the database from a backup", seq, err, ErrAuditTampered)
 			}
 		}
+		ins := t.StmtContext(ctx, insert)
+		defer ins.Close()
 		for i, d := range data {
 			seq++
 			d = bytes.Clone(d)
@@ -177,9 +185,7 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 				}
 			}
 			f := rows[i].f
-			if _, err := t.exec(ctx, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac, session, conversation, end_user)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC,
+			if _, err := ins.ExecContext(ctx, r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC,
 				f.Session, f.Conversation, f.User); err != nil {
 				return wrap("appending to the audit log", err)
 			}

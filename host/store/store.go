@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,8 +56,14 @@ type Config struct {
 // It is safe for concurrent use, by several goroutines and (PostgreSQL, or SQLite on one
 // machine) by several processes. The zero value is not usable; call [Open].
 type Store struct {
-	db     *sql.DB
-	dsn    string // for the connection Listen holds
+	db *sql.DB
+	// rdb serves the reads on every request's path (token lookups): on an SQLite file, a pool
+	// of read-only connections, so a lookup does not queue behind a write (an audit commit
+	// waiting for its fsync) on db's one connection; WAL gives each read the last committed
+	// state, another process's included. Otherwise db itself.
+	rdb    *sql.DB
+	stmts  sync.Map // stmtKey -> *sql.Stmt, see prepared
+	dsn    string   // for the connection Listen holds
 	d      *dialect
 	now    func() time.Time
 	closed chan struct{}
@@ -173,7 +180,7 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 	default:
 		return nil, errors.New(`store: unknown database address: use "sqlite:PATH" (or a path ending in .db) or "postgres://user@host/database"`)
 	}
-	s := &Store{db: db, dsn: dsn, d: d, now: c.Now, closed: make(chan struct{})}
+	s := &Store{db: db, rdb: db, dsn: dsn, d: d, now: c.Now, closed: make(chan struct{})}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: cannot reach the %s database: %w", d.name, secret.RedactedError(err))
@@ -182,7 +189,29 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if path := strings.TrimPrefix(dsn, "sqlite:"); d == sqliteDialect && path != ":memory:" {
+		// Opened after the migration, which put the file in WAL mode.
+		if s.rdb, err = openSQLiteReaders(path, c.BusyTimeout); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// sqliteReaders is how many read-only connections serve the reads on a request's path.
+const sqliteReaders = 4
+
+func openSQLiteReaders(path string, busy time.Duration) (*sql.DB, error) {
+	rdb, err := sql.Open("sqlite", path+"?_pragma=busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")&_pragma=query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %s for reading: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(sqliteReaders)
+	rdb.SetMaxIdleConns(sqliteReaders)
+	rdb.SetConnMaxLifetime(0)
+	rdb.SetConnMaxIdleTime(0)
+	return rdb, nil
 }
 
 func openSQLite(path string, busy time.Duration) (*sql.DB, error) {
@@ -236,6 +265,9 @@ func (s *Store) Close() error {
 	default:
 		close(s.closed)
 	}
+	if s.rdb != s.db {
+		s.rdb.Close()
+	}
 	return s.db.Close()
 }
 
@@ -252,6 +284,39 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.d.rebind(q), args...)
+}
+
+// readRow runs a read on a request's path, on rdb. q must be a constant (see prepared).
+func (s *Store) readRow(ctx context.Context, q string, args ...any) (*sql.Row, error) {
+	st, err := s.prepared(ctx, s.rdb, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(ctx, args...), nil
+}
+
+// prepared returns q prepared on db, once per connection (database/sql re-prepares it on each
+// connection it runs on): preparing is most of the CPU a small statement takes on SQLite. q
+// must be a constant, statements are kept by their text for as long as the store is open.
+func (s *Store) prepared(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
+	key := stmtKey{db, q}
+	if st, ok := s.stmts.Load(key); ok {
+		return st.(*sql.Stmt), nil
+	}
+	p, err := db.PrepareContext(ctx, s.d.rebind(q))
+	if err != nil {
+		return nil, err
+	}
+	st, loaded := s.stmts.LoadOrStore(key, p)
+	if loaded {
+		p.Close()
+	}
+	return st.(*sql.Stmt), nil
+}
+
+type stmtKey struct {
+	db *sql.DB
+	q  string
 }
 
 // tx wraps a transaction with the store's dialect.

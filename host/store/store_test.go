@@ -266,3 +266,54 @@ func TestRebind(t *testing.T) {
 		t.Errorf("sqlite rebind = %q, want %q", got, want)
 	}
 }
+
+// TestTokenLookupDoesNotWaitForWrites: on SQLite every write goes through one connection, and
+// an audit commit holds it until its fsync is done; a token lookup, made for every request a
+// server answers, is read on connections of its own and does not queue behind it (but for the
+// stamp of its last use, written at most once a minute). It still sees what another process
+// committed: a token revoked there is refused at once.
+func TestTokenLookupDoesNotWaitForWrites(t *testing.T) {
+	ctx := context.Background()
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "state.db")
+	s, other := openT(t, dsn, nil), openT(t, dsn, nil)
+	hash := strings.Repeat("ab", 32)
+	if err := s.AddToken(ctx, Token{Kind: TokenAgent, Name: "ci-bot", Subject: "acme", SHA256: hash}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.LookupToken(ctx, TokenAgent, hash, time.Now()); !ok || err != nil { // stamps its use
+		t.Fatalf("LookupToken = %v, %v", ok, err)
+	}
+	holding, release := make(chan struct{}), make(chan struct{})
+	writeDone := make(chan error, 1)
+	go func() {
+		writeDone <- s.inTx(ctx, func(tx) error { close(holding); <-release; return nil })
+	}()
+	<-holding
+	looked := make(chan error, 1)
+	go func() {
+		tok, ok, err := s.LookupToken(ctx, TokenAgent, hash, time.Now())
+		if err == nil && (!ok || tok.Name != "ci-bot") {
+			err = errors.New("the token was not found")
+		}
+		looked <- err
+	}()
+	select {
+	case err := <-looked:
+		if err != nil {
+			t.Errorf("LookupToken during a write transaction: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("LookupToken waited for a write transaction to end")
+	}
+	close(release)
+	if err := <-writeDone; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := other.RevokeToken(ctx, TokenAgent, "ci-bot"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.LookupToken(ctx, TokenAgent, hash, time.Now()); ok || err != nil {
+		t.Errorf("LookupToken after another process revoked the token = %v, %v; want refused", ok, err)
+	}
+}

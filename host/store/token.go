@@ -111,7 +111,11 @@ func (s *Store) SetTokenRole(ctx context.Context, kind, name, role string) error
 // expired token is returned with ok false and an error wrapping [ErrExpired] (naming the
 // holder and the expiry), so the caller can tell its holder why.
 func (s *Store) LookupToken(ctx context.Context, kind, sha256hex string, now time.Time) (t Token, ok bool, err error) {
-	t, used, err := scanToken(kind, s.queryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE kind = ? AND sha256 = ?`, kind, sha256hex))
+	row, err := s.readRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE kind = ? AND sha256 = ?`, kind, sha256hex)
+	if err != nil {
+		return Token{}, false, wrap("looking up a "+kind+" token", err)
+	}
+	t, used, err := scanToken(kind, row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, false, nil
 	}

@@ -77,6 +77,11 @@ const (
 // (which is charged exactly) reaches a tick within a few milliseconds.
 const Budget = 1 << 22
 
+// Version names what Instrument produces: callers that keep its output (the runtime's on-disk
+// cache of instrumented modules) key it by Version and the input's digest. Change it whenever
+// the output for some input changes; TestVersionPinsOutput fails until it is.
+const Version = "1"
+
 // Stats describes one instrumentation.
 type Stats struct {
 	Functions int // defined functions rewritten

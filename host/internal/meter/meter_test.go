@@ -2,6 +2,8 @@ package meter
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -612,5 +614,22 @@ func TestBoundsTables(t *testing.T) {
 	var me *Error
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "the limit is") {
 		t.Errorf("Instrument(a table starting above the limit) = %v, want a *meter.Error", err)
+	}
+}
+
+// TestVersionPinsOutput: what Instrument makes of the test modules is pinned, with Version. The
+// runtime keeps instrumented modules on disk under Version: a change to the instrumentation
+// that kept Version would have old, differently metered modules loaded from those files.
+func TestVersionPinsOutput(t *testing.T) {
+	const version, digest = "1", "88f61bda9137049e8e28e20de3ed9fadacb02707dd0097ae7ffe75ae4f88dceb"
+	h := sha256.New()
+	for _, m := range [][]byte{behaviourModule(), runawayModule(), sizedModule()} {
+		out, _ := mustInstrument(t, m)
+		h.Write(out)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if Version != version || got != digest {
+		t.Errorf("Instrument's output is %s under Version %q; pinned: %s under %q. If the instrumentation changed, "+
+			"change Version and pin both here", got, Version, digest, version)
 	}
 }

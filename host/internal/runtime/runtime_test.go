@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -504,5 +505,52 @@ func TestStartFunctionIsBounded(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Load took %v with a 200ms timeout", d)
+	}
+}
+
+// TestInstrumentedModuleCache: with a CacheDir, a module's instrumented form is kept there and
+// reused by the next load; a kept file that was corrupted on disk is not used: the module is
+// instrumented again (its runaway loop still stopped by the meter) and the file replaced.
+func TestInstrumentedModuleCache(t *testing.T) {
+	dir := t.TempDir()
+	wasm := plugin(t, "./host/testdata/plugins/hostile")
+	loadOnce := func() {
+		t.Helper()
+		eng, err := NewEngine(EngineConfig{CacheDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer eng.Close(context.Background())
+		m, err := eng.Load(context.Background(), Options{Name: "h", Wasm: wasm, Exports: []string{"noop", "loop"},
+			Limits: Limits{Timeout: 300 * time.Millisecond}})
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		defer m.Close(context.Background())
+		if _, err := m.Call(context.Background(), "s", "loop", nil, &fakeHandler{}); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("loop = %v; want ErrTimeout (the meter stops it)", err)
+		}
+	}
+	loadOnce()
+	files, _ := filepath.Glob(filepath.Join(dir, meteredDir, "*"))
+	if len(files) != 1 {
+		t.Fatalf("files kept under %s after a load: %v; want the instrumented module", meteredDir, files)
+	}
+	kept, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, corrupt := range []func([]byte) []byte{
+		func(b []byte) []byte { b = slices.Clone(b); b[len(b)/2] ^= 0xff; return b }, // a flipped byte
+		func(b []byte) []byte { return b[:len(b)/2] },                                // cut short
+		func([]byte) []byte { return []byte("junk") },
+	} {
+		if err := os.WriteFile(files[0], corrupt(kept), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		loadOnce()
+		if again, _ := os.ReadFile(files[0]); !bytes.Equal(again, kept) {
+			t.Error("a corrupted instrumented module was not replaced by a good one")
+		}
 	}
 }

@@ -33,6 +33,16 @@
 //     records are committed; group commit) beside a queued one (a call returns when its record
 //     is queued, as before issue 26). Target: durable throughput ≥ 90% of queued.
 //
+//  8. a crowd over MCP streamable HTTP on loopback (mcp.go): airlock composed as `airlock serve
+//     --http` composes it (SQLite store, durable audit, agent tokens in the store) serving
+//     hostile.noop, beside a minimal go-sdk server with a no-op tool (the floor), in turns; 200
+//     clients with a session each, and 200 concurrent calls on one session: calls/s, p50, p99
+//     and the process's CPU time per call (steadier than calls/s on a shared machine). Target:
+//     airlock ≥ 1/1.5 of the floor's calls/s.
+//
+//  9. memory per pooled instance of the Slack connector (memory.go): resident set, guest
+//     linear memory, Go heap, and how much of the guest memory instances hold in common.
+//
 // The raw-sandbox rows (3 and the airlock half of 4) run as `go test -bench BenchmarkRuntime
 // ./host` in a subprocess, because host/internal/runtime cannot be imported from here; the
 // benchmarks of host/bench_test.go give the other rows in the standard format too.
@@ -58,7 +68,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
@@ -94,15 +103,21 @@ type Row struct {
 	Group string `json:"group"`
 	What  string `json:"what"`
 	// Unit is "ns/op" (Median is the median ns/op), "ms" (Median is the median ns/op of an
-	// operation reported in ms) or "calls/s" (Median is the median calls per second).
+	// operation reported in ms), "calls/s" (Median is the median calls per second), or "KiB"
+	// or "%" (Median is the measured value).
 	Unit        string    `json:"unit"`
 	Median      float64   `json:"median"`
 	Samples     []float64 `json:"samples"`
 	AllocsPerOp int64     `json:"allocs_per_op"`
 	BytesPerOp  int64     `json:"bytes_per_op"`
-	Ratio       float64   `json:"ratio,omitempty"`
-	RatioTo     string    `json:"ratio_to,omitempty"`
-	key         string
+	// P50 and P99 are latencies in ns, for the calls/s rows that record them; CPUPerOp is the
+	// process's CPU time per operation in ns (the MCP rows: clients and server; the loads).
+	P50      float64 `json:"p50_ns,omitempty"`
+	P99      float64 `json:"p99_ns,omitempty"`
+	CPUPerOp float64 `json:"cpu_ns_per_op,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"`
+	RatioTo  string  `json:"ratio_to,omitempty"`
+	key      string
 }
 
 type options struct {
@@ -391,6 +406,13 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		rows = append(rows, r)
 	}
 
+	// Row 8: a crowd over MCP streamable HTTP, airlock beside a go-sdk floor.
+	mcp, err := mcpRows(ctx, o, filepath.Join(state, "mcp"), cacheDir, hostileM, hostileWasm, hostileGrant)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, mcp...)
+
 	// Row 5.
 	if !o.short {
 		load := func(cacheDir string) error {
@@ -417,15 +439,29 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 			{"cold", "cold load of slack: empty compilation cache", ""},
 			{"warm", "cold load of slack: warm on-disk cache", warmCache},
 		} {
-			if err := bench("5", "load-"+c.key, c.what, func() error { return load(c.cache) }); err != nil {
+			// The process's CPU time per load too: steadier than the wall time on a shared machine.
+			var cpu time.Duration
+			var loads int
+			if err := bench("5", "load-"+c.key, c.what, func() error {
+				c0 := cpuTime()
+				defer func() { cpu, loads = cpu+cpuTime()-c0, loads+1 }()
+				return load(c.cache)
+			}); err != nil {
 				return nil, err
 			}
 			rows[len(rows)-1].Unit = "ms"
+			rows[len(rows)-1].CPUPerOp = float64(cpu) / float64(max(loads, 1))
 		}
 	}
 
-	// Rows 3 and 4, the raw sandbox, in a subprocess.
+	// Rows 3 and 4, the raw sandbox, and row 9, memory per instance, in subprocesses.
 	if o.runtime {
+		progress("memory per instance: go test -bench BenchmarkInstanceMemory ./host/internal/runtime (subprocess)")
+		mem, err := memoryRows(ctx, o)
+		if err != nil {
+			fmt.Fprintf(o.stderr, "bench: the memory rows are missing: %v\n", err)
+		}
+		rows = append(rows, mem...)
 		progress("raw sandbox: go test -bench BenchmarkRuntime ./host (subprocess)")
 		rt, err := runtimeRows(ctx, o)
 		if err != nil {
@@ -615,15 +651,11 @@ func runtimeRows(ctx context.Context, o *options) ([]*Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(bin)
-	cmd := exec.CommandContext(ctx, "go", "test", "-o", filepath.Join(bin, "host.test"), "-run", "^$",
+	out, err := goTest(ctx, o, "-o", filepath.Join(bin, "host.test"), "-run", "^$",
 		"-bench", "^BenchmarkRuntime$", "-benchmem", "-count", strconv.Itoa(o.count),
 		"-benchtime", o.benchtime.String(), "./host")
-	cmd.Dir = o.root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("go test: %w\n%s%s", err, out, stderr.Bytes())
+		return nil, err
 	}
 	type sample struct {
 		ns            float64
@@ -720,6 +752,7 @@ func ratios(rows []*Row) {
 		set("tput-"+c+"-2", "tput-"+c+"-1", "1 caller")
 	}
 	set("tput-full-1", "tput-native-1", "native")
+	mcpRatios(set)
 }
 
 func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
@@ -736,8 +769,16 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 		switch r.Unit {
 		case "calls/s":
 			med = fmt.Sprintf("%.0f calls/s", r.Median)
+			if r.P50 > 0 {
+				med += fmt.Sprintf(" (p50 %s, p99 %s, %s CPU/call)", duration(r.P50), duration(r.P99), duration(r.CPUPerOp))
+			}
+		case "KiB", "%":
+			med = fmt.Sprintf("%.0f %s", r.Median, r.Unit)
 		case "ms":
 			med = fmt.Sprintf("%.1f ms", r.Median/1e6)
+			if r.CPUPerOp > 0 {
+				med += fmt.Sprintf(" (CPU %.1f ms, mean)", r.CPUPerOp/1e6)
+			}
 			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
 		default:
 			med = duration(r.Median)
@@ -756,6 +797,11 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 			fmt.Fprintf(w, "target: full path ≤ 5× native at the median: %s (%s×)\n", verdict(r.Ratio <= 5), num(r.Ratio))
 		case "host-noop":
 			fmt.Fprintf(w, "target: no-op through host.Call < 5 µs: %s (%s)\n", verdict(r.Median < 5000), duration(r.Median))
+		case "load-warm":
+			fmt.Fprintf(w, "target: load from the warm on-disk cache ≤ 30 ms: %s (%.1f ms)\n", verdict(r.Median <= 30e6), r.Median/1e6)
+		case "mcp-airlock-clients", "mcp-airlock-session":
+			fmt.Fprintf(w, "target: MCP crowd (%s) within 1.5× of the go-sdk floor: %s (%s× its calls/s)\n",
+				strings.TrimPrefix(r.key, "mcp-airlock-"), verdict(r.Ratio >= 1/1.5), num(r.Ratio))
 		}
 	}
 }
