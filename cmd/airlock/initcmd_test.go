@@ -15,19 +15,86 @@ import (
 )
 
 // A scaffolded connector builds, passes its own tests, packs, signs, installs and passes
-// 'airlock plugin test' without a single edit. It lives outside this module (a temporary
-// directory) with its own go.mod replacing the airlock module by this checkout, as a publisher's
-// would; no network is needed.
+// 'airlock plugin test' without a single edit. It lives outside this repository (a temporary
+// directory) and is made without --airlock, as a third party's would: the go tool finds the pdk
+// through the go.mod that init wrote, with the module proxy the environment has (GOFLAGS=-mod=mod:
+// nothing may be missing from go.sum either).
 func TestInitConnector(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a connector with the go tool (about 30 s)")
 	}
-	root, err := pluginbuild.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
+	work, state := t.TempDir(), t.TempDir()
+	t.Chdir(work) // no checkout of this repository around, as for a third party
+	dir := filepath.Join(work, "weather")
+	mustRun := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := airlock(t, args...)
+		if code != exitOK {
+			t.Fatalf("airlock %s = %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	mustRun("init", "connector", "weather", "--dir", dir, "--publisher", "acme")
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil || !strings.Contains(string(gomod), "replace github.com/airlock-dev/airlock => ./airlock-pdk") {
+		t.Fatalf("go.mod = %s, %v", gomod, err)
+	}
+	if code, _, errOut := airlock(t, "init", "connector", "weather", "--dir", dir); code != exitError || !strings.Contains(errOut, "not empty") {
+		t.Errorf("init over an existing connector = %d %q", code, errOut)
+	}
+
+	goCmd := func(env []string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), append([]string{"GOFLAGS=-mod=mod", "GOWORK=off"}, env...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	goCmd(nil, "vet", "./...")
+	goCmd(nil, "test", "./...")
+	goCmd([]string{"GOOS=wasip1", "GOARCH=wasm"}, "build", "-buildmode=c-shared", "-o", "weather.wasm", ".")
+	// The build needed nothing beyond what init wrote: no requirement was added.
+	if after, _ := os.ReadFile(filepath.Join(dir, "go.mod")); string(after) != string(gomod) {
+		t.Errorf("the go tool had to change go.mod:\n%s", after)
+	}
+	packSignInstallTest(t, work, state, dir, "weather")
+}
+
+// An AssemblyScript connector scaffolded outside the repository builds with npm (the unmodified
+// @extism/as-pdk from the registry), and is packed, signed, installed and tested like a Go one.
+func TestInitConnectorAssemblyScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("installs npm packages and builds a connector")
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		if os.Getenv("AIRLOCK_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal(pluginbuild.ErrNoNPM)
+		}
+		t.Skip(pluginbuild.ErrNoNPM)
 	}
 	work, state := t.TempDir(), t.TempDir()
-	dir := filepath.Join(work, "weather")
+	t.Chdir(work)
+	dir := filepath.Join(work, "weather_as")
+	if code, out, errOut := airlock(t, "init", "connector", "weather_as", "--lang", "assemblyscript", "--dir", dir, "--publisher", "acme"); code != exitOK || !strings.Contains(out, "npm run build") {
+		t.Fatalf("init --lang assemblyscript = %d\n%s%s", code, out, errOut)
+	}
+	for _, args := range [][]string{{"install", "--no-audit", "--no-fund"}, {"run", "build"}} {
+		cmd := exec.Command("npm", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	packSignInstallTest(t, work, state, dir, "weather_as")
+}
+
+// packSignInstallTest packs the scaffolded connector NAME in dir, signs it with a new key,
+// installs it into state, and runs 'airlock plugin test' against the fake upstream the
+// scaffold's own e2e test plays.
+func packSignInstallTest(t *testing.T, work, state, dir, name string) {
+	t.Helper()
 	sd := []string{"--state-dir", state}
 	mustRun := func(args ...string) string {
 		t.Helper()
@@ -37,43 +104,19 @@ func TestInitConnector(t *testing.T) {
 		}
 		return out
 	}
-	mustRun("init", "connector", "weather", "--dir", dir, "--publisher", "acme", "--airlock", root)
-	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil || !strings.Contains(string(gomod), "replace github.com/airlock-dev/airlock => "+root) {
-		t.Fatalf("go.mod = %s, %v", gomod, err)
-	}
-	if code, _, errOut := airlock(t, "init", "connector", "weather", "--dir", dir, "--airlock", root); code != exitError || !strings.Contains(errOut, "not empty") {
-		t.Errorf("init over an existing connector = %d %q", code, errOut)
-	}
-
-	goCmd := func(env []string, args ...string) {
-		t.Helper()
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	offline := []string{"GOFLAGS=-mod=readonly", "GOPROXY=off"}
-	goCmd(offline, "vet", "./...")
-	goCmd(offline, "test", "./...")
-	goCmd(append(offline, "GOOS=wasip1", "GOARCH=wasm"), "build", "-buildmode=c-shared", "-o", "weather.wasm", ".")
-
 	key := filepath.Join(work, "acme.key")
-	bun := filepath.Join(work, "weather-0.1.0.airlock")
+	bun := filepath.Join(work, name+"-0.1.0.airlock")
 	mustRun("plugin", "pack", dir, "--out", bun)
 	mustRun("plugin", "keygen", "--out", key)
 	mustRun("plugin", "sign", bun, "--key", key)
 	mustRun(append([]string{"trust", "add", "acme", key + ".pub"}, sd...)...)
-	if out := mustRun(append([]string{"plugin", "install", bun}, sd...)...); !strings.Contains(out, "installed weather 0.1.0 by acme") {
+	if out := mustRun(append([]string{"plugin", "install", bun}, sd...)...); !strings.Contains(out, "installed "+name+" 0.1.0 by acme") {
 		t.Errorf("install = %q", out)
 	}
-	if rows := listInstalled(t, state); len(rows) != 1 || rows[0].Name != "weather" || rows[0].Status != "active" {
+	if rows := listInstalled(t, state); len(rows) != 1 || rows[0].Name != name || rows[0].Status != "active" {
 		t.Errorf("installed = %+v", rows)
 	}
 
-	// The fake upstream of the scaffold's own e2e test, played here by the test.
 	var sawToken string
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sawToken = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -105,12 +148,35 @@ func TestInitConnector(t *testing.T) {
 	}
 }
 
+// --airlock DIR builds against a checkout instead of the pdk the binary carries.
+func TestInitConnectorAgainstCheckout(t *testing.T) {
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "weather")
+	if code, out, errOut := airlock(t, "init", "connector", "weather", "--dir", dir, "--airlock", root); code != exitOK {
+		t.Fatalf("init --airlock = %d %s%s", code, out, errOut)
+	}
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil || !strings.Contains(string(gomod), "replace github.com/airlock-dev/airlock => "+root) {
+		t.Fatalf("go.mod = %s, %v", gomod, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "airlock-pdk")); !os.IsNotExist(err) {
+		t.Errorf("airlock-pdk written although --airlock was given: %v", err)
+	}
+	if code, _, _ := airlock(t, "init", "connector", "x", "--dir", filepath.Join(t.TempDir(), "x"), "--airlock", t.TempDir()); code != exitError {
+		t.Errorf("init --airlock at a directory that is no checkout = %d, want %d", code, exitError)
+	}
+}
+
 func TestInitRefusesBadNames(t *testing.T) {
 	for _, args := range [][]string{
 		{"init", "connector", "Weather"},
 		{"init", "connector", "../evil"},
 		{"init", "connector", "ok", "--publisher", "Not Valid"},
 		{"init", "plugin", "ok"},
+		{"init", "connector", "ok", "--lang", "rust"},
 	} {
 		if code, _, _ := airlock(t, args...); code != exitUsage {
 			t.Errorf("airlock %v = %d, want %d", args, code, exitUsage)
