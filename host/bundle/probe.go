@@ -193,7 +193,7 @@ func Probe(ctx context.Context, v *Verified, opts ProbeOptions) (*Report, error)
 			args, err := ExampleArguments(t)
 			if err != nil {
 				rep.Tools = append(rep.Tools, ToolReport{Tool: t.Name, Arguments: args, Requests: []ObservedRequest{},
-					Error: &host.ResultError{Code: "invalid_arguments", Category: "correctable", Message: err.Error()},
+					Error:  &host.ResultError{Code: "invalid_arguments", Category: "correctable", Message: err.Error()},
 					Output: "not checked (the tool was not called)"})
 				continue
 			}
