@@ -26,15 +26,7 @@ func TestInitConnector(t *testing.T) {
 	work, state := t.TempDir(), t.TempDir()
 	t.Chdir(work) // no checkout of this repository around, as for a third party
 	dir := filepath.Join(work, "weather")
-	mustRun := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := airlock(t, args...)
-		if code != exitOK {
-			t.Fatalf("airlock %s = %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
-	}
-	mustRun("init", "connector", "weather", "--dir", dir, "--publisher", "acme")
+	mustAirlock(t, "init", "connector", "weather", "--dir", dir, "--publisher", "acme")
 	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 	if err != nil || !strings.Contains(string(gomod), "replace github.com/airlock-dev/airlock => ./airlock-pdk") {
 		t.Fatalf("go.mod = %s, %v", gomod, err)
@@ -90,27 +82,29 @@ func TestInitConnectorAssemblyScript(t *testing.T) {
 	packSignInstallTest(t, work, state, dir, "weather_as")
 }
 
+// mustAirlock runs airlock with args and returns its output; it fails the test unless it exits 0.
+func mustAirlock(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := airlock(t, args...)
+	if code != exitOK {
+		t.Fatalf("airlock %s = %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
 // packSignInstallTest packs the scaffolded connector NAME in dir, signs it with a new key,
 // installs it into state, and runs 'airlock plugin test' against the fake upstream the
 // scaffold's own e2e test plays.
 func packSignInstallTest(t *testing.T, work, state, dir, name string) {
 	t.Helper()
 	sd := []string{"--state-dir", state}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := airlock(t, args...)
-		if code != exitOK {
-			t.Fatalf("airlock %s = %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
-	}
 	key := filepath.Join(work, "acme.key")
 	bun := filepath.Join(work, name+"-0.1.0.airlock")
-	mustRun("plugin", "pack", dir, "--out", bun)
-	mustRun("plugin", "keygen", "--out", key)
-	mustRun("plugin", "sign", bun, "--key", key)
-	mustRun(append([]string{"trust", "add", "acme", key + ".pub"}, sd...)...)
-	if out := mustRun(append([]string{"plugin", "install", bun}, sd...)...); !strings.Contains(out, "installed "+name+" 0.1.0 by acme") {
+	mustAirlock(t, "plugin", "pack", dir, "--out", bun)
+	mustAirlock(t, "plugin", "keygen", "--out", key)
+	mustAirlock(t, "plugin", "sign", bun, "--key", key)
+	mustAirlock(t, append([]string{"trust", "add", "acme", key + ".pub"}, sd...)...)
+	if out := mustAirlock(t, append([]string{"plugin", "install", bun}, sd...)...); !strings.Contains(out, "installed "+name+" 0.1.0 by acme") {
 		t.Errorf("install = %q", out)
 	}
 	if rows := listInstalled(t, state); len(rows) != 1 || rows[0].Name != name || rows[0].Status != "active" {
