@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host/bundle"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
@@ -80,6 +83,47 @@ func TestInitConnectorAssemblyScript(t *testing.T) {
 		}
 	}
 	packSignInstallTest(t, work, state, dir, "weather_as")
+
+	// Installed and signed: an admin grants it (the upstream is a local fake that checks the
+	// token), and it is called from the CLI (host.Call) and by an agent over MCP.
+	hermetic(t)
+	const token = "as-connector-token-71c9"
+	t.Setenv("WEATHER_AS_TOKEN", token)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token || r.URL.Path != "/v1/items/item-2" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte(`{"id":"item-2","title":"Second"}`))
+	}))
+	defer api.Close()
+	g := []string{"--state-dir", state, "--config", filepath.Join(work, "airlock.yaml")}
+	os.WriteFile(filepath.Join(work, "airlock.yaml"), []byte("{}\n"), 0o600)
+	grant := filepath.Join(work, "weather_as.grant.yaml")
+	os.WriteFile(grant, []byte("connector: weather_as\ntools: [\"*\"]\nhosts: [api.example.com]\ncredentials:\n  api_token: env:WEATHER_AS_TOKEN\nupstreams:\n  https://api.example.com: "+api.URL+"\n"), 0o600)
+	mustAirlock(t, append([]string{"grant", "weather_as", "--file", grant}, g...)...)
+	out := mustAirlock(t, append([]string{"call", "weather_as.get_item", "--args", `{"id":"item-2"}`}, g...)...)
+	if !strings.Contains(out, `"title": "Second"`) || strings.Contains(out, token) {
+		t.Errorf("airlock call weather_as.get_item = %s", out)
+	}
+	agentToken := strings.TrimSpace(mustAirlock(t, append([]string{"agent", "add", "bot"}, g...)...))
+	s := startServe(t, g...)
+	s.get(t, http.DefaultClient, "http", "/healthz")
+	client := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
+	cs, err := client.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: "http://" + s.addr + "/mcp",
+		HTTPClient: &http.Client{Transport: bearerTransport{token: agentToken}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "weather_as.get_item", Arguments: map[string]any{"id": "item-2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	if res.IsError || !strings.Contains(string(b), `Second`) || strings.Contains(string(b), token) {
+		t.Errorf("weather_as.get_item over MCP = %s\nserver output: %s", b, s.logs.String())
+	}
 }
 
 // mustAirlock runs airlock with args and returns its output; it fails the test unless it exits 0.
