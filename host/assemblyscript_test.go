@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -145,6 +146,25 @@ func TestAssemblyScriptHostile(t *testing.T) {
 	if got := api.seen(); len(got) != 2 || got[1] != "" { // the granted fetch, and the redirect's first hop (no credential)
 		t.Errorf("refused requests reached the upstream: %q", got)
 	}
+
+	// Nothing in Extism memory holds the secret after an authenticated request whose answer
+	// echoed it (TestHostileCannotReadSecrets).
+	args, _ := json.Marshal(map[string]string{"method": "GET", "url": "https://api.example.test/echo", "credential": "token"})
+	dump := call(h, "hostile_as.dump", string(args))
+	var mem struct{ Hex string }
+	if !dump.OK || json.Unmarshal(dump.Data, &mem) != nil {
+		t.Fatalf("dump = %.200s %+v", dump.Data, dump.Error)
+	}
+	raw, err := hex.DecodeString(mem.Hex)
+	if err != nil || !strings.Contains(string(raw), `"status":200`) {
+		t.Fatalf("the dump does not hold the echoed response (%d bytes, %v): the test did not exercise the path", len(raw), err)
+	}
+	for _, form := range append(base64Forms(canary), canary) {
+		if strings.Contains(string(raw), form) {
+			t.Fatalf("the plugin read the secret (as %q) from Extism memory", form)
+		}
+	}
+	results = append(results, dump)
 
 	// No secret under any configuration name.
 	peek := call(h, "hostile_as.peek", `{}`)
