@@ -183,14 +183,7 @@ func TestAssemblyScriptHostile(t *testing.T) {
 		{"hostile_as.loop", abi.CodeTimeout, abi.Retryable},
 		{"hostile_as.trap", abi.CodePluginTrap, abi.Fatal},
 	} {
-		start := time.Now()
-		res := call(h, tc.tool, `{}`)
-		if res.OK || res.Error.Code != tc.code || res.Error.Category != tc.category {
-			t.Errorf("%s = %+v, want %s/%s", tc.tool, res.Error, tc.code, tc.category)
-		}
-		if d := time.Since(start); d > 2*time.Second+3*time.Second {
-			t.Errorf("%s took %v, want the 2 s timeout plus a margin", tc.tool, d)
-		}
+		checkStopped(t, h, tc.tool, tc.code, tc.category, 2*time.Second)
 		if ok := call(h, "hostile_as.peek", `{}`); !ok.OK {
 			t.Fatalf("after %s the host stopped serving: %+v", tc.tool, ok.Error)
 		}
