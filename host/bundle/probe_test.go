@@ -21,6 +21,11 @@ import (
 
 const slackToken = "xoxb-canary-probe-51c2"
 
+// probeState is the probes' scratch directory, shared so the Slack module is compiled once per
+// machine, not once per probe (over a minute each under -race on a loaded CI machine); like
+// hosttest's, the compilation cache under it is keyed by content.
+var probeState = filepath.Join(filepath.Dir(pluginbuild.DefaultCacheDir()), "probe-state")
+
 // slackBundle returns the Slack connector's module and its source manifest edited by edit,
 // packed and verified (unsigned).
 func slackBundle(t *testing.T, edit func(string) string) *bundle.Verified {
@@ -55,7 +60,7 @@ func withExamples(s string) string {
 func TestProbeSlack(t *testing.T) {
 	fake := httptest.NewServer(fakeslack.New(slackToken))
 	defer fake.Close()
-	rep, err := bundle.Probe(context.Background(), slackBundle(t, withExamples), bundle.ProbeOptions{Upstream: fake.URL, Canary: slackToken})
+	rep, err := bundle.Probe(context.Background(), slackBundle(t, withExamples), bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Canary: slackToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +89,7 @@ func TestProbeFindsMismatches(t *testing.T) {
 		v := slackBundle(t, func(s string) string {
 			return strings.Replace(s, "path_prefix: /api/", "path_prefix: /api/chat.", 1)
 		})
-		rep, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{Upstream: fake.URL, Canary: slackToken})
+		rep, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Canary: slackToken})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +104,7 @@ func TestProbeFindsMismatches(t *testing.T) {
 			i := strings.Index(s, "    output_schema:")
 			return s[:i] + strings.Replace(s[i:], "      type: object", "      type: object\n      minProperties: 99", 1)
 		})
-		rep, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{Upstream: fake.URL, Canary: slackToken})
+		rep, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Canary: slackToken})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +119,7 @@ func TestProbeFindsMismatches(t *testing.T) {
 func TestProbeFailsWhenToolsFail(t *testing.T) {
 	fake := httptest.NewServer(fakeslack.New("xoxb-another-key"))
 	defer fake.Close()
-	rep, err := bundle.Probe(context.Background(), slackBundle(t, withExamples), bundle.ProbeOptions{Upstream: fake.URL, Canary: slackToken})
+	rep, err := bundle.Probe(context.Background(), slackBundle(t, withExamples), bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Canary: slackToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +132,7 @@ func TestProbeFailsWhenToolsFail(t *testing.T) {
 	})
 	fake2 := httptest.NewServer(fakeslack.New(slackToken))
 	defer fake2.Close()
-	rep, err = bundle.Probe(context.Background(), v, bundle.ProbeOptions{Upstream: fake2.URL, Canary: slackToken})
+	rep, err = bundle.Probe(context.Background(), v, bundle.ProbeOptions{StateDir: probeState, Upstream: fake2.URL, Canary: slackToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +155,7 @@ func TestProbeManifestExamples(t *testing.T) {
 		}
 	}
 	rep, err := bundle.Probe(context.Background(), slackBundle(t, withToolExamples("{channel: C0GENERAL}", "{channel: C0RANDOM, limit: 1}")),
-		bundle.ProbeOptions{Upstream: fake.URL, Canary: slackToken})
+		bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Canary: slackToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +170,7 @@ func TestProbeManifestExamples(t *testing.T) {
 	}
 	// C0OPS: the bot is not a member; that example fails, and so does the probe.
 	rep, err = bundle.Probe(context.Background(), slackBundle(t, withToolExamples("{channel: C0GENERAL}", "{channel: C0OPS}")),
-		bundle.ProbeOptions{Upstream: fake.URL, Canary: slackToken})
+		bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Canary: slackToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +187,7 @@ func TestProbeRealSecret(t *testing.T) {
 	defer fake.Close()
 	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return real, n == "SLACK_SANDBOX_TOKEN" }}}
 	v := slackBundle(t, withExamples)
-	rep, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{Upstream: fake.URL,
+	rep, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL,
 		Secrets: map[string]string{"bot_token": "env:SLACK_SANDBOX_TOKEN"}, Source: src})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +200,7 @@ func TestProbeRealSecret(t *testing.T) {
 		{"bot_tokn", "env:SLACK_SANDBOX_TOKEN", "no credential slot"},
 		{"bot_token", "env:UNSET_VAR", "UNSET_VAR"},
 	} {
-		_, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{Upstream: fake.URL, Secrets: map[string]string{tc.slot: tc.ref}, Source: src})
+		_, err := bundle.Probe(context.Background(), v, bundle.ProbeOptions{StateDir: probeState, Upstream: fake.URL, Secrets: map[string]string{tc.slot: tc.ref}, Source: src})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--secret %s=%s: %v, want an error naming %q", tc.slot, tc.ref, err, tc.want)
 		}
