@@ -649,7 +649,13 @@ secret was echoed.`, `
 	if err != nil {
 		return err
 	}
-	rep, err := bundle.Probe(ctx, v, bundle.ProbeOptions{Upstream: *upstream, Secrets: secrets,
+	// The compiled module is cached in the user's cache directory (keyed by content), so testing
+	// again after an edit of the manifest or the fake does not compile the module again.
+	var scratch string
+	if d, err := os.UserCacheDir(); err == nil {
+		scratch = filepath.Join(d, "airlock", "plugin-test")
+	}
+	rep, err := bundle.Probe(ctx, v, bundle.ProbeOptions{Upstream: *upstream, Secrets: secrets, StateDir: scratch,
 		Source: secret.Mux{"env": secret.Env{}, "file": secret.File{}}})
 	if err != nil {
 		return err
