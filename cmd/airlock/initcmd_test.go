@@ -15,6 +15,7 @@ import (
 
 	"github.com/airlock-dev/airlock/host/bundle"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 // A scaffolded connector builds, passes its own tests, packs, signs, installs and passes
@@ -63,12 +64,7 @@ func TestInitConnectorAssemblyScript(t *testing.T) {
 	if testing.Short() {
 		t.Skip("installs npm packages and builds a connector")
 	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		if os.Getenv("AIRLOCK_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal(pluginbuild.ErrNoNPM)
-		}
-		t.Skip(pluginbuild.ErrNoNPM)
-	}
+	testenv.Tool(t, "npm", "nodejs npm")
 	work, state := t.TempDir(), t.TempDir()
 	t.Chdir(work)
 	dir := filepath.Join(work, "weather_as")
