@@ -2,7 +2,14 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short test-deploy plugins bench bench-screening bench-replicas lint fuzz check clean image
+.PHONY: demo test test-short test-deploy plugins bench bench-screening bench-replicas lint fuzz check clean image install dist
+
+# The version and commit stamped into the binary ('airlock version'): the nearest tag (or the
+# commit) and the commit, "-dirty" when the tree has changes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell test -z "$$(git status --porcelain 2>/dev/null)" || echo -dirty)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -22,6 +29,23 @@ test-short:
 ## of its own; needs helm and promtool, see .ci/run); make test runs it too
 test-deploy:
 	cd deploy && $(GO) test -count=1 ./...
+
+## install: the airlock binary, version and commit stamped, into $(go env GOBIN) or ~/go/bin
+install:
+	CGO_ENABLED=0 $(GO) install -trimpath -ldflags "$(LDFLAGS)" ./cmd/airlock
+
+## dist: release archives build/dist/airlock-VERSION-OS-ARCH.tar.gz for linux and darwin on
+## amd64 and arm64 (DIST_PLATFORMS), with build/dist/SHA256SUMS (check: sha256sum -c SHA256SUMS)
+dist:
+	rm -rf build/dist && mkdir -p build/dist
+	set -e; for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; d=airlock-$(VERSION)-$$os-$$arch; \
+	  mkdir -p build/dist/$$d; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o build/dist/$$d/airlock ./cmd/airlock; \
+	  cp README.md build/dist/$$d/; \
+	  tar -C build/dist -czf build/dist/$$d.tar.gz $$d; rm -rf build/dist/$$d; \
+	done
+	cd build/dist && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
 ## image: the container image as build/airlock-image.tar (docker load -i …), without a daemon
 image:

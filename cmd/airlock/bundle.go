@@ -19,6 +19,7 @@ import (
 
 	"github.com/airlock-dev/airlock/host/bundle"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -600,22 +601,31 @@ are kept: a connector installed again under the same name gets them back.`, `
 
 func runPluginTest(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "plugin test", `
-Usage: airlock plugin test BUNDLE --upstream URL [--json] [--key PUBFILE]
+Usage: airlock plugin test BUNDLE --upstream URL [--secret SLOT=REF]… [--json] [--key PUBFILE]
 
 Runs every tool of a bundle in a real sandboxed host against a fake upstream (a local mock of the
 API: every origin of the manifest's network rules is sent to URL), with a canary secret in every
 static credential slot, and reports what it observed next to what the manifest declares: the
 requests each tool attempted (and which ones the manifest does not allow), whether each result
-matches the output schema, and any echo of the canary secret. Arguments come from each input
+matches the output schema, and any echo of the canary secret. Each tool is called once with each
+of its manifest examples (tools[].examples), else once with arguments made from its input
 schema: its "examples" (or const, default, enum) where given, else minimal values.
 
+--secret SLOT=REF fills a credential slot with a real secret instead of the canary, for an
+upstream that checks its key (a sandbox account): REF is env:VAR or file:PATH. Its value is
+checked for echoes like the canary and never printed.
+
 The bundle may be unsigned (a publisher tests before signing); with --key its signature is
-checked against that public key. Exit code 1 when a tool's output does not match its schema, a
-request went outside the manifest, or the canary was echoed.`, `
-  airlock plugin test weather-1.0.0.airlock --upstream http://127.0.0.1:8099`)
+checked against that public key. Exit code 1 when a call fails (or a tool cannot be given valid
+arguments), a tool's output does not match its schema, a request went outside the manifest, or a
+secret was echoed.`, `
+  airlock plugin test weather-1.0.0.airlock --upstream http://127.0.0.1:8099
+  airlock plugin test weather-1.0.0.airlock --upstream https://sandbox.weather.example --secret api_token=env:WEATHER_SANDBOX_KEY`)
 	upstream := fs.String("upstream", "", "the fake upstream's `origin`, like http://127.0.0.1:8099")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	keyFile := fs.String("key", "", "check the signature against this public key `file`")
+	secrets := mapFlag{}
+	fs.Var(secrets, "secret", "`SLOT=REF`: a real secret (env:VAR or file:PATH) for a credential slot instead of the canary (repeatable)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -638,7 +648,14 @@ request went outside the manifest, or the canary was echoed.`, `
 	if err != nil {
 		return err
 	}
-	rep, err := bundle.Probe(ctx, v, bundle.ProbeOptions{Upstream: *upstream})
+	// The compiled module is cached in the user's cache directory (keyed by content), so testing
+	// again after an edit of the manifest or the fake does not compile the module again.
+	var scratch string
+	if d, err := os.UserCacheDir(); err == nil {
+		scratch = filepath.Join(d, "airlock", "plugin-test")
+	}
+	rep, err := bundle.Probe(ctx, v, bundle.ProbeOptions{Upstream: *upstream, Secrets: secrets, StateDir: scratch,
+		Source: secret.Mux{"env": secret.Env{}, "file": secret.File{}}})
 	if err != nil {
 		return err
 	}

@@ -330,3 +330,41 @@ func TestDownloadAllowed(t *testing.T) {
 		}
 	}
 }
+
+// plugin test exits 1 when the connector's tools fail, as they do against an upstream that
+// checks its key and gets the canary; --secret gives the slot the key the upstream accepts, and
+// the manifest's examples name a channel the upstream has.
+func TestPluginTestExitCodeAndSecret(t *testing.T) {
+	stamped := stampedSlack(t)
+	src, err := os.ReadFile(stamped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withExamples := strings.NewReplacer(
+		"    - name: post_message\n", "    - name: post_message\n      examples: [{channel: C0GENERAL, text: hello}]\n",
+		"    - name: channel_history\n", "    - name: channel_history\n      examples: [{channel: C0GENERAL}, {channel: C0RANDOM}]\n",
+	).Replace(string(src))
+	if err := os.WriteFile(stamped, []byte(withExamples), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bun := filepath.Join(t.TempDir(), "slack.airlock")
+	if code, out, errOut := airlock(t, "plugin", "pack", stamped, "--out", bun); code != exitOK {
+		t.Fatalf("pack = %d %s%s", code, out, errOut)
+	}
+	const sandboxToken = "xoxb-sandbox-real-6a1f"
+	fake := httptest.NewServer(fakeslack.New(sandboxToken))
+	defer fake.Close()
+
+	code, out, _ := airlock(t, "plugin", "test", bun, "--upstream", fake.URL)
+	if code != exitError || !strings.Contains(out, "FAIL: 4 of 4 calls failed") || !strings.Contains(out, "invalid_auth") {
+		t.Errorf("plugin test with the canary against an upstream that checks its key = %d\n%s; want exit 1", code, out)
+	}
+	t.Setenv("SLACK_SANDBOX_TOKEN", sandboxToken)
+	code, out, errOut := airlock(t, "plugin", "test", bun, "--upstream", fake.URL, "--secret", "bot_token=env:SLACK_SANDBOX_TOKEN")
+	if code != exitOK || !strings.Contains(out, "PASS: 4 calls") || !strings.Contains(out, `"channel":"C0RANDOM"`) || strings.Contains(out+errOut, sandboxToken) {
+		t.Errorf("plugin test --secret = %d\n%s%s; want exit 0, both examples called, the token never shown", code, out, errOut)
+	}
+	if code, _, errOut := airlock(t, "plugin", "test", bun, "--upstream", fake.URL, "--secret", "bot_token"); code != exitUsage {
+		t.Errorf("--secret without =REF = %d %q", code, errOut)
+	}
+}

@@ -189,7 +189,8 @@ Usage: airlock manifest validate FILE…
 Checks connector manifests against manifests/manifest.schema.json and the rules in
 manifests/FORMAT.md, compiles every tool's input and output JSON Schema, and reports each
 problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is not yet set
-(a source manifest, before 'airlock plugin build') is valid but reported as unpinned.`, `
+(a source manifest, before 'airlock plugin pack' or 'airlock plugin build') is valid but reported
+as unpinned.`, `
   airlock manifest validate manifests/slack.yaml`)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -207,7 +208,7 @@ problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is no
 		}
 		pin := "module pinned by sha256"
 		if m.Module.SHA256 == "" {
-			pin = "module not pinned yet (run 'airlock plugin build' to stamp its digest)"
+			pin = "module not pinned yet (" + pinAdvice(path, m.Name) + ")"
 		}
 		fmt.Fprintf(e.stdout, "%s: ok: %s %s by %s, %d tools, %s\n", path, m.Name, m.Version, m.Publisher, len(m.Tools), pin)
 		printBindings(e.stdout, m)
@@ -221,6 +222,21 @@ problem as FILE:LINE: PATH: what to change. A manifest whose module.sha256 is no
 // pluginSubs are the sub-commands of airlock plugin.
 func pluginSubs() []string {
 	return append([]string{"build"}, slices.Sorted(maps.Keys(pluginCommands))...)
+}
+
+// pinAdvice says how to pin the module of the manifest at path: 'airlock plugin build' works
+// only for a connector of the airlock repository (manifests/NAME.yaml beside plugins/NAME, Go);
+// anywhere else 'airlock plugin pack' pins the module it packs.
+func pinAdvice(path, name string) string {
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		if root, ok := findAirlockRoot(filepath.Dir(abs)); ok && abs == filepath.Join(root, "manifests", name+".yaml") {
+			if _, err := os.Stat(filepath.Join(root, "plugins", name)); err == nil {
+				return "'airlock plugin build " + name + "' stamps its digest"
+			}
+		}
+	}
+	return "'airlock plugin pack' pins it to the module it packs"
 }
 
 func runPlugin(ctx context.Context, e *env, args []string) error {

@@ -48,6 +48,18 @@ func TestManifestValidate(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "ok: slack") || !strings.Contains(out, "not pinned") {
 		t.Errorf("validate slack.yaml = %d, %q %q", code, out, errOut)
 	}
+	if !strings.Contains(out, "'airlock plugin build slack'") {
+		t.Errorf("validate slack.yaml in the repository does not advise 'airlock plugin build slack': %q", out)
+	}
+	// Outside the repository 'plugin build' cannot work: a publisher's scaffold is pinned by pack.
+	dir := filepath.Join(t.TempDir(), "w")
+	if code, _, errOut := airlock(t, "init", "connector", "w", "--dir", dir); code != exitOK {
+		t.Fatal(errOut)
+	}
+	code, out, errOut = airlock(t, "manifest", "validate", filepath.Join(dir, "manifest.yaml"))
+	if code != exitOK || strings.Contains(out, "plugin build") || !strings.Contains(out, "'airlock plugin pack'") {
+		t.Errorf("validate of a scaffold outside the repository = %d, %q %q; want pack advised, not build", code, out, errOut)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("abi: 1\nname: Bad Name\n"), 0o644)
 	code, _, errOut = airlock(t, "manifest", "validate", bad)

@@ -33,6 +33,12 @@ type ProbeOptions struct {
 	// StateDir is a scratch directory for the sandbox's compilation cache. Default: a temporary
 	// directory removed when Probe returns.
 	StateDir string
+	// Secrets fill credential slots with real secrets instead of the canary: slot name →
+	// reference, resolved by Source (for an upstream that checks its key). Static slots only.
+	// The values are checked for echoes like the canary and never reported.
+	Secrets map[string]string
+	// Source resolves the references of Secrets. Required when Secrets is set.
+	Source secret.Source
 }
 
 // Report is what [Probe] observed, tool by tool, next to what the manifest declares.
@@ -51,8 +57,9 @@ type Report struct {
 // ToolReport is one tool's run.
 type ToolReport struct {
 	Tool string `json:"tool"`
-	// Arguments are the arguments used: the schema's examples, defaults, enums or consts where
-	// given, otherwise minimal values made from the schema.
+	// Arguments are the arguments used: one of the tool's examples (the manifest's
+	// tools[].examples; one report per example), else made from the input schema (its examples,
+	// defaults, enums or consts where given, otherwise minimal values).
 	Arguments json.RawMessage `json:"arguments,omitempty"`
 	// Skipped says why the tool was not called ("" when it was).
 	Skipped string `json:"skipped,omitempty"`
@@ -126,15 +133,44 @@ func Probe(ctx context.Context, v *Verified, opts ProbeOptions) (*Report, error)
 		}
 		g.Upstreams[fmt.Sprintf("%s://%s:%d", r.Scheme, hostForURL(r.Host), r.Port)] = up.Scheme + "://" + up.Host
 	}
+	given := givenSource{}
+	secrets := secret.Mux{"canary": canarySource{secret.New(canary)}, "given": given}
+	echoes := []string{canary} // values whose appearance is an echo of a secret
 	for _, c := range m.Credentials {
 		if !manifest.IsOAuth(c.Kind) {
 			g.Credentials[c.Name] = manifest.CredentialGrant{Secret: "canary:" + c.Name}
 		}
 	}
+	for slot, ref := range opts.Secrets {
+		c, ok := m.Credential(slot)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("bundle: probe: --secret %s: the manifest has no credential slot %q (its slots: %s)", slot, slot, slotNames(m))
+		case manifest.IsOAuth(c.Kind):
+			return nil, fmt.Errorf("bundle: probe: --secret %s: %s is an OAuth slot; only static slots (bearer, api_key, basic) take a secret here", slot, slot)
+		case opts.Source == nil:
+			return nil, fmt.Errorf("bundle: probe: --secret %s: no secret source to resolve its reference", slot)
+		}
+		v, err := opts.Source.Resolve(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("bundle: probe: --secret %s: %w", slot, err)
+		}
+		echoes = append(echoes, v.Expose())
+		given["given:"+slot] = v
+		g.Credentials[slot] = manifest.CredentialGrant{Secret: "given:" + slot}
+	}
+	echoed := func(s string) bool {
+		for _, e := range echoes {
+			if e != "" && strings.Contains(s, e) {
+				return true
+			}
+		}
+		return false
+	}
 	logs := &lockedWriter{}
 	rec := &audit.Memory{}
 	h, err := host.New(host.Config{
-		StateDir: dir, Audit: rec, Secrets: canarySource{secret.New(canary)},
+		StateDir: dir, Audit: rec, Secrets: secrets,
 		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PoolSize: 1,
 	})
@@ -147,55 +183,90 @@ func Probe(ctx context.Context, v *Verified, opts ProbeOptions) (*Report, error)
 	}
 	for i := range m.Tools {
 		t := &m.Tools[i]
-		tr := ToolReport{Tool: t.Name, Requests: []ObservedRequest{}}
 		if t.Function != "" {
-			tr.Skipped = "runs database function " + t.Function + ": probe it against a real database"
-			rep.Tools = append(rep.Tools, tr)
+			rep.Tools = append(rep.Tools, ToolReport{Tool: t.Name, Requests: []ObservedRequest{},
+				Skipped: "runs database function " + t.Function + ": probe it against a real database"})
 			continue
 		}
-		args, err := ExampleArguments(t)
-		if err != nil {
-			tr.Skipped = err.Error()
-			rep.Tools = append(rep.Tools, tr)
-			continue
-		}
-		tr.Arguments = args
-		_, logStart := logs.since(0)
-		res := h.Call(ctx, host.CallRequest{Tool: m.Name + "." + t.Name, Arguments: args, Agent: "airlock-plugin-test", Confirmed: true})
-		tr.OK, tr.Error = res.OK, res.Error
-		switch {
-		case len(t.OutputSchema) == 0:
-			tr.Output = "no output_schema declared"
-		case res.OK:
-			tr.Output = "valid against output_schema"
-		case res.Error != nil && res.Error.Code == "invalid_output":
-			tr.Output = "INVALID: " + res.Error.Message
-		default:
-			tr.Output = "not checked (the call failed)"
-		}
-		for _, ev := range rec.Events() {
-			if ev.RequestID != res.Meta.RequestID {
+		argSets := t.Examples
+		if len(argSets) == 0 {
+			args, err := ExampleArguments(t)
+			if err != nil {
+				rep.Tools = append(rep.Tools, ToolReport{Tool: t.Name, Arguments: args, Requests: []ObservedRequest{},
+					Error:  &host.ResultError{Code: "invalid_arguments", Category: "correctable", Message: err.Error()},
+					Output: "not checked (the tool was not called)"})
 				continue
 			}
-			b, _ := json.Marshal(ev)
-			if strings.Contains(string(b), canary) {
-				tr.CanaryEchoes = append(tr.CanaryEchoes, "audit record ("+ev.Kind+")")
-			}
-			if ev.Kind == audit.KindRequest {
-				tr.Requests = append(tr.Requests, ObservedRequest{Method: ev.Method, URL: ev.URL, Outcome: ev.Outcome,
-					Status: ev.Status, Credential: ev.Credential, Injected: ev.Injected, Message: ev.Message})
-			}
+			argSets = []json.RawMessage{args}
 		}
-		if b, _ := json.Marshal(res); strings.Contains(string(b), canary) {
-			tr.CanaryEchoes = append(tr.CanaryEchoes, "tool result")
+		for _, args := range argSets {
+			rep.Tools = append(rep.Tools, probeCall(ctx, h, m, t, args, rec, logs, echoed))
 		}
-		if newLogs, _ := logs.since(logStart); strings.Contains(newLogs, canary) {
-			tr.CanaryEchoes = append(tr.CanaryEchoes, "host log")
-		}
-		rep.CanaryEchoes += len(tr.CanaryEchoes)
-		rep.Tools = append(rep.Tools, tr)
+	}
+	for _, t := range rep.Tools {
+		rep.CanaryEchoes += len(t.CanaryEchoes)
 	}
 	return rep, nil
+}
+
+// probeCall calls tool t with args and reports what the call did.
+func probeCall(ctx context.Context, h *host.Host, m *manifest.Manifest, t *manifest.Tool, args json.RawMessage, rec *audit.Memory, logs *lockedWriter, echoed func(string) bool) ToolReport {
+	tr := ToolReport{Tool: t.Name, Arguments: args, Requests: []ObservedRequest{}}
+	_, logStart := logs.since(0)
+	res := h.Call(ctx, host.CallRequest{Tool: m.Name + "." + t.Name, Arguments: args, Agent: "airlock-plugin-test", Confirmed: true})
+	tr.OK, tr.Error = res.OK, res.Error
+	switch {
+	case len(t.OutputSchema) == 0:
+		tr.Output = "no output_schema declared"
+	case res.OK:
+		tr.Output = "valid against output_schema"
+	case res.Error != nil && res.Error.Code == "invalid_output":
+		tr.Output = "INVALID: " + res.Error.Message
+	default:
+		tr.Output = "not checked (the call failed)"
+	}
+	for _, ev := range rec.Events() {
+		if ev.RequestID != res.Meta.RequestID {
+			continue
+		}
+		b, _ := json.Marshal(ev)
+		if echoed(string(b)) {
+			tr.CanaryEchoes = append(tr.CanaryEchoes, "audit record ("+ev.Kind+")")
+		}
+		if ev.Kind == audit.KindRequest {
+			tr.Requests = append(tr.Requests, ObservedRequest{Method: ev.Method, URL: ev.URL, Outcome: ev.Outcome,
+				Status: ev.Status, Credential: ev.Credential, Injected: ev.Injected, Message: ev.Message})
+		}
+	}
+	if b, _ := json.Marshal(res); echoed(string(b)) {
+		tr.CanaryEchoes = append(tr.CanaryEchoes, "tool result")
+	}
+	if newLogs, _ := logs.since(logStart); echoed(newLogs) {
+		tr.CanaryEchoes = append(tr.CanaryEchoes, "host log")
+	}
+	return tr
+}
+
+// givenSource resolves "given:SLOT" to the real secret ProbeOptions.Secrets named for SLOT.
+type givenSource map[string]secret.Value
+
+func (g givenSource) Resolve(_ context.Context, ref string) (secret.Value, error) {
+	v, ok := g[ref]
+	if !ok {
+		return secret.Value{}, fmt.Errorf("unknown reference %q", ref)
+	}
+	return v, nil
+}
+
+func slotNames(m *manifest.Manifest) string {
+	var names []string
+	for _, c := range m.Credentials {
+		names = append(names, c.Name)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func hostForURL(h string) string {
@@ -394,14 +465,15 @@ func fromPattern(pattern string) (string, bool) {
 	return b.String(), err == nil && ok
 }
 
-// Failed reports whether the probe found a problem: a result that does not match its output
-// schema, a request outside the manifest's network rules, or an echo of the canary secret.
+// Failed reports whether the probe found a problem: a call that failed (or a tool that could
+// not be called for want of valid arguments), a result that does not match its output schema, a
+// request outside the manifest's network rules, or an echo of a secret.
 func (r *Report) Failed() bool {
 	if r.CanaryEchoes > 0 {
 		return true
 	}
 	for _, t := range r.Tools {
-		if strings.HasPrefix(t.Output, "INVALID") {
+		if t.Skipped == "" && !t.OK || strings.HasPrefix(t.Output, "INVALID") {
 			return true
 		}
 		for _, q := range t.Requests {
@@ -461,6 +533,27 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "\nno echo of the canary secret\n")
 	} else {
 		fmt.Fprintf(&b, "\n%d echoes of the canary secret: report this as a security bug\n", r.CanaryEchoes)
+	}
+	var failed, denied, calls int
+	for _, t := range r.Tools {
+		if t.Skipped != "" {
+			continue
+		}
+		calls++
+		if !t.OK {
+			failed++
+		}
+		for _, q := range t.Requests {
+			if q.Outcome == "denied" {
+				denied++
+			}
+		}
+	}
+	switch {
+	case r.Failed():
+		fmt.Fprintf(&b, "FAIL: %d of %d calls failed, %d requests outside the manifest, %d secret echoes\n", failed, calls, denied, r.CanaryEchoes)
+	default:
+		fmt.Fprintf(&b, "PASS: %d calls\n", calls)
 	}
 	return b.String()
 }

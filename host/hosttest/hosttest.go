@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -48,11 +49,44 @@ func Connector(tb testing.TB, pluginPkg, manifestPath string) (*manifest.Manifes
 	if err != nil {
 		tb.Fatalf("hosttest: building %s: %v", pluginPkg, err)
 	}
-	wasm, err := os.ReadFile(path)
+	return pinned(tb, path, filepath.Join(root, manifestPath))
+}
+
+// AssemblyScriptConnector builds the AssemblyScript connector in dir (relative to the module
+// root, with its manifest.yaml; see pluginbuild.AssemblyScript) with npm, and returns its
+// manifest, digest pinned, and module. Without node and npm the test is skipped, or fails when
+// AIRLOCK_TEST_REQUIRE_SERVICES=1 (CI).
+func AssemblyScriptConnector(tb testing.TB, dir string) (*manifest.Manifest, []byte) {
+	tb.Helper()
+	root, err := pluginbuild.ModuleRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m, err := manifest.Load(filepath.Join(root, manifestPath))
+	f, _ := builds.LoadOrStore("as:"+dir, sync.OnceValues(func() (string, error) {
+		return pluginbuild.AssemblyScript(context.Background(), filepath.Join(root, dir), "")
+	}))
+	path, err := f.(func() (string, error))()
+	if errors.Is(err, pluginbuild.ErrNoNPM) {
+		if os.Getenv("AIRLOCK_TEST_REQUIRE_SERVICES") == "1" {
+			tb.Fatal(err)
+		}
+		tb.Skip(err)
+	}
+	if err != nil {
+		tb.Fatalf("hosttest: building %s: %v", dir, err)
+	}
+	return pinned(tb, path, filepath.Join(root, dir, "manifest.yaml"))
+}
+
+// pinned reads the module at wasmPath and the manifest at manifestPath, and pins the module's
+// digest into the manifest.
+func pinned(tb testing.TB, wasmPath, manifestPath string) (*manifest.Manifest, []byte) {
+	tb.Helper()
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := manifest.Load(manifestPath)
 	if err != nil {
 		tb.Fatalf("hosttest: %v", err)
 	}

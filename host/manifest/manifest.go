@@ -98,6 +98,9 @@ type Tool struct {
 	InputSchema json.RawMessage `json:"input_schema"`
 	// OutputSchema is the JSON Schema of the result, or nil.
 	OutputSchema json.RawMessage `json:"output_schema,omitempty"`
+	// Examples are argument objects for the tool, each valid against InputSchema (checked by
+	// Parse): 'airlock plugin test' calls the tool once with each. Optional.
+	Examples []json.RawMessage `json:"examples,omitempty"`
 
 	input, output *validate.Schema // compiled by Parse
 	bound         Uses             // Uses with the defaults applied, by Parse

@@ -326,6 +326,14 @@ func (d *document) check(m *Manifest) []*Error {
 				*s.compiled = compiled
 			}
 		}
+		if t.input == nil {
+			continue
+		}
+		for j, ex := range t.Examples {
+			if err := t.input.ValidateJSON(ex); err != nil {
+				add(p("tools", i, "examples", j), "this example does not match the tool's input_schema (%v): fix the example or the schema", err)
+			}
+		}
 	}
 	return errs
 }

@@ -1,0 +1,1 @@
+../../../../../pdk/assemblyscript/airlock.ts
