@@ -68,7 +68,11 @@ func (s *StoreSink) Begin(ctx context.Context, e Event) (durable func(context.Co
 		s.begins[e.RequestID] = b
 		s.begunMu.Unlock()
 	}
-	if queued, err := s.enqueue(ctx, it); !queued {
+	queued, err := s.enqueue(ctx, it)
+	if err == nil {
+		s.running.Add(1) // until the call record: the host writes it with Began set
+	}
+	if !queued {
 		s.forget(b)
 		return nil, err
 	}

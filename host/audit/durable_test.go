@@ -79,3 +79,72 @@ func TestCrashedCallsRecordedUnknownAtOpen(t *testing.T) {
 		t.Fatalf("VerifyAudit after recovery: %v", err)
 	}
 }
+
+// A call that sent no outbound request costs one record: its begin record, still queued when
+// its call record is written, is left out. A call that made its begin record durable (before a
+// request) keeps both, in order. Flush accounts for the record left out.
+func TestNoIOCallRecordsOnlyItsOutcome(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	g := &gate{st: st, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	sink := NewStoreSink(g, &StoreSinkOptions{Logger: quiet, Window: -1})
+	defer sink.Close()
+
+	// Hold the store so that both calls' begin records stay queued behind a first write.
+	first := make(chan error, 1)
+	go func() { first <- sink.Write(ctx, ev(0)) }()
+	<-g.entered
+
+	noIO, withIO := ev(1), ev(2)
+	if _, err := sink.Begin(ctx, noIO); err != nil {
+		t.Fatal(err)
+	}
+	durable, err := sink.Begin(ctx, withIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := make(chan error, 1)
+	go func() { pinned <- durable(ctx) }() // the call is about to send a request
+	sink.begunMu.Lock()
+	b := sink.begins[withIO.RequestID]
+	sink.begunMu.Unlock()
+	waitFor(t, func() bool { return b.state.Load() == begunPinned })
+	wrote := make(chan error, 2)
+	for _, e := range []Event{noIO, withIO} {
+		e.Began = true
+		go func() { wrote <- sink.Write(ctx, e) }()
+	}
+	waitFor(t, func() bool { return sink.Queued() == 4 }) // both begins, both call records
+	close(g.release)
+	for _, ch := range []chan error{first, pinned, wrote, wrote} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sink.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		e, _ := DecodeRecord(r)
+		got = append(got, e.Kind+" "+e.RequestID)
+	}
+	want := "[call r0 begin r2 call r1 call r2]"
+	if alt := "[call r0 begin r2 call r2 call r1]"; fmt.Sprint(got) != want && fmt.Sprint(got) != alt {
+		t.Fatalf("records = %v, want %s (no begin record for r1, which sent no request)", got, want)
+	}
+}
+
+// waitFor polls cond until it holds, for at most 10s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+	}
+}
