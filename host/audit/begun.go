@@ -68,11 +68,7 @@ func (s *StoreSink) Begin(ctx context.Context, e Event) (durable func(context.Co
 		s.begins[e.RequestID] = b
 		s.begunMu.Unlock()
 	}
-	queued, err := s.enqueue(ctx, it)
-	if err == nil {
-		s.running.Add(1) // until the call record: the host writes it with Began set
-	}
-	if !queued {
+	if queued, err := s.enqueue(ctx, it); !queued {
 		s.forget(b)
 		return nil, err
 	}

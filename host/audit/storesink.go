@@ -48,10 +48,10 @@ type StoreSinkOptions struct {
 	// by nothing measurable under concurrency (group commit), and a crash loses what was queued.
 	// For benchmarks and embedders that accept that; airlock itself never sets it.
 	Queued bool
-	// Window is the longest a batch waits for the records of calls still running (their plugin
-	// began, their call record is not written yet) before it is committed, so that a batch
-	// carries more calls and the store makes fewer commits under load. It waits only while
-	// such calls exist: a lone call is committed at once. Default: 300µs; negative: no wait.
+	// Window is the longest a batch waits, yielding to the goroutines ready to run (callers
+	// about to write), before it is committed, so that on a busy host a batch carries more calls
+	// and the store makes fewer commits. A host with nothing else to run commits at once.
+	// Default: 300µs; negative: no wait.
 	Window time.Duration
 	// AppendTimeout bounds one append. Default: 10s.
 	AppendTimeout time.Duration
@@ -80,10 +80,13 @@ type StoreSinkOptions struct {
 // StoreSink is a [Sink] that keeps events in a hash-chained store (see package store). Write
 // encodes the event and hands it to one background goroutine through a bounded buffer; that
 // goroutine appends what has accumulated in batches, in order, one transaction per batch, and
-// Write returns once its event's transaction has committed (durable: SQLite runs with
-// synchronous=FULL, PostgreSQL commits are durable). This is group commit: while one batch
-// commits, the events written meanwhile gather into the next, so concurrent calls share one
-// transaction and fsync, and an idle sink commits a lone event at once, with no timer.
+// Write returns once its event's transaction has committed and is durable (PostgreSQL commits
+// are; on an SQLite file the sink fsyncs the write-ahead log after the commit, from a second
+// goroutine, outside the write lock — the fsync synchronous=FULL would make — so the next batch
+// commits meanwhile: see [store.Store.AppendAuditDeferred]). This is group commit: while one
+// batch commits, the events written meanwhile gather into the next, so concurrent calls share
+// one transaction and fsync; an idle sink commits a lone event at once (StoreSinkOptions.Window
+// only yields to goroutines ready to run).
 //
 // When an append fails, the writers waiting for that batch get the error, the sink marks the
 // store failing and retries the batch with backoff (100ms doubling to 5s). While it is failing,
@@ -112,7 +115,6 @@ type StoreSink struct {
 	refusedDropped atomic.Int64 // refused events left out by the limit, not yet reported
 	refusedTotal   atomic.Int64
 
-	running atomic.Int64 // calls begun whose call record is not written yet
 	begunMu sync.Mutex
 	begins  map[string]*begun // queued begin records by request ID, until taken or elided
 
@@ -185,9 +187,6 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 // when the store recovers), unless the sink fails open (then the event is dropped and counted);
 // and [ErrSinkClosed] after Close.
 func (s *StoreSink) Write(ctx context.Context, e Event) error {
-	if e.Began && e.Kind == KindCall {
-		s.running.Add(-1)
-	}
 	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !s.refused.Allow() {
 		s.refusedDropped.Add(1)
 		s.refusedTotal.Add(1)
