@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,5 +147,56 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting")
 		}
+	}
+}
+
+// deferredGate commits at once but holds every batch's durability until released.
+type deferredGate struct {
+	st      *store.Store
+	release chan struct{}
+	synced  atomic.Int64 // records made durable
+}
+
+func (g *deferredGate) AppendAudit(ctx context.Context, data ...[]byte) ([]store.AuditRecord, error) {
+	return g.st.AppendAudit(ctx, data...)
+}
+
+func (g *deferredGate) AppendAuditDeferred(ctx context.Context, data ...[]byte) ([]store.AuditRecord, func(context.Context) error, error) {
+	recs, err := g.st.AppendAudit(ctx, data...)
+	return recs, func(context.Context) error {
+		<-g.release
+		g.synced.Add(int64(len(data)))
+		return nil
+	}, err
+}
+
+// On a store whose commits are made durable after the fact (an SQLite file), Write returns only
+// once its record is durable, not when it is committed; a request record queued before it is
+// durable by then too.
+func TestWriteWaitsForDurableNotCommit(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	g := &deferredGate{st: st, release: make(chan struct{})}
+	sink := NewStoreSink(g, &StoreSinkOptions{Logger: quiet})
+	defer sink.Close()
+	req := ev(1)
+	req.Kind = KindRequest
+	if err := sink.Write(ctx, req); err != nil { // queued only
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sink.Write(ctx, ev(2)) }()
+	waitFor(t, func() bool { n, _ := st.VerifyAudit(ctx); return n == 2 }) // both committed
+	select {
+	case err := <-done:
+		t.Fatalf("Write returned (%v) once its record was committed, before it was durable", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := g.synced.Load(); n != 2 {
+		t.Fatalf("when Write returned, %d records were durable, want 2 (the request's and the call's)", n)
 	}
 }
