@@ -200,3 +200,37 @@ func TestWriteWaitsForDurableNotCommit(t *testing.T) {
 		t.Fatalf("when Write returned, %d records were durable, want 2 (the request's and the call's)", n)
 	}
 }
+
+// A refused request inside a call that ran (egress denied it; the call's outcome is "denied")
+// is not a flood the refusal limit may thin out: the call began, so its record is always
+// written, and a restart finds no begin record without an outcome.
+func TestBegunDeniedCallsAreNeverRateLimited(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	sink := NewStoreSink(st, &StoreSinkOptions{RefusedPerSecond: 1, RefusedBurst: 1, Logger: quiet, Window: -1})
+	const calls = 20
+	for i := range calls {
+		e := ev(i)
+		durable, err := sink.Begin(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := durable(ctx); err != nil { // before the request egress refused
+			t.Fatal(err)
+		}
+		e.Began, e.Outcome, e.Code = true, "denied", "egress_denied"
+		if err := sink.Write(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditFilter{Kind: KindCall, Decision: "denied"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != calls {
+		t.Fatalf("%d of %d begun, denied calls have a call record; the others would be reported as outcome unknown after a restart", len(recs), calls)
+	}
+}

@@ -70,7 +70,8 @@ type StoreSinkOptions struct {
 
 	// RefusedPerSecond bounds how many refused events (outcome "denied": calls that were not
 	// granted or not allowed, refused authentications; and calls to tools that do not exist,
-	// such as those of a revoked connector) are recorded per second, with bursts of
+	// such as those of a revoked connector; never a call whose plugin ran) are recorded per
+	// second, with bursts of
 	// RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
 	// count recorded as a KindDropped event once per CheckpointInterval. Defaults: 50 and 500.
 	RefusedPerSecond float64
@@ -187,7 +188,9 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 // when the store recovers), unless the sink fails open (then the event is dropped and counted);
 // and [ErrSinkClosed] after Close.
 func (s *StoreSink) Write(ctx context.Context, e Event) error {
-	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !s.refused.Allow() {
+	// A call that began (its plugin ran: egress refused one of its requests) always gets its
+	// record, or the next start would call its begin record's outcome unknown.
+	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !e.Began && !s.refused.Allow() {
 		s.refusedDropped.Add(1)
 		s.refusedTotal.Add(1)
 		return nil
