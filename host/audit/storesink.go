@@ -71,8 +71,7 @@ type StoreSinkOptions struct {
 	// RefusedPerSecond bounds how many refused events (outcome "denied": calls that were not
 	// granted or not allowed, refused authentications; and calls to tools that do not exist,
 	// such as those of a revoked connector; never a call whose plugin ran) are recorded per
-	// second, with bursts of
-	// RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
+	// second, with bursts of RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
 	// count recorded as a KindDropped event once per CheckpointInterval. Defaults: 50 and 500.
 	RefusedPerSecond float64
 	RefusedBurst     int
