@@ -24,9 +24,10 @@ import (
 )
 
 // An operator's crash: `airlock serve` under 20 concurrent callers of a tool with an upstream,
-// killed with SIGKILL at a random moment, again and again, on SQLite and PostgreSQL. Every
-// success the client received has its call record, every call that began has an outcome
-// (or "unknown", recorded at the next start), and `airlock audit verify` passes.
+// killed with SIGKILL at a random moment, 20 times on SQLite and 20 times on PostgreSQL. Every
+// success the client received has its call record and the record of its outbound request,
+// every call that began has an outcome (or "unknown", recorded at the next start), and
+// `airlock audit verify` passes.
 func TestCrashKeepsEverySuccessOnRecord(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills airlock serve 20 times")
@@ -72,7 +73,7 @@ upstreams:
 			args := []string{"--config", cfg, "--state", dsn}
 
 			succeeded := map[string]bool{} // request IDs of the successes the client saw
-			const rounds = 10
+			const rounds = 20
 			for round := range rounds {
 				for _, id := range crashRound(t, args, round, time.Duration(150+rand.IntN(500))*time.Millisecond) {
 					succeeded[id] = true
@@ -89,6 +90,7 @@ upstreams:
 			defer st.Close()
 			outcome := map[string]string{}
 			begun := map[string]bool{}
+			requests := map[string]int{} // outbound request records by call
 			var after int64
 			for {
 				recs, err := st.QueryAudit(context.Background(), store.AuditFilter{AfterSeq: after, Limit: 5000})
@@ -105,6 +107,8 @@ upstreams:
 						outcome[e.RequestID] = e.Outcome
 					case audit.KindBegin:
 						begun[e.RequestID] = true
+					case audit.KindRequest:
+						requests[e.RequestID]++
 					}
 					after = r.Seq
 				}
@@ -116,6 +120,9 @@ upstreams:
 			for id := range succeeded {
 				if outcome[id] != "ok" {
 					t.Errorf("the client received a success for request %s, but its audit record says %q", id, outcome[id])
+				}
+				if requests[id] == 0 {
+					t.Errorf("the client received a success for request %s, but the record of its request to Slack is missing", id)
 				}
 			}
 			for id := range begun {

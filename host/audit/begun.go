@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,17 +49,90 @@ var process = func() string {
 
 // Begin queues e as a begin record (kind begin, outcome "begun", naming this process); durable
 // returns once it is committed, as Write does (nil when a fail-open sink dropped it).
+//
+// A begin record that durable was never called for (the call sent no outbound request) and that
+// is still queued when the call's record is written is left out: the call record, committed in
+// its stead, says all it would have, and a crash before that commit loses only a call that
+// changed nothing outside the host and whose result nobody received. A no-I/O call so costs one
+// record, not two.
 func (s *StoreSink) Begin(ctx context.Context, e Event) (durable func(context.Context) error, err error) {
 	e.Kind, e.Outcome, e.Process = KindBegin, "begun", process
 	data, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("audit: encoding the event: %w", err)
 	}
-	it := item{data: data, done: make(chan error, 1)}
+	b := &begun{id: e.RequestID}
+	it := item{data: data, done: make(chan error, 1), begun: b}
+	if e.RequestID != "" {
+		s.begunMu.Lock()
+		s.begins[e.RequestID] = b
+		s.begunMu.Unlock()
+	}
 	if queued, err := s.enqueue(ctx, it); !queued {
+		s.forget(b)
 		return nil, err
 	}
-	return func(ctx context.Context) error { return s.wait(ctx, it) }, nil
+	return func(ctx context.Context) error {
+		if !b.state.CompareAndSwap(begunQueued, begunPinned) && b.state.Load() == begunElided {
+			// Only the call's own record elides it, and that comes after every request.
+			return fmt.Errorf("audit: %w: the begin record of call %s was left out after its call record was written", ErrStoreUnavailable, b.id)
+		}
+		return s.wait(ctx, it)
+	}, nil
+}
+
+// begun is the state of a queued begin record: queued, pinned (durable was called: it must be
+// committed), taken (in a batch) or elided (its call record came first).
+type begun struct {
+	id    string
+	state atomic.Int32
+}
+
+const (
+	begunQueued int32 = iota
+	begunPinned
+	begunTaken
+	begunElided
+)
+
+// elide leaves out the queued begin record of the call whose record e is, if durable was never
+// called for it and the loop has not taken it yet.
+func (s *StoreSink) elide(e *Event) {
+	if e.Kind != KindCall || e.RequestID == "" {
+		return
+	}
+	s.begunMu.Lock()
+	b := s.begins[e.RequestID]
+	delete(s.begins, e.RequestID)
+	s.begunMu.Unlock()
+	if b != nil {
+		b.state.CompareAndSwap(begunQueued, begunElided)
+	}
+}
+
+// forget drops b from the begin records a call record may elide.
+func (s *StoreSink) forget(b *begun) {
+	s.begunMu.Lock()
+	if s.begins[b.id] == b {
+		delete(s.begins, b.id)
+	}
+	s.begunMu.Unlock()
+}
+
+// take reports whether the loop appends it: false for an elided begin record (which is then
+// settled, as appended).
+func (s *StoreSink) take(it item) bool {
+	b := it.begun
+	if b == nil {
+		return true
+	}
+	if b.state.CompareAndSwap(begunQueued, begunTaken) || b.state.Load() == begunPinned {
+		s.forget(b)
+		return true
+	}
+	it.done <- nil
+	s.settle(1)
+	return false
 }
 
 // auditQuerier is what recovery needs of the store beyond appending; *store.Store has it.

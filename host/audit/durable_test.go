@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,5 +78,159 @@ func TestCrashedCallsRecordedUnknownAtOpen(t *testing.T) {
 	}
 	if _, err := st.VerifyAudit(ctx); err != nil {
 		t.Fatalf("VerifyAudit after recovery: %v", err)
+	}
+}
+
+// A call that sent no outbound request costs one record: its begin record, still queued when
+// its call record is written, is left out. A call that made its begin record durable (before a
+// request) keeps both, in order. Flush accounts for the record left out.
+func TestNoIOCallRecordsOnlyItsOutcome(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	g := &gate{st: st, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	sink := NewStoreSink(g, &StoreSinkOptions{Logger: quiet, Window: -1})
+	defer sink.Close()
+
+	// Hold the store so that both calls' begin records stay queued behind a first write.
+	first := make(chan error, 1)
+	go func() { first <- sink.Write(ctx, ev(0)) }()
+	<-g.entered
+
+	noIO, withIO := ev(1), ev(2)
+	if _, err := sink.Begin(ctx, noIO); err != nil {
+		t.Fatal(err)
+	}
+	durable, err := sink.Begin(ctx, withIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := make(chan error, 1)
+	go func() { pinned <- durable(ctx) }() // the call is about to send a request
+	sink.begunMu.Lock()
+	b := sink.begins[withIO.RequestID]
+	sink.begunMu.Unlock()
+	waitFor(t, func() bool { return b.state.Load() == begunPinned })
+	wrote := make(chan error, 2)
+	for _, e := range []Event{noIO, withIO} {
+		e.Began = true
+		go func() { wrote <- sink.Write(ctx, e) }()
+	}
+	waitFor(t, func() bool { return sink.Queued() == 4 }) // both begins, both call records
+	close(g.release)
+	for _, ch := range []chan error{first, pinned, wrote, wrote} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sink.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		e, _ := DecodeRecord(r)
+		got = append(got, e.Kind+" "+e.RequestID)
+	}
+	want := "[call r0 begin r2 call r1 call r2]"
+	if alt := "[call r0 begin r2 call r2 call r1]"; fmt.Sprint(got) != want && fmt.Sprint(got) != alt {
+		t.Fatalf("records = %v, want %s (no begin record for r1, which sent no request)", got, want)
+	}
+}
+
+// waitFor polls cond until it holds, for at most 10s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+	}
+}
+
+// deferredGate commits at once but holds every batch's durability until released.
+type deferredGate struct {
+	st      *store.Store
+	release chan struct{}
+	synced  atomic.Int64 // records made durable
+}
+
+func (g *deferredGate) AppendAudit(ctx context.Context, data ...[]byte) ([]store.AuditRecord, error) {
+	return g.st.AppendAudit(ctx, data...)
+}
+
+func (g *deferredGate) AppendAuditDeferred(ctx context.Context, data ...[]byte) ([]store.AuditRecord, func(context.Context) error, error) {
+	recs, err := g.st.AppendAudit(ctx, data...)
+	return recs, func(context.Context) error {
+		<-g.release
+		g.synced.Add(int64(len(data)))
+		return nil
+	}, err
+}
+
+// On a store whose commits are made durable after the fact (an SQLite file), Write returns only
+// once its record is durable, not when it is committed; a request record queued before it is
+// durable by then too.
+func TestWriteWaitsForDurableNotCommit(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	g := &deferredGate{st: st, release: make(chan struct{})}
+	sink := NewStoreSink(g, &StoreSinkOptions{Logger: quiet})
+	defer sink.Close()
+	req := ev(1)
+	req.Kind = KindRequest
+	if err := sink.Write(ctx, req); err != nil { // queued only
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sink.Write(ctx, ev(2)) }()
+	waitFor(t, func() bool { n, _ := st.VerifyAudit(ctx); return n == 2 }) // both committed
+	select {
+	case err := <-done:
+		t.Fatalf("Write returned (%v) once its record was committed, before it was durable", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := g.synced.Load(); n != 2 {
+		t.Fatalf("when Write returned, %d records were durable, want 2 (the request's and the call's)", n)
+	}
+}
+
+// A refused request inside a call that ran (egress denied it; the call's outcome is "denied")
+// is not a flood the refusal limit may thin out: the call began, so its record is always
+// written, and a restart finds no begin record without an outcome.
+func TestBegunDeniedCallsAreNeverRateLimited(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	sink := NewStoreSink(st, &StoreSinkOptions{RefusedPerSecond: 1, RefusedBurst: 1, Logger: quiet, Window: -1})
+	const calls = 20
+	for i := range calls {
+		e := ev(i)
+		durable, err := sink.Begin(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := durable(ctx); err != nil { // before the request egress refused
+			t.Fatal(err)
+		}
+		e.Began, e.Outcome, e.Code = true, "denied", "egress_denied"
+		if err := sink.Write(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditFilter{Kind: KindCall, Decision: "denied"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != calls {
+		t.Fatalf("%d of %d begun, denied calls have a call record; the others would be reported as outcome unknown after a restart", len(recs), calls)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +48,11 @@ type StoreSinkOptions struct {
 	// by nothing measurable under concurrency (group commit), and a crash loses what was queued.
 	// For benchmarks and embedders that accept that; airlock itself never sets it.
 	Queued bool
+	// Window is the longest a batch waits, yielding to the goroutines ready to run (callers
+	// about to write), before it is committed, so that on a busy host a batch carries more calls
+	// and the store makes fewer commits. A host with nothing else to run commits at once.
+	// Default: 300µs; negative: no wait.
+	Window time.Duration
 	// AppendTimeout bounds one append. Default: 10s.
 	AppendTimeout time.Duration
 	// Logger receives the sink's own failures and recoveries. Default: slog.Default().
@@ -63,8 +70,8 @@ type StoreSinkOptions struct {
 
 	// RefusedPerSecond bounds how many refused events (outcome "denied": calls that were not
 	// granted or not allowed, refused authentications; and calls to tools that do not exist,
-	// such as those of a revoked connector) are recorded per second, with bursts of
-	// RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
+	// such as those of a revoked connector; never a call whose plugin ran) are recorded per
+	// second, with bursts of RefusedBurst, so a flood cannot fill the disk. What is left out is counted, and the
 	// count recorded as a KindDropped event once per CheckpointInterval. Defaults: 50 and 500.
 	RefusedPerSecond float64
 	RefusedBurst     int
@@ -73,10 +80,13 @@ type StoreSinkOptions struct {
 // StoreSink is a [Sink] that keeps events in a hash-chained store (see package store). Write
 // encodes the event and hands it to one background goroutine through a bounded buffer; that
 // goroutine appends what has accumulated in batches, in order, one transaction per batch, and
-// Write returns once its event's transaction has committed (durable: SQLite runs with
-// synchronous=FULL, PostgreSQL commits are durable). This is group commit: while one batch
-// commits, the events written meanwhile gather into the next, so concurrent calls share one
-// transaction and fsync, and an idle sink commits a lone event at once, with no timer.
+// Write returns once its event's transaction has committed and is durable (PostgreSQL commits
+// are; on an SQLite file the sink fsyncs the write-ahead log after the commit, from a second
+// goroutine, outside the write lock — the fsync synchronous=FULL would make — so the next batch
+// commits meanwhile: see [store.Store.AppendAuditDeferred]). This is group commit: while one
+// batch commits, the events written meanwhile gather into the next, so concurrent calls share
+// one transaction and fsync; an idle sink commits a lone event at once (StoreSinkOptions.Window
+// only yields to goroutines ready to run).
 //
 // When an append fails, the writers waiting for that batch get the error, the sink marks the
 // store failing and retries the batch with backoff (100ms doubling to 5s). While it is failing,
@@ -105,6 +115,9 @@ type StoreSink struct {
 	refusedDropped atomic.Int64 // refused events left out by the limit, not yet reported
 	refusedTotal   atomic.Int64
 
+	begunMu sync.Mutex
+	begins  map[string]*begun // queued begin records by request ID, until taken or elided
+
 	state    sync.Mutex
 	settled  int64         // events the loop has finished with (appended or given up on)
 	failErr  error         // non-nil while the store is failing
@@ -127,6 +140,9 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 	}
 	if o.AppendTimeout <= 0 {
 		o.AppendTimeout = 10 * time.Second
+	}
+	if o.Window == 0 {
+		o.Window = 300 * time.Microsecond
 	}
 	lg := o.Logger
 	if lg == nil {
@@ -151,6 +167,7 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
+		begins:  map[string]*begun{},
 		refused: rate.NewLimiter(rate.Limit(o.RefusedPerSecond), o.RefusedBurst),
 	}
 	if o.Trail != nil {
@@ -170,7 +187,9 @@ func NewStoreSink(st AuditAppender, opts *StoreSinkOptions) *StoreSink {
 // when the store recovers), unless the sink fails open (then the event is dropped and counted);
 // and [ErrSinkClosed] after Close.
 func (s *StoreSink) Write(ctx context.Context, e Event) error {
-	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !s.refused.Allow() {
+	// A call that began (its plugin ran: egress refused one of its requests) always gets its
+	// record, or the next start would call its begin record's outcome unknown.
+	if (e.Outcome == "denied" || e.Code == abi.CodeUnknownTool) && !e.Began && !s.refused.Allow() {
 		s.refusedDropped.Add(1)
 		s.refusedTotal.Add(1)
 		return nil
@@ -179,6 +198,7 @@ func (s *StoreSink) Write(ctx context.Context, e Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: encoding the event: %w", err)
 	}
+	s.elide(&e)
 	it := item{data: data}
 	if !s.opts.Queued && e.Kind != KindRequest {
 		it.done = make(chan error, 1)
@@ -203,10 +223,11 @@ func (s *StoreSink) wait(ctx context.Context, it item) error {
 }
 
 // item is one event on its way to the store; done, when set, gets the outcome of the append
-// of its batch.
+// of its batch; begun is set on a begin record.
 type item struct {
-	data []byte
-	done chan error
+	data  []byte
+	done  chan error
+	begun *begun
 }
 
 // enqueue puts it in the buffer, or returns why not (nil when a fail-open sink dropped it).
@@ -309,6 +330,15 @@ func (s *StoreSink) Close() error {
 	return s.closeErr
 }
 
+// settle counts n events the loop is done with without appending them, and wakes Flush.
+func (s *StoreSink) settle(n int) {
+	s.state.Lock()
+	defer s.state.Unlock()
+	s.settled += int64(n)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
 // update records the outcome of an append attempt and wakes Flush.
 func (s *StoreSink) update(n int, err error) {
 	s.state.Lock()
@@ -330,16 +360,65 @@ func (s *StoreSink) update(n int, err error) {
 	s.changed = make(chan struct{})
 }
 
-// append appends batch in one transaction.
-func (s *StoreSink) append(batch []item) error {
+// deferredAppender appends without waiting for durability; *store.Store implements it.
+type deferredAppender interface {
+	AppendAuditDeferred(ctx context.Context, data ...[]byte) ([]store.AuditRecord, func(context.Context) error, error)
+}
+
+// append appends batch in one transaction. When durable is not nil, the batch is committed but
+// durable only once durable has returned nil.
+func (s *StoreSink) append(batch []item) (durable func() error, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.AppendTimeout)
-	defer cancel()
 	data := make([][]byte, len(batch))
 	for i, it := range batch {
 		data[i] = it.data
 	}
-	_, err := s.st.AppendAudit(ctx, data...)
+	d, ok := s.st.(deferredAppender)
+	if !ok {
+		defer cancel()
+		_, err := s.st.AppendAudit(ctx, data...)
+		return nil, err
+	}
+	_, sync, err := d.AppendAuditDeferred(ctx, data...)
+	if err != nil || sync == nil {
+		cancel()
+		return nil, err
+	}
+	return func() error { defer cancel(); return sync(ctx) }, nil
+}
+
+// appendNow appends batch and returns once it is durable.
+func (s *StoreSink) appendNow(batch []item) error {
+	durable, err := s.append(batch)
+	if err == nil && durable != nil {
+		err = durable()
+	}
 	return err
+}
+
+// syncing is a committed batch being made durable by its own goroutine, which answers the
+// batch's writers as soon as it is; the loop joins it to count it.
+type syncing struct {
+	n   int
+	err chan error
+}
+
+func (s *StoreSink) startSync(batch []item, durable func() error) *syncing {
+	batch = slices.Clone(batch)
+	y := &syncing{n: len(batch), err: make(chan error, 1)}
+	go func() {
+		err := durable()
+		answer(batch, err)
+		y.err <- err
+	}()
+	return y
+}
+
+// join waits for y (nil: nothing is syncing) and records its outcome.
+func (s *StoreSink) join(y *syncing) {
+	if y != nil {
+		s.update(y.n, <-y.err)
+	}
 }
 
 // answer tells the writers waiting for batch the outcome of its append, once.
@@ -376,10 +455,14 @@ func (s *StoreSink) droppedRecord() *item {
 	return &item{data: b}
 }
 
+// run is the sink's goroutine: it appends what the writers queued, in batches. While one
+// batch is being made durable (an SQLite file's fsync), the next one is already committed: the
+// write lock is not held across the fsync.
 func (s *StoreSink) run() {
 	defer close(s.done)
 	var (
 		pending  []item
+		inflight *syncing // the last committed batch while it is being synced
 		wait     = 100 * time.Millisecond
 		unsigned int // records appended since the last checkpoint
 		tick     = time.NewTicker(s.opts.CheckpointInterval)
@@ -391,12 +474,23 @@ func (s *StoreSink) run() {
 	}
 	for {
 		if len(pending) == 0 {
+			var synced chan error
+			if inflight != nil {
+				synced = inflight.err
+			}
 			select {
 			case d := <-s.ch:
-				pending = append(pending, d)
+				if s.take(d) {
+					pending = append(pending, d)
+				}
+			case err := <-synced:
+				s.update(inflight.n, err)
+				inflight = nil
+				continue
 			case <-tick.C:
 				ticked = true
 			case <-s.stop:
+				s.join(inflight)
 				if d := s.droppedRecord(); d != nil {
 					pending = append(pending, *d)
 				}
@@ -422,12 +516,21 @@ func (s *StoreSink) run() {
 		for len(pending) < s.opts.Batch {
 			select {
 			case d := <-s.ch:
-				pending = append(pending, d)
+				if s.take(d) {
+					pending = append(pending, d)
+				}
 			default:
 				break fill
 			}
 		}
-		if err := s.append(pending); err != nil {
+		s.gather(&pending)
+		if len(pending) == 0 { // only elided begin records
+			continue
+		}
+		durable, err := s.append(pending)
+		s.join(inflight)
+		inflight = nil
+		if err != nil {
 			// The waiting writers are answered (their calls report it); the batch is retried
 			// without them.
 			s.update(0, err)
@@ -443,8 +546,12 @@ func (s *StoreSink) run() {
 			wait = min(2*wait, 5*time.Second)
 			continue
 		}
-		s.update(len(pending), nil)
-		answer(pending, nil)
+		if durable != nil {
+			inflight = s.startSync(pending, durable)
+		} else {
+			s.update(len(pending), nil)
+			answer(pending, nil)
+		}
 		unsigned += len(pending)
 		pending = pending[:0]
 		wait = 100 * time.Millisecond
@@ -455,12 +562,42 @@ func (s *StoreSink) run() {
 	}
 }
 
+// gather adds to pending the records that come while the sink yields to the goroutines ready to
+// run (callers about to write), for at most the window: on a busy host a commit carries more
+// calls, and a host with nothing else to run commits at once.
+func (s *StoreSink) gather(pending *[]item) {
+	if s.opts.Window < 0 {
+		return
+	}
+	deadline := time.Now().Add(s.opts.Window)
+	for len(*pending) < s.opts.Batch {
+		runtime.Gosched()
+		n := len(*pending)
+	drain:
+		for len(*pending) < s.opts.Batch {
+			select {
+			case d := <-s.ch:
+				if s.take(d) {
+					*pending = append(*pending, d)
+				}
+			default:
+				break drain
+			}
+		}
+		if len(*pending) == n || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
 // final drains the buffer behind pending and makes one attempt to append it all.
 func (s *StoreSink) final(pending []item) {
 	for {
 		select {
 		case d := <-s.ch:
-			pending = append(pending, d)
+			if s.take(d) {
+				pending = append(pending, d)
+			}
 			continue
 		default:
 		}
@@ -468,7 +605,7 @@ func (s *StoreSink) final(pending []item) {
 	}
 	for len(pending) > 0 {
 		n := min(len(pending), s.opts.Batch)
-		if err := s.append(pending[:n]); err != nil {
+		if err := s.appendNow(pending[:n]); err != nil {
 			s.dropped.Add(int64(len(pending)))
 			s.log.Error("audit: events lost at close: the audit store is failing", "lost", len(pending), "err", err)
 			s.closeErr = fmt.Errorf("audit: %d audit events could not be written at close: %w: %w", len(pending), ErrStoreUnavailable, err)

@@ -123,6 +123,30 @@ func parseAuditFields(data []byte) (auditFields, time.Time, error) {
 // serialised, across processes too (an advisory lock on PostgreSQL, the write lock on SQLite),
 // so the records of every replica form one chain.
 func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord, error) {
+	return s.appendAudit(ctx, s.inTx, data)
+}
+
+// AppendAuditDeferred is [Store.AppendAudit] returning once the records are committed — in the
+// log, for every reader — but perhaps before they are durable: durable returns once they are
+// (and nil when they cannot be lost). On an SQLite file the transaction commits without its
+// fsync, and durable fsyncs the write-ahead log, outside the database's write lock, so that the
+// next append commits while this one is being synced; concurrent calls of durable share one
+// fsync. That fsync is the one synchronous=FULL makes at commit. On PostgreSQL and in memory a
+// commit is already all there is.
+func (s *Store) AppendAuditDeferred(ctx context.Context, data ...[]byte) (recs []AuditRecord, durable func(context.Context) error, err error) {
+	if s.wal == nil {
+		recs, err := s.AppendAudit(ctx, data...)
+		return recs, nil, err
+	}
+	recs, err = s.appendAudit(ctx, s.inTxUnsynced, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	n := s.wal.committed()
+	return recs, func(context.Context) error { return s.wal.sync(n) }, nil
+}
+
+func (s *Store) appendAudit(ctx context.Context, inTx func(context.Context, func(tx) error) error, data [][]byte) ([]AuditRecord, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
@@ -144,13 +168,11 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 	}
 	out := make([]AuditRecord, len(data))
 	keys := s.AuditKeys()
-	// Prepared before the transaction takes SQLite's one connection; the transaction reuses it.
-	insert, err := s.prepared(ctx, s.db, `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac, session, conversation, end_user)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmts, err := s.auditStmts(ctx)
 	if err != nil {
 		return nil, wrap("appending to the audit log", err)
 	}
-	err = s.inTx(ctx, func(t tx) error {
+	err = inTx(ctx, func(t tx) error {
 		if err := t.lock(ctx, lockAudit); err != nil {
 			return wrap("appending to the audit log", err)
 		}
@@ -158,7 +180,7 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 			seq              int64
 			prev, keyID, mac string
 		)
-		err := t.queryRow(ctx, `SELECT seq, hash, key_id, mac FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev, &keyID, &mac)
+		err := t.StmtContext(ctx, stmts.head).QueryRowContext(ctx).Scan(&seq, &prev, &keyID, &mac)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return wrap("reading the head of the audit log", err)
 		}
@@ -173,8 +195,6 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 					"run `airlock audit verify`, and restore the database from a backup", seq, err, ErrAuditTampered)
 			}
 		}
-		ins := t.StmtContext(ctx, insert)
-		defer ins.Close()
 		for i, d := range data {
 			seq++
 			d = bytes.Clone(d)
@@ -184,13 +204,31 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 					return fmt.Errorf("store: appending to the audit log: %w", err)
 				}
 			}
-			f := rows[i].f
-			if _, err := ins.ExecContext(ctx, r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC,
-				f.Session, f.Conversation, f.User); err != nil {
-				return wrap("appending to the audit log", err)
-			}
 			out[i] = r
 			prev = r.Hash
+		}
+		// Multi-row INSERTs of fixed sizes (64, 16, 4, 1 rows): a batch of n records costs a
+		// few statements, not n (one round trip each on PostgreSQL, one parse each on SQLite),
+		// and the few statement texts stay in the drivers' caches.
+		args := make([]any, 0, auditInsertCols*min(len(out), auditInsertChunks[0]))
+		for i := 0; i < len(out); {
+			n := 1
+			for _, c := range auditInsertChunks {
+				if len(out)-i >= c {
+					n = c
+					break
+				}
+			}
+			args = args[:0]
+			for j, r := range out[i : i+n] {
+				f := rows[i+j].f
+				args = append(args, r.Seq, toNanos(r.Time), r.PrevHash, r.Hash, r.Data, f.Kind, f.Connector, f.Tool, f.Agent, f.Subject, f.Outcome, r.KeyID, r.MAC,
+					f.Session, f.Conversation, f.User)
+			}
+			if _, err := t.StmtContext(ctx, stmts.insert[n]).ExecContext(ctx, args...); err != nil {
+				return wrap("appending to the audit log", err)
+			}
+			i += n
 		}
 		return nil
 	})
@@ -198,6 +236,48 @@ func (s *Store) AppendAudit(ctx context.Context, data ...[]byte) ([]AuditRecord,
 		return nil, err
 	}
 	return out, nil
+}
+
+// auditInsertChunks are the row counts of the INSERT statements AppendAudit uses, largest
+// first; auditInsertCols is the number of values per row.
+var auditInsertChunks = [...]int{64, 16, 4, 1}
+
+const auditInsertCols = 16
+
+// auditStmts are the statements of an append, prepared once per store (and per connection).
+type auditStmts struct {
+	head   *sql.Stmt
+	insert map[int]*sql.Stmt // by row count
+}
+
+// auditStmts returns the store's prepared append statements, preparing them the first time.
+// Called outside any transaction (an SQLite store has one connection).
+func (s *Store) auditStmts(ctx context.Context) (*auditStmts, error) {
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	if s.audit != nil {
+		return s.audit, nil
+	}
+	prep := func(q string) (*sql.Stmt, error) { return s.db.PrepareContext(ctx, s.d.rebind(q)) }
+	a := &auditStmts{insert: map[int]*sql.Stmt{}}
+	var err error
+	if a.head, err = prep(`SELECT seq, hash, key_id, mac FROM audit ORDER BY seq DESC LIMIT 1`); err != nil {
+		return nil, err
+	}
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", auditInsertCols), ", ") + ")"
+	for _, n := range auditInsertChunks {
+		q := `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac, session, conversation, end_user) VALUES ` +
+			strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+		if a.insert[n], err = prep(q); err != nil {
+			a.head.Close()
+			for _, st := range a.insert {
+				st.Close()
+			}
+			return nil, err
+		}
+	}
+	s.audit = a
+	return a, nil
 }
 
 // AuditFilter selects audit records. Zero fields match everything.

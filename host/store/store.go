@@ -69,6 +69,10 @@ type Store struct {
 	closed chan struct{}
 
 	auditKeys atomic.Pointer[auditKeysBox] // set by SetAuditKeys; nil: unkeyed appends
+	wal       *walSyncer                   // an SQLite file's write-ahead log; nil otherwise
+
+	auditMu sync.Mutex
+	audit   *auditStmts // prepared on the first append
 }
 
 // dialect holds the few differences between SQLite and PostgreSQL. Queries are written with
@@ -181,6 +185,9 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 		return nil, errors.New(`store: unknown database address: use "sqlite:PATH" (or a path ending in .db) or "postgres://user@host/database"`)
 	}
 	s := &Store{db: db, rdb: db, dsn: dsn, d: d, now: c.Now, closed: make(chan struct{})}
+	if path := strings.TrimPrefix(dsn, "sqlite:"); d == sqliteDialect && path != ":memory:" {
+		s.wal = &walSyncer{path: path + "-wal"}
+	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: cannot reach the %s database: %w", d.name, secret.RedactedError(err))
