@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short test-deploy plugins bench bench-replicas lint fuzz check clean image
+.PHONY: demo test test-short test-deploy plugins bench bench-check bench-replicas lint fuzz check clean image
 
 ## demo: the guided demo on embedded defaults (builds the Slack connector, starts a fake Slack)
 demo:
@@ -34,6 +34,11 @@ plugins:
 ## bench: native vs airlock, side by side in one run, printed as a table with ratios
 bench:
 	$(GO) run ./internal/cmd/bench
+
+## bench-check: the regression guard: the full path's ratio to the native call (rows 1 and 2,
+## interleaved pairs) against internal/cmd/bench/baseline.json; fails past +15%
+bench-check:
+	$(GO) run ./internal/cmd/bench -check internal/cmd/bench/baseline.json
 
 ## bench-replicas: three airlock serve processes on one PostgreSQL and Redis (.ci/services):
 ## revoke propagation p50/p99 and late calls (TestReplicas)

@@ -102,7 +102,10 @@ type Row struct {
 	BytesPerOp  int64     `json:"bytes_per_op"`
 	Ratio       float64   `json:"ratio,omitempty"`
 	RatioTo     string    `json:"ratio_to,omitempty"`
-	key         string
+	// RatioSamples are per-run ratios when the row was measured in pairs with its baseline
+	// (-check); Ratio is then their median.
+	RatioSamples []float64 `json:"ratio_samples,omitempty"`
+	key          string
 }
 
 type options struct {
@@ -113,6 +116,13 @@ type options struct {
 	runtime   bool
 	root      string
 	stderr    io.Writer
+	// check is the baseline file of -check (make bench-check): only rows 1 and 2 run, in
+	// interleaved pairs, and their ratio is compared with the baseline's.
+	check string
+	// writeBaseline is where -write-baseline writes the measured ratio as a new baseline.
+	writeBaseline string
+	// ratioOnly: measure rows 1 and 2 only, as interleaved pairs (pairedRows).
+	ratioOnly bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -124,8 +134,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.short, "short", false, "count 1 and the cheap rows only (CI smoke run)")
 	fs.StringVar(&o.json, "json", "", "also write the results to this `file` as JSON")
 	fs.BoolVar(&o.runtime, "runtime", true, "run the raw-sandbox rows (a `go test` subprocess)")
+	fs.StringVar(&o.check, "check", "", "measure only the full-path ratio and fail if it is more than the tolerance above the ratio in this baseline `file`")
+	fs.StringVar(&o.writeBaseline, "write-baseline", "", "measure only the full-path ratio and write it to this `file` as the new baseline")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if o.check != "" || o.writeBaseline != "" {
+		return runCheck(ctx, &o, stdout, stderr)
 	}
 	if o.short {
 		o.count, o.benchtime, o.runtime = 1, 100*time.Millisecond, false
@@ -136,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	o.stderr = stderr
 	testing.Init()
-	if err := flag.Set("test.benchtime", o.benchtime.String()); err != nil {
+	if err := setBenchtime(o.benchtime); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
@@ -215,6 +230,11 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 	defer client.CloseIdleConnections()
 	native := func() error {
 		return fakeslack.PostMessage(ctx, client, slackURL, token, "C0GENERAL", "benchmark: deploy finished")
+	}
+
+	if o.ratioOnly {
+		progress("native and full path, interleaved")
+		return pairedRows(o.count, native, callSlack)
 	}
 
 	bench := func(group, key, what string, fn func() error) error {
@@ -518,27 +538,20 @@ func goSDKPlugin(ctx context.Context, module []byte) (*extism.Plugin, error) {
 	return p, nil
 }
 
+func setBenchtime(d time.Duration) error { return flag.Set("test.benchtime", d.String()) }
+
+// machine describes where the figures were measured.
+func machine() string {
+	return fmt.Sprintf("%s/%s, %d CPUs (GOMAXPROCS %d)", goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU(), goruntime.GOMAXPROCS(0))
+}
+
 // benchRow runs fn under testing.Benchmark count times and keeps the median run.
 func benchRow(count int, fn func() error) (*Row, error) {
 	var results []testing.BenchmarkResult
-	var failure error
-	var once sync.Once
 	for range count {
-		goruntime.GC()
-		r := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := fn(); err != nil {
-					once.Do(func() { failure = err })
-					b.SkipNow()
-				}
-			}
-		})
-		if failure != nil {
-			return nil, failure
-		}
-		if r.N == 0 {
-			return nil, errors.New("the benchmark did not run")
+		r, err := benchOnce(fn)
+		if err != nil {
+			return nil, err
 		}
 		results = append(results, r)
 	}
@@ -727,17 +740,20 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 	fmt.Fprintf(w, "%s %s/%s, %d CPUs (GOMAXPROCS %d); median of %d runs of %v each; took %v\n\n",
 		goruntime.Version(), goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU(), goruntime.GOMAXPROCS(0),
 		o.count, o.benchtime, took.Round(time.Second))
-	fmt.Fprintln(w, "| what | median | allocs/op | B/op | ratio |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| what | median | spread (min–max) | allocs/op | B/op | ratio |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 	sorted := slices.Clone(rows)
 	slices.SortStableFunc(sorted, func(a, b *Row) int { return strings.Compare(a.Group, b.Group) })
 	for _, r := range sorted {
 		med, allocs, bytes := "", "", ""
+		format := duration
 		switch r.Unit {
 		case "calls/s":
-			med = fmt.Sprintf("%.0f calls/s", r.Median)
+			format = func(x float64) string { return fmt.Sprintf("%.0f", x) }
+			med = format(r.Median) + " calls/s"
 		case "ms":
-			med = fmt.Sprintf("%.1f ms", r.Median/1e6)
+			format = func(x float64) string { return fmt.Sprintf("%.1f ms", x/1e6) }
+			med = format(r.Median)
 			allocs, bytes = strconv.FormatInt(r.AllocsPerOp, 10), strconv.FormatInt(r.BytesPerOp, 10)
 		default:
 			med = duration(r.Median)
@@ -747,17 +763,41 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 		if r.RatioTo != "" {
 			ratio = fmt.Sprintf("%s× %s", num(r.Ratio), r.RatioTo)
 		}
-		fmt.Fprintf(w, "| %s. %s | %s | %s | %s | %s |\n", r.Group, r.What, med, allocs, bytes, ratio)
+		fmt.Fprintf(w, "| %s. %s | %s | %s | %s | %s | %s |\n", r.Group, r.What, med, spread(r.Samples, format), allocs, bytes, ratio)
 	}
 	fmt.Fprintln(w)
-	for _, r := range rows {
-		switch r.key {
-		case "full":
-			fmt.Fprintf(w, "target: full path ≤ 5× native at the median: %s (%s×)\n", verdict(r.Ratio <= 5), num(r.Ratio))
-		case "host-noop":
-			fmt.Fprintf(w, "target: no-op through host.Call < 5 µs: %s (%s)\n", verdict(r.Median < 5000), duration(r.Median))
-		}
+	for _, t := range targets(rows) {
+		fmt.Fprintln(w, "target:", t)
 	}
+}
+
+// targets are issue 19's targets, each with its verdict and the figure it was judged on.
+func targets(rows []*Row) []string {
+	byKey := map[string]*Row{}
+	for _, r := range rows {
+		byKey[r.key] = r
+	}
+	var out []string
+	if r := byKey["full"]; r != nil && r.Ratio > 0 {
+		out = append(out, fmt.Sprintf("full path ≤ 2× native at the median: %s (%s×; stretch 1.5×: %s)",
+			verdict(r.Ratio <= 2), num(r.Ratio), verdict(r.Ratio <= 1.5)))
+	}
+	if r := byKey["rt-slack-post"]; r != nil {
+		out = append(out, fmt.Sprintf("the connector's own work for post_message ≤ 15 µs: %s (%s)", verdict(r.Median <= 15000), duration(r.Median)))
+	}
+	if r := byKey["host-noop"]; r != nil {
+		line := fmt.Sprintf("no-I/O call through host.Call ≤ 1.5 µs: %s (%s)", verdict(r.Median <= 1500), duration(r.Median))
+		if raw := byKey["rt-hostile-noop"]; raw != nil {
+			own := r.AllocsPerOp - raw.AllocsPerOp
+			line += fmt.Sprintf("; 0 allocations in the host's own code: %s (%d allocs/op, %d of them above the raw sandbox call)",
+				verdict(own <= 0), r.AllocsPerOp, own)
+		}
+		out = append(out, line)
+	}
+	if r := byKey["tput-full-2"]; r != nil && r.Ratio > 0 {
+		out = append(out, fmt.Sprintf("full-path throughput scales ≥ 1.8× from 1 to 2 callers: %s (%s×)", verdict(r.Ratio >= 1.8), num(r.Ratio)))
+	}
+	return out
 }
 
 func verdict(ok bool) string {
