@@ -301,7 +301,7 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 		hc.progress(0, "running "+req.Tool)
 	}
 	ctx = egress.ObserveContext(ctx, hc.observe)
-	ctx = egress.WithBinding(ctx, networkBinding(c, tool))
+	ctx = egress.WithBinding(ctx, networkBinding(req.Tool, tool)) // req.Tool is "connector.tool", as granted
 	input := args
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
