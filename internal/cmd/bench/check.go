@@ -91,8 +91,8 @@ func runCheck(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		return 1
 	}
 	full := rows[1]
-	fmt.Fprintf(stdout, "native %s, full path %s: ratio %s× (median of %d interleaved pairs, spread %s)\n",
-		duration(rows[0].Median), duration(full.Median), num(full.Ratio), len(full.RatioSamples), spread(full.RatioSamples, num))
+	fmt.Fprintf(stdout, "native %s, full path %s: ratio %s× (median of %d interleaved pairs, spread %s); in CPU time %s×\n",
+		duration(rows[0].Median), duration(full.Median), num(full.Ratio), len(full.RatioSamples), spread(full.RatioSamples, num), num(full.CPURatio))
 	if o.writeBaseline != "" {
 		nb := Baseline{FullPathRatio: full.Ratio, Tolerance: defaultTolerance, Samples: full.RatioSamples,
 			Machine: machine(), Go: goruntime.Version(), Date: time.Now().UTC().Format(time.DateOnly)}
@@ -116,7 +116,7 @@ func runCheck(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 // pairedRows measures native and full count times each, alternating, and gives the full row
 // the median of the per-pair ratios: drift on a shared machine hits both halves of a pair.
 func pairedRows(count int, native, full func() error) ([]*Row, error) {
-	var ns, fs, ratios []float64
+	var ns, fs, ratios, cpuRatios []float64
 	var last [2]testing.BenchmarkResult
 	for range count {
 		for i, fn := range []func() error{native, full} {
@@ -128,12 +128,19 @@ func pairedRows(count int, native, full func() error) ([]*Row, error) {
 		}
 		n, f := nsPerOp(last[0]), nsPerOp(last[1])
 		ns, fs, ratios = append(ns, n), append(fs, f), append(ratios, f/n)
+		if nc, fc := last[0].Extra["cpu-ns/op"], last[1].Extra["cpu-ns/op"]; nc > 0 {
+			cpuRatios = append(cpuRatios, fc/nc)
+		}
 	}
 	nr := &Row{Group: "1", key: "native", What: "native", Unit: "ns/op", Median: median(ns), Samples: ns,
 		AllocsPerOp: last[0].AllocsPerOp(), BytesPerOp: last[0].AllocedBytesPerOp(), Ratio: 1, RatioTo: "native"}
 	fr := &Row{Group: "2", key: "full", What: "full path", Unit: "ns/op", Median: median(fs), Samples: fs,
 		AllocsPerOp: last[1].AllocsPerOp(), BytesPerOp: last[1].AllocedBytesPerOp(),
 		Ratio: median(ratios), RatioTo: "native", RatioSamples: ratios}
+	if len(cpuRatios) > 0 {
+		fr.CPURatio = median(cpuRatios)
+		nr.CPU, fr.CPU = last[0].Extra["cpu-ns/op"], last[1].Extra["cpu-ns/op"]
+	}
 	return []*Row{nr, fr}, nil
 }
 
@@ -143,11 +150,15 @@ func benchOnce(fn func() error) (testing.BenchmarkResult, error) {
 	goruntime.GC()
 	r := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
+		c0 := cpuTime()
 		for b.Loop() {
 			if err := fn(); err != nil {
 				failure = err
 				b.SkipNow()
 			}
+		}
+		if c := cpuTime(); c0 > 0 {
+			b.ReportMetric(float64(c-c0)/float64(b.N), "cpu-ns/op")
 		}
 	})
 	if failure != nil {
