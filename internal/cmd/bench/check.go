@@ -132,9 +132,9 @@ func pairedRows(count int, native, full func() error) ([]*Row, error) {
 			cpuRatios = append(cpuRatios, fc/nc)
 		}
 	}
-	nr := &Row{Group: "1", key: "native", What: "native", Unit: "ns/op", Median: median(ns), Samples: ns,
+	nr := &Row{Group: "1", Key: "native", What: "native", Unit: "ns/op", Median: median(ns), Samples: ns,
 		AllocsPerOp: last[0].AllocsPerOp(), BytesPerOp: last[0].AllocedBytesPerOp(), Ratio: 1, RatioTo: "native"}
-	fr := &Row{Group: "2", key: "full", What: "full path", Unit: "ns/op", Median: median(fs), Samples: fs,
+	fr := &Row{Group: "2", Key: "full", What: "full path", Unit: "ns/op", Median: median(fs), Samples: fs,
 		AllocsPerOp: last[1].AllocsPerOp(), BytesPerOp: last[1].AllocedBytesPerOp(),
 		Ratio: median(ratios), RatioTo: "native", RatioSamples: ratios}
 	if len(cpuRatios) > 0 {

@@ -117,7 +117,8 @@ type Row struct {
 	// the wall time; CPURatio is the full path's ratio in CPU time, as measured by -check.
 	CPU      float64 `json:"cpu_ns_per_op,omitempty"`
 	CPURatio float64 `json:"cpu_ratio,omitempty"`
-	key      string
+	// Key names the row for ratios, targets and the README table.
+	Key string `json:"key"`
 }
 
 type options struct {
@@ -133,6 +134,9 @@ type options struct {
 	check string
 	// writeBaseline is where -write-baseline writes the measured ratio as a new baseline.
 	writeBaseline string
+	// readme is the file whose speed table (between readmeStart and readmeEnd) is rewritten from
+	// this run, or from the -from file.
+	readme, from string
 	// ratioOnly: measure rows 1 and 2 only, as interleaved pairs (pairedRows).
 	ratioOnly bool
 }
@@ -147,6 +151,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.json, "json", "", "also write the results to this `file` as JSON")
 	fs.BoolVar(&o.runtime, "runtime", true, "run the raw-sandbox rows (a `go test` subprocess)")
 	fs.StringVar(&o.check, "check", "", "measure only the full-path ratio and fail if it is more than the tolerance above the ratio in this baseline `file`")
+	fs.StringVar(&o.readme, "readme", "", "rewrite the speed table of this `file` (README.md) from the run")
+	fs.StringVar(&o.from, "from", "", "measure nothing: render the README table from this -json `file` (into -readme, or to stdout)")
 	fs.StringVar(&o.writeBaseline, "write-baseline", "", "measure only the full-path ratio and write it to this `file` as the new baseline")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -167,20 +173,49 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
+	if o.from != "" {
+		res, err := readResults(o.from)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		return writeReadme(res, &o, stdout, stderr)
+	}
 	start := time.Now()
+	res := &Results{Go: goruntime.Version(), GOOS: goruntime.GOOS, GOARCH: goruntime.GOARCH, CPUs: goruntime.NumCPU(),
+		Count: o.count, BenchTime: int64(o.benchtime), Date: start.UTC().Format(time.DateOnly), LoadStart: loadAverage()}
 	rows, err := measure(ctx, &o)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
 	ratios(rows)
+	res.Rows, res.LoadEnd, res.TookSec = rows, loadAverage(), time.Since(start).Seconds()
 	report(stdout, rows, &o, time.Since(start))
 	if o.json != "" {
-		if err := writeJSON(o.json, rows, &o); err != nil {
+		if err := writeJSON(o.json, res); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return 1
 		}
 	}
+	if o.readme != "" {
+		return writeReadme(res, &o, stdout, stderr)
+	}
+	return 0
+}
+
+// writeReadme puts the speed table of res into the -readme file, or prints it (-from alone).
+func writeReadme(res *Results, o *options, stdout, stderr io.Writer) int {
+	table := readmeTable(res)
+	if o.readme == "" {
+		fmt.Fprint(stdout, table)
+		return 0
+	}
+	if err := updateReadme(o.readme, table); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "bench: wrote the speed table into %s\n", o.readme)
 	return 0
 }
 
@@ -255,7 +290,7 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		r.Group, r.key, r.What = group, key, what
+		r.Group, r.Key, r.What = group, key, what
 		rows = append(rows, r)
 		return nil
 	}
@@ -364,7 +399,7 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}
-			r.Group, r.key, r.What = "6", fmt.Sprintf("tput-%s-%d", c.key, n), what
+			r.Group, r.Key, r.What = "6", fmt.Sprintf("tput-%s-%d", c.key, n), what
 			rows = append(rows, r)
 		}
 	}
@@ -419,7 +454,7 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		r.Group, r.key, r.What = "7", "tput-noop20-"+v.key, what
+		r.Group, r.Key, r.What = "7", "tput-noop20-"+v.key, what
 		rows = append(rows, r)
 	}
 
@@ -712,7 +747,7 @@ func runtimeRows(ctx context.Context, o *options) ([]*Row, error) {
 			what += " (1 byte per kernel call, on purpose)"
 		}
 		key := map[string]string{"noop": "noop", "echo_100B": "echo100", "echo_10KB": "echo10k", "post_message": "post"}[size]
-		r.Group, r.key, r.What = "3", "rt-"+plugin+"-"+key, "airlock runtime.Module.Call: "+plugin+" "+what
+		r.Group, r.Key, r.What = "3", "rt-"+plugin+"-"+key, "airlock runtime.Module.Call: "+plugin+" "+what
 		switch plugin {
 		case "gopdk":
 			r.Group = "4"
@@ -728,7 +763,7 @@ func runtimeRows(ctx context.Context, o *options) ([]*Row, error) {
 func ratios(rows []*Row) {
 	byKey := map[string]*Row{}
 	for _, r := range rows {
-		byKey[r.key] = r
+		byKey[r.Key] = r
 	}
 	set := func(key, base, label string) {
 		r, b := byKey[key], byKey[base]
@@ -800,7 +835,7 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 func targets(rows []*Row) []string {
 	byKey := map[string]*Row{}
 	for _, r := range rows {
-		byKey[r.key] = r
+		byKey[r.Key] = r
 	}
 	var out []string
 	if r := byKey["full"]; r != nil && r.Ratio > 0 {
@@ -858,16 +893,8 @@ func num(x float64) string {
 	return fmt.Sprintf("%.3f", x)
 }
 
-func writeJSON(path string, rows []*Row, o *options) error {
-	b, err := json.MarshalIndent(struct {
-		Go        string        `json:"go"`
-		GOOS      string        `json:"goos"`
-		GOARCH    string        `json:"goarch"`
-		CPUs      int           `json:"cpus"`
-		Count     int           `json:"count"`
-		BenchTime time.Duration `json:"benchtime_ns"`
-		Rows      []*Row        `json:"rows"`
-	}{goruntime.Version(), goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU(), o.count, o.benchtime, rows}, "", "  ")
+func writeJSON(path string, res *Results) error {
+	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
 	}
