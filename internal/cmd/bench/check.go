@@ -116,7 +116,7 @@ func runCheck(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 // pairedRows measures native and full count times each, alternating, and gives the full row
 // the median of the per-pair ratios: drift on a shared machine hits both halves of a pair.
 func pairedRows(count int, native, full func() error) ([]*Row, error) {
-	var ns, fs, ratios, cpuRatios []float64
+	var ns, fs, ratios, nCPU, fCPU, cpuRatios []float64
 	var last [2]testing.BenchmarkResult
 	for range count {
 		for i, fn := range []func() error{native, full} {
@@ -129,7 +129,7 @@ func pairedRows(count int, native, full func() error) ([]*Row, error) {
 		n, f := nsPerOp(last[0]), nsPerOp(last[1])
 		ns, fs, ratios = append(ns, n), append(fs, f), append(ratios, f/n)
 		if nc, fc := last[0].Extra["cpu-ns/op"], last[1].Extra["cpu-ns/op"]; nc > 0 {
-			cpuRatios = append(cpuRatios, fc/nc)
+			nCPU, fCPU, cpuRatios = append(nCPU, nc), append(fCPU, fc), append(cpuRatios, fc/nc)
 		}
 	}
 	nr := &Row{Group: "1", Key: "native", What: "native", Unit: "ns/op", Median: median(ns), Samples: ns,
@@ -139,7 +139,7 @@ func pairedRows(count int, native, full func() error) ([]*Row, error) {
 		Ratio: median(ratios), RatioTo: "native", RatioSamples: ratios}
 	if len(cpuRatios) > 0 {
 		fr.CPURatio = median(cpuRatios)
-		nr.CPU, fr.CPU = last[0].Extra["cpu-ns/op"], last[1].Extra["cpu-ns/op"]
+		nr.CPU, fr.CPU = median(nCPU), median(fCPU)
 	}
 	return []*Row{nr, fr}, nil
 }

@@ -104,12 +104,12 @@ func readmeTable(res *Results) string {
 	line("the same as an airlock tool call, full path (validation, approval gate, quotas, sandbox, egress with injection, limits and scrubbing, output validation, audit)",
 		[]string{"full", "native"}, func(r []*Row) (string, string, string) {
 			rat := ratio(r[0])
-			if r[0].CPU > 0 && r[1].CPU > 0 {
-				rat += fmt.Sprintf(" (CPU: %s×)", num(r[0].CPU/r[1].CPU))
+			if c := cpuRatio(r[0], r[1]); c > 0 {
+				rat += fmt.Sprintf(" (CPU: %s×)", num(c))
 			}
 			return duration(r[0].Median), cpu(r[0]), rat
 		})
-	line("… of which the connector's own work (its `post_message` in the sandbox, canned answer)", []string{"rt-slack-post"},
+	line("… of which the connector's own work (its `post_message` in the sandbox, canned answer; a `go test` subprocess)", []string{"rt-slack-post"},
 		func(r []*Row) (string, string, string) { return duration(r[0].Median), cpu(r[0]), "" })
 	line("full path with Prometheus metrics", []string{"full-metrics"}, one)
 	line("full path with metrics and tracing (every span sampled)", []string{"full-traced"}, one)
