@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: demo test test-short test-deploy plugins bench bench-screening bench-replicas lint fuzz check clean image install dist
+.PHONY: demo test test-short test-deploy plugins bench bench-check bench-screening bench-replicas lint fuzz check clean image install dist
 
 # The version and commit stamped into the binary ('airlock version'): the nearest tag (or the
 # commit) and the commit, "-dirty" when the tree has changes.
@@ -58,6 +58,11 @@ plugins:
 ## bench: native vs airlock, side by side in one run, printed as a table with ratios
 bench:
 	$(GO) run ./internal/cmd/bench
+
+## bench-check: the regression guard: the full path's ratio to the native call (rows 1 and 2,
+## interleaved pairs) against internal/cmd/bench/baseline.json; fails past +15%
+bench-check:
+	$(GO) run ./internal/cmd/bench -check internal/cmd/bench/baseline.json
 
 ## bench-screening: the prompt-injection detectors on their labelled corpus (precision, recall,
 ## false-positive rate, by encoding and language) and their cost per result (BenchmarkScan)

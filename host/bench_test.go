@@ -211,6 +211,7 @@ func BenchmarkRuntime(b *testing.B) {
 					ctx := context.Background()
 					b.SetBytes(int64(len(p.in)))
 					b.ReportAllocs()
+					defer reportCPU(b)()
 					for b.Loop() {
 						out, err := mod.Call(ctx, "bench", export, p.in, nopHandler{})
 						if err != nil || len(out) != len(p.in) {
@@ -233,6 +234,7 @@ func BenchmarkRuntime(b *testing.B) {
 		b.Cleanup(func() { mod.Close(context.Background()) })
 		ctx := context.Background()
 		b.ReportAllocs()
+		defer reportCPU(b)()
 		for b.Loop() {
 			if _, err := mod.Call(ctx, "bench", "post_message", []byte(benchPostArgs), cannedSlack{}); err != nil {
 				b.Fatal(err)

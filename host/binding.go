@@ -17,10 +17,10 @@ import (
 // this call may. Network rules and slots are enforced by egress under egress.WithBinding; the
 // database functions here, in airlock_db.
 
-// networkBinding is the egress binding of tool t of connector c.
-func networkBinding(c *connector, t *manifest.Tool) egress.Binding {
+// networkBinding is the egress binding of tool t, called name ("connector.tool").
+func networkBinding(name string, t *manifest.Tool) egress.Binding {
 	b := t.Binding()
-	return egress.Binding{Tool: c.manifest.Name + "." + t.Name, Hosts: b.Network, Slots: b.Credentials}
+	return egress.Binding{Tool: name, Hosts: b.Network, Slots: b.Credentials}
 }
 
 // checkDB returns why the running call may not run the database function name (requested as

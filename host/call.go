@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,7 +110,8 @@ type Meta struct {
 // Call runs one tool call end to end (DESIGN.md, "One tool call, end to end") and never panics:
 // every failure is a Result with OK false and an Error.
 func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
-	defer h.calls.start()()
+	h.calls.start()
+	defer h.calls.done()
 	start := time.Now()
 	res := &Result{Meta: Meta{Tool: req.Tool, RequestID: newRequestID(), Attempts: 1}}
 	if req.Subject == "" {
@@ -325,7 +327,7 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 		hc.progress(0, "running "+req.Tool)
 	}
 	ctx = egress.ObserveContext(ctx, hc.observe)
-	ctx = egress.WithBinding(ctx, networkBinding(c, tool))
+	ctx = egress.WithBinding(ctx, networkBinding(req.Tool, tool)) // req.Tool is "connector.tool", as granted
 	input := args
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
@@ -665,18 +667,86 @@ func (hc *callHandler) Log(level int, msg string) {
 		"connector", hc.ev.Connector, "tool", hc.ev.Tool, "request_id", hc.ev.RequestID)
 }
 
-// summarize describes arguments for the audit log without recording their values.
+// summarize describes arguments for the audit log without recording their values: the sorted,
+// distinct top-level keys of a JSON object (none for anything else) and the SHA-256 of the bytes.
 func summarize(args []byte) ([]string, string) {
 	sum := sha256.Sum256(args)
-	var obj map[string]json.RawMessage
-	var keys []string
-	if json.Unmarshal(args, &obj) == nil {
-		for k := range obj {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+	return topKeys(args), hex.EncodeToString(sum[:])
+}
+
+// topKeys returns the sorted, distinct keys of the JSON object in b, or nil when b is not a JSON
+// object. It reads the keys in place rather than decoding the object into a map.
+func topKeys(b []byte) []string {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' || !json.Valid(b) {
+		return nil
 	}
-	return keys, hex.EncodeToString(sum[:])
+	var keys []string
+	for i = skipSpace(b, i+1); i < len(b) && b[i] == '"'; {
+		end := stringEnd(b, i)
+		key := b[i:end]
+		var k string
+		if bytes.IndexByte(key, '\\') < 0 {
+			k = string(key[1 : len(key)-1])
+		} else if json.Unmarshal(key, &k) != nil {
+			return nil
+		}
+		keys = append(keys, k)
+		i = skipValue(b, skipSpace(b, skipSpace(b, end)+1)) // past the ':' and the value
+		if i = skipSpace(b, i); i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string that starts at b[i] ('"').
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index just past the valid JSON value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			i = stringEnd(b, i) - 1
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of the enclosing object
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // superseded says why c, acquired for a call, may no longer run it: the decision it was built

@@ -146,6 +146,7 @@ type Host struct {
 	audit       audit.Sink
 	closer      func() error
 	tracer      trace.Tracer
+	tracing     bool // Config.TracerProvider is set: tracer is not the no-op one
 
 	loadMu sync.Mutex         // serialises changes to the loaded connectors
 	layers map[string]*layers // what the configuration and the state store say, by connector
@@ -204,7 +205,8 @@ func New(cfg Config) (*Host, error) {
 	}
 	h := &Host{cfg: cfg, logger: cfg.Logger, scrub: scrub.New(), connectors: map[string]*connector{},
 		layers: map[string]*layers{}, stopped: map[string]string{},
-		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now, tracer: telemetry.Tracer(cfg.TracerProvider)}
+		store: cfg.Store, approvalTTL: cfg.ApprovalTTL, now: cfg.Now, tracer: telemetry.Tracer(cfg.TracerProvider),
+		tracing: cfg.TracerProvider != nil}
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {

@@ -50,18 +50,19 @@ type callCount struct {
 	idle chan struct{} // closed when n drops to 0; nil until a wait needs it
 }
 
-// start counts a call in and returns the function that counts it out.
-func (c *callCount) start() func() {
+// start counts a call in; done counts it out.
+func (c *callCount) start() {
 	c.mu.Lock()
 	c.n++
 	c.mu.Unlock()
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.n--; c.n == 0 && c.idle != nil {
-			close(c.idle)
-			c.idle = nil
-		}
+}
+
+func (c *callCount) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n--; c.n == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
 	}
 }
 

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -75,12 +76,18 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 	}
 	h.metrics().Call(telemetry.CallLabels{Connector: ev.Connector, Tool: tool, Outcome: ev.Outcome, Code: code,
 		Category: category, Agent: req.Agent}, d)
-	attrs := []any{"request_id", res.Meta.RequestID, "agent", req.Agent, "connector", ev.Connector, "tool", req.Tool,
-		"outcome", ev.Outcome, "code", code, "duration_ms", res.Meta.DurationMS}
-	if sc := span.SpanContext(); sc.IsValid() {
-		attrs = append(attrs, "trace_id", sc.TraceID().String())
+	if h.logger.Enabled(context.Background(), slog.LevelInfo) {
+		// LogAttrs with typed values: no boxing of each value into an interface.
+		attrs := [8]slog.Attr{slog.String("request_id", res.Meta.RequestID), slog.String("agent", req.Agent),
+			slog.String("connector", ev.Connector), slog.String("tool", req.Tool), slog.String("outcome", ev.Outcome),
+			slog.String("code", code), slog.Float64("duration_ms", res.Meta.DurationMS)}
+		n := 7
+		if sc := span.SpanContext(); sc.IsValid() {
+			attrs[n] = slog.String("trace_id", sc.TraceID().String())
+			n++
+		}
+		h.logger.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs[:n]...)
 	}
-	h.logger.Info("tool call", attrs...)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.connector", ev.Connector), attribute.String("airlock.tool", tool),
 			attribute.String("airlock.outcome", ev.Outcome), attribute.String("airlock.error.code", code),
@@ -94,7 +101,7 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 
 // startCall starts a call's span: a child of the client's trace when ctx carries one.
 func (h *Host) startCall(ctx context.Context, req *CallRequest, requestID string) (context.Context, trace.Span) {
-	ctx, span := h.tracer.Start(ctx, "airlock.call", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := h.tracer.Start(ctx, "airlock.call", serverKind)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.request_id", requestID), attribute.String("airlock.tool.name", telemetryName(req.Tool)))
 	}
@@ -109,10 +116,18 @@ func telemetryName(s string) string {
 	return s
 }
 
-// span starts a child span of the call (validation, approval, plugin, audit append).
+// span starts a child span of the call (validation, approval, plugin, audit append). With
+// tracing off it returns ctx as it is: the no-op tracer would only store again the no-op span
+// startCall already put in ctx (a context and an allocation per span, for nothing).
 func (h *Host) span(ctx context.Context, name string) (context.Context, trace.Span) {
+	if !h.tracing {
+		return ctx, trace.SpanFromContext(ctx)
+	}
 	return h.tracer.Start(ctx, name)
 }
+
+// serverKind is startCall's span option, made once (an option is an interface value).
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // auditCall appends the call's record, timed for the metrics and traced.
 func (h *Host) auditCall(ctx context.Context, ev audit.Event) error {

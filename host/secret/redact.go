@@ -52,12 +52,36 @@ func (r redactingHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (r redactingHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if unchanged(rec) {
+		return r.next.Handle(ctx, rec) // the common case, without copying the record
+	}
 	out := slog.NewRecord(rec.Time, rec.Level, RedactURLs(rec.Message), rec.PC)
 	rec.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(redactAttr(a))
 		return true
 	})
 	return r.next.Handle(ctx, out)
+}
+
+// unchanged reports whether redaction would leave rec as it is: its message and string values
+// hold nothing RedactURLs changes, and every other value is a number, bool, duration or time
+// (a group, an error or any other value goes through redactAttr).
+func unchanged(rec slog.Record) bool {
+	if RedactURLs(rec.Message) != rec.Message {
+		return false
+	}
+	same := true
+	rec.Attrs(func(a slog.Attr) bool {
+		switch a.Value.Kind() {
+		case slog.KindString:
+			s := a.Value.String()
+			same = RedactURLs(s) == s
+		case slog.KindAny, slog.KindGroup, slog.KindLogValuer:
+			same = false
+		}
+		return same
+	})
+	return same
 }
 
 func (r redactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -2,10 +2,12 @@ package secret_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
 )
@@ -47,3 +49,35 @@ func TestRedactingHandler(t *testing.T) {
 		t.Errorf("RedactedError = %q (unwraps to %v)", err, errors.Unwrap(err))
 	}
 }
+
+type dsnStringer string
+
+func (s dsnStringer) String() string { return string(s) }
+
+// Records that are clean but for one value — the last string among numbers, a Stringer, a
+// value resolved later, the message alone — are redacted too (the handler passes clean records
+// through without copying them, so each kind of value must be recognised as maybe unclean).
+func TestRedactingHandlerFindsTheOneUncleanValue(t *testing.T) {
+	const pw = "Log-Canary-pw-78"
+	dsn := "postgres://airlock:" + pw + "@db/airlock"
+	for name, log := range map[string]func(*slog.Logger){
+		"last string": func(l *slog.Logger) {
+			l.LogAttrs(context.Background(), slog.LevelInfo, "call", slog.Int("n", 1), slog.Float64("ms", 2.5),
+				slog.Bool("ok", true), slog.Duration("d", time.Second), slog.String("clean", "a=b?"), slog.String("dsn", dsn))
+		},
+		"stringer":  func(l *slog.Logger) { l.Info("call", "n", 1, "dsn", dsnStringer(dsn)) },
+		"valuer":    func(l *slog.Logger) { l.Info("call", "dsn", slog.AnyValue(dsnValuer(dsn))) },
+		"message":   func(l *slog.Logger) { l.Info("cannot reach "+dsn, "n", 1) },
+		"query key": func(l *slog.Logger) { l.Info("call", "url", "https://h/p?password="+pw) },
+	} {
+		var buf bytes.Buffer
+		log(slog.New(secret.RedactingHandler(slog.NewJSONHandler(&buf, nil))))
+		if strings.Contains(buf.String(), pw) || buf.Len() == 0 {
+			t.Errorf("%s: log output = %s", name, buf.String())
+		}
+	}
+}
+
+type dsnValuer string
+
+func (v dsnValuer) LogValue() slog.Value { return slog.StringValue(string(v)) }

@@ -18,7 +18,6 @@ import (
 	goruntime "runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -75,7 +74,7 @@ func mcpRows(ctx context.Context, o *options, stateDir, cacheDir string, hostile
 			{"floor", "go-sdk floor (no-op tool)"},
 			{"airlock", "airlock serve --http, hostile.noop"},
 		} {
-			rs[i].Group, rs[i].key, rs[i].What = "8", "mcp-"+t.key+"-"+shape.key, "MCP streamable HTTP: "+t.what+", "+shape.what
+			rs[i].Group, rs[i].Key, rs[i].What = "8", "mcp-"+t.key+"-"+shape.key, "MCP streamable HTTP: "+t.what+", "+shape.what
 		}
 		rows = append(rows, rs...)
 	}
@@ -229,7 +228,7 @@ func (c *crowd) run(ctx context.Context, callers int, d time.Duration) (crowdRun
 		}
 		return nil
 	})
-	took, cpu := time.Since(start), cpuTime()-cpu0
+	took, cpu := time.Since(start), time.Duration(cpuTime()-cpu0)
 	all := slices.Concat(lat...)
 	if err == nil && len(all) == 0 {
 		err = errors.New("no call completed")
@@ -244,15 +243,6 @@ type crowdRun struct {
 	rate float64
 	lat  []time.Duration
 	cpu  time.Duration
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // crowdRows opens sessions sessions on each target and runs callers concurrent calls (spread
@@ -294,7 +284,7 @@ func crowdRows(ctx context.Context, count int, targets []*mcpTarget, sessions, c
 		slices.SortFunc(rs, func(a, b crowdRun) int { return cmpFloat(a.rate, b.rate) })
 		med := rs[len(rs)/2]
 		rows[i] = &Row{Unit: "calls/s", Median: med.rate, P50: float64(med.lat[len(med.lat)/2]),
-			P99: float64(med.lat[len(med.lat)*99/100]), CPUPerOp: float64(med.cpu)}
+			P99: float64(med.lat[len(med.lat)*99/100]), CPU: float64(med.cpu)}
 		for _, r := range rs {
 			rows[i].Samples = append(rows[i].Samples, r.rate)
 		}

@@ -46,7 +46,7 @@ func TestMCPCrowd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s, %d clients: %.0f calls/s, %s CPU/call", only, crowdSize, rs[0].Median, duration(rs[0].CPUPerOp))
+		t.Logf("%s, %d clients: %.0f calls/s, %s CPU/call", only, crowdSize, rs[0].Median, duration(rs[0].CPU))
 		return
 	}
 	rows, err := mcpRows(ctx, o, t.TempDir(), cache, m, wasm, g)

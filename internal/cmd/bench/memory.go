@@ -44,7 +44,7 @@ func memoryRows(ctx context.Context, o *options) ([]*Row, error) {
 			if strings.HasSuffix(f[i+1], "%") {
 				unit = "%"
 			}
-			rows = append(rows, &Row{Group: "9", key: "mem-" + f[i+1], What: w, Unit: unit, Median: v, Samples: []float64{v}})
+			rows = append(rows, &Row{Group: "9", Key: "mem-" + f[i+1], What: w, Unit: unit, Median: v, Samples: []float64{v}})
 		}
 	}
 	if len(rows) == 0 {
