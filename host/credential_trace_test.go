@@ -71,7 +71,7 @@ func TestTraceOfACredentialFetch(t *testing.T) {
 			fetch = s
 		}
 		for _, kv := range s.Attributes() {
-			if v := kv.Value.Emit(); strings.Contains(v, accessToken) || strings.Contains(v, clientSecret) {
+			if v := kv.Value.String(); strings.Contains(v, accessToken) || strings.Contains(v, clientSecret) {
 				t.Errorf("span %s attribute %s holds a secret", s.Name(), kv.Key)
 			}
 		}
@@ -86,8 +86,8 @@ func TestTraceOfACredentialFetch(t *testing.T) {
 		"airlock.credential.kind": manifest.KindOAuth2ClientCredentials, "airlock.credential.outcome": "ok"}
 	for _, kv := range fetch.Attributes() {
 		if w, ok := want[string(kv.Key)]; ok {
-			if kv.Value.Emit() != w {
-				t.Errorf("credential.refresh %s = %q, want %q", kv.Key, kv.Value.Emit(), w)
+			if kv.Value.String() != w {
+				t.Errorf("credential.refresh %s = %q, want %q", kv.Key, kv.Value.String(), w)
 			}
 			delete(want, string(kv.Key))
 		}
