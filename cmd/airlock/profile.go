@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,8 +49,10 @@ members together, as CALLS/PERIOD (100/1m, 5000/24h; 0 removes the quota).
 
 'set' creates the profile or changes it: --member, --allow and --subject add to its lists
 (--replace starts from an empty profile). Every change is versioned, audited with its difference
-and who made it ($AIRLOCK_ADMIN or your user name), and applies at once to a server on this
-state (connected MCP clients get notifications/tools/list_changed).`, `
+and who made it ($AIRLOCK_ADMIN or your user name; through --server, the admin token's name),
+and applies at once to a server on this state (connected MCP clients get
+notifications/tools/list_changed). Reading profiles needs a viewer's token, changing them a
+granter's.`+serverHelp, `
   airlock profile set support --member support-bot --allow zendesk --allow slack.post_message
   airlock profile set reporting --member report-bot --member audit-bot --allow 'warehouse.query_*' --per-agent 100/1h
   airlock profile allow support slack.list_channels
@@ -56,6 +60,7 @@ state (connected MCP clients get notifications/tools/list_changed).`, `
   airlock profile deny support slack.post_message
   airlock profile show support --history`)
 	g.register(fs)
+	g.registerServer(fs)
 	var members, removeMembers, allow, subjects listFlag
 	fs.Var(&members, "member", "set: add this agent (token name) to the profile; repeatable")
 	fs.Var(&removeMembers, "remove-member", "set: remove this agent from the profile; repeatable")
@@ -81,14 +86,20 @@ state (connected MCP clients get notifications/tools/list_changed).`, `
 		return usagef("name the profile: airlock profile %s NAME", verb)
 	}
 	g.mayCreateKey = true // changes are audited keyed: a fresh embedded state gets its master key
-	st, err := g.openStore(ctx)
+	var a profileAPI
+	c, err := g.remote()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	a, err := g.recorder(e, st)
-	if err != nil {
-		return err
+	if c != nil {
+		a = remoteProfiles{c}
+	} else {
+		ad, err := g.openAdmin(ctx, e)
+		if err != nil {
+			return err
+		}
+		defer ad.Store().Close()
+		a = localProfiles{ad}
 	}
 	switch verb {
 	case "list":
@@ -121,7 +132,7 @@ state (connected MCP clients get notifications/tools/list_changed).`, `
 		}
 		return printProfiles(e, list)
 	case "delete":
-		if err := a.DeleteProfile(ctx, name, adminName(), *note); err != nil {
+		if err := a.DeleteProfile(ctx, name, *note); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "Deleted profile %s: its members are in no profile any more.\n", name)
@@ -186,15 +197,11 @@ state (connected MCP clients get notifications/tools/list_changed).`, `
 	if verb != "set" && (len(members) > 0 || len(removeMembers) > 0 || len(allow) > 0 || *perAgent != "" || *perTool != "" || *replace) {
 		return usagef("--member, --remove-member, --allow, --per-agent, --per-tool and --replace go with 'set'")
 	}
-	rec, err := a.SetProfile(ctx, p, adminName(), *note)
+	v, err := a.SetProfile(ctx, p, *note)
 	if err != nil {
 		return err
 	}
-	v, err := a.Profile(ctx, name)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "Profile %s is now version %d (by %s):\n", name, rec.Version, rec.Admin)
+	fmt.Fprintf(e.stdout, "Profile %s is now version %d (by %s):\n", name, v.Version, v.Admin)
 	return printProfiles(e, []admin.ProfileView{v})
 }
 
@@ -260,4 +267,62 @@ func printProfiles(e *env, list []admin.ProfileView) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, dash(v.Members), dash(v.Tools), dash(v.Subjects), quotas, v.Admin, v.Created.Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+// profileAPI is what 'airlock profile' does, on the state store or through a server's admin API
+// (--server, where the server checks the admin token's role).
+type profileAPI interface {
+	Profiles(ctx context.Context) ([]admin.ProfileView, error)
+	Profile(ctx context.Context, name string) (admin.ProfileView, error)
+	ProfileHistory(ctx context.Context, name string) ([]admin.ProfileView, error)
+	SetProfile(ctx context.Context, p host.Profile, note string) (admin.ProfileView, error)
+	DeleteProfile(ctx context.Context, name, note string) error
+}
+
+// localProfiles works on the state store, as the admin adminName() names.
+type localProfiles struct{ *admin.Admin }
+
+func (l localProfiles) SetProfile(ctx context.Context, p host.Profile, note string) (admin.ProfileView, error) {
+	if _, err := l.Admin.SetProfile(ctx, p, adminName(), note); err != nil {
+		return admin.ProfileView{}, err
+	}
+	return l.Admin.Profile(ctx, p.Name)
+}
+
+func (l localProfiles) DeleteProfile(ctx context.Context, name, note string) error {
+	return l.Admin.DeleteProfile(ctx, name, adminName(), note)
+}
+
+// remoteProfiles goes through /admin/v1/profiles; the server records the token's admin.
+type remoteProfiles struct{ c *adminClient }
+
+func (r remoteProfiles) Profiles(ctx context.Context) (list []admin.ProfileView, err error) {
+	return list, r.c.do(ctx, "GET", "profiles", nil, &list)
+}
+
+func (r remoteProfiles) Profile(ctx context.Context, name string) (v admin.ProfileView, err error) {
+	return v, notFoundFrom(r.c.do(ctx, "GET", "profiles/"+url.PathEscape(name), nil, &v))
+}
+
+func (r remoteProfiles) ProfileHistory(ctx context.Context, name string) (list []admin.ProfileView, err error) {
+	return list, r.c.do(ctx, "GET", "profiles/"+url.PathEscape(name)+"?history=1", nil, &list)
+}
+
+func (r remoteProfiles) SetProfile(ctx context.Context, p host.Profile, note string) (v admin.ProfileView, err error) {
+	name := p.Name
+	p.Name = "" // the path names it
+	return v, r.c.do(ctx, "PUT", "profiles/"+url.PathEscape(name)+"?note="+url.QueryEscape(note), p, &v)
+}
+
+func (r remoteProfiles) DeleteProfile(ctx context.Context, name, note string) error {
+	return r.c.do(ctx, "DELETE", "profiles/"+url.PathEscape(name)+"?note="+url.QueryEscape(note), nil, nil)
+}
+
+// notFoundFrom makes a server's 404 wrap store.ErrNotFound, as the store's own answer does.
+func notFoundFrom(err error) error {
+	var se *serverError
+	if errors.As(err, &se) && se.status == http.StatusNotFound {
+		return fmt.Errorf("%s: %w", se.msg, store.ErrNotFound)
+	}
+	return err
 }

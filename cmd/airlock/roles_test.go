@@ -84,16 +84,21 @@ func TestAdminRolesCLI(t *testing.T) {
 			commands := []struct {
 				args  []string
 				least admin.Role
+				what  string // what the refusal names, when not what[least]
 			}{
-				{[]string{"approvals"}, admin.Viewer},
-				{[]string{"audit", "search", "--kind", "admin"}, admin.Viewer},
-				{[]string{"grants"}, admin.Viewer},
-				{[]string{"grants", "slack", "--history"}, admin.Viewer},
-				{[]string{"approve", "ap_none"}, admin.Approver},
-				{[]string{"deny", "ap_none", "--reason", "no"}, admin.Approver},
-				{[]string{"revoke", "slack"}, admin.Granter},
-				{[]string{"admin", "list"}, admin.Owner},
-				{[]string{"admin", "role", "nobody", "viewer"}, admin.Owner},
+				{[]string{"approvals"}, admin.Viewer, ""},
+				{[]string{"audit", "search", "--kind", "admin"}, admin.Viewer, ""},
+				{[]string{"grants"}, admin.Viewer, ""},
+				{[]string{"grants", "slack", "--history"}, admin.Viewer, ""},
+				{[]string{"approve", "ap_none"}, admin.Approver, ""},
+				{[]string{"deny", "ap_none", "--reason", "no"}, admin.Approver, ""},
+				{[]string{"revoke", "slack"}, admin.Granter, ""},
+				{[]string{"admin", "list"}, admin.Owner, ""},
+				{[]string{"admin", "role", "nobody", "viewer"}, admin.Owner, ""},
+				{[]string{"profile", "list"}, admin.Viewer, ""},
+				{[]string{"profile", "show", "support", "--history"}, admin.Viewer, ""},
+				{[]string{"profile", "set", "support", "--member", "support-bot", "--allow", "slack.list_*"}, admin.Granter, "managing agent profiles"},
+				{[]string{"profile", "delete", "support"}, admin.Granter, "managing agent profiles"},
 			}
 			what := map[admin.Role]string{admin.Approver: "deciding approvals", admin.Granter: "revoking grants", admin.Owner: ""}
 			t.Setenv("AIRLOCK_SERVER", base)
@@ -110,7 +115,11 @@ func TestAdminRolesCLI(t *testing.T) {
 						continue
 					}
 					refused++
-					want := fmt.Sprintf("the server refused: your admin token has role %s; %s", role, what[c.least])
+					w := what[c.least]
+					if c.what != "" {
+						w = c.what
+					}
+					want := fmt.Sprintf("the server refused: your admin token has role %s; %s", role, w)
 					if code != exitError || !strings.Contains(errOut, want) || !strings.Contains(errOut, "needs "+string(c.least)+": ask an owner") {
 						t.Errorf("%s: airlock %s = %d %q; want exit 1 with %q… needs %s: ask an owner", role, strings.Join(c.args, " "), code, errOut, want, c.least)
 					}
