@@ -878,7 +878,9 @@ func report(w io.Writer, rows []*Row, o *options, took time.Duration) {
 				med += fmt.Sprintf(" (p50 %s, p99 %s)", duration(r.P50), duration(r.P99))
 			}
 		case "KiB", "%":
-			med = fmt.Sprintf("%.0f %s", r.Median, r.Unit)
+			unit := r.Unit
+			format = func(x float64) string { return fmt.Sprintf("%.0f %s", x, unit) }
+			med = format(r.Median)
 		case "ms":
 			format = func(x float64) string { return fmt.Sprintf("%.1f ms", x/1e6) }
 			med = format(r.Median)
