@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
@@ -48,7 +49,7 @@ func mcpRows(ctx context.Context, o *options, stateDir, cacheDir string, hostile
 		return nil, err
 	}
 	defer stopFloor()
-	airlock, stopAirlock, err := startAirlockHTTP(ctx, stateDir, cacheDir, hostileM, hostileWasm, hostileGrant)
+	airlock, stopAirlock, err := startAirlockHTTP(ctx, stateDir, cacheDir, hostileM, hostileWasm, hostileGrant, false)
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +79,32 @@ func mcpRows(ctx context.Context, o *options, stateDir, cacheDir string, hostile
 		}
 		rows = append(rows, rs...)
 	}
-	return rows, nil
+
+	// Issue 26's workload, as an operator meets it: one MCP session, 20 concurrent callers of a
+	// no-I/O tool, with the audit trail durable before each result (what serve does) beside a
+	// queued sink (a crash loses the queue), in turns.
+	queuedDir := filepath.Join(stateDir, "queued")
+	if err := os.MkdirAll(queuedDir, 0o755); err != nil {
+		return nil, err
+	}
+	queued, stopQueued, err := startAirlockHTTP(ctx, queuedDir, cacheDir, hostileM, hostileWasm, hostileGrant, true)
+	if err != nil {
+		return nil, err
+	}
+	defer stopQueued()
+	fmt.Fprintf(o.stderr, "bench: MCP streamable HTTP, one session, %d callers: audit durable and queued in turns\n", auditCallers)
+	rs, err := crowdRows(ctx, o.count, []*mcpTarget{airlock, queued}, 1, auditCallers, dur)
+	if err != nil {
+		return nil, fmt.Errorf("MCP audit durability: %w", err)
+	}
+	for i, v := range []string{"durable", "queued"} {
+		rs[i].Group, rs[i].Key, rs[i].What = "8", "mcp20-"+v, fmt.Sprintf("MCP streamable HTTP: airlock serve --http, hostile.noop, one session, %d callers, audit %s", auditCallers, v)
+	}
+	return append(rows, rs...), nil
 }
+
+// auditCallers is the number of concurrent callers on one MCP session of issue 26's measure.
+const auditCallers = 20
 
 // mcpRatios sets the ratios of row 8: airlock's calls/s over the floor's, shape by shape.
 func mcpRatios(set func(key, base, label string)) {
@@ -87,6 +112,8 @@ func mcpRatios(set func(key, base, label string)) {
 		set("mcp-floor-"+shape, "mcp-floor-"+shape, "floor")
 		set("mcp-airlock-"+shape, "mcp-floor-"+shape, "floor")
 	}
+	set("mcp20-queued", "mcp20-queued", "queued")
+	set("mcp20-durable", "mcp20-queued", "queued")
 }
 
 // startFloor serves a minimal go-sdk MCP server (stateful streamable HTTP, as the SDK ships it)
@@ -107,13 +134,15 @@ func startFloor() (*mcpTarget, func(), error) {
 // startAirlockHTTP serves airlock's MCP endpoint as `airlock serve --http` composes it, with the
 // hostile connector loaded and one agent token per client (an agent may hold at most
 // mcp.DefaultMaxSessionsPerAgent sessions).
-func startAirlockHTTP(ctx context.Context, dir, cacheDir string, m *manifest.Manifest, wasm []byte, g *manifest.Grant) (*mcpTarget, func(), error) {
+//
+// queued makes the audit sink return at enqueue (a crash loses the queue), for comparison.
+func startAirlockHTTP(ctx context.Context, dir, cacheDir string, m *manifest.Manifest, wasm []byte, g *manifest.Grant, queued bool) (*mcpTarget, func(), error) {
 	st, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "state.db"))
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := hostConfig(dir, cacheDir)
-	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: cfg.Logger, Trail: audit.TrailOf(st)})
+	sink := audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: cfg.Logger, Trail: audit.TrailOf(st), Queued: queued})
 	cfg.Store, cfg.Audit = st, sink
 	h, err := host.New(cfg)
 	if err != nil {

@@ -33,7 +33,7 @@ func TestMCPCrowd(t *testing.T) {
 	o := &options{count: 3, benchtime: 500 * time.Millisecond, stderr: os.Stderr}
 	cache := filepath.Join(filepath.Dir(pluginbuild.DefaultCacheDir()), "wazero")
 	if only := os.Getenv("AIRLOCK_BENCH_MCP"); only == "airlock" || only == "floor" { // one alone, for its profile
-		target, stop, err := startAirlockHTTP(ctx, t.TempDir(), cache, m, wasm, g)
+		target, stop, err := startAirlockHTTP(ctx, t.TempDir(), cache, m, wasm, g, false)
 		if only == "floor" {
 			stop()
 			target, stop, err = startFloor()

@@ -145,6 +145,11 @@ func readmeTable(res *Results) string {
 					duration(r[0].P50), duration(r[1].P50), duration(r[0].P99), duration(r[1].P99)), cpu(r[0]) + " / " + cpu(r[1]), ratio(r[0])
 			})
 	}
+	line("issue 26's measure: MCP streamable HTTP, one session, 20 callers of a no-I/O tool, audit durable before each result / queued, in turns", []string{"mcp20-durable", "mcp20-queued"},
+		func(r []*Row) (string, string, string) {
+			return fmt.Sprintf("%s / %s calls/s; p50 %s / %s, p99 %s / %s", calls(r[0].Median), calls(r[1].Median),
+				duration(r[0].P50), duration(r[1].P50), duration(r[0].P99), duration(r[1].P99)), cpu(r[0]) + " / " + cpu(r[1]), ratio(r[0])
+		})
 	line("memory per pooled Slack instance: resident / guest memory (written) / Go heap; written pages shared with other instances", []string{"mem-rss-KiB/instance", "mem-guest-KiB/instance", "mem-guest-nonzero-KiB/instance", "mem-heap-KiB/instance", "mem-same-pages-%"},
 		func(r []*Row) (string, string, string) {
 			return fmt.Sprintf("%.1f MiB / %.1f MiB (%.1f MiB) / %.1f MiB; %.0f %%", r[0].Median/1024, r[1].Median/1024, r[2].Median/1024, r[3].Median/1024, r[4].Median), "", ""
