@@ -268,13 +268,15 @@ func (s *Store) auditStmts(ctx context.Context) (*auditStmts, error) {
 	for _, n := range auditInsertChunks {
 		q := `INSERT INTO audit (seq, ts, prev_hash, hash, data, kind, connector, tool, agent, subject, outcome, key_id, mac, session, conversation, end_user) VALUES ` +
 			strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
-		if a.insert[n], err = prep(q); err != nil {
+		st, err := prep(q)
+		if err != nil { // a cancelled context, a closed store: prepare again next time
 			a.head.Close()
 			for _, st := range a.insert {
 				st.Close()
 			}
 			return nil, err
 		}
+		a.insert[n] = st
 	}
 	s.audit = a
 	return a, nil

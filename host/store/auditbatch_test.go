@@ -81,3 +81,22 @@ func TestAuditDeferredLeavesSynchronousFull(t *testing.T) {
 		}
 	})
 }
+
+// The first append of a store whose context is already cancelled (a command ending, a request
+// gone) fails with an error, not a crash, and the next append prepares its statements again.
+func TestAuditFirstAppendWithCancelledContext(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *Store, c *clock) {
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := s.AppendAudit(gone, event(c, 1, "slack", "ok")); err == nil {
+			t.Fatal("AppendAudit with a cancelled context succeeded; want an error")
+		}
+		ctx := context.Background()
+		_, err := s.AppendAudit(ctx, event(c, 2, "slack", "ok"))
+		must(t, "AppendAudit after the cancelled one", err)
+		if n, err := s.VerifyAudit(ctx); n != 1 || err != nil {
+			t.Fatalf("VerifyAudit = %d, %v; want 1 record in a valid chain", n, err)
+		}
+	})
+}
