@@ -130,6 +130,11 @@ func readmeTable(res *Results) string {
 				return calls(r[0].Median) + " → " + calls(r[1].Median) + " calls/s", "", num(r[1].Ratio) + "×"
 			})
 	}
+	// crowdPair shows two calls/s rows measured in turns: rates, latencies, CPU, ratio.
+	crowdPair := func(r []*Row) (string, string, string) {
+		return fmt.Sprintf("%s / %s calls/s; p50 %s / %s, p99 %s / %s", calls(r[0].Median), calls(r[1].Median),
+			duration(r[0].P50), duration(r[1].P50), duration(r[0].P99), duration(r[1].P99)), cpu(r[0]) + " / " + cpu(r[1]), ratio(r[0])
+	}
 	line("a full-path call with the audit trail durable before it returns / queued (SQLite)", []string{"full-durable", "full-queued"},
 		func(r []*Row) (string, string, string) {
 			return duration(r[0].Median) + " / " + duration(r[1].Median), cpu(r[0]) + " / " + cpu(r[1]), ratio(r[0])
@@ -140,16 +145,10 @@ func readmeTable(res *Results) string {
 		})
 	for _, c := range []struct{ key, what string }{{"clients", "200 clients, a session each"}, {"session", "200 concurrent calls on one session"}} {
 		line("MCP streamable HTTP, "+c.what+": airlock (`serve --http`, a no-I/O tool) / a go-sdk server's no-op tool (the floor), in turns", []string{"mcp-airlock-" + c.key, "mcp-floor-" + c.key},
-			func(r []*Row) (string, string, string) {
-				return fmt.Sprintf("%s / %s calls/s; p50 %s / %s, p99 %s / %s", calls(r[0].Median), calls(r[1].Median),
-					duration(r[0].P50), duration(r[1].P50), duration(r[0].P99), duration(r[1].P99)), cpu(r[0]) + " / " + cpu(r[1]), ratio(r[0])
-			})
+			crowdPair)
 	}
 	line("issue 26's measure: MCP streamable HTTP, one session, 20 callers of a no-I/O tool, audit durable before each result / queued, in turns", []string{"mcp20-durable", "mcp20-queued"},
-		func(r []*Row) (string, string, string) {
-			return fmt.Sprintf("%s / %s calls/s; p50 %s / %s, p99 %s / %s", calls(r[0].Median), calls(r[1].Median),
-				duration(r[0].P50), duration(r[1].P50), duration(r[0].P99), duration(r[1].P99)), cpu(r[0]) + " / " + cpu(r[1]), ratio(r[0])
-		})
+		crowdPair)
 	line("memory per pooled Slack instance: resident / guest memory (written) / Go heap; written pages shared with other instances", []string{"mem-rss-KiB/instance", "mem-guest-KiB/instance", "mem-guest-nonzero-KiB/instance", "mem-heap-KiB/instance", "mem-same-pages-%"},
 		func(r []*Row) (string, string, string) {
 			return fmt.Sprintf("%.1f MiB / %.1f MiB (%.1f MiB) / %.1f MiB; %.0f %%", r[0].Median/1024, r[1].Median/1024, r[2].Median/1024, r[3].Median/1024, r[4].Median), "", ""
