@@ -61,6 +61,11 @@ var (
 	// it has no scheme (write env:NAME, store:NAME …) or a scheme no source resolves.
 	ErrBadReference = errors.New("malformed secret reference")
 
+	// ErrDenied reports that the secret manager refused the host's own credentials access to a
+	// secret (HTTP 401/403, AccessDenied, PERMISSION_DENIED). The error says which permission
+	// or role the host's identity needs.
+	ErrDenied = errors.New("access to the secret denied")
+
 	// ErrConflict reports that [Backend.CompareAndSetMeta] found a value other than the expected
 	// one: another host changed it first. Backends wrap it; [OpenStore], [RotateMasterKey] and
 	// [RotateDataKey] re-read and try again.
