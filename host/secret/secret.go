@@ -20,7 +20,7 @@
 //	}
 //	log.Printf("token: %v", token) // token: [REDACTED]
 //
-// Four schemes are built in:
+// Six schemes are built in:
 //
 //   - "env:NAME" ([Env]) and "file:PATH" ([File]);
 //   - "store:NAME" ([Store]), the encrypted store kept in the host's state: every value sealed
@@ -28,7 +28,12 @@
 //     ([LoadMasterKey]: AIRLOCK_MASTER_KEY or STATE_DIR/master.key), rotatable without
 //     downtime ([RotateMasterKey], [RotateDataKey]);
 //   - "vault:MOUNT/PATH#FIELD[@VERSION]" ([Vault]), HashiCorp Vault or OpenBao KV v2 with token
-//     or AppRole authentication.
+//     or AppRole authentication;
+//   - "op://VAULT/ITEM[/SECTION]/FIELD" ([OnePassword]), through a 1Password Connect server, and
+//     "doppler:PROJECT/CONFIG/NAME" ([Doppler]), with service tokens.
+//
+// The sources that cache what they read (vault:, op:, doppler:) read from their manager again
+// when the context comes from [WithFreshRead], as the host's does after an upstream 401.
 //
 // Opening the built-in store:
 //

@@ -168,6 +168,10 @@ func (m Mux) examples() string {
 			ex = append(ex, "store:NAME")
 		case "vault":
 			ex = append(ex, "vault:MOUNT/PATH#FIELD")
+		case "op":
+			ex = append(ex, "op://VAULT/ITEM/FIELD")
+		case "doppler":
+			ex = append(ex, "doppler:PROJECT/CONFIG/NAME")
 		case "(none configured)":
 		default:
 			ex = append(ex, k+":…")

@@ -40,7 +40,8 @@ type VaultConfig struct {
 	Secrets Source
 
 	// CacheTTL is how long a secret read from the server is reused. Zero means
-	// [DefaultVaultCacheTTL]; a negative value disables the cache.
+	// [DefaultVaultCacheTTL]; a negative value disables the cache. A context from [WithFreshRead]
+	// always reads from the server.
 	CacheTTL time.Duration
 
 	// HTTPClient sends the requests. Nil means the Vault client's default, which honours
@@ -306,7 +307,7 @@ func jsonKind(x any) string {
 func (v *Vault) read(ctx context.Context, r vaultRef) (map[string]any, error) {
 	key := r.mount + "\x00" + r.path + "\x00" + strconv.Itoa(r.version)
 	now := v.now()
-	if v.ttl > 0 {
+	if v.ttl > 0 && !FreshRead(ctx) {
 		v.mu.Lock()
 		e, ok := v.cache[key]
 		v.mu.Unlock()

@@ -116,7 +116,13 @@ func (r *Ref) Value(ctx context.Context) (secret.Value, error) {
 	if r.err != nil && now.Sub(r.failedAt) < r.cfg.Retry {
 		return secret.Value{}, r.err
 	}
-	v, err := r.cfg.Secrets.Resolve(ctx, r.cfg.Reference)
+	rctx := ctx
+	if r.read.IsZero() {
+		// First read, or the value was refused upstream (Invalidate) or failed: a source that
+		// caches (vault:, op:, doppler: …) must ask its manager, not hand back the old value.
+		rctx = secret.WithFreshRead(ctx)
+	}
+	v, err := r.cfg.Secrets.Resolve(rctx, r.cfg.Reference)
 	switch {
 	case err == nil && v.IsZero():
 		err = fmt.Errorf("%s resolves to an empty value", r.cfg.Reference)
