@@ -32,6 +32,8 @@ import (
 //	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
 //	audit_fail_open: false                 # true: calls run even when audit cannot be written
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
+//	onepassword: {host: http://op-connect:8080, token: file:/run/secrets/op-connect-token}
+//	doppler: {token: env:DOPPLER_TOKEN, tokens: {web/prd: env:DOPPLER_TOKEN_WEB_PRD}}
 //	http: {allowed_origins: [https://console.example.com], session_idle_timeout: 30m, max_sessions: 1000, max_sessions_per_agent: 100}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
@@ -53,6 +55,10 @@ type fileConfig struct {
 			Mount    string `yaml:"mount"`
 		} `yaml:"approle"`
 	} `yaml:"vault"`
+	// OnePassword enables op:// references, read through a 1Password Connect server.
+	OnePassword *onePasswordConfig `yaml:"onepassword"`
+	// Doppler enables doppler: references.
+	Doppler *dopplerConfig `yaml:"doppler"`
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`

@@ -2,7 +2,6 @@ package secret_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/fakedoppler"
 )
 
 const (
@@ -19,92 +19,22 @@ const (
 	dopplerDevToken = "dp.st.dev.canaryTOKENbackendDEV0002"
 )
 
-// fakeDoppler answers GET /v3/configs/config/secret as Doppler's API documents it: a service
-// token (bearer) scoped to one project and config, {"name","value":{"raw","computed","note"},
-// "success":true} on success, {"messages":[…],"success":false} with 401, 403, 404 or 429
-// otherwise.
-type fakeDoppler struct {
-	mu      sync.Mutex
-	tokens  map[string]string            // token → "project/config" it reads
-	secrets map[string]map[string]string // "project/config" → name → raw value
-	reads   int
-	auth    []string // Authorization headers of the reads
-	limited bool     // answer 429
+// newFakeDoppler starts a Doppler API whose token dopplerToken reads backend/prd and
+// dopplerDevToken backend/dev.
+func newFakeDoppler(t *testing.T) *fakedoppler.Server {
+	f := fakedoppler.Start(t)
+	f.SetTokens(map[string]string{dopplerToken: "backend/prd", dopplerDevToken: "backend/dev"})
+	f.Set("backend/prd", "SLACK_BOT_TOKEN", canary)
+	f.Set("backend/prd", "REF", "${SLACK_BOT_TOKEN}-x")
+	f.Set("backend/prd", "EMPTY", "")
+	f.Set("backend/dev", "SLACK_BOT_TOKEN", "dev-"+canary)
+	return f
 }
 
-func newFakeDoppler(t *testing.T) (*fakeDoppler, *httptest.Server) {
-	f := &fakeDoppler{
-		tokens: map[string]string{dopplerToken: "backend/prd", dopplerDevToken: "backend/dev"},
-		secrets: map[string]map[string]string{
-			"backend/prd": {"SLACK_BOT_TOKEN": canary, "REF": "${SLACK_BOT_TOKEN}-x", "EMPTY": ""},
-			"backend/dev": {"SLACK_BOT_TOKEN": "dev-" + canary},
-		},
-	}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, srv
-}
-
-func (f *fakeDoppler) set(pc, name, value string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.secrets[pc][name] = value
-}
-
-func (f *fakeDoppler) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.reads
-}
-
-func dopplerError(w http.ResponseWriter, status int, msgs ...string) {
-	b, _ := json.Marshal(map[string]any{"messages": msgs, "success": false})
-	writeJSON(w, status, string(b))
-}
-
-func (f *fakeDoppler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	scope, ok := f.tokens[tok]
-	if !ok {
-		dopplerError(w, 401, "Invalid Auth token "+tok) // echoes the token: must not be repeated
-		return
-	}
-	if r.Method != http.MethodGet || r.URL.Path != "/v3/configs/config/secret" {
-		dopplerError(w, 404, "Not found")
-		return
-	}
-	f.reads++
-	f.auth = append(f.auth, r.Header.Get("Authorization"))
-	if f.limited {
-		w.Header().Set("Retry-After", "12")
-		dopplerError(w, 429, "Rate limit exceeded "+canary)
-		return
-	}
-	q := r.URL.Query()
-	pc := q.Get("project") + "/" + q.Get("config")
-	if pc != scope {
-		dopplerError(w, 403, "This token does not have access to requested project '"+q.Get("project")+"'")
-		return
-	}
-	raw, ok := f.secrets[pc][q.Get("name")]
-	if !ok {
-		dopplerError(w, 404, "Could not find requested secret")
-		return
-	}
-	computed := raw
-	if strings.HasPrefix(raw, "${SLACK_BOT_TOKEN}") {
-		computed = f.secrets[pc]["SLACK_BOT_TOKEN"] + strings.TrimPrefix(raw, "${SLACK_BOT_TOKEN}")
-	}
-	b, _ := json.Marshal(map[string]any{"name": q.Get("name"), "value": map[string]any{"raw": raw, "computed": computed, "note": ""}, "success": true})
-	writeJSON(w, 200, string(b))
-}
-
-func newDoppler(t *testing.T, srv *httptest.Server, ttl time.Duration, clock *fakeClock, tokens map[string]string) *secret.Doppler {
+func newDoppler(t *testing.T, f *fakedoppler.Server, ttl time.Duration, clock *fakeClock, tokens map[string]string) *secret.Doppler {
 	t.Helper()
 	cfg := &secret.DopplerConfig{
-		API:      srv.URL,
+		API:      f.URL,
 		Token:    "env:DOPPLER_TOKEN",
 		Tokens:   tokens,
 		Secrets:  staticSecrets(map[string]string{"DOPPLER_TOKEN": dopplerToken, "DOPPLER_DEV": dopplerDevToken, "DOPPLER_WRONG": dopplerToken}),
@@ -123,8 +53,8 @@ func newDoppler(t *testing.T, srv *httptest.Server, ttl time.Duration, clock *fa
 var dopplerCanaries = [][]byte{[]byte(canary), []byte(dopplerToken), []byte(dopplerDevToken)}
 
 func TestDopplerResolves(t *testing.T) {
-	f, srv := newFakeDoppler(t)
-	d := newDoppler(t, srv, -1, nil, map[string]string{"backend/dev": "env:DOPPLER_DEV"})
+	f := newFakeDoppler(t)
+	d := newDoppler(t, f, -1, nil, map[string]string{"backend/dev": "env:DOPPLER_DEV"})
 	ctx := context.Background()
 	for _, tt := range []struct{ ref, want string }{
 		{"doppler:backend/prd/SLACK_BOT_TOKEN", canary},
@@ -136,9 +66,7 @@ func TestDopplerResolves(t *testing.T) {
 		}
 	}
 	// Each config is read with its own service token.
-	f.mu.Lock()
-	auth := strings.Join(f.auth, "|")
-	f.mu.Unlock()
+	auth := strings.Join(f.Reads(), "|")
 	if auth != "Bearer "+dopplerToken+"|Bearer "+dopplerToken+"|Bearer "+dopplerDevToken {
 		t.Errorf("tokens sent: %q, want prd's twice then dev's", auth)
 	}
@@ -148,8 +76,8 @@ func TestDopplerResolves(t *testing.T) {
 }
 
 func TestDopplerErrors(t *testing.T) {
-	f, srv := newFakeDoppler(t)
-	d := newDoppler(t, srv, -1, nil, map[string]string{"web/prd": "env:DOPPLER_WRONG"})
+	f := newFakeDoppler(t)
+	d := newDoppler(t, f, -1, nil, map[string]string{"web/prd": "env:DOPPLER_WRONG"})
 	ctx := context.Background()
 	tests := []struct {
 		ref  string
@@ -182,9 +110,7 @@ func TestDopplerErrors(t *testing.T) {
 		noLeak(t, tt.ref, err, dopplerCanaries...)
 	}
 
-	f.mu.Lock()
-	f.limited = true
-	f.mu.Unlock()
+	f.Limit(true)
 	_, err := d.Resolve(ctx, "doppler:backend/prd/SLACK_BOT_TOKEN")
 	if err == nil || !strings.Contains(err.Error(), "rate-limiting the token (HTTP 429) reading doppler:backend/prd/SLACK_BOT_TOKEN: retry after 12 s") ||
 		errors.Is(err, secret.ErrNotFound) || errors.Is(err, secret.ErrDenied) {
@@ -193,7 +119,7 @@ func TestDopplerErrors(t *testing.T) {
 	noLeak(t, "429", err, dopplerCanaries...)
 
 	// Invalid token: 401, ErrDenied naming the reference, never the token Doppler echoed.
-	bad, _ := secret.NewDoppler(&secret.DopplerConfig{API: srv.URL, Token: "env:T", CacheTTL: -1,
+	bad, _ := secret.NewDoppler(&secret.DopplerConfig{API: f.URL, Token: "env:T", CacheTTL: -1,
 		Secrets: staticSecrets(map[string]string{"T": "dp.st.revoked-" + dopplerToken})})
 	_, err = bad.Resolve(ctx, "doppler:backend/prd/SLACK_BOT_TOKEN")
 	if !errors.Is(err, secret.ErrDenied) || !strings.Contains(err.Error(), "refused the token (HTTP 401)") || !strings.Contains(err.Error(), "env:T") {
@@ -203,7 +129,7 @@ func TestDopplerErrors(t *testing.T) {
 
 	// No token configured.
 	t.Setenv("DOPPLER_TOKEN", "")
-	none, _ := secret.NewDoppler(&secret.DopplerConfig{API: srv.URL})
+	none, _ := secret.NewDoppler(&secret.DopplerConfig{API: f.URL})
 	if _, err := none.Resolve(ctx, "doppler:backend/prd/SLACK_BOT_TOKEN"); !errors.Is(err, secret.ErrNotFound) || !strings.Contains(err.Error(), "env:DOPPLER_TOKEN") {
 		t.Errorf("no token: %v", err)
 	}
@@ -213,8 +139,8 @@ func TestDopplerErrors(t *testing.T) {
 }
 
 func TestDopplerRejectsMalformedReferences(t *testing.T) {
-	f, srv := newFakeDoppler(t)
-	d := newDoppler(t, srv, -1, nil, nil)
+	f := newFakeDoppler(t)
+	d := newDoppler(t, f, -1, nil, nil)
 	for _, ref := range []string{
 		"doppler:", "doppler:backend", "doppler:backend/prd", "doppler:backend/prd/", "doppler:backend//X",
 		"doppler:/prd/X", "doppler:backend/prd/X/Y", "doppler:backend/prd/X?name=Y", "doppler:backend/prd/X&config=dev",
@@ -231,15 +157,15 @@ func TestDopplerRejectsMalformedReferences(t *testing.T) {
 		}
 		noLeak(t, "Resolve", err, dopplerCanaries...)
 	}
-	if f.count() != 0 {
-		t.Errorf("malformed references reached Doppler %d times", f.count())
+	if len(f.Reads()) != 0 {
+		t.Errorf("malformed references reached Doppler %d times", len(f.Reads()))
 	}
 }
 
 func TestDopplerCacheAndRotation(t *testing.T) {
-	f, srv := newFakeDoppler(t)
+	f := newFakeDoppler(t)
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	d := newDoppler(t, srv, 30*time.Second, clock, nil)
+	d := newDoppler(t, f, 30*time.Second, clock, nil)
 	ctx := context.Background()
 	const ref = "doppler:backend/prd/SLACK_BOT_TOKEN"
 	for range 3 {
@@ -247,10 +173,10 @@ func TestDopplerCacheAndRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if f.count() != 1 {
-		t.Errorf("3 resolves within the TTL made %d reads, want 1", f.count())
+	if len(f.Reads()) != 1 {
+		t.Errorf("3 resolves within the TTL made %d reads, want 1", len(f.Reads()))
 	}
-	f.set("backend/prd", "SLACK_BOT_TOKEN", "rotated-"+canary)
+	f.Set("backend/prd", "SLACK_BOT_TOKEN", "rotated-"+canary)
 	if got, _ := d.Resolve(ctx, ref); got.Expose() != canary {
 		t.Error("the rotated value was read within the TTL")
 	}
@@ -258,23 +184,23 @@ func TestDopplerCacheAndRotation(t *testing.T) {
 	if got, err := d.Resolve(ctx, ref); err != nil || got.Expose() != "rotated-"+canary {
 		t.Errorf("after the TTL: %v, want the rotated value", err)
 	}
-	f.set("backend/prd", "SLACK_BOT_TOKEN", "again-"+canary)
+	f.Set("backend/prd", "SLACK_BOT_TOKEN", "again-"+canary)
 	if got, err := d.Resolve(secret.WithFreshRead(ctx), ref); err != nil || got.Expose() != "again-"+canary {
 		t.Errorf("fresh read: %v, want the newest value", err)
 	}
-	n := f.count()
+	n := len(f.Reads())
 	_, _ = d.Resolve(ctx, "doppler:backend/prd/MISSING")
 	_, _ = d.Resolve(ctx, "doppler:backend/prd/MISSING")
-	if f.count()-n != 2 {
-		t.Errorf("two failing resolves made %d reads, want 2 (errors are not cached)", f.count()-n)
+	if len(f.Reads())-n != 2 {
+		t.Errorf("two failing resolves made %d reads, want 2 (errors are not cached)", len(f.Reads())-n)
 	}
 }
 
 func TestDopplerRereadsARenewedToken(t *testing.T) {
-	f, srv := newFakeDoppler(t)
+	f := newFakeDoppler(t)
 	var mu sync.Mutex
 	current := dopplerToken
-	d, err := secret.NewDoppler(&secret.DopplerConfig{API: srv.URL, Token: "env:TOKEN_FROM_AGENT_SINK", CacheTTL: -1,
+	d, err := secret.NewDoppler(&secret.DopplerConfig{API: f.URL, Token: "env:TOKEN_FROM_AGENT_SINK", CacheTTL: -1,
 		Secrets: secret.Env{Lookup: func(string) (string, bool) { mu.Lock(); defer mu.Unlock(); return current, true }}})
 	if err != nil {
 		t.Fatal(err)
@@ -283,23 +209,19 @@ func TestDopplerRereadsARenewedToken(t *testing.T) {
 	if _, err := d.Resolve(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	f.tokens = map[string]string{"dp.st.prd.renewed": "backend/prd"}
-	f.mu.Unlock()
+	f.SetTokens(map[string]string{"dp.st.prd.renewed": "backend/prd"})
 	mu.Lock()
 	current = "dp.st.prd.renewed"
 	mu.Unlock()
 	if got, err := d.Resolve(context.Background(), ref); err != nil || got.Expose() != canary {
 		t.Fatalf("after the token was renewed: %v", err)
 	}
-	f.mu.Lock()
-	f.tokens = map[string]string{}
-	f.mu.Unlock()
-	n := f.count()
+	f.SetTokens(nil)
+	n := len(f.Reads())
 	if _, err := d.Resolve(context.Background(), ref); !errors.Is(err, secret.ErrDenied) {
 		t.Errorf("revoked: %v, want ErrDenied", err)
 	}
-	if f.count() != n {
+	if len(f.Reads()) != n {
 		t.Error("a revoked token was served")
 	}
 }

@@ -2,11 +2,7 @@ package secret_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -17,190 +13,49 @@ import (
 	"github.com/opentracing/opentracing-go"
 
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/fakeconnect"
 )
 
 const opToken = "eyJhbGciOiJFUzI1NiJ9.op-connect-canary-TOKEN.sig"
 
-// opID makes a 1Password-shaped ID (26 lowercase letters and digits) from a short tag.
-func opID(tag string) string { return tag + strings.Repeat("0", 26-len(tag)) }
+func opID(tag string) string { return fakeconnect.ID(tag) }
 
-// fakeConnect answers like a 1Password Connect server (REST API v1, as documented and as
-// connect-sdk-go calls it): bearer token, vaults and items listed with a SCIM filter on the
-// title, items read by ID, errors as {"status":…,"message":…}. The token sees the vaults in
-// access only.
-type fakeConnect struct {
-	mu       sync.Mutex
-	tokens   map[string]bool
-	vaults   []onepassword.Vault
-	access   map[string]bool // vault ID → visible to the token
-	items    map[string][]*onepassword.Item
-	requests []string // method and path?query of every authorised request
-	status   int      // when non-zero, every request answers it (with Retry-After: 7)
-}
-
-func newFakeConnect(t *testing.T) (*fakeConnect, *httptest.Server) {
-	f := &fakeConnect{
-		tokens: map[string]bool{opToken: true},
-		vaults: []onepassword.Vault{
-			{ID: opID("vprod"), Name: "Production"},
-			{ID: opID("vhr"), Name: "HR"},
-			{ID: opID("vdup1"), Name: "Twin"},
-			{ID: opID("vdup2"), Name: "Twin"},
-		},
-		access: map[string]bool{opID("vprod"): true, opID("vdup1"): true, opID("vdup2"): true},
-		items:  map[string][]*onepassword.Item{},
-	}
+// newFakeConnect starts a Connect server holding vaults Production (items "Slack bot", "Twins",
+// two "Dup"), HR (hidden from the token) and two vaults named Twin.
+func newFakeConnect(t *testing.T) *fakeconnect.Server {
+	f := fakeconnect.Start(t, opToken)
+	f.AddVault(opID("vprod"), "Production", true)
+	f.AddVault(opID("vhr"), "HR", false)
+	f.AddVault(opID("vdup1"), "Twin", true)
+	f.AddVault(opID("vdup2"), "Twin", true)
 	backup := &onepassword.ItemSection{ID: "sbackup", Label: "Backup"}
 	other := &onepassword.ItemSection{ID: "sother", Label: "Other"}
-	f.items[opID("vprod")] = []*onepassword.Item{
-		{ID: opID("islack"), Title: "Slack bot", Category: onepassword.ApiCredential, Vault: onepassword.ItemVault{ID: opID("vprod")},
-			Sections: []*onepassword.ItemSection{backup},
-			Fields: []*onepassword.ItemField{
-				{ID: "username", Type: "STRING", Purpose: "USERNAME", Label: "username", Value: "airlock-bot"},
-				{ID: "credential", Type: "CONCEALED", Label: "credential", Value: canary},
-				{ID: "fold", Section: backup, Type: "CONCEALED", Label: "old credential", Value: "old-" + canary},
-				{ID: "blank", Type: "CONCEALED", Label: "blank"},
-			}},
-		{ID: opID("itwins"), Title: "Twins", Vault: onepassword.ItemVault{ID: opID("vprod")},
-			Sections: []*onepassword.ItemSection{backup, other},
-			Fields: []*onepassword.ItemField{
-				{ID: "ta", Section: backup, Type: "CONCEALED", Label: "token", Value: "a-" + canary},
-				{ID: "tb", Section: other, Type: "CONCEALED", Label: "token", Value: "b-" + canary},
-			}},
-		{ID: opID("idup1"), Title: "Dup", Vault: onepassword.ItemVault{ID: opID("vprod")}},
-		{ID: opID("idup2"), Title: "Dup", Vault: onepassword.ItemVault{ID: opID("vprod")}},
-	}
-	f.items[opID("vhr")] = []*onepassword.Item{
-		{ID: opID("ipay"), Title: "Payroll", Vault: onepassword.ItemVault{ID: opID("vhr")},
-			Fields: []*onepassword.ItemField{{ID: "password", Label: "password", Value: "hr-" + canary}}},
-	}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, srv
+	prod := onepassword.ItemVault{ID: opID("vprod")}
+	f.AddItem(&onepassword.Item{ID: opID("islack"), Title: "Slack bot", Category: onepassword.ApiCredential, Vault: prod,
+		Sections: []*onepassword.ItemSection{backup},
+		Fields: []*onepassword.ItemField{
+			{ID: "username", Type: "STRING", Purpose: "USERNAME", Label: "username", Value: "airlock-bot"},
+			{ID: "credential", Type: "CONCEALED", Label: "credential", Value: canary},
+			{ID: "fold", Section: backup, Type: "CONCEALED", Label: "old credential", Value: "old-" + canary},
+			{ID: "blank", Type: "CONCEALED", Label: "blank"},
+		}})
+	f.AddItem(&onepassword.Item{ID: opID("itwins"), Title: "Twins", Vault: prod,
+		Sections: []*onepassword.ItemSection{backup, other},
+		Fields: []*onepassword.ItemField{
+			{ID: "ta", Section: backup, Type: "CONCEALED", Label: "token", Value: "a-" + canary},
+			{ID: "tb", Section: other, Type: "CONCEALED", Label: "token", Value: "b-" + canary},
+		}})
+	f.AddItem(&onepassword.Item{ID: opID("idup1"), Title: "Dup", Vault: prod})
+	f.AddItem(&onepassword.Item{ID: opID("idup2"), Title: "Dup", Vault: prod})
+	f.AddItem(&onepassword.Item{ID: opID("ipay"), Title: "Payroll", Vault: onepassword.ItemVault{ID: opID("vhr")},
+		Fields: []*onepassword.ItemField{{ID: "password", Label: "password", Value: "hr-" + canary}}})
+	return f
 }
 
-// set changes the value of a field (a rotation in 1Password).
-func (f *fakeConnect) set(vault, item, field, value string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, it := range f.items[vault] {
-		if it.ID == item {
-			for _, fl := range it.Fields {
-				if fl.ID == field {
-					fl.Value = value
-				}
-			}
-		}
-	}
-}
-
-func (f *fakeConnect) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.requests)
-}
-
-func opError(w http.ResponseWriter, status int, msg string) {
-	b, _ := json.Marshal(map[string]any{"status": status, "message": msg})
-	writeJSON(w, status, string(b))
-}
-
-var opTitleFilter = regexp.MustCompile(`^title eq "([^"]*)"$`)
-
-func (f *fakeConnect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w.Header().Set("1Password-Connect-Version", "1.7.3")
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !f.tokens[tok] {
-		// A hostile or broken server may echo the token: our errors must not repeat it.
-		opError(w, 401, "Invalid token signature: "+tok)
-		return
-	}
-	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
-	if f.status != 0 {
-		w.Header().Set("Retry-After", "7")
-		opError(w, f.status, "status "+canary)
-		return
-	}
-	if r.Method != http.MethodGet {
-		opError(w, 405, "method not allowed")
-		return
-	}
-	var title string
-	if q := r.URL.Query().Get("filter"); q != "" {
-		m := opTitleFilter.FindStringSubmatch(q)
-		if m == nil {
-			opError(w, 400, "Invalid filter")
-			return
-		}
-		title = m[1]
-	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	reply := func(v any) {
-		b, _ := json.Marshal(v)
-		writeJSON(w, 200, string(b))
-	}
-	switch {
-	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "vaults":
-		out := []onepassword.Vault{}
-		for _, v := range f.vaults {
-			if f.access[v.ID] && (title == "" || v.Name == title) {
-				out = append(out, v)
-			}
-		}
-		reply(out)
-		return
-	case len(parts) >= 3 && parts[0] == "v1" && parts[1] == "vaults":
-		vid := parts[2]
-		known := false
-		for _, v := range f.vaults {
-			known = known || v.ID == vid
-		}
-		switch {
-		case !known:
-			opError(w, 404, "Invalid Vault UUID")
-			return
-		case !f.access[vid]:
-			opError(w, 403, "Authorization: token doesn't have access to vault "+vid)
-			return
-		}
-		switch {
-		case len(parts) == 3:
-			for _, v := range f.vaults {
-				if v.ID == vid {
-					reply(v)
-				}
-			}
-			return
-		case len(parts) == 4 && parts[3] == "items":
-			out := []onepassword.Item{}
-			for _, it := range f.items[vid] {
-				if title == "" || it.Title == title {
-					// A summary: no fields, no sections, as Connect lists items.
-					out = append(out, onepassword.Item{ID: it.ID, Title: it.Title, Vault: it.Vault, Category: it.Category})
-				}
-			}
-			reply(out)
-			return
-		case len(parts) == 5 && parts[3] == "items":
-			for _, it := range f.items[vid] {
-				if it.ID == parts[4] {
-					reply(it)
-					return
-				}
-			}
-			opError(w, 404, "Invalid Item UUID")
-			return
-		}
-	}
-	opError(w, 404, "Not Found")
-}
-
-func newOnePassword(t *testing.T, srv *httptest.Server, ttl time.Duration, clock *fakeClock) *secret.OnePassword {
+func newOnePassword(t *testing.T, f *fakeconnect.Server, ttl time.Duration, clock *fakeClock) *secret.OnePassword {
 	t.Helper()
 	cfg := &secret.OnePasswordConfig{
-		Host:     srv.URL,
+		Host:     f.URL,
 		Token:    "env:OP_TOKEN",
 		Secrets:  staticSecrets(map[string]string{"OP_TOKEN": opToken}),
 		CacheTTL: ttl,
@@ -218,8 +73,8 @@ func newOnePassword(t *testing.T, srv *httptest.Server, ttl time.Duration, clock
 var opCanaries = [][]byte{[]byte(canary), []byte(opToken)}
 
 func TestOnePasswordResolves(t *testing.T) {
-	_, srv := newFakeConnect(t)
-	o := newOnePassword(t, srv, -1, nil)
+	f := newFakeConnect(t)
+	o := newOnePassword(t, f, -1, nil)
 	for ref, want := range map[string]string{
 		"op://Production/Slack bot/credential":                         canary,
 		"op://Production/Slack bot/CREDENTIAL":                         canary, // labels match without regard to case
@@ -250,8 +105,8 @@ func TestOnePasswordResolves(t *testing.T) {
 }
 
 func TestOnePasswordErrors(t *testing.T) {
-	f, srv := newFakeConnect(t)
-	o := newOnePassword(t, srv, -1, nil)
+	f := newFakeConnect(t)
+	o := newOnePassword(t, f, -1, nil)
 	tests := []struct {
 		ref  string
 		is   error // nil: neither ErrNotFound nor ErrDenied
@@ -288,12 +143,9 @@ func TestOnePasswordErrors(t *testing.T) {
 		noLeak(t, tt.ref, err, opCanaries...)
 	}
 
-	// The server answers 429 and 500 (with the canary in its message): the errors say so
-	// without repeating the server.
+	// The server answers 429 and 500: the errors say so.
 	for status, want := range map[int]string{429: "rate-limiting the host (HTTP 429) reading op://Production/Slack bot/credential: retry after 7 s", 500: "HTTP status 500"} {
-		f.mu.Lock()
-		f.status = status
-		f.mu.Unlock()
+		f.FailWith(status)
 		_, err := o.Resolve(context.Background(), "op://Production/Slack bot/credential")
 		if err == nil || !strings.Contains(err.Error(), want) || errors.Is(err, secret.ErrNotFound) {
 			t.Errorf("status %d: %v, want %q", status, err, want)
@@ -303,9 +155,9 @@ func TestOnePasswordErrors(t *testing.T) {
 }
 
 func TestOnePasswordRefusedToken(t *testing.T) {
-	f, srv := newFakeConnect(t)
+	f := newFakeConnect(t)
 	o, err := secret.NewOnePassword(&secret.OnePasswordConfig{
-		Host: srv.URL, Token: "env:OP_TOKEN", CacheTTL: -1,
+		Host: f.URL, Token: "env:OP_TOKEN", CacheTTL: -1,
 		Secrets: staticSecrets(map[string]string{"OP_TOKEN": "wrong-" + opToken}),
 	})
 	if err != nil {
@@ -316,12 +168,12 @@ func TestOnePasswordRefusedToken(t *testing.T) {
 		t.Errorf("wrong token: %v, want ErrDenied naming the token reference", err)
 	}
 	noLeak(t, "wrong token", err, append(opCanaries, []byte("wrong-"+opToken))...)
-	if f.count() != 0 {
-		t.Errorf("%d requests were served with a wrong token", f.count())
+	if len(f.Requests()) != 0 {
+		t.Errorf("%d requests were served with a wrong token", len(f.Requests()))
 	}
 
 	// No token at all: the error names the reference to set.
-	o, _ = secret.NewOnePassword(&secret.OnePasswordConfig{Host: srv.URL, Secrets: staticSecrets(nil)})
+	o, _ = secret.NewOnePassword(&secret.OnePasswordConfig{Host: f.URL, Secrets: staticSecrets(nil)})
 	_, err = o.Resolve(context.Background(), "op://Production/Slack bot/credential")
 	if !errors.Is(err, secret.ErrNotFound) || !strings.Contains(err.Error(), "env:OP_CONNECT_TOKEN") {
 		t.Errorf("no token: %v", err)
@@ -339,11 +191,11 @@ func TestOnePasswordRefusedToken(t *testing.T) {
 }
 
 func TestOnePasswordRereadsARenewedToken(t *testing.T) {
-	f, srv := newFakeConnect(t)
+	f := newFakeConnect(t)
 	var mu sync.Mutex
 	current := opToken
 	o, err := secret.NewOnePassword(&secret.OnePasswordConfig{
-		Host: srv.URL, Token: "env:OP_TOKEN", CacheTTL: -1,
+		Host: f.URL, Token: "env:OP_TOKEN", CacheTTL: -1,
 		Secrets: secret.Env{Lookup: func(string) (string, bool) { mu.Lock(); defer mu.Unlock(); return current, true }},
 	})
 	if err != nil {
@@ -354,9 +206,7 @@ func TestOnePasswordRereadsARenewedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The token is replaced: the old one is revoked and the reference yields the new one.
-	f.mu.Lock()
-	f.tokens = map[string]bool{"renewed-" + opToken: true}
-	f.mu.Unlock()
+	f.SetTokens("renewed-" + opToken)
 	mu.Lock()
 	current = "renewed-" + opToken
 	mu.Unlock()
@@ -364,23 +214,21 @@ func TestOnePasswordRereadsARenewedToken(t *testing.T) {
 		t.Fatalf("after the token was renewed: %v", err)
 	}
 	// Revoked and not renewed: one attempt, ErrDenied, no loop.
-	f.mu.Lock()
-	f.tokens = map[string]bool{}
-	f.mu.Unlock()
-	n := f.count()
+	f.SetTokens()
+	n := len(f.Requests())
 	_, err = o.Resolve(context.Background(), ref)
 	if !errors.Is(err, secret.ErrDenied) {
 		t.Errorf("revoked: %v, want ErrDenied", err)
 	}
-	if f.count() != n {
+	if len(f.Requests()) != n {
 		t.Errorf("a revoked token was served")
 	}
 	noLeak(t, "revoked", err, append(opCanaries, []byte("renewed-"+opToken))...)
 }
 
 func TestOnePasswordRejectsMalformedReferences(t *testing.T) {
-	f, srv := newFakeConnect(t)
-	o := newOnePassword(t, srv, -1, nil)
+	f := newFakeConnect(t)
+	o := newOnePassword(t, f, -1, nil)
 	for _, ref := range []string{
 		"op:", "op:Production/Slack bot/credential", "op://", "op://Production", "op://Production/Slack bot",
 		"op://Production/Slack bot/a/b/c", "op://Production//credential", "op:///Slack bot/credential",
@@ -402,15 +250,15 @@ func TestOnePasswordRejectsMalformedReferences(t *testing.T) {
 		}
 		noLeak(t, "Resolve", err, opCanaries...)
 	}
-	if f.count() != 0 {
-		t.Errorf("malformed references reached the server %d times", f.count())
+	if len(f.Requests()) != 0 {
+		t.Errorf("malformed references reached the server %d times", len(f.Requests()))
 	}
 }
 
 func TestOnePasswordCacheAndRotation(t *testing.T) {
-	f, srv := newFakeConnect(t)
+	f := newFakeConnect(t)
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	o := newOnePassword(t, srv, 30*time.Second, clock)
+	o := newOnePassword(t, f, 30*time.Second, clock)
 	ctx := context.Background()
 	const ref = "op://Production/Slack bot/credential"
 	for range 3 {
@@ -422,11 +270,11 @@ func TestOnePasswordCacheAndRotation(t *testing.T) {
 	if got, err := o.Resolve(ctx, "op://Production/Slack bot/username"); err != nil || got.Expose() != "airlock-bot" {
 		t.Fatal(err)
 	}
-	if n := f.count(); n != 3 { // vault by title, item by title, item by ID
-		t.Errorf("4 resolves of one item within the TTL made %d requests, want 3: %q", n, f.requests)
+	if n := len(f.Requests()); n != 3 { // vault by title, item by title, item by ID
+		t.Errorf("4 resolves of one item within the TTL made %d requests, want 3: %q", n, f.Requests())
 	}
 	// Rotated in 1Password: within the TTL the cached value is used, after it the new one.
-	f.set(opID("vprod"), opID("islack"), "credential", "rotated-"+canary)
+	f.SetField(opID("vprod"), opID("islack"), "credential", "rotated-"+canary)
 	if got, _ := o.Resolve(ctx, ref); got.Expose() != canary {
 		t.Error("a rotated value was read within the TTL")
 	}
@@ -435,28 +283,28 @@ func TestOnePasswordCacheAndRotation(t *testing.T) {
 		t.Errorf("after the TTL: %v, want the rotated value", err)
 	}
 	// A fresh read (the host's, after an upstream 401) bypasses the cache.
-	f.set(opID("vprod"), opID("islack"), "credential", "again-"+canary)
+	f.SetField(opID("vprod"), opID("islack"), "credential", "again-"+canary)
 	if got, err := o.Resolve(secret.WithFreshRead(ctx), ref); err != nil || got.Expose() != "again-"+canary {
 		t.Errorf("fresh read: %v, want the newest value", err)
 	}
 	// Errors are not cached.
-	n := f.count()
+	n := len(f.Requests())
 	_, _ = o.Resolve(ctx, "op://Production/Nope/x")
 	_, _ = o.Resolve(ctx, "op://Production/Nope/x")
-	if f.count()-n != 4 {
-		t.Errorf("two failing resolves made %d requests, want 4", f.count()-n)
+	if len(f.Requests())-n != 4 {
+		t.Errorf("two failing resolves made %d requests, want 4", len(f.Requests())-n)
 	}
 }
 
 // The fake answers what the official SDK expects: connect-sdk-go, unmodified, reads the same
 // item through it. This is what makes the fake a fair stand-in for a Connect server.
 func TestFakeConnectSpeaksToTheOfficialSDK(t *testing.T) {
-	_, srv := newFakeConnect(t)
+	f := newFakeConnect(t)
 	if !opentracing.IsGlobalTracerRegistered() {
 		// connect.NewClient would otherwise install a Jaeger tracer for the whole process.
 		opentracing.SetGlobalTracer(opentracing.NoopTracer{})
 	}
-	c := connect.NewClient(srv.URL, opToken)
+	c := connect.NewClient(f.URL, opToken)
 	item, err := c.GetItem("Slack bot", "Production")
 	if err != nil {
 		t.Fatalf("connect-sdk-go GetItem: %v", err)
@@ -475,7 +323,7 @@ func TestFakeConnectSpeaksToTheOfficialSDK(t *testing.T) {
 	if !errors.As(err, &oe) || oe.StatusCode != 404 {
 		t.Errorf("connect-sdk-go GetItemByUUID(missing) = %v, want a *onepassword.Error with status 404", err)
 	}
-	_, err = connect.NewClient(srv.URL, "wrong").GetVaults()
+	_, err = connect.NewClient(f.URL, "wrong").GetVaults()
 	if !errors.As(err, &oe) || oe.StatusCode != 401 {
 		t.Errorf("connect-sdk-go with a wrong token = %v, want status 401", err)
 	}
