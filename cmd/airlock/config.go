@@ -58,7 +58,7 @@ type fileConfig struct {
 	// OnePassword enables op:// references, read through a 1Password Connect server.
 	OnePassword *onePasswordConfig `yaml:"onepassword"`
 	// Doppler enables doppler: references.
-	Doppler *dopplerConfig `yaml:"doppler"`
+	Doppler    *dopplerConfig `yaml:"doppler"`
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`
