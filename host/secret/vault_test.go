@@ -260,11 +260,15 @@ func TestVaultCache(t *testing.T) {
 	if f.reads != 3 {
 		t.Errorf("a resolve after the TTL made %d reads in total, want 3", f.reads)
 	}
+	// A fresh read (the host's, after an upstream 401) skips the cache.
+	if _, err := v.Resolve(secret.WithFreshRead(ctx), "vault:secret/slack/prod#bot_token"); err != nil || f.reads != 4 {
+		t.Errorf("a fresh read: %v, %d reads in total, want 4", err, f.reads)
+	}
 	// Errors are not cached.
 	_, _ = v.Resolve(ctx, "vault:secret/nope#x")
 	_, _ = v.Resolve(ctx, "vault:secret/nope#x")
-	if f.reads != 5 {
-		t.Errorf("two failing reads made %d reads in total, want 5", f.reads)
+	if f.reads != 6 {
+		t.Errorf("two failing reads made %d reads in total, want 6", f.reads)
 	}
 }
 

@@ -189,6 +189,8 @@ func (r *Ref) hint() string {
 		return fmt.Sprintf("set %s in the environment of the airlock process, or grant another reference", name)
 	case "file":
 		return fmt.Sprintf("create %s readable by airlock, or grant another reference", name)
+	case "vault", "op", "doppler":
+		return "fix the secret, or the host's access to it, in the secret manager, or grant another reference"
 	}
 	return fmt.Sprintf("grant a reference such as store:NAME or env:NAME: `airlock grant %s --credential %s=store:NAME`", r.cfg.Connector, r.cfg.Slot)
 }

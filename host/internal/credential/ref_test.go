@@ -21,12 +21,14 @@ type countingSource struct {
 	vals  map[string]string
 	reads int
 	down  bool
+	fresh []bool // secret.FreshRead of each read's context
 }
 
-func (s *countingSource) Resolve(_ context.Context, ref string) (secret.Value, error) {
+func (s *countingSource) Resolve(ctx context.Context, ref string) (secret.Value, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reads++
+	s.fresh = append(s.fresh, secret.FreshRead(ctx))
 	if s.down {
 		return secret.Value{}, errors.New("the source is unreachable")
 	}
@@ -68,6 +70,11 @@ func TestRef(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	if got := value(); got != "v3" {
 		t.Errorf("after the TTL: Value = %q, want v3", got)
+	}
+	// The first read and the one after the 401 ask a caching source (vault:, op:, doppler:) to
+	// read its manager, not its own cache; a read at the end of the TTL does not.
+	if got := fmt.Sprint(src.fresh); got != "[true true false]" {
+		t.Errorf("FreshRead of the reads = %s, want [true true false]", got)
 	}
 
 	// Unreachable: the last value keeps serving, logged once.
