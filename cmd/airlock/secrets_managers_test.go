@@ -87,11 +87,11 @@ upstreams:
 
 	// A mistaken block is reported with the file and what to write.
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("onepassword: {host: \"ftp://connect\"}\nconnectors: []\n"), 0o600)
+	os.WriteFile(bad, []byte("state_dir: state\nonepassword: {host: \"ftp://connect\"}\nconnectors: []\n"), 0o600)
 	if code, _, errOut := airlock(t, "call", "slack.post_message", "--config", bad); code == exitOK || !strings.Contains(errOut, "onepassword") || !strings.Contains(errOut, "http(s) URL") {
 		t.Errorf("a bad onepassword host = %d, %q", code, errOut)
 	}
-	os.WriteFile(bad, []byte("doppler: {tokn: env:X}\nconnectors: []\n"), 0o600)
+	os.WriteFile(bad, []byte("state_dir: state\ndoppler: {tokn: env:X}\nconnectors: []\n"), 0o600)
 	if code, _, errOut := airlock(t, "tools", "--config", bad); code == exitOK || !strings.Contains(errOut, `did you mean "token"`) {
 		t.Errorf("a misspelt doppler key = %d, %q", code, errOut)
 	}
