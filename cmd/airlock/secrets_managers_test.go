@@ -96,3 +96,18 @@ upstreams:
 		t.Errorf("a misspelt doppler key = %d, %q", code, errOut)
 	}
 }
+
+// `airlock grant` takes op:// and doppler: references, saying they are read by the server.
+func TestGrantAcceptsSecretManagerReferences(t *testing.T) {
+	w := newGrantWorld(t)
+	w.install(t)
+	routes := filepath.Join(w.dir, "routes.yaml")
+	os.WriteFile(routes, fmt.Appendf(nil, "connector: slack\nupstreams: {\"https://slack.com\": %q}\n", w.url), 0o600)
+	base := []string{"grant", "slack", "--file", routes, "--tools", "*", "--scopes", "*", "--hosts", "*"}
+	for ref, manager := range map[string]string{"op://Production/Slack bot/credential": "1Password Connect", "doppler:backend/prd/SLACK_BOT_TOKEN": "Doppler"} {
+		_, errOut := w.must(t, exitOK, append(base, "--credential", "bot_token="+ref)...)
+		if !strings.Contains(errOut, ref+" is not checked here; the server reads it from "+manager) {
+			t.Errorf("grant --credential bot_token=%s says %q; want it accepted with a note that %s is asked when a call needs it", ref, errOut, manager)
+		}
+	}
+}

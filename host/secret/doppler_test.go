@@ -70,8 +70,13 @@ func TestDopplerResolves(t *testing.T) {
 	if auth != "Bearer "+dopplerToken+"|Bearer "+dopplerToken+"|Bearer "+dopplerDevToken {
 		t.Errorf("tokens sent: %q, want prd's twice then dev's", auth)
 	}
-	if _, err := (secret.Mux{"doppler": d}).Resolve(ctx, "doppler:backend/prd/SLACK_BOT_TOKEN"); err != nil {
+	mux := secret.Mux{"doppler": d, "op": &secret.OnePassword{}}
+	if _, err := mux.Resolve(ctx, "doppler:backend/prd/SLACK_BOT_TOKEN"); err != nil {
 		t.Errorf("through a Mux: %v", err)
+	}
+	// A value without a scheme is answered with the syntax of each configured source.
+	if _, err := mux.Resolve(ctx, "SLACK_BOT_TOKEN"); err == nil || !strings.Contains(err.Error(), "doppler:PROJECT/CONFIG/NAME or op://VAULT/ITEM/FIELD") {
+		t.Errorf("Mux without a scheme: %v, want both syntaxes", err)
 	}
 }
 
