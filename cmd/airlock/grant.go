@@ -83,7 +83,8 @@ with --version V approves it, and the new version replaces the old one atomicall
 --version the grant applies to the active version and the upgrade stays pending.
 
 Credentials are references, never values: store:NAME ('airlock secret set NAME' first),
-env:NAME, file:PATH, vault:MOUNT/PATH#FIELD. A reference that cannot work (no scheme, a store
+env:NAME, file:PATH, vault:MOUNT/PATH#FIELD, op://VAULT/ITEM/FIELD, doppler:PROJECT/CONFIG/NAME
+(the last three need their block in airlock.yaml). A reference that cannot work (no scheme, a store
 secret that does not exist) is refused; one this shell cannot resolve (an environment variable
 of the server) is recorded with a warning. OAuth slots take a grant file (--file).
 
