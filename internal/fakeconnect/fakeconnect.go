@@ -110,7 +110,9 @@ func reply(w http.ResponseWriter, v any) {
 	w.Write(b)
 }
 
-var titleFilter = regexp.MustCompile(`^title eq "([^"]*)"$`)
+// titleFilter is the one filter the fake knows. The API reference documents `name eq` for
+// vaults and `title eq` for items; the official SDKs send `title eq` for both: both are taken.
+var titleFilter = regexp.MustCompile(`^(title|name) eq "([^"]*)"$`)
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
@@ -134,11 +136,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	title, filtered := "", false
 	if q := r.URL.Query().Get("filter"); q != "" {
 		m := titleFilter.FindStringSubmatch(q)
-		if m == nil {
+		if m == nil || (m[1] == "name" && strings.Count(strings.Trim(r.URL.Path, "/"), "/") != 1) {
 			fail(w, 400, "Invalid filter")
 			return
 		}
-		title, filtered = m[1], true
+		title, filtered = m[2], true
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) < 2 || parts[0] != "v1" || parts[1] != "vaults" {
