@@ -235,7 +235,8 @@ func (d *Doppler) fetch(ctx context.Context, tok string, r dopplerRef) (Value, e
 	case http.StatusForbidden:
 		return Value{}, errDopplerScope
 	case http.StatusNotFound:
-		return Value{}, fmt.Errorf("doppler: there is no secret %s in project %s config %s (HTTP 404): check the project, config and name in %s, or add the secret in Doppler: %w",
+		return Value{}, fmt.Errorf("doppler: there is no secret %s in project %s config %s (HTTP 404): check the project, config and name in %s "+
+			"(a service token sees only the config it was created in), or add the secret in Doppler: %w",
 			r.name, r.project, r.config, r, ErrNotFound)
 	case http.StatusTooManyRequests:
 		return Value{}, fmt.Errorf("doppler: Doppler is rate-limiting the token (HTTP 429) reading %s: %s", r, retryAfter(resp.header, d.now()))
