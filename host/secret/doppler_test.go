@@ -3,6 +3,7 @@ package secret_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -293,5 +294,42 @@ func TestDopplerHTTPHygiene(t *testing.T) {
 	}
 	if _, err := secret.NewDoppler(&secret.DopplerConfig{API: "ftp://doppler"}); err == nil {
 		t.Error("NewDoppler accepted an ftp: address")
+	}
+}
+
+// Many callers at once, while the secret rotates and the cache is bypassed now and then: every
+// call gets one of the values, none fails (run with -race).
+func TestSecretManagersConcurrent(t *testing.T) {
+	dop := newFakeDoppler(t)
+	conn := newFakeConnect(t)
+	sources := map[string]secret.Source{
+		"doppler:backend/prd/SLACK_BOT_TOKEN":  newDoppler(t, dop, time.Millisecond, nil, nil),
+		"op://Production/Slack bot/credential": newOnePassword(t, conn, time.Millisecond, nil),
+	}
+	for ref, src := range sources {
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for i := range 20 {
+			wg.Go(func() {
+				for j := range 10 {
+					ctx := context.Background()
+					if j%3 == 0 {
+						ctx = secret.WithFreshRead(ctx)
+					}
+					if i == 0 {
+						dop.Set("backend/prd", "SLACK_BOT_TOKEN", fmt.Sprint("v", j))
+						conn.SetField(opID("vprod"), opID("islack"), "credential", fmt.Sprint("v", j))
+					}
+					if v, err := src.Resolve(ctx, ref); err != nil || v.IsZero() {
+						errs <- fmt.Errorf("%s: %v", ref, err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
 	}
 }
