@@ -202,12 +202,26 @@ var (
 
 // scopeError explains a 403: almost always a service token of another project or config.
 func (d *Doppler) scopeError(r dopplerRef, tok *managerToken, dedicated bool) error {
-	fix := fmt.Sprintf(`create a service token in project %s config %s and name it under doppler.tokens as "%s/%s": REFERENCE`, r.project, r.config, r.project, r.config)
+	fix := fmt.Sprintf(`create a service token in project %s config %s and add it to airlock.yaml as doppler.tokens["%s/%s"] (a secret reference such as env:DOPPLER_TOKEN_%s_%s)`,
+		r.project, r.config, r.project, r.config, envPart(r.project), envPart(r.config))
 	if dedicated {
 		fix = fmt.Sprintf(`check that the token doppler.tokens["%s/%s"] (reference %s) was created in project %s config %s`, r.project, r.config, Display(tok.ref), r.project, r.config)
 	}
 	return fmt.Errorf("doppler: the token (reference %s) may not read project %s config %s (HTTP 403) for %s: a Doppler service token reads only the one project and config it was created in; %s: %w",
 		Display(tok.ref), r.project, r.config, r, fix, ErrDenied)
+}
+
+// envPart turns a project or config slug into a part of an environment variable's name.
+func envPart(s string) string {
+	return strings.Map(func(c rune) rune {
+		if 'a' <= c && c <= 'z' {
+			return c - 'a' + 'A'
+		}
+		if 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			return c
+		}
+		return '_'
+	}, s)
 }
 
 // dopplerSecret is the answer of GET /v3/configs/config/secret.

@@ -97,7 +97,7 @@ func TestDopplerErrors(t *testing.T) {
 		{"doppler:backend/stg/SLACK_BOT_TOKEN", secret.ErrDenied, []string{
 			"the token (reference env:DOPPLER_TOKEN) may not read project backend config stg (HTTP 403)",
 			"a Doppler service token reads only the one project and config it was created in",
-			`doppler.tokens as "backend/stg"`}},
+			`add it to airlock.yaml as doppler.tokens["backend/stg"] (a secret reference such as env:DOPPLER_TOKEN_BACKEND_STG)`}},
 		// A dedicated token that is in fact another config's.
 		{"doppler:web/prd/KEY", secret.ErrDenied, []string{
 			`check that the token doppler.tokens["web/prd"] (reference env:DOPPLER_WRONG) was created in project web config prd`}},
