@@ -94,7 +94,7 @@ var (
 	// ErrNoDSN: Config.DSN is empty.
 	ErrNoDSN = errors.New("dbfunc: the grant's database.dsn resolved to an empty value; set it to postgres://… or sqlite:PATH")
 	// ErrDSN: the DSN is not a form this host understands.
-	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database or sqlite:PATH; fix the secret the grant's database.dsn names")
+	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database, mysql://user:password@host:port/database, redis://… or sqlite:PATH; fix the secret the grant's database.dsn names")
 )
 
 // Open prepares the connection pool for cfg.DSN. It does not connect: the first call does, so a

@@ -207,8 +207,21 @@ func TestSQLiteRunsOneStatement(t *testing.T) {
 
 // bigFunctions are functions over ten million rows with small caps: each backend's fastest
 // streaming form (PostgreSQL: a set-returning function in the select list, which produces rows
-// one at a time; SQLite: a recursive CTE).
+// one at a time; SQLite: a recursive CTE; MariaDB: its SEQUENCE engine).
 var bigFunctions = map[string]string{
+	"mysql": `
+    - name: big_rows
+      sql: SELECT seq AS n, CONCAT('row ', seq) AS label FROM seq_1_to_10000000 WHERE seq <= $1
+      params: [{name: total}]
+      max_rows: 10
+      timeout_ms: 60000
+    - name: big_bytes
+      sql: SELECT seq AS n, REPEAT('x', 100) AS pad FROM seq_1_to_10000000 WHERE seq <= $1
+      params: [{name: total}]
+      max_rows: 10000
+      max_bytes: 2000
+      timeout_ms: 60000
+`,
 	"postgres": `
     - name: big_rows
       sql: SELECT n, 'row ' || n AS label FROM (SELECT generate_series(1, $1::int) AS n) s
