@@ -166,7 +166,7 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	if !ok {
 		return fail(abi.CodeNotGranted, abi.Fatal, db.notGranted(req.Function))
 	}
-	if manifest.Statements(f.SQL) != 1 {
+	if f.Redis == nil && manifest.Statements(f.SQL) != 1 {
 		// Parse refuses such a manifest; this holds for one built otherwise. SQLite's driver
 		// would run every statement, and after the first "COMMIT;" outside the transaction.
 		return fail("database_error", abi.Fatal, fmt.Sprintf("database function %s declares more than one SQL statement, which the host never runs; report it to the connector's publisher", f.Name))
@@ -177,9 +177,15 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	}
 	var resp abi.DBResponse
 	var err error
-	if f.ReadOnly {
+	rb, isRedis := db.backend.(*redisDB)
+	switch {
+	case isRedis && f.Redis != nil:
+		resp, err = rb.call(ctx, f, req.Params)
+	case f.Redis != nil:
+		err = errRedisOnSQL
+	case f.ReadOnly:
 		resp, err = db.backend.read(ctx, f, args)
-	} else {
+	default:
 		resp, err = db.backend.write(ctx, f, args)
 	}
 	if err != nil {
@@ -312,12 +318,8 @@ func (c *collector) add(rows *sql.Rows) (int, error) {
 	n := 0
 	for !c.done() && rows.Next() {
 		n++
-		c.seen++
-		if c.resp.Truncated {
-			continue // counting only
-		}
-		if len(c.resp.Rows) >= c.f.MaxRows {
-			c.resp.Truncated = true
+		if c.resp.Truncated || len(c.resp.Rows) >= c.f.MaxRows {
+			c.keep(nil) // counting only, or the row past max_rows
 			continue
 		}
 		if err := rows.Scan(c.ptrs...); err != nil {
@@ -327,18 +329,34 @@ func (c *collector) add(rows *sql.Rows) (int, error) {
 		for i, v := range c.vals {
 			row[i] = jsonValue(v)
 		}
-		b, err := json.Marshal(row)
-		if err != nil {
+		if err := c.keep(row); err != nil {
 			return n, err
 		}
-		if c.size+len(b)+1 > c.f.MaxBytes {
-			c.resp.Truncated = true
-			continue
-		}
-		c.size += len(b) + 1
-		c.resp.Rows = append(c.resp.Rows, row)
 	}
 	return n, rows.Err()
+}
+
+// keep adds one row unless a cap is passed, which sets Truncated; it counts every row.
+func (c *collector) keep(row []any) error {
+	c.seen++
+	switch {
+	case c.resp.Truncated:
+		return nil
+	case len(c.resp.Rows) >= c.f.MaxRows:
+		c.resp.Truncated = true
+		return nil
+	}
+	b, err := json.Marshal(row)
+	if err != nil {
+		return err
+	}
+	if c.size+len(b)+1 > c.f.MaxBytes {
+		c.resp.Truncated = true
+		return nil
+	}
+	c.size += len(b) + 1
+	c.resp.Rows = append(c.resp.Rows, row)
+	return nil
 }
 
 // result is the response gathered; Affected is the count of rows only with countAll.

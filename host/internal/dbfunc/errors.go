@@ -51,6 +51,9 @@ func (db *DB) classifyQuiet(ctx context.Context, f *manifest.DBFunction, err err
 	if e, ok := mysqlError(err, f, timeout, unavailable, refused, correctable); ok {
 		return e
 	}
+	if e, ok := redisError(err, f, timeout, unavailable, refused); ok {
+		return e
+	}
 
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
