@@ -51,7 +51,9 @@ var (
 )
 
 // RedisMultiKey reports whether command takes several keys (an array parameter in its key).
-func RedisMultiKey(command string) bool { return command == "MGET" || command == "EXISTS" || command == "DEL" }
+func RedisMultiKey(command string) bool {
+	return command == "MGET" || command == "EXISTS" || command == "DEL"
+}
 
 // Statement is what the function runs, as an admin reviews it: its SQL, or its Redis command.
 func (f *DBFunction) Statement() string {

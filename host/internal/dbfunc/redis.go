@@ -51,6 +51,7 @@ func openRedis(raw string, s *scrub.Scrubber, maxConns int) (backend, error) {
 		}
 	}
 	opt.PoolSize, opt.MaxActiveConns, opt.MaxIdleConns = maxConns, maxConns, maxConns
+	opt.PipelinePoolSize = -1 // pipelines share the bounded pool (go-redis gives them 10 more by default)
 	opt.ContextTimeoutEnabled = true
 	opt.ReadTimeout, opt.WriteTimeout = time.Minute, time.Minute // the call's context bounds each command
 	opt.MaxRetries = -1                                          // a write runs at most once
