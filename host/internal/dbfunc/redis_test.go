@@ -143,10 +143,14 @@ func (e *redisEnv) user(t *testing.T, name string, rules ...string) string {
 	return u.String()
 }
 
-func (e *redisEnv) functions() string { return strings.ReplaceAll(redisFunctions, `"P:`, `"`+e.prefix+`:`) }
+func (e *redisEnv) functions() string {
+	return strings.ReplaceAll(redisFunctions, `"P:`, `"`+e.prefix+`:`)
+}
 
 // key is a key of tenant acme (or another tenant).
-func (e *redisEnv) key(tenant, rest string) string { return e.prefix + ":tenant:" + tenant + ":" + rest }
+func (e *redisEnv) key(tenant, rest string) string {
+	return e.prefix + ":tenant:" + tenant + ":" + rest
+}
 
 // openRedisDB opens a DB on dsn granting every function (the writes too).
 func openRedisDB(t *testing.T, dsn, fns string, maxConns int) (*DB, *bytes.Buffer) {
