@@ -24,7 +24,7 @@ import (
 )
 
 // End to end: the example connector (manifests/dbfunc.yaml) built from this package, loaded in a
-// real host, against SQLite and PostgreSQL.
+// real host, against SQLite, PostgreSQL and MariaDB (and the Redis variant in redis_test.go).
 
 const canary = "CANARY-crm-dsn-Zp41xQ"
 
@@ -52,6 +52,8 @@ func newCRM(t *testing.T, backend string) *crm {
 		path := filepath.Join(dir, "crm.db")
 		c.admin, err = sql.Open("sqlite", path)
 		c.dsn = "sqlite:" + path
+	case "mysql":
+		c.dsn, c.admin = mysqlUser(t)
 	case "postgres":
 		var u *url.URL
 		if u, err = url.Parse(testenv.Postgres(t)); err != nil {
@@ -129,7 +131,7 @@ func noLeak(t *testing.T, rec *hosttest.Recorder, results ...*host.Result) {
 }
 
 func eachBackend(t *testing.T, test func(t *testing.T, c *crm)) {
-	for _, name := range []string{"sqlite", "postgres"} {
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			test(t, newCRM(t, name))
@@ -272,4 +274,27 @@ func TestEndToEndDatabaseDownIsRetryableAndSecretFree(t *testing.T) {
 		t.Fatalf("find_customer with the database down = %+v, want a retryable error", res.Error)
 	}
 	noLeak(t, rec, res)
+}
+
+// mysqlUser makes a MariaDB database and a user of its own, with the canary as password.
+func mysqlUser(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	dsn, admin := testenv.MariaDB(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	user := "c" + strings.TrimPrefix(db, "airlock_t_")
+	for _, stmt := range []string{
+		"CREATE USER '" + user + "'@'127.0.0.1' IDENTIFIED BY '" + canary + "'",
+		"GRANT ALL ON `" + db + "`.* TO '" + user + "'@'127.0.0.1'",
+	} {
+		if _, err := admin.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	t.Cleanup(func() { admin.Exec("DROP USER IF EXISTS '" + user + "'@'127.0.0.1'") })
+	u.User = url.UserPassword(user, canary)
+	return u.String(), admin
 }
