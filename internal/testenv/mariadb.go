@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +57,30 @@ func MariaDB(t testing.TB) (string, *sql.DB) {
 		}
 	})
 	u.Path = "/" + name
+	return u.String(), admin
+}
+
+// MariaDBUser returns a new MariaDB database (see MariaDB) and the mysql:// URL of a user of its
+// own with the given password, who has every privilege on that database and none elsewhere (no
+// FILE, no other database), with the admin connection. The user is dropped when the test ends.
+func MariaDBUser(t testing.TB, password string) (string, *sql.DB) {
+	t.Helper()
+	dsn, admin := MariaDB(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	user := "u" + strings.TrimPrefix(db, "airlock_t_")
+	for _, stmt := range []string{
+		"CREATE USER '" + user + "'@'127.0.0.1' IDENTIFIED BY '" + strings.ReplaceAll(password, "'", "''") + "'",
+		"GRANT ALL ON `" + db + "`.* TO '" + user + "'@'127.0.0.1'",
+	} {
+		if _, err := admin.Exec(stmt); err != nil {
+			t.Fatalf("testenv: creating the database's user: %v", err)
+		}
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("DROP USER IF EXISTS '" + user + "'@'127.0.0.1'") })
+	u.User = url.UserPassword(user, password)
 	return u.String(), admin
 }

@@ -53,7 +53,7 @@ func newCRM(t *testing.T, backend string) *crm {
 		c.admin, err = sql.Open("sqlite", path)
 		c.dsn = "sqlite:" + path
 	case "mysql":
-		c.dsn, c.admin = mysqlUser(t)
+		c.dsn, c.admin = testenv.MariaDBUser(t, canary)
 	case "postgres":
 		var u *url.URL
 		if u, err = url.Parse(testenv.Postgres(t)); err != nil {
@@ -274,27 +274,4 @@ func TestEndToEndDatabaseDownIsRetryableAndSecretFree(t *testing.T) {
 		t.Fatalf("find_customer with the database down = %+v, want a retryable error", res.Error)
 	}
 	noLeak(t, rec, res)
-}
-
-// mysqlUser makes a MariaDB database and a user of its own, with the canary as password.
-func mysqlUser(t *testing.T) (string, *sql.DB) {
-	t.Helper()
-	dsn, admin := testenv.MariaDB(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := strings.TrimPrefix(u.Path, "/")
-	user := "c" + strings.TrimPrefix(db, "airlock_t_")
-	for _, stmt := range []string{
-		"CREATE USER '" + user + "'@'127.0.0.1' IDENTIFIED BY '" + canary + "'",
-		"GRANT ALL ON `" + db + "`.* TO '" + user + "'@'127.0.0.1'",
-	} {
-		if _, err := admin.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	t.Cleanup(func() { admin.Exec("DROP USER IF EXISTS '" + user + "'@'127.0.0.1'") })
-	u.User = url.UserPassword(user, canary)
-	return u.String(), admin
 }

@@ -122,7 +122,7 @@ func newBackend(t *testing.T, name string) *testDB {
 		u.User = url.UserPassword(u.User.Username(), canary)
 		b.admin, b.dsn = admin, u.String()
 	case "mysql":
-		b.dsn, b.admin = mysqlCanaryUser(t)
+		b.dsn, b.admin = testenv.MariaDBUser(t, canary)
 	}
 	t.Cleanup(func() { b.admin.Close() })
 	ddl := schema

@@ -1,72 +1,18 @@
 package dbfunc
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/host/internal/scrub"
 	"github.com/airlock-dev/airlock/host/manifest"
-	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
-	"github.com/airlock-dev/airlock/internal/testenv"
 )
-
-// mysqlCanaryUser makes a fresh MariaDB database and a user of its own whose password is the
-// canary, with every privilege on that database only (no FILE, no other database). It returns
-// the user's mysql:// DSN and an admin connection.
-func mysqlCanaryUser(t *testing.T) (string, *sql.DB) {
-	t.Helper()
-	dsn, admin := testenv.MariaDB(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbName := strings.TrimPrefix(u.Path, "/")
-	user := "u" + strings.TrimPrefix(dbName, "airlock_t_")
-	for _, stmt := range []string{
-		fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'", user, canary),
-		fmt.Sprintf("GRANT ALL ON `%s`.* TO '%s'@'127.0.0.1'", dbName, user),
-	} {
-		if _, err := admin.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	t.Cleanup(func() { admin.Exec(fmt.Sprintf("DROP USER IF EXISTS '%s'@'127.0.0.1'", user)) })
-	u.User = url.UserPassword(user, canary)
-	return u.String(), admin
-}
-
-// openMySQLWith opens a DB on b granting fns (YAML list entries), with maxConns connections.
-func openMySQLWith(t *testing.T, dsn string, maxConns int, fns string, raw ...manifest.DBFunction) (*DB, *bytes.Buffer) {
-	t.Helper()
-	src := "abi: 1\nname: t\nversion: 1.0.0\npublisher: t\ndescription: t\nmodule: {path: t.wasm}\n" +
-		"tools: [{name: t, description: t, input_schema: {type: object}}]\ndatabase:\n  functions:\n" + fns
-	m, err := manifest.Parse("t.yaml", []byte(src))
-	if err != nil {
-		t.Fatalf("test manifest: %v", err)
-	}
-	m.Database.Functions = append(m.Database.Functions, raw...)
-	granted := map[string]*manifest.DBFunction{}
-	for i := range m.Database.Functions {
-		granted[m.Database.Functions[i].Name] = &m.Database.Functions[i]
-	}
-	var logs bytes.Buffer
-	db, err := Open(Config{DSN: secret.New(dsn), Declared: m.Database.Functions, Granted: granted, Scrubber: scrub.New(),
-		MaxConns: maxConns, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db, &logs
-}
 
 // TestMySQLCapsStopTheServer: the row cap is applied by the server (sql_select_limit), so a
 // function over a billion-row table evaluates a dozen rows; a statement whose own LIMIT lets more
@@ -74,7 +20,7 @@ func openMySQLWith(t *testing.T, dsn string, maxConns int, fns string, raw ...ma
 func TestMySQLCapsStopTheServer(t *testing.T) {
 	b := newBackend(t, "mysql")
 	// @airlock_n counts the rows the server evaluated, in the session of the only connection.
-	db, logs := openMySQLWith(t, b.dsn, 1, `
+	db, logs := openConns(t, b.dsn, 1, `
     - name: count_rows
       sql: SELECT seq FROM seq_1_to_1000000000 WHERE (@airlock_n := COALESCE(@airlock_n, 0) + 1) > 0
       max_rows: 10
@@ -163,7 +109,7 @@ func TestMySQLReadsCannotWrite(t *testing.T) {
 		fmt.Fprintf(&fns, "    - name: attack_%d\n      sql: %q\n", i, a)
 	}
 	for _, options := range []string{"", "?multiStatements=true&interpolateParams=true"} {
-		db, logs := openMySQLWith(t, b.dsn+options, 2, fns.String(), escapeFunctions()...)
+		db, logs := openConns(t, b.dsn+options, 2, fns.String(), escapeFunctions()...)
 		var resps []abi.DBResponse
 		for i, a := range attacks {
 			r := call(db, fmt.Sprintf("attack_%d", i))
@@ -182,7 +128,7 @@ func TestMySQLReadsCannotWrite(t *testing.T) {
 		noCanary(t, logs, resps...)
 	}
 	// The database's own refusal, beneath the host's query check: a write through a query.
-	db, _ := openMySQLWith(t, b.dsn, 1, "    - {name: sneaky, sql: SELECT add_mallory()}\n")
+	db, _ := openConns(t, b.dsn, 1, "    - {name: sneaky, sql: SELECT add_mallory()}\n")
 	f := db.granted["sneaky"]
 	if _, err := db.backend.read(context.Background(), f, nil); !refusedAsReadOnly(err) {
 		t.Fatalf("a writing function through a read: err = %v, want the database's read-only refusal", err)
@@ -193,7 +139,7 @@ func TestMySQLReadsCannotWrite(t *testing.T) {
 // a parameter may be used twice, and $1 inside a literal stays text.
 func TestMySQLParametersBindInOrder(t *testing.T) {
 	b := newBackend(t, "mysql")
-	db, _ := openMySQLWith(t, b.dsn, 2, `
+	db, _ := openConns(t, b.dsn, 2, `
     - name: twice
       sql: SELECT id, '$1 stays' AS lit FROM customers WHERE (name = $2 OR email = $2) AND id >= $1 ORDER BY id
       params: [{name: min_id, schema: {type: integer}}, {name: who, schema: {type: string}}]
@@ -235,7 +181,7 @@ func TestMySQLParametersBindInOrder(t *testing.T) {
 // TestMySQLPoolIsBounded: a connector's calls never hold more connections than MaxConns.
 func TestMySQLPoolIsBounded(t *testing.T) {
 	b := newBackend(t, "mysql")
-	db, _ := openMySQLWith(t, b.dsn, 2, "    - {name: nap, sql: SELECT SLEEP(0.3) AS s}\n")
+	db, _ := openConns(t, b.dsn, 2, "    - {name: nap, sql: SELECT SLEEP(0.3) AS s}\n")
 	user, _ := url.Parse(b.dsn)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})

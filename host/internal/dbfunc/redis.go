@@ -405,12 +405,8 @@ func (r *redisDB) call(ctx context.Context, f *manifest.DBFunction, params []jso
 			break
 		}
 		rows("member", "score")
-		zs, err := r.c.ZRangeWithScores(ctx, key, start, stop).Result()
-		if err != nil {
+		if err := keepScored(c, r.c.ZRangeWithScores(ctx, key, start, stop)); err != nil {
 			return abi.DBResponse{}, err
-		}
-		for _, z := range zs {
-			c.keep([]any{z.Member, jsonValue(z.Score)})
 		}
 	case "ZRANGEBYSCORE":
 		b, err := bounds(rc, params, subject, [2]string{"-inf", "+inf"}, scoreBound.MatchString, "a score (a number, -inf or +inf, with ( for an open bound)")
@@ -418,12 +414,8 @@ func (r *redisDB) call(ctx context.Context, f *manifest.DBFunction, params []jso
 			return abi.DBResponse{}, err
 		}
 		rows("member", "score")
-		zs, err := r.c.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: b[0], Max: b[1], Count: int64(f.MaxRows) + 1}).Result()
-		if err != nil {
+		if err := keepScored(c, r.c.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: b[0], Max: b[1], Count: int64(f.MaxRows) + 1})); err != nil {
 			return abi.DBResponse{}, err
-		}
-		for _, z := range zs {
-			c.keep([]any{z.Member, jsonValue(z.Score)})
 		}
 	case "XRANGE":
 		b, err := bounds(rc, params, subject, [2]string{"-", "+"}, streamBound.MatchString, "a stream entry ID (1700000000000-0, - or +)")
@@ -504,6 +496,15 @@ func (r *redisDB) writeCommand(ctx context.Context, f *manifest.DBFunction, keys
 		return resp, &statementError{reason: "its command " + rc.Command + " is not one the host runs"}
 	}
 	return resp, nil
+}
+
+// keepScored collects a sorted set's members with their scores.
+func keepScored(c *collector, cmd *redis.ZSliceCmd) error {
+	zs, err := cmd.Result()
+	for _, z := range zs {
+		c.keep([]any{z.Member, jsonValue(z.Score)})
+	}
+	return err
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -1,7 +1,6 @@
 package dbfunc
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -152,13 +151,6 @@ func (e *redisEnv) key(tenant, rest string) string {
 	return e.prefix + ":tenant:" + tenant + ":" + rest
 }
 
-// openRedisDB opens a DB on dsn granting every function (the writes too).
-func openRedisDB(t *testing.T, dsn, fns string, maxConns int) (*DB, *bytes.Buffer) {
-	t.Helper()
-	db, logs := openMySQLWith(t, dsn, maxConns, fns)
-	return db, logs
-}
-
 func callAs(db *DB, subject, fn string, params ...any) abi.DBResponse {
 	req, _ := json.Marshal(map[string]any{"function": fn, "params": params})
 	return db.Call(WithSubject(context.Background(), subject), req)
@@ -197,7 +189,7 @@ func fieldsN(n int) []any {
 func TestRedisFunctionsReadTheirKeysWithinCaps(t *testing.T) {
 	e := newRedis(t)
 	e.seed(t)
-	db, logs := openRedisDB(t, e.user(t, "rw", "+@read", "+@write"), e.functions(), 2)
+	db, logs := openConns(t, e.user(t, "rw", "+@read", "+@write"), 2, e.functions())
 	type want struct {
 		rows      int
 		truncated bool
@@ -249,7 +241,7 @@ func TestRedisWritesRunOnceAndOnlyTheirCommand(t *testing.T) {
 	e := newRedis(t)
 	e.seed(t)
 	ctx := context.Background()
-	db, logs := openRedisDB(t, e.user(t, "rw", "+@read", "+@write"), e.functions(), 2)
+	db, logs := openConns(t, e.user(t, "rw", "+@read", "+@write"), 2, e.functions())
 	// A value is data, whatever it holds: RESP framing, a Lua script, a command line.
 	for _, v := range []string{"\r\n*1\r\n$8\r\nFLUSHALL\r\n", "'; EVAL \"redis.call('flushall')\" 0 --", "x\x00y"} {
 		r := callAs(db, "acme", "save_note", "5", v)
@@ -297,7 +289,7 @@ func TestRedisKeysStayUnderTheirPrefix(t *testing.T) {
 	e := newRedis(t)
 	e.seed(t)
 	// monitor counts the commands the server runs, so a refusal is shown to send none.
-	db, logs := openRedisDB(t, e.user(t, "rw", "+@read", "+@write"), e.functions(), 2)
+	db, logs := openConns(t, e.user(t, "rw", "+@read", "+@write"), 2, e.functions())
 	var resps []abi.DBResponse
 	for _, v := range []any{
 		"1:x", "../globex:note:1", "*", "1*", "?", "[12]", `1\`, "{acme}", "1\r\nFLUSHALL", "1\x00", "",
@@ -348,8 +340,8 @@ func TestRedisKeysStayUnderTheirPrefix(t *testing.T) {
 func TestRedisReadsCannotWrite(t *testing.T) {
 	e := newRedis(t)
 	e.seed(t)
-	db, logs := openRedisDB(t, e.user(t, "ro", "+@read"), e.functions(), 2)
-	m := parseRedisManifest(t, e.functions())
+	db, logs := openConns(t, e.user(t, "ro", "+@read"), 2, e.functions())
+	m := testManifest(t, e.functions())
 	var resps []abi.DBResponse
 	for _, f := range m.Database.Functions {
 		params := make([]any, len(f.Params))
@@ -374,17 +366,6 @@ func TestRedisReadsCannotWrite(t *testing.T) {
 	noCanary(t, logs, resps...)
 }
 
-func parseRedisManifest(t *testing.T, fns string) *manifest.Manifest {
-	t.Helper()
-	src := "abi: 1\nname: t\nversion: 1.0.0\npublisher: t\ndescription: t\nmodule: {path: t.wasm}\n" +
-		"tools: [{name: t, description: t, input_schema: {type: object}}]\ndatabase:\n  functions:\n" + fns
-	m, err := manifest.Parse("t.yaml", []byte(src))
-	if err != nil {
-		t.Fatalf("test manifest: %v", err)
-	}
-	return m
-}
-
 // TestRedisTimeoutAndPool: a Redis slowed by a proxy makes a call fail as a timeout at its
 // timeout_ms, and however many calls run at once the connector holds at most MaxConns
 // connections to the server.
@@ -396,7 +377,7 @@ func TestRedisTimeoutAndPool(t *testing.T) {
 	u, _ := url.Parse(e.user(t, "rw", "+@read", "+@write"))
 	u.Host = addr
 	fns := e.functions() + "    - name: quick\n      redis: {command: GET, key: \"" + e.prefix + ":tenant:{subject}:note:1\"}\n      timeout_ms: 300\n"
-	db, logs := openRedisDB(t, u.String(), fns, 2)
+	db, logs := openConns(t, u.String(), 2, fns)
 	if r := callAs(db, "acme", "quick"); r.Error != nil || len(r.Rows) != 1 {
 		t.Fatalf("quick before the fault = %+v", r)
 	}
@@ -439,7 +420,7 @@ func TestRedisDSNNeverLeaks(t *testing.T) {
 		"rediss://" + canary + ":" + canary + "@127.0.0.1:1/0",
 		wrong,
 	} {
-		db, logs := openRedisDB(t, dsn, e.functions(), 1)
+		db, logs := openConns(t, dsn, 1, e.functions())
 		r := callAs(db, "acme", "get_note", 1)
 		if r.Error == nil {
 			t.Fatalf("a call with a bad DSN succeeded: %+v", r)
@@ -452,7 +433,7 @@ func TestRedisDSNNeverLeaks(t *testing.T) {
 		}
 	}
 	// A Redis function on an SQL database, and an SQL function on Redis, are refused clearly.
-	fns := parseRedisManifest(t, e.functions()+"    - {name: plain, sql: SELECT 1}\n").Database.Functions
+	fns := testManifest(t, e.functions()+"    - {name: plain, sql: SELECT 1}\n").Database.Functions
 	granted := map[string]*manifest.DBFunction{}
 	for i := range fns {
 		granted[fns[i].Name] = &fns[i]
