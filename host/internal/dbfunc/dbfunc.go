@@ -1,5 +1,6 @@
 // Package dbfunc runs a connector's bounded database functions: the named, parameterised SQL
-// statements a manifest declares and a grant allows, behind the airlock_db host function.
+// statements (PostgreSQL, MySQL/MariaDB, SQLite) or Redis commands (see redisDB) a manifest
+// declares and a grant allows, behind the airlock_db host function.
 //
 // Agents never send SQL. A plugin asks for a function by name with positional parameters; [DB.Call]
 // runs it only when it is declared and granted, checks each parameter against its JSON Schema,
@@ -7,7 +8,8 @@
 //
 //   - a read function (read_only, the default) runs in a transaction the database itself keeps
 //     read-only: PostgreSQL BEGIN READ ONLY; SQLite on a connection opened with mode=ro and
-//     PRAGMA query_only. A write smuggled into a read function is refused by the database;
+//     PRAGMA query_only; MySQL START TRANSACTION READ ONLY, for a query only (see mysqlDB). A
+//     write smuggled into a read function is refused by the database;
 //   - a write function runs only when the grant allows writes, in a transaction that is committed
 //     only when the statement succeeded;
 //   - every statement has a timeout: PostgreSQL SET LOCAL statement_timeout, so the server
@@ -62,8 +64,10 @@ import (
 
 // Config configures a DB. Open copies what it needs; later changes have no effect.
 type Config struct {
-	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL, sqlite:PATH
-	// for an SQLite file that must already exist. Required.
+	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL,
+	// mysql://user:password@host:port/database (or mariadb://…) for MySQL and MariaDB,
+	// redis://… or rediss://… for Redis, sqlite:PATH for an SQLite file that must already exist.
+	// Required.
 	DSN secret.Value
 	// Declared are the manifest's database functions (manifest.Database.Functions).
 	Declared []manifest.DBFunction
