@@ -92,3 +92,25 @@ func TestMySQLPlaceholders(t *testing.T) {
 		t.Errorf("CodeWords = %q", got)
 	}
 }
+
+// TestCompareShowsRedisCommandChanges: a new version that points a Redis function at other keys
+// (or another command) is a change the admin must approve, shown as the command it runs.
+func TestCompareShowsRedisCommandChanges(t *testing.T) {
+	older, err := Parse("t.yaml", []byte(redisManifest(`    - {name: f, redis: {command: GET, key: "tenant:{subject}:note:{0}"}, params: [{name: id}]}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range []string{
+		`    - {name: f, redis: {command: GET, key: "tenant:{0}:note"}, params: [{name: id}]}`,
+		`    - {name: f, redis: {command: SMEMBERS, key: "tenant:{subject}:note:{0}"}, params: [{name: id}]}`,
+	} {
+		newer, err := Parse("t.yaml", []byte(redisManifest(fn)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes := Compare(older, newer)
+		if len(changes) != 1 || changes[0].Kind != ChangeDatabase || !strings.Contains(changes[0].Detail, newer.Database.Functions[0].Redis.Key) {
+			t.Errorf("%s: changes = %v, want one database change naming the new command", fn, changes)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 // TestMySQLCapsStopTheServer: the row cap is applied by the server (sql_select_limit), so a
@@ -215,4 +216,28 @@ func TestMySQLPoolIsBounded(t *testing.T) {
 	if most == 0 || most > 2 {
 		t.Fatalf("the server saw up to %d connections of the connector, want 1..2 (MaxConns 2)", most)
 	}
+}
+
+// TestMySQLDSNPasswordForms: a password with URL-special characters reaches the server intact
+// (the mysql:// URL is converted to the driver's form), and neither a wrong one nor any form of
+// the right one shows in a response or the log.
+func TestMySQLDSNPasswordForms(t *testing.T) {
+	password := canary + "@/:?#%'x"
+	dsn, _ := testenv.MariaDBUser(t, password)
+	db, logs := openConns(t, dsn+"?multiStatements=true", 1, "    - {name: one, sql: SELECT 1 AS n}\n")
+	if r := call(db, "one"); r.Error != nil || len(r.Rows) != 1 || r.Rows[0][0] != int64(1) {
+		t.Fatalf("one = %+v", r)
+	}
+	if !strings.Contains(logs.String(), "multiStatements") {
+		t.Errorf("a DSN asking for multiStatements was not warned about")
+	}
+	wrong := strings.Replace(dsn, url.UserPassword("x", password).String()[2:], url.UserPassword("x", canary+"-wrong").String()[2:], 1)
+	db2, logs2 := openConns(t, wrong, 1, "    - {name: one, sql: SELECT 1 AS n}\n")
+	r := call(db2, "one")
+	wantError(t, r, "database_error", abi.Fatal)
+	if !strings.Contains(r.Error.Message, "sign in") {
+		t.Errorf("wrong password: message %q does not say the host could not sign in", r.Error.Message)
+	}
+	noCanary(t, logs, r)
+	noCanary(t, logs2, r)
 }
