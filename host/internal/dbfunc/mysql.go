@@ -235,7 +235,7 @@ func mysqlError(err error, f *manifest.DBFunction, timeout, unavailable *abi.Err
 	correctable func(code, what string) *abi.Error) (*abi.Error, bool) {
 	var se *statementError
 	if errors.As(err, &se) {
-		return refused("the host does not run its statement on MySQL: " + se.reason), true
+		return refused("the host does not run it: " + se.reason), true
 	}
 	if errors.Is(err, errNotAQuery) {
 		return refused("it is declared read-only and its statement is not a query (SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN, DESCRIBE) " +
