@@ -130,8 +130,9 @@ func ParseTemplate(s string) ([]TemplatePart, error) {
 	return parts, nil
 }
 
-// checkRedis returns what is wrong with a function's Redis command ("" each when nothing).
-func (f *DBFunction) checkRedis() []string {
+// RedisProblems returns what is wrong with a function's Redis command (none when nothing): what
+// Parse refuses. The host checks it again before running a function built by other means.
+func (f *DBFunction) RedisProblems() []string {
 	r := f.Redis
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }

@@ -277,7 +277,7 @@ func (d *document) check(m *Manifest) []*Error {
 			}
 			if f.Redis != nil {
 				f.Redis.Command = strings.ToUpper(f.Redis.Command)
-				for _, e := range f.checkRedis() {
+				for _, e := range f.RedisProblems() {
 					add(p("database", "functions", i, "redis"), "%s", e)
 				}
 				continue

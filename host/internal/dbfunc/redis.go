@@ -248,6 +248,9 @@ func isInt(s string) bool { _, err := strconv.ParseInt(s, 10, 64); return err ==
 // call runs a Redis function with its parameters as sent (validated against their schemas).
 func (r *redisDB) call(ctx context.Context, f *manifest.DBFunction, params []json.RawMessage) (abi.DBResponse, error) {
 	rc := f.Redis
+	if problems := f.RedisProblems(); len(problems) > 0 { // Parse refuses these; a manifest built otherwise
+		return abi.DBResponse{}, &statementError{reason: problems[0]}
+	}
 	subject := subjectOf(ctx)
 	keys, err := fill(rc.Key, params, subject, true, manifest.RedisMultiKey(rc.Command), f.MaxRows)
 	if err != nil {

@@ -456,3 +456,37 @@ func TestRedisDSNNeverLeaks(t *testing.T) {
 		t.Errorf("a Redis function on SQLite = %+v", r)
 	}
 }
+
+// TestRedisRefusesUnparsedEscapes: functions built without manifest.Parse (which refuses them)
+// are refused by the host too: a write declared as a read, commands off the allow-list, a key
+// template without a literal prefix.
+func TestRedisRefusesUnparsedEscapes(t *testing.T) {
+	e := newRedis(t)
+	e.seed(t)
+	raw := func(name string, rc manifest.RedisCommand, params ...string) manifest.DBFunction {
+		f := manifest.DBFunction{Name: name, Redis: &rc, ReadOnly: true, MaxRows: 100, MaxBytes: 1 << 20, TimeoutMS: 5000}
+		for _, p := range params {
+			f.Params = append(f.Params, manifest.DBParam{Name: p})
+		}
+		return f
+	}
+	db, logs := openConns(t, e.user(t, "rw", "+@all"), 1, "    - {name: plain, redis: {command: GET, key: \""+e.prefix+":x\"}}\n",
+		raw("sneaky_set", manifest.RedisCommand{Command: "SET", Key: e.prefix + ":tenant:{subject}:note:1", Value: "pwned", TTLS: 60}),
+		raw("flush", manifest.RedisCommand{Command: "FLUSHDB", Key: e.prefix + ":x"}),
+		raw("keys", manifest.RedisCommand{Command: "KEYS", Key: e.prefix + ":*"}),
+		raw("lowercase", manifest.RedisCommand{Command: "get", Key: e.prefix + ":x"}),
+		raw("unprefixed", manifest.RedisCommand{Command: "GET", Key: "{0}"}, "key"),
+	)
+	var resps []abi.DBResponse
+	for _, fn := range []string{"sneaky_set", "flush", "keys", "lowercase", "unprefixed"} {
+		r := callAs(db, "acme", fn, []any{"anything"}[:len(db.granted[fn].Params)]...)
+		resps = append(resps, r)
+		if r.Error == nil || r.Error.Category != abi.Fatal {
+			t.Errorf("%s = %+v, want a fatal refusal", fn, r)
+		}
+	}
+	if got := e.admin.Get(context.Background(), e.key("acme", "note:1")).Val(); got != "acme note one" {
+		t.Fatalf("note 1 = %q: a write declared as a read ran", got)
+	}
+	noCanary(t, logs, resps...)
+}
