@@ -66,10 +66,7 @@ func openMySQL(raw string, s *scrub.Scrubber, log *slog.Logger, maxConns int) (b
 	cfg.User = u.User.Username()
 	if pw, ok := u.User.Password(); ok {
 		cfg.Passwd = pw
-		s.Add(pw)
-		if esc, _, _ := strings.Cut(strings.TrimPrefix(u.User.String(), cfg.User+":"), "@"); esc != pw {
-			s.Add(esc)
-		}
+		addPassword(s, u)
 	}
 	if cfg.MultiStatements || cfg.InterpolateParams {
 		log.Warn("the database DSN sets multiStatements or interpolateParams; database functions run without them, " +
@@ -91,6 +88,16 @@ func openMySQL(raw string, s *scrub.Scrubber, log *slog.Logger, maxConns int) (b
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	return &mysqlDB{db: db}, nil
+}
+
+// addPassword tells the scrubber the password of a URL's userinfo, as written and decoded.
+func addPassword(s *scrub.Scrubber, u *url.URL) {
+	if pw, ok := u.User.Password(); ok {
+		s.Add(pw)
+		if _, esc, _ := strings.Cut(u.User.String(), ":"); esc != pw {
+			s.Add(esc)
+		}
+	}
 }
 
 // mysqlLogger sends the driver's own messages to the host's log, scrubbed.

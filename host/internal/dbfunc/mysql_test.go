@@ -228,6 +228,12 @@ func TestMySQLDSNPasswordForms(t *testing.T) {
 	if r := call(db, "one"); r.Error != nil || len(r.Rows) != 1 || r.Rows[0][0] != int64(1) {
 		t.Fatalf("one = %+v", r)
 	}
+	escaped := url.UserPassword("x", password).String()[2:]
+	for _, form := range []string{password, escaped} {
+		if got := db.scrub.String("driver said " + form); strings.Contains(got, canary) {
+			t.Errorf("the scrubber does not know the password as %q", form)
+		}
+	}
 	if !strings.Contains(logs.String(), "multiStatements") {
 		t.Errorf("a DSN asking for multiStatements was not warned about")
 	}

@@ -44,11 +44,9 @@ func openRedis(raw string, s *scrub.Scrubber, maxConns int) (backend, error) {
 	}
 	if opt.Password != "" {
 		s.Add(opt.Password)
-		if u, err := url.Parse(raw); err == nil && u.User != nil {
-			if esc, _, _ := strings.Cut(strings.TrimPrefix(u.User.String(), u.User.Username()+":"), "@"); esc != opt.Password {
-				s.Add(esc)
-			}
-		}
+	}
+	if u, err := url.Parse(raw); err == nil {
+		addPassword(s, u)
 	}
 	opt.PoolSize, opt.MaxActiveConns, opt.MaxIdleConns = maxConns, maxConns, maxConns
 	opt.PipelinePoolSize = -1 // pipelines share the bounded pool (go-redis gives them 10 more by default)
