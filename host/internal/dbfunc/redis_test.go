@@ -1,13 +1,16 @@
 package dbfunc
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -489,4 +492,93 @@ func TestRedisRefusesUnparsedEscapes(t *testing.T) {
 		t.Fatalf("note 1 = %q: a write declared as a read ran", got)
 	}
 	noCanary(t, logs, resps...)
+}
+
+// TestRedisCommandsSentAreBounded watches the server (MONITOR) while every read function runs
+// over large values: each command the host sent is a bounded one (a range clamped to max_rows +
+// 1, a COUNT or LIMIT, a page of HSCAN/SSCAN, a GETRANGE of max_bytes + 1 bytes), never one that
+// makes the server produce a whole hash, set, list or value.
+func TestRedisCommandsSentAreBounded(t *testing.T) {
+	e := newRedis(t)
+	e.seed(t)
+	ctx := context.Background()
+	e.admin.Eval(ctx, "for i=1,20000 do redis.call('HSET', KEYS[1], 'f'..i, i); redis.call('SADD', KEYS[2], 'm'..i); redis.call('RPUSH', KEYS[3], i); redis.call('ZADD', KEYS[4], i, 'z'..i) end return 1",
+		[]string{e.key("acme", "customer:8"), e.key("acme", "tags"), e.key("acme", "feed"), e.key("acme", "scores")})
+	db, _ := openConns(t, e.user(t, "rw", "+@read"), 1, e.functions())
+
+	mon, err := net.Dial("tcp", e.url.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	fmt.Fprint(mon, "MONITOR\r\n")
+	lines := bufio.NewScanner(mon)
+	lines.Buffer(make([]byte, 1<<20), 1<<20)
+	if !lines.Scan() || lines.Text() != "+OK" {
+		t.Fatalf("MONITOR: %q", lines.Text())
+	}
+	m := testManifest(t, e.functions())
+	maxRows := map[string]int{}
+	for _, f := range m.Database.Functions {
+		if !f.ReadOnly {
+			continue
+		}
+		params := make([]any, len(f.Params))
+		for i := range params {
+			params[i] = 8
+			if f.Params[i].Name == "ids" || f.Params[i].Name == "fields" {
+				params[i] = []any{"f1", "f2"}
+			}
+			if f.Params[i].Name == "min" {
+				params[i] = "-inf"
+			}
+		}
+		if r := callAs(db, "acme", f.Name, params...); r.Error != nil {
+			t.Fatalf("%s = %+v", f.Name, r.Error)
+		}
+		maxRows[f.Redis.Command] = max(maxRows[f.Redis.Command], f.MaxRows)
+	}
+	done := e.prefix + "-done"
+	e.admin.Echo(ctx, done)
+	sent := 0
+	for lines.Scan() {
+		line := lines.Text()
+		if strings.Contains(line, done) {
+			break
+		}
+		if !strings.Contains(line, e.prefix+":tenant:acme:") {
+			continue
+		}
+		sent++
+		args := strings.Split(line[strings.Index(line, `] "`)+3:len(line)-1], `" "`)
+		cmd, n := strings.ToUpper(args[0]), func(i int) int { v, _ := strconv.Atoi(args[i]); return v }
+		switch cmd {
+		case "EXISTS", "HGET", "HMGET", "TTL", "SCARD", "LLEN", "ZCARD":
+		case "GETRANGE":
+			if n(3) > 1<<20 {
+				t.Errorf("sent %s: a value read past max_bytes", line)
+			}
+		case "HSCAN", "SSCAN":
+			if len(args) != 5 || strings.ToUpper(args[3]) != "COUNT" || n(4) > 100 {
+				t.Errorf("sent %s: a scan page without a small COUNT", line)
+			}
+		case "LRANGE", "ZRANGE":
+			if n(3)-n(2) > maxRows[cmd] || n(2) < 0 || n(3) < 0 {
+				t.Errorf("sent %s: a range wider than max_rows + 1 (%d)", line, maxRows[cmd])
+			}
+		case "ZRANGEBYSCORE":
+			if !strings.Contains(line, `"limit" "0" "`+strconv.Itoa(maxRows[cmd]+1)+`"`) {
+				t.Errorf("sent %s: no LIMIT of max_rows + 1", line)
+			}
+		case "XRANGE":
+			if !strings.Contains(line, `"count" "`+strconv.Itoa(maxRows[cmd]+1)+`"`) {
+				t.Errorf("sent %s: no COUNT of max_rows + 1", line)
+			}
+		default:
+			t.Errorf("sent %s: not a bounded read", line)
+		}
+	}
+	if sent < len(maxRows) {
+		t.Fatalf("saw %d commands of the functions, want at least %d", sent, len(maxRows))
+	}
 }
