@@ -559,7 +559,7 @@ func (hc *callHandler) DB(ctx context.Context, request []byte) []byte {
 	default:
 		if resp.Error = hc.beforeRequest(ctx); resp.Error == nil {
 			hc.requests++
-			resp = db.Call(ctx, request)
+			resp = db.Call(dbfunc.WithSubject(ctx, hc.ev.Subject), request)
 		}
 	}
 	outcome, msg := "ok", ""

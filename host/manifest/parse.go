@@ -275,6 +275,17 @@ func (d *document) check(m *Manifest) []*Error {
 				}
 				f.params[j] = compiled
 			}
+			if f.Redis != nil {
+				f.Redis.Command = strings.ToUpper(f.Redis.Command)
+				for _, e := range f.RedisProblems() {
+					add(p("database", "functions", i, "redis"), "%s", e)
+				}
+				continue
+			}
+			if f.SQL == "" {
+				add(p("database", "functions", i), "declares neither sql nor redis: a function is one SQL statement or one Redis command")
+				continue
+			}
 			if n := Statements(f.SQL); n != 1 {
 				add(p("database", "functions", i, "sql"), "holds %d statements: a database function is exactly one statement (split it into several functions; a write that needs several steps belongs in one statement, e.g. a data-modifying WITH, or a database procedure)", n)
 			}

@@ -1,5 +1,5 @@
-// Package testenv points tests at the real servers .ci/services starts: PostgreSQL, Redis and the
-// toxiproxy fault-injection proxy.
+// Package testenv points tests at the real servers .ci/services starts: PostgreSQL, Redis,
+// MariaDB and the toxiproxy fault-injection proxy.
 //
 // Each accessor skips the test, with a message that says how to run it, when its server is not
 // configured; with AIRLOCK_TEST_REQUIRE_SERVICES=1 (set by .ci/run) it fails instead, so CI never

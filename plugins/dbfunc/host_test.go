@@ -24,7 +24,7 @@ import (
 )
 
 // End to end: the example connector (manifests/dbfunc.yaml) built from this package, loaded in a
-// real host, against SQLite and PostgreSQL.
+// real host, against SQLite, PostgreSQL and MariaDB (and the Redis variant in redis_test.go).
 
 const canary = "CANARY-crm-dsn-Zp41xQ"
 
@@ -52,6 +52,8 @@ func newCRM(t *testing.T, backend string) *crm {
 		path := filepath.Join(dir, "crm.db")
 		c.admin, err = sql.Open("sqlite", path)
 		c.dsn = "sqlite:" + path
+	case "mysql":
+		c.dsn, c.admin = testenv.MariaDBUser(t, canary)
 	case "postgres":
 		var u *url.URL
 		if u, err = url.Parse(testenv.Postgres(t)); err != nil {
@@ -129,7 +131,7 @@ func noLeak(t *testing.T, rec *hosttest.Recorder, results ...*host.Result) {
 }
 
 func eachBackend(t *testing.T, test func(t *testing.T, c *crm)) {
-	for _, name := range []string{"sqlite", "postgres"} {
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			test(t, newCRM(t, name))

@@ -57,6 +57,10 @@ func openBackend(dsn secret.Value, s *scrub.Scrubber, log *slog.Logger, maxConns
 		db.SetMaxIdleConns(maxConns)
 		db.SetConnMaxIdleTime(5 * time.Minute)
 		return &postgres{db: db}, nil
+	case strings.HasPrefix(raw, "redis://"), strings.HasPrefix(raw, "rediss://"):
+		return openRedis(raw, s, maxConns)
+	case strings.HasPrefix(raw, "mysql://"), strings.HasPrefix(raw, "mariadb://"):
+		return openMySQL(raw, s, log, maxConns)
 	case strings.HasPrefix(raw, "sqlite:"):
 		path := strings.TrimPrefix(raw, "sqlite:")
 		path = strings.TrimPrefix(path, "//") // sqlite:///abs/path

@@ -1,5 +1,6 @@
 // Package dbfunc runs a connector's bounded database functions: the named, parameterised SQL
-// statements a manifest declares and a grant allows, behind the airlock_db host function.
+// statements (PostgreSQL, MySQL/MariaDB, SQLite) or Redis commands (see redisDB) a manifest
+// declares and a grant allows, behind the airlock_db host function.
 //
 // Agents never send SQL. A plugin asks for a function by name with positional parameters; [DB.Call]
 // runs it only when it is declared and granted, checks each parameter against its JSON Schema,
@@ -7,7 +8,8 @@
 //
 //   - a read function (read_only, the default) runs in a transaction the database itself keeps
 //     read-only: PostgreSQL BEGIN READ ONLY; SQLite on a connection opened with mode=ro and
-//     PRAGMA query_only. A write smuggled into a read function is refused by the database;
+//     PRAGMA query_only; MySQL START TRANSACTION READ ONLY, for a query only (see mysqlDB). A
+//     write smuggled into a read function is refused by the database;
 //   - a write function runs only when the grant allows writes, in a transaction that is committed
 //     only when the statement succeeded;
 //   - every statement has a timeout: PostgreSQL SET LOCAL statement_timeout, so the server
@@ -62,8 +64,10 @@ import (
 
 // Config configures a DB. Open copies what it needs; later changes have no effect.
 type Config struct {
-	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL, sqlite:PATH
-	// for an SQLite file that must already exist. Required.
+	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL,
+	// mysql://user:password@host:port/database (or mariadb://…) for MySQL and MariaDB,
+	// redis://… or rediss://… for Redis, sqlite:PATH for an SQLite file that must already exist.
+	// Required.
 	DSN secret.Value
 	// Declared are the manifest's database functions (manifest.Database.Functions).
 	Declared []manifest.DBFunction
@@ -94,7 +98,7 @@ var (
 	// ErrNoDSN: Config.DSN is empty.
 	ErrNoDSN = errors.New("dbfunc: the grant's database.dsn resolved to an empty value; set it to postgres://… or sqlite:PATH")
 	// ErrDSN: the DSN is not a form this host understands.
-	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database or sqlite:PATH; fix the secret the grant's database.dsn names")
+	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database, mysql://user:password@host:port/database, redis://… or sqlite:PATH; fix the secret the grant's database.dsn names")
 )
 
 // Open prepares the connection pool for cfg.DSN. It does not connect: the first call does, so a
@@ -166,7 +170,7 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	if !ok {
 		return fail(abi.CodeNotGranted, abi.Fatal, db.notGranted(req.Function))
 	}
-	if manifest.Statements(f.SQL) != 1 {
+	if f.Redis == nil && manifest.Statements(f.SQL) != 1 {
 		// Parse refuses such a manifest; this holds for one built otherwise. SQLite's driver
 		// would run every statement, and after the first "COMMIT;" outside the transaction.
 		return fail("database_error", abi.Fatal, fmt.Sprintf("database function %s declares more than one SQL statement, which the host never runs; report it to the connector's publisher", f.Name))
@@ -177,9 +181,15 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	}
 	var resp abi.DBResponse
 	var err error
-	if f.ReadOnly {
+	rb, isRedis := db.backend.(*redisDB)
+	switch {
+	case isRedis && f.Redis != nil:
+		resp, err = rb.call(ctx, f, req.Params)
+	case f.Redis != nil:
+		err = errRedisOnSQL
+	case f.ReadOnly:
 		resp, err = db.backend.read(ctx, f, args)
-	} else {
+	default:
 		resp, err = db.backend.write(ctx, f, args)
 	}
 	if err != nil {
@@ -312,12 +322,8 @@ func (c *collector) add(rows *sql.Rows) (int, error) {
 	n := 0
 	for !c.done() && rows.Next() {
 		n++
-		c.seen++
-		if c.resp.Truncated {
-			continue // counting only
-		}
-		if len(c.resp.Rows) >= c.f.MaxRows {
-			c.resp.Truncated = true
+		if c.resp.Truncated || len(c.resp.Rows) >= c.f.MaxRows {
+			c.keep(nil) // counting only, or the row past max_rows
 			continue
 		}
 		if err := rows.Scan(c.ptrs...); err != nil {
@@ -327,18 +333,34 @@ func (c *collector) add(rows *sql.Rows) (int, error) {
 		for i, v := range c.vals {
 			row[i] = jsonValue(v)
 		}
-		b, err := json.Marshal(row)
-		if err != nil {
+		if err := c.keep(row); err != nil {
 			return n, err
 		}
-		if c.size+len(b)+1 > c.f.MaxBytes {
-			c.resp.Truncated = true
-			continue
-		}
-		c.size += len(b) + 1
-		c.resp.Rows = append(c.resp.Rows, row)
 	}
 	return n, rows.Err()
+}
+
+// keep adds one row unless a cap is passed, which sets Truncated; it counts every row.
+func (c *collector) keep(row []any) error {
+	c.seen++
+	switch {
+	case c.resp.Truncated:
+		return nil
+	case len(c.resp.Rows) >= c.f.MaxRows:
+		c.resp.Truncated = true
+		return nil
+	}
+	b, err := json.Marshal(row)
+	if err != nil {
+		return err
+	}
+	if c.size+len(b)+1 > c.f.MaxBytes {
+		c.resp.Truncated = true
+		return nil
+	}
+	c.size += len(b) + 1
+	c.resp.Rows = append(c.resp.Rows, row)
+	return nil
 }
 
 // result is the response gathered; Affected is the count of rows only with countAll.

@@ -48,6 +48,13 @@ func (db *DB) classifyQuiet(ctx context.Context, f *manifest.DBFunction, err err
 		return correctable(abi.CodeInvalidArguments, "parameter "+f.Params[pe.index].Name+" "+pe.reason)
 	}
 
+	if e, ok := mysqlError(err, f, timeout, unavailable, refused, correctable); ok {
+		return e
+	}
+	if e, ok := redisError(err, f, timeout, unavailable, refused); ok {
+		return e
+	}
+
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		class := pg.Code[:2]

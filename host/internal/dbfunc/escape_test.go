@@ -21,12 +21,13 @@ import (
 // manifest built by other means, or a check Parse might miss).
 func openWith(t *testing.T, dsn, fns string, raw ...manifest.DBFunction) (*DB, *bytes.Buffer) {
 	t.Helper()
-	src := "abi: 1\nname: t\nversion: 1.0.0\npublisher: t\ndescription: t\nmodule: {path: t.wasm}\n" +
-		"tools: [{name: t, description: t, input_schema: {type: object}}]\ndatabase:\n  functions:\n" + fns
-	m, err := manifest.Parse("t.yaml", []byte(src))
-	if err != nil {
-		t.Fatalf("test manifest: %v", err)
-	}
+	return openConns(t, dsn, 0, fns, raw...)
+}
+
+// openConns is openWith with a pool of maxConns connections (0: the default).
+func openConns(t *testing.T, dsn string, maxConns int, fns string, raw ...manifest.DBFunction) (*DB, *bytes.Buffer) {
+	t.Helper()
+	m := testManifest(t, fns)
 	m.Database.Functions = append(m.Database.Functions, raw...)
 	granted := map[string]*manifest.DBFunction{}
 	for i := range m.Database.Functions {
@@ -34,12 +35,24 @@ func openWith(t *testing.T, dsn, fns string, raw ...manifest.DBFunction) (*DB, *
 	}
 	var logs bytes.Buffer
 	db, err := Open(Config{DSN: secret.New(dsn), Declared: m.Database.Functions, Granted: granted, Scrubber: scrub.New(),
-		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+		MaxConns: maxConns, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return db, &logs
+}
+
+// testManifest parses a manifest whose database.functions are fns (YAML list entries).
+func testManifest(t *testing.T, fns string) *manifest.Manifest {
+	t.Helper()
+	src := "abi: 1\nname: t\nversion: 1.0.0\npublisher: t\ndescription: t\nmodule: {path: t.wasm}\n" +
+		"tools: [{name: t, description: t, input_schema: {type: object}}]\ndatabase:\n  functions:\n" + fns
+	m, err := manifest.Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("test manifest: %v", err)
+	}
+	return m
 }
 
 // withOption adds a query parameter to a postgres:// DSN.
@@ -207,8 +220,21 @@ func TestSQLiteRunsOneStatement(t *testing.T) {
 
 // bigFunctions are functions over ten million rows with small caps: each backend's fastest
 // streaming form (PostgreSQL: a set-returning function in the select list, which produces rows
-// one at a time; SQLite: a recursive CTE).
+// one at a time; SQLite: a recursive CTE; MariaDB: its SEQUENCE engine).
 var bigFunctions = map[string]string{
+	"mysql": `
+    - name: big_rows
+      sql: SELECT seq AS n, CONCAT('row ', seq) AS label FROM seq_1_to_10000000 WHERE seq <= $1
+      params: [{name: total}]
+      max_rows: 10
+      timeout_ms: 60000
+    - name: big_bytes
+      sql: SELECT seq AS n, REPEAT('x', 100) AS pad FROM seq_1_to_10000000 WHERE seq <= $1
+      params: [{name: total}]
+      max_rows: 10000
+      max_bytes: 2000
+      timeout_ms: 60000
+`,
 	"postgres": `
     - name: big_rows
       sql: SELECT n, 'row ' || n AS label FROM (SELECT generate_series(1, $1::int) AS n) s
