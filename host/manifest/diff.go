@@ -139,11 +139,11 @@ func Compare(older, newer *Manifest) []Change {
 			p := "database.functions[" + f.Name + "]"
 			o, ok := older.Function(f.Name)
 			if !ok {
-				add(ChangeDatabase, p, "new database function %s: %s", f.Name, f.SQL)
+				add(ChangeDatabase, p, "new database function %s: %s", f.Name, f.Statement())
 				continue
 			}
-			if o.SQL != f.SQL {
-				add(ChangeDatabase, p+".sql", "database function %s runs a different statement: %s", f.Name, f.SQL)
+			if o.Statement() != f.Statement() {
+				add(ChangeDatabase, p+".sql", "database function %s runs a different statement: %s", f.Name, f.Statement())
 			}
 			if !paramsEqual(o.Params, f.Params) {
 				add(ChangeDatabase, p+".params", "database function %s takes different parameters", f.Name)

@@ -291,7 +291,9 @@ type DBFunction struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
 	// SQL is the statement, with numbered parameters $1, $2 … in the order of Params.
-	SQL    string    `json:"sql"`
+	SQL string `json:"sql,omitempty"`
+	// Mongo is the MongoDB operation, instead of SQL (see MongoOp).
+	Mongo  *MongoOp  `json:"mongo,omitempty"`
 	Params []DBParam `json:"params,omitempty"`
 	// ReadOnly functions run in a read-only transaction (default true). A write function runs
 	// only when the grant allows writes, and its tools need a human's approval.

@@ -275,6 +275,10 @@ func (d *document) check(m *Manifest) []*Error {
 				}
 				f.params[j] = compiled
 			}
+			if f.Mongo != nil {
+				errs = append(errs, d.checkMongo(i, f)...)
+				continue
+			}
 			if n := Statements(f.SQL); n != 1 {
 				add(p("database", "functions", i, "sql"), "holds %d statements: a database function is exactly one statement (split it into several functions; a write that needs several steps belongs in one statement, e.g. a data-modifying WITH, or a database procedure)", n)
 			}

@@ -57,6 +57,8 @@ func openBackend(dsn secret.Value, s *scrub.Scrubber, log *slog.Logger, maxConns
 		db.SetMaxIdleConns(maxConns)
 		db.SetConnMaxIdleTime(5 * time.Minute)
 		return &postgres{db: db}, nil
+	case isMongo(raw):
+		return openMongo(raw, s, maxConns, nil)
 	case strings.HasPrefix(raw, "sqlite:"):
 		path := strings.TrimPrefix(raw, "sqlite:")
 		path = strings.TrimPrefix(path, "//") // sqlite:///abs/path

@@ -166,7 +166,7 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	if !ok {
 		return fail(abi.CodeNotGranted, abi.Fatal, db.notGranted(req.Function))
 	}
-	if manifest.Statements(f.SQL) != 1 {
+	if f.Mongo == nil && manifest.Statements(f.SQL) != 1 {
 		// Parse refuses such a manifest; this holds for one built otherwise. SQLite's driver
 		// would run every statement, and after the first "COMMIT;" outside the transaction.
 		return fail("database_error", abi.Fatal, fmt.Sprintf("database function %s declares more than one SQL statement, which the host never runs; report it to the connector's publisher", f.Name))
@@ -226,6 +226,10 @@ func bindParams(f *manifest.DBFunction, params []json.RawMessage) ([]any, *abi.E
 		if err := f.ValidateParam(i, raw); err != nil {
 			return nil, &abi.Error{Code: abi.CodeInvalidArguments, Category: abi.Correctable,
 				Message: fmt.Sprintf("database function %s: %v", f.Name, err)}
+		}
+		if f.Mongo != nil {
+			args[i] = raw // the MongoDB backend puts the JSON value in the operation's template
+			continue
 		}
 		v, err := bindValue(raw)
 		if err != nil {
@@ -316,10 +320,6 @@ func (c *collector) add(rows *sql.Rows) (int, error) {
 		if c.resp.Truncated {
 			continue // counting only
 		}
-		if len(c.resp.Rows) >= c.f.MaxRows {
-			c.resp.Truncated = true
-			continue
-		}
 		if err := rows.Scan(c.ptrs...); err != nil {
 			return n, err
 		}
@@ -327,18 +327,30 @@ func (c *collector) add(rows *sql.Rows) (int, error) {
 		for i, v := range c.vals {
 			row[i] = jsonValue(v)
 		}
-		b, err := json.Marshal(row)
-		if err != nil {
+		if err := c.keep(row); err != nil {
 			return n, err
 		}
-		if c.size+len(b)+1 > c.f.MaxBytes {
-			c.resp.Truncated = true
-			continue
-		}
-		c.size += len(b) + 1
-		c.resp.Rows = append(c.resp.Rows, row)
 	}
 	return n, rows.Err()
+}
+
+// keep adds row to the response unless it passes max_rows or max_bytes (then Truncated is set).
+func (c *collector) keep(row []any) error {
+	if len(c.resp.Rows) >= c.f.MaxRows {
+		c.resp.Truncated = true
+		return nil
+	}
+	b, err := json.Marshal(row)
+	if err != nil {
+		return err
+	}
+	if c.size+len(b)+1 > c.f.MaxBytes {
+		c.resp.Truncated = true
+		return nil
+	}
+	c.size += len(b) + 1
+	c.resp.Rows = append(c.resp.Rows, row)
+	return nil
 }
 
 // result is the response gathered; Affected is the count of rows only with countAll.

@@ -48,6 +48,10 @@ func (db *DB) classifyQuiet(ctx context.Context, f *manifest.DBFunction, err err
 		return correctable(abi.CodeInvalidArguments, "parameter "+f.Params[pe.index].Name+" "+pe.reason)
 	}
 
+	if e := classifyMongo(err, timeout, unavailable, refused, correctable); e != nil {
+		return e
+	}
+
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		class := pg.Code[:2]
