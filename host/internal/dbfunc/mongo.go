@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
@@ -29,6 +28,7 @@ import (
 type mongoDB struct {
 	client *mongo.Client
 	db     *mongo.Database
+	run    *options.RunCmdOptionsBuilder // the DSN's read preference (RunCommand's default is primary)
 }
 
 // mongoBatch is the most documents a cursor batch holds: the first answer of a read is at most
@@ -43,8 +43,8 @@ func isMongo(dsn string) bool {
 
 // openMongo parses dsn (mongodb://user:password@host:port/database?options), tells the scrubber
 // its password in every form, and prepares a client whose pool holds at most maxConns
-// connections. Nothing connects yet. monitor, for tests, sees every command sent.
-func openMongo(dsn string, s *scrub.Scrubber, maxConns int, monitor *event.CommandMonitor) (backend, error) {
+// connections. Nothing connects yet. tune, for tests, may add monitors to the options.
+func openMongo(dsn string, s *scrub.Scrubber, maxConns int, tune func(*options.ClientOptions)) (backend, error) {
 	cs, err := connstring.Parse(dsn)
 	if err != nil {
 		return nil, ErrDSN
@@ -69,14 +69,18 @@ func openMongo(dsn string, s *scrub.Scrubber, maxConns int, monitor *event.Comma
 		SetMaxPoolSize(uint64(maxConns)).
 		SetMaxConnIdleTime(5 * time.Minute).
 		SetAppName("airlock")
-	if monitor != nil {
-		opts.SetMonitor(monitor)
+	if tune != nil {
+		tune(opts)
 	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, ErrDSN
 	}
-	return &mongoDB{client: client, db: client.Database(cs.Database)}, nil
+	run := options.RunCmd()
+	if opts.ReadPreference != nil {
+		run.SetReadPreference(opts.ReadPreference)
+	}
+	return &mongoDB{client: client, db: client.Database(cs.Database), run: run}, nil
 }
 
 // ErrMongoDatabase: a MongoDB DSN without a database.
@@ -126,38 +130,71 @@ func (m *mongoDB) read(ctx context.Context, f *manifest.DBFunction, args []any) 
 	if err != nil {
 		return abi.DBResponse{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.Timeout()) // the driver sends it as maxTimeMS
+	// The command carries maxTimeMS = timeout_ms, so the server stops it itself (the driver's
+	// Find and Aggregate leave maxTimeMS out, DRIVERS-2722, hence commands written here); the
+	// call gives up pgBackstop later should the server not answer.
+	ctx, cancel := serverTimed(ctx, f.Timeout()+pgBackstop)
 	defer cancel()
 	limit := f.MaxRows + 1
 	batch := int32(min(limit, mongoBatch))
-	coll := m.db.Collection(f.Mongo.Collection)
-	var cur *mongo.Cursor
+	var cmd bson.D
 	if f.Mongo.Op == manifest.MongoAggregate {
 		pipeline := bson.A{}
 		for _, s := range r.Pipeline {
 			pipeline = append(pipeline, toBSON(s))
 		}
 		pipeline = append(pipeline, bson.D{{Key: "$limit", Value: int64(limit)}}) // the server stops there
-		cur, err = coll.Aggregate(ctx, pipeline, options.Aggregate().SetBatchSize(batch))
+		cmd = bson.D{{Key: "aggregate", Value: f.Mongo.Collection}, {Key: "pipeline", Value: pipeline},
+			{Key: "cursor", Value: bson.D{{Key: "batchSize", Value: batch}}}, {Key: "maxTimeMS", Value: int64(f.TimeoutMS)}}
 	} else {
-		o := options.Find().SetLimit(int64(limit)).SetBatchSize(batch)
-		if r.Projection != nil {
-			o.SetProjection(toBSON(r.Projection))
-		}
-		if r.Sort != nil {
-			o.SetSort(toBSON(r.Sort))
-		}
 		filter := any(bson.D{})
 		if r.Filter != nil {
 			filter = toBSON(r.Filter)
 		}
-		cur, err = coll.Find(ctx, filter, o)
+		cmd = bson.D{{Key: "find", Value: f.Mongo.Collection}, {Key: "filter", Value: filter}}
+		if r.Projection != nil {
+			cmd = append(cmd, bson.E{Key: "projection", Value: toBSON(r.Projection)})
+		}
+		if r.Sort != nil {
+			cmd = append(cmd, bson.E{Key: "sort", Value: toBSON(r.Sort)})
+		}
+		cmd = append(cmd, bson.E{Key: "limit", Value: int64(limit)}, bson.E{Key: "batchSize", Value: batch},
+			bson.E{Key: "maxTimeMS", Value: int64(f.TimeoutMS)})
 	}
+	resp, err := m.collect(ctx, f, cmd)
+	if err != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return abi.DBResponse{}, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return resp, err
+}
+
+// serverTimed returns a context without ctx's deadline, so the driver adds no maxTimeMS of its
+// own to a command that carries one, ended when ctx ends or, with cause DeadlineExceeded,
+// after d.
+func serverTimed(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	timer := time.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return c, func() {
+		stop()
+		timer.Stop()
+		cancel(context.Canceled)
+	}
+}
+
+// collect runs a read command and gathers its documents up to the function's caps; columns are
+// the top-level fields in the order they first appear.
+func (m *mongoDB) collect(ctx context.Context, f *manifest.DBFunction, cmd bson.D) (abi.DBResponse, error) {
+	cur, err := m.db.RunCommandCursor(ctx, cmd, m.run)
 	if err != nil {
 		return abi.DBResponse{}, err
 	}
 	// Close kills the cursor on the server when documents are left (a cap was passed).
-	defer cur.Close(context.WithoutCancel(ctx))
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		cur.Close(ctx)
+	}()
 	c := newCollector(f, false)
 	cols := map[string]int{}
 	for !c.done() && cur.Next(ctx) {
