@@ -254,7 +254,7 @@ func describe(c *Connector) *Asks {
 			if !f.ReadOnly {
 				mode = "WRITES"
 			}
-			asks.Functions = append(asks.Functions, fmt.Sprintf("%s (%s, ≤%d rows, %d ms): %s", f.Name, mode, f.MaxRows, f.TimeoutMS, f.SQL))
+			asks.Functions = append(asks.Functions, fmt.Sprintf("%s (%s, ≤%d rows, %d ms): %s", f.Name, mode, f.MaxRows, f.TimeoutMS, f.Statement()))
 		}
 	}
 	return asks
