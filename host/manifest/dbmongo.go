@@ -262,7 +262,7 @@ func (w *mongoWalker) walk(v any, c mongoContext, path []string) any {
 		case mongoExpr:
 			return Doc{{Key: "$literal", Value: val}}
 		case mongoFixed:
-			w.problem(path, "a parameter cannot stand here: projections, and the operands of $and, $or, $nor, $not and $elemMatch, are fixed")
+			w.problem(path, "a parameter cannot stand here: projections, and the operands of $and, $or, $nor, $not, $elemMatch and $jsonSchema, are fixed")
 		}
 		return val
 	}
@@ -326,11 +326,11 @@ func (w *mongoWalker) inner(c mongoContext, d Doc, f Field, path []string) mongo
 	return c
 }
 
-// operandFixed reports the contexts whose direct operand cannot be a parameter: a logical
-// operator's list, $not's and $elemMatch's document.
+// mongoOperandFixed reports the operators whose operand cannot be a parameter: it is a query (a
+// logical operator's list, $not's, $elemMatch's and $jsonSchema's document).
 func mongoOperandFixed(key string) bool {
 	switch key {
-	case "$and", "$or", "$nor", "$not", "$elemMatch":
+	case "$and", "$or", "$nor", "$not", "$elemMatch", "$jsonSchema":
 		return true
 	}
 	return false

@@ -152,7 +152,7 @@ func (q *Quota) Period() time.Duration { return time.Duration(q.PeriodS) * time.
 
 // DatabaseGrant names the database of a connector's functions and which functions may run.
 type DatabaseGrant struct {
-	// DSN is a secret reference to the data source name (postgres://… or sqlite:PATH).
+	// DSN is a secret reference to the data source name (postgres://…, mongodb://… or sqlite:PATH).
 	DSN string `json:"dsn"`
 	// Functions lists granted function names, or holds All.
 	Functions []string `json:"functions,omitempty"`

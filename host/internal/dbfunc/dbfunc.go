@@ -1,7 +1,7 @@
 // Package dbfunc runs a connector's bounded database functions: the named, parameterised SQL
 // statements a manifest declares and a grant allows, behind the airlock_db host function.
 //
-// Agents never send SQL. A plugin asks for a function by name with positional parameters; [DB.Call]
+// Agents never send SQL (or a MongoDB query: see mongo.go and manifest.MongoOp). A plugin asks for a function by name with positional parameters; [DB.Call]
 // runs it only when it is declared and granted, checks each parameter against its JSON Schema,
 // binds the parameters (never interpolates them) and bounds the statement:
 //
@@ -62,8 +62,9 @@ import (
 
 // Config configures a DB. Open copies what it needs; later changes have no effect.
 type Config struct {
-	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL, sqlite:PATH
-	// for an SQLite file that must already exist. Required.
+	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL,
+	// mongodb://…/DATABASE (or mongodb+srv://…) for MongoDB, sqlite:PATH for an SQLite file that
+	// must already exist. Required.
 	DSN secret.Value
 	// Declared are the manifest's database functions (manifest.Database.Functions).
 	Declared []manifest.DBFunction
@@ -92,9 +93,9 @@ type DB struct {
 // Errors of Open. The text never holds the DSN.
 var (
 	// ErrNoDSN: Config.DSN is empty.
-	ErrNoDSN = errors.New("dbfunc: the grant's database.dsn resolved to an empty value; set it to postgres://… or sqlite:PATH")
+	ErrNoDSN = errors.New("dbfunc: the grant's database.dsn resolved to an empty value; set it to postgres://…, mongodb://… or sqlite:PATH")
 	// ErrDSN: the DSN is not a form this host understands.
-	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database or sqlite:PATH; fix the secret the grant's database.dsn names")
+	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database, mongodb://user:password@host:port/database or sqlite:PATH; fix the secret the grant's database.dsn names")
 )
 
 // Open prepares the connection pool for cfg.DSN. It does not connect: the first call does, so a

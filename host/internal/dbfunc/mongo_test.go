@@ -122,7 +122,7 @@ type mongoEnv struct {
 	sent  []bson.Raw // commands the DB under test started
 }
 
-func newMongo(t *testing.T) *mongoEnv {
+func newMongo(t testing.TB) *mongoEnv {
 	t.Helper()
 	u, err := url.Parse(testenv.MongoDB(t))
 	if err != nil {
@@ -143,7 +143,7 @@ func newMongo(t *testing.T) *mongoEnv {
 	return e
 }
 
-func (e *mongoEnv) count(t *testing.T, coll string, filter any) int64 {
+func (e *mongoEnv) count(t testing.TB, coll string, filter any) int64 {
 	t.Helper()
 	n, err := e.admin.Collection(coll).CountDocuments(context.Background(), filter)
 	if err != nil {
@@ -176,7 +176,7 @@ func (e *mongoEnv) command(name string) bson.Raw {
 	return nil
 }
 
-func mongoDeclared(t *testing.T) []manifest.DBFunction {
+func mongoDeclared(t testing.TB) []manifest.DBFunction {
 	t.Helper()
 	m, err := manifest.Parse("testmongo.yaml", []byte(mongoFunctions))
 	if err != nil {
@@ -186,7 +186,7 @@ func mongoDeclared(t *testing.T) []manifest.DBFunction {
 }
 
 // openMongoDB opens a DB on e granting fns (all declared when nil), watching its commands.
-func openMongoDB(t *testing.T, e *mongoEnv, fns []manifest.DBFunction, grant ...string) (*DB, *bytes.Buffer) {
+func openMongoDB(t testing.TB, e *mongoEnv, fns []manifest.DBFunction, grant ...string) (*DB, *bytes.Buffer) {
 	t.Helper()
 	if fns == nil {
 		fns = mongoDeclared(t)
@@ -622,4 +622,55 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// BenchmarkMongoCappedRead measures a 10-row and a 2,000-byte cap over 20,000 documents against
+// reading them all, which is what the server would do without limit and batch size:
+//
+//	go test -run '^$' -bench MongoCappedRead -benchtime 20x ./host/internal/dbfunc
+func BenchmarkMongoCappedRead(b *testing.B) {
+	e := newMongo(b)
+	docs := make([]any, 5000)
+	for k := range 4 {
+		for i := range docs {
+			docs[i] = bson.D{{Key: "_id", Value: fmt.Sprint(k, "-", i)}, {Key: "w", Value: i % 97}, {Key: "v", Value: strings.Repeat("z", 100)}}
+		}
+		if _, err := e.admin.Collection("big").InsertMany(context.Background(), docs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m, err := manifest.Parse("bench.yaml", []byte(strings.Replace(mongoFunctions, "database:\n  functions:\n", `database:
+  functions:
+    - {name: ten, mongo: {collection: big, op: find}, max_rows: 10}
+    - {name: small, mongo: {collection: big, op: find}, max_rows: 10000, max_bytes: 2000}
+`, 1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, _ := openMongoDB(b, e, m.Database.Functions)
+	for _, fn := range []string{"ten", "small"} {
+		b.Run(fn, func(b *testing.B) {
+			for b.Loop() {
+				if r := call(db, fn); r.Error != nil || !r.Truncated {
+					b.Fatalf("%s = %+v", fn, r.Error)
+				}
+			}
+		})
+	}
+	b.Run("uncapped", func(b *testing.B) {
+		for b.Loop() {
+			cur, err := e.admin.Collection("big").Find(context.Background(), bson.D{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for cur.Next(context.Background()) {
+				n++
+			}
+			cur.Close(context.Background())
+			if n != 20000 {
+				b.Fatalf("read %d documents", n)
+			}
+		}
+	})
 }
