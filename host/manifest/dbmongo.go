@@ -111,13 +111,17 @@ func (d Doc) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// maxMongoDepth bounds the nesting of a template or an argument: MongoDB itself accepts 100
+// levels of documents.
+const maxMongoDepth = 100
+
 // DecodeOrdered reads one JSON value keeping the order of object keys: nil, bool, json.Number,
 // string, []any or Doc. Nothing in the text is interpreted (no extended JSON: {"$oid": …} is a
-// document with a key "$oid").
+// document with a key "$oid"). Values nested deeper than 100 levels are an error.
 func DecodeOrdered(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	v, err := decodeValue(dec)
+	v, err := decodeValue(dec, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +131,10 @@ func DecodeOrdered(data []byte) (any, error) {
 	return v, nil
 }
 
-func decodeValue(dec *json.Decoder) (any, error) {
+func decodeValue(dec *json.Decoder, depth int) (any, error) {
+	if depth > maxMongoDepth {
+		return nil, fmt.Errorf("nested deeper than %d levels", maxMongoDepth)
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
@@ -142,7 +149,7 @@ func decodeValue(dec *json.Decoder) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				v, err := decodeValue(dec)
+				v, err := decodeValue(dec, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -153,7 +160,7 @@ func decodeValue(dec *json.Decoder) (any, error) {
 		case '[':
 			a := []any{}
 			for dec.More() {
-				v, err := decodeValue(dec)
+				v, err := decodeValue(dec, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -373,7 +380,7 @@ func (op *MongoOp) Render(f *DBFunction, params []json.RawMessage) (*MongoRender
 	for i, raw := range params {
 		v, err := DecodeOrdered(raw)
 		if err != nil {
-			return nil, &ParamError{Index: i, Reason: "is not a JSON value"}
+			return nil, &ParamError{Index: i, Reason: "is not a JSON value of at most 100 nested levels"}
 		}
 		if key, bad := operatorKey(v); bad {
 			return nil, &ParamError{Index: i, Reason: fmt.Sprintf("holds the key %q: keys that start with $ (MongoDB operators) or hold a NUL are not accepted in values", key)}

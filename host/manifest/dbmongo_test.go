@@ -91,7 +91,7 @@ func TestMongoRenderKeepsParametersValues(t *testing.T) {
 	if string(out) != `[{"$match":{"a":{"$eq":{"$gt":""}}}},{"$project":{"b":{"$literal":{"$gt":""}}}}]` {
 		t.Errorf("walker output = %s", out)
 	}
-	for _, bad := range []string{`{"$gt": ""}`, `[1, {"x": {"$where": "1"}}]`, `{"a\u0000": 1}`} {
+	for _, bad := range []string{`{"$gt": ""}`, `[1, {"x": {"$where": "1"}}]`, `{"a\u0000": 1}`, strings.Repeat("[", 5000) + strings.Repeat("]", 5000)} {
 		_, err := f.Mongo.Render(f, []json.RawMessage{json.RawMessage(bad)})
 		var pe *ParamError
 		if !errors.As(err, &pe) || pe.Index != 0 {
