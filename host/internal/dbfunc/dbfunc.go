@@ -128,6 +128,10 @@ func Open(cfg Config) (*DB, error) {
 			db.granted[name] = f
 		}
 	}
+	if err := checkMongoKind(be, db.granted); err != nil {
+		be.close()
+		return nil, err
+	}
 	return db, nil
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,8 +25,10 @@ import (
 
 // mongoDB runs MongoDB operations (manifest.MongoOp) through the official driver, on the
 // database the DSN's path names. Reads only ever send find or aggregate (a pipeline with $out or
-// $merge is refused before it is sent); every command carries maxTimeMS, derived by the driver
-// from the call's deadline, which is the function's timeout_ms.
+// $merge is refused before it is sent); every command carries maxTimeMS = timeout_ms (reads
+// write it into the command, writes get it from the driver, from their deadline). The driver
+// monitors the server in the background from Open on; a server that is down fails calls, not
+// Open.
 type mongoDB struct {
 	client *mongo.Client
 	db     *mongo.Database
@@ -81,6 +85,21 @@ func openMongo(dsn string, s *scrub.Scrubber, maxConns int, tune func(*options.C
 		run.SetReadPreference(opts.ReadPreference)
 	}
 	return &mongoDB{client: client, db: client.Database(cs.Database), run: run}, nil
+}
+
+// checkMongoKind refuses granted functions written for another kind of database than the DSN's:
+// a MongoDB operation on an SQL database, or SQL on MongoDB.
+func checkMongoKind(be backend, granted map[string]*manifest.DBFunction) error {
+	_, isMongo := be.(*mongoDB)
+	for _, name := range slices.Sorted(maps.Keys(granted)) {
+		switch f := granted[name]; {
+		case f.Mongo != nil && !isMongo:
+			return fmt.Errorf("dbfunc: database function %s is a MongoDB operation, and the grant's database.dsn is not mongodb://…; grant the connector a MongoDB database", name)
+		case f.Mongo == nil && f.SQL != "" && isMongo:
+			return fmt.Errorf("dbfunc: database function %s is SQL, and the grant's database.dsn is a MongoDB database; grant the connector an SQL database", name)
+		}
+	}
+	return nil
 }
 
 // ErrMongoDatabase: a MongoDB DSN without a database.

@@ -209,7 +209,7 @@ func openMongoDB(t testing.TB, e *mongoEnv, fns []manifest.DBFunction, grant ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(Config{DSN: secret.New("sqlite:/unused"), Declared: fns, Granted: granted, Scrubber: sc,
+	db, err := Open(Config{DSN: secret.New(e.dsn), Declared: fns, Granted: granted, Scrubber: sc,
 		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -425,7 +425,6 @@ func TestMongoReadsCannotWrite(t *testing.T) {
 			Mongo: &manifest.MongoOp{Collection: "customers", Op: manifest.MongoFind, Filter: json.RawMessage(`{"$where": "db.customers.drop() || true"}`)}},
 		{Name: "sneaky_function", ReadOnly: true, MaxRows: 10, MaxBytes: 1 << 20, TimeoutMS: 5000,
 			Mongo: &manifest.MongoOp{Collection: "customers", Op: manifest.MongoAggregate, Pipeline: json.RawMessage(`[{"$project": {"x": {"$function": {"body": "function() {}", "args": [], "lang": "js"}}}}]`)}},
-		{Name: "sql_on_mongo", ReadOnly: true, SQL: "DELETE FROM customers", MaxRows: 10, MaxBytes: 1 << 20, TimeoutMS: 5000},
 	}
 	db, logs := openMongoDB(t, e, fns)
 	var resps []abi.DBResponse
@@ -565,6 +564,28 @@ func TestMongoDSNNeverLeaks(t *testing.T) {
 	_, err := Open(Config{DSN: secret.New("mongodb://u:" + mongoCanary + "@127.0.0.1:1")})
 	if !errors.Is(err, ErrMongoDatabase) || strings.Contains(err.Error(), mongoCanary) {
 		t.Errorf("Open without a database = %v, want ErrMongoDatabase", err)
+	}
+}
+
+// A grant that points MongoDB functions at an SQL database, or SQL functions at MongoDB, fails
+// when the connector loads, saying which function and what to change.
+func TestMongoFunctionsNeedAMongoDSN(t *testing.T) {
+	mongoFns := mongoDeclared(t)
+	sqlFns := declared(t, "sqlite")
+	for _, tc := range []struct {
+		dsn  string
+		fns  []manifest.DBFunction
+		says string
+	}{
+		{"postgres://u:" + mongoCanary + "@127.0.0.1:1/db", mongoFns, "is a MongoDB operation"},
+		{"sqlite:/nonexistent/" + mongoCanary + ".db", mongoFns, "is a MongoDB operation"},
+		{"mongodb://u:" + mongoCanary + "@127.0.0.1:1/db", sqlFns, "is SQL"},
+	} {
+		granted := map[string]*manifest.DBFunction{tc.fns[0].Name: &tc.fns[0]}
+		_, err := Open(Config{DSN: secret.New(tc.dsn), Declared: tc.fns, Granted: granted})
+		if err == nil || !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), tc.fns[0].Name) || strings.Contains(err.Error(), mongoCanary) {
+			t.Errorf("Open(%s, %s) = %v, want an error naming the function and saying %q", strings.SplitN(tc.dsn, ":", 2)[0], tc.fns[0].Name, err, tc.says)
+		}
 	}
 }
 
