@@ -180,3 +180,24 @@ func TestMongoManifestRefusals(t *testing.T) {
 		})
 	}
 }
+
+// An update that changes a MongoDB operation asks the admin again, showing the new operation.
+func TestMongoChangeNeedsReview(t *testing.T) {
+	parse := func(filter string) *Manifest {
+		m, err := Parse("m.yaml", []byte(mongoManifest(`      mongo: {collection: c, op: find, filter: `+filter+`}
+      params: [{name: q}]
+`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	old := parse(`{owner: {$param: q}, status: open}`)
+	if ch := Compare(old, parse(`{owner: {$param: q}, status: open}`)); len(ch) != 0 {
+		t.Errorf("Compare(same) = %v, want no change", ch)
+	}
+	ch := Compare(old, parse(`{owner: {$param: q}}`))
+	if len(ch) != 1 || ch[0].Kind != ChangeDatabase || !strings.Contains(ch[0].Detail, `"filter":{"owner":{"$param":"q"}}`) {
+		t.Errorf("Compare(wider filter) = %v, want one database change showing the new operation", ch)
+	}
+}
