@@ -20,6 +20,12 @@
 //     with Truncated set: PostgreSQL reads run as a cursor fetched in growing batches, so the
 //     server produces no row past the cap's batch; SQLite stops stepping the statement.
 //
+// On MongoDB (mongodb://…/DATABASE) a function is a declared operation (manifest.MongoOp) whose
+// parameters are only ever values: sent as {$eq: v} in a query and {$literal: v} in an
+// expression, an argument holding a "$" key refused; reads send only find or aggregate (never
+// $out, $merge, $where, $function or $accumulator) with maxTimeMS = timeout_ms, limit
+// max_rows + 1 and batches of at most 100, and kill the cursor at a cap (see mongo.go).
+//
 // The data source name is a secret: it is registered with the host's scrubber, and no error,
 // log line or response carries it or a raw driver message (which could hold it, or row data).
 // Agents get plain sentences in the error taxonomy; the detail goes to the log, scrubbed.
