@@ -276,6 +276,8 @@ func TestMongoOperatorInjectionIsInert(t *testing.T) {
 		`{"a": {"$gt": ""}}`,
 		`[{"$gt": ""}]`,
 		`{"$oid": "000000000000000000000001"}`,
+		`{"$out": "stolen"}`,
+		`[{"$merge": {"into": "stolen"}}]`,
 		`"$ne"`,
 		`"$email"`,
 		`"$$ROOT"`,
@@ -304,6 +306,9 @@ func TestMongoOperatorInjectionIsInert(t *testing.T) {
 	}
 	if n := e.count(t, "customers", bson.D{}); n != 5 {
 		t.Fatalf("customers = %d after the attempts, want 5", n)
+	}
+	if n := e.count(t, "stolen", bson.D{}); n != 0 {
+		t.Fatalf("stolen = %d documents, want 0", n)
 	}
 	// The real values work, so the empty answers above are not an artefact.
 	if r := call(db, "find_customer", "ada@example.com"); r.Error != nil || len(r.Rows) != 1 {
