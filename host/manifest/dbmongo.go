@@ -312,10 +312,19 @@ func (w *mongoWalker) inner(c mongoContext, d Doc, f Field, path []string) mongo
 		if strings.HasPrefix(f.Key, "$") {
 			return w.inner(mongoOperator, d, f, path)
 		}
-		if sub, ok := f.Value.(Doc); ok && len(sub) > 0 && strings.HasPrefix(sub[0].Key, "$") && sub[0].Key != "$param" {
-			return mongoOperator
+		switch sub := f.Value.(type) {
+		case Doc:
+			switch {
+			case len(sub) > 0 && sub[0].Key == "$param":
+				return mongoQuery // a parameter at a field: {$eq: …}
+			case len(sub) > 0 && strings.HasPrefix(sub[0].Key, "$"):
+				return mongoOperator
+			}
+			return mongoData // an embedded document, compared whole
+		case []any:
+			return mongoData // an array, compared whole
 		}
-		return mongoQuery // a value, or a parameter at a field: {$eq: …}
+		return mongoQuery
 	case mongoOperator:
 		switch f.Key {
 		case "$not":

@@ -28,7 +28,7 @@ func TestMongoFunctionParses(t *testing.T) {
 	m, err := Parse("m.yaml", []byte(mongoManifest(`      mongo:
         collection: orders
         op: find
-        filter: {customer: {$param: customer}, status: open, total: {$gte: {$param: min}}}
+        filter: {customer: {$param: customer}, status: open, total: {$gte: {$param: min}}, address: {city: {$param: customer}}}
         projection: {_id: 0, number: 1, total: 1}
         sort: [-created, number]
       params: [{name: customer, schema: {type: string}}, {name: min, schema: {type: number}}]
@@ -46,7 +46,7 @@ func TestMongoFunctionParses(t *testing.T) {
 	}
 	got, _ := json.Marshal(map[string]any{"filter": r.Filter, "sort": r.Sort})
 	// Keys keep the file's order; the parameter at a field is compared with $eq.
-	want := `{"filter":{"customer":{"$eq":"ada"},"status":"open","total":{"$gte":10}},"sort":{"created":-1,"number":1}}`
+	want := `{"filter":{"customer":{"$eq":"ada"},"status":"open","total":{"$gte":10},"address":{"city":"ada"}},"sort":{"created":-1,"number":1}}`
 	if string(got) != want {
 		t.Errorf("rendered = %s\nwant       %s", got, want)
 	}
