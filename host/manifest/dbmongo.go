@@ -382,6 +382,9 @@ type MongoRendered struct {
 // already checked against their schemas) in place. An object parameter with a key that starts
 // with "$" (or holds a NUL) is a *ParamError.
 func (op *MongoOp) Render(f *DBFunction, params []json.RawMessage) (*MongoRendered, error) {
+	if len(params) != len(f.Params) {
+		return nil, fmt.Errorf("function %s takes %d parameters, got %d", f.Name, len(f.Params), len(params))
+	}
 	w := &mongoWalker{names: map[string]int{}, values: make([]any, len(params)), used: make([]bool, len(f.Params))}
 	for i, p := range f.Params {
 		w.names[p.Name] = i

@@ -500,6 +500,13 @@ func TestMongoWrites(t *testing.T) {
 	if n := e.count(t, "customers", bson.D{}); n != 7 {
 		t.Fatalf("customers = %d, want 7", n)
 	}
+	// Writes carry maxTimeMS too (the driver's, from the timeout_ms deadline).
+	for _, name := range []string{"insert", "update"} {
+		cmd := e.command(name)
+		if mt, _ := cmd.Lookup("maxTimeMS").AsInt64OK(); mt <= 0 || mt > 5000 {
+			t.Errorf("%s command %s: maxTimeMS = %v, want 1..5000", name, cmd, cmd.Lookup("maxTimeMS"))
+		}
+	}
 	noMongoCanary(t, logs, r)
 }
 
