@@ -149,10 +149,16 @@ func (m *mongoDB) read(ctx context.Context, f *manifest.DBFunction, args []any) 
 	if err != nil {
 		return abi.DBResponse{}, err
 	}
-	// The command carries maxTimeMS = timeout_ms, so the server stops it itself (the driver's
-	// Find and Aggregate leave maxTimeMS out, DRIVERS-2722, hence commands written here); the
-	// call gives up pgBackstop later should the server not answer.
-	ctx, cancel := serverTimed(ctx, f.Timeout()+pgBackstop)
+	// The command carries maxTimeMS = timeout_ms (or what is left of the call, if less), so the
+	// server stops it itself (the driver's Find and Aggregate leave maxTimeMS out, DRIVERS-2722,
+	// hence commands written here); the call gives up pgBackstop later should the server not
+	// answer.
+	maxTime := f.Timeout()
+	if dl, ok := ctx.Deadline(); ok { // the call ends sooner: so does the server's work
+		maxTime = max(min(maxTime, time.Until(dl)), time.Millisecond)
+	}
+	maxTimeMS := int64(maxTime / time.Millisecond)
+	ctx, cancel := serverTimed(ctx, maxTime+pgBackstop)
 	defer cancel()
 	limit := f.MaxRows + 1
 	batch := int32(min(limit, mongoBatch))
@@ -164,7 +170,7 @@ func (m *mongoDB) read(ctx context.Context, f *manifest.DBFunction, args []any) 
 		}
 		pipeline = append(pipeline, bson.D{{Key: "$limit", Value: int64(limit)}}) // the server stops there
 		cmd = bson.D{{Key: "aggregate", Value: f.Mongo.Collection}, {Key: "pipeline", Value: pipeline},
-			{Key: "cursor", Value: bson.D{{Key: "batchSize", Value: batch}}}, {Key: "maxTimeMS", Value: int64(f.TimeoutMS)}}
+			{Key: "cursor", Value: bson.D{{Key: "batchSize", Value: batch}}}, {Key: "maxTimeMS", Value: maxTimeMS}}
 	} else {
 		filter := any(bson.D{})
 		if r.Filter != nil {
@@ -178,7 +184,7 @@ func (m *mongoDB) read(ctx context.Context, f *manifest.DBFunction, args []any) 
 			cmd = append(cmd, bson.E{Key: "sort", Value: toBSON(r.Sort)})
 		}
 		cmd = append(cmd, bson.E{Key: "limit", Value: int64(limit)}, bson.E{Key: "batchSize", Value: batch},
-			bson.E{Key: "maxTimeMS", Value: int64(f.TimeoutMS)})
+			bson.E{Key: "maxTimeMS", Value: maxTimeMS})
 	}
 	resp, err := m.collect(ctx, f, cmd)
 	if err != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {

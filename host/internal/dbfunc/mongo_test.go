@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
@@ -254,6 +255,15 @@ func TestMongoFind(t *testing.T) {
 		if mt, _ := cmd.Lookup("maxTimeMS").AsInt64OK(); mt != 5000 {
 			t.Errorf("%s command %s: maxTimeMS = %v, want 5000", name, cmd, cmd.Lookup("maxTimeMS"))
 		}
+	}
+	// A call with less time left than the function's timeout gives the server only that.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if r := db.Call(ctx, []byte(`{"function":"find_customer","params":["ada@example.com"]}`)); r.Error != nil {
+		t.Fatalf("find_customer under a 2 s deadline = %+v", r.Error)
+	}
+	if mt, _ := e.command("find").Lookup("maxTimeMS").AsInt64OK(); mt <= 0 || mt > 2000 {
+		t.Errorf("find under a 2 s call deadline sent maxTimeMS %d, want 1..2000", mt)
 	}
 	noMongoCanary(t, logs, r)
 }
