@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -55,8 +56,13 @@ func RedisMultiKey(command string) bool {
 	return command == "MGET" || command == "EXISTS" || command == "DEL"
 }
 
-// Statement is what the function runs, as an admin reviews it: its SQL, or its Redis command.
+// Statement is what the function runs, as an admin reviews it: its SQL, its Redis command, or
+// its MongoDB operation as JSON.
 func (f *DBFunction) Statement() string {
+	if f.Mongo != nil {
+		b, _ := json.Marshal(f.Mongo)
+		return "mongo " + string(b)
+	}
 	if f.Redis == nil {
 		return f.SQL
 	}

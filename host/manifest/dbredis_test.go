@@ -45,7 +45,7 @@ func TestParseRefusesRedisEscapes(t *testing.T) {
 		{`    - {name: f, redis: {command: GET, key: "tenant:{1}"}, params: [{name: a}]}`, "uses {1} but the function declares 1"},
 		{`    - {name: f, redis: {command: GET, key: "tenant:x"}, params: [{name: a}]}`, "parameter a is declared but not used"},
 		{`    - {name: f, sql: SELECT 1, redis: {command: GET, key: "tenant:x"}}`, "declares both sql and redis"},
-		{`    - {name: f}`, "declares neither sql nor redis"},
+		{`    - {name: f}`, "declares none of sql, redis or mongo"},
 		{`    - {name: f, redis: {command: GET, key: "tenant:x", field: a}}`, "GET takes no field"},
 		{`    - {name: f, redis: {command: LRANGE, key: "tenant:x", range: ["0"]}}`, "database.functions[0].redis.range"},
 	} {

@@ -152,8 +152,8 @@ func (q *Quota) Period() time.Duration { return time.Duration(q.PeriodS) * time.
 
 // DatabaseGrant names the database of a connector's functions and which functions may run.
 type DatabaseGrant struct {
-	// DSN is a secret reference to the data source name (postgres://…, mysql://…, redis://…
-	// or rediss://…, or sqlite:PATH).
+	// DSN is a secret reference to the data source name (postgres://…, mysql://…, redis://…,
+	// rediss://…, mongodb://… or sqlite:PATH).
 	DSN string `json:"dsn"`
 	// Functions lists granted function names, or holds All.
 	Functions []string `json:"functions,omitempty"`

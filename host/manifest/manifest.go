@@ -293,8 +293,10 @@ type DBFunction struct {
 	// SQL is the statement, with numbered parameters $1, $2 … in the order of Params.
 	SQL string `json:"sql,omitempty"`
 	// Redis, in place of SQL, is the function's one Redis command (see RedisCommand).
-	Redis  *RedisCommand `json:"redis,omitempty"`
-	Params []DBParam     `json:"params,omitempty"`
+	Redis *RedisCommand `json:"redis,omitempty"`
+	// Mongo is the MongoDB operation, instead of SQL (see MongoOp).
+	Mongo  *MongoOp  `json:"mongo,omitempty"`
+	Params []DBParam `json:"params,omitempty"`
 	// ReadOnly functions run in a read-only transaction (default true). A write function runs
 	// only when the grant allows writes, and its tools need a human's approval.
 	ReadOnly bool `json:"read_only"`

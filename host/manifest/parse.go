@@ -275,6 +275,13 @@ func (d *document) check(m *Manifest) []*Error {
 				}
 				f.params[j] = compiled
 			}
+			if f.Mongo != nil {
+				if f.Redis != nil {
+					add(p("database", "functions", i), "declares both mongo and redis: a function is one SQL statement, one Redis command or one MongoDB operation")
+				}
+				errs = append(errs, d.checkMongo(i, f)...)
+				continue
+			}
 			if f.Redis != nil {
 				f.Redis.Command = strings.ToUpper(f.Redis.Command)
 				for _, e := range f.RedisProblems() {
@@ -283,7 +290,7 @@ func (d *document) check(m *Manifest) []*Error {
 				continue
 			}
 			if f.SQL == "" {
-				add(p("database", "functions", i), "declares neither sql nor redis: a function is one SQL statement or one Redis command")
+				add(p("database", "functions", i), "declares none of sql, redis or mongo: a function is one SQL statement, one Redis command or one MongoDB operation")
 				continue
 			}
 			if n := Statements(f.SQL); n != 1 {

@@ -61,6 +61,8 @@ func openBackend(dsn secret.Value, s *scrub.Scrubber, log *slog.Logger, maxConns
 		return openRedis(raw, s, maxConns)
 	case strings.HasPrefix(raw, "mysql://"), strings.HasPrefix(raw, "mariadb://"):
 		return openMySQL(raw, s, log, maxConns)
+	case isMongo(raw):
+		return openMongo(raw, s, maxConns, nil)
 	case strings.HasPrefix(raw, "sqlite:"):
 		path := strings.TrimPrefix(raw, "sqlite:")
 		path = strings.TrimPrefix(path, "//") // sqlite:///abs/path

@@ -2,7 +2,7 @@
 // statements (PostgreSQL, MySQL/MariaDB, SQLite) or Redis commands (see redisDB) a manifest
 // declares and a grant allows, behind the airlock_db host function.
 //
-// Agents never send SQL. A plugin asks for a function by name with positional parameters; [DB.Call]
+// Agents never send SQL (or a MongoDB query: see mongo.go and manifest.MongoOp). A plugin asks for a function by name with positional parameters; [DB.Call]
 // runs it only when it is declared and granted, checks each parameter against its JSON Schema,
 // binds the parameters (never interpolates them) and bounds the statement:
 //
@@ -21,6 +21,12 @@
 //   - the work stops at the function's max_rows + 1 or max_bytes (the JSON size of the rows),
 //     with Truncated set: PostgreSQL reads run as a cursor fetched in growing batches, so the
 //     server produces no row past the cap's batch; SQLite stops stepping the statement.
+//
+// On MongoDB (mongodb://…/DATABASE) a function is a declared operation (manifest.MongoOp) whose
+// parameters are only ever values: sent as {$eq: v} in a query and {$literal: v} in an
+// expression, an argument holding a "$" key refused; reads send only find or aggregate (never
+// $out, $merge, $where, $function or $accumulator) with maxTimeMS = timeout_ms, limit
+// max_rows + 1 and batches of at most 100, and kill the cursor at a cap (see mongo.go).
 //
 // The data source name is a secret: it is registered with the host's scrubber, and no error,
 // log line or response carries it or a raw driver message (which could hold it, or row data).
@@ -66,8 +72,8 @@ import (
 type Config struct {
 	// DSN is the data source name: postgres://… (or postgresql://…) for PostgreSQL,
 	// mysql://user:password@host:port/database (or mariadb://…) for MySQL and MariaDB,
-	// redis://… or rediss://… for Redis, sqlite:PATH for an SQLite file that must already exist.
-	// Required.
+	// redis://… or rediss://… for Redis, mongodb://…/DATABASE (or mongodb+srv://…) for MongoDB,
+	// sqlite:PATH for an SQLite file that must already exist. Required.
 	DSN secret.Value
 	// Declared are the manifest's database functions (manifest.Database.Functions).
 	Declared []manifest.DBFunction
@@ -96,9 +102,9 @@ type DB struct {
 // Errors of Open. The text never holds the DSN.
 var (
 	// ErrNoDSN: Config.DSN is empty.
-	ErrNoDSN = errors.New("dbfunc: the grant's database.dsn resolved to an empty value; set it to postgres://… or sqlite:PATH")
+	ErrNoDSN = errors.New("dbfunc: the grant's database.dsn resolved to an empty value; set it to postgres://…, mysql://…, redis://…, mongodb://… or sqlite:PATH")
 	// ErrDSN: the DSN is not a form this host understands.
-	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database, mysql://user:password@host:port/database, redis://… or sqlite:PATH; fix the secret the grant's database.dsn names")
+	ErrDSN = errors.New("dbfunc: the database DSN is not postgres://user:password@host:port/database, mysql://user:password@host:port/database, redis://…, mongodb://user:password@host:port/database or sqlite:PATH; fix the secret the grant's database.dsn names")
 )
 
 // Open prepares the connection pool for cfg.DSN. It does not connect: the first call does, so a
@@ -130,6 +136,10 @@ func Open(cfg Config) (*DB, error) {
 		if _, ok := db.declared[name]; ok && f != nil {
 			db.granted[name] = f
 		}
+	}
+	if err := checkMongoKind(be, db.granted); err != nil {
+		be.close()
+		return nil, err
 	}
 	return db, nil
 }
@@ -170,7 +180,7 @@ func (db *DB) Call(ctx context.Context, reqJSON []byte) abi.DBResponse {
 	if !ok {
 		return fail(abi.CodeNotGranted, abi.Fatal, db.notGranted(req.Function))
 	}
-	if f.Redis == nil && manifest.Statements(f.SQL) != 1 {
+	if f.Redis == nil && f.Mongo == nil && manifest.Statements(f.SQL) != 1 {
 		// Parse refuses such a manifest; this holds for one built otherwise. SQLite's driver
 		// would run every statement, and after the first "COMMIT;" outside the transaction.
 		return fail("database_error", abi.Fatal, fmt.Sprintf("database function %s declares more than one SQL statement, which the host never runs; report it to the connector's publisher", f.Name))
@@ -236,6 +246,10 @@ func bindParams(f *manifest.DBFunction, params []json.RawMessage) ([]any, *abi.E
 		if err := f.ValidateParam(i, raw); err != nil {
 			return nil, &abi.Error{Code: abi.CodeInvalidArguments, Category: abi.Correctable,
 				Message: fmt.Sprintf("database function %s: %v", f.Name, err)}
+		}
+		if f.Mongo != nil {
+			args[i] = raw // the MongoDB backend puts the JSON value in the operation's template
+			continue
 		}
 		v, err := bindValue(raw)
 		if err != nil {

@@ -54,6 +54,9 @@ func (db *DB) classifyQuiet(ctx context.Context, f *manifest.DBFunction, err err
 	if e, ok := redisError(err, f, timeout, unavailable, refused); ok {
 		return e
 	}
+	if e := classifyMongo(err, timeout, unavailable, refused, correctable); e != nil {
+		return e
+	}
 
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
