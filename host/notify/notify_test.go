@@ -452,3 +452,27 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+type okTransport struct{}
+
+func (okTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	io.Copy(io.Discard, r.Body)
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+}
+
+// What Notify costs the call that creates an approval: queueing for two webhooks.
+func BenchmarkNotify(b *testing.B) {
+	n, err := notify.New(notify.Config{Secrets: secrets, Logger: quiet(), Transport: okTransport{}, QueueSize: 1 << 20,
+		Webhooks: []notify.Webhook{{URL: "https://hooks.example.com/a", Secret: "env:HOOK_SECRET"},
+			{URL: "https://hooks.example.com/s", Format: notify.FormatSlack}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	nt := pending("ap_bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Notify(nt)
+	}
+	b.StopTimer()
+	n.Close(context.Background())
+}
