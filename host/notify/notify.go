@@ -386,7 +386,7 @@ func (n *Notifier) deliver(h *hook, nt host.Notice) {
 			break
 		}
 		if wait <= 0 {
-			wait = time.Duration(rand.Int64N(int64(min(n.cfg.MaxBackoff, n.cfg.Backoff<<(attempt-1))) + 1)) // full jitter
+			wait = time.Duration(rand.Int64N(int64(n.backoff(attempt)) + 1)) // full jitter
 		}
 		n.log.Info("notify: delivery failed; retrying", "webhook", h.Name, "event", nt.Event, "id", nt.ID, "attempt", attempt, "wait", wait, "err", why)
 		t := time.NewTimer(wait)
@@ -399,6 +399,16 @@ func (n *Notifier) deliver(h *hook, nt host.Notice) {
 	}
 	n.count(func(s *Stats) *atomic.Int64 { return &s.Failed })
 	n.log.Error("notify: notice not delivered", "webhook", h.Name, "event", nt.Event, "id", nt.ID, "err", why)
+}
+
+// backoff is the cap of the wait after the attempt-th attempt: Backoff doubled each time, at
+// most MaxBackoff.
+func (n *Notifier) backoff(attempt int) time.Duration {
+	d := n.cfg.Backoff
+	for i := 1; i < attempt && d < n.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, n.cfg.MaxBackoff)
 }
 
 // attempt makes one request; retry says whether another may succeed, wait is a Retry-After.
