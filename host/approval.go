@@ -75,6 +75,7 @@ func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallR
 		}
 		pending = &a
 		h.logger.Info("call waits for approval", "approval", a.ID, "tool", req.Tool, "agent", req.Agent, "subject", req.Subject)
+		h.noticeApproval(a, args, req.Tool+" needs a human's approval before it runs")
 	}
 	return &ResultError{Code: CodeApprovalPending, Category: abi.Correctable,
 		Message: fmt.Sprintf("%s needs a human's approval before it runs; approval %s is pending (expires %s). "+
@@ -91,4 +92,11 @@ func argsDigest(args []byte) string {
 		return hex.EncodeToString(sum[:])
 	}
 	return h
+}
+
+// noticeApproval tells Config.OnNotice that approval a was created here (so one replica, the
+// one that created it, notifies), with the call's arguments (nil for a held result).
+func (h *Host) noticeApproval(a store.Approval, args []byte, detail string) {
+	h.notice(Notice{Event: NoticeApprovalPending, ID: a.ID, Connector: a.Connector, Tool: a.Tool, Agent: a.Agent,
+		Subject: a.Subject, Arguments: args, Detail: detail, Created: a.Created, Expires: a.Expires})
 }

@@ -118,6 +118,12 @@ type Config struct {
 	// change is visible to Tools and Call; it must not call Load, LoadModule or Unload and
 	// should return quickly. Default: nothing is called.
 	OnToolsChanged func()
+	// OnNotice, if set, is called for what an admin should hear about without polling: a call
+	// waiting for approval (on the replica that created the request only, so once per
+	// request), a connection that needs re-consent, an upstream's circuit breaker opening (see
+	// [Notice]). It runs on the call path and must return at once, never blocking (host/notify
+	// queues and sends in the background). Default: nothing is called.
+	OnNotice func(Notice)
 	// Metrics, if set, receives the host's Prometheus metrics (see NewMetrics). Default: none
 	// are kept.
 	Metrics *Metrics
@@ -507,6 +513,11 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			ccfg.OnEvent = func(ev credential.Event) {
 				h.metrics().Credential(m.Name, cred.Name, ev.Type)
+				if ev.Type == credential.StatusNeedsReauth {
+					h.notice(Notice{Event: NoticeConnectionNeedsReauth, Connector: ev.Connector, Subject: ev.Subject, Slot: ev.Slot,
+						Detail: fmt.Sprintf("the %s connection of subject %s (credential %s) needs to be authorised again: %s; connect it again (airlock connect %s --subject %s)",
+							ev.Connector, ev.Subject, ev.Slot, ev.Detail, ev.Connector, ev.Subject)})
+				}
 				outcome := "ok"
 				if ev.Type == "needs_reauth" || ev.Type == "failed" {
 					outcome = "error"
@@ -539,6 +550,11 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 		MaxResponseBytes: int64(lim.MaxResponseBytes),
 		Scrubber:         h.scrub,
 		Logger:           h.logger.With("connector", m.Name),
+		OnBreakerOpen: func(upstream string, coolDown time.Duration) {
+			h.notice(Notice{Event: NoticeBreakerOpen, Connector: m.Name, Host: upstream,
+				Detail: fmt.Sprintf("the circuit breaker of %s (connector %s) opened after consecutive failures (network errors, 5xx, timeouts): calls reaching it fail fast for %s, then one probe tests it",
+					upstream, m.Name, coolDown)})
+		},
 	}
 	if h.cfg.Resolver != nil {
 		ecfg.Resolver = h.cfg.Resolver

@@ -105,6 +105,7 @@ func (h *Host) holdResult(ctx context.Context, c *connector, tool *manifest.Tool
 			Message: "the result of this call needs an admin's approval, but the state store that queues approvals is unavailable; try again later"}
 	}
 	h.logger.Info("screened result waits for approval", "approval", a.ID, "tool", req.Tool, "agent", req.Agent, "subject", req.Subject)
+	h.noticeApproval(a, nil, "the result of "+req.Tool+" is held for a human's review: the upstream's data shows signs of prompt injection")
 	return heldPending(req.Tool, a.ID, a.Expires, s)
 }
 

@@ -34,9 +34,10 @@ again with the same arguments), before it expires.`+serverHelp, `
 	if *all {
 		status = ""
 	}
-	var list []store.Approval
-	err := g.withAdmin(ctx, e, func(a *admin.Admin) (err error) {
-		list, err = a.Approvals(ctx, status)
+	var list []admin.ApprovalView // the same shape whether read from the store or the server
+	err := g.withAdmin(ctx, e, func(a *admin.Admin) error {
+		aps, err := a.Approvals(ctx, status)
+		list = admin.ApprovalViews(aps)
 		return err
 	}, func(c *adminClient) error {
 		return c.do(ctx, "GET", "approvals?status="+url.QueryEscape(status), nil, &list)
@@ -54,7 +55,7 @@ again with the same arguments), before it expires.`+serverHelp, `
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tTOOL\tAGENT\tSUBJECT\tEXPIRES\tARGUMENTS")
 	for _, a := range list {
-		args := string(a.Args)
+		args := string(a.Arguments)
 		if len(args) > 100 {
 			args = args[:97] + "..."
 		}
@@ -92,13 +93,16 @@ with 'airlock approvals --json'): approving it releases that result once to the 
 	if id == "" {
 		return usagef("give the approval ID: airlock %s ID (see 'airlock approvals')", verb)
 	}
-	var ap store.Approval
-	err := g.withAdmin(ctx, e, func(a *admin.Admin) (err error) {
+	var ap admin.ApprovalView
+	err := g.withAdmin(ctx, e, func(a *admin.Admin) error {
+		var got store.Approval
+		var err error
 		if verb == "approve" {
-			ap, err = a.Approve(ctx, id, adminName())
+			got, err = a.Approve(ctx, id, adminName())
 		} else {
-			ap, err = a.Deny(ctx, id, adminName(), *reason)
+			got, err = a.Deny(ctx, id, adminName(), *reason)
 		}
+		ap = admin.NewApprovalView(got)
 		return err
 	}, func(c *adminClient) error {
 		var body any
@@ -111,7 +115,7 @@ with 'airlock approvals --json'): approving it releases that result once to the 
 		return err
 	}
 	if verb == "approve" {
-		fmt.Fprintf(e.stderr, "Approved %s: %s.%s may run once with these arguments until %s:\n%s\n", id, ap.Connector, ap.Tool, ap.Expires.Local().Format(time.DateTime), ap.Args)
+		fmt.Fprintf(e.stderr, "Approved %s: %s.%s may run once with these arguments until %s:\n%s\n", id, ap.Connector, ap.Tool, ap.Expires.Local().Format(time.DateTime), ap.Arguments)
 		return nil
 	}
 	fmt.Fprintf(e.stderr, "Denied %s (%s.%s).\n", id, ap.Connector, ap.Tool)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/admin"
@@ -355,18 +357,29 @@ func printRecords(e *env, st *store.Store, ctx context.Context, f store.AuditFil
 	}
 }
 
-// remoteAuditSearch prints the records the admin API's /audit answers for the filters q.
+// remoteAuditSearch prints the records the admin API's /audit answers for the filters q, oldest
+// first as the local search does: it follows the pages (newest first) to the last, then prints.
 func remoteAuditSearch(ctx context.Context, e *env, c *adminClient, q url.Values, asJSON bool) error {
-	var lines []byte // JSON lines
-	if err := c.do(ctx, "GET", "audit?"+q.Encode(), nil, &lines); err != nil {
-		return err
-	}
+	q.Set("limit", strconv.Itoa(admin.MaxAuditPage))
 	var recs []store.AuditRecord
-	for line := range bytes.Lines(lines) {
-		if line = bytes.TrimSpace(line); len(line) > 0 {
-			recs = append(recs, store.AuditRecord{Data: line})
+	for {
+		var page admin.AuditPage
+		if err := c.do(ctx, "GET", "audit?"+q.Encode(), nil, &page); err != nil {
+			return err
 		}
+		for _, r := range page.Records {
+			var line bytes.Buffer // one JSON line per record, as the local search prints
+			if err := json.Compact(&line, r.Event); err != nil {
+				return fmt.Errorf("the airlock server's audit record %d is not JSON: %w", r.Seq, err)
+			}
+			recs = append(recs, store.AuditRecord{Seq: r.Seq, Data: line.Bytes()})
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Set("cursor", page.NextCursor)
 	}
+	slices.Reverse(recs)
 	show(e, recs, asJSON)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/host/admin"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/notify"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 )
@@ -70,6 +71,8 @@ type fileConfig struct {
 		MaxSessions         int           `yaml:"max_sessions"`
 		MaxSessionsPerAgent int           `yaml:"max_sessions_per_agent"`
 	} `yaml:"http"`
+	// Notify says where 'airlock serve' sends notices (notify.go).
+	Notify notifyConfig `yaml:"notify"`
 }
 
 // globals are the flags shared by the commands that run a host.
@@ -92,6 +95,8 @@ type globals struct {
 	tracer  trace.TracerProvider
 	// requireProfiles: agents in no profile get no tool (serve --require-profiles).
 	requireProfiles bool
+	// notices: start the notifier the configuration's notify: block asks for (serve only).
+	notices bool
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -176,11 +181,12 @@ func (g *globals) openHost(ctx context.Context, e *env) (*host.Host, error) {
 
 // hostRuntime is a running host with what it was built on.
 type hostRuntime struct {
-	h      *host.Host
-	st     *store.Store
-	admin  *admin.Admin
-	cfg    *fileConfig
-	logger *slog.Logger
+	h        *host.Host
+	st       *store.Store
+	admin    *admin.Admin
+	cfg      *fileConfig
+	logger   *slog.Logger
+	notifier *notify.Notifier // nil unless notices are on (serve, with webhooks configured)
 }
 
 // openRuntime opens the state store, the secret sources and the audit sink, starts a host and
@@ -219,13 +225,25 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	if ss != nil { // else OAuth tokens are sealed with a key of this process only
 		hc.Sealer = ss
 	}
+	var notifier *notify.Notifier
+	if g.notices {
+		if notifier, err = startNotifier(g.config, cfg.Notify, secrets, logger); err != nil {
+			sink.Close()
+			st.Close()
+			return nil, err
+		}
+		if notifier != nil {
+			hc.OnNotice = notifier.Notify
+		}
+	}
 	h, err := host.New(hc)
 	if err != nil {
+		closeNotifier(notifier, logger)
 		sink.Close()
 		st.Close()
 		return nil, err
 	}
-	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger}
+	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger, notifier: notifier}
 	rt.admin.SetConfigured(g.configured())
 	if err := rt.admin.Sync(ctx); err != nil {
 		// Each connector that failed is stopped (fail closed); the others serve.
@@ -234,6 +252,7 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	for _, c := range cfg.Connectors {
 		if err := loadConfigured(ctx, h, c.Manifest, c.Grant); err != nil {
 			h.Close(ctx)
+			closeNotifier(notifier, logger)
 			return nil, err
 		}
 	}

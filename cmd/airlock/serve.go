@@ -113,6 +113,7 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	defer obs.close()
 	g.mayCreateKey = true // a fresh embedded state gets its master key, saying so
 	g.requireProfiles = *requireProfiles
+	g.notices = true // the configuration's notify: block
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {
@@ -123,6 +124,7 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 		return err
 	}
 	h, cfg := rt.h, rt.cfg
+	defer closeNotifier(rt.notifier, logger) // after the host: its last notices are delivered
 	defer closeHost(h, logger)
 	if len(h.Tools()) == 0 {
 		banner(&g, e.stderr, "airlock serve: serving no tools: "+g.whyNoTools(cfg)+". Try 'airlock demo' to see a sandboxed connector at work, or see \"Using it\" in the README to configure one; tools granted later appear without a restart.")

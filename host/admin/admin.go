@@ -166,27 +166,32 @@ func at(version string) string {
 
 // Asks describes what a manifest asks an admin for, for review before granting.
 type Asks struct {
-	Connector, Version, Publisher, Digest string
-	Unsigned                              bool
-	Tools                                 []ToolAsk
-	Scopes, Hosts                         []string
-	Credentials                           []string // "slot (kind) → hosts"
-	Functions                             []string // "name (read-only|WRITES): SQL"
-	Limits                                manifest.Limits
+	Connector   string          `json:"connector"`
+	Version     string          `json:"version"`
+	Publisher   string          `json:"publisher"`
+	Digest      string          `json:"module_sha256"`
+	Unsigned    bool            `json:"unsigned,omitempty"`
+	Tools       []ToolAsk       `json:"tools"`
+	Scopes      []string        `json:"scopes,omitempty"`
+	Hosts       []string        `json:"hosts,omitempty"`
+	Credentials []string        `json:"credentials,omitempty"` // "slot (kind) → hosts"
+	Functions   []string        `json:"functions,omitempty"`   // "name (read-only|WRITES): SQL"
+	Limits      manifest.Limits `json:"limits"`
 
 	// Config describes each config key: its default and the values a grant may set, with the
 	// rate limits each value brings.
-	Config []string
+	Config []string `json:"config,omitempty"`
 }
 
 // ToolAsk is one tool and what it needs.
 type ToolAsk struct {
-	Name, Description string
-	Scopes            []string
-	Hints             []string
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Scopes      []string `json:"scopes,omitempty"`
+	Hints       []string `json:"hints,omitempty"`
 	// Uses says what the tool's code may use while it runs (manifest tools[].uses), e.g.
 	// "database: find_customer; network: none; credentials: none".
-	Uses string
+	Uses string `json:"uses,omitempty"`
 }
 
 // Review returns what connector name (at version, or its pending/active version) asks for, and

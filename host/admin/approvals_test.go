@@ -35,7 +35,14 @@ func pendingID(t *testing.T, res *host.Result) string {
 // approvalEnv grants Slack with post_message behind a human's approval.
 func approvalEnv(t *testing.T, dsn string) *env {
 	t.Helper()
-	e := newEnv(t, envOptions{dsn: dsn, approvalTTL: time.Hour})
+	return approvalEnvWith(t, envOptions{dsn: dsn})
+}
+
+// approvalEnvWith is approvalEnv with more options (approvals last an hour).
+func approvalEnvWith(t *testing.T, o envOptions) *env {
+	t.Helper()
+	o.approvalTTL = time.Hour
+	e := newEnv(t, o)
 	e.install(t, "slack", "1.0.0", store.InstalledActive, e.slackYAML(t, nil), e.slackW)
 	g := e.slackGrant()
 	g.Confirm = []string{"post_message"}

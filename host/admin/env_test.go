@@ -94,6 +94,7 @@ type envOptions struct {
 	dsn         string
 	approvalTTL time.Duration
 	resolver    host.Resolver
+	onNotice    func(host.Notice)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -133,6 +134,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.resolver != nil {
 		cfg.Resolver = o.resolver
 	}
+	cfg.OnNotice = o.onNotice
 	e.h, e.rec = hosttest.New(t, cfg)
 	e.a = admin.New(st, e.h, slog.New(slog.NewJSONHandler(e.rec, nil)))
 	e.slackM, e.slackW = hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")

@@ -51,13 +51,14 @@ const maxBody = 1 << 20
 //	GET    /admin/v1/approvals                       approval requests (?status=pending)
 //	POST   /admin/v1/approvals/{id}/approve          let that exact call run once
 //	POST   /admin/v1/approvals/{id}/deny             refuse it (body: {"reason": "…"})
-//	GET    /admin/v1/audit                           audit records as JSON lines (?connector= &tool= &agent= &subject= &session= &conversation= &user= &decision= &kind= &since= &until= &after= &limit=)
+//	GET    /admin/v1/audit                           audit records, newest first, a page at a time (?connector= &tool= &agent= &subject= &session= &conversation= &user= &decision= &kind= &since= &until= &after= &limit= &cursor=)
 //	GET    /admin/v1/audit/verify                    check the hash chain
 //	GET    /admin/v1/metrics                         airlock's counters (JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
 //	GET    /admin/v1/admins                          admin tokens: name, role, created, last use, expiry (owner)
 //	PUT    /admin/v1/admins/{name}/role              change an admin's role (owner; body: {"role": "approver"})
 //
-// Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
+// Bodies follow one convention (views.go): snake_case names, manifests, grants and arguments
+// as JSON objects, no zero dates. Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
 // 401 and nothing else, an expired one 401 saying so; a role that does not allow the route
 // gets 403 naming the role it needs, and the refusal is recorded in the audit trail.
 func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
@@ -136,7 +137,7 @@ func serveMetrics(w http.ResponseWriter, _ *http.Request) {
 
 func (a *Admin) apiConnectors(w http.ResponseWriter, r *http.Request) {
 	list, err := a.st.ListInstalled(r.Context())
-	reply(w, list, err)
+	reply(w, ConnectorViews(list), err)
 }
 
 func (a *Admin) apiReview(w http.ResponseWriter, r *http.Request) {
@@ -181,7 +182,7 @@ func (a *Admin) apiRevoke(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) apiApprovals(w http.ResponseWriter, r *http.Request) {
 	list, err := a.Approvals(r.Context(), r.URL.Query().Get("status"))
-	reply(w, list, err)
+	reply(w, ApprovalViews(list), err)
 }
 
 func (a *Admin) apiDecide(w http.ResponseWriter, r *http.Request) {
@@ -202,7 +203,7 @@ func (a *Admin) apiDecide(w http.ResponseWriter, r *http.Request) {
 		}
 		ap, err = a.Deny(r.Context(), id, adminFrom(r.Context()), body.Reason)
 	}
-	reply(w, ap, err)
+	reply(w, NewApprovalView(ap), err)
 }
 
 func (a *Admin) apiAudit(w http.ResponseWriter, r *http.Request) {
@@ -211,16 +212,17 @@ func (a *Admin) apiAudit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	recs, err := a.st.QueryAudit(r.Context(), f)
-	if err != nil {
-		reply(w, nil, err)
+	limit := f.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultAuditPage
+	case limit > MaxAuditPage:
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("limit %d: a page holds at most %d records; follow next_cursor for more", limit, MaxAuditPage))
 		return
 	}
-	w.Header().Set("Content-Type", "application/jsonl")
-	for _, rec := range recs {
-		w.Write(rec.Data)
-		w.Write([]byte("\n"))
-	}
+	f.NewestFirst, f.Limit = true, limit+1 // one more tells whether there is a next page
+	recs, err := a.st.QueryAudit(r.Context(), f)
+	reply(w, NewAuditPage(recs, limit), err)
 }
 
 func (a *Admin) apiVerify(w http.ResponseWriter, r *http.Request) {
@@ -236,7 +238,8 @@ func (a *Admin) apiVerify(w http.ResponseWriter, r *http.Request) {
 // ParseAuditFilter reads an audit filter from named values (query parameters or flags):
 // connector, tool, agent, subject, session, conversation, user (the who-asked labels of
 // calls), decision, kind, since, until (RFC 3339 or a duration back from now such as 1h), after
-// (a sequence number) and limit.
+// (a sequence number), cursor (an audit page's next_cursor: records before that page's last)
+// and limit.
 func ParseAuditFilter(get func(string) string, now func() time.Time) (store.AuditFilter, error) {
 	if now == nil {
 		now = time.Now
@@ -276,6 +279,11 @@ func ParseAuditFilter(get func(string) string, now func() time.Time) (store.Audi
 			}
 		}
 	}
+	if v := get("cursor"); v != "" {
+		if f.BeforeSeq, err = parseAuditCursor(v); err != nil {
+			return f, err
+		}
+	}
 	if v := get("limit"); v != "" {
 		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 0 {
 			return f, fmt.Errorf("limit %q: give a number of records", v)
@@ -287,30 +295,6 @@ func ParseAuditFilter(get func(string) string, now func() time.Time) (store.Audi
 		return f, fmt.Errorf("decision %q: use ok, error, denied or unknown (calls a crash interrupted)", f.Decision)
 	}
 	return f, nil
-}
-
-// GrantView is a grant record as the API and CLI show it.
-type GrantView struct {
-	Connector string          `json:"connector"`
-	Version   int             `json:"version"`
-	Grant     json.RawMessage `json:"grant"`
-	Admin     string          `json:"admin"`
-	Note      string          `json:"note,omitempty"`
-	Created   time.Time       `json:"created"`
-	Revoked   bool            `json:"revoked,omitempty"`
-}
-
-func grantView(r store.GrantRecord) GrantView {
-	return GrantView{Connector: r.Connector, Version: r.Version, Grant: r.Grant, Admin: r.Admin, Note: r.Note, Created: r.Created, Revoked: r.Revoked}
-}
-
-// GrantViews converts grant records for display.
-func GrantViews(rs []store.GrantRecord) []GrantView {
-	out := make([]GrantView, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, grantView(r))
-	}
-	return out
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -292,13 +292,15 @@ type AuditFilter struct {
 	Kind                        string    // "call" or "request"
 	Since, Until                time.Time // Since ≤ Time < Until
 	AfterSeq                    int64     // only records after this one, for paging
+	BeforeSeq                   int64     // only records before this one (0: no bound), for paging back
+	NewestFirst                 bool      // order by sequence, highest first (default lowest first)
 	Limit                       int       // at most this many; 0 means 1000
 }
 
 // DefaultAuditLimit is the number of records QueryAudit returns when AuditFilter.Limit is 0.
 const DefaultAuditLimit = 1000
 
-// QueryAudit returns the records matching f, oldest first.
+// QueryAudit returns the records matching f, oldest first (newest first with f.NewestFirst).
 func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	var (
 		where []string
@@ -326,6 +328,9 @@ func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 	if f.AfterSeq > 0 {
 		add("seq > ?", f.AfterSeq)
 	}
+	if f.BeforeSeq > 0 {
+		add("seq < ?", f.BeforeSeq)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultAuditLimit
@@ -334,7 +339,11 @@ func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq LIMIT " + strconv.Itoa(limit)
+	order := " ORDER BY seq"
+	if f.NewestFirst {
+		order += " DESC"
+	}
+	q += order + " LIMIT " + strconv.Itoa(limit)
 	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("querying the audit log", err)

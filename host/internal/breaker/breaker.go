@@ -38,6 +38,9 @@ type Config struct {
 	Failures int
 	// CoolDown is how long the breaker stays open before it lets one probe through. 0 means 30 s.
 	CoolDown time.Duration
+	// OnOpen, if set, is called each time the breaker opens (after the threshold, or a failed
+	// probe), with the cool-down, outside the breaker's lock; it must return at once.
+	OnOpen func(coolDown time.Duration)
 }
 
 // State is a breaker state.
@@ -140,7 +143,15 @@ func (b *Breaker) Done(now time.Time, d Decision, o Outcome) {
 		return
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	opened := b.done(now, d, o)
+	b.mu.Unlock()
+	if opened && b.cfg.OnOpen != nil {
+		b.cfg.OnOpen(b.coolDown())
+	}
+}
+
+// done records the outcome under b.mu and reports whether the breaker opened.
+func (b *Breaker) done(now time.Time, d Decision, o Outcome) (opened bool) {
 	if d.probe {
 		b.probing = false
 		switch o {
@@ -150,11 +161,12 @@ func (b *Breaker) Done(now time.Time, d Decision, o Outcome) {
 		case Failure:
 			b.state, b.until = Open, now.Add(b.coolDown())
 			metrics.opens.Add(1)
+			return true
 		}
-		return
+		return false
 	}
 	if b.state != Closed {
-		return // a request from before the breaker opened: the probe decides
+		return false // a request from before the breaker opened: the probe decides
 	}
 	switch o {
 	case Success:
@@ -164,8 +176,10 @@ func (b *Breaker) Done(now time.Time, d Decision, o Outcome) {
 		if t := b.threshold(); t > 0 && b.failures >= t {
 			b.state, b.until, b.failures = Open, now.Add(b.coolDown()), 0
 			metrics.opens.Add(1)
+			return true
 		}
 	}
+	return false
 }
 
 // State reports the state at now.

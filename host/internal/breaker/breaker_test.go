@@ -123,3 +123,25 @@ func TestSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// OnOpen is called each time the breaker opens, with the cool-down: at the threshold and after
+// a failed probe, never for a success or a closing probe. It may call the breaker (no lock held).
+func TestOnOpen(t *testing.T) {
+	var opens []time.Duration
+	var b *Breaker
+	b = New(Config{Failures: 2, CoolDown: 10 * time.Second, OnOpen: func(d time.Duration) {
+		opens = append(opens, d)
+		b.State(t0) // would deadlock if called under the lock
+	}})
+	run := func(now time.Time, o Outcome) {
+		b.Done(now, b.Allow(now), o)
+	}
+	run(t0, Failure)
+	run(t0, Failure)                     // opens
+	run(t0.Add(11*time.Second), Failure) // the probe fails: opens again
+	run(t0.Add(22*time.Second), Success) // the probe closes it
+	run(t0.Add(23*time.Second), Failure) // one failure: still closed
+	if len(opens) != 2 || opens[0] != 10*time.Second || opens[1] != 10*time.Second {
+		t.Errorf("OnOpen calls = %v, want two with the 10 s cool-down", opens)
+	}
+}

@@ -263,6 +263,9 @@ type Config struct {
 	// Breaker configures the circuit breaker kept per upstream host. The zero value means the
 	// defaults: open after 5 consecutive transient failures, probe after 30 s.
 	Breaker BreakerPolicy
+	// OnBreakerOpen, if set, is called when the circuit breaker of an upstream host opens (again
+	// after a failed probe too), with the host and the cool-down; it must return at once.
+	OnBreakerOpen func(host string, coolDown time.Duration)
 	// SharedLimits, if set, keeps the rate limits and upstream pauses in a store shared by every
 	// replica (Redis); if it becomes unreachable, each replica limits locally at LocalShare of
 	// each rate (default 1/2). Connector names the buckets' owner in that store.
@@ -298,6 +301,7 @@ type Client struct {
 	limiter  *ratelimit.Limiter
 	retry    retry.Policy // defaults applied
 	breakerC breaker.Config
+	onOpen   func(host string, coolDown time.Duration)
 	brMu     sync.Mutex
 	breakers map[string]*breaker.Breaker // upstream host → breaker
 
@@ -411,7 +415,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("egress: Breaker.CoolDown is negative")
 	}
 	c.retry = cfg.Retry.WithDefaults()
-	c.breakerC = cfg.Breaker
+	c.breakerC, c.onOpen = cfg.Breaker, cfg.OnBreakerOpen
 	c.breakers = make(map[string]*breaker.Breaker)
 	c.randN = rand.Int64N
 

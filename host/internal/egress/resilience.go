@@ -204,7 +204,11 @@ func (c *Client) breakerFor(host string) *breaker.Breaker {
 				}
 			}
 		}
-		b = breaker.New(c.breakerC)
+		bc := c.breakerC
+		if c.onOpen != nil {
+			bc.OnOpen = func(coolDown time.Duration) { c.onOpen(host, coolDown) }
+		}
+		b = breaker.New(bc)
 		c.breakers[host] = b
 	}
 	return b
