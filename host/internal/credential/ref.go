@@ -68,6 +68,7 @@ type Ref struct {
 	mu          sync.Mutex
 	val         secret.Value
 	read        time.Time // when val was read; zero: never, or invalidated
+	refused     bool      // the upstream refused val: the next read bypasses the source's cache
 	err         error     // the last failure, nil when the value is usable
 	failedAt    time.Time // when err was found
 	loggedState string    // what the log last said, so each change is logged once
@@ -116,7 +117,14 @@ func (r *Ref) Value(ctx context.Context) (secret.Value, error) {
 	if r.err != nil && now.Sub(r.failedAt) < r.cfg.Retry {
 		return secret.Value{}, r.err
 	}
-	v, err := r.cfg.Secrets.Resolve(ctx, r.cfg.Reference)
+	rctx := ctx
+	if r.refused {
+		// A source with a cache of its own (gcp-sm:, azure-kv: …) must ask its manager, or the
+		// rotated value would only be seen after that cache's TTL.
+		rctx = secret.Reread(ctx)
+	}
+	v, err := r.cfg.Secrets.Resolve(rctx, r.cfg.Reference)
+	r.refused = false
 	switch {
 	case err == nil && v.IsZero():
 		err = fmt.Errorf("%s resolves to an empty value", r.cfg.Reference)
@@ -162,7 +170,7 @@ func (r *Ref) Credential(ctx context.Context, _ string) (Credential, error) {
 // Invalidate makes the next use read the reference again (the upstream refused the value).
 func (r *Ref) Invalidate(string, secret.Value) {
 	r.mu.Lock()
-	r.read = time.Time{}
+	r.read, r.refused = time.Time{}, true
 	r.mu.Unlock()
 }
 
