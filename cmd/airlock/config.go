@@ -32,6 +32,8 @@ import (
 //	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
 //	audit_fail_open: false                 # true: calls run even when audit cannot be written
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
+//	gcp: {credentials_file: /run/secrets/gcp-sa.json}  # gcp-sm: references (default: Application Default Credentials)
+//	azure: {tenant_id: …, client_id: …, client_secret: file:/run/secrets/azure}  # azure-kv: references (default: DefaultAzureCredential)
 //	http: {allowed_origins: [https://console.example.com], session_idle_timeout: 30m, max_sessions: 1000, max_sessions_per_agent: 100}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
@@ -53,6 +55,8 @@ type fileConfig struct {
 			Mount    string `yaml:"mount"`
 		} `yaml:"approle"`
 	} `yaml:"vault"`
+	GCP   *gcpConfig   `yaml:"gcp"`   // secrets_gcp.go
+	Azure *azureConfig `yaml:"azure"` // secrets_azure.go
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`

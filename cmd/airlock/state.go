@@ -53,7 +53,8 @@ func (g *globals) openStore(ctx context.Context) (*store.Store, error) {
 }
 
 // secrets returns the secret sources grants may reference: env:, file:, store: (the built-in
-// encrypted store, whose master key is loaded here) and, when configured, vault:.
+// encrypted store, whose master key is loaded here), gcp-sm:, azure-kv: and, when configured,
+// vault:.
 func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *secret.Store, error) {
 	_, cfg, stateDir, err := g.stateDSN()
 	if err != nil {
@@ -67,27 +68,28 @@ func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *se
 		return nil, nil, err
 	}
 	key, err := g.masterKey(ctx, st, cfg, stateDir, vault)
-	if err != nil || key == nil {
-		if err != nil {
-			return nil, nil, err
-		}
-		// No key and no secret store yet: a read-only command does not create one, and grants
-		// naming store: secrets fail with a clear error when they resolve.
-		if vault != nil {
-			mux["vault"] = vault
-		}
-		return mux, nil, nil
-	}
-	ss, err := secret.OpenStore(ctx, storeBackend{st}, key)
 	if err != nil {
 		return nil, nil, err
 	}
-	mux["store"] = ss
-	if vault, err = g.vault(cfg, secret.Mux{"env": secret.Env{}, "file": secret.File{}, "store": ss}); err != nil {
-		return nil, nil, err
+	// No key means no secret store yet: a read-only command does not create one, and grants
+	// naming store: secrets fail with a clear error when they resolve.
+	var ss *secret.Store
+	creds := secret.Mux{"env": secret.Env{}, "file": secret.File{}} // for the sources' own credentials
+	if key != nil {
+		if ss, err = secret.OpenStore(ctx, storeBackend{st}, key); err != nil {
+			return nil, nil, err
+		}
+		mux["store"], creds["store"] = ss, ss
+		if vault, err = g.vault(cfg, creds); err != nil {
+			return nil, nil, err
+		}
 	}
 	if vault != nil {
 		mux["vault"] = vault
+	}
+	g.addGCPSecrets(cfg, mux)
+	if err := g.addAzureSecrets(cfg, mux, creds); err != nil {
+		return nil, nil, err
 	}
 	return mux, ss, nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/host/internal/azurefake"
+	"github.com/airlock-dev/airlock/internal/azurefake"
 	"github.com/airlock-dev/airlock/host/secret"
 )
 

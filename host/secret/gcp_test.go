@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/host/internal/gcpfake"
+	"github.com/airlock-dev/airlock/internal/gcpfake"
 	"github.com/airlock-dev/airlock/host/secret"
 )
 

@@ -20,7 +20,7 @@
 //	}
 //	log.Printf("token: %v", token) // token: [REDACTED]
 //
-// Four schemes are built in:
+// These schemes are built in:
 //
 //   - "env:NAME" ([Env]) and "file:PATH" ([File]);
 //   - "store:NAME" ([Store]), the encrypted store kept in the host's state: every value sealed
@@ -28,7 +28,11 @@
 //     ([LoadMasterKey]: AIRLOCK_MASTER_KEY or STATE_DIR/master.key), rotatable without
 //     downtime ([RotateMasterKey], [RotateDataKey]);
 //   - "vault:MOUNT/PATH#FIELD[@VERSION]" ([Vault]), HashiCorp Vault or OpenBao KV v2 with token
-//     or AppRole authentication.
+//     or AppRole authentication;
+//   - "gcp-sm:projects/P/secrets/S[/versions/V][#KEY]" ([GCPSecretManager]), Google Secret
+//     Manager with Application Default Credentials;
+//   - "azure-kv:VAULT/SECRET[/VERSION][#KEY]" ([AzureKeyVault]), Azure Key Vault with a client
+//     secret, a managed identity or DefaultAzureCredential.
 //
 // Opening the built-in store:
 //

@@ -168,6 +168,10 @@ func (m Mux) examples() string {
 			ex = append(ex, "store:NAME")
 		case "vault":
 			ex = append(ex, "vault:MOUNT/PATH#FIELD")
+		case "gcp-sm":
+			ex = append(ex, "gcp-sm:projects/PROJECT/secrets/SECRET/versions/VERSION")
+		case "azure-kv":
+			ex = append(ex, "azure-kv:VAULT/SECRET")
 		case "(none configured)":
 		default:
 			ex = append(ex, k+":…")

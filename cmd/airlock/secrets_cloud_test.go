@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/gcpfake"
+	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+// An operator keeps the Slack token in Google Secret Manager and names the service account key
+// in airlock.yaml's gcp: block (no GOOGLE_APPLICATION_CREDENTIALS): the CLI resolves the grant's
+// gcp-sm: reference with it, the call works, and the token appears nowhere in what the CLI
+// prints or the audit log holds.
+func TestGCPSecretFromConfigFile(t *testing.T) {
+	hermetic(t)
+	const token = "xoxb-gcp-canary-734120"
+	f := gcpfake.New(t)
+	f.AddVersion("acme-prod", "slack-bot", token)
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(t.TempDir(), "absent.json")) // ADC would fail
+
+	root, _ := pluginbuild.ModuleRoot()
+	dir := t.TempDir()
+	wasm, err := pluginbuild.Build(context.Background(), pluginbuild.Options{Package: "./plugins/slack", Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamped, err := pluginbuild.Stamp(filepath.Join(root, "manifests/slack.yaml"), wasm, filepath.Join(dir, "plugins"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakeslack.New(token)
+	url, stop := fake.Start()
+	defer stop()
+	os.WriteFile(filepath.Join(dir, "slack.grant.yaml"), fmt.Appendf(nil, `connector: slack
+tools: [post_message]
+scopes: ["*"]
+hosts: ["*"]
+credentials:
+  bot_token: gcp-sm:projects/acme-prod/secrets/slack-bot/versions/latest
+upstreams:
+  "https://slack.com": %q
+`, url), 0o600)
+	cfg := filepath.Join(dir, "airlock.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "state_dir: state\ngcp:\n  credentials_file: %s\n  endpoint: %s\n  cache_ttl: 10s\nconnectors:\n  - manifest: %s\n    grant: slack.grant.yaml\n",
+		f.KeyFile, f.URL, stamped), 0o600)
+
+	code, out, errOut := airlock(t, "call", "slack.post_message", "--config", cfg, "--args", `{"channel":"C0GENERAL","text":"from gcp"}`)
+	if code != exitOK || !strings.Contains(out, `"ok": true`) && !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("call = %d, %q %q", code, out, errOut)
+	}
+	_, audit, _ := airlock(t, "audit", "--config", cfg)
+	for what, s := range map[string]string{"stdout": out, "stderr": errOut, "the audit log": audit} {
+		if strings.Contains(s, token) {
+			t.Errorf("the token reached %s", what)
+		}
+	}
+	if f.Accesses() == 0 {
+		t.Error("the secret was not read from Secret Manager")
+	}
+}
+
+// The azure: block is read and checked; an identity that cannot work is refused at start with
+// the file's name, not at the first call.
+func TestAzureConfigBlock(t *testing.T) {
+	hermetic(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "airlock.yaml")
+	os.WriteFile(cfg, []byte("state_dir: state\nazure:\n  client_id: 0b5c6a0e\n  client_secret: env:AZURE_SECRET\n"), 0o600)
+	code, _, errOut := airlock(t, "call", "slack.post_message", "--config", cfg)
+	if code == exitOK || !strings.Contains(errOut, "airlock.yaml") || !strings.Contains(errOut, "client_secret needs the application's tenant_id and client_id") {
+		t.Errorf("azure: client_secret without tenant_id = %d, %q", code, errOut)
+	}
+	os.WriteFile(cfg, []byte("state_dir: state\nazure:\n  tenant: x\n"), 0o600)
+	if code, _, errOut := airlock(t, "tools", "--config", cfg); code == exitOK || !strings.Contains(errOut, "tenant") {
+		t.Errorf("an unknown key in azure: = %d, %q", code, errOut)
+	}
+}
