@@ -12,11 +12,11 @@ import (
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/hosttest"
-	"github.com/airlock-dev/airlock/internal/azurefake"
-	"github.com/airlock-dev/airlock/internal/gcpfake"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
+	"github.com/airlock-dev/airlock/internal/azurefake"
+	"github.com/airlock-dev/airlock/internal/gcpfake"
 )
 
 // cloudSecret is one cloud secret manager, faked, for the end-to-end tests: a source that

@@ -55,8 +55,8 @@ type fileConfig struct {
 			Mount    string `yaml:"mount"`
 		} `yaml:"approle"`
 	} `yaml:"vault"`
-	GCP   *gcpConfig   `yaml:"gcp"`   // secrets_gcp.go
-	Azure *azureConfig `yaml:"azure"` // secrets_azure.go
+	GCP        *gcpConfig   `yaml:"gcp"`   // secrets_gcp.go
+	Azure      *azureConfig `yaml:"azure"` // secrets_azure.go
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/airlock-dev/airlock/internal/gcpfake"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/gcpfake"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/internal/azurefake"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/azurefake"
 )
 
 const azureClientSecret = "azure-client-secret-canary-5d1"

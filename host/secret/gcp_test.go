@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/internal/gcpfake"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/gcpfake"
 )
 
 // newGCP starts a fake Secret Manager holding projects/test-project/secrets/slack-bot (two
