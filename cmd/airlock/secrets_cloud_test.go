@@ -81,3 +81,24 @@ func TestAzureConfigBlock(t *testing.T) {
 		t.Errorf("an unknown key in azure: = %d, %q", code, errOut)
 	}
 }
+
+// An admin grants a connector a secret kept in a cloud secret manager: the grant is recorded,
+// with a warning that the reference is checked by the server when a call needs it; a malformed
+// scheme is still refused.
+func TestGrantWithCloudSecretReferences(t *testing.T) {
+	w := newGrantWorld(t)
+	w.install(t)
+	base := []string{"grant", "slack", "--tools", "*", "--scopes", "*", "--hosts", "*"}
+	for ref, manager := range map[string]string{
+		"gcp-sm:projects/acme-prod/secrets/slack-bot/versions/latest": "Google Secret Manager",
+		"azure-kv:contoso-prod/slack-bot":                             "Azure Key Vault",
+	} {
+		_, errOut := w.must(t, exitOK, append(base, "--credential", "bot_token="+ref)...)
+		if !strings.Contains(errOut, "warning") || !strings.Contains(errOut, ref+" is not checked here; the server reads it from "+manager) {
+			t.Errorf("grant with %s says %q; want a warning naming %s", ref, errOut, manager)
+		}
+	}
+	if code, _, errOut := w.run(t, append(base, "--credential", "bot_token=gcp-secret:x")...); code != exitError || !strings.Contains(errOut, "gcp-sm:") {
+		t.Errorf("an unknown scheme = %d, %q; want it refused, listing gcp-sm:", code, errOut)
+	}
+}
