@@ -15,8 +15,7 @@ import (
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
-	"github.com/airlock-dev/airlock/internal/azurefake"
-	"github.com/airlock-dev/airlock/internal/gcpfake"
+	"github.com/airlock-dev/airlock/internal/cloudfake"
 )
 
 // cloudSecret is one cloud secret manager, faked, for the end-to-end tests: a source that
@@ -37,7 +36,7 @@ const (
 var cloudSecrets = []cloudSecret{{
 	scheme: "gcp-sm",
 	src: func(t *testing.T, ttl time.Duration) (secret.Source, string, func(string), func() int) {
-		f := gcpfake.New(t)
+		f := cloudfake.NewGCP(t)
 		f.AddVersion("acme-prod", "upstream-key", cloudKeyOne)
 		f.AddVersion("acme-prod", "locked", cloudKeyOne)
 		f.Deny("acme-prod", "locked")
@@ -45,7 +44,7 @@ var cloudSecrets = []cloudSecret{{
 		g := secret.NewGCPSecretManager(&secret.GCPConfig{Endpoint: f.URL, CacheTTL: ttl})
 		t.Cleanup(func() { g.Close() })
 		return g, "gcp-sm:projects/acme-prod/secrets/upstream-key/versions/latest",
-			func(v string) { f.AddVersion("acme-prod", "upstream-key", v) }, f.Accesses
+			func(v string) { f.AddVersion("acme-prod", "upstream-key", v) }, func() int { return f.Stats().Reads }
 	},
 	bad: map[string]string{
 		"gcp-sm:projects/acme-prod/secrets/missing":                 "there is no secret missing in project acme-prod",
@@ -55,17 +54,17 @@ var cloudSecrets = []cloudSecret{{
 }, {
 	scheme: "azure-kv",
 	src: func(t *testing.T, ttl time.Duration) (secret.Source, string, func(string), func() int) {
-		f := azurefake.New(t, "client-secret-canary")
+		f := cloudfake.NewAzure(t, "client-secret-canary")
 		f.Set("acme-prod", "upstream-key", cloudKeyOne)
 		f.Set("acme-prod", "locked", cloudKeyOne)
 		f.Deny("acme-prod", "locked")
-		a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: azurefake.TenantID, ClientID: azurefake.ClientID,
+		a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: cloudfake.AzureTenantID, ClientID: cloudfake.AzureClientID,
 			ClientSecret: "env:AZ", Secrets: secret.Env{Lookup: func(string) (string, bool) { return "client-secret-canary", true }},
-			AuthorityHost: azurefake.AuthorityHost, Transport: f.Client(), CacheTTL: ttl})
+			AuthorityHost: cloudfake.AzureAuthorityHost, Transport: f.Client(), CacheTTL: ttl})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return a, "azure-kv:acme-prod/upstream-key", func(v string) { f.Set("acme-prod", "upstream-key", v) }, f.Gets
+		return a, "azure-kv:acme-prod/upstream-key", func(v string) { f.Set("acme-prod", "upstream-key", v) }, func() int { return f.Stats().Reads }
 	},
 	bad: map[string]string{
 		"azure-kv:acme-prod/missing":     "there is no secret missing in vault https://acme-prod.vault.azure.net",

@@ -140,21 +140,12 @@ func (r azureRef) String() string {
 const azureRefHelp = "write azure-kv:VAULT/SECRET or azure-kv:VAULT/SECRET/VERSION (VAULT a vault name or https://NAME.vault.azure.net; add #KEY for a key of a JSON secret), for example azure-kv:contoso-prod/slack-bot-token"
 
 func (a *AzureKeyVault) parseRef(ref string) (azureRef, error) {
-	bad := func(why string) (azureRef, error) {
-		// Do not echo the reference: it may be a secret pasted by mistake.
-		return azureRef{}, fmt.Errorf("azure-kv source: %s: %s: %w", why, azureRefHelp, ErrBadReference)
+	bad := func(why string) (azureRef, error) { return azureRef{}, badRef("azure-kv", why, azureRefHelp) }
+	rest, key, err := cutRemoteRef(ref, "azure-kv", azureRefHelp)
+	if err != nil {
+		return azureRef{}, err
 	}
-	scheme, rest, ok := splitRef(ref)
-	if !ok || scheme != "azure-kv" {
-		return bad(`the reference does not start with "azure-kv:"`)
-	}
-	var r azureRef
-	if loc, key, ok := strings.Cut(rest, "#"); ok {
-		if !validJSONKey(key) {
-			return bad("the JSON key after '#' is empty or has control characters")
-		}
-		rest, r.key = loc, key
-	}
+	r := azureRef{key: key}
 	var vault string
 	if u, ok := strings.CutPrefix(rest, "https://"); ok {
 		host, path, _ := strings.Cut(u, "/")
@@ -220,20 +211,8 @@ func (a *AzureKeyVault) Resolve(ctx context.Context, ref string) (Value, error) 
 	if err != nil {
 		return Value{}, err
 	}
-	value, ok := a.cache.get(ctx, r.location())
-	if !ok {
-		if value, err = a.get(ctx, r); err != nil {
-			return Value{}, err
-		}
-		a.cache.put(r.location(), value)
-	}
-	if r.key == "" {
-		if value == "" {
-			return Value{}, fmt.Errorf("azure-kv: secret %s is empty: set its value (reference %s): %w", r.location(), r, ErrNotFound)
-		}
-		return New(value), nil
-	}
-	return jsonField(value, r.key, "azure-kv: secret "+r.location(), r.String())
+	read := func(ctx context.Context) (string, error) { return a.get(ctx, r) }
+	return remoteValue(ctx, a.cache, r.location(), read, r.key, "azure-kv: secret "+r.location(), r.String())
 }
 
 // client returns the client for vault, signing in the host's identity first if needed.

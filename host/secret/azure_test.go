@@ -9,21 +9,21 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/azurefake"
+	"github.com/airlock-dev/airlock/internal/cloudfake"
 )
 
 const azureClientSecret = "azure-client-secret-canary-5d1"
 
 // newAzure starts a fake Key Vault and Entra ID with vault contoso-prod holding slack-bot (two
 // versions, the canary current), and returns a source signing in with client credentials.
-func newAzure(t *testing.T, ttl time.Duration, clock *fakeClock) (*azurefake.Server, *secret.AzureKeyVault, string) {
+func newAzure(t *testing.T, ttl time.Duration, clock *fakeClock) (*cloudfake.Azure, *secret.AzureKeyVault, string) {
 	t.Helper()
-	f := azurefake.New(t, azureClientSecret)
+	f := cloudfake.NewAzure(t, azureClientSecret)
 	old := f.Set("contoso-prod", "slack-bot", "old-"+canary)
 	f.Set("contoso-prod", "slack-bot", canary)
-	cfg := &secret.AzureConfig{TenantID: azurefake.TenantID, ClientID: azurefake.ClientID, ClientSecret: "env:AZ_SECRET",
+	cfg := &secret.AzureConfig{TenantID: cloudfake.AzureTenantID, ClientID: cloudfake.AzureClientID, ClientSecret: "env:AZ_SECRET",
 		Secrets:       staticSecrets(map[string]string{"AZ_SECRET": azureClientSecret}),
-		AuthorityHost: azurefake.AuthorityHost, Transport: f.Client(), CacheTTL: ttl}
+		AuthorityHost: cloudfake.AzureAuthorityHost, Transport: f.Client(), CacheTTL: ttl}
 	if clock != nil {
 		cfg.Now = clock.Now
 	}
@@ -39,27 +39,13 @@ var azureCanaries = [][]byte{[]byte(canary), []byte(azureClientSecret), []byte("
 func TestAzureKeyVaultResolves(t *testing.T) {
 	f, a, old := newAzure(t, -1, nil)
 	ctx := context.Background()
-	for ref, want := range map[string]string{
+	resolves(t, a, map[string]string{
 		"azure-kv:contoso-prod/slack-bot":                                                         canary,
 		"azure-kv:contoso-prod/slack-bot/" + old:                                                  "old-" + canary,
 		"azure-kv:https://contoso-prod.vault.azure.net/slack-bot":                                 canary,
 		"azure-kv:https://contoso-prod.vault.azure.net/secrets/slack-bot/" + old:                  "old-" + canary,
 		"azure-kv:https://CONTOSO-PROD.vault.azure.net/secrets/slack-bot/" + strings.ToUpper(old): "old-" + canary,
-	} {
-		got, err := a.Resolve(ctx, ref)
-		if err != nil || got.Expose() != want {
-			t.Errorf("Resolve(%s) = %v, want the version's value", ref, err)
-		}
-	}
-	if n := f.TokensIssued(); n != 1 {
-		t.Errorf("%d tokens issued for 5 reads, want 1", n)
-	}
-	if a := f.LastAuthorization(); !strings.HasPrefix(a, "Bearer eyJ0eXAiOiJKV1Qi.fake-entra-token-") {
-		t.Errorf("the read carried Authorization %q, want the Entra token", a)
-	}
-	if r := f.Rejected(); len(r) != 0 {
-		t.Errorf("the fake refused or did not know requests: %q", r)
-	}
+	}, f.Stats, "eyJ0eXAiOiJKV1Qi.fake-entra-token-")
 	f.Set("contoso-prod", "salesforce", `{"client_id":"cid","client_secret":"`+canary+`"}`)
 	if v, err := a.Resolve(ctx, "azure-kv:contoso-prod/salesforce#client_secret"); err != nil || v.Expose() != canary {
 		t.Errorf("#client_secret: %v", err)
@@ -76,11 +62,7 @@ func TestAzureKeyVaultErrors(t *testing.T) {
 	f.Set("contoso-prod", "paused", canary)
 	f.Disable("contoso-prod", "paused", "")
 	f.Set("contoso-prod", "salesforce", `{"client_id":"cid","n":1}`)
-	tests := []struct {
-		ref  string
-		is   error
-		want string
-	}{
+	failsClearly(t, a, []refError{
 		{"azure-kv:contoso-prod/nope", secret.ErrNotFound, "there is no secret nope in vault https://contoso-prod.vault.azure.net: create it (az keyvault secret set --vault-name contoso-prod --name nope"},
 		{"azure-kv:contoso-prod/slack-bot/0123456789abcdef0123456789abcdef", secret.ErrNotFound, "has no version 0123456789abcdef0123456789abcdef"},
 		{"azure-kv:contoso-prod/locked", secret.ErrDenied, `assign the host's identity the role "Key Vault Secrets User"`},
@@ -88,22 +70,8 @@ func TestAzureKeyVaultErrors(t *testing.T) {
 		{"azure-kv:contoso-prod/salesforce#client_secret", secret.ErrNotFound, `has no key "client_secret" (it has fields client_id, n)`},
 		{"azure-kv:contoso-prod/salesforce#n", nil, `key "n" is a number, not a string`},
 		{"azure-kv:contoso-prod/slack-bot#k", secret.ErrNotFound, "is not a JSON object"},
-	}
-	for _, tt := range tests {
-		_, err := a.Resolve(context.Background(), tt.ref)
-		if err == nil {
-			t.Errorf("Resolve(%s) succeeded, want an error", tt.ref)
-			continue
-		}
-		if tt.is != nil && !errors.Is(err, tt.is) {
-			t.Errorf("Resolve(%s) = %v, want errors.Is %v", tt.ref, err, tt.is)
-		}
-		if !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("Resolve(%s) = %v\nwant it to contain %q", tt.ref, err, tt.want)
-		}
-		noLeak(t, tt.ref, err, azureCanaries...)
-	}
-	// A vault that does not exist (no DNS name): the network error, without a value.
+	}, azureCanaries...)
+	// A vault URL in another cloud than the configured one is refused before any request.
 	_, err := a.Resolve(context.Background(), "azure-kv:https://contoso-prod.vault.azure.cn/x")
 	if !errors.Is(err, secret.ErrBadReference) {
 		t.Errorf("a vault in another cloud than configured: %v", err)
@@ -129,47 +97,18 @@ func TestAzureKeyVaultRejectsMalformedReferences(t *testing.T) {
 		}
 		noLeak(t, "Resolve", err, []byte(canary))
 	}
-	if n := f.Gets() + f.TokensIssued(); n != 0 {
+	if n := f.Stats().Reads + f.Stats().Tokens; n != 0 {
 		t.Errorf("malformed references reached the fake %d times", n)
 	}
 }
 
-// Rotation: az keyvault secret set makes a new current version. It is seen after the cache TTL,
-// or at once with Reread (an upstream refused the cached value).
-func TestAzureKeyVaultCacheAndRotation(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f, a, _ := newAzure(t, 30*time.Second, clock)
-	ctx := context.Background()
-	const ref = "azure-kv:contoso-prod/slack-bot"
-	for range 3 {
-		if v, err := a.Resolve(ctx, ref); err != nil || v.Expose() != canary {
-			t.Fatalf("Resolve: %v", err)
-		}
-	}
-	if n := f.Gets(); n != 1 {
-		t.Errorf("3 reads within the TTL made %d Get Secret calls, want 1", n)
-	}
-	f.Set("contoso-prod", "slack-bot", "rotated-"+canary)
-	if v, _ := a.Resolve(ctx, ref); v.Expose() != canary {
-		t.Error("the cache did not hold the value within its TTL")
-	}
-	clock.Add(31 * time.Second)
-	if v, err := a.Resolve(ctx, ref); err != nil || v.Expose() != "rotated-"+canary {
-		t.Errorf("after the TTL: %v, want the rotated value", err)
-	}
-	f.Set("contoso-prod", "slack-bot", "again-"+canary)
-	if v, err := a.Resolve(secret.Reread(ctx), ref); err != nil || v.Expose() != "again-"+canary {
-		t.Errorf("Reread: %v, want the newest value", err)
-	}
-}
-
 func TestAzureKeyVaultCredentials(t *testing.T) {
-	f := azurefake.New(t, azureClientSecret)
+	f := cloudfake.NewAzure(t, azureClientSecret)
 	f.Set("contoso-prod", "slack-bot", canary)
 	var current atomic.Value
 	current.Store("wrong-" + azureClientSecret)
-	a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: azurefake.TenantID, ClientID: azurefake.ClientID,
-		ClientSecret: "env:AZURE_KV_CLIENT_SECRET", AuthorityHost: azurefake.AuthorityHost, Transport: f.Client(), CacheTTL: -1,
+	a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: cloudfake.AzureTenantID, ClientID: cloudfake.AzureClientID,
+		ClientSecret: "env:AZURE_KV_CLIENT_SECRET", AuthorityHost: cloudfake.AzureAuthorityHost, Transport: f.Client(), CacheTTL: -1,
 		Secrets: secret.Env{Lookup: func(string) (string, bool) { return current.Load().(string), true }}})
 	if err != nil {
 		t.Fatal(err)
@@ -188,10 +127,10 @@ func TestAzureKeyVaultCredentials(t *testing.T) {
 	}
 
 	// DefaultAzureCredential from the AZURE_* variables.
-	t.Setenv("AZURE_TENANT_ID", azurefake.TenantID)
-	t.Setenv("AZURE_CLIENT_ID", azurefake.ClientID)
+	t.Setenv("AZURE_TENANT_ID", cloudfake.AzureTenantID)
+	t.Setenv("AZURE_CLIENT_ID", cloudfake.AzureClientID)
 	t.Setenv("AZURE_CLIENT_SECRET", azureClientSecret)
-	t.Setenv("AZURE_AUTHORITY_HOST", azurefake.AuthorityHost)
+	t.Setenv("AZURE_AUTHORITY_HOST", cloudfake.AzureAuthorityHost)
 	d, err := secret.NewAzureKeyVault(&secret.AzureConfig{Transport: f.Client(), CacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)

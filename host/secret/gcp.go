@@ -119,21 +119,12 @@ func (r gcpRef) String() string {
 const gcpRefHelp = "write gcp-sm:projects/PROJECT/secrets/SECRET/versions/VERSION (VERSION a number or latest; add #KEY for a key of a JSON secret), for example gcp-sm:projects/my-project/secrets/slack-bot/versions/latest"
 
 func parseGCPRef(ref string) (gcpRef, error) {
-	bad := func(why string) (gcpRef, error) {
-		// Do not echo the reference: it may be a secret pasted by mistake.
-		return gcpRef{}, fmt.Errorf("gcp-sm source: %s: %s: %w", why, gcpRefHelp, ErrBadReference)
+	bad := func(why string) (gcpRef, error) { return gcpRef{}, badRef("gcp-sm", why, gcpRefHelp) }
+	rest, key, err := cutRemoteRef(ref, "gcp-sm", gcpRefHelp)
+	if err != nil {
+		return gcpRef{}, err
 	}
-	scheme, rest, ok := splitRef(ref)
-	if !ok || scheme != "gcp-sm" {
-		return bad(`the reference does not start with "gcp-sm:"`)
-	}
-	var r gcpRef
-	if loc, key, ok := strings.Cut(rest, "#"); ok {
-		if !validJSONKey(key) {
-			return bad("the JSON key after '#' is empty or has control characters")
-		}
-		rest, r.key = loc, key
-	}
+	r := gcpRef{key: key}
 	p := strings.Split(rest, "/")
 	switch {
 	case len(p) == 4 && p[0] == "projects" && p[2] == "secrets":
@@ -200,20 +191,8 @@ func (g *GCPSecretManager) Resolve(ctx context.Context, ref string) (Value, erro
 	if err != nil {
 		return Value{}, err
 	}
-	payload, ok := g.cache.get(ctx, r.name())
-	if !ok {
-		if payload, err = g.access(ctx, r); err != nil {
-			return Value{}, err
-		}
-		g.cache.put(r.name(), payload)
-	}
-	if r.key == "" {
-		if payload == "" {
-			return Value{}, fmt.Errorf("gcp-sm: %s is empty: add a version with the secret (reference %s): %w", r.name(), r, ErrNotFound)
-		}
-		return New(payload), nil
-	}
-	return jsonField(payload, r.key, "gcp-sm: "+r.name(), r.String())
+	read := func(ctx context.Context) (string, error) { return g.access(ctx, r) }
+	return remoteValue(ctx, g.cache, r.name(), read, r.key, "gcp-sm: "+r.name(), r.String())
 }
 
 func (g *GCPSecretManager) getClient(ctx context.Context) (*secretmanager.Client, error) {

@@ -9,15 +9,15 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/gcpfake"
+	"github.com/airlock-dev/airlock/internal/cloudfake"
 )
 
 // newGCP starts a fake Secret Manager holding projects/test-project/secrets/slack-bot (two
 // versions, the canary in the second) and returns a source that finds its service account key
 // through Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS), as a host does.
-func newGCP(t *testing.T, ttl time.Duration, clock *fakeClock) (*gcpfake.Server, *secret.GCPSecretManager) {
+func newGCP(t *testing.T, ttl time.Duration, clock *fakeClock) (*cloudfake.GCP, *secret.GCPSecretManager) {
 	t.Helper()
-	f := gcpfake.New(t)
+	f := cloudfake.NewGCP(t)
 	f.AddVersion("test-project", "slack-bot", "old-"+canary)
 	f.AddVersion("test-project", "slack-bot", canary)
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", f.KeyFile)
@@ -33,27 +33,13 @@ func newGCP(t *testing.T, ttl time.Duration, clock *fakeClock) (*gcpfake.Server,
 func TestGCPSecretManagerResolves(t *testing.T) {
 	f, g := newGCP(t, -1, nil)
 	ctx := context.Background()
-	for ref, want := range map[string]string{
+	// The service account's JWT assertion is accepted once, and every read carries its token.
+	resolves(t, g, map[string]string{
 		"gcp-sm:projects/test-project/secrets/slack-bot/versions/latest": canary,
 		"gcp-sm:projects/test-project/secrets/slack-bot":                 canary,
 		"gcp-sm:projects/test-project/secrets/slack-bot/versions/2":      canary,
 		"gcp-sm:projects/test-project/secrets/slack-bot/versions/1":      "old-" + canary,
-	} {
-		got, err := g.Resolve(ctx, ref)
-		if err != nil || got.Expose() != want {
-			t.Errorf("Resolve(%s) = %v, want the version's payload", ref, err)
-		}
-	}
-	// The service account's JWT assertion was accepted once, and every call carried its token.
-	if n := f.TokenRequests(); n != 1 {
-		t.Errorf("%d access tokens issued for 4 reads, want 1 (the token is reused)", n)
-	}
-	if a := f.LastAuthorization(); !strings.HasPrefix(a, "Bearer ya29.fake-access-token-") {
-		t.Errorf("the read carried Authorization %q, want the issued access token", a)
-	}
-	if r := f.Rejected(); len(r) != 0 {
-		t.Errorf("the fake refused requests: %q", r)
-	}
+	}, f.Stats, "ya29.fake-access-token-")
 
 	// A JSON secret: one key of it.
 	f.AddVersion("test-project", "salesforce", `{"client_id":"cid","client_secret":"`+canary+`","port":443}`)
@@ -76,14 +62,10 @@ func TestGCPSecretManagerErrors(t *testing.T) {
 	f.AddVersion("test-project", "retired", "v1-"+canary)
 	f.AddVersion("test-project", "retired", "v2-"+canary)
 	f.AddVersion("test-project", "retired", "v3-"+canary)
-	f.SetState("test-project", "retired", 1, gcpfake.Destroyed)
-	f.SetState("test-project", "retired", 2, gcpfake.Disabled)
+	f.SetState("test-project", "retired", 1, cloudfake.Destroyed)
+	f.SetState("test-project", "retired", 2, cloudfake.Disabled)
 	const p = "gcp-sm:projects/test-project/secrets/"
-	tests := []struct {
-		ref  string
-		is   error
-		want string
-	}{
+	failsClearly(t, g, []refError{
 		{p + "nope/versions/latest", secret.ErrNotFound, "there is no secret nope in project test-project with an enabled version: create it (gcloud secrets create nope"},
 		{p + "slack-bot/versions/7", secret.ErrNotFound, "there is no secret slack-bot in project test-project with a version 7"},
 		{p + "locked/versions/latest", secret.ErrDenied, "grant the host's service account the role roles/secretmanager.secretAccessor on secret locked"},
@@ -92,21 +74,7 @@ func TestGCPSecretManagerErrors(t *testing.T) {
 		{p + "salesforce/versions/latest#secret", secret.ErrNotFound, `has no key "secret" (it has fields client_id, client_secret, port)`},
 		{p + "salesforce/versions/latest#port", nil, `key "port" is a number, not a string`},
 		{p + "plain/versions/latest#key", secret.ErrNotFound, "is not a JSON object, so it has no key"},
-	}
-	for _, tt := range tests {
-		_, err := g.Resolve(context.Background(), tt.ref)
-		if err == nil {
-			t.Errorf("Resolve(%s) succeeded, want an error", tt.ref)
-			continue
-		}
-		if tt.is != nil && !errors.Is(err, tt.is) {
-			t.Errorf("Resolve(%s) = %v, want errors.Is %v", tt.ref, err, tt.is)
-		}
-		if !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("Resolve(%s) = %v\nwant it to contain %q", tt.ref, err, tt.want)
-		}
-		noLeak(t, tt.ref, err, []byte(canary), []byte("ya29.fake"))
-	}
+	}, []byte(canary), []byte("ya29.fake"))
 	// The latest version still resolves while older ones are disabled or destroyed.
 	if v, err := g.Resolve(context.Background(), p+"retired"); err != nil || v.Expose() != "v3-"+canary {
 		t.Errorf("latest of retired: %v", err)
@@ -134,7 +102,7 @@ func TestGCPSecretManagerRejectsMalformedReferences(t *testing.T) {
 		}
 		noLeak(t, "Resolve", err, []byte(canary))
 	}
-	if n := f.Accesses() + f.TokenRequests(); n != 0 {
+	if n := f.Stats().Reads + f.Stats().Tokens; n != 0 {
 		t.Errorf("malformed references reached the fake %d times", n)
 	}
 	// A project number is a valid project.
@@ -144,44 +112,17 @@ func TestGCPSecretManagerRejectsMalformedReferences(t *testing.T) {
 	}
 }
 
-// A rotation (a new version becomes latest) is seen after the cache TTL, or at once when the
-// caller asks for a re-read (an upstream refused the value).
-func TestGCPSecretManagerCacheAndRotation(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f, g := newGCP(t, 30*time.Second, clock)
-	ctx := context.Background()
-	const ref = "gcp-sm:projects/test-project/secrets/slack-bot/versions/latest"
-	for range 3 {
-		if v, err := g.Resolve(ctx, ref); err != nil || v.Expose() != canary {
-			t.Fatalf("Resolve: %v", err)
-		}
-	}
-	if n := f.Accesses(); n != 1 {
-		t.Errorf("3 reads within the TTL reached the server %d times, want 1", n)
-	}
-	f.AddVersion("test-project", "slack-bot", "rotated-"+canary)
-	if v, _ := g.Resolve(ctx, ref); v.Expose() != canary {
-		t.Error("the cache did not hold the value within its TTL")
-	}
-	clock.Add(31 * time.Second)
-	if v, err := g.Resolve(ctx, ref); err != nil || v.Expose() != "rotated-"+canary {
-		t.Errorf("after the TTL: %v, want the rotated value", err)
-	}
-	f.AddVersion("test-project", "slack-bot", "again-"+canary)
-	if v, err := g.Resolve(secret.Reread(ctx), ref); err != nil || v.Expose() != "again-"+canary {
-		t.Errorf("Reread within the TTL: %v, want the newest value", err)
-	}
-	// Errors are not cached.
-	before := f.Accesses()
+// Errors are not cached: a version enabled again is read at the next use.
+func TestGCPSecretManagerDoesNotCacheErrors(t *testing.T) {
+	f, g := newGCP(t, time.Hour, &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
 	f.AddVersion("test-project", "later", canary)
-	f.SetState("test-project", "later", 1, gcpfake.Disabled)
-	_, _ = g.Resolve(ctx, "gcp-sm:projects/test-project/secrets/later")
-	f.SetState("test-project", "later", 1, gcpfake.Enabled)
-	if _, err := g.Resolve(ctx, "gcp-sm:projects/test-project/secrets/later"); err != nil {
-		t.Errorf("an enabled version after a failure: %v (errors must not be cached)", err)
+	f.SetState("test-project", "later", 1, cloudfake.Disabled)
+	if _, err := g.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/later"); !errors.Is(err, secret.ErrNotFound) {
+		t.Fatalf("a disabled version: %v", err)
 	}
-	if f.Accesses()-before != 2 {
-		t.Errorf("%d accesses, want 2", f.Accesses()-before)
+	f.SetState("test-project", "later", 1, cloudfake.Enabled)
+	if _, err := g.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/later"); err != nil {
+		t.Errorf("the version enabled again: %v (errors must not be cached)", err)
 	}
 }
 
@@ -199,7 +140,7 @@ func TestGCPSecretManagerCredentials(t *testing.T) {
 	// A key the token endpoint does not know (another private key, same account): the signed
 	// assertion is refused and the error says to check the key, without a token or a value.
 	f, _ := newGCP(t, -1, nil)
-	other := gcpfake.New(t)
+	other := cloudfake.NewGCP(t)
 	kf, _ := os.ReadFile(other.KeyFile)
 	forged := strings.Replace(string(kf), other.TokenURL, f.TokenURL, 1)
 	path := t.TempDir() + "/forged.json"
@@ -210,8 +151,8 @@ func TestGCPSecretManagerCredentials(t *testing.T) {
 	if !errors.Is(err, secret.ErrDenied) || !strings.Contains(err.Error(), "token endpoint refused the host's credentials") {
 		t.Errorf("a key signed by another private key: %v", err)
 	}
-	if f.Accesses() != 0 || len(f.Rejected()) == 0 {
-		t.Errorf("the forged assertion: %d accesses, rejections %q; want 0 and the signature refused", f.Accesses(), f.Rejected())
+	if f.Stats().Reads != 0 || len(f.Stats().Rejected) == 0 {
+		t.Errorf("the forged assertion: %d accesses, rejections %q; want 0 and the signature refused", f.Stats().Reads, f.Stats().Rejected)
 	}
 	noLeak(t, "forged", err, []byte(canary))
 

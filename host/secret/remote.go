@@ -5,9 +5,50 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
+
+// badRef is the error for a malformed reference of scheme: why, then the syntax. Never the
+// reference itself: it may be a secret pasted by mistake.
+func badRef(scheme, why, help string) error {
+	return fmt.Errorf("%s source: %s: %s: %w", scheme, why, help, ErrBadReference)
+}
+
+// cutRemoteRef checks that ref is "scheme:LOCATION[#KEY]" and returns LOCATION and KEY.
+func cutRemoteRef(ref, scheme, help string) (loc, key string, err error) {
+	s, rest, ok := splitRef(ref)
+	if !ok || s != scheme {
+		return "", "", badRef(scheme, `the reference does not start with "`+scheme+`:"`, help)
+	}
+	loc, key, ok = strings.Cut(rest, "#")
+	if ok && !validJSONKey(key) {
+		return "", "", badRef(scheme, "the JSON key after '#' is empty or has control characters", help)
+	}
+	return loc, key, nil
+}
+
+// remoteValue returns the secret at loc of a remote source: from cache, else read (and kept);
+// then its JSON key when the reference names one. where ("gcp-sm: projects/…") and ref name it
+// in errors.
+func remoteValue(ctx context.Context, cache *ttlCache[string], loc string, read func(context.Context) (string, error), key, where, ref string) (Value, error) {
+	v, ok := cache.get(ctx, loc)
+	if !ok {
+		var err error
+		if v, err = read(ctx); err != nil {
+			return Value{}, err
+		}
+		cache.put(loc, v)
+	}
+	if key != "" {
+		return jsonField(v, key, where, ref)
+	}
+	if v == "" {
+		return Value{}, fmt.Errorf("%s is empty: store the secret in it (reference %s): %w", where, ref, ErrNotFound)
+	}
+	return New(v), nil
+}
 
 // jsonField returns the string at key of the JSON object payload, the secret named by ref
 // (where is "gcp-sm: projects/…" for messages). The error lists the keys present, never a

@@ -1,4 +1,6 @@
-// Package azurefake is a local Azure Key Vault and Microsoft Entra ID for tests. Over TLS (the
+package cloudfake
+
+// Azure is a local Azure Key Vault and Microsoft Entra ID for tests. Over TLS (the
 // SDK refuses to send bearer tokens over plain HTTP) it serves, under their real names:
 //
 //   - Key Vault's Get Secret (GET https://NAME.vault.azure.net/secrets/SECRET[/VERSION]?api-version=…)
@@ -8,9 +10,8 @@
 //   - Entra ID's instance discovery, OpenID configuration and v2.0 token endpoint (client
 //     credentials flow), which checks the client ID, the client secret and the scope.
 //
-// [Server.Client] is an HTTP client that trusts the fake's CA and dials it for those names, so
+// [Azure.Client] is an HTTP client that trusts the fake's CA and dials it for those names, so
 // the unmodified azidentity and azsecrets clients talk to it with their own URLs.
-package azurefake
 
 import (
 	"context"
@@ -21,7 +22,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"net"
@@ -29,19 +29,18 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // The identity the fake Entra ID knows.
 const (
-	TenantID      = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-	ClientID      = "0b5c6a0e-7f0d-4b51-9a49-6f3b1ad2c7e1"
-	AuthorityHost = "https://login.airlock.test/"
-	loginHost     = "login.airlock.test"
-	discoveryHost = "login.microsoftonline.com" // Entra ID's instance discovery, asked about any authority host it does not know
-	vaultSuffix   = ".vault.azure.net"
+	AzureTenantID      = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	AzureClientID      = "0b5c6a0e-7f0d-4b51-9a49-6f3b1ad2c7e1"
+	AzureAuthorityHost = "https://login.airlock.test/"
+	loginHost          = "login.airlock.test"
+	discoveryHost      = "login.microsoftonline.com" // Entra ID's instance discovery, asked about any authority host it does not know
+	vaultSuffix        = ".vault.azure.net"
 )
 
 type kvVersion struct {
@@ -50,29 +49,25 @@ type kvVersion struct {
 	enabled bool
 }
 
-// Server is a fake Key Vault service (any vault NAME.vault.azure.net) with its Entra ID.
-type Server struct {
+// Azure is a fake Key Vault service (any vault NAME.vault.azure.net) with its Entra ID.
+type Azure struct {
+	recorder
+
 	t   testing.TB
 	srv *httptest.Server
 	ca  *x509.CertPool
 
-	mu       sync.Mutex
-	secret   string                            // the client secret Entra ID accepts
-	vaults   map[string]map[string][]kvVersion // vault → secret → versions, newest last
-	denied   map[string]bool                   // "vault/secret" or "vault" the identity may not read
-	tokens   map[string]bool
-	issued   int
-	gets     int
-	lastAuth string
-	rejected []string
+	secret string                            // the client secret Entra ID accepts
+	vaults map[string]map[string][]kvVersion // vault → secret → versions, newest last
+	denied map[string]bool                   // "vault/secret" or "vault" the identity may not read
 }
 
-// New starts the fake; clientSecret is the client secret of [ClientID] it accepts.
-func New(t testing.TB, clientSecret string) *Server {
+// NewAzure starts the fake; clientSecret is the client secret of [AzureClientID] it accepts.
+func NewAzure(t testing.TB, clientSecret string) *Azure {
 	t.Helper()
-	s := &Server{t: t, secret: clientSecret, vaults: map[string]map[string][]kvVersion{}, denied: map[string]bool{}, tokens: map[string]bool{}}
+	s := &Azure{t: t, secret: clientSecret, vaults: map[string]map[string][]kvVersion{}, denied: map[string]bool{}}
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "azurefake CA"},
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cloudfake CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
@@ -101,7 +96,7 @@ func New(t testing.TB, clientSecret string) *Server {
 // Client returns an HTTP client that trusts the fake's CA and reaches the fake for
 // login.airlock.test, login.microsoftonline.com (instance discovery) and *.vault.azure.net, and
 // nothing else.
-func (s *Server) Client() *http.Client {
+func (s *Azure) Client() *http.Client {
 	addr := s.srv.Listener.Addr().String()
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	return &http.Client{Transport: &http.Transport{
@@ -109,7 +104,7 @@ func (s *Server) Client() *http.Client {
 		DialContext: func(ctx context.Context, network, hostport string) (net.Conn, error) {
 			host, _, _ := net.SplitHostPort(hostport)
 			if host != loginHost && host != discoveryHost && !strings.HasSuffix(host, vaultSuffix) {
-				return nil, fmt.Errorf("azurefake: no route to %s", host)
+				return nil, fmt.Errorf("cloudfake: no route to %s", host)
 			}
 			return dialer.DialContext(ctx, network, addr)
 		},
@@ -118,7 +113,7 @@ func (s *Server) Client() *http.Client {
 
 // Set stores value as a new version of vault/secret, which becomes its current version (as
 // az keyvault secret set does), and returns the version's ID.
-func (s *Server) Set(vault, secret, value string) string {
+func (s *Azure) Set(vault, secret, value string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := make([]byte, 16)
@@ -132,7 +127,7 @@ func (s *Server) Set(vault, secret, value string) string {
 }
 
 // Disable disables version id of vault/secret ("" the current one).
-func (s *Server) Disable(vault, secret, id string) {
+func (s *Azure) Disable(vault, secret, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	vs := s.vaults[vault][secret]
@@ -144,61 +139,20 @@ func (s *Server) Disable(vault, secret, id string) {
 }
 
 // Deny takes away the identity's access to vault/secret (secret "" for the whole vault).
-func (s *Server) Deny(vault, secret string) {
+func (s *Azure) Deny(vault, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.denied[strings.TrimSuffix(vault+"/"+secret, "/")] = true
 }
 
 // SetClientSecret rotates the application's client secret; tokens already issued stay valid.
-func (s *Server) SetClientSecret(secret string) {
+func (s *Azure) SetClientSecret(secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.secret = secret
 }
 
-// RevokeTokens forgets every access token issued.
-func (s *Server) RevokeTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.tokens)
-}
-
-// Gets is the number of Get Secret calls that carried a valid token.
-func (s *Server) Gets() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.gets
-}
-
-// TokensIssued is the number of access tokens Entra ID issued.
-func (s *Server) TokensIssued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.issued
-}
-
-// LastAuthorization is the Authorization header of the last Key Vault request.
-func (s *Server) LastAuthorization() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastAuth
-}
-
-// Rejected lists the requests the fake refused or did not know, and why.
-func (s *Server) Rejected() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.rejected...)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+func (s *Azure) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	host, _, _ := strings.Cut(r.Host, ":")
@@ -210,13 +164,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.serveVault(w, r, vault)
 		return
 	}
-	s.rejected = append(s.rejected, "unknown host "+r.Host)
+	s.reject("unknown host " + r.Host)
 	http.NotFound(w, r)
 }
 
-func (s *Server) serveEntra(w http.ResponseWriter, r *http.Request) {
-	base := strings.TrimSuffix(AuthorityHost, "/")
-	tenantPath := "/" + TenantID
+func (s *Azure) serveEntra(w http.ResponseWriter, r *http.Request) {
+	base := strings.TrimSuffix(AzureAuthorityHost, "/")
+	tenantPath := "/" + AzureTenantID
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/common/discovery/instance":
 		writeJSON(w, 200, map[string]any{
@@ -238,27 +192,25 @@ func (s *Server) serveEntra(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		f := r.PostForm
 		aadErr := func(code int, e, desc string, n int) {
-			s.rejected = append(s.rejected, "token: "+desc)
+			s.reject("token: " + desc)
 			writeJSON(w, code, map[string]any{"error": e, "error_description": desc, "error_codes": []int{n},
 				"timestamp": time.Now().UTC().Format("2006-01-02 15:04:05Z"), "trace_id": "00000000-0000-0000-0000-000000000000"})
 		}
 		switch {
 		case f.Get("grant_type") != "client_credentials":
 			aadErr(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.", 70003)
-		case f.Get("client_id") != ClientID:
+		case f.Get("client_id") != AzureClientID:
 			aadErr(400, "unauthorized_client", "AADSTS700016: Application not found in the directory.", 700016)
 		case f.Get("client_secret") != s.secret:
 			aadErr(401, "invalid_client", "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.", 7000215)
 		case !slices.Contains(strings.Fields(f.Get("scope")), "https://vault.azure.net/.default"): // MSAL adds openid offline_access profile
 			aadErr(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid: "+f.Get("scope"), 70011)
 		default:
-			s.issued++
-			tok := fmt.Sprintf("eyJ0eXAiOiJKV1Qi.fake-entra-token-%d", s.issued)
-			s.tokens[tok] = true
+			tok := s.issue(func(n int) string { return fmt.Sprintf("eyJ0eXAiOiJKV1Qi.fake-entra-token-%d", n) })
 			writeJSON(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})
 		}
 	default:
-		s.rejected = append(s.rejected, "entra: unknown "+r.Method+" "+r.URL.Path)
+		s.reject("entra: unknown " + r.Method + " " + r.URL.Path)
 		http.NotFound(w, r)
 	}
 }
@@ -271,35 +223,35 @@ func kvError(w http.ResponseWriter, code int, errCode, msg, inner string) {
 	writeJSON(w, code, map[string]any{"error": e})
 }
 
-func (s *Server) serveVault(w http.ResponseWriter, r *http.Request, vault string) {
+func (s *Azure) serveVault(w http.ResponseWriter, r *http.Request, vault string) {
 	if r.URL.Query().Get("api-version") == "" {
 		kvError(w, 400, "BadParameter", "The request URI contains an invalid API version.", "")
 		return
 	}
 	auth := r.Header.Get("Authorization")
-	s.lastAuth = auth
+	s.stats.LastAuthorization = auth
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || !s.tokens[tok] {
 		if auth != "" {
-			s.rejected = append(s.rejected, "vault: a token the fake did not issue")
+			s.reject("vault: a token the fake did not issue")
 		}
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="https://login.microsoftonline.com/%s", resource="https://vault.azure.net"`, TenantID))
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="https://login.microsoftonline.com/%s", resource="https://vault.azure.net"`, AzureTenantID))
 		kvError(w, 401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", "")
 		return
 	}
 	p := strings.Split(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/secrets/"), "/"), "/")
 	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/secrets/") || len(p) > 2 {
-		s.rejected = append(s.rejected, "vault: unknown "+r.Method+" "+r.URL.Path)
-		kvError(w, 400, "BadParameter", "Method or path not supported by azurefake.", "")
+		s.reject("vault: unknown " + r.Method + " " + r.URL.Path)
+		kvError(w, 400, "BadParameter", "Method or path not supported by cloudfake.", "")
 		return
 	}
-	s.gets++
+	s.stats.Reads++
 	name, id := p[0], ""
 	if len(p) == 2 {
 		id = p[1]
 	}
 	if s.denied[vault] || s.denied[vault+"/"+name] {
-		kvError(w, 403, "Forbidden", fmt.Sprintf("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=%s;oid=00000000-0000-0000-0000-000000000001\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/…/vaults/%s/secrets/%s'\r\nAssignment: (not found)\r\nVault: %s;location=westeurope\r\n", ClientID, vault, name, vault), "ForbiddenByRbac")
+		kvError(w, 403, "Forbidden", fmt.Sprintf("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=%s;oid=00000000-0000-0000-0000-000000000001\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/…/vaults/%s/secrets/%s'\r\nAssignment: (not found)\r\nVault: %s;location=westeurope\r\n", AzureClientID, vault, name, vault), "ForbiddenByRbac")
 		return
 	}
 	versions := s.vaults[vault][name]

@@ -1,14 +1,15 @@
-// Package gcpfake is a local Google Secret Manager for tests: the REST/JSON API's
-// AccessSecretVersion (GET /v1/projects/P/secrets/S/versions/V:access) with its documented
-// response and error shapes, and an OAuth 2.0 token endpoint that issues access tokens for a
-// service account's signed JWT assertion (RFC 7523, as Google's token_uri does). The unmodified
-// official client talks to it through option.WithEndpoint and a service account key file whose
-// token_uri points here.
+package cloudfake
+
+// GCP is a local Google Secret Manager: the REST/JSON API's AccessSecretVersion
+// (GET /v1/projects/P/secrets/S/versions/V:access) with its documented response and error
+// shapes, and an OAuth 2.0 token endpoint that issues access tokens for a service account's
+// signed JWT assertion (RFC 7523, as Google's token_uri does). The unmodified official client
+// talks to it through option.WithEndpoint and a service account key file whose token_uri points
+// here.
 //
 // What it checks: the assertion's RS256 signature against the service account's public key, its
 // iss, aud (the token_uri), scope and lifetime; the bearer token of every Secret Manager call;
 // the caller's access per secret (roles/secretmanager.secretAccessor, granted by default).
-package gcpfake
 
 import (
 	"crypto"
@@ -27,13 +28,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// ClientEmail is the service account the key file names.
-const ClientEmail = "airlock-host@test-project.iam.gserviceaccount.com"
+// GCPClientEmail is the service account the key file names.
+const GCPClientEmail = "airlock-host@test-project.iam.gserviceaccount.com"
 
 // Version states, as the API names them.
 const (
@@ -47,8 +47,10 @@ type version struct {
 	state string
 }
 
-// Server is a fake Secret Manager with its token endpoint.
-type Server struct {
+// GCP is a fake Secret Manager with its token endpoint.
+type GCP struct {
+	recorder
+
 	// URL is the Secret Manager endpoint (option.WithEndpoint); TokenURL the token_uri.
 	URL, TokenURL string
 	// KeyFile is a service account key file (JSON) whose token_uri is TokenURL.
@@ -57,25 +59,19 @@ type Server struct {
 	t   testing.TB
 	key *rsa.PrivateKey
 
-	mu        sync.Mutex
-	secrets   map[string][]version // "project/secret" → versions 1…n
-	denied    map[string]bool      // "project/secret" the service account may not access
-	tokens    map[string]bool      // access tokens issued
-	badCRC    bool
-	accesses  int
-	tokenReqs int
-	lastAuth  string
-	rejected  []string // why requests were refused (assertions, tokens)
+	secrets map[string][]version // "project/secret" → versions 1…n
+	denied  map[string]bool      // "project/secret" the service account may not access
+	badCRC  bool
 }
 
-// New starts a fake Secret Manager and its token endpoint, and writes a key file for them.
-func New(t testing.TB) *Server {
+// NewGCP starts a fake Secret Manager and its token endpoint, and writes a key file for them.
+func NewGCP(t testing.TB) *GCP {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, key: key, secrets: map[string][]version{}, denied: map[string]bool{}, tokens: map[string]bool{}}
+	s := &GCP{t: t, key: key, secrets: map[string][]version{}, denied: map[string]bool{}}
 	api := httptest.NewServer(http.HandlerFunc(s.serveAPI))
 	tok := httptest.NewServer(http.HandlerFunc(s.serveToken))
 	t.Cleanup(api.Close)
@@ -91,7 +87,7 @@ func New(t testing.TB) *Server {
 		"project_id":                  "test-project",
 		"private_key_id":              "0123456789abcdef",
 		"private_key":                 string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		"client_email":                ClientEmail,
+		"client_email":                GCPClientEmail,
 		"client_id":                   "100000000000000000001",
 		"auth_uri":                    "https://accounts.google.com/o/oauth2/auth",
 		"token_uri":                   s.TokenURL,
@@ -107,7 +103,7 @@ func New(t testing.TB) *Server {
 
 // AddVersion adds a version holding data to project/secret (creating the secret) and returns
 // its number; it becomes "latest", as a rotation does.
-func (s *Server) AddVersion(project, secret, data string) int {
+func (s *GCP) AddVersion(project, secret, data string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := project + "/" + secret
@@ -116,7 +112,7 @@ func (s *Server) AddVersion(project, secret, data string) int {
 }
 
 // SetState sets the state of version n of project/secret (Disabled, Destroyed, Enabled).
-func (s *Server) SetState(project, secret string, n int, state string) {
+func (s *GCP) SetState(project, secret string, n int, state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.secrets[project+"/"+secret]
@@ -127,60 +123,20 @@ func (s *Server) SetState(project, secret string, n int, state string) {
 }
 
 // Deny removes the service account's access to project/secret.
-func (s *Server) Deny(project, secret string) {
+func (s *GCP) Deny(project, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.denied[project+"/"+secret] = true
 }
 
 // CorruptChecksums makes every later response carry a wrong CRC32C.
-func (s *Server) CorruptChecksums() {
+func (s *GCP) CorruptChecksums() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.badCRC = true
 }
 
-// RevokeTokens forgets every access token issued, as an expiry does.
-func (s *Server) RevokeTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.tokens)
-}
-
-// Accesses is the number of AccessSecretVersion calls that reached a secret.
-func (s *Server) Accesses() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.accesses
-}
-
-// TokenRequests is the number of access tokens issued.
-func (s *Server) TokenRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tokenReqs
-}
-
-// LastAuthorization is the Authorization header of the last API call.
-func (s *Server) LastAuthorization() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastAuth
-}
-
-// Rejected lists why the token endpoint or the API refused requests.
-func (s *Server) Rejected() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.rejected...)
-}
-
-func (s *Server) reject(why string) {
-	s.rejected = append(s.rejected, why)
-}
-
-// serveToken is the token_uri: grant_type jwt-bearer with an assertion signed by the key.
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+func (s *GCP) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	oauthErr := func(code, desc string) {
@@ -208,7 +164,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now().Unix()
 	switch {
-	case claims.Iss != ClientEmail:
+	case claims.Iss != GCPClientEmail:
 		oauthErr("invalid_grant", "iss "+claims.Iss)
 		return
 	case claims.Aud != s.TokenURL:
@@ -221,9 +177,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		oauthErr("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe")
 		return
 	}
-	s.tokenReqs++
-	tok := fmt.Sprintf("ya29.fake-access-token-%d", s.tokenReqs)
-	s.tokens[tok] = true
+	tok := s.issue(func(n int) string { return fmt.Sprintf("ya29.fake-access-token-%d", n) })
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "expires_in": 3599, "token_type": "Bearer"})
 }
@@ -237,7 +191,7 @@ type jwtClaims struct {
 }
 
 // verifyJWT checks an RS256 compact JWS against the service account's public key (RFC 7515).
-func (s *Server) verifyJWT(tok string) (*jwtClaims, error) {
+func (s *GCP) verifyJWT(tok string) (*jwtClaims, error) {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		return nil, fmt.Errorf("not a compact JWS")
@@ -265,16 +219,14 @@ func (s *Server) verifyJWT(tok string) (*jwtClaims, error) {
 
 // apiError writes the JSON error shape of Google APIs (google.rpc.Status over HTTP).
 func apiError(w http.ResponseWriter, code int, status, msg string) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg, "status": status}})
+	writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "message": msg, "status": status}})
 }
 
-func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+func (s *GCP) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	auth := r.Header.Get("Authorization")
-	s.lastAuth = auth
+	s.stats.LastAuthorization = auth
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || !s.tokens[tok] {
 		s.reject("API call without a valid bearer token")
@@ -311,7 +263,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.accesses++
+	s.stats.Reads++
 	v := versions[n-1]
 	full := fmt.Sprintf("projects/%s/secrets/%s/versions/%d", project, secret, n)
 	if v.state != Enabled {
