@@ -3,6 +3,8 @@ package secret_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -169,6 +171,17 @@ func TestGCPSecretManagerCredentials(t *testing.T) {
 	_, err = good.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/slack-bot")
 	if !errors.Is(err, secret.ErrDenied) || !strings.Contains(err.Error(), "refused the host's Google credentials") {
 		t.Errorf("revoked token: %v", err)
+	}
+
+	// Secret Manager unreachable (the token endpoint answers): a transient error naming the
+	// secret, not ErrNotFound, so the host keeps the last value.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	unreachable := secret.NewGCPSecretManager(&secret.GCPConfig{Endpoint: down.URL, CredentialsFile: f.KeyFile, CacheTTL: -1})
+	defer unreachable.Close()
+	_, err = unreachable.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/slack-bot")
+	if err == nil || errors.Is(err, secret.ErrNotFound) || errors.Is(err, secret.ErrDenied) || !strings.Contains(err.Error(), "cannot reach Secret Manager") {
+		t.Errorf("Secret Manager down: %v", err)
 	}
 
 	// No credentials anywhere: a clear error at the first use, not at start.
