@@ -288,13 +288,24 @@ func (a *AzureKeyVault) credential(ctx context.Context) (azcore.TokenCredential,
 }
 
 func (a *AzureKeyVault) get(ctx context.Context, r azureRef) (string, error) {
-	c, err := a.client(ctx, r.vault)
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.GetSecret(ctx, r.name, r.version, nil)
-	if err != nil {
-		return "", a.getError(ctx, r, err)
+	var resp azsecrets.GetSecretResponse
+	for attempt := 0; ; attempt++ {
+		c, err := a.client(ctx, r.vault)
+		if err != nil {
+			return "", err
+		}
+		resp, err = c.GetSecret(ctx, r.name, r.version, nil)
+		var re *azcore.ResponseError
+		if err != nil && attempt == 0 && errors.As(err, &re) && re.StatusCode == http.StatusUnauthorized {
+			// The vault refused a token the credential still caches (revoked early): sign in
+			// again, once.
+			a.forget()
+			continue
+		}
+		if err != nil {
+			return "", a.getError(ctx, r, err)
+		}
+		break
 	}
 	if resp.Value == nil {
 		return "", fmt.Errorf("azure-kv: secret %s has no value: set one (reference %s): %w", r.location(), r, ErrNotFound)

@@ -126,6 +126,16 @@ func TestAzureKeyVaultCredentials(t *testing.T) {
 		t.Errorf("after the client secret was fixed: %v", err)
 	}
 
+	// The vault refuses the cached token (revoked early): the source signs in again, once.
+	tokens := f.Stats().Tokens
+	f.RevokeTokens()
+	if v, err := a.Resolve(ctx, ref); err != nil || v.Expose() != canary {
+		t.Errorf("after the token was revoked: %v", err)
+	}
+	if n := f.Stats().Tokens - tokens; n != 1 {
+		t.Errorf("%d new tokens after a revocation, want 1", n)
+	}
+
 	// DefaultAzureCredential from the AZURE_* variables.
 	t.Setenv("AZURE_TENANT_ID", cloudfake.AzureTenantID)
 	t.Setenv("AZURE_CLIENT_ID", cloudfake.AzureClientID)
@@ -138,6 +148,18 @@ func TestAzureKeyVaultCredentials(t *testing.T) {
 	if v, err := d.Resolve(ctx, ref); err != nil || v.Expose() != canary {
 		t.Errorf("DefaultAzureCredential with AZURE_* variables: %v", err)
 	}
+
+	// Every token refused: one more sign-in, then a clear error, no loop.
+	f.RefuseAllTokens()
+	tokens = f.Stats().Tokens
+	_, err = d.Resolve(ctx, ref)
+	if !errors.Is(err, secret.ErrDenied) || !strings.Contains(err.Error(), "the vault refused the host's Entra ID token") {
+		t.Errorf("tokens refused: %v", err)
+	}
+	if n := f.Stats().Tokens - tokens; n != 1 {
+		t.Errorf("%d new tokens while every token is refused, want 1 (no loop)", n)
+	}
+	noLeak(t, "refused", err, azureCanaries...)
 
 	for _, cfg := range []*secret.AzureConfig{
 		{ClientSecret: "env:X"},

@@ -222,16 +222,37 @@ func (g *GCPSecretManager) getClient(ctx context.Context) (*secretmanager.Client
 	return c, nil
 }
 
+// dropClient closes c if it is still the current client, so the next read makes a new one.
+func (g *GCPSecretManager) dropClient(c *secretmanager.Client) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.client == c {
+		_ = c.Close()
+		g.client = nil
+	}
+}
+
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 func (g *GCPSecretManager) access(ctx context.Context, r gcpRef) (string, error) {
-	c, err := g.getClient(ctx)
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: r.name()})
-	if err != nil {
-		return "", gcpError(ctx, r, err)
+	var resp *secretmanagerpb.AccessSecretVersionResponse
+	for attempt := 0; ; attempt++ {
+		c, err := g.getClient(ctx)
+		if err != nil {
+			return "", err
+		}
+		resp, err = c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: r.name()})
+		var herr *googleapi.Error
+		if err != nil && attempt == 0 && errors.As(err, &herr) && herr.Code == http.StatusUnauthorized {
+			// The access token was revoked before it expired (the client would keep it until
+			// then): a new client asks for a new one, once.
+			g.dropClient(c)
+			continue
+		}
+		if err != nil {
+			return "", gcpError(ctx, r, err)
+		}
+		break
 	}
 	data := resp.GetPayload().GetData()
 	if sum := resp.GetPayload().DataCrc32C; sum != nil && int64(crc32.Checksum(data, crc32c)) != *sum {

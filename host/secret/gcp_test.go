@@ -166,11 +166,25 @@ func TestGCPSecretManagerCredentials(t *testing.T) {
 		t.Errorf("credentials_file: %v", err)
 	}
 
-	// Tokens revoked server side: Secret Manager answers 401.
+	// The access token revoked before it expires: Secret Manager answers 401, and the source
+	// gets a new token and reads again, once.
+	tokens := f.Stats().Tokens
 	f.RevokeTokens()
+	if v, err := good.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/slack-bot"); err != nil || v.Expose() != canary {
+		t.Errorf("after the token was revoked: %v", err)
+	}
+	if n := f.Stats().Tokens - tokens; n != 1 {
+		t.Errorf("%d new tokens after a revocation, want 1", n)
+	}
+	// Every token refused: one new token, then a clear error, no loop.
+	f.RefuseAllTokens()
+	tokens = f.Stats().Tokens
 	_, err = good.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/slack-bot")
 	if !errors.Is(err, secret.ErrDenied) || !strings.Contains(err.Error(), "refused the host's Google credentials") {
-		t.Errorf("revoked token: %v", err)
+		t.Errorf("tokens refused: %v", err)
+	}
+	if n := f.Stats().Tokens - tokens; n != 1 {
+		t.Errorf("%d new tokens while every token is refused, want 1 (no loop)", n)
 	}
 
 	// Secret Manager unreachable (the token endpoint answers): a transient error naming the

@@ -231,7 +231,7 @@ func (s *Azure) serveVault(w http.ResponseWriter, r *http.Request, vault string)
 	auth := r.Header.Get("Authorization")
 	s.stats.LastAuthorization = auth
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || !s.tokens[tok] {
+	if !ok || !s.valid(tok) {
 		if auth != "" {
 			s.reject("vault: a token the fake did not issue")
 		}

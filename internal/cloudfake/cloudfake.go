@@ -20,9 +20,10 @@ type Stats struct {
 
 // recorder is the state both fakes share: the tokens they issued and what they saw.
 type recorder struct {
-	mu     sync.Mutex
-	tokens map[string]bool
-	stats  Stats
+	mu        sync.Mutex
+	tokens    map[string]bool
+	refuseAll bool
+	stats     Stats
 }
 
 // Stats returns what the fake saw so far.
@@ -40,6 +41,17 @@ func (r *recorder) RevokeTokens() {
 	defer r.mu.Unlock()
 	clear(r.tokens)
 }
+
+// RefuseAllTokens makes the service refuse every access token, new ones too (an identity whose
+// tokens the service does not accept).
+func (r *recorder) RefuseAllTokens() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refuseAll = true
+}
+
+// valid reports whether tok is an access token the fake issued and still accepts.
+func (r *recorder) valid(tok string) bool { return !r.refuseAll && r.tokens[tok] }
 
 // issue records a new access token, made by mint from the count of tokens issued.
 func (r *recorder) issue(mint func(n int) string) string {

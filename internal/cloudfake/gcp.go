@@ -228,7 +228,7 @@ func (s *GCP) serveAPI(w http.ResponseWriter, r *http.Request) {
 	auth := r.Header.Get("Authorization")
 	s.stats.LastAuthorization = auth
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || !s.tokens[tok] {
+	if !ok || !s.valid(tok) {
 		s.reject("API call without a valid bearer token")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/"`)
 		apiError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
