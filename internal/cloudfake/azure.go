@@ -251,7 +251,7 @@ func (s *Azure) serveVault(w http.ResponseWriter, r *http.Request, vault string)
 		id = p[1]
 	}
 	if s.denied[vault] || s.denied[vault+"/"+name] {
-		kvError(w, 403, "Forbidden", fmt.Sprintf("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=%s;oid=00000000-0000-0000-0000-000000000001\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/…/vaults/%s/secrets/%s'\r\nAssignment: (not found)\r\nVault: %s;location=westeurope\r\n", AzureClientID, vault, name, vault), "ForbiddenByRbac")
+		kvError(w, 403, "Forbidden", fmt.Sprintf("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=%s;oid=00000000-0000-0000-0000-000000000001\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/…/vaults/%s/secrets/%s'\r\nAssignment: (not found)\r\nVault: %s;location=westeurope\r\nToken: %s\r\n", AzureClientID, vault, name, vault, tok), "ForbiddenByRbac") // echoes the token: the client must not repeat the server's words
 		return
 	}
 	versions := s.vaults[vault][name]

@@ -243,7 +243,7 @@ func (s *GCP) serveAPI(w http.ResponseWriter, r *http.Request) {
 	project, secret, ver := p[1], p[3], p[5]
 	k := project + "/" + secret
 	if s.denied[k] {
-		apiError(w, http.StatusForbidden, "PERMISSION_DENIED", fmt.Sprintf("Permission 'secretmanager.versions.access' denied for resource '%s' (or it may not exist).", name))
+		apiError(w, http.StatusForbidden, "PERMISSION_DENIED", fmt.Sprintf("Permission 'secretmanager.versions.access' denied for resource '%s' (or it may not exist). Token: %s", name, tok)) // echoes the token: the client must not repeat the server's words
 		return
 	}
 	versions := s.secrets[k]
