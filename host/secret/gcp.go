@@ -222,12 +222,13 @@ func (g *GCPSecretManager) getClient(ctx context.Context) (*secretmanager.Client
 	return c, nil
 }
 
-// dropClient closes c if it is still the current client, so the next read makes a new one.
+// dropClient forgets c if it is still the current client, so the next read makes a new one
+// (with a new access token). c is not closed: other reads may still be using it, and a REST
+// client holds nothing but idle connections.
 func (g *GCPSecretManager) dropClient(c *secretmanager.Client) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.client == c {
-		_ = c.Close()
 		g.client = nil
 	}
 }
