@@ -135,3 +135,29 @@ func TestCloudSourcesCacheAndRotation(t *testing.T) {
 		})
 	}
 }
+
+// Many calls at once, the first ones included, all resolve (run with -race).
+func TestCloudSourcesConcurrentFirstUse(t *testing.T) {
+	_, g := newGCP(t, time.Second, nil)
+	_, a, _ := newAzure(t, time.Second, nil)
+	for ref, src := range map[string]secret.Source{
+		"gcp-sm:projects/test-project/secrets/slack-bot": g,
+		"azure-kv:contoso-prod/slack-bot":                a,
+	} {
+		errs := make(chan error, 20)
+		for range 20 {
+			go func() {
+				v, err := src.Resolve(secret.Reread(context.Background()), ref)
+				if err == nil && v.Expose() != canary {
+					err = errors.New("wrong value")
+				}
+				errs <- err
+			}()
+		}
+		for range 20 {
+			if err := <-errs; err != nil {
+				t.Errorf("%s: %v", ref, err)
+			}
+		}
+	}
+}
