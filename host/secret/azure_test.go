@@ -149,6 +149,17 @@ func TestAzureKeyVaultCredentials(t *testing.T) {
 		t.Errorf("DefaultAzureCredential with AZURE_* variables: %v", err)
 	}
 
+	// A managed identity (App Service's IDENTITY_ENDPOINT), user-assigned.
+	t.Setenv("IDENTITY_ENDPOINT", cloudfake.AzureIdentityEndpoint)
+	t.Setenv("IDENTITY_HEADER", cloudfake.AzureIdentityHeader)
+	mi, err := secret.NewAzureKeyVault(&secret.AzureConfig{ManagedIdentity: true, ClientID: "11111111-2222-3333-4444-555555555555", Transport: f.Client(), CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := mi.Resolve(ctx, ref); err != nil || v.Expose() != canary {
+		t.Errorf("managed identity: %v", err)
+	}
+
 	// Every token refused: one more sign-in, then a clear error, no loop.
 	f.RefuseAllTokens()
 	tokens = f.Stats().Tokens

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,9 +39,13 @@ const (
 	AzureTenantID      = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 	AzureClientID      = "0b5c6a0e-7f0d-4b51-9a49-6f3b1ad2c7e1"
 	AzureAuthorityHost = "https://login.airlock.test/"
-	loginHost          = "login.airlock.test"
-	discoveryHost      = "login.microsoftonline.com" // Entra ID's instance discovery, asked about any authority host it does not know
-	vaultSuffix        = ".vault.azure.net"
+	// AzureIdentityEndpoint and AzureIdentityHeader are what App Service gives a managed identity
+	// (IDENTITY_ENDPOINT, IDENTITY_HEADER).
+	AzureIdentityEndpoint = "https://login.airlock.test/msi/token"
+	AzureIdentityHeader   = "fake-identity-header-3c9"
+	loginHost             = "login.airlock.test"
+	discoveryHost         = "login.microsoftonline.com" // Entra ID's instance discovery, asked about any authority host it does not know
+	vaultSuffix           = ".vault.azure.net"
 )
 
 type kvVersion struct {
@@ -188,6 +193,20 @@ func (s *Azure) serveEntra(w http.ResponseWriter, r *http.Request) {
 			"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
 			"tenant_region_scope":                   "WW",
 		})
+	case r.Method == http.MethodGet && r.URL.Path == "/msi/token": // App Service's managed identity endpoint
+		q := r.URL.Query()
+		switch {
+		case r.Header.Get("X-IDENTITY-HEADER") != AzureIdentityHeader:
+			s.reject("msi: wrong X-IDENTITY-HEADER")
+			writeJSON(w, 400, map[string]any{"statusCode": 400, "message": "Missing or invalid X-IDENTITY-HEADER"})
+		case q.Get("api-version") == "" || q.Get("resource") != "https://vault.azure.net":
+			s.reject("msi: resource " + q.Get("resource"))
+			writeJSON(w, 400, map[string]any{"statusCode": 400, "message": "invalid resource or api-version"})
+		default:
+			tok := s.issue(func(n int) string { return fmt.Sprintf("eyJ0eXAiOiJKV1Qi.fake-entra-token-%d", n) })
+			writeJSON(w, 200, map[string]any{"access_token": tok, "expires_on": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10),
+				"resource": q.Get("resource"), "token_type": "Bearer", "client_id": q.Get("client_id")})
+		}
 	case r.Method == http.MethodPost && r.URL.Path == tenantPath+"/oauth2/v2.0/token":
 		_ = r.ParseForm()
 		f := r.PostForm
