@@ -35,6 +35,8 @@ import (
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
 //	onepassword: {host: http://op-connect:8080, token: file:/run/secrets/op-connect-token}
 //	doppler: {token: env:DOPPLER_TOKEN, tokens: {web/prd: env:DOPPLER_TOKEN_WEB_PRD}}
+//	gcp: {credentials_file: /run/secrets/gcp-sa.json}  # gcp-sm: references (default: Application Default Credentials)
+//	azure: {tenant_id: …, client_id: …, client_secret: file:/run/secrets/azure}  # azure-kv: references (default: DefaultAzureCredential)
 //	http: {allowed_origins: [https://console.example.com], session_idle_timeout: 30m, max_sessions: 1000, max_sessions_per_agent: 100}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
@@ -60,6 +62,8 @@ type fileConfig struct {
 	OnePassword *onePasswordConfig `yaml:"onepassword"`
 	// Doppler enables doppler: references.
 	Doppler    *dopplerConfig `yaml:"doppler"`
+	GCP        *gcpConfig     `yaml:"gcp"`   // secrets_gcp.go
+	Azure      *azureConfig   `yaml:"azure"` // secrets_azure.go
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`

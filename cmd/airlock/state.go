@@ -54,8 +54,8 @@ func (g *globals) openStore(ctx context.Context) (*store.Store, error) {
 }
 
 // secrets returns the secret sources grants may reference: env:, file:, store: (the built-in
-// encrypted store, whose master key is loaded here) and, when configured, vault:, op:// and
-// doppler:.
+// encrypted store, whose master key is loaded here), gcp-sm:, azure-kv: and, when configured,
+// vault:, op:// and doppler:.
 func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *secret.Store, error) {
 	_, cfg, stateDir, err := g.stateDSN()
 	if err != nil {
@@ -93,6 +93,10 @@ func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *se
 		return nil, nil, err
 	}
 	if err := g.doppler(cfg, mux, creds); err != nil {
+		return nil, nil, err
+	}
+	g.addGCPSecrets(cfg, mux)
+	if err := g.addAzureSecrets(cfg, mux, creds); err != nil {
 		return nil, nil, err
 	}
 	return mux, ss, nil

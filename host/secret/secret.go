@@ -20,7 +20,7 @@
 //	}
 //	log.Printf("token: %v", token) // token: [REDACTED]
 //
-// Six schemes are built in:
+// These schemes are built in:
 //
 //   - "env:NAME" ([Env]) and "file:PATH" ([File]);
 //   - "store:NAME" ([Store]), the encrypted store kept in the host's state: every value sealed
@@ -29,10 +29,14 @@
 //     downtime ([RotateMasterKey], [RotateDataKey]);
 //   - "vault:MOUNT/PATH#FIELD[@VERSION]" ([Vault]), HashiCorp Vault or OpenBao KV v2 with token
 //     or AppRole authentication;
+//   - "gcp-sm:projects/P/secrets/S[/versions/V][#KEY]" ([GCPSecretManager]), Google Secret
+//     Manager with Application Default Credentials;
+//   - "azure-kv:VAULT/SECRET[/VERSION][#KEY]" ([AzureKeyVault]), Azure Key Vault with a client
+//     secret, a managed identity or DefaultAzureCredential;
 //   - "op://VAULT/ITEM[/SECTION]/FIELD" ([OnePassword]), through a 1Password Connect server, and
 //     "doppler:PROJECT/CONFIG/NAME" ([Doppler]), with service tokens.
 //
-// The sources that cache what they read (vault:, op:, doppler:) read from their manager again
+// The sources that cache what they read (vault:, op:, doppler:, gcp-sm:, azure-kv:) read from their manager again
 // when the context comes from [WithFreshRead], as the host's does after an upstream 401.
 //
 // Opening the built-in store:

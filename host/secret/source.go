@@ -172,6 +172,10 @@ func (m Mux) examples() string {
 			ex = append(ex, "op://VAULT/ITEM/FIELD")
 		case "doppler":
 			ex = append(ex, "doppler:PROJECT/CONFIG/NAME")
+		case "gcp-sm":
+			ex = append(ex, "gcp-sm:projects/PROJECT/secrets/SECRET/versions/VERSION")
+		case "azure-kv":
+			ex = append(ex, "azure-kv:VAULT/SECRET")
 		case "(none configured)":
 		default:
 			ex = append(ex, k+":…")
