@@ -60,6 +60,7 @@ type deferred struct {
 	once sync.Once
 	q    *jobqueue.Queue
 	err  error
+	stop sync.Once
 }
 
 // queue returns the running queue, starting it on first use; nil without a state store.
@@ -94,7 +95,9 @@ func (h *Host) stopQueue(ctx context.Context) error {
 	if h.jobs.q == nil || h.jobs.err != nil {
 		return nil
 	}
-	return h.jobs.q.Stop(ctx)
+	var err error
+	h.jobs.stop.Do(func() { err = h.jobs.q.Stop(ctx) })
+	return err
 }
 
 // startQueueFor starts the queue when c has a deferrable tool, so jobs left by an earlier run of

@@ -177,6 +177,7 @@ func New(cfg Config) (*Queue, error) {
 		JobTimeout:           cfg.JobTimeout,
 		RescueStuckJobsAfter: 2 * cfg.JobTimeout,
 		Logger:               cfg.Logger,
+		Hooks:                []rivertype.Hook{&dueNow{}},
 	}
 	var err error
 	switch {
@@ -193,10 +194,10 @@ func New(cfg Config) (*Queue, error) {
 	return q, nil
 }
 
-// Start starts running jobs, those left by an earlier run of the host included. ctx bounds the
-// start only.
+// Start starts running jobs, those left by an earlier run of the host included. The queue runs
+// until Stop, whatever becomes of ctx (River would stop with it).
 func (q *Queue) Start(ctx context.Context) error {
-	if err := q.c.Start(ctx); err != nil {
+	if err := q.c.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("jobqueue: %w", err)
 	}
 	return nil
@@ -352,6 +353,17 @@ func (q *Queue) CancelWhere(ctx context.Context, match func(Call) bool) ([]*Job,
 		}
 		params = params.After(res.LastCursor)
 	}
+}
+
+// dueNow makes a job whose stamp is due available at once: River inserts every job given a
+// ScheduledAt as scheduled, for its scheduler to release seconds later.
+type dueNow struct{ river.HookDefaults }
+
+func (*dueNow) InsertBegin(_ context.Context, p *rivertype.JobInsertParams) error {
+	if p.Kind == Kind && p.State == rivertype.JobStateScheduled && p.ScheduledAt != nil && !p.ScheduledAt.After(time.Now()) {
+		p.State = rivertype.JobStateAvailable
+	}
+	return nil
 }
 
 // worker runs jobs of Kind.
