@@ -215,22 +215,48 @@ func (h *Host) runJob(ctx context.Context, r jobqueue.Run) (any, error) {
 			return res, jobqueue.Cancel(errors.New(why))
 		}
 	}
-	res := h.Call(ctx, CallRequest{Tool: jc.Tool, Arguments: jc.Arguments, Agent: jc.Agent, Subject: jc.Subject,
+	req := CallRequest{Tool: jc.Tool, Arguments: jc.Arguments, Agent: jc.Agent, Subject: jc.Subject,
 		Session: jc.Session, Conversation: jc.Conversation, User: jc.User, IdempotencyKey: jc.IdempotencyKey,
-		Confirmed: jc.Confirmed, job: &jobRun{id: r.ID}})
+		Confirmed: jc.Confirmed, job: &jobRun{id: r.ID}}
+	res := h.Call(ctx, req)
+	// The upstream's (or a quota's) pace: a short wait is waited out in place, so the job keeps
+	// its turn in the fair order; a longer one snoozes it, without counting an attempt.
+	for waits := 0; paced(res.Error) && waits < maxPacedWaits; waits++ {
+		d := max(time.Duration(res.Error.RetryAfter*float64(time.Second)), 100*time.Millisecond)
+		if d > maxPacedWait {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(d):
+		}
+		res = h.Call(ctx, req)
+	}
 	switch e := res.Error; {
 	case e == nil:
 		return res, nil
 	case e.Code == abi.CodeNotGranted:
 		return res, jobqueue.Cancel(errors.New(e.Message))
-	case e.Code == abi.CodeRateLimited || e.Code == abi.CodeUnavailable && e.RetryAfter > 0:
-		// The upstream's (or a quota's) pace: back later, without counting an attempt.
+	case paced(e):
 		return res, jobqueue.Snooze(max(time.Duration(e.RetryAfter*float64(time.Second)), time.Second))
 	case e.Category == abi.Retryable:
 		return res, errors.New(e.Code) // River's backoff, up to its attempts
 	default:
 		return res, nil // done: the outcome is the call's error
 	}
+}
+
+// A job waits in place for the upstream's pace at most maxPacedWaits times maxPacedWait before
+// it is snoozed.
+const (
+	maxPacedWaits = 5
+	maxPacedWait  = 5 * time.Second
+)
+
+// paced says e asks the caller to come back later: a rate limit, an upstream pause, a quota.
+func paced(e *ResultError) bool {
+	return e != nil && (e.Code == abi.CodeRateLimited || e.Code == abi.CodeUnavailable && e.RetryAfter > 0)
 }
 
 // manifestOf is the manifest of the connector serving tool, or nil.
