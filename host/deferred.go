@@ -144,6 +144,7 @@ func (h *Host) accept(ctx context.Context, c *connector, tool *manifest.Tool, re
 		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable, Message: "the call could not be queued because the state store is unavailable; try again later"}
 	}
 	jobID := strconv.FormatInt(id, 10)
+	res.Meta.Untrusted = false // the answer is the host's, not the upstream's
 	res.Data, _ = json.Marshal(Accepted{Status: "accepted", JobID: jobID, Poll: JobStatusTool})
 	ev.Message = "accepted as deferred job " + jobID
 	return nil
@@ -360,6 +361,10 @@ func (h *Host) jobStatus(ctx context.Context, req CallRequest, args []byte, res 
 	if !j.Finished.IsZero() {
 		st.Finished = &j.Finished
 		st.Result = j.Output
+		var out Result
+		if json.Unmarshal(j.Output, &out) == nil {
+			res.Meta.Untrusted = out.Meta.Untrusted // the upstream's data, inside
+		}
 	}
 	res.Data, _ = json.Marshal(st)
 	return nil
