@@ -131,8 +131,9 @@ type Config struct {
 	// TracingFromEnv). Default: no spans, at no cost.
 	TracerProvider trace.TracerProvider
 	// DeferredWorkers is how many deferred calls (CallRequest.Defer) run at once on this host
-	// (default 8). Deferred calls need Store: their queue lives in it, and the host starts it
-	// with the first connector that has a deferrable tool.
+	// (default 8; negative: none, the host only queues them for another process, as the CLI's
+	// one-shot commands do). Deferred calls need Store: their queue lives in it, and the host
+	// starts it with the first connector that has a deferrable tool.
 	DeferredWorkers int
 }
 

@@ -113,6 +113,7 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	defer obs.close()
 	g.mayCreateKey = true // a fresh embedded state gets its master key, saying so
 	g.requireProfiles = *requireProfiles
+	g.runJobs = true
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {

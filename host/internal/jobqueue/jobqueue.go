@@ -97,7 +97,8 @@ type Config struct {
 	// puts the job back for later without counting an attempt, one made by Cancel ends it, any
 	// other is retried with River's backoff up to MaxAttempts.
 	Run func(ctx context.Context, r Run) (output any, err error)
-	// Workers is how many jobs run at once on this host (default 8).
+	// Workers is how many jobs run at once on this host (default 8; negative: none, the queue
+	// only takes jobs in and reports them, for another process to run).
 	Workers int
 	// PollInterval is how often the queue looks for jobs when nothing notifies it (SQLite has no
 	// notifications; default 200 ms).
@@ -133,8 +134,9 @@ type client interface {
 
 // Queue is the deferred-call queue of one host.
 type Queue struct {
-	c   client
-	run func(context.Context, Run) (any, error)
+	c          client
+	run        func(context.Context, Run) (any, error)
+	insertOnly bool // Config.Workers < 0: Start and Stop do nothing
 
 	mu    sync.Mutex
 	now   time.Time            // the fair clock's service position: the stamp of the last job started
@@ -146,7 +148,7 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.Run == nil {
 		return nil, errors.New("jobqueue: Config.Run is required")
 	}
-	if cfg.Workers <= 0 {
+	if cfg.Workers == 0 {
 		cfg.Workers = DefaultWorkers
 	}
 	if cfg.PollInterval <= 0 {
@@ -161,7 +163,7 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	q := &Queue{run: cfg.Run, flows: map[string]time.Time{},
+	q := &Queue{run: cfg.Run, flows: map[string]time.Time{}, insertOnly: cfg.Workers < 0,
 		// Stamps start an hour in the past, so that every stamp is due at once.
 		now: time.Now().Add(-time.Hour)}
 	workers := river.NewWorkers()
@@ -169,7 +171,7 @@ func New(cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("jobqueue: %w", err)
 	}
 	rcfg := &river.Config{
-		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: cfg.Workers}},
+		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: max(cfg.Workers, 1)}},
 		Workers:              workers,
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        min(cfg.PollInterval, 50*time.Millisecond),
@@ -197,6 +199,9 @@ func New(cfg Config) (*Queue, error) {
 // Start starts running jobs, those left by an earlier run of the host included. The queue runs
 // until Stop, whatever becomes of ctx (River would stop with it).
 func (q *Queue) Start(ctx context.Context) error {
+	if q.insertOnly {
+		return nil
+	}
 	if err := q.c.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("jobqueue: %w", err)
 	}
@@ -206,6 +211,9 @@ func (q *Queue) Start(ctx context.Context) error {
 // Stop stops taking jobs and waits for the running ones to finish; when ctx ends first, it
 // cancels them (they run again, with their idempotency key, on the next start).
 func (q *Queue) Stop(ctx context.Context) error {
+	if q.insertOnly {
+		return nil
+	}
 	err := q.c.Stop(ctx)
 	if err != nil && ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -375,6 +383,9 @@ type worker struct {
 func (w *worker) Work(ctx context.Context, job *river.Job[Call]) error {
 	w.q.served(job.Args.Stamp) // not ScheduledAt: a snoozed job's is its wake-up time
 	out, err := w.q.run(ctx, Run{ID: job.ID, Attempt: job.Attempt, Call: job.Args})
+	if cause := context.Cause(ctx); err == nil && errors.Is(cause, river.ErrJobCancelledRemotely) {
+		err = river.JobCancel(cause) // cancelled while it ran (a revoke): whatever it answered
+	}
 	if out != nil {
 		if rerr := river.RecordOutput(ctx, out); rerr != nil && err == nil {
 			return rerr
