@@ -145,8 +145,8 @@ type Queue struct {
 
 // New returns a Queue on cfg.DB; it runs no job until Start.
 func New(cfg Config) (*Queue, error) {
-	if cfg.Run == nil {
-		return nil, errors.New("jobqueue: Config.Run is required")
+	if cfg.Run == nil && cfg.Workers >= 0 {
+		return nil, errors.New("jobqueue: Config.Run is required (or Workers < 0)")
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = DefaultWorkers

@@ -2,9 +2,12 @@ package jobqueue_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/host/internal/jobqueue"
 	"github.com/airlock-dev/airlock/host/store"
@@ -70,6 +73,72 @@ func TestFairOrder(t *testing.T) {
 			if last > 25 {
 				t.Errorf("the small subject's last job ran #%d of 100, want within the first 20 or so: %v", last, order)
 			}
+		})
+	}
+}
+
+// BenchmarkQueue measures the queue's own cost per job on each store: enqueue (one insert,
+// committed), and run (fetch, a no-op Run, completion, with 8 workers, all jobs queued first).
+// RATIONALE.md quotes them.
+func BenchmarkQueue(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		dsn  func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return "sqlite:" + b.TempDir() + "/state.db" }},
+		{"postgres", func(b *testing.B) string { return testenv.Postgres(b) }},
+	} {
+		open := func(b *testing.B, run func(context.Context, jobqueue.Run) (any, error)) *jobqueue.Queue {
+			ctx := context.Background()
+			st, err := store.Open(ctx, tc.dsn(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			db, err := st.QueueDB(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := jobqueue.Config{DB: db, PollInterval: 20 * time.Millisecond, Run: run, Logger: slog.New(slog.DiscardHandler)}
+			if run == nil {
+				cfg.Workers = -1
+			}
+			q, err := jobqueue.New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return q
+		}
+		enqueue := func(b *testing.B, q *jobqueue.Queue, n int) {
+			for i := 0; i < n; i++ {
+				if _, err := q.Enqueue(context.Background(), jobqueue.Call{Tool: "c.t", Subject: "s"}, "c\x00s"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run(tc.name+"/enqueue", func(b *testing.B) {
+			q := open(b, nil)
+			b.ResetTimer()
+			enqueue(b, q, b.N)
+		})
+		b.Run(tc.name+"/run", func(b *testing.B) {
+			var ran atomic.Int64
+			done := make(chan struct{})
+			n := int64(b.N)
+			q := open(b, func(context.Context, jobqueue.Run) (any, error) {
+				if ran.Add(1) == n {
+					close(done)
+				}
+				return nil, nil
+			})
+			enqueue(b, q, b.N)
+			b.ResetTimer()
+			if err := q.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			b.StopTimer()
+			q.Stop(context.Background())
 		})
 	}
 }
