@@ -359,3 +359,71 @@ func TestDeferredCheckedAtAccept(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestDeferredRunsUnderNoWiderGrant accepts jobs on a host that only queues (as `airlock call
+// --defer` does) and runs them on another: a job whose grant was widened after it was accepted
+// is cancelled, one whose grant was narrowed (still granting its tool) runs.
+func TestDeferredRunsUnderNoWiderGrant(t *testing.T) {
+	e := newDeferredEnv(t, "sqlite:"+t.TempDir()+"/state.db")
+	st, err := store.Open(context.Background(), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	fileGrant := &manifest.Grant{Connector: e.m.Name, Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
+		Upstreams:   map[string]string{"https://slack.com": e.srv.URL}}
+	storeGrant := func(tools ...string) *manifest.Grant {
+		g := &manifest.Grant{Connector: e.m.Name, Tools: tools, Scopes: []string{"*"}, Hosts: []string{"*"}}
+		b, _ := json.Marshal(g)
+		if _, err := st.PutGrant(ctx, e.m.Name, b, "admin", ""); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	newHost := func(workers int, g *manifest.Grant) *host.Host {
+		h, _ := hosttest.New(t, host.Config{Store: st, Secrets: secrets(), DeferredWorkers: workers})
+		if err := h.LoadModule(ctx, e.m, e.wasm, fileGrant); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.SetInstalled(ctx, e.m.Name, &host.Installed{Grant: g}); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	queuer := newHost(-1, storeGrant("post_message"))                           // version 1
+	widened := deferPost(t, queuer, "tenant-a", "widened #1")                   // accepted under version 1
+	queuer.SetInstalled(ctx, e.m.Name, &host.Installed{Grant: storeGrant("*")}) // version 2: every tool
+	narrowed := deferPost(t, queuer, "tenant-a", "narrowed #1")                 // accepted under version 2
+	runner := newHost(0, storeGrant("post_message", "list_channels"))           // version 3: narrower than 2
+
+	waitState := func(id, want string) *host.JobStatus {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, res := jobStatus(runner, "agent-q", "tenant-a", id)
+			if st == nil {
+				t.Fatalf("job status: %+v", res.Error)
+			}
+			if st.State == want {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s is %s, want %s (%s)", id, st.State, want, st.Result)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	st1 := waitState(widened, "cancelled")
+	if !strings.Contains(string(st1.Result), "allows more") {
+		t.Errorf("the cancelled job's result %s does not say the grant now allows more", st1.Result)
+	}
+	waitState(narrowed, "done")
+	posts := map[string]int{}
+	for _, m := range e.posted() {
+		posts[m.Text]++
+	}
+	if posts["widened #1"] != 0 || posts["narrowed #1"] != 1 {
+		t.Errorf("Slack got %v; want the narrowed job's post only", posts)
+	}
+}
