@@ -14,16 +14,20 @@ import (
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
+// stores are the state stores the queue runs on: SQLite, and PostgreSQL (skipped where none is
+// configured).
+var stores = []struct {
+	name string
+	dsn  func(tb testing.TB) string
+}{
+	{"sqlite", func(tb testing.TB) string { return "sqlite:" + tb.TempDir() + "/state.db" }},
+	{"postgres", testenv.Postgres},
+}
+
 // TestFairOrder queues 90 jobs of one subject, then 10 of another, on a queue with one worker:
 // the second subject's jobs alternate with the first's instead of waiting behind all 90.
 func TestFairOrder(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		dsn  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite:" + t.TempDir() + "/state.db" }},
-		{"postgres", func(t *testing.T) string { return testenv.Postgres(t) }},
-	} {
+	for _, tc := range stores {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -81,13 +85,7 @@ func TestFairOrder(t *testing.T) {
 // committed), and run (fetch, a no-op Run, completion, with 8 workers, all jobs queued first).
 // RATIONALE.md quotes them.
 func BenchmarkQueue(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		dsn  func(b *testing.B) string
-	}{
-		{"sqlite", func(b *testing.B) string { return "sqlite:" + b.TempDir() + "/state.db" }},
-		{"postgres", func(b *testing.B) string { return testenv.Postgres(b) }},
-	} {
+	for _, tc := range stores {
 		open := func(b *testing.B, run func(context.Context, jobqueue.Run) (any, error)) *jobqueue.Queue {
 			ctx := context.Background()
 			st, err := store.Open(ctx, tc.dsn(b))
