@@ -172,6 +172,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	if req.Tool == JobStatusTool {
 		return h.jobStatus(ctx, req, args, res, ev)
 	}
+	caller := req.Subject // before the profile may switch it (ActAs), for a deferred call
 	connName, toolName, ok := strings.Cut(req.Tool, ".")
 	if !ok || connName == "" || toolName == "" {
 		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
@@ -257,7 +258,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		key, _ = idempotency.DeriveKey(connName, toolName, req.Subject, args)
 	}
 	if req.Defer && req.job == nil {
-		return h.accept(ctx, c, tool, req, args, key, res, ev)
+		return h.accept(ctx, c, tool, req, caller, args, key, res, ev)
 	}
 	if key == "" || h.dedup == nil {
 		rerr, unsure := h.run(ctx, c, tool, req, args, res, ev)

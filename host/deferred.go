@@ -114,7 +114,7 @@ func (h *Host) startQueueFor(c *connector) {
 }
 
 // accept puts a checked call on the queue (step 4½ of a call) and answers Accepted.
-func (h *Host) accept(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, key string, res *Result, ev *audit.Event) *ResultError {
+func (h *Host) accept(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, caller string, args []byte, key string, res *Result, ev *audit.Event) *ResultError {
 	if !tool.Annotations.Deferrable {
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: fmt.Sprintf(
 			"%s cannot be deferred: its manifest does not mark it deferrable; call it without defer", req.Tool)}
@@ -135,7 +135,10 @@ func (h *Host) accept(ctx context.Context, c *connector, tool *manifest.Tool, re
 		h.logger.Error("grant version", "connector", c.manifest.Name, "err", err)
 		return &ResultError{Code: abi.CodeUnavailable, Category: abi.Retryable, Message: "the call could not be queued because the state store is unavailable; try again later"}
 	}
-	id, err := q.Enqueue(ctx, jobqueue.Call{Tool: req.Tool, Arguments: args, Agent: req.Agent, Subject: req.Subject,
+	if caller == req.Subject {
+		caller = ""
+	}
+	id, err := q.Enqueue(ctx, jobqueue.Call{Tool: req.Tool, Arguments: args, Agent: req.Agent, Subject: req.Subject, Caller: caller,
 		Profile: ev.Profile, Session: req.Session, Conversation: req.Conversation, User: req.User,
 		IdempotencyKey: key, GrantVersion: ver, Confirmed: req.Confirmed, Accepted: res.Meta.RequestID},
 		c.manifest.Name+"\x00"+req.Subject)
@@ -219,6 +222,9 @@ func (h *Host) runJob(ctx context.Context, r jobqueue.Run) (any, error) {
 	req := CallRequest{Tool: jc.Tool, Arguments: jc.Arguments, Agent: jc.Agent, Subject: jc.Subject,
 		Session: jc.Session, Conversation: jc.Conversation, User: jc.User, IdempotencyKey: jc.IdempotencyKey,
 		Confirmed: jc.Confirmed, job: &jobRun{id: r.ID}}
+	if jc.Caller != "" { // acting for another subject, which the profile must still allow
+		req.Subject, req.ActAs = jc.Caller, jc.Subject
+	}
 	res := h.Call(ctx, req)
 	// The upstream's (or a quota's) pace: a short wait is waited out in place, so the job keeps
 	// its turn in the fair order; a longer one snoozes it, without counting an attempt.

@@ -427,3 +427,56 @@ func TestDeferredRunsUnderNoWiderGrant(t *testing.T) {
 		t.Errorf("Slack got %v; want the narrowed job's post only", posts)
 	}
 }
+
+// TestDeferredActAsRecheckedAtRun: a job accepted for a subject the agent's profile let it act
+// for does not run once the profile no longer allows that subject.
+func TestDeferredActAsRecheckedAtRun(t *testing.T) {
+	e := newDeferredEnv(t, "sqlite:"+t.TempDir()+"/state.db")
+	st, err := store.Open(context.Background(), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	g := &manifest.Grant{Connector: e.m.Name, Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
+		Upstreams:   map[string]string{"https://slack.com": e.srv.URL}}
+	newHost := func(workers int, subjects ...string) *host.Host {
+		h, _ := hosttest.New(t, host.Config{Store: st, Secrets: secrets(), DeferredWorkers: workers})
+		if err := h.LoadModule(context.Background(), e.m, e.wasm, g); err != nil {
+			t.Fatal(err)
+		}
+		h.SetProfiles([]host.Profile{{Name: "ops", Members: []string{"agent-q"}, Tools: []string{"*"}, Subjects: subjects}})
+		return h
+	}
+	queuer := newHost(-1, "tenant-b")
+	res := queuer.Call(context.Background(), host.CallRequest{Tool: "slack.post_message", Agent: "agent-q", Subject: "tenant-a",
+		ActAs: "tenant-b", Defer: true, Arguments: json.RawMessage(`{"channel":"C0GENERAL","text":"as b #1"}`)})
+	if !res.OK {
+		t.Fatalf("deferred call acting for tenant-b: %+v", res.Error)
+	}
+	var a host.Accepted
+	json.Unmarshal(res.Data, &a)
+	newHost(0) // runs the job; its profile no longer lists tenant-b
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		js, res := jobStatus(queuer, "agent-q", "tenant-b", a.JobID)
+		if js == nil {
+			t.Fatalf("job status: %+v", res.Error)
+		}
+		if js.State == "cancelled" || js.State == "done" {
+			var out host.Result
+			json.Unmarshal(js.Result, &out)
+			if js.State != "cancelled" || out.OK || out.Error.Code != abi.CodeNotGranted {
+				t.Fatalf("job ended %s with %s; want cancelled, not granted", js.State, js.Result)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s", js.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(e.posted()); n != 0 {
+		t.Errorf("%d posts reached Slack for a subject the profile no longer allows", n)
+	}
+}

@@ -59,6 +59,9 @@ type Call struct {
 	Arguments json.RawMessage `json:"arguments"`
 	Agent     string          `json:"agent,omitempty"`
 	Subject   string          `json:"subject"`
+	// Caller is the subject of the caller's own identity when it acted for Subject (ActAs): at
+	// run time the agent's profile must still allow that.
+	Caller string `json:"caller,omitempty"`
 	// Profile is the agent's profile at accept time (for the audit trail).
 	Profile string `json:"profile,omitempty"`
 	// Session, Conversation and User are the who-asked labels of the accepting call.
