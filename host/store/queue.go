@@ -80,6 +80,9 @@ func (s *Store) migrateQueue(ctx context.Context) error {
 			return wrap("job queue schema", err)
 		}
 		defer tx.Rollback()
+		// One transaction (BEGIN IMMEDIATE: the write lock) keeps processes opening the file
+		// together from applying a step twice; River's SQLite steps all run in one.
+		//lint:ignore SA1019 Migrate would take the write lock per step, not for the whole check-and-apply
 		if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil {
 			return fmt.Errorf("store: job queue schema: %w", err)
 		}
