@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/audit"
@@ -57,10 +58,12 @@ type jobRun struct{ id int64 }
 
 // deferred is the host's queue, started with the first connector that has a deferrable tool.
 type deferred struct {
-	once sync.Once
-	q    *jobqueue.Queue
-	err  error
-	stop sync.Once
+	once    sync.Once
+	q       *jobqueue.Queue
+	err     error
+	running atomic.Pointer[jobqueue.Queue] // q once started, for those that must not start it
+	started time.Time
+	stop    sync.Once
 }
 
 // queue returns the running queue, starting it on first use; nil without a state store.
@@ -69,6 +72,7 @@ func (h *Host) queue() (*jobqueue.Queue, error) {
 		return nil, nil
 	}
 	h.jobs.once.Do(func() {
+		h.jobs.started = time.Now() // before any job runs (runJob reads it)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		db, err := h.store.QueueDB(ctx)
@@ -81,6 +85,9 @@ func (h *Host) queue() (*jobqueue.Queue, error) {
 			err = q.Start(ctx)
 		}
 		h.jobs.q, h.jobs.err = q, err
+		if err == nil {
+			h.jobs.running.Store(q)
+		}
 	})
 	if h.jobs.err != nil {
 		return nil, h.jobs.err
@@ -209,6 +216,11 @@ func (h *Host) widened(ctx context.Context, m *manifest.Manifest, accepted int) 
 // runJob runs one attempt of a job through Call and tells the queue what to do next.
 func (h *Host) runJob(ctx context.Context, r jobqueue.Run) (any, error) {
 	jc := r.Call
+	conn, _, _ := strings.Cut(jc.Tool, ".")
+	if h.manifestOf(jc.Tool) == nil && h.stoppedReason(conn) == "" && time.Since(h.jobs.started) < loadGrace {
+		// The host is starting and has not loaded this job's connector yet: come back.
+		return nil, jobqueue.Snooze(time.Second)
+	}
 	if m := h.manifestOf(jc.Tool); m != nil && jc.GrantVersion > 0 {
 		why, err := h.widened(ctx, m, jc.GrantVersion)
 		if err != nil {
@@ -254,6 +266,10 @@ func (h *Host) runJob(ctx context.Context, r jobqueue.Run) (any, error) {
 	}
 }
 
+// loadGrace is how long after the queue starts a job of a connector not loaded yet waits for it
+// (the host loads its connectors one by one), rather than failing as an unknown tool.
+const loadGrace = 2 * time.Minute
+
 // A job waits in place for the upstream's pace at most maxPacedWaits times maxPacedWait before
 // it is snoozed.
 const (
@@ -297,14 +313,15 @@ func (h *Host) cancelled(ctx context.Context, id int64, jc jobqueue.Call, why st
 // granted (a revoke, a narrower grant), so none of them waits in the queue to be refused later;
 // each cancellation is audited. A job running is told to stop.
 func (h *Host) cancelRevoked(ctx context.Context, name string) {
-	if h.jobs.q == nil {
+	q := h.jobs.running.Load()
+	if q == nil {
 		return
 	}
 	h.mu.RLock()
 	c := h.connectors[name]
 	h.mu.RUnlock()
 	prefix := name + "."
-	jobs, err := h.jobs.q.CancelWhere(ctx, func(jc jobqueue.Call) bool {
+	jobs, err := q.CancelWhere(ctx, func(jc jobqueue.Call) bool {
 		tool, ok := strings.CutPrefix(jc.Tool, prefix)
 		if !ok {
 			return false

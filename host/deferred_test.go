@@ -480,3 +480,57 @@ func TestDeferredActAsRecheckedAtRun(t *testing.T) {
 		t.Errorf("%d posts reached Slack for a subject the profile no longer allows", n)
 	}
 }
+
+// TestDeferredWaitsForItsConnectorAtStart: a restarted host starts its queue with the first
+// connector that has a deferrable tool; a job of a connector it has not loaded yet waits for it
+// instead of failing as an unknown tool.
+func TestDeferredWaitsForItsConnectorAtStart(t *testing.T) {
+	e := newDeferredEnv(t, "sqlite:"+t.TempDir()+"/state.db")
+	st, err := store.Open(context.Background(), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	g := func(name string) *manifest.Grant {
+		return &manifest.Grant{Connector: name, Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
+			Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
+			Upstreams:   map[string]string{"https://slack.com": e.srv.URL}}
+	}
+	queuer, _ := hosttest.New(t, host.Config{Store: st, Secrets: secrets(), DeferredWorkers: -1})
+	if err := queuer.LoadModule(context.Background(), e.m, e.wasm, g(e.m.Name)); err != nil {
+		t.Fatal(err)
+	}
+	id := deferPost(t, queuer, "tenant-a", "late #1")
+
+	runner, _ := hosttest.New(t, host.Config{Store: st, Secrets: secrets()})
+	other := *e.m
+	other.Name = "slack_b" // loaded first: the queue starts with it
+	if err := runner.LoadModule(context.Background(), &other, e.wasm, g(other.Name)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the job is taken while slack is not loaded
+	if err := runner.LoadModule(context.Background(), e.m, e.wasm, g(e.m.Name)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		js, res := jobStatus(runner, "agent-q", "tenant-a", id)
+		if js == nil {
+			t.Fatalf("job status: %+v", res.Error)
+		}
+		if js.State == "done" {
+			var out host.Result
+			if json.Unmarshal(js.Result, &out) != nil || !out.OK {
+				t.Fatalf("job done with %s; want the post's success", js.Result)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s", js.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(e.posted()); n != 1 {
+		t.Errorf("%d posts reached Slack, want 1", n)
+	}
+}
