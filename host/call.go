@@ -58,6 +58,13 @@ type CallRequest struct {
 	// running again. Tools annotated idempotent (and not read-only) get a key derived from
 	// their arguments. Needs Config.Store.
 	IdempotencyKey string
+	// Defer asks for the call to be accepted now and run later from the durable queue, at the
+	// upstream's pace: it is checked now (profile, grant, arguments, approval, quotas) and
+	// answered with Data {"status":"accepted","job_id":…} (Accepted); JobStatusTool reports
+	// the job. Only tools annotated deferrable may be deferred; it needs Config.Store.
+	Defer bool
+
+	job *jobRun // set when the queue runs a deferred call
 }
 
 // Result is the structured answer to every tool call, success or not.
@@ -162,6 +169,10 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 }
 
 func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Result, ev *audit.Event) *ResultError {
+	if req.Tool == JobStatusTool {
+		return h.jobStatus(ctx, req, args, res, ev)
+	}
+	caller := req.Subject // before the profile may switch it (ActAs), for a deferred call
 	connName, toolName, ok := strings.Cut(req.Tool, ".")
 	if !ok || connName == "" || toolName == "" {
 		return &ResultError{Code: abi.CodeUnknownTool, Category: abi.Correctable,
@@ -226,15 +237,18 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		req.Confirmed = true // a human approved this exact call: it may run what needs approval
 	}
 
-	// 4. Call quotas, per agent and per tool, of the grant and of the agent's profile.
-	if rerr := h.admitProfileQuota(ctx, &req, connName, toolName); rerr != nil {
-		return rerr
-	}
-	if c.quota != nil {
-		if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
-			h.metrics().QuotaRefused(connName, toolName)
-			// reason already says when to try again.
-			return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(), Message: reason}
+	// 4. Call quotas, per agent and per tool, of the grant and of the agent's profile (a
+	// deferred call counted when it was accepted).
+	if req.job == nil {
+		if rerr := h.admitProfileQuota(ctx, &req, connName, toolName); rerr != nil {
+			return rerr
+		}
+		if c.quota != nil {
+			if ok, wait, reason := c.quota.Admit(ctx, req.Agent, connName, toolName); !ok {
+				h.metrics().QuotaRefused(connName, toolName)
+				// reason already says when to try again.
+				return &ResultError{Code: abi.CodeRateLimited, Category: abi.Retryable, RetryAfter: wait.Seconds(), Message: reason}
+			}
 		}
 	}
 
@@ -242,6 +256,9 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	key := req.IdempotencyKey
 	if key == "" && tool.Annotations.Idempotent && !tool.Annotations.ReadOnly {
 		key, _ = idempotency.DeriveKey(connName, toolName, req.Subject, args)
+	}
+	if req.Defer && req.job == nil {
+		return h.accept(ctx, c, tool, req, caller, args, key, res, ev)
 	}
 	if key == "" || h.dedup == nil {
 		rerr, unsure := h.run(ctx, c, tool, req, args, res, ev)

@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -135,6 +136,11 @@ type Config struct {
 	// approval gate, the plugin, each outbound request and the audit append (see
 	// TracingFromEnv). Default: no spans, at no cost.
 	TracerProvider trace.TracerProvider
+	// DeferredWorkers is how many deferred calls (CallRequest.Defer) run at once on this host
+	// (default 8; negative: none, the host only queues them for another process, as the CLI's
+	// one-shot commands do). Deferred calls need Store: their queue lives in it, and the host
+	// starts it with the first connector that has a deferrable tool.
+	DeferredWorkers int
 }
 
 // Host runs connectors. Safe for concurrent use.
@@ -158,6 +164,8 @@ type Host struct {
 	layers map[string]*layers // what the configuration and the state store say, by connector
 
 	profiles atomic.Pointer[profiles] // agent profiles (SetProfiles); nil: none
+
+	jobs deferred // the deferred-call queue (deferred.go)
 
 	mu         sync.RWMutex
 	connectors map[string]*connector
@@ -292,6 +300,7 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 		l.file = old // a change that does not load leaves the connector as it was
 		return err
 	}
+	h.cancelRevoked(ctx, m.Name)
 	return nil
 }
 
@@ -343,6 +352,7 @@ func (h *Host) SetInstalled(ctx context.Context, name string, in *Installed) err
 		h.stop(name, err)
 		return err
 	}
+	h.cancelRevoked(ctx, name) // before the revoke is acknowledged
 	return nil
 }
 
@@ -412,6 +422,7 @@ func (h *Host) apply(ctx context.Context, name string) error {
 		return err
 	}
 	h.install(c)
+	h.startQueueFor(c)
 	return nil
 }
 
@@ -728,7 +739,11 @@ func (h *Host) Unload(name string) error {
 		return fmt.Errorf("host: no connector named %q is loaded", name)
 	}
 	l.file = nil
-	return h.apply(context.Background(), name)
+	if err := h.apply(context.Background(), name); err != nil {
+		return err
+	}
+	h.cancelRevoked(context.Background(), name)
+	return nil
 }
 
 func (h *Host) toolsChanged() {
@@ -767,6 +782,9 @@ func (h *Host) Tools() []Tool {
 			})
 		}
 	}
+	if h.store != nil && slices.ContainsFunc(tools, func(t Tool) bool { return t.Annotations.Deferrable }) {
+		tools = append(tools, jobStatusTool)
+	}
 	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
 	return tools
 }
@@ -785,6 +803,7 @@ func (h *Host) Connectors() []string {
 
 // Close unloads every connector, waiting for calls in progress, and releases the host.
 func (h *Host) Close(ctx context.Context) error {
+	qerr := h.stopQueue(ctx) // running jobs finish while their connectors are still loaded
 	h.mu.Lock()
 	cs := h.connectors
 	h.connectors = map[string]*connector{}
@@ -802,7 +821,7 @@ func (h *Host) Close(ctx context.Context) error {
 	if h.shared != nil {
 		h.shared.Close()
 	}
-	return errors.Join(err, h.eng.Close(ctx))
+	return errors.Join(qerr, err, h.eng.Close(ctx))
 }
 
 // stoppedReason says why connector name must not run ("" when nothing stops it).

@@ -239,6 +239,9 @@ func (h *Host) profileOf(agent string) *activeProfile {
 // goes (the grant is checked by Tools and Call): always, for an agent in no profile unless
 // Config.RequireProfiles is set.
 func (h *Host) Permits(agent, tool string) bool {
+	if tool == JobStatusTool { // listed to an agent that may call a deferrable tool
+		return slices.ContainsFunc(h.Tools(), func(t Tool) bool { return t.Annotations.Deferrable && h.Permits(agent, t.Name) })
+	}
 	ap := h.profileOf(agent)
 	if ap == nil {
 		return !h.cfg.RequireProfiles

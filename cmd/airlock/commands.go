@@ -119,7 +119,7 @@ func firstSentence(s string) string {
 func runCall(ctx context.Context, e *env, args []string) error {
 	var g globals
 	fs := newFlagSet(e, "call", `
-Usage: airlock call CONNECTOR.TOOL [--args JSON] [--subject ID] [--agent NAME]
+Usage: airlock call CONNECTOR.TOOL [--args JSON] [--subject ID] [--agent NAME] [--defer]
 
 Runs one tool call through the whole path (grant check, argument validation, the sandboxed
 plugin, egress with credential injection, output validation, audit) and prints the structured
@@ -128,8 +128,13 @@ result on stdout:
   {"ok": true|false, "data": …, "error": {"code", "category", "message", "retry_after"}, "meta": {…}}
 
 category is retryable, correctable or fatal. The exit code is 0 when ok is true, 1 when the call
-failed, 2 for a mistake on the command line.`, `
+failed, 2 for a mistake on the command line.
+
+With --defer, a tool annotated deferrable is checked now and queued in the state store: data is
+{"status": "accepted", "job_id": …}; a running 'airlock serve' on the same state runs it at the
+upstream's pace, and 'airlock call airlock_job_status --args '{"job_id":"…"}'' reports it.`, `
   airlock call slack.post_message --args '{"channel":"C0GENERAL","text":"deploy done"}'
+  airlock call slack.post_message --defer --args '{"channel":"C0GENERAL","text":"weekly digest"}'
   echo '{"limit":5}' | airlock call slack.list_channels --args -`)
 	g.register(fs)
 	argsJSON := fs.String("args", "{}", "the tool's arguments as a JSON object, or - to read them from stdin")
@@ -138,6 +143,7 @@ failed, 2 for a mistake on the command line.`, `
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	conversation := fs.String("conversation", "", "the conversation the call is for, recorded in the audit log (a label, never authority)")
 	user := fs.String("user", "", "the end user the call is for, recorded in the audit log (a label, never authority)")
+	deferred := fs.Bool("defer", false, "queue the call (a deferrable tool) and print its job ID; 'airlock serve' runs it")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -166,7 +172,7 @@ failed, 2 for a mistake on the command line.`, `
 	defer h.Close(ctx)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	res := h.Call(ctx, host.CallRequest{Tool: tool, Arguments: raw, Subject: *subject, Agent: *agent, Conversation: *conversation, User: *user})
+	res := h.Call(ctx, host.CallRequest{Tool: tool, Arguments: raw, Subject: *subject, Agent: *agent, Conversation: *conversation, User: *user, Defer: *deferred})
 	if err := writeJSON(e, res); err != nil {
 		return err
 	}

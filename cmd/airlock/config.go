@@ -101,6 +101,8 @@ type globals struct {
 	requireProfiles bool
 	// notices: start the notifier the configuration's notify: block asks for (serve only).
 	notices bool
+	// runJobs: this process runs deferred calls (serve); other commands only queue them.
+	runJobs bool
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -226,6 +228,9 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	hc := host.Config{StateDir: stateDir, CacheDir: cacheDir, Logger: logger, Store: st, Secrets: secrets, Audit: sink,
 		RedisURL: cmpOr(g.redis, cfg.Redis), Metrics: g.metrics, TracerProvider: g.tracer, RequireProfiles: g.requireProfiles,
 		OnToolsChanged: onToolsChanged, OnClose: func() error { return errors.Join(sink.Close(), st.Close()) }}
+	if !g.runJobs {
+		hc.DeferredWorkers = -1 // a one-shot command queues deferred calls and leaves them to serve
+	}
 	if ss != nil { // else OAuth tokens are sealed with a key of this process only
 		hc.Sealer = ss
 	}

@@ -114,6 +114,7 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	g.mayCreateKey = true // a fresh embedded state gets its master key, saying so
 	g.requireProfiles = *requireProfiles
 	g.notices = true // the configuration's notify: block
+	g.runJobs = true
 	var srv atomic.Pointer[mcp.Server]
 	rt, err := g.openRuntime(ctx, e, func() {
 		if s := srv.Load(); s != nil {

@@ -124,6 +124,9 @@ type Annotations struct {
 	Idempotent        bool `json:"idempotent"`
 	OpenWorld         bool `json:"open_world"`
 	NeedsConfirmation bool `json:"needs_confirmation"`
+	// Deferrable says a call may be accepted now and run later from the durable queue, at the
+	// upstream's pace (CallRequest.Defer). Default false.
+	Deferrable bool `json:"deferrable"`
 }
 
 // UnmarshalJSON applies the defaults (OpenWorld true) before decoding.

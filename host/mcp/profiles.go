@@ -15,6 +15,10 @@ const (
 	// conversation and the end user the call is for.
 	ConversationMetaKey = "dev.airlock/conversation"
 	UserMetaKey         = "dev.airlock/user"
+	// DeferMetaKey (true) in a tools/call request's _meta asks for the call to be deferred
+	// (host.CallRequest.Defer): a deferrable tool answers {"status":"accepted","job_id":…} at
+	// once and airlock_job_status reports the job.
+	DeferMetaKey = "dev.airlock/defer"
 	// ConversationHeader and UserHeader say the same on the HTTP transport, for every call of
 	// the request; they win over _meta (a gateway in front of the agent may set them).
 	ConversationHeader = "X-Airlock-Conversation"
@@ -36,6 +40,7 @@ func (s *Server) callRequest(req *sdk.CallToolRequest, tool string) host.CallReq
 	}
 	call.Conversation, _ = meta[ConversationMetaKey].(string)
 	call.User, _ = meta[UserMetaKey].(string)
+	call.Defer, _ = meta[DeferMetaKey].(bool)
 	if req.Session != nil {
 		call.Session = req.Session.ID()
 	}

@@ -232,9 +232,15 @@ func sdkTool(t host.Tool) *sdk.Tool {
 		// MCP requires an object output schema (structuredContent is an object); a tool
 		// returning anything else is still callable, its result is described by the text.
 		st.OutputSchema = json.RawMessage(t.OutputSchema)
+		if a.Deferrable { // a deferred call answers host.Accepted instead
+			st.OutputSchema = json.RawMessage(`{"type":"object","anyOf":[` + string(t.OutputSchema) + `,` + acceptedSchema + `]}`)
+		}
 	}
 	return st
 }
+
+// acceptedSchema describes host.Accepted.
+const acceptedSchema = `{"type":"object","required":["status","job_id"],"properties":{"status":{"const":"accepted"},"job_id":{"type":"string"},"poll":{"type":"string"}}}`
 
 func isObjectSchema(schema []byte) bool {
 	var s struct {

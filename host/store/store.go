@@ -73,6 +73,8 @@ type Store struct {
 
 	auditMu sync.Mutex
 	audit   *auditStmts // prepared on the first append
+
+	queue queuePool // QueueDB's PostgreSQL pool
 }
 
 // dialect holds the few differences between SQLite and PostgreSQL. Queries are written with
@@ -196,6 +198,11 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.migrateQueue(ctx); err != nil {
+		s.closeQueue()
+		db.Close()
+		return nil, err
+	}
 	if path := strings.TrimPrefix(dsn, "sqlite:"); d == sqliteDialect && path != ":memory:" {
 		// Opened after the migration, which put the file in WAL mode.
 		if s.rdb, err = openSQLiteReaders(path, c.BusyTimeout); err != nil {
@@ -272,6 +279,7 @@ func (s *Store) Close() error {
 	default:
 		close(s.closed)
 	}
+	s.closeQueue()
 	if s.rdb != s.db {
 		s.rdb.Close()
 	}
