@@ -15,7 +15,7 @@ import (
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
-	"github.com/airlock-dev/airlock/internal/cloudfake"
+	"github.com/airlock-dev/airlock/internal/cloudsecrettest"
 )
 
 // cloudSecret is one cloud secret manager, faked, for the end-to-end tests: a source that
@@ -36,7 +36,7 @@ const (
 var cloudSecrets = []cloudSecret{{
 	scheme: "gcp-sm",
 	src: func(t *testing.T, ttl time.Duration) (secret.Source, string, func(string), func() int) {
-		f := cloudfake.NewGCP(t)
+		f := cloudsecrettest.NewGCP(t)
 		f.AddVersion("acme-prod", "upstream-key", cloudKeyOne)
 		f.AddVersion("acme-prod", "locked", cloudKeyOne)
 		f.Deny("acme-prod", "locked")
@@ -54,13 +54,13 @@ var cloudSecrets = []cloudSecret{{
 }, {
 	scheme: "azure-kv",
 	src: func(t *testing.T, ttl time.Duration) (secret.Source, string, func(string), func() int) {
-		f := cloudfake.NewAzure(t, "client-secret-canary")
+		f := cloudsecrettest.NewAzure(t, "client-secret-canary")
 		f.Set("acme-prod", "upstream-key", cloudKeyOne)
 		f.Set("acme-prod", "locked", cloudKeyOne)
 		f.Deny("acme-prod", "locked")
-		a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: cloudfake.AzureTenantID, ClientID: cloudfake.AzureClientID,
+		a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: cloudsecrettest.AzureTenantID, ClientID: cloudsecrettest.AzureClientID,
 			ClientSecret: "env:AZ", Secrets: secret.Env{Lookup: func(string) (string, bool) { return "client-secret-canary", true }},
-			AuthorityHost: cloudfake.AzureAuthorityHost, Transport: f.Client(), CacheTTL: ttl})
+			AuthorityHost: cloudsecrettest.AzureAuthorityHost, Transport: f.Client(), CacheTTL: ttl})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,8 +18,8 @@ import (
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
-	"github.com/airlock-dev/airlock/internal/fakeconnect"
-	"github.com/airlock-dev/airlock/internal/fakedoppler"
+	"github.com/airlock-dev/airlock/internal/opconnecttest"
+	"github.com/airlock-dev/airlock/internal/dopplertest"
 )
 
 // secretManager is a secret manager as a grant's user sees it: a reference to one secret, a
@@ -36,13 +36,13 @@ type secretManager struct {
 
 func secretManagers(t *testing.T) []secretManager {
 	const opTok, dopTok = "op-connect-TOKEN-canary-e2e", "dp.st.prd.TOKEN-canary-e2e"
-	conn := fakeconnect.Start(t, opTok)
-	vault, item := fakeconnect.ID("vprod"), fakeconnect.ID("islack")
+	conn := opconnecttest.Start(t, opTok)
+	vault, item := opconnecttest.ID("vprod"), opconnecttest.ID("islack")
 	conn.AddVault(vault, "Production", true)
-	conn.AddVault(fakeconnect.ID("vhr"), "HR", false)
+	conn.AddVault(opconnecttest.ID("vhr"), "HR", false)
 	conn.AddItem(&onepassword.Item{ID: item, Title: "Slack bot", Vault: onepassword.ItemVault{ID: vault},
 		Fields: []*onepassword.ItemField{{ID: "credential", Type: "CONCEALED", Label: "credential"}}})
-	dop := fakedoppler.Start(t)
+	dop := dopplertest.Start(t)
 	dop.SetTokens(map[string]string{dopTok: "backend/prd"})
 	creds := func(name, tok string) secret.Source {
 		return secret.Env{Lookup: func(n string) (string, bool) { return tok, n == name }}
@@ -50,7 +50,7 @@ func secretManagers(t *testing.T) []secretManager {
 	return []secretManager{
 		{
 			scheme: "op", ref: "op://Production/Slack bot/credential", token: opTok,
-			missing: "op://Production/Slack bot/password", denied: "op://" + fakeconnect.ID("vhr") + "/Payroll/password",
+			missing: "op://Production/Slack bot/password", denied: "op://" + opconnecttest.ID("vhr") + "/Payroll/password",
 			src: func(ttl time.Duration) secret.Source {
 				o, err := secret.NewOnePassword(&secret.OnePasswordConfig{Host: conn.URL, Token: "env:OP_CONNECT_TOKEN", Secrets: creds("OP_CONNECT_TOKEN", opTok), CacheTTL: ttl})
 				if err != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/airlock-dev/airlock/internal/cloudfake"
+	"github.com/airlock-dev/airlock/internal/cloudsecrettest"
 )
 
 // An operator keeps the Slack token in Google Secret Manager and names the service account key
@@ -16,7 +16,7 @@ import (
 // prints or the audit log holds.
 func TestGCPSecretFromConfigFile(t *testing.T) {
 	w := newGrantWorld(t) // w.run fails the test if a command prints the token
-	f := cloudfake.NewGCP(t)
+	f := cloudsecrettest.NewGCP(t)
 	f.AddVersion("acme-prod", "slack-bot", grantCanary)
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(t.TempDir(), "absent.json")) // ADC would fail
 	os.WriteFile(filepath.Join(w.dir, "slack.grant.yaml"), fmt.Appendf(nil, `connector: slack

@@ -11,8 +11,8 @@ import (
 
 	"github.com/1Password/connect-sdk-go/onepassword"
 
-	"github.com/airlock-dev/airlock/internal/fakeconnect"
-	"github.com/airlock-dev/airlock/internal/fakedoppler"
+	"github.com/airlock-dev/airlock/internal/opconnecttest"
+	"github.com/airlock-dev/airlock/internal/dopplertest"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -37,11 +37,11 @@ func TestConfigSecretManagers(t *testing.T) {
 	slackURL, stop := slack.Start()
 	defer stop()
 
-	conn := fakeconnect.Start(t, opToken)
-	conn.AddVault(fakeconnect.ID("vprod"), "Production", true)
-	conn.AddItem(&onepassword.Item{ID: fakeconnect.ID("islack"), Title: "Slack bot", Vault: onepassword.ItemVault{ID: fakeconnect.ID("vprod")},
+	conn := opconnecttest.Start(t, opToken)
+	conn.AddVault(opconnecttest.ID("vprod"), "Production", true)
+	conn.AddItem(&onepassword.Item{ID: opconnecttest.ID("islack"), Title: "Slack bot", Vault: onepassword.ItemVault{ID: opconnecttest.ID("vprod")},
 		Fields: []*onepassword.ItemField{{ID: "credential", Type: "CONCEALED", Label: "credential", Value: botToken}}})
-	dop := fakedoppler.Start(t)
+	dop := dopplertest.Start(t)
 	dop.SetTokens(map[string]string{dopplerToken: "backend/prd"})
 	dop.Set("backend/prd", "SLACK_BOT_TOKEN", botToken)
 	os.WriteFile(filepath.Join(dir, "op-token"), []byte(opToken+"\n"), 0o600)

@@ -9,21 +9,21 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/cloudfake"
+	"github.com/airlock-dev/airlock/internal/cloudsecrettest"
 )
 
 const azureClientSecret = "azure-client-secret-canary-5d1"
 
 // newAzure starts a fake Key Vault and Entra ID with vault contoso-prod holding slack-bot (two
 // versions, the canary current), and returns a source signing in with client credentials.
-func newAzure(t *testing.T, ttl time.Duration, clock *fakeClock) (*cloudfake.Azure, *secret.AzureKeyVault, string) {
+func newAzure(t *testing.T, ttl time.Duration, clock *fakeClock) (*cloudsecrettest.Azure, *secret.AzureKeyVault, string) {
 	t.Helper()
-	f := cloudfake.NewAzure(t, azureClientSecret)
+	f := cloudsecrettest.NewAzure(t, azureClientSecret)
 	old := f.Set("contoso-prod", "slack-bot", "old-"+canary)
 	f.Set("contoso-prod", "slack-bot", canary)
-	cfg := &secret.AzureConfig{TenantID: cloudfake.AzureTenantID, ClientID: cloudfake.AzureClientID, ClientSecret: "env:AZ_SECRET",
+	cfg := &secret.AzureConfig{TenantID: cloudsecrettest.AzureTenantID, ClientID: cloudsecrettest.AzureClientID, ClientSecret: "env:AZ_SECRET",
 		Secrets:       staticSecrets(map[string]string{"AZ_SECRET": azureClientSecret}),
-		AuthorityHost: cloudfake.AzureAuthorityHost, Transport: f.Client(), CacheTTL: ttl}
+		AuthorityHost: cloudsecrettest.AzureAuthorityHost, Transport: f.Client(), CacheTTL: ttl}
 	if clock != nil {
 		cfg.Now = clock.Now
 	}
@@ -103,12 +103,12 @@ func TestAzureKeyVaultRejectsMalformedReferences(t *testing.T) {
 }
 
 func TestAzureKeyVaultCredentials(t *testing.T) {
-	f := cloudfake.NewAzure(t, azureClientSecret)
+	f := cloudsecrettest.NewAzure(t, azureClientSecret)
 	f.Set("contoso-prod", "slack-bot", canary)
 	var current atomic.Value
 	current.Store("wrong-" + azureClientSecret)
-	a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: cloudfake.AzureTenantID, ClientID: cloudfake.AzureClientID,
-		ClientSecret: "env:AZURE_KV_CLIENT_SECRET", AuthorityHost: cloudfake.AzureAuthorityHost, Transport: f.Client(), CacheTTL: -1,
+	a, err := secret.NewAzureKeyVault(&secret.AzureConfig{TenantID: cloudsecrettest.AzureTenantID, ClientID: cloudsecrettest.AzureClientID,
+		ClientSecret: "env:AZURE_KV_CLIENT_SECRET", AuthorityHost: cloudsecrettest.AzureAuthorityHost, Transport: f.Client(), CacheTTL: -1,
 		Secrets: secret.Env{Lookup: func(string) (string, bool) { return current.Load().(string), true }}})
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +137,10 @@ func TestAzureKeyVaultCredentials(t *testing.T) {
 	}
 
 	// DefaultAzureCredential from the AZURE_* variables.
-	t.Setenv("AZURE_TENANT_ID", cloudfake.AzureTenantID)
-	t.Setenv("AZURE_CLIENT_ID", cloudfake.AzureClientID)
+	t.Setenv("AZURE_TENANT_ID", cloudsecrettest.AzureTenantID)
+	t.Setenv("AZURE_CLIENT_ID", cloudsecrettest.AzureClientID)
 	t.Setenv("AZURE_CLIENT_SECRET", azureClientSecret)
-	t.Setenv("AZURE_AUTHORITY_HOST", cloudfake.AzureAuthorityHost)
+	t.Setenv("AZURE_AUTHORITY_HOST", cloudsecrettest.AzureAuthorityHost)
 	d, err := secret.NewAzureKeyVault(&secret.AzureConfig{Transport: f.Client(), CacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -150,8 +150,8 @@ func TestAzureKeyVaultCredentials(t *testing.T) {
 	}
 
 	// A managed identity (App Service's IDENTITY_ENDPOINT), user-assigned.
-	t.Setenv("IDENTITY_ENDPOINT", cloudfake.AzureIdentityEndpoint)
-	t.Setenv("IDENTITY_HEADER", cloudfake.AzureIdentityHeader)
+	t.Setenv("IDENTITY_ENDPOINT", cloudsecrettest.AzureIdentityEndpoint)
+	t.Setenv("IDENTITY_HEADER", cloudsecrettest.AzureIdentityHeader)
 	mi, err := secret.NewAzureKeyVault(&secret.AzureConfig{ManagedIdentity: true, ClientID: "11111111-2222-3333-4444-555555555555", Transport: f.Client(), CacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/fakedoppler"
+	"github.com/airlock-dev/airlock/internal/dopplertest"
 )
 
 const (
@@ -22,8 +22,8 @@ const (
 
 // newFakeDoppler starts a Doppler API whose token dopplerToken reads backend/prd and
 // dopplerDevToken backend/dev.
-func newFakeDoppler(t *testing.T) *fakedoppler.Server {
-	f := fakedoppler.Start(t)
+func newFakeDoppler(t *testing.T) *dopplertest.Server {
+	f := dopplertest.Start(t)
 	f.SetTokens(map[string]string{dopplerToken: "backend/prd", dopplerDevToken: "backend/dev"})
 	f.Set("backend/prd", "SLACK_BOT_TOKEN", canary)
 	f.Set("backend/prd", "REF", "${SLACK_BOT_TOKEN}-x")
@@ -32,7 +32,7 @@ func newFakeDoppler(t *testing.T) *fakedoppler.Server {
 	return f
 }
 
-func newDoppler(t *testing.T, f *fakedoppler.Server, ttl time.Duration, clock *fakeClock, tokens map[string]string) *secret.Doppler {
+func newDoppler(t *testing.T, f *dopplertest.Server, ttl time.Duration, clock *fakeClock, tokens map[string]string) *secret.Doppler {
 	t.Helper()
 	cfg := &secret.DopplerConfig{
 		API:      f.URL,

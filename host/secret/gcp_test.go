@@ -11,15 +11,15 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/cloudfake"
+	"github.com/airlock-dev/airlock/internal/cloudsecrettest"
 )
 
 // newGCP starts a fake Secret Manager holding projects/test-project/secrets/slack-bot (two
 // versions, the canary in the second) and returns a source that finds its service account key
 // through Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS), as a host does.
-func newGCP(t *testing.T, ttl time.Duration, clock *fakeClock) (*cloudfake.GCP, *secret.GCPSecretManager) {
+func newGCP(t *testing.T, ttl time.Duration, clock *fakeClock) (*cloudsecrettest.GCP, *secret.GCPSecretManager) {
 	t.Helper()
-	f := cloudfake.NewGCP(t)
+	f := cloudsecrettest.NewGCP(t)
 	f.AddVersion("test-project", "slack-bot", "old-"+canary)
 	f.AddVersion("test-project", "slack-bot", canary)
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", f.KeyFile)
@@ -64,8 +64,8 @@ func TestGCPSecretManagerErrors(t *testing.T) {
 	f.AddVersion("test-project", "retired", "v1-"+canary)
 	f.AddVersion("test-project", "retired", "v2-"+canary)
 	f.AddVersion("test-project", "retired", "v3-"+canary)
-	f.SetState("test-project", "retired", 1, cloudfake.Destroyed)
-	f.SetState("test-project", "retired", 2, cloudfake.Disabled)
+	f.SetState("test-project", "retired", 1, cloudsecrettest.Destroyed)
+	f.SetState("test-project", "retired", 2, cloudsecrettest.Disabled)
 	const p = "gcp-sm:projects/test-project/secrets/"
 	failsClearly(t, g, []refError{
 		{p + "nope/versions/latest", secret.ErrNotFound, "there is no secret nope in project test-project with an enabled version: create it (gcloud secrets create nope"},
@@ -118,11 +118,11 @@ func TestGCPSecretManagerRejectsMalformedReferences(t *testing.T) {
 func TestGCPSecretManagerDoesNotCacheErrors(t *testing.T) {
 	f, g := newGCP(t, time.Hour, &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
 	f.AddVersion("test-project", "later", canary)
-	f.SetState("test-project", "later", 1, cloudfake.Disabled)
+	f.SetState("test-project", "later", 1, cloudsecrettest.Disabled)
 	if _, err := g.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/later"); !errors.Is(err, secret.ErrNotFound) {
 		t.Fatalf("a disabled version: %v", err)
 	}
-	f.SetState("test-project", "later", 1, cloudfake.Enabled)
+	f.SetState("test-project", "later", 1, cloudsecrettest.Enabled)
 	if _, err := g.Resolve(context.Background(), "gcp-sm:projects/test-project/secrets/later"); err != nil {
 		t.Errorf("the version enabled again: %v (errors must not be cached)", err)
 	}
@@ -142,7 +142,7 @@ func TestGCPSecretManagerCredentials(t *testing.T) {
 	// A key the token endpoint does not know (another private key, same account): the signed
 	// assertion is refused and the error says to check the key, without a token or a value.
 	f, _ := newGCP(t, -1, nil)
-	other := cloudfake.NewGCP(t)
+	other := cloudsecrettest.NewGCP(t)
 	kf, _ := os.ReadFile(other.KeyFile)
 	forged := strings.Replace(string(kf), other.TokenURL, f.TokenURL, 1)
 	path := t.TempDir() + "/forged.json"

@@ -13,17 +13,17 @@ import (
 	"github.com/opentracing/opentracing-go"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/fakeconnect"
+	"github.com/airlock-dev/airlock/internal/opconnecttest"
 )
 
 const opToken = "eyJhbGciOiJFUzI1NiJ9.op-connect-canary-TOKEN.sig"
 
-func opID(tag string) string { return fakeconnect.ID(tag) }
+func opID(tag string) string { return opconnecttest.ID(tag) }
 
 // newFakeConnect starts a Connect server holding vaults Production (items "Slack bot", "Twins",
 // two "Dup"), HR (hidden from the token) and two vaults named Twin.
-func newFakeConnect(t *testing.T) *fakeconnect.Server {
-	f := fakeconnect.Start(t, opToken)
+func newFakeConnect(t *testing.T) *opconnecttest.Server {
+	f := opconnecttest.Start(t, opToken)
 	f.AddVault(opID("vprod"), "Production", true)
 	f.AddVault(opID("vhr"), "HR", false)
 	f.AddVault(opID("vdup1"), "Twin", true)
@@ -52,7 +52,7 @@ func newFakeConnect(t *testing.T) *fakeconnect.Server {
 	return f
 }
 
-func newOnePassword(t *testing.T, f *fakeconnect.Server, ttl time.Duration, clock *fakeClock) *secret.OnePassword {
+func newOnePassword(t *testing.T, f *opconnecttest.Server, ttl time.Duration, clock *fakeClock) *secret.OnePassword {
 	t.Helper()
 	cfg := &secret.OnePasswordConfig{
 		Host:     f.URL,

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/secret"
-	"github.com/airlock-dev/airlock/internal/cloudfake"
+	"github.com/airlock-dev/airlock/internal/cloudsecrettest"
 )
 
 // resolves checks that each reference resolves to its value through src, with one access token
 // (starting with tokenPrefix) for all, and nothing the fake refused.
-func resolves(t *testing.T, src secret.Source, want map[string]string, stats func() cloudfake.Stats, tokenPrefix string) {
+func resolves(t *testing.T, src secret.Source, want map[string]string, stats func() cloudsecrettest.Stats, tokenPrefix string) {
 	t.Helper()
 	for ref, v := range want {
 		got, err := src.Resolve(context.Background(), ref)

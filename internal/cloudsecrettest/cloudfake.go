@@ -1,8 +1,8 @@
-// Package cloudfake holds local fakes of cloud secret managers for tests: Google Secret Manager
+// Package cloudsecrettest holds local fakes of cloud secret managers for tests: Google Secret Manager
 // with its OAuth token endpoint ([GCP]) and Azure Key Vault with Microsoft Entra ID ([Azure]).
 // Each speaks the service's documented wire protocol closely enough for the unmodified official
 // SDK to talk to it, and checks the credentials the SDK presents.
-package cloudfake
+package cloudsecrettest
 
 import (
 	"encoding/json"

@@ -1,10 +1,10 @@
-// Package fakeconnect is a local stand-in for a 1Password Connect server, for tests: its REST
+// Package opconnecttest is a local stand-in for a 1Password Connect server, for tests: its REST
 // API v1 as documented and as the official connect-sdk-go calls it. A bearer token; vaults and
 // items listed with a SCIM filter on the title (filter=title eq "…"); items read by ID, fields and
 // sections included (a list holds summaries without them); errors as {"status":…,"message":…}.
 // The token sees the vaults marked visible only: the others are left out of lists and answer 403
 // when named by ID.
-package fakeconnect
+package opconnecttest
 
 import (
 	"encoding/json"

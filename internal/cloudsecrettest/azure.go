@@ -1,4 +1,4 @@
-package cloudfake
+package cloudsecrettest
 
 // Azure is a local Azure Key Vault and Microsoft Entra ID for tests. Over TLS (the
 // SDK refuses to send bearer tokens over plain HTTP) it serves, under their real names:
@@ -72,7 +72,7 @@ func NewAzure(t testing.TB, clientSecret string) *Azure {
 	t.Helper()
 	s := &Azure{t: t, secret: clientSecret, vaults: map[string]map[string][]kvVersion{}, denied: map[string]bool{}}
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cloudfake CA"},
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cloudsecrettest CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
@@ -109,7 +109,7 @@ func (s *Azure) Client() *http.Client {
 		DialContext: func(ctx context.Context, network, hostport string) (net.Conn, error) {
 			host, _, _ := net.SplitHostPort(hostport)
 			if host != loginHost && host != discoveryHost && !strings.HasSuffix(host, vaultSuffix) {
-				return nil, fmt.Errorf("cloudfake: no route to %s", host)
+				return nil, fmt.Errorf("cloudsecrettest: no route to %s", host)
 			}
 			return dialer.DialContext(ctx, network, addr)
 		},
@@ -261,7 +261,7 @@ func (s *Azure) serveVault(w http.ResponseWriter, r *http.Request, vault string)
 	p := strings.Split(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/secrets/"), "/"), "/")
 	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/secrets/") || len(p) > 2 {
 		s.reject("vault: unknown " + r.Method + " " + r.URL.Path)
-		kvError(w, 400, "BadParameter", "Method or path not supported by cloudfake.", "")
+		kvError(w, 400, "BadParameter", "Method or path not supported by cloudsecrettest.", "")
 		return
 	}
 	s.stats.Reads++

@@ -1,9 +1,9 @@
-// Package fakedoppler is a local stand-in for Doppler's API, for tests: the one endpoint airlock
+// Package dopplertest is a local stand-in for Doppler's API, for tests: the one endpoint airlock
 // reads, GET /v3/configs/config/secret, as Doppler documents it. A service token (bearer) reads
 // one project and config; a success is {"name","value":{"raw","computed","note"},"success":true},
 // a failure {"messages":[…],"success":false} with 401 (unknown token), 403 (another project or
 // config), 404 (no such secret) or 429 (with Retry-After).
-package fakedoppler
+package dopplertest
 
 import (
 	"encoding/json"

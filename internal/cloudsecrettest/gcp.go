@@ -1,4 +1,4 @@
-package cloudfake
+package cloudsecrettest
 
 // GCP is a local Google Secret Manager: the REST/JSON API's AccessSecretVersion
 // (GET /v1/projects/P/secrets/S/versions/V:access) with its documented response and error
