@@ -18,8 +18,8 @@ import (
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
-	"github.com/airlock-dev/airlock/internal/opconnecttest"
 	"github.com/airlock-dev/airlock/internal/dopplertest"
+	"github.com/airlock-dev/airlock/internal/opconnecttest"
 )
 
 // secretManager is a secret manager as a grant's user sees it: a reference to one secret, a

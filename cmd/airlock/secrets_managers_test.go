@@ -11,9 +11,9 @@ import (
 
 	"github.com/1Password/connect-sdk-go/onepassword"
 
-	"github.com/airlock-dev/airlock/internal/opconnecttest"
 	"github.com/airlock-dev/airlock/internal/dopplertest"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/opconnecttest"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 
