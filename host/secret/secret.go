@@ -47,6 +47,17 @@ import (
 	"log/slog"
 )
 
+// Uncached returns ctx marked so that a source with a cache ([Vault], [AWS]) reads the secret
+// from its server again instead of answering from the cache: the caller knows the value it had
+// was refused (an upstream answered 401) and wants the one the secret manager holds now.
+func Uncached(ctx context.Context) context.Context {
+	return context.WithValue(ctx, uncachedKey{}, true)
+}
+
+type uncachedKey struct{}
+
+func uncached(ctx context.Context) bool { b, _ := ctx.Value(uncachedKey{}).(bool); return b }
+
 // Redacted is what a [Value] prints, marshals and logs as.
 const Redacted = "[REDACTED]"
 

@@ -168,6 +168,10 @@ func (m Mux) examples() string {
 			ex = append(ex, "store:NAME")
 		case "vault":
 			ex = append(ex, "vault:MOUNT/PATH#FIELD")
+		case "aws-sm":
+			ex = append(ex, "aws-sm:NAME_OR_ARN[#JSON_KEY]")
+		case "aws-ssm":
+			ex = append(ex, "aws-ssm:/PATH/NAME")
 		case "(none configured)":
 		default:
 			ex = append(ex, k+":…")

@@ -306,7 +306,7 @@ func jsonKind(x any) string {
 func (v *Vault) read(ctx context.Context, r vaultRef) (map[string]any, error) {
 	key := r.mount + "\x00" + r.path + "\x00" + strconv.Itoa(r.version)
 	now := v.now()
-	if v.ttl > 0 {
+	if v.ttl > 0 && !uncached(ctx) {
 		v.mu.Lock()
 		e, ok := v.cache[key]
 		v.mu.Unlock()

@@ -68,6 +68,7 @@ type Ref struct {
 	mu          sync.Mutex
 	val         secret.Value
 	read        time.Time // when val was read; zero: never, or invalidated
+	refused     bool      // Invalidate was called: read past the source's own cache
 	err         error     // the last failure, nil when the value is usable
 	failedAt    time.Time // when err was found
 	loggedState string    // what the log last said, so each change is logged once
@@ -98,7 +99,7 @@ func (r *Ref) Failing() bool { return r.failing.Load() }
 // Check reads the reference now and returns the same error [Ref.Value] would.
 func (r *Ref) Check(ctx context.Context) error {
 	r.mu.Lock()
-	r.read = time.Time{}
+	r.read, r.refused = time.Time{}, true
 	r.mu.Unlock()
 	_, err := r.Value(ctx)
 	return err
@@ -116,7 +117,12 @@ func (r *Ref) Value(ctx context.Context) (secret.Value, error) {
 	if r.err != nil && now.Sub(r.failedAt) < r.cfg.Retry {
 		return secret.Value{}, r.err
 	}
-	v, err := r.cfg.Secrets.Resolve(ctx, r.cfg.Reference)
+	rctx := ctx
+	if r.refused {
+		rctx = secret.Uncached(ctx)
+	}
+	v, err := r.cfg.Secrets.Resolve(rctx, r.cfg.Reference)
+	r.refused = false
 	switch {
 	case err == nil && v.IsZero():
 		err = fmt.Errorf("%s resolves to an empty value", r.cfg.Reference)
