@@ -99,7 +99,7 @@ func (r *Ref) Failing() bool { return r.failing.Load() }
 // Check reads the reference now and returns the same error [Ref.Value] would.
 func (r *Ref) Check(ctx context.Context) error {
 	r.mu.Lock()
-	r.read, r.refused = time.Time{}, true
+	r.read = time.Time{}
 	r.mu.Unlock()
 	_, err := r.Value(ctx)
 	return err
@@ -168,7 +168,7 @@ func (r *Ref) Credential(ctx context.Context, _ string) (Credential, error) {
 // Invalidate makes the next use read the reference again (the upstream refused the value).
 func (r *Ref) Invalidate(string, secret.Value) {
 	r.mu.Lock()
-	r.read = time.Time{}
+	r.read, r.refused = time.Time{}, true
 	r.mu.Unlock()
 }
 
