@@ -13,10 +13,10 @@ import (
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/hosttest"
-	"github.com/airlock-dev/airlock/host/internal/awsfake"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/abi"
+	"github.com/airlock-dev/airlock/internal/awsfake"
 )
 
 // A grant names its credential as aws-sm:NAME#KEY. The host reads it from (a SigV4-checking

@@ -32,6 +32,7 @@ import (
 //	redis: redis://cache:6379/0            # share rate limits and quotas between replicas
 //	audit_fail_open: false                 # true: calls run even when audit cannot be written
 //	vault: {address: https://vault:8200, approle: {role_id: env:ROLE_ID, secret_id: file:/run/secret_id}}
+//	aws: {region: eu-west-1, profile: airlock}  # aws-sm: and aws-ssm: references, standard credential chain
 //	http: {allowed_origins: [https://console.example.com], session_idle_timeout: 30m, max_sessions: 1000, max_sessions_per_agent: 100}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
@@ -53,6 +54,8 @@ type fileConfig struct {
 			Mount    string `yaml:"mount"`
 		} `yaml:"approle"`
 	} `yaml:"vault"`
+	// AWS turns on aws-sm: and aws-ssm: references (secrets_aws.go).
+	AWS        *awsFileConfig `yaml:"aws"`
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`

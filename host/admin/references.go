@@ -13,7 +13,7 @@ import (
 )
 
 // knownSchemes are the reference schemes airlock resolves (secret.Mux of the CLI and server).
-var knownSchemes = []string{"env", "file", "store", "vault"}
+var knownSchemes = []string{"env", "file", "store", "vault", "aws-sm", "aws-ssm"}
 
 // References lists the secret references of g, as "what: reference" pairs sorted by what
 // ("credentials.bot_token", "credentials.sf.client_secret", "database.dsn").
@@ -50,7 +50,7 @@ func (a *Admin) CheckReferences(ctx context.Context, g *manifest.Grant) (warning
 			problems = append(problems, fmt.Sprintf("%s: the reference has no scheme (not shown: it may be a secret); write store:NAME (`airlock secret set NAME`), env:NAME, file:PATH or vault:MOUNT/PATH#FIELD", what))
 			continue
 		case !slices.Contains(knownSchemes, scheme):
-			problems = append(problems, fmt.Sprintf("%s: %q has an unknown scheme %q; use store:, env:, file: or vault:", what, ref, scheme))
+			problems = append(problems, fmt.Sprintf("%s: %q has an unknown scheme %q; use store:, env:, file:, vault:, aws-sm: or aws-ssm:", what, ref, scheme))
 			continue
 		}
 		switch scheme {
@@ -76,8 +76,9 @@ func (a *Admin) CheckReferences(ctx context.Context, g *manifest.Grant) (warning
 			if _, err := (secret.File{}).Resolve(ctx, ref); err != nil {
 				warnings = append(warnings, fmt.Sprintf("%s: not readable from here (%v); the server reads it on its own machine, and the connector's tools answer credential_unavailable until it can", what, err))
 			}
-		case "vault":
-			warnings = append(warnings, fmt.Sprintf("%s: %s is not checked here; the server reads it from Vault when a call needs it", what, ref))
+		case "vault", "aws-sm", "aws-ssm":
+			manager := map[string]string{"vault": "Vault", "aws-sm": "AWS Secrets Manager", "aws-ssm": "AWS Parameter Store"}[scheme]
+			warnings = append(warnings, fmt.Sprintf("%s: %s is not checked here; the server reads it from %s when a call needs it", what, ref, manager))
 		}
 	}
 	if len(problems) > 0 {

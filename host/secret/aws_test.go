@@ -17,8 +17,8 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/airlock-dev/airlock/host/internal/awsfake"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/awsfake"
 )
 
 // awsEnv points the SDK's standard chain at the environment only (no ~/.aws, no instance
