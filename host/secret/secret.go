@@ -20,7 +20,7 @@
 //	}
 //	log.Printf("token: %v", token) // token: [REDACTED]
 //
-// Four schemes are built in:
+// These schemes are built in:
 //
 //   - "env:NAME" ([Env]) and "file:PATH" ([File]);
 //   - "store:NAME" ([Store]), the encrypted store kept in the host's state: every value sealed
@@ -29,6 +29,8 @@
 //     downtime ([RotateMasterKey], [RotateDataKey]);
 //   - "vault:MOUNT/PATH#FIELD[@VERSION]" ([Vault]), HashiCorp Vault or OpenBao KV v2 with token
 //     or AppRole authentication.
+//   - "aws-sm:NAME_OR_ARN[?stage=…|?version_id=…][#KEY]" and "aws-ssm:/PATH/NAME[?version=N|?label=…]"
+//     ([AWS]), AWS Secrets Manager and Parameter Store with the SDK's standard credential chain.
 //
 // Opening the built-in store:
 //
