@@ -98,6 +98,7 @@ func TestAWSParameterStoreDecryptsAndSelectsVersions(t *testing.T) {
 	mustResolve(t, a, ctx, "aws-ssm:/prod/slack/token", "xoxb-v2")
 	mustResolve(t, a, ctx, "aws-ssm:/prod/slack/token?version=1", "xoxb-v1")
 	mustResolve(t, a, ctx, "aws-ssm:/prod/slack/token?label=stable", "xoxb-v1")
+	mustResolve(t, a, ctx, "aws-ssm:arn:aws:ssm:us-east-1:123456789012:parameter/prod/slack/token?version=1", "xoxb-v1")
 }
 
 func TestAWSCachesUntilTTLAndRereadsWhenUncached(t *testing.T) {
