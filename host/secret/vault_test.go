@@ -260,11 +260,18 @@ func TestVaultCache(t *testing.T) {
 	if f.reads != 3 {
 		t.Errorf("a resolve after the TTL made %d reads in total, want 3", f.reads)
 	}
+	// After a 401 the host asks past the cache.
+	if _, err := v.Resolve(secret.Uncached(ctx), "vault:secret/slack/prod#bot_token"); err != nil {
+		t.Fatal(err)
+	}
+	if f.reads != 4 {
+		t.Errorf("an Uncached resolve within the TTL made %d reads in total, want 4", f.reads)
+	}
 	// Errors are not cached.
 	_, _ = v.Resolve(ctx, "vault:secret/nope#x")
 	_, _ = v.Resolve(ctx, "vault:secret/nope#x")
-	if f.reads != 5 {
-		t.Errorf("two failing reads made %d reads in total, want 5", f.reads)
+	if f.reads != 6 {
+		t.Errorf("two failing reads made %d reads in total, want 6", f.reads)
 	}
 }
 
