@@ -37,6 +37,7 @@ import (
 //	doppler: {token: env:DOPPLER_TOKEN, tokens: {web/prd: env:DOPPLER_TOKEN_WEB_PRD}}
 //	gcp: {credentials_file: /run/secrets/gcp-sa.json}  # gcp-sm: references (default: Application Default Credentials)
 //	azure: {tenant_id: …, client_id: …, client_secret: file:/run/secrets/azure}  # azure-kv: references (default: DefaultAzureCredential)
+//	aws: {region: eu-west-1, profile: airlock}  # aws-sm: and aws-ssm: references, standard credential chain
 //	http: {allowed_origins: [https://console.example.com], session_idle_timeout: 30m, max_sessions: 1000, max_sessions_per_agent: 100}
 type fileConfig struct {
 	StateDir string `yaml:"state_dir"`
@@ -61,9 +62,11 @@ type fileConfig struct {
 	// OnePassword enables op:// references, read through a 1Password Connect server.
 	OnePassword *onePasswordConfig `yaml:"onepassword"`
 	// Doppler enables doppler: references.
-	Doppler    *dopplerConfig `yaml:"doppler"`
-	GCP        *gcpConfig     `yaml:"gcp"`   // secrets_gcp.go
-	Azure      *azureConfig   `yaml:"azure"` // secrets_azure.go
+	Doppler *dopplerConfig `yaml:"doppler"`
+	GCP     *gcpConfig     `yaml:"gcp"`   // secrets_gcp.go
+	Azure   *azureConfig   `yaml:"azure"` // secrets_azure.go
+	// AWS turns on aws-sm: and aws-ssm: references (secrets_aws.go).
+	AWS        *awsFileConfig `yaml:"aws"`
 	Connectors []struct {
 		Manifest string `yaml:"manifest" required:"true"`
 		Grant    string `yaml:"grant" required:"true"`

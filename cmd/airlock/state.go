@@ -62,6 +62,9 @@ func (g *globals) secrets(ctx context.Context, st *store.Store) (secret.Mux, *se
 		return nil, nil, err
 	}
 	mux := secret.Mux{"env": secret.Env{}, "file": secret.File{}}
+	if err := g.addAWS(ctx, cfg, mux); err != nil {
+		return nil, nil, err
+	}
 	// The master key may come from Vault, whose own credentials may be env: or file: (not
 	// store:, which the master key opens).
 	vault, err := g.vault(cfg, secret.Mux{"env": secret.Env{}, "file": secret.File{}})

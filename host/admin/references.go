@@ -13,11 +13,12 @@ import (
 )
 
 // knownSchemes are the reference schemes airlock resolves (secret.Mux of the CLI and server).
-var knownSchemes = []string{"env", "file", "store", "vault", "op", "doppler", "gcp-sm", "azure-kv"}
+var knownSchemes = []string{"env", "file", "store", "vault", "op", "doppler", "gcp-sm", "azure-kv", "aws-sm", "aws-ssm"}
 
 // managers names the secret managers behind the remote schemes, for messages.
 var managers = map[string]string{"vault": "Vault", "op": "1Password Connect", "doppler": "Doppler",
-	"gcp-sm": "Google Secret Manager", "azure-kv": "Azure Key Vault"}
+	"gcp-sm": "Google Secret Manager", "azure-kv": "Azure Key Vault",
+	"aws-sm": "AWS Secrets Manager", "aws-ssm": "AWS Parameter Store"}
 
 // References lists the secret references of g, as "what: reference" pairs sorted by what
 // ("credentials.bot_token", "credentials.sf.client_secret", "database.dsn").
@@ -54,7 +55,7 @@ func (a *Admin) CheckReferences(ctx context.Context, g *manifest.Grant) (warning
 			problems = append(problems, fmt.Sprintf("%s: the reference has no scheme (not shown: it may be a secret); write store:NAME (`airlock secret set NAME`), env:NAME, file:PATH or vault:MOUNT/PATH#FIELD", what))
 			continue
 		case !slices.Contains(knownSchemes, scheme):
-			problems = append(problems, fmt.Sprintf("%s: %q has an unknown scheme %q; use store:, env:, file:, vault:, op://, doppler:, gcp-sm: or azure-kv:", what, ref, scheme))
+			problems = append(problems, fmt.Sprintf("%s: %q has an unknown scheme %q; use store:, env:, file:, vault:, op://, doppler:, gcp-sm:, azure-kv:, aws-sm: or aws-ssm:", what, ref, scheme))
 			continue
 		}
 		switch scheme {
@@ -80,7 +81,7 @@ func (a *Admin) CheckReferences(ctx context.Context, g *manifest.Grant) (warning
 			if _, err := (secret.File{}).Resolve(ctx, ref); err != nil {
 				warnings = append(warnings, fmt.Sprintf("%s: not readable from here (%v); the server reads it on its own machine, and the connector's tools answer credential_unavailable until it can", what, err))
 			}
-		case "vault", "op", "doppler", "gcp-sm", "azure-kv":
+		case "vault", "op", "doppler", "gcp-sm", "azure-kv", "aws-sm", "aws-ssm":
 			warnings = append(warnings, fmt.Sprintf("%s: %s is not checked here; the server reads it from %s when a call needs it", what, ref, managers[scheme]))
 		}
 	}

@@ -33,11 +33,14 @@
 //     Manager with Application Default Credentials;
 //   - "azure-kv:VAULT/SECRET[/VERSION][#KEY]" ([AzureKeyVault]), Azure Key Vault with a client
 //     secret, a managed identity or DefaultAzureCredential;
+//   - "aws-sm:NAME_OR_ARN[?stage=…|?version_id=…][#KEY]" and
+//     "aws-ssm:/PATH/NAME[?version=N|?label=…]" ([AWS]), AWS Secrets Manager and Parameter Store with the SDK's standard credential chain;
 //   - "op://VAULT/ITEM[/SECTION]/FIELD" ([OnePassword]), through a 1Password Connect server, and
 //     "doppler:PROJECT/CONFIG/NAME" ([Doppler]), with service tokens.
 //
-// The sources that cache what they read (vault:, op:, doppler:, gcp-sm:, azure-kv:) read from their manager again
-// when the context comes from [WithFreshRead], as the host's does after an upstream 401.
+// The sources that cache what they read (vault:, op:, doppler:, gcp-sm:, azure-kv:, aws-sm:,
+// aws-ssm:) read from their manager again when the context comes from [WithFreshRead], as the
+// host's does after an upstream 401.
 //
 // Opening the built-in store:
 //

@@ -176,6 +176,10 @@ func (m Mux) examples() string {
 			ex = append(ex, "gcp-sm:projects/PROJECT/secrets/SECRET/versions/VERSION")
 		case "azure-kv":
 			ex = append(ex, "azure-kv:VAULT/SECRET")
+		case "aws-sm":
+			ex = append(ex, "aws-sm:NAME_OR_ARN[#JSON_KEY]")
+		case "aws-ssm":
+			ex = append(ex, "aws-ssm:/PATH/NAME")
 		case "(none configured)":
 		default:
 			ex = append(ex, k+":…")

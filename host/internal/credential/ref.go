@@ -68,7 +68,6 @@ type Ref struct {
 	mu          sync.Mutex
 	val         secret.Value
 	read        time.Time // when val was read; zero: never, or invalidated
-	refused     bool      // the upstream refused val: the next read bypasses the source's cache
 	err         error     // the last failure, nil when the value is usable
 	failedAt    time.Time // when err was found
 	loggedState string    // what the log last said, so each change is logged once
@@ -169,7 +168,7 @@ func (r *Ref) Credential(ctx context.Context, _ string) (Credential, error) {
 // Invalidate makes the next use read the reference again (the upstream refused the value).
 func (r *Ref) Invalidate(string, secret.Value) {
 	r.mu.Lock()
-	r.read, r.refused = time.Time{}, true
+	r.read = time.Time{}
 	r.mu.Unlock()
 }
 
