@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -100,10 +101,22 @@ func Routes() []string {
 // authorize answers 403 and records the refusal when the admin's role does not include what
 // pattern needs, and reports whether the request may go on.
 func (a *Admin) authorize(w http.ResponseWriter, r *http.Request, c Caller, pattern string) bool {
+	if err := a.Authorize(r.Context(), c, pattern, r.Method, r.URL.Path); err != nil {
+		writeErr(w, http.StatusForbidden, err.Error())
+		return false
+	}
+	return true
+}
+
+// Authorize returns nil when the role of c includes what the admin API route pattern needs
+// (routeRoles), else an error saying what to ask for, after recording the refusal in the audit
+// trail. Other front ends of the same actions (the web console) call it with the pattern of the
+// API route they stand for, so one table decides for all of them.
+func (a *Admin) Authorize(ctx context.Context, c Caller, pattern, method, path string) error {
 	route, ok := routeRoles[pattern]
 	need := route.role
 	if ok && c.Role.Allows(need) {
-		return true
+		return nil
 	}
 	var msg string
 	switch {
@@ -114,13 +127,12 @@ func (a *Admin) authorize(w http.ResponseWriter, r *http.Request, c Caller, patt
 	default:
 		msg = RoleRefusal(c.Role, need, route.what)
 	}
-	detail := map[string]string{"method": r.Method, "path": r.URL.Path, "role": string(c.Role), "required": string(need)}
+	detail := map[string]string{"method": method, "path": path, "role": string(c.Role), "required": string(need)}
 	// The refusal stands whether or not it could be recorded; a failure to record is logged.
-	if err := audit.ActionRefused(context.WithoutCancel(r.Context()), a.st, c.Name, "admin api", pattern, msg, detail); err != nil {
+	if err := audit.ActionRefused(context.WithoutCancel(ctx), a.st, c.Name, "admin api", pattern, msg, detail); err != nil {
 		a.logger.Error("recording a refused admin request", "admin", c.Name, "route", pattern, "err", err)
 	}
-	writeErr(w, http.StatusForbidden, msg)
-	return false
+	return errors.New(msg)
 }
 
 // RoleRefusal is the message for an admin with role have refused something that needs need:

@@ -1,0 +1,269 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/host/console"
+	"github.com/airlock-dev/airlock/host/store"
+)
+
+const argsA = `{"channel":"C0GENERAL","text":"deploy v42 to production"}`
+
+// A form posted without the session's CSRF token, or with another one, decides nothing.
+func TestCSRFRefused(t *testing.T) {
+	e := newEnv(t)
+	id := e.pending(t, argsA)
+	b := e.browser(t)
+	csrf := b.signIn(e.owner)
+	other := e.browser(t).signIn(e.owner) // a valid token, of another session
+
+	for name, form := range map[string]url.Values{
+		"none":          {},
+		"empty":         {"csrf": {""}},
+		"wrong":         {"csrf": {"AAAA" + csrf[4:]}},
+		"other session": {"csrf": {other}},
+	} {
+		for _, action := range []string{"approve", "deny"} {
+			p := b.post("/console/approvals/"+id+"/"+action, form)
+			if p.status != http.StatusForbidden || !strings.Contains(p.body, "CSRF") {
+				t.Errorf("%s with CSRF token %s: %d %q, want 403 naming the CSRF token", action, name, p.status, p.body)
+			}
+		}
+	}
+	if p := b.post("/console/signout", url.Values{}); p.status != http.StatusForbidden {
+		t.Errorf("sign-out without a CSRF token: %d, want 403", p.status)
+	}
+	if s := e.approvalStatus(t, id); s != store.ApprovalPending {
+		t.Fatalf("after forged forms the approval is %s, want pending", s)
+	}
+	if res := e.call("slack.post_message", argsA); res.OK {
+		t.Fatal("the agent's call ran after forged approvals")
+	}
+	// The right token works.
+	if p := b.post("/console/approvals/"+id+"/approve", url.Values{"csrf": {csrf}}); p.status != http.StatusSeeOther {
+		t.Fatalf("approve with the session's CSRF token: %d %s", p.status, p.body)
+	}
+	if s := e.approvalStatus(t, id); s != store.ApprovalApproved {
+		t.Fatalf("approval = %s, want approved", s)
+	}
+}
+
+// Agent tokens, made-up tokens and nothing at all never open the console.
+func TestSignInRefusesAgentTokens(t *testing.T) {
+	e := newEnv(t)
+	for name, tok := range map[string]string{
+		"agent token":             e.agent,
+		"agent token as admin's":  "airlock_admin_" + strings.TrimPrefix(e.agent, "airlock_agent_"),
+		"empty":                   "",
+		"made up":                 "airlock_admin_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"owner token with suffix": e.owner + "x",
+	} {
+		b := e.browser(t)
+		p := b.post("/console/signin", url.Values{"token": {tok}})
+		if p.status != http.StatusUnauthorized || p.header.Get("Set-Cookie") != "" {
+			t.Errorf("sign-in with %s: %d, Set-Cookie %q, want 401 and no cookie", name, p.status, p.header.Get("Set-Cookie"))
+		}
+		if q := b.get("/console/approvals"); q.status != http.StatusSeeOther || !strings.HasPrefix(q.header.Get("Location"), "/console/signin") {
+			t.Errorf("after sign-in with %s, /console/approvals = %d, want a redirect to sign-in", name, q.status)
+		}
+	}
+}
+
+// A session ID planted in the browser before sign-in is not the one the admin gets, and
+// grants nothing before or after.
+func TestSessionFixation(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	base, _ := url.Parse(e.url + console.Prefix)
+	planted := "attacker-chosen-session-id"
+	b.c.Jar.SetCookies(base, []*http.Cookie{{Name: "airlock_console", Value: planted, Path: console.Prefix}})
+	if p := b.get("/console/approvals"); p.status != http.StatusSeeOther {
+		t.Fatalf("a planted session ID opened the console: %d", p.status)
+	}
+	p := b.post("/console/signin", url.Values{"token": {e.owner}})
+	ck := cookieFrom(t, p)
+	if ck.Value == planted || len(ck.Value) < 40 {
+		t.Fatalf("session ID after sign-in = %q, want a fresh random one", ck.Value)
+	}
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != console.Prefix {
+		t.Errorf("session cookie %+v, want HttpOnly, SameSite=Strict, Path=%s", ck, console.Prefix)
+	}
+	// The attacker's browser, holding the planted ID, is still signed out.
+	att := e.browser(t)
+	att.c.Jar.SetCookies(base, []*http.Cookie{{Name: "airlock_console", Value: planted, Path: console.Prefix}})
+	if q := att.get("/console/approvals"); q.status != http.StatusSeeOther {
+		t.Fatalf("the planted ID works after the victim signed in: %d", q.status)
+	}
+	// Signing in again gives yet another ID; the old one stops working.
+	b2 := e.browser(t)
+	b2.c.Jar.SetCookies(base, []*http.Cookie{ck})
+	ck2 := cookieFrom(t, b2.post("/console/signin", url.Values{"token": {e.owner}}))
+	if ck2.Value == ck.Value {
+		t.Fatal("signing in again kept the session ID")
+	}
+	old := e.browser(t)
+	old.c.Jar.SetCookies(base, []*http.Cookie{ck})
+	if q := old.get("/console/approvals"); q.status != http.StatusSeeOther {
+		t.Errorf("the session ID replaced at sign-in still works: %d", q.status)
+	}
+}
+
+func cookieFrom(t *testing.T, p page) *http.Cookie {
+	t.Helper()
+	cs := (&http.Response{Header: p.header}).Cookies()
+	if p.status != http.StatusSeeOther || len(cs) != 1 {
+		t.Fatalf("sign-in: %d, cookies %v", p.status, cs)
+	}
+	return cs[0]
+}
+
+// A session unused for longer than the idle timeout is over; one in use lives on.
+func TestIdleExpiry(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(e.owner)
+	for range 4 { // used every 10 minutes: alive for 40
+		e.clock.Advance(10 * time.Minute)
+		if p := b.get("/console/approvals"); p.status != http.StatusOK {
+			t.Fatalf("a session in use expired: %d", p.status)
+		}
+	}
+	e.clock.Advance(console.DefaultIdleTimeout + time.Second)
+	p := b.get("/console/approvals")
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/console/signin?why=idle" {
+		t.Fatalf("after %v idle: %d %q, want a redirect to sign in again", console.DefaultIdleTimeout, p.status, p.header.Get("Location"))
+	}
+	e.clock.Advance(-console.DefaultIdleTimeout) // gone for good, even if the clock comes back
+	if p := b.get("/console/approvals"); p.status != http.StatusSeeOther {
+		t.Fatalf("an expired session came back: %d", p.status)
+	}
+}
+
+// Signing out ends the session on the server, not just in the browser.
+func TestSignOut(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	csrf := b.signIn(e.owner)
+	base, _ := url.Parse(e.url + console.Prefix)
+	saved := b.c.Jar.Cookies(base)
+	if p := b.post("/console/signout", url.Values{"csrf": {csrf}}); p.status != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", p.status)
+	}
+	replay := e.browser(t)
+	replay.c.Jar.SetCookies(base, saved)
+	if p := replay.get("/console/approvals"); p.status != http.StatusSeeOther {
+		t.Fatalf("the session cookie works after sign-out: %d", p.status)
+	}
+}
+
+// A revoked admin token, or a role taken down, takes effect on the session's next request.
+func TestRevokedTokenAndRoleChangeApplyToSessions(t *testing.T) {
+	e := newEnv(t)
+	id := e.pending(t, argsA)
+	b := e.browser(t)
+	csrf := b.signIn(e.approver)
+	if err := e.a.SetRole(context.Background(), "alice", "viewer", "olivia"); err != nil {
+		t.Fatal(err)
+	}
+	p := b.post("/console/approvals/"+id+"/approve", url.Values{"csrf": {csrf}})
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "approver") {
+		t.Fatalf("approve after the role became viewer: %d %q, want 403 naming approver", p.status, p.body)
+	}
+	if s := e.approvalStatus(t, id); s != store.ApprovalPending {
+		t.Fatalf("approval = %s, want pending", s)
+	}
+	if err := e.st.RevokeToken(context.Background(), store.TokenAdmin, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.get("/console/approvals"); p.status != http.StatusSeeOther || !strings.Contains(p.header.Get("Location"), "why=token") {
+		t.Fatalf("a revoked token's session: %d %q, want a redirect to sign in", p.status, p.header.Get("Location"))
+	}
+}
+
+// A viewer sees the queue but cannot decide; the refusal is in the audit trail with its name.
+func TestRoleEnforcedAndAudited(t *testing.T) {
+	e := newEnv(t)
+	id := e.pending(t, argsA)
+	b := e.browser(t)
+	csrf := b.signIn(e.viewer)
+	q := b.get("/console/approvals")
+	if !strings.Contains(q.body, id) || strings.Contains(q.body, `/approve"`) {
+		t.Errorf("a viewer's queue: shows %s=%v, approve form=%v; want it shown without the form", id, strings.Contains(q.body, id), strings.Contains(q.body, "/approve\""))
+	}
+	p := b.post("/console/approvals/"+id+"/deny", url.Values{"csrf": {csrf}, "reason": {"no"}})
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "needs approver") {
+		t.Fatalf("viewer denies: %d %q, want 403", p.status, p.body)
+	}
+	recs, err := e.st.QueryAudit(context.Background(), store.AuditFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused, signin bool
+	for _, r := range recs {
+		s := string(r.Data)
+		refused = refused || strings.Contains(s, "victor") && strings.Contains(s, "POST /admin/v1/approvals/{id}/deny")
+		signin = signin || strings.Contains(s, "victor") && strings.Contains(s, "console sign-in")
+	}
+	if !refused || !signin {
+		t.Errorf("audit trail: refusal recorded=%v, sign-in recorded=%v; want both with the admin's name", refused, signin)
+	}
+	// The approver decides, and the decision is recorded with the approver's name.
+	b2 := e.browser(t)
+	csrf2 := b2.signIn(e.approver)
+	if p := b2.post("/console/approvals/"+id+"/deny", url.Values{"csrf": {csrf2}, "reason": {"not during the freeze"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("approver denies: %d %s", p.status, p.body)
+	}
+	ap, _ := e.st.GetApproval(context.Background(), id)
+	if ap.Status != store.ApprovalDenied || ap.DecidedBy != "alice" || ap.Reason != "not during the freeze" {
+		t.Fatalf("approval = %+v, want denied by alice with the reason", ap)
+	}
+}
+
+// Every response carries the headers that keep the console out of frames, scripts of others
+// and referrers.
+func TestSecurityHeaders(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(e.owner)
+	for _, path := range []string{"/console/signin", "/console/approvals", "/console/approvals/queue", "/console/static/console.js", "/console/nope"} {
+		p := b.get(path)
+		csp := p.header.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'self'", "frame-ancestors 'none'", "script-src 'self'", "style-src 'self'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: CSP %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("%s: CSP %q allows inline or eval'd script", path, csp)
+		}
+		for h, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+			if got := p.header.Get(h); got != want {
+				t.Errorf("%s: %s = %q, want %q", path, h, got, want)
+			}
+		}
+	}
+}
+
+// The Slack bot token the host holds is in no page the console serves.
+func TestSecretCanaryNeverInPages(t *testing.T) {
+	e := newEnv(t)
+	id := e.pending(t, argsA)
+	// A call that ran, so the upstream saw the token and the audit trail has records.
+	b := e.browser(t)
+	csrf := b.signIn(e.owner)
+	b.post("/console/approvals/"+id+"/approve", url.Values{"csrf": {csrf}})
+	if res := e.call("slack.post_message", argsA); !res.OK {
+		t.Fatalf("approved call: %+v", res.Error)
+	}
+	e.pending(t, `{"channel":"C0GENERAL","text":"`+"try "+canary[:6]+`"}`)
+	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue"} {
+		if p := b.get(path); strings.Contains(p.body, canary) || strings.Contains(p.header.Get("Set-Cookie"), canary) {
+			t.Errorf("%s contains the secret", path)
+		}
+	}
+}

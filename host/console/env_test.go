@@ -1,0 +1,229 @@
+package console_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/admin"
+	"github.com/airlock-dev/airlock/host/audit"
+	"github.com/airlock-dev/airlock/host/console"
+	"github.com/airlock-dev/airlock/host/hosttest"
+	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/mcp"
+	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+)
+
+// canary is the Slack bot token: no console page or response may ever contain it.
+const canary = "xoxb-CANARY-console-7Hq3mP"
+
+// clock is the console's settable clock (session idle expiry).
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// adminTokens adapts the store's admin tokens to admin.TokenVerifier, as cmd/airlock does.
+type adminTokens struct{ a *mcp.Agents }
+
+func (t adminTokens) Verify(token string) (admin.Caller, bool, error) {
+	id, ok, err := t.a.Verify(token)
+	return admin.Caller{Name: id.Name, Role: admin.Role(id.Role)}, ok, err
+}
+
+// env is a host with Slack granted (post_message behind a human's approval), an Admin over a
+// SQLite state store, and the console served over HTTP as serve --http mounts it.
+type env struct {
+	st    *store.Store
+	sink  *audit.StoreSink
+	h     *host.Host
+	a     *admin.Admin
+	slack *fakeslack.Server
+	clock *clock
+	url   string // the server's base URL; the console is at url + "/console/"
+
+	owner, approver, viewer, agent string // tokens
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{clock: &clock{t: time.Now()}}
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e.st = st
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.sink = audit.NewStoreSink(st, &audit.StoreSinkOptions{Logger: quiet})
+	t.Cleanup(func() { e.sink.Close() })
+	e.slack = fakeslack.New(canary)
+	up := httptest.NewServer(e.slack)
+	t.Cleanup(up.Close)
+
+	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return canary, n == "SLACK_BOT_TOKEN" }}}
+	e.h, _ = hosttest.New(t, host.Config{Secrets: src, Store: st, Audit: e.sink, ApprovalTTL: time.Hour})
+	e.a = admin.New(st, e.h, quiet)
+
+	_, wasm := hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")
+	sum := sha256.Sum256(wasm)
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(filepath.Join(root, "manifests/slack.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y = []byte(strings.Replace(string(y), "\nmodule:\n  path: ", "\nmodule:\n  sha256: "+hex.EncodeToString(sum[:])+"\n  path: ", 1))
+	if err := st.PutInstalled(ctx, store.Installed{Name: "slack", Version: "1.0.0", Digest: hex.EncodeToString(sum[:]),
+		Publisher: "airlock-dev", Manifest: y, Module: wasm, Status: store.InstalledActive}); err != nil {
+		t.Fatal(err)
+	}
+	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"slack.com"},
+		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
+		Upstreams:   map[string]string{"https://slack.com": up.URL}, Confirm: []string{"post_message"}}
+	if _, err := e.a.Grant(ctx, admin.GrantRequest{Connector: "slack", Grant: g, Admin: "setup"}); err != nil {
+		t.Fatal(err)
+	}
+
+	admins := mcp.StoreAdmins(st)
+	for _, x := range []struct {
+		dst        *string
+		name, role string
+	}{{&e.owner, "olivia", "owner"}, {&e.approver, "alice", "approver"}, {&e.viewer, "victor", "viewer"}} {
+		if *x.dst, err = admins.Issue(mcp.NewToken{Name: x.name, Role: x.role}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.agent, err = mcp.StoreAgents(st).Issue(mcp.NewToken{Name: "bot", Subject: "default"}); err != nil {
+		t.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, console.New(e.a, adminTokens{admins}, &console.Options{Now: e.clock.Now, Logger: quiet}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	return e
+}
+
+// call is the agent calling a tool, as the MCP server would on its behalf.
+func (e *env) call(tool, args string) *host.Result {
+	return e.h.Call(context.Background(), host.CallRequest{Tool: tool, Arguments: json.RawMessage(args), Agent: "bot", Subject: "default"})
+}
+
+var approvalID = regexp.MustCompile(`\bap_[0-9a-f]+\b`)
+
+// pending makes the agent call post_message with args and returns the approval request's ID.
+func (e *env) pending(t *testing.T, args string) string {
+	t.Helper()
+	res := e.call("slack.post_message", args)
+	if res.OK || res.Error.Code != host.CodeApprovalPending {
+		t.Fatalf("post_message = %+v, want it to wait for approval", res)
+	}
+	id := approvalID.FindString(res.Error.Message)
+	if id == "" {
+		t.Fatalf("no approval ID in %q", res.Error.Message)
+	}
+	return id
+}
+
+func (e *env) approvalStatus(t *testing.T, id string) string {
+	t.Helper()
+	ap, err := e.st.GetApproval(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap.Status
+}
+
+// browser is a plain HTTP client with a cookie jar that does not follow redirects.
+type browser struct {
+	t *testing.T
+	c *http.Client
+	e *env
+}
+
+func (e *env) browser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, e: e, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (b *browser) do(method, path string, form url.Values) page {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.e.url+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return page{resp.StatusCode, resp.Header, string(raw)}
+}
+
+func (b *browser) get(path string) page { return b.do("GET", path, nil) }
+func (b *browser) post(path string, form url.Values) page {
+	return b.do("POST", path, form)
+}
+
+// signIn signs in with token and returns the CSRF token of the session's forms.
+func (b *browser) signIn(token string) string {
+	b.t.Helper()
+	p := b.post("/console/signin", url.Values{"token": {token}})
+	if p.status != http.StatusSeeOther {
+		b.t.Fatalf("sign-in: %d %s", p.status, p.body)
+	}
+	q := b.get("/console/approvals")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(q.body)
+	if q.status != 200 || m == nil {
+		b.t.Fatalf("after sign-in, /console/approvals = %d without a CSRF token:\n%s", q.status, q.body)
+	}
+	return m[1]
+}
