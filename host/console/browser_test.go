@@ -1,0 +1,256 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
+	"github.com/airlock-dev/airlock/internal/testenv"
+)
+
+// chrome drives Debian's chromium, headless, on a console. On failure the screenshots taken
+// of each page are written to $AIRLOCK_TEST_ARTIFACTS (or a temporary folder), which is printed.
+type chrome struct {
+	t   *testing.T
+	ctx context.Context
+	e   *env
+
+	mu    sync.Mutex
+	shots []shot
+}
+
+type shot struct {
+	name string
+	png  []byte
+}
+
+func newChrome(t *testing.T, e *env) *chrome {
+	t.Helper()
+	path := testenv.Tool(t, "chromium", "chromium")
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1024, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	c := &chrome{t: t, ctx: ctx, e: e}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, on a context without a timeout
+		cancelC()
+		cancelA()
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.snap("at-failure")
+			c.writeShots()
+		}
+		cancelC()
+		cancelA()
+	})
+	return c
+}
+
+// run runs steps, failing the test with what was being done.
+func (c *chrome) run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	get(c, what, chromedp.Steps(steps...))
+}
+
+// get runs an action that returns a value, within a minute.
+func get[T any](c *chrome, what string, a chromedp.Action[T]) T {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		c.t.Fatalf("browser: %s: %v", what, err)
+	}
+	return v
+}
+
+// snap keeps a screenshot of the current page, written out if the test fails.
+func (c *chrome) snap(name string) {
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.shots = append(c.shots, shot{name, png})
+	c.mu.Unlock()
+}
+
+func (c *chrome) writeShots() {
+	dir := os.Getenv("AIRLOCK_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = c.t.TempDir()
+	}
+	dir = filepath.Join(dir, strings.ReplaceAll(c.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Logf("screenshots: %v", err)
+		return
+	}
+	for i, s := range c.shots {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d-%s.png", i, s.name)), s.png, 0o644)
+	}
+	c.t.Logf("screenshots of each page: %s", dir)
+}
+
+// signIn signs in through the form, as an admin would.
+func (c *chrome) signIn(token string) {
+	c.t.Helper()
+	c.run("signing in",
+		chromedp.Navigate(c.e.url+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), token),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#queue")),
+	)
+	c.snap("approvals")
+}
+
+// noXSS checks that no script injected through data ran: the payloads set window.__xss.
+func (c *chrome) noXSS() {
+	c.t.Helper()
+	if get(c, "checking for injected script", chromedp.Evaluate[bool](`window.__xss !== undefined`)) {
+		c.t.Fatal("a script injected through data ran in the console")
+	}
+}
+
+var (
+	axeOnce sync.Once
+	axeSrc  []byte
+	axeErr  error
+)
+
+// axe runs axe-core (host/console/testdata/axe, `npm ci --prefix host/console/testdata/axe`)
+// on the current page and fails the test on any serious or critical violation.
+func (c *chrome) axe(page string) {
+	c.t.Helper()
+	axeOnce.Do(func() {
+		root, err := pluginbuild.ModuleRoot()
+		if err != nil {
+			axeErr = err
+			return
+		}
+		axeSrc, axeErr = os.ReadFile(filepath.Join(root, "host/console/testdata/axe/node_modules/axe-core/axe.min.js"))
+	})
+	if axeErr != nil {
+		msg := "axe-core is not installed: run `npm ci --prefix host/console/testdata/axe` (" + axeErr.Error() + ")"
+		if os.Getenv(testenv.RequireEnv) == "1" {
+			c.t.Fatal(msg)
+		}
+		c.t.Log("skipping the accessibility check: " + msg)
+		return
+	}
+	get(c, "loading axe-core", chromedp.Evaluate[bool](string(axeSrc)+";true"))
+	out := get(c, "running axe-core on "+page,
+		chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify(
+			r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+				.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))))`, chromedp.EvalAwaitPromise))
+	var vs []any
+	json.Unmarshal([]byte(out), &vs)
+	if len(vs) > 0 {
+		c.t.Errorf("%s: axe-core found serious or critical accessibility violations: %s", page, out)
+	}
+}
+
+const xssArgs = `{"channel":"C0GENERAL","text":"<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script></pre><svg onload=window.__xss=3>"}`
+
+// An admin signs in, sees the waiting calls (a new one shows up without a reload), approves
+// one and denies another with a reason; the agent's next calls run and are refused. Data
+// carrying script runs nothing; the pages pass axe-core.
+func TestBrowserApprovals(t *testing.T) {
+	e := newEnv(t)
+	c := newChrome(t, e)
+
+	c.run("opening the console", chromedp.Navigate(e.url+"/console/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	c.snap("signin")
+	c.axe("sign-in")
+
+	first := e.pending(t, xssArgs)
+	c.signIn(e.approver)
+	args := get(c, "reading the waiting call", chromedp.Text(chromedp.CSS("#"+first+" pre.args")))
+	if !strings.Contains(args, `"text": "<img src=x onerror=`) || !strings.Contains(args, "\n  \"channel\"") && !strings.Contains(args, "\n  \"text\"") {
+		t.Errorf("the arguments are shown as %q, want the JSON pretty-printed with its text as text", args)
+	}
+	agent := get(c, "reading the agent", chromedp.Text(chromedp.CSS("#"+first+" .agent")))
+	if agent != "bot" {
+		t.Errorf("agent shown = %q, want bot", agent)
+	}
+	c.noXSS()
+	c.axe("approvals")
+
+	// A call made while the page is open appears by itself.
+	second := e.pending(t, `{"channel":"C0GENERAL","text":"rotate the keys"}`)
+	wait, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wait, chromedp.WaitVisible(chromedp.CSS("#"+second))); err != nil {
+		t.Fatalf("the new waiting call %s did not appear without a reload: %v", second, err)
+	}
+	c.snap("live-update")
+	c.noXSS()
+
+	// Approve the first: the agent's identical call now runs.
+	c.run("approving", chromedp.Click(chromedp.CSS("#"+first+" button.approve")), chromedp.WaitVisible(chromedp.CSS(".message")))
+	c.snap("approved")
+	if res := e.call("slack.post_message", xssArgs); !res.OK {
+		t.Fatalf("the agent's call after approval: %+v", res.Error)
+	}
+
+	// Deny the second with a reason: the agent is refused with it.
+	c.run("denying",
+		chromedp.SendKeys(chromedp.CSS("#reason-"+second), "not during the freeze"),
+		chromedp.Click(chromedp.CSS("#"+second+" button.deny")),
+		chromedp.WaitVisible(chromedp.CSS(".message")))
+	c.snap("denied")
+	msg := get(c, "reading the outcome", chromedp.Text(chromedp.CSS(".message")))
+	if !strings.Contains(msg, "Denied "+second) {
+		t.Errorf("message after deny = %q", msg)
+	}
+	res := e.call("slack.post_message", `{"channel":"C0GENERAL","text":"rotate the keys"}`)
+	if res.OK || !strings.Contains(res.Error.Message, "not during the freeze") {
+		t.Fatalf("the agent's call after the denial: %+v, want refused with the reason", res)
+	}
+	html := get(c, "reading the queue", chromedp.OuterHTML(chromedp.CSS("#queue")))
+	if strings.Contains(html, first) || strings.Contains(html, second) {
+		t.Error("decided calls are still in the queue")
+	}
+	c.noXSS()
+}
+
+// An agent token typed into the sign-in form opens nothing; the page says what to use.
+func TestBrowserAgentTokenRefused(t *testing.T) {
+	e := newEnv(t)
+	c := newChrome(t, e)
+	c.run("signing in with an agent token",
+		chromedp.Navigate(e.url+"/console/signin"),
+		chromedp.SendKeys(chromedp.CSS("#token"), e.agent),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS(".error")),
+	)
+	errText := get(c, "reading the error", chromedp.Text(chromedp.CSS(".error")))
+	c.run("opening the approvals", chromedp.Navigate(e.url+"/console/approvals"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	loc := get(c, "reading the location", chromedp.Location())
+	c.snap("refused")
+	if !regexp.MustCompile(`Agent tokens cannot open the console`).MatchString(errText) {
+		t.Errorf("error shown = %q", errText)
+	}
+	if !strings.Contains(loc, "/console/signin") {
+		t.Errorf("after a refused sign-in the console is at %s, want the sign-in page", loc)
+	}
+	c.axe("sign-in with an error")
+}
