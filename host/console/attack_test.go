@@ -230,7 +230,7 @@ func TestSecurityHeaders(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser(t)
 	b.signIn(e.owner)
-	for _, path := range []string{"/console/signin", "/console/approvals", "/console/approvals/queue", "/console/static/console.js", "/console/nope"} {
+	for _, path := range []string{"/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants/slack", "/console/static/console.js", "/console/nope"} {
 		p := b.get(path)
 		csp := p.header.Get("Content-Security-Policy")
 		for _, want := range []string{"default-src 'self'", "frame-ancestors 'none'", "script-src 'self'", "style-src 'self'"} {
@@ -261,9 +261,54 @@ func TestSecretCanaryNeverInPages(t *testing.T) {
 		t.Fatalf("approved call: %+v", res.Error)
 	}
 	e.pending(t, `{"channel":"C0GENERAL","text":"`+"try "+canary[:6]+`"}`)
-	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue"} {
+	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack"} {
 		if p := b.get(path); strings.Contains(p.body, canary) || strings.Contains(p.header.Get("Set-Cookie"), canary) {
 			t.Errorf("%s contains the secret", path)
 		}
+	}
+}
+
+// Grants are changed by granters only, and only within what the manifest declares, whatever
+// the browser sends.
+func TestGrantFormsEnforced(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	before, err := e.st.CurrentGrant(ctx, "slack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrow := `{"connector":"slack","tools":["list_channels"],"scopes":["*"],"hosts":["slack.com"]}`
+
+	// An approver may not grant, preview or revoke.
+	b := e.browser(t)
+	csrf := b.signIn(e.approver)
+	for path, form := range map[string]url.Values{
+		"/console/grants/slack":         {"csrf": {csrf}, "grant": {narrow}},
+		"/console/grants/slack/preview": {"csrf": {csrf}, "tool": {"list_channels"}},
+		"/console/grants/slack/revoke":  {"csrf": {csrf}},
+	} {
+		if p := b.post(path, form); p.status != http.StatusForbidden || !strings.Contains(p.body, "needs granter") {
+			t.Errorf("approver POST %s: %d, want 403 naming granter", path, p.status)
+		}
+	}
+	// A granter's forged grant naming an undeclared tool or a looser limit is refused.
+	o := e.browser(t)
+	ocsrf := o.signIn(e.owner)
+	for _, g := range []string{
+		`{"connector":"slack","tools":["delete_workspace"]}`,
+		`{"connector":"slack","tools":["*"],"limits":{"timeout_ms":99999999}}`,
+		`{"connector":"github","tools":["*"]}`,
+		`not json`,
+	} {
+		if p := o.post("/console/grants/slack", url.Values{"csrf": {ocsrf}, "grant": {g}}); p.status != http.StatusBadRequest {
+			t.Errorf("saving %s: %d, want 400", g, p.status)
+		}
+	}
+	if p := o.post("/console/grants/slack/preview", url.Values{"csrf": {ocsrf}, "tool": {"list_channels"}, "timeout_ms": {"-5"}}); p.status != http.StatusBadRequest {
+		t.Errorf("preview with a negative limit: %d, want 400", p.status)
+	}
+	after, err := e.st.CurrentGrant(ctx, "slack")
+	if err != nil || after.Version != before.Version {
+		t.Fatalf("the grant changed from v%d to v%d (%v) through refused forms", before.Version, after.Version, err)
 	}
 }

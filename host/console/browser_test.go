@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,24 @@ func get[T any](c *chrome, what string, a chromedp.Action[T]) T {
 	return v
 }
 
+// waitText waits until the element sel shows text containing want (the page after a form
+// post, when the page before had the same element).
+func (c *chrome) waitText(sel, want string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		last, _ = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		cancel()
+		if strings.Contains(last, want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("browser: %s shows %q, want %q", sel, last, want)
+}
+
 // snap keeps a screenshot of the current page, written out if the test fails.
 func (c *chrome) snap(name string) {
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
@@ -96,7 +115,11 @@ func (c *chrome) snap(name string) {
 func (c *chrome) writeShots() {
 	dir := os.Getenv("AIRLOCK_TEST_ARTIFACTS")
 	if dir == "" {
-		dir = c.t.TempDir()
+		var err error
+		if dir, err = os.MkdirTemp("", "airlock-console-"); err != nil { // kept: t.TempDir would be removed
+			c.t.Logf("screenshots: %v", err)
+			return
+		}
 	}
 	dir = filepath.Join(dir, strings.ReplaceAll(c.t.Name(), "/", "_"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -214,8 +237,8 @@ func TestBrowserApprovals(t *testing.T) {
 	// Deny the second with a reason: the agent is refused with it.
 	c.run("denying",
 		chromedp.SendKeys(chromedp.CSS("#reason-"+second), "not during the freeze"),
-		chromedp.Click(chromedp.CSS("#"+second+" button.deny")),
-		chromedp.WaitVisible(chromedp.CSS(".message")))
+		chromedp.Click(chromedp.CSS("#"+second+" button.deny")))
+	c.waitText(".message", "Denied "+second)
 	c.snap("denied")
 	msg := get(c, "reading the outcome", chromedp.Text(chromedp.CSS(".message")))
 	if !strings.Contains(msg, "Denied "+second) {
@@ -253,4 +276,61 @@ func TestBrowserAgentTokenRefused(t *testing.T) {
 		t.Errorf("after a refused sign-in the console is at %s, want the sign-in page", loc)
 	}
 	c.axe("sign-in with an error")
+}
+
+// A granter narrows Slack's grant in the browser (the diff is shown before saving), then
+// revokes a tool: each time the tool list an MCP client sees changes. A tool description with
+// markup runs nothing; each page passes axe-core.
+func TestBrowserGrants(t *testing.T) {
+	e := newEnv(t)
+	before := e.tools(t)
+	if !slices.Contains(before, "slack.post_message") || !slices.Contains(before, "slack.list_channels") {
+		t.Fatalf("tools before = %v", before)
+	}
+	c := newChrome(t, e)
+	c.signIn(e.owner)
+	c.run("opening the grants", chromedp.Navigate(e.url+"/console/grants"), chromedp.WaitVisible(chromedp.CSS("a.connector")))
+	c.snap("grants")
+	c.axe("grants")
+	c.run("opening slack's grant", chromedp.Click(chromedp.CSS("a.connector")), chromedp.WaitVisible(chromedp.CSS("#grant-form")))
+	c.snap("grant")
+	c.noXSS()
+	if desc := get(c, "reading the asks", chromedp.Text(chromedp.CSS("section[aria-labelledby=asks]"))); !strings.Contains(desc, xssDescription) {
+		t.Errorf("the description with markup is not shown as text: %q", desc)
+	}
+	c.axe("grant")
+
+	// Untick post_message: the review shows the change, and nothing is saved yet.
+	c.run("unticking post_message",
+		chromedp.Click(chromedp.CSS(`input[name=tool][value=post_message]`)),
+		chromedp.Click(chromedp.CSS("#review")),
+		chromedp.WaitVisible(chromedp.CSS("#save")))
+	c.snap("grant-diff")
+	c.axe("grant diff")
+	diff := get(c, "reading the diff", chromedp.Text(chromedp.CSS("table.diff")))
+	if !strings.Contains(diff, "Tools") || !strings.Contains(diff, "list_channels") {
+		t.Errorf("the diff = %q, want the tools changing", diff)
+	}
+	if now := e.tools(t); !slices.Contains(now, "slack.post_message") {
+		t.Fatal("reviewing the diff changed the grant")
+	}
+	c.run("saving", chromedp.Click(chromedp.CSS("#save")))
+	c.waitText(".message", "Saved the grant of slack")
+	after := e.tools(t)
+	if slices.Contains(after, "slack.post_message") || !slices.Contains(after, "slack.list_channels") {
+		t.Fatalf("tools after saving = %v, want post_message gone and list_channels kept", after)
+	}
+	rec, err := e.st.CurrentGrant(context.Background(), "slack")
+	if err != nil || rec.Admin != "olivia" {
+		t.Fatalf("the grant is recorded as %+v (%v), want by olivia", rec, err)
+	}
+
+	// Revoke one tool.
+	c.run("revoking list_channels", chromedp.Click(chromedp.CSS("#revoke-list_channels")))
+	c.waitText(".message", "Revoked slack.list_channels")
+	c.snap("revoked")
+	if now := e.tools(t); slices.Contains(now, "slack.list_channels") {
+		t.Fatalf("tools after revoking list_channels = %v", now)
+	}
+	c.noXSS()
 }

@@ -112,6 +112,7 @@ func New(a *admin.Admin, tokens admin.TokenVerifier, o *Options) *Console {
 		http.Redirect(w, r, "/console/approvals", http.StatusSeeOther)
 	}))
 	c.approvalRoutes()
+	c.grantRoutes()
 	return c
 }
 

@@ -8,8 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	_ "modernc.org/sqlite"
 
 	"github.com/airlock-dev/airlock/host"
@@ -33,6 +34,9 @@ import (
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
+
+// xssDescription is markup in a tool's description; window.__xss is set if any of it runs.
+const xssDescription = `<script>window.__xss=1</script><img src=x onerror="window.__xss=2">`
 
 // canary is the Slack bot token: no console page or response may ever contain it.
 const canary = "xoxb-CANARY-console-7Hq3mP"
@@ -104,6 +108,9 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	y = []byte(strings.Replace(string(y), "\nmodule:\n  path: ", "\nmodule:\n  sha256: "+hex.EncodeToString(sum[:])+"\n  path: ", 1))
+	// A publisher's description carrying markup: the console must show it as text.
+	y = []byte(strings.Replace(string(y), "tools:\n  - name: post_message\n    description: >-\n",
+		"tools:\n  - name: post_message\n    description: >-\n      "+xssDescription+"\n", 1))
 	if err := st.PutInstalled(ctx, store.Installed{Name: "slack", Version: "1.0.0", Digest: hex.EncodeToString(sum[:]),
 		Publisher: "airlock-dev", Manifest: y, Module: wasm, Status: store.InstalledActive}); err != nil {
 		t.Fatal(err)
@@ -134,6 +141,33 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
+}
+
+// tools lists the tools an MCP client (the go-sdk's) sees, as an agent would.
+func (e *env) tools(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	srv := mcp.NewServer(e.h, &mcp.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv.Sync()
+	st, ct := sdk.NewInMemoryTransports()
+	ss, err := srv.SDK().Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "agent", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	var names []string
+	for tool, err := range cs.Tools(ctx, nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, tool.Name)
+	}
+	return names
 }
 
 // call is the agent calling a tool, as the MCP server would on its behalf.
