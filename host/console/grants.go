@@ -89,7 +89,7 @@ type grantForm struct {
 }
 
 type choice struct {
-	Name, Detail      string
+	Name, Detail     string
 	Checked, Confirm bool
 }
 
