@@ -40,6 +40,7 @@ const maxBody = 1 << 20
 //
 //	GET    /admin/v1/connectors                      installed connectors and versions
 //	GET    /admin/v1/connectors/{name}/review        what it asks for (?version=), and the diff of a pending upgrade
+//	POST   /admin/v1/connectors/{name}/versions/{version}/reject  discard a pending upgrade
 //	GET    /admin/v1/grants                          current grants
 //	GET    /admin/v1/grants/{connector}/history      every version of a connector's grant
 //	PUT    /admin/v1/grants/{connector}              record a grant (body: the grant as JSON; ?version= to approve an upgrade)
@@ -99,24 +100,25 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 // routes are the admin API's handlers by pattern; each pattern has its line in routeRoles.
 func (a *Admin) routes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
-		"GET /admin/v1/connectors":                 a.apiConnectors,
-		"GET /admin/v1/connectors/{name}/review":   a.apiReview,
-		"GET /admin/v1/grants":                     a.apiGrants,
-		"GET /admin/v1/grants/{connector}/history": a.apiGrantHistory,
-		"PUT /admin/v1/grants/{connector}":         a.apiPutGrant,
-		"DELETE /admin/v1/grants/{connector}":      a.apiRevoke,
-		"GET /admin/v1/profiles":                   a.apiProfiles,
-		"GET /admin/v1/profiles/{name}":            a.apiProfile,
-		"PUT /admin/v1/profiles/{name}":            a.apiPutProfile,
-		"DELETE /admin/v1/profiles/{name}":         a.apiDeleteProfile,
-		"GET /admin/v1/approvals":                  a.apiApprovals,
-		"POST /admin/v1/approvals/{id}/approve":    a.apiDecide,
-		"POST /admin/v1/approvals/{id}/deny":       a.apiDecide,
-		"GET /admin/v1/audit":                      a.apiAudit,
-		"GET /admin/v1/audit/verify":               a.apiVerify,
-		"GET /admin/v1/metrics":                    serveMetrics,
-		"GET /admin/v1/admins":                     a.apiAdmins,
-		"PUT /admin/v1/admins/{name}/role":         a.apiSetRole,
+		"GET /admin/v1/connectors":                                   a.apiConnectors,
+		"GET /admin/v1/connectors/{name}/review":                     a.apiReview,
+		"POST /admin/v1/connectors/{name}/versions/{version}/reject": a.apiRejectUpgrade,
+		"GET /admin/v1/grants":                                       a.apiGrants,
+		"GET /admin/v1/grants/{connector}/history":                   a.apiGrantHistory,
+		"PUT /admin/v1/grants/{connector}":                           a.apiPutGrant,
+		"DELETE /admin/v1/grants/{connector}":                        a.apiRevoke,
+		"GET /admin/v1/profiles":                                     a.apiProfiles,
+		"GET /admin/v1/profiles/{name}":                              a.apiProfile,
+		"PUT /admin/v1/profiles/{name}":                              a.apiPutProfile,
+		"DELETE /admin/v1/profiles/{name}":                           a.apiDeleteProfile,
+		"GET /admin/v1/approvals":                                    a.apiApprovals,
+		"POST /admin/v1/approvals/{id}/approve":                      a.apiDecide,
+		"POST /admin/v1/approvals/{id}/deny":                         a.apiDecide,
+		"GET /admin/v1/audit":                                        a.apiAudit,
+		"GET /admin/v1/audit/verify":                                 a.apiVerify,
+		"GET /admin/v1/metrics":                                      serveMetrics,
+		"GET /admin/v1/admins":                                       a.apiAdmins,
+		"PUT /admin/v1/admins/{name}/role":                           a.apiSetRole,
 	}
 }
 

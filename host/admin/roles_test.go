@@ -39,6 +39,7 @@ var roleRequests = []struct {
 	{"POST /admin/v1/approvals/{id}/approve", "POST", "/admin/v1/approvals/ap_none/approve", "", admin.Approver},
 	{"POST /admin/v1/approvals/{id}/deny", "POST", "/admin/v1/approvals/ap_none/deny", `{"reason":"no"}`, admin.Approver},
 	{"PUT /admin/v1/grants/{connector}", "PUT", "/admin/v1/grants/slack", "GRANT", admin.Granter},
+	{"POST /admin/v1/connectors/{name}/versions/{version}/reject", "POST", "/admin/v1/connectors/slack/versions/9.9.9/reject", "", admin.Granter},
 	{"DELETE /admin/v1/grants/{connector}", "DELETE", "/admin/v1/grants/slack?tools=post_message", "", admin.Granter},
 	{"GET /admin/v1/admins", "GET", "/admin/v1/admins", "", admin.Owner},
 	{"PUT /admin/v1/admins/{name}/role", "PUT", "/admin/v1/admins/nobody/role", `{"role":"viewer"}`, admin.Owner},
@@ -109,8 +110,8 @@ func TestRolesEveryRoute(t *testing.T) {
 					}
 				}
 			}
-			if len(want) != 8+6+2 { // viewer: 2 decide + 2 grant + 2 profile + 2 owner routes; approver: 6; granter: 2
-				t.Errorf("%d refusals, want 16", len(want))
+			if len(want) != 9+7+2 { // viewer: 2 decide + 3 grant (reject upgrade too) + 2 profile + 2 owner routes; approver: 7; granter: 2
+				t.Errorf("%d refusals, want 18", len(want))
 			}
 
 			recs, err := e.st.QueryAudit(ctx, store.AuditFilter{Kind: audit.KindAdmin, Decision: "denied"})

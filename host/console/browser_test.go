@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
@@ -333,4 +334,51 @@ func TestBrowserGrants(t *testing.T) {
 		t.Fatalf("tools after revoking list_channels = %v", now)
 	}
 	c.noXSS()
+}
+
+// A granter approves a pending upgrade from its diff (it then serves), and rejects another
+// (it is gone; the active version keeps serving).
+func TestBrowserUpgrades(t *testing.T) {
+	e := newEnv(t)
+	e.installUpgrade(t, "2.0.0")
+	// A connector whose name and publisher carry markup (as a store written by anything could hold).
+	if err := e.st.PutInstalled(context.Background(), store.Installed{Name: `<img src=x onerror="window.__xss=5">`, Version: "1.0.0",
+		Digest: "00", Publisher: `<script>window.__xss=6</script>`, Manifest: e.yaml, Module: e.wasm, Status: store.InstalledPending}); err != nil {
+		t.Fatal(err)
+	}
+	c := newChrome(t, e)
+	c.signIn(e.owner)
+	c.run("opening the connectors", chromedp.Navigate(e.url+"/console/connectors"), chromedp.WaitVisible(chromedp.CSS(".pending")))
+	c.snap("connectors")
+	c.noXSS()
+	if list := get(c, "reading the list", chromedp.Text(chromedp.CSS("main"))); !strings.Contains(list, `<script>window.__xss=6</script>`) {
+		t.Errorf("the publisher with markup is not shown as text: %q", list)
+	}
+	c.axe("connectors")
+	c.run("opening slack", chromedp.Click(chromedp.CSS(`a.connector[href="/console/connectors/slack"]`)), chromedp.WaitVisible(chromedp.CSS("#approve-upgrade")))
+	c.snap("upgrade")
+	c.axe("connector")
+	changes := get(c, "reading the diff", chromedp.Text(chromedp.CSS("ul.changes")))
+	if !strings.Contains(changes, "max_requests") || !strings.Contains(changes, "24") {
+		t.Errorf("the upgrade's diff = %q, want the looser max_requests", changes)
+	}
+	c.run("approving the upgrade", chromedp.Click(chromedp.CSS("#approve-upgrade")))
+	c.waitText(".message", "Approved slack 2.0.0")
+	if in, err := e.st.ActiveInstalled(context.Background(), "slack"); err != nil || in.Version != "2.0.0" {
+		t.Fatalf("active version = %+v (%v), want 2.0.0", in.Version, err)
+	}
+	if tools := e.tools(t); !slices.Contains(tools, "slack.list_channels") {
+		t.Fatalf("tools after the upgrade = %v, want Slack's still granted", tools)
+	}
+
+	e.installUpgrade(t, "3.0.0")
+	c.run("opening slack again", chromedp.Navigate(e.url+"/console/connectors/slack"), chromedp.WaitVisible(chromedp.CSS("#reject-upgrade")))
+	c.run("rejecting the upgrade", chromedp.Click(chromedp.CSS("#reject-upgrade")))
+	c.waitText(".message", "Rejected slack 3.0.0")
+	if _, err := e.st.GetInstalled(context.Background(), "slack", "3.0.0"); err == nil {
+		t.Fatal("the rejected version is still installed")
+	}
+	if in, err := e.st.ActiveInstalled(context.Background(), "slack"); err != nil || in.Version != "2.0.0" {
+		t.Fatalf("active version after the rejection = %+v (%v), want 2.0.0", in.Version, err)
+	}
 }

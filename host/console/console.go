@@ -113,6 +113,7 @@ func New(a *admin.Admin, tokens admin.TokenVerifier, o *Options) *Console {
 	}))
 	c.approvalRoutes()
 	c.grantRoutes()
+	c.connectorRoutes()
 	return c
 }
 

@@ -72,6 +72,8 @@ type env struct {
 	slack *fakeslack.Server
 	clock *clock
 	url   string // the server's base URL; the console is at url + "/console/"
+	yaml  []byte // Slack's manifest, digest pinned
+	wasm  []byte
 
 	owner, approver, viewer, agent string // tokens
 }
@@ -111,6 +113,7 @@ func newEnv(t *testing.T) *env {
 	// A publisher's description carrying markup: the console must show it as text.
 	y = []byte(strings.Replace(string(y), "tools:\n  - name: post_message\n    description: >-\n",
 		"tools:\n  - name: post_message\n    description: >-\n      "+xssDescription+"\n", 1))
+	e.yaml, e.wasm = y, wasm
 	if err := st.PutInstalled(ctx, store.Installed{Name: "slack", Version: "1.0.0", Digest: hex.EncodeToString(sum[:]),
 		Publisher: "airlock-dev", Manifest: y, Module: wasm, Status: store.InstalledActive}); err != nil {
 		t.Fatal(err)
@@ -141,6 +144,19 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
+}
+
+// installUpgrade installs Slack at version, asking for more outbound requests per call than
+// 1.0.0: it waits as a pending upgrade.
+func (e *env) installUpgrade(t *testing.T, version string) {
+	t.Helper()
+	y := strings.Replace(string(e.yaml), "version: 1.0.0", "version: "+version, 1)
+	y = strings.Replace(y, "max_requests: 16", "max_requests: 24", 1)
+	sum := sha256.Sum256(e.wasm)
+	if err := e.st.PutInstalled(context.Background(), store.Installed{Name: "slack", Version: version, Digest: hex.EncodeToString(sum[:]),
+		Publisher: "airlock-dev", Manifest: []byte(y), Module: e.wasm, Status: store.InstalledPending}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tools lists the tools an MCP client (the go-sdk's) sees, as an agent would.
