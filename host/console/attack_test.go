@@ -261,7 +261,7 @@ func TestSecretCanaryNeverInPages(t *testing.T) {
 		t.Fatalf("approved call: %+v", res.Error)
 	}
 	e.pending(t, `{"channel":"C0GENERAL","text":"`+"try "+canary[:6]+`"}`)
-	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack"} {
+	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export"} {
 		if p := b.get(path); strings.Contains(p.body, canary) || strings.Contains(p.header.Get("Set-Cookie"), canary) {
 			t.Errorf("%s contains the secret", path)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +105,7 @@ func (c *chrome) waitText(sel, want string) {
 func (c *chrome) snap(name string) {
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		return
 	}
@@ -380,5 +381,50 @@ func TestBrowserUpgrades(t *testing.T) {
 	}
 	if in, err := e.st.ActiveInstalled(context.Background(), "slack"); err != nil || in.Version != "2.0.0" {
 		t.Fatalf("active version after the rejection = %+v (%v), want 2.0.0", in.Version, err)
+	}
+}
+
+// An admin searches the audit trail with the CLI's filters, newest first, opens a record's
+// detail, sees the chain verified and exports what matched.
+func TestBrowserAudit(t *testing.T) {
+	e := newEnv(t)
+	for _, n := range []string{"1", "2"} {
+		if res := e.call("slack.list_channels", `{"limit":`+n+`}`); !res.OK {
+			t.Fatalf("list_channels: %+v", res.Error)
+		}
+	}
+	if err := e.sink.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := newChrome(t, e)
+	c.signIn(e.viewer)
+	c.run("searching",
+		chromedp.Navigate(e.url+"/console/audit"),
+		chromedp.WaitVisible(chromedp.CSS("#f-tool")),
+		chromedp.SendKeys(chromedp.CSS("#f-tool"), "slack.list_channels"),
+		chromedp.SendKeys(chromedp.CSS("#f-decision"), "ok"),
+		chromedp.Click(chromedp.CSS("#search")))
+	// The new page is the one whose form holds the filter server-side (typing sets no attribute).
+	c.run("waiting for the results", chromedp.WaitVisible(chromedp.CSS(`#f-decision[value="ok"]`)), chromedp.WaitVisible(chromedp.CSS("li.record")))
+	c.snap("audit")
+	c.axe("audit")
+	if v := get(c, "reading the verification", chromedp.Text(chromedp.CSS("#verify"))); !strings.Contains(v, "verifies") {
+		t.Errorf("verification shown = %q", v)
+	}
+	seqs := get(c, "listing the records", chromedp.Evaluate[[]int](`[...document.querySelectorAll("li.record")].map(li => +li.id.slice(4))`))
+	if len(seqs) != 2 || seqs[0] <= seqs[1] {
+		t.Fatalf("records shown = %v, want the two list_channels calls, newest first", seqs)
+	}
+	if main := get(c, "reading the page", chromedp.Text(chromedp.CSS("ol.audit"))); strings.Contains(main, "console sign-in") {
+		t.Error("the filter let through records of other kinds")
+	}
+	c.run("opening a record", chromedp.Click(chromedp.CSS("li.record summary")))
+	if d := get(c, "reading the detail", chromedp.Text(chromedp.CSS("li.record pre"))); !strings.Contains(d, `"tool": "slack.list_channels"`) {
+		t.Errorf("detail = %q", d)
+	}
+	href := get(c, "reading the export link", chromedp.Evaluate[string](`document.querySelector("#export").getAttribute("href")`))
+	out := get(c, "exporting", chromedp.Evaluate[string](`fetch(`+strconv.Quote(href)+`).then(r => r.text())`, chromedp.EvalAwaitPromise))
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `"slack.list_channels"`) || !strings.Contains(lines[1], `"outcome":"ok"`) {
+		t.Errorf("export of %s = %q, want the two records as JSON lines", href, out)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -114,6 +115,7 @@ func New(a *admin.Admin, tokens admin.TokenVerifier, o *Options) *Console {
 	c.approvalRoutes()
 	c.grantRoutes()
 	c.connectorRoutes()
+	c.auditRoutes()
 	return c
 }
 
@@ -333,3 +335,5 @@ func age(d time.Duration) string {
 		return d.Truncate(time.Minute).String() + " ago"
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
