@@ -57,6 +57,11 @@ const maxBody = 1 << 20
 //	GET    /admin/v1/metrics                         airlock's counters (JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
 //	GET    /admin/v1/admins                          admin tokens: name, role, created, last use, expiry (owner)
 //	PUT    /admin/v1/admins/{name}/role              change an admin's role (owner; body: {"role": "approver"})
+//	POST   /admin/v1/admins                          issue an admin token, shown once (owner; body: {"name": "bob", "role": "viewer", "ttl": "720h"})
+//	DELETE /admin/v1/admins/{name}                   revoke an admin token (owner)
+//	GET    /admin/v1/agents                          agent tokens: name, subject, created, last use, expiry
+//	POST   /admin/v1/agents                          issue an agent token, shown once (owner; body: {"name": "bot", "subject": "acme", "ttl": "720h"})
+//	DELETE /admin/v1/agents/{name}                   revoke an agent token (owner)
 //
 // Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
 // 401 and nothing else, an expired one 401 saying so; a role that does not allow the route
@@ -119,6 +124,11 @@ func (a *Admin) routes() map[string]http.HandlerFunc {
 		"GET /admin/v1/metrics":                                      serveMetrics,
 		"GET /admin/v1/admins":                                       a.apiAdmins,
 		"PUT /admin/v1/admins/{name}/role":                           a.apiSetRole,
+		"POST /admin/v1/admins":                                      a.apiIssueToken,
+		"DELETE /admin/v1/admins/{name}":                             a.apiRevokeToken,
+		"GET /admin/v1/agents":                                       a.apiTokens,
+		"POST /admin/v1/agents":                                      a.apiIssueToken,
+		"DELETE /admin/v1/agents/{name}":                             a.apiRevokeToken,
 	}
 }
 

@@ -80,6 +80,11 @@ var routeRoles = map[string]access{
 	"GET /admin/v1/metrics":                                      {Viewer, "reading metrics"},
 	"GET /admin/v1/admins":                                       {Owner, "listing admin tokens"},
 	"PUT /admin/v1/admins/{name}/role":                           {Owner, "changing admin roles"},
+	"POST /admin/v1/admins":                                      {Owner, "issuing admin tokens"},
+	"DELETE /admin/v1/admins/{name}":                             {Owner, "revoking admin tokens"},
+	"GET /admin/v1/agents":                                       {Viewer, "listing agent tokens"},
+	"POST /admin/v1/agents":                                      {Owner, "issuing agent tokens"},
+	"DELETE /admin/v1/agents/{name}":                             {Owner, "revoking agent tokens"},
 }
 
 // RouteRole returns the least role the admin API route pattern (as [Admin.Handler] registers

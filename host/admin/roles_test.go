@@ -43,6 +43,11 @@ var roleRequests = []struct {
 	{"DELETE /admin/v1/grants/{connector}", "DELETE", "/admin/v1/grants/slack?tools=post_message", "", admin.Granter},
 	{"GET /admin/v1/admins", "GET", "/admin/v1/admins", "", admin.Owner},
 	{"PUT /admin/v1/admins/{name}/role", "PUT", "/admin/v1/admins/nobody/role", `{"role":"viewer"}`, admin.Owner},
+	{"POST /admin/v1/admins", "POST", "/admin/v1/admins", `{"name":"newcomer","role":"viewer"}`, admin.Owner},
+	{"DELETE /admin/v1/admins/{name}", "DELETE", "/admin/v1/admins/nobody", "", admin.Owner},
+	{"GET /admin/v1/agents", "GET", "/admin/v1/agents", "", admin.Viewer},
+	{"POST /admin/v1/agents", "POST", "/admin/v1/agents", `{"name":"newbot","subject":"acme"}`, admin.Owner},
+	{"DELETE /admin/v1/agents/{name}", "DELETE", "/admin/v1/agents/nobody", "", admin.Owner},
 }
 
 // roleAdmins issues one admin token per role in the state store and serves the admin API.
@@ -110,8 +115,8 @@ func TestRolesEveryRoute(t *testing.T) {
 					}
 				}
 			}
-			if len(want) != 9+7+2 { // viewer: 2 decide + 3 grant (reject upgrade too) + 2 profile + 2 owner routes; approver: 7; granter: 2
-				t.Errorf("%d refusals, want 18", len(want))
+			if len(want) != 13+11+6 { // viewer: 2 decide + 3 grant (reject upgrade too) + 2 profile + 6 owner routes; approver: 11; granter: 6
+				t.Errorf("%d refusals, want 30", len(want))
 			}
 
 			recs, err := e.st.QueryAudit(ctx, store.AuditFilter{Kind: audit.KindAdmin, Decision: "denied"})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host/console"
+	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -261,7 +262,7 @@ func TestSecretCanaryNeverInPages(t *testing.T) {
 		t.Fatalf("approved call: %+v", res.Error)
 	}
 	e.pending(t, `{"channel":"C0GENERAL","text":"`+"try "+canary[:6]+`"}`)
-	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export"} {
+	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export", "/console/tokens"} {
 		if p := b.get(path); strings.Contains(p.body, canary) || strings.Contains(p.header.Get("Set-Cookie"), canary) {
 			t.Errorf("%s contains the secret", path)
 		}
@@ -310,5 +311,37 @@ func TestGrantFormsEnforced(t *testing.T) {
 	after, err := e.st.CurrentGrant(ctx, "slack")
 	if err != nil || after.Version != before.Version {
 		t.Fatalf("the grant changed from v%d to v%d (%v) through refused forms", before.Version, after.Version, err)
+	}
+}
+
+// Only owners issue or revoke tokens; an approver's forms are refused and change nothing.
+func TestTokenFormsOwnerOnly(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	csrf := b.signIn(e.approver)
+	for path, form := range map[string]url.Values{
+		"/console/tokens/agents":               {"csrf": {csrf}, "name": {"evil"}},
+		"/console/tokens/admins":               {"csrf": {csrf}, "name": {"evil"}, "role": {"owner"}},
+		"/console/tokens/agents/bot/revoke":    {"csrf": {csrf}},
+		"/console/tokens/admins/olivia/revoke": {"csrf": {csrf}},
+	} {
+		if p := b.post(path, form); p.status != http.StatusForbidden || !strings.Contains(p.body, "needs owner") {
+			t.Errorf("approver POST %s: %d, want 403 naming owner", path, p.status)
+		}
+	}
+	if p := b.get("/console/tokens"); p.status != http.StatusOK || strings.Contains(p.body, "olivia") || strings.Contains(p.body, "issue-agent") {
+		t.Errorf("an approver's token page: %d, lists admins=%v, issue form=%v; want agents only, read-only",
+			p.status, strings.Contains(p.body, "olivia"), strings.Contains(p.body, "issue-agent"))
+	}
+	for _, kind := range []string{store.TokenAgent, store.TokenAdmin} {
+		list, _ := e.a.Tokens(context.Background(), kind)
+		for _, tv := range list {
+			if tv.Name == "evil" {
+				t.Errorf("a refused form issued the %s token evil", kind)
+			}
+		}
+	}
+	if _, ok, _ := mcp.StoreAgents(e.st).Verify(e.agent); !ok {
+		t.Error("a refused form revoked the agent bot")
 	}
 }

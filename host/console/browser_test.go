@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 	"github.com/airlock-dev/airlock/internal/testenv"
@@ -426,5 +427,36 @@ func TestBrowserAudit(t *testing.T) {
 	out := get(c, "exporting", chromedp.Evaluate[string](`fetch(`+strconv.Quote(href)+`).then(r => r.text())`, chromedp.EvalAwaitPromise))
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `"slack.list_channels"`) || !strings.Contains(lines[1], `"outcome":"ok"`) {
 		t.Errorf("export of %s = %q, want the two records as JSON lines", href, out)
+	}
+}
+
+// An owner issues an agent token (shown once: it works, and no later page holds it) and
+// revokes another (refused from then on).
+func TestBrowserTokens(t *testing.T) {
+	e := newEnv(t)
+	c := newChrome(t, e)
+	c.signIn(e.owner)
+	c.run("issuing an agent token",
+		chromedp.Navigate(e.url+"/console/tokens"),
+		chromedp.WaitVisible(chromedp.CSS("#agent-name")),
+		chromedp.SendKeys(chromedp.CSS("#agent-name"), "newbot"),
+		chromedp.SendKeys(chromedp.CSS("#agent-subject"), "acme"),
+		chromedp.Click(chromedp.CSS("#issue-agent")),
+		chromedp.WaitVisible(chromedp.CSS("#new-token")))
+	c.snap("tokens-issued")
+	c.axe("tokens")
+	token := get(c, "reading the new token", chromedp.Value(chromedp.CSS("#new-token")))
+	id, ok, err := mcp.StoreAgents(e.st).Verify(token)
+	if err != nil || !ok || id.Name != "newbot" || id.Subject != "acme" {
+		t.Fatalf("the issued token verifies as %+v %v %v, want newbot for acme", id, ok, err)
+	}
+	c.run("reloading", chromedp.Navigate(e.url+"/console/tokens"), chromedp.WaitVisible(chromedp.CSS("#agent-newbot")))
+	if html := get(c, "reading the page", chromedp.OuterHTML(chromedp.CSS("html"))); strings.Contains(html, token) {
+		t.Fatal("the token is shown again after the page that issued it")
+	}
+	c.run("revoking bot", chromedp.Click(chromedp.CSS(`#agent-bot button`)))
+	c.waitText(".message", "Revoked the agent token bot")
+	if _, ok, _ := mcp.StoreAgents(e.st).Verify(e.agent); ok {
+		t.Fatal("the revoked agent token still verifies")
 	}
 }
