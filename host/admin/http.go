@@ -62,6 +62,8 @@ const maxBody = 1 << 20
 //	GET    /admin/v1/agents                          agent tokens: name, subject, created, last use, expiry
 //	POST   /admin/v1/agents                          issue an agent token, shown once (owner; body: {"name": "bot", "subject": "acme", "ttl": "720h"})
 //	DELETE /admin/v1/agents/{name}                   revoke an agent token (owner)
+//	GET    /admin/v1/secrets                         names in the built-in secret store, never values (granter)
+//	PUT    /admin/v1/secrets/{name}                  set or replace a secret (owner; body: {"value": "…"}; write-only)
 //
 // Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
 // 401 and nothing else, an expired one 401 saying so; a role that does not allow the route
@@ -129,6 +131,8 @@ func (a *Admin) routes() map[string]http.HandlerFunc {
 		"GET /admin/v1/agents":                                       a.apiTokens,
 		"POST /admin/v1/agents":                                      a.apiIssueToken,
 		"DELETE /admin/v1/agents/{name}":                             a.apiRevokeToken,
+		"GET /admin/v1/secrets":                                      a.apiSecrets,
+		"PUT /admin/v1/secrets/{name}":                               a.apiSetSecret,
 	}
 }
 

@@ -85,6 +85,8 @@ var routeRoles = map[string]access{
 	"GET /admin/v1/agents":                                       {Viewer, "listing agent tokens"},
 	"POST /admin/v1/agents":                                      {Owner, "issuing agent tokens"},
 	"DELETE /admin/v1/agents/{name}":                             {Owner, "revoking agent tokens"},
+	"GET /admin/v1/secrets":                                      {Granter, "listing secret names"},
+	"PUT /admin/v1/secrets/{name}":                               {Owner, "setting secrets"},
 }
 
 // RouteRole returns the least role the admin API route pattern (as [Admin.Handler] registers

@@ -48,6 +48,8 @@ var roleRequests = []struct {
 	{"GET /admin/v1/agents", "GET", "/admin/v1/agents", "", admin.Viewer},
 	{"POST /admin/v1/agents", "POST", "/admin/v1/agents", `{"name":"newbot","subject":"acme"}`, admin.Owner},
 	{"DELETE /admin/v1/agents/{name}", "DELETE", "/admin/v1/agents/nobody", "", admin.Owner},
+	{"GET /admin/v1/secrets", "GET", "/admin/v1/secrets", "", admin.Granter},
+	{"PUT /admin/v1/secrets/{name}", "PUT", "/admin/v1/secrets/probe", `{"value":"x"}`, admin.Owner},
 }
 
 // roleAdmins issues one admin token per role in the state store and serves the admin API.
@@ -115,8 +117,8 @@ func TestRolesEveryRoute(t *testing.T) {
 					}
 				}
 			}
-			if len(want) != 13+11+6 { // viewer: 2 decide + 3 grant (reject upgrade too) + 2 profile + 6 owner routes; approver: 11; granter: 6
-				t.Errorf("%d refusals, want 30", len(want))
+			if len(want) != 15+13+7 { // viewer: 2 decide + 4 granter (reject upgrade, secret names) + 2 profile + 7 owner routes; approver: 13; granter: 7
+				t.Errorf("%d refusals, want 35", len(want))
 			}
 
 			recs, err := e.st.QueryAudit(ctx, store.AuditFilter{Kind: audit.KindAdmin, Decision: "denied"})

@@ -262,7 +262,17 @@ func TestSecretCanaryNeverInPages(t *testing.T) {
 		t.Fatalf("approved call: %+v", res.Error)
 	}
 	e.pending(t, `{"channel":"C0GENERAL","text":"`+"try "+canary[:6]+`"}`)
-	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export", "/console/tokens"} {
+	// The canary set as a stored secret through the console, and a failed set (bad name).
+	if p := b.post("/console/secrets", url.Values{"csrf": {csrf}, "name": {"slack_bot"}, "value": {canary}}); p.status != http.StatusSeeOther {
+		t.Fatalf("setting a secret: %d %s", p.status, p.body)
+	}
+	if p := b.post("/console/secrets", url.Values{"csrf": {csrf}, "name": {"bad name!"}, "value": {canary}}); p.status != http.StatusBadRequest || strings.Contains(p.body, canary) {
+		t.Errorf("a refused secret: %d, value echoed=%v", p.status, strings.Contains(p.body, canary))
+	}
+	if v, err := e.secrets.Get(context.Background(), "slack_bot"); err != nil || v.Expose() != canary {
+		t.Fatalf("the stored secret: %v", err)
+	}
+	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export", "/console/tokens", "/console/secrets"} {
 		if p := b.get(path); strings.Contains(p.body, canary) || strings.Contains(p.header.Get("Set-Cookie"), canary) {
 			t.Errorf("%s contains the secret", path)
 		}

@@ -460,3 +460,30 @@ func TestBrowserTokens(t *testing.T) {
 		t.Fatal("the revoked agent token still verifies")
 	}
 }
+
+// An owner sets a secret through the write-only field: the name is listed, the value is in
+// no page, and the store holds it.
+func TestBrowserSecrets(t *testing.T) {
+	e := newEnv(t)
+	c := newChrome(t, e)
+	c.signIn(e.owner)
+	const value = "sk-console-CANARY-5xQ"
+	c.run("setting a secret",
+		chromedp.Navigate(e.url+"/console/secrets"),
+		chromedp.WaitVisible(chromedp.CSS("#secret-name")),
+		chromedp.SendKeys(chromedp.CSS("#secret-name"), "github_token"),
+		chromedp.SendKeys(chromedp.CSS("#secret-value"), value),
+		chromedp.Click(chromedp.CSS("#set-secret")))
+	c.waitText(".message", "Set github_token")
+	c.snap("secrets")
+	c.axe("secrets")
+	if html := get(c, "reading the page", chromedp.OuterHTML(chromedp.CSS("html"))); strings.Contains(html, value) || !strings.Contains(html, `id="secret-github_token"`) {
+		t.Fatalf("after setting: value shown=%v, name listed=%v", strings.Contains(html, value), strings.Contains(html, "secret-github_token"))
+	}
+	if v, err := e.secrets.Get(context.Background(), "github_token"); err != nil || v.Expose() != value {
+		t.Fatalf("the stored secret: %v", err)
+	}
+	if typ := get(c, "reading the field", chromedp.Evaluate[string](`document.querySelector("#secret-value").type`)); typ != "password" {
+		t.Errorf("the value field is %q, want password", typ)
+	}
+}

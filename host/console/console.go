@@ -117,6 +117,7 @@ func New(a *admin.Admin, tokens admin.TokenVerifier, o *Options) *Console {
 	c.connectorRoutes()
 	c.auditRoutes()
 	c.tokenRoutes()
+	c.secretRoutes()
 	return c
 }
 

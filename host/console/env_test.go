@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -65,15 +66,16 @@ func (t adminTokens) Verify(token string) (admin.Caller, bool, error) {
 // env is a host with Slack granted (post_message behind a human's approval), an Admin over a
 // SQLite state store, and the console served over HTTP as serve --http mounts it.
 type env struct {
-	st    *store.Store
-	sink  *audit.StoreSink
-	h     *host.Host
-	a     *admin.Admin
-	slack *fakeslack.Server
-	clock *clock
-	url   string // the server's base URL; the console is at url + "/console/"
-	yaml  []byte // Slack's manifest, digest pinned
-	wasm  []byte
+	st      *store.Store
+	sink    *audit.StoreSink
+	h       *host.Host
+	a       *admin.Admin
+	slack   *fakeslack.Server
+	clock   *clock
+	url     string // the server's base URL; the console is at url + "/console/"
+	yaml    []byte // Slack's manifest, digest pinned
+	secrets *secret.Store
+	wasm    []byte
 
 	owner, approver, viewer, agent string // tokens
 }
@@ -98,6 +100,12 @@ func newEnv(t *testing.T) *env {
 	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return canary, n == "SLACK_BOT_TOKEN" }}}
 	e.h, _ = hosttest.New(t, host.Config{Secrets: src, Store: st, Audit: e.sink, ApprovalTTL: time.Hour})
 	e.a = admin.New(st, e.h, quiet)
+	key := make([]byte, 32)
+	rand.Read(key)
+	if e.secrets, err = secret.OpenStore(ctx, &secret.MemoryBackend{}, key); err != nil {
+		t.Fatal(err)
+	}
+	e.a.SetSecretStore(e.secrets)
 
 	_, wasm := hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")
 	sum := sha256.Sum256(wasm)
