@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"flag"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
+
+var update = flag.Bool("update", false, "rewrite docs/console-grants.png, the README's screenshot of the grants page")
 
 // chrome drives Debian's chromium, headless, on a console. On failure the screenshots taken
 // of each page are written to $AIRLOCK_TEST_ARTIFACTS (or a temporary folder), which is printed.
@@ -297,6 +300,13 @@ func TestBrowserGrants(t *testing.T) {
 	c.axe("grants")
 	c.run("opening slack's grant", chromedp.Click(chromedp.CSS("a.connector")), chromedp.WaitVisible(chromedp.CSS("#grant-form")))
 	c.snap("grant")
+	if *update {
+		png := get(c, "taking the README's screenshot", chromedp.FullScreenshot(100))
+		root, _ := pluginbuild.ModuleRoot()
+		if err := os.WriteFile(filepath.Join(root, "docs", "console-grants.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.noXSS()
 	if desc := get(c, "reading the asks", chromedp.Text(chromedp.CSS("section[aria-labelledby=asks]"))); !strings.Contains(desc, xssDescription) {
 		t.Errorf("the description with markup is not shown as text: %q", desc)
