@@ -64,6 +64,9 @@ const maxBody = 1 << 20
 //	DELETE /admin/v1/agents/{name}                   revoke an agent token (owner)
 //	GET    /admin/v1/secrets                         names in the built-in secret store, never values (granter)
 //	PUT    /admin/v1/secrets/{name}                  set or replace a secret (owner; body: {"value": "…"}; write-only)
+//	GET    /admin/v1/connections                     connected accounts: status, last refresh error, never a token
+//	POST   /admin/v1/connections/{connector}/connect start connecting an account (granter; body: {"subject": "alice"}): the authorization URL to open
+//	DELETE /admin/v1/connections/{connector}/{slot}/{subject}  disconnect it: its tokens are deleted (granter)
 //
 // Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
 // 401 and nothing else, an expired one 401 saying so; a role that does not allow the route
@@ -133,6 +136,9 @@ func (a *Admin) routes() map[string]http.HandlerFunc {
 		"DELETE /admin/v1/agents/{name}":                             a.apiRevokeToken,
 		"GET /admin/v1/secrets":                                      a.apiSecrets,
 		"PUT /admin/v1/secrets/{name}":                               a.apiSetSecret,
+		"GET /admin/v1/connections":                                  a.apiAccounts,
+		"POST /admin/v1/connections/{connector}/connect":             a.apiConnect,
+		"DELETE /admin/v1/connections/{connector}/{slot}/{subject}":  a.apiDisconnect,
 	}
 }
 

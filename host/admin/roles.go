@@ -87,6 +87,9 @@ var routeRoles = map[string]access{
 	"DELETE /admin/v1/agents/{name}":                             {Owner, "revoking agent tokens"},
 	"GET /admin/v1/secrets":                                      {Granter, "listing secret names"},
 	"PUT /admin/v1/secrets/{name}":                               {Owner, "setting secrets"},
+	"GET /admin/v1/connections":                                  {Viewer, "reading connected accounts"},
+	"POST /admin/v1/connections/{connector}/connect":             {Granter, "connecting accounts"},
+	"DELETE /admin/v1/connections/{connector}/{slot}/{subject}":  {Granter, "disconnecting accounts"},
 }
 
 // RouteRole returns the least role the admin API route pattern (as [Admin.Handler] registers

@@ -49,6 +49,9 @@ var roleRequests = []struct {
 	{"POST /admin/v1/agents", "POST", "/admin/v1/agents", `{"name":"newbot","subject":"acme"}`, admin.Owner},
 	{"DELETE /admin/v1/agents/{name}", "DELETE", "/admin/v1/agents/nobody", "", admin.Owner},
 	{"GET /admin/v1/secrets", "GET", "/admin/v1/secrets", "", admin.Granter},
+	{"GET /admin/v1/connections", "GET", "/admin/v1/connections", "", admin.Viewer},
+	{"POST /admin/v1/connections/{connector}/connect", "POST", "/admin/v1/connections/nothing/connect", `{"subject":"alice"}`, admin.Granter},
+	{"DELETE /admin/v1/connections/{connector}/{slot}/{subject}", "DELETE", "/admin/v1/connections/slack/bot_token/alice", "", admin.Granter},
 	{"PUT /admin/v1/secrets/{name}", "PUT", "/admin/v1/secrets/probe", `{"value":"x"}`, admin.Owner},
 }
 
@@ -117,8 +120,8 @@ func TestRolesEveryRoute(t *testing.T) {
 					}
 				}
 			}
-			if len(want) != 15+13+7 { // viewer: 2 decide + 4 granter (reject upgrade, secret names) + 2 profile + 7 owner routes; approver: 13; granter: 7
-				t.Errorf("%d refusals, want 35", len(want))
+			if len(want) != 17+15+7 { // viewer: 2 decide + 6 granter (reject upgrade, secret names, connect, disconnect) + 2 profile + 7 owner routes; approver: 15; granter: 7
+				t.Errorf("%d refusals, want 39", len(want))
 			}
 
 			recs, err := e.st.QueryAudit(ctx, store.AuditFilter{Kind: audit.KindAdmin, Decision: "denied"})

@@ -272,7 +272,7 @@ func TestSecretCanaryNeverInPages(t *testing.T) {
 	if v, err := e.secrets.Get(context.Background(), "slack_bot"); err != nil || v.Expose() != canary {
 		t.Fatalf("the stored secret: %v", err)
 	}
-	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export", "/console/tokens", "/console/secrets"} {
+	for _, path := range []string{"/console/", "/console/signin", "/console/approvals", "/console/approvals/queue", "/console/grants", "/console/grants/slack", "/console/connectors", "/console/connectors/slack", "/console/audit", "/console/audit/export", "/console/tokens", "/console/secrets", "/console/accounts"} {
 		if p := b.get(path); strings.Contains(p.body, canary) || strings.Contains(p.header.Get("Set-Cookie"), canary) {
 			t.Errorf("%s contains the secret", path)
 		}
@@ -353,5 +353,26 @@ func TestTokenFormsOwnerOnly(t *testing.T) {
 	}
 	if _, ok, _ := mcp.StoreAgents(e.st).Verify(e.agent); !ok {
 		t.Error("a refused form revoked the agent bot")
+	}
+}
+
+// Connecting and disconnecting accounts takes a granter; an approver's forms are refused.
+func TestAccountFormsGranterOnly(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	csrf := b.signIn(e.approver)
+	for path, form := range map[string]url.Values{
+		"/console/accounts/connect":    {"csrf": {csrf}, "connector": {"slack"}, "subject": {"alice"}},
+		"/console/accounts/disconnect": {"csrf": {csrf}, "connector": {"slack"}, "slot": {"bot_token"}, "subject": {"alice"}},
+	} {
+		if p := b.post(path, form); p.status != http.StatusForbidden || !strings.Contains(p.body, "needs granter") {
+			t.Errorf("approver POST %s: %d, want 403 naming granter", path, p.status)
+		}
+	}
+	// A connector without an authorization-code slot says so.
+	o := e.browser(t)
+	ocsrf := o.signIn(e.owner)
+	if p := o.post("/console/accounts/connect", url.Values{"csrf": {ocsrf}, "connector": {"slack"}, "subject": {"alice"}}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "oauth2_authorization_code") {
+		t.Errorf("connecting a bearer-token connector: %d %.300s", p.status, p.body)
 	}
 }

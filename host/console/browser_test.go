@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,8 +18,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
+	"github.com/airlock-dev/airlock/internal/oauthtest"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 	"github.com/airlock-dev/airlock/internal/testenv"
 )
@@ -495,5 +498,74 @@ func TestBrowserSecrets(t *testing.T) {
 	}
 	if typ := get(c, "reading the field", chromedp.Evaluate[string](`document.querySelector("#secret-value").type`)); typ != "password" {
 		t.Errorf("the value field is %q, want password", typ)
+	}
+}
+
+// An owner connects alice's account in the browser through the OAuth code flow against
+// internal/oauthtest (the provider sends the browser to the host's loopback callback), sees it
+// connected, and alice's calls then run as that account; disconnecting deletes it and her
+// calls fail.
+func TestBrowserAccounts(t *testing.T) {
+	auth := oauthtest.New(t)
+	e := newEnvWith(t, auth)
+	ctx := context.Background()
+	callAsAlice := func() *host.Result {
+		return e.h.Call(ctx, host.CallRequest{Tool: "slack.list_channels", Arguments: json.RawMessage(`{"limit":1}`), Agent: "bot", Subject: "alice"})
+	}
+	if res := callAsAlice(); res.OK {
+		t.Fatal("a call for alice ran before her account was connected")
+	}
+	c := newChrome(t, e)
+	c.signIn(e.owner)
+	c.run("starting the connection",
+		chromedp.Navigate(e.url+"/console/accounts"),
+		chromedp.WaitVisible(chromedp.CSS("#connect-connector")),
+		chromedp.SendKeys(chromedp.CSS("#connect-connector"), "slack"),
+		chromedp.SendKeys(chromedp.CSS("#connect-subject"), "alice"),
+		chromedp.Click(chromedp.CSS("#connect")),
+		chromedp.WaitVisible(chromedp.CSS("#signin-link")))
+	c.snap("accounts-signin")
+	c.axe("accounts")
+	href := get(c, "reading the sign-in link", chromedp.Evaluate[string](`document.querySelector("#signin-link").href`))
+	u, err := url.Parse(href)
+	if err != nil || u.Scheme+"://"+u.Host != oauthOrigin || u.Query().Get("code_challenge_method") != "S256" || u.Query().Get("state") == "" {
+		t.Fatalf("sign-in link %q, want the slot's authorize_url with PKCE S256 and a state", href)
+	}
+	// The provider's origin is routed to the test server, as the grant's upstreams route it for the host.
+	to, _ := url.Parse(auth.URL)
+	u.Scheme, u.Host = to.Scheme, to.Host
+	c.run("signing in at the provider", chromedp.Navigate(u.String()))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := e.a.Accounts(ctx)
+		if err == nil && len(list) == 1 && list[0].Subject == "alice" && list[0].Status == store.StatusConnected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's account is not connected: %+v %v", list, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res := callAsAlice(); !res.OK {
+		t.Fatalf("alice's call after connecting: %+v", res.Error)
+	}
+	c.run("listing the accounts", chromedp.Navigate(e.url+"/console/accounts"), chromedp.WaitVisible(chromedp.CSS("tr.account")))
+	c.snap("accounts")
+	if st := get(c, "reading the status", chromedp.Text(chromedp.CSS("tr.account .status"))); st != store.StatusConnected {
+		t.Errorf("status shown = %q", st)
+	}
+	html := get(c, "reading the page", chromedp.OuterHTML(chromedp.CSS("html")))
+	for _, s := range auth.Secrets() {
+		if s != "" && strings.Contains(html, s) {
+			t.Fatalf("the accounts page holds a secret the provider issued (%.6q…)", s)
+		}
+	}
+	c.run("disconnecting", chromedp.Click(chromedp.CSS("tr.account button")))
+	c.waitText(".message", "Disconnected slack/bot_token for alice")
+	if list, _ := e.a.Accounts(ctx); len(list) != 0 {
+		t.Fatalf("accounts after disconnecting: %+v", list)
+	}
+	if res := callAsAlice(); res.OK {
+		t.Fatal("alice's call ran after her account was disconnected")
 	}
 }

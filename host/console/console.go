@@ -116,6 +116,7 @@ func New(a *admin.Admin, tokens admin.TokenVerifier, o *Options) *Console {
 	c.grantRoutes()
 	c.connectorRoutes()
 	c.auditRoutes()
+	c.accountRoutes()
 	c.tokenRoutes()
 	c.secretRoutes()
 	return c

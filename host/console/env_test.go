@@ -33,6 +33,7 @@ import (
 	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
+	"github.com/airlock-dev/airlock/internal/oauthtest"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 
@@ -80,7 +81,15 @@ type env struct {
 	owner, approver, viewer, agent string // tokens
 }
 
-func newEnv(t *testing.T) *env {
+// oauthOrigin is the authorization server's origin in the OAuth variant's manifest, routed to
+// an internal/oauthtest server by the grant's upstreams.
+const oauthOrigin = "https://login.example.test"
+
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv; with auth, Slack's bot_token slot is an oauth2_authorization_code slot
+// at auth (connected per subject), and Slack accepts the tokens auth issued.
+func newEnvWith(t *testing.T, auth *oauthtest.Server) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{clock: &clock{t: time.Now()}}
@@ -97,14 +106,22 @@ func newEnv(t *testing.T) *env {
 	up := httptest.NewServer(e.slack)
 	t.Cleanup(up.Close)
 
-	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) { return canary, n == "SLACK_BOT_TOKEN" }}}
-	e.h, _ = hosttest.New(t, host.Config{Secrets: src, Store: st, Audit: e.sink, ApprovalTTL: time.Hour})
-	e.a = admin.New(st, e.h, quiet)
+	src := secret.Mux{"env": secret.Env{Lookup: func(n string) (string, bool) {
+		switch n {
+		case "SLACK_BOT_TOKEN":
+			return canary, true
+		case "OAUTH_CLIENT_SECRET":
+			return oauthtest.ClientSecret, true
+		}
+		return "", false
+	}}}
 	key := make([]byte, 32)
 	rand.Read(key)
 	if e.secrets, err = secret.OpenStore(ctx, &secret.MemoryBackend{}, key); err != nil {
 		t.Fatal(err)
 	}
+	e.h, _ = hosttest.New(t, host.Config{Secrets: src, Store: st, Audit: e.sink, ApprovalTTL: time.Hour, Sealer: e.secrets})
+	e.a = admin.New(st, e.h, quiet)
 	e.a.SetSecretStore(e.secrets)
 
 	_, wasm := hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")
@@ -121,6 +138,14 @@ func newEnv(t *testing.T) *env {
 	// A publisher's description carrying markup: the console must show it as text.
 	y = []byte(strings.Replace(string(y), "tools:\n  - name: post_message\n    description: >-\n",
 		"tools:\n  - name: post_message\n    description: >-\n      "+xssDescription+"\n", 1))
+	if auth != nil {
+		const bearer = "    kind: bearer\n"
+		if strings.Count(string(y), bearer) != 1 {
+			t.Fatal("manifests/slack.yaml no longer has exactly one bearer slot; update this test")
+		}
+		y = []byte(strings.Replace(string(y), bearer, "    kind: oauth2_authorization_code\n    oauth:\n      authorize_url: "+oauthOrigin+
+			"/auth\n      token_url: "+oauthOrigin+"/token\n      scopes: [api, offline]\n", 1))
+	}
 	e.yaml, e.wasm = y, wasm
 	if err := st.PutInstalled(ctx, store.Installed{Name: "slack", Version: "1.0.0", Digest: hex.EncodeToString(sum[:]),
 		Publisher: "airlock-dev", Manifest: y, Module: wasm, Status: store.InstalledActive}); err != nil {
@@ -129,6 +154,23 @@ func newEnv(t *testing.T) *env {
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"slack.com"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": up.URL}, Confirm: []string{"post_message"}}
+	if auth != nil {
+		// Slack answers a token auth issued as the fake's own.
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !auth.Issued(tok) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, `{"ok":false,"error":"invalid_auth"}`)
+				return
+			}
+			r.Header.Set("Authorization", "Bearer "+canary)
+			e.slack.ServeHTTP(w, r)
+		}))
+		t.Cleanup(proxy.Close)
+		g.Hosts = []string{"*"}
+		g.Credentials = map[string]manifest.CredentialGrant{"bot_token": {ClientID: oauthtest.WebClientID, ClientSecret: "env:OAUTH_CLIENT_SECRET"}}
+		g.Upstreams = map[string]string{"https://slack.com": proxy.URL, oauthOrigin: auth.URL}
+	}
 	if _, err := e.a.Grant(ctx, admin.GrantRequest{Connector: "slack", Grant: g, Admin: "setup"}); err != nil {
 		t.Fatal(err)
 	}
