@@ -257,6 +257,9 @@ func (g *globals) openRuntime(ctx context.Context, e *env, onToolsChanged func()
 	}
 	rt := &hostRuntime{h: h, st: st, admin: admin.New(st, h, logger), cfg: cfg, logger: logger, notifier: notifier}
 	rt.admin.SetConfigured(g.configured())
+	if ss != nil {
+		rt.admin.SetSecretStore(ss) // the web console's and admin API's secrets pages
+	}
 	if err := rt.admin.Sync(ctx); err != nil {
 		// Each connector that failed is stopped (fail closed); the others serve.
 		logger.Error("connectors from the state store that could not be loaded do not serve; the others do", "err", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/console"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/mcp"
 	"github.com/airlock-dev/airlock/host/store"
@@ -180,10 +181,11 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", refusals("admin", rt.admin.Handler(adminTokens{admins}), rt.st, obs.metrics, logger))
+	mux.Handle(console.Prefix, console.New(rt.admin, adminTokens{admins}, &console.Options{Logger: logger}))
 	mux.Handle("/", refusals("mcp", s.HTTPHandler(agents, httpOpts), rt.st, obs.metrics, logger))
 	sv.probes.h = h
 	hs := mcp.NewHTTPServer(sv.handler(mux), httpOpts, logger)
-	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at %s://%s%s (%d tools; agent tokens in the %s state store); admin API at %[1]s://%[2]s/admin/v1/ (tokens from 'airlock admin add'); probes at /healthz and /readyz",
+	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at %s://%s%s (%d tools; agent tokens in the %s state store); admin API at %[1]s://%[2]s/admin/v1/ and web console at %[1]s://%[2]s/console/ (tokens from 'airlock admin add'); probes at /healthz and /readyz",
 		scheme, ln.Addr(), mcp.HTTPPath, len(h.Tools()), rt.st.Driver()), "mcp", scheme+"://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", scheme+"://"+ln.Addr().String()+"/admin/v1/")
 	go sv.drainOnDone(ctx, hs, logger)
 	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -29,6 +29,7 @@ import (
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 )
 
@@ -40,6 +41,7 @@ type Admin struct {
 	logger *slog.Logger
 
 	configured func(name string) (*manifest.Manifest, *manifest.Grant, bool)
+	secrets    *secret.Store // the built-in secret store, when open (SetSecretStore)
 
 	mu      sync.Mutex
 	loaded  map[string]loadedState // connector → what the host runs, for Sync

@@ -40,6 +40,7 @@ const maxBody = 1 << 20
 //
 //	GET    /admin/v1/connectors                      installed connectors and versions
 //	GET    /admin/v1/connectors/{name}/review        what it asks for (?version=), and the diff of a pending upgrade
+//	POST   /admin/v1/connectors/{name}/versions/{version}/reject  discard a pending upgrade
 //	GET    /admin/v1/grants                          current grants
 //	GET    /admin/v1/grants/{connector}/history      every version of a connector's grant
 //	PUT    /admin/v1/grants/{connector}              record a grant (body: the grant as JSON; ?version= to approve an upgrade)
@@ -56,6 +57,16 @@ const maxBody = 1 << 20
 //	GET    /admin/v1/metrics                         airlock's counters (JSON): rate-limit waits and refusals, retries, breaker opens, Redis fallbacks
 //	GET    /admin/v1/admins                          admin tokens: name, role, created, last use, expiry (owner)
 //	PUT    /admin/v1/admins/{name}/role              change an admin's role (owner; body: {"role": "approver"})
+//	POST   /admin/v1/admins                          issue an admin token, shown once (owner; body: {"name": "bob", "role": "viewer", "ttl": "720h"})
+//	DELETE /admin/v1/admins/{name}                   revoke an admin token (owner)
+//	GET    /admin/v1/agents                          agent tokens: name, subject, created, last use, expiry
+//	POST   /admin/v1/agents                          issue an agent token, shown once (owner; body: {"name": "bot", "subject": "acme", "ttl": "720h"})
+//	DELETE /admin/v1/agents/{name}                   revoke an agent token (owner)
+//	GET    /admin/v1/secrets                         names in the built-in secret store, never values (granter)
+//	PUT    /admin/v1/secrets/{name}                  set or replace a secret (owner; body: {"value": "…"}; write-only)
+//	GET    /admin/v1/connections                     connected accounts: status, last refresh error, never a token
+//	POST   /admin/v1/connections/{connector}/connect start connecting an account (granter; body: {"subject": "alice"}): the authorization URL to open
+//	DELETE /admin/v1/connections/{connector}/{slot}/{subject}  disconnect it: its tokens are deleted (granter)
 //
 // Bodies follow one convention (views.go): snake_case names, manifests, grants and arguments
 // as JSON objects, no zero dates. Errors are {"error": "…"} with a 4xx or 5xx status; a missing, wrong or revoked token gets
@@ -100,24 +111,35 @@ func (a *Admin) Handler(tokens TokenVerifier) http.Handler {
 // routes are the admin API's handlers by pattern; each pattern has its line in routeRoles.
 func (a *Admin) routes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
-		"GET /admin/v1/connectors":                 a.apiConnectors,
-		"GET /admin/v1/connectors/{name}/review":   a.apiReview,
-		"GET /admin/v1/grants":                     a.apiGrants,
-		"GET /admin/v1/grants/{connector}/history": a.apiGrantHistory,
-		"PUT /admin/v1/grants/{connector}":         a.apiPutGrant,
-		"DELETE /admin/v1/grants/{connector}":      a.apiRevoke,
-		"GET /admin/v1/profiles":                   a.apiProfiles,
-		"GET /admin/v1/profiles/{name}":            a.apiProfile,
-		"PUT /admin/v1/profiles/{name}":            a.apiPutProfile,
-		"DELETE /admin/v1/profiles/{name}":         a.apiDeleteProfile,
-		"GET /admin/v1/approvals":                  a.apiApprovals,
-		"POST /admin/v1/approvals/{id}/approve":    a.apiDecide,
-		"POST /admin/v1/approvals/{id}/deny":       a.apiDecide,
-		"GET /admin/v1/audit":                      a.apiAudit,
-		"GET /admin/v1/audit/verify":               a.apiVerify,
-		"GET /admin/v1/metrics":                    serveMetrics,
-		"GET /admin/v1/admins":                     a.apiAdmins,
-		"PUT /admin/v1/admins/{name}/role":         a.apiSetRole,
+		"GET /admin/v1/connectors":                                   a.apiConnectors,
+		"GET /admin/v1/connectors/{name}/review":                     a.apiReview,
+		"POST /admin/v1/connectors/{name}/versions/{version}/reject": a.apiRejectUpgrade,
+		"GET /admin/v1/grants":                                       a.apiGrants,
+		"GET /admin/v1/grants/{connector}/history":                   a.apiGrantHistory,
+		"PUT /admin/v1/grants/{connector}":                           a.apiPutGrant,
+		"DELETE /admin/v1/grants/{connector}":                        a.apiRevoke,
+		"GET /admin/v1/profiles":                                     a.apiProfiles,
+		"GET /admin/v1/profiles/{name}":                              a.apiProfile,
+		"PUT /admin/v1/profiles/{name}":                              a.apiPutProfile,
+		"DELETE /admin/v1/profiles/{name}":                           a.apiDeleteProfile,
+		"GET /admin/v1/approvals":                                    a.apiApprovals,
+		"POST /admin/v1/approvals/{id}/approve":                      a.apiDecide,
+		"POST /admin/v1/approvals/{id}/deny":                         a.apiDecide,
+		"GET /admin/v1/audit":                                        a.apiAudit,
+		"GET /admin/v1/audit/verify":                                 a.apiVerify,
+		"GET /admin/v1/metrics":                                      serveMetrics,
+		"GET /admin/v1/admins":                                       a.apiAdmins,
+		"PUT /admin/v1/admins/{name}/role":                           a.apiSetRole,
+		"POST /admin/v1/admins":                                      a.apiIssueToken,
+		"DELETE /admin/v1/admins/{name}":                             a.apiRevokeToken,
+		"GET /admin/v1/agents":                                       a.apiTokens,
+		"POST /admin/v1/agents":                                      a.apiIssueToken,
+		"DELETE /admin/v1/agents/{name}":                             a.apiRevokeToken,
+		"GET /admin/v1/secrets":                                      a.apiSecrets,
+		"PUT /admin/v1/secrets/{name}":                               a.apiSetSecret,
+		"GET /admin/v1/connections":                                  a.apiAccounts,
+		"POST /admin/v1/connections/{connector}/connect":             a.apiConnect,
+		"DELETE /admin/v1/connections/{connector}/{slot}/{subject}":  a.apiDisconnect,
 	}
 }
 

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -60,24 +61,35 @@ type access struct {
 // [Admin.Handler]. A route missing here is refused to everyone (and a test fails), so no route
 // can be added without deciding who may use it.
 var routeRoles = map[string]access{
-	"GET /admin/v1/connectors":                 {Viewer, "reading connectors"},
-	"GET /admin/v1/connectors/{name}/review":   {Viewer, "reviewing a connector"},
-	"GET /admin/v1/grants":                     {Viewer, "reading grants"},
-	"GET /admin/v1/grants/{connector}/history": {Viewer, "reading grants"},
-	"PUT /admin/v1/grants/{connector}":         {Granter, "granting connectors (and approving upgrades)"},
-	"DELETE /admin/v1/grants/{connector}":      {Granter, "revoking grants"},
-	"GET /admin/v1/profiles":                   {Viewer, "reading agent profiles"},
-	"GET /admin/v1/profiles/{name}":            {Viewer, "reading agent profiles"},
-	"PUT /admin/v1/profiles/{name}":            {Granter, "managing agent profiles"},
-	"DELETE /admin/v1/profiles/{name}":         {Granter, "managing agent profiles"},
-	"GET /admin/v1/approvals":                  {Viewer, "reading approvals"},
-	"POST /admin/v1/approvals/{id}/approve":    {Approver, "deciding approvals"},
-	"POST /admin/v1/approvals/{id}/deny":       {Approver, "deciding approvals"},
-	"GET /admin/v1/audit":                      {Viewer, "reading the audit trail"},
-	"GET /admin/v1/audit/verify":               {Viewer, "verifying the audit trail"},
-	"GET /admin/v1/metrics":                    {Viewer, "reading metrics"},
-	"GET /admin/v1/admins":                     {Owner, "listing admin tokens"},
-	"PUT /admin/v1/admins/{name}/role":         {Owner, "changing admin roles"},
+	"GET /admin/v1/connectors":                                   {Viewer, "reading connectors"},
+	"GET /admin/v1/connectors/{name}/review":                     {Viewer, "reviewing a connector"},
+	"POST /admin/v1/connectors/{name}/versions/{version}/reject": {Granter, "rejecting upgrades"},
+	"GET /admin/v1/grants":                                       {Viewer, "reading grants"},
+	"GET /admin/v1/grants/{connector}/history":                   {Viewer, "reading grants"},
+	"PUT /admin/v1/grants/{connector}":                           {Granter, "granting connectors (and approving upgrades)"},
+	"DELETE /admin/v1/grants/{connector}":                        {Granter, "revoking grants"},
+	"GET /admin/v1/profiles":                                     {Viewer, "reading agent profiles"},
+	"GET /admin/v1/profiles/{name}":                              {Viewer, "reading agent profiles"},
+	"PUT /admin/v1/profiles/{name}":                              {Granter, "managing agent profiles"},
+	"DELETE /admin/v1/profiles/{name}":                           {Granter, "managing agent profiles"},
+	"GET /admin/v1/approvals":                                    {Viewer, "reading approvals"},
+	"POST /admin/v1/approvals/{id}/approve":                      {Approver, "deciding approvals"},
+	"POST /admin/v1/approvals/{id}/deny":                         {Approver, "deciding approvals"},
+	"GET /admin/v1/audit":                                        {Viewer, "reading the audit trail"},
+	"GET /admin/v1/audit/verify":                                 {Viewer, "verifying the audit trail"},
+	"GET /admin/v1/metrics":                                      {Viewer, "reading metrics"},
+	"GET /admin/v1/admins":                                       {Owner, "listing admin tokens"},
+	"PUT /admin/v1/admins/{name}/role":                           {Owner, "changing admin roles"},
+	"POST /admin/v1/admins":                                      {Owner, "issuing admin tokens"},
+	"DELETE /admin/v1/admins/{name}":                             {Owner, "revoking admin tokens"},
+	"GET /admin/v1/agents":                                       {Viewer, "listing agent tokens"},
+	"POST /admin/v1/agents":                                      {Owner, "issuing agent tokens"},
+	"DELETE /admin/v1/agents/{name}":                             {Owner, "revoking agent tokens"},
+	"GET /admin/v1/secrets":                                      {Granter, "listing secret names"},
+	"PUT /admin/v1/secrets/{name}":                               {Owner, "setting secrets"},
+	"GET /admin/v1/connections":                                  {Viewer, "reading connected accounts"},
+	"POST /admin/v1/connections/{connector}/connect":             {Granter, "connecting accounts"},
+	"DELETE /admin/v1/connections/{connector}/{slot}/{subject}":  {Granter, "disconnecting accounts"},
 }
 
 // RouteRole returns the least role the admin API route pattern (as [Admin.Handler] registers
@@ -100,10 +112,22 @@ func Routes() []string {
 // authorize answers 403 and records the refusal when the admin's role does not include what
 // pattern needs, and reports whether the request may go on.
 func (a *Admin) authorize(w http.ResponseWriter, r *http.Request, c Caller, pattern string) bool {
+	if err := a.Authorize(r.Context(), c, pattern, r.Method, r.URL.Path); err != nil {
+		writeErr(w, http.StatusForbidden, err.Error())
+		return false
+	}
+	return true
+}
+
+// Authorize returns nil when the role of c includes what the admin API route pattern needs
+// (routeRoles), else an error saying what to ask for, after recording the refusal in the audit
+// trail. Other front ends of the same actions (the web console) call it with the pattern of the
+// API route they stand for, so one table decides for all of them.
+func (a *Admin) Authorize(ctx context.Context, c Caller, pattern, method, path string) error {
 	route, ok := routeRoles[pattern]
 	need := route.role
 	if ok && c.Role.Allows(need) {
-		return true
+		return nil
 	}
 	var msg string
 	switch {
@@ -114,13 +138,12 @@ func (a *Admin) authorize(w http.ResponseWriter, r *http.Request, c Caller, patt
 	default:
 		msg = RoleRefusal(c.Role, need, route.what)
 	}
-	detail := map[string]string{"method": r.Method, "path": r.URL.Path, "role": string(c.Role), "required": string(need)}
+	detail := map[string]string{"method": method, "path": path, "role": string(c.Role), "required": string(need)}
 	// The refusal stands whether or not it could be recorded; a failure to record is logged.
-	if err := audit.ActionRefused(context.WithoutCancel(r.Context()), a.st, c.Name, "admin api", pattern, msg, detail); err != nil {
+	if err := audit.ActionRefused(context.WithoutCancel(ctx), a.st, c.Name, "admin api", pattern, msg, detail); err != nil {
 		a.logger.Error("recording a refused admin request", "admin", c.Name, "route", pattern, "err", err)
 	}
-	writeErr(w, http.StatusForbidden, msg)
-	return false
+	return errors.New(msg)
 }
 
 // RoleRefusal is the message for an admin with role have refused something that needs need:

@@ -39,9 +39,20 @@ var roleRequests = []struct {
 	{"POST /admin/v1/approvals/{id}/approve", "POST", "/admin/v1/approvals/ap_none/approve", "", admin.Approver},
 	{"POST /admin/v1/approvals/{id}/deny", "POST", "/admin/v1/approvals/ap_none/deny", `{"reason":"no"}`, admin.Approver},
 	{"PUT /admin/v1/grants/{connector}", "PUT", "/admin/v1/grants/slack", "GRANT", admin.Granter},
+	{"POST /admin/v1/connectors/{name}/versions/{version}/reject", "POST", "/admin/v1/connectors/slack/versions/9.9.9/reject", "", admin.Granter},
 	{"DELETE /admin/v1/grants/{connector}", "DELETE", "/admin/v1/grants/slack?tools=post_message", "", admin.Granter},
 	{"GET /admin/v1/admins", "GET", "/admin/v1/admins", "", admin.Owner},
 	{"PUT /admin/v1/admins/{name}/role", "PUT", "/admin/v1/admins/nobody/role", `{"role":"viewer"}`, admin.Owner},
+	{"POST /admin/v1/admins", "POST", "/admin/v1/admins", `{"name":"newcomer","role":"viewer"}`, admin.Owner},
+	{"DELETE /admin/v1/admins/{name}", "DELETE", "/admin/v1/admins/nobody", "", admin.Owner},
+	{"GET /admin/v1/agents", "GET", "/admin/v1/agents", "", admin.Viewer},
+	{"POST /admin/v1/agents", "POST", "/admin/v1/agents", `{"name":"newbot","subject":"acme"}`, admin.Owner},
+	{"DELETE /admin/v1/agents/{name}", "DELETE", "/admin/v1/agents/nobody", "", admin.Owner},
+	{"GET /admin/v1/secrets", "GET", "/admin/v1/secrets", "", admin.Granter},
+	{"GET /admin/v1/connections", "GET", "/admin/v1/connections", "", admin.Viewer},
+	{"POST /admin/v1/connections/{connector}/connect", "POST", "/admin/v1/connections/nothing/connect", `{"subject":"alice"}`, admin.Granter},
+	{"DELETE /admin/v1/connections/{connector}/{slot}/{subject}", "DELETE", "/admin/v1/connections/slack/bot_token/alice", "", admin.Granter},
+	{"PUT /admin/v1/secrets/{name}", "PUT", "/admin/v1/secrets/probe", `{"value":"x"}`, admin.Owner},
 }
 
 // roleAdmins issues one admin token per role in the state store and serves the admin API.
@@ -109,8 +120,8 @@ func TestRolesEveryRoute(t *testing.T) {
 					}
 				}
 			}
-			if len(want) != 8+6+2 { // viewer: 2 decide + 2 grant + 2 profile + 2 owner routes; approver: 6; granter: 2
-				t.Errorf("%d refusals, want 16", len(want))
+			if len(want) != 17+15+7 { // viewer: 2 decide + 6 granter (reject upgrade, secret names, connect, disconnect) + 2 profile + 7 owner routes; approver: 15; granter: 7
+				t.Errorf("%d refusals, want 39", len(want))
 			}
 
 			recs, err := e.st.QueryAudit(ctx, store.AuditFilter{Kind: audit.KindAdmin, Decision: "denied"})
