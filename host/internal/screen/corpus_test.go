@@ -300,6 +300,52 @@ var encodings = []struct {
 		}
 		return b.String(), utf8.ValidString(b.String())
 	}},
+	// Look-alikes: Latin letters swapped for the Cyrillic ones that look the same, digits for
+	// letters, combining marks between letters, mathematical bold letters. Each applies only
+	// to Latin text.
+	{"homoglyphs", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string {
+			if h, ok := map[rune]string{'a': "а", 'e': "е", 'o': "о", 'i': "і", 'c': "с", 'p': "р", 'x': "х", 'y': "у"}[c]; ok {
+				return h
+			}
+			return string(c)
+		})
+	}},
+	{"leetspeak", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string {
+			if h, ok := map[rune]string{'o': "0", 'i': "1", 'e': "3", 'a': "4"}[c]; ok {
+				return h
+			}
+			return string(c)
+		})
+	}},
+	{"combining_marks", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string { return string(c) + "\u0323" })
+	}},
+	{"math_alphanumerics", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string {
+			if c >= 'a' && c <= 'z' {
+				return string(0x1D41A + c - 'a') // MATHEMATICAL BOLD SMALL A…
+			}
+			return string(c)
+		})
+	}},
+}
+
+// mapLatin applies f to each ASCII letter of s; false when s has none (the encoding does not
+// apply to text in another script).
+func mapLatin(s string, f func(rune) string) (string, bool) {
+	var b strings.Builder
+	n := 0
+	for _, c := range s {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			n++
+			b.WriteString(f(c))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String(), n*2 > utf8.RuneCountInString(s)
 }
 
 // slackHistory is a conversations.history page (the shapes of the Slack Web API's

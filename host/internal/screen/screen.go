@@ -17,6 +17,10 @@
 //     would fetch from a host outside the allow-list, data: and javascript: URLs;
 //   - link (opt-in): any http(s) link to a host outside the allow-list.
 //
+// Before matching, a layer folds look-alikes ("confusables"): combining marks go, Cyrillic,
+// Greek and Armenian letters that look Latin become Latin (a TR39 subset, confusables.go), and
+// digits inside words become the letters they stand for ("1gn0re").
+//
 // An optional external classifier (see [Classifier] and manifests/FORMAT.md) gets the strings
 // too. Scan returns the findings and, when asked, the data with each offending span replaced.
 //
@@ -71,7 +75,7 @@ const Redaction = "[airlock: removed possible prompt injection]"
 // JSON pointer of the string ("" for the whole document; a key's findings point at the member it
 // names; inside a JSON document carried in a string, the inner pointer follows the outer one)
 // and what the text was decoded from (base64, percent, html_entities, escapes, tag_characters,
-// normalized, joined with "+" when layered). It names where, never the text itself, so it may go
+// normalized, confusables, joined with "+" when layered). It names where, never the text itself, so it may go
 // to the audit trail and to the agent.
 type Finding = audit.Finding
 
@@ -393,8 +397,16 @@ func (w *walker) layers(s, path string, depth int, enc string, lit [2]int) {
 	if hasTags(s) {
 		sub("tag_characters", tagText(s))
 	}
-	if n := normalize(s); n != s {
+	n := normalize(s)
+	if n != s {
 		sub("normalized", n)
+	}
+	f := fold(n, false)
+	if f != n {
+		sub("confusables", f)
+	}
+	if g := fold(n, true); g != n && g != f {
+		sub("confusables", g)
 	}
 	if strings.Contains(s, "%") {
 		sub("percent", percentDecode(s))
