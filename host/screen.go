@@ -28,11 +28,29 @@ type Screening = audit.Screening
 // a call waiting to run: its tool is the tool's name followed by it.
 const heldSuffix = "#result"
 
-// newScreener builds the screener of a policy's screening section.
-func newScreener(s manifest.Screening) (*screen.Screener, error) {
+// newScreener builds the screener of c's screening section. The classifier's auth secret is
+// read through the host's secret sources (and scrubbed from every output) on each request; a
+// reference that fails does not stop the connector: the classifier's on_error decides.
+func (h *Host) newScreener(c *connector, s manifest.Screening) (*screen.Screener, error) {
 	cfg := screen.Config{Detectors: s.Detectors, LinkHosts: s.LinkHosts}
-	if c := s.Classifier; c != nil {
-		cfg.Classifier = &screen.Classifier{URL: c.URL, Timeout: time.Duration(c.TimeoutMS) * time.Millisecond, FailClosed: c.OnError == "closed"}
+	if cl := s.Classifier; cl != nil {
+		cfg.Classifier = &screen.Classifier{URL: cl.URL, Timeout: time.Duration(cl.TimeoutMS) * time.Millisecond, FailClosed: cl.OnError == "closed"}
+		if a := cl.Auth; a != nil {
+			r := h.newRef(c, "screening.classifier.auth", "", "bearer", a.Secret)
+			prefix := ""
+			if a.Scheme != "" {
+				prefix = a.Scheme + " "
+			}
+			cfg.Classifier.Header = a.Header
+			cfg.Classifier.Credential = func(ctx context.Context) (string, error) {
+				v, err := r.Value(ctx)
+				if err != nil {
+					h.logger.Warn("the classifier's credential could not be read", "connector", c.manifest.Name, "err", err)
+					return "", err
+				}
+				return prefix + v.Expose(), nil
+			}
+		}
 	}
 	return screen.New(cfg)
 }
