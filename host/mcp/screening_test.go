@@ -613,7 +613,7 @@ func TestScreeningClassifierAuthNeedsReference(t *testing.T) {
 	m, wasm := hosttest.Connector(t, "./plugins/slack", "manifests/slack.yaml")
 	g := &manifest.Grant{Connector: "slack", Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
-		Screening: &manifest.Screening{Classifier: &manifest.ScreeningClassifier{URL: "http://127.0.0.1:1/", Auth: &manifest.ClassifierAuth{Secret: "sk-live-pasted-value"}}}}
+		Screening:   &manifest.Screening{Classifier: &manifest.ScreeningClassifier{URL: "http://127.0.0.1:1/", Auth: &manifest.ClassifierAuth{Secret: "sk-live-pasted-value"}}}}
 	err := h.LoadModule(context.Background(), m, wasm, g)
 	if err == nil || !strings.Contains(err.Error(), "auth.secret") || strings.Contains(err.Error(), "sk-live-pasted-value") {
 		t.Fatalf("LoadModule = %v, want a refusal naming auth.secret without the value", err)
