@@ -213,6 +213,12 @@ func buildCorpus(t *testing.T) []sample {
 					slackHistory(i, []string{n[0], hidden, n[1]}, nil))
 				add(sample{ID: id + "-salesforce", Attack: true, Lang: a.lang, Shape: "salesforce_query", Encoding: enc.name},
 					salesforceQuery(i, n[0]+"\n\n"+hidden, n[1], nil))
+			case "lines": // the halves are neighbouring strings of one array
+				half := strings.SplitN(hidden, "\x00", 2)
+				add(sample{ID: id + "-slack", Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: enc.name},
+					slackHistory(i, []string{n[0], n[1]}, map[string]any{"metadata": map[string]any{"event_type": "note", "event_payload": map[string]any{"lines": half}}}))
+				add(sample{ID: id + "-salesforce", Attack: true, Lang: a.lang, Shape: "salesforce_query", Encoding: enc.name},
+					salesforceQuery(i, n[0], n[1], map[string]any{"Checklist__c": half}))
 			case "field":
 				add(sample{ID: id + "-slack", Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: enc.name},
 					slackHistory(i, []string{n[0], n[1]}, map[string]any{"metadata": map[string]any{"event_type": "note", "event_payload": map[string]any{"body": hidden}}}))
@@ -299,6 +305,15 @@ var encodings = []struct {
 			b.WriteRune(c)
 		}
 		return b.String(), utf8.ValidString(b.String())
+	}},
+	// Split: the text cut after its second word into two neighbouring strings, which cuts the
+	// phrase most attacks open with (text in a script written without spaces is not split).
+	{"split", "lines", func(s string) (string, bool) {
+		words := strings.SplitN(s, " ", 3)
+		if len(words) < 3 {
+			return "", false
+		}
+		return words[0] + " " + words[1] + "\x00" + words[2], true
 	}},
 	// Look-alikes: Latin letters swapped for the Cyrillic ones that look the same, digits for
 	// letters, combining marks between letters, mathematical bold letters. Each applies only

@@ -189,15 +189,25 @@ func (s *Screener) Scan(ctx context.Context, data []byte, info Info, redact bool
 	return rep, nil
 }
 
-// edit replaces data[start:end] (a whole string literal) by repl.
+// edit replaces data[start:end] (a whole string literal) by repl; whole marks a replacement
+// of the whole value, which wins over a partial one of the same literal.
 type edit struct {
 	start, end int
 	repl       []byte
+	whole      bool
 }
 
 // apply applies edits (possibly overlapping: the outer one wins) to data.
 func apply(data []byte, edits []edit) []byte {
-	slices.SortStableFunc(edits, func(a, b edit) int { return a.start - b.start })
+	slices.SortStableFunc(edits, func(a, b edit) int {
+		if a.start == b.start && a.whole != b.whole {
+			if a.whole {
+				return -1
+			}
+			return 1
+		}
+		return a.start - b.start
+	})
 	var out bytes.Buffer
 	pos := 0
 	for _, e := range edits {
@@ -257,7 +267,18 @@ type frame struct {
 	idx    int
 	wanted bool // an object expects a key next
 	path   string
+	last   *value // the container's previous string value, for the seam
 }
+
+// value is a string value already screened: its text, pointer and top-level literal.
+type value struct {
+	text, path string
+	lit        [2]int
+	wanted     bool // it was screened (interesting)
+}
+
+// seamBytes is how much of each side of two neighbouring string values the seam check reads.
+const seamBytes = 80
 
 // walk screens every string of the JSON document data, whose pointer is prefix, and returns the
 // edits that redact it. Below depth 0, data is carried by the top-level literal top.
@@ -314,14 +335,26 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 			if isKey {
 				stack[len(stack)-1].key, stack[len(stack)-1].wanted = raw, false
 			}
-			if w.collect && depth == 0 || w.s.det.interesting(raw[1:len(raw)-1]) {
-				lit := [2]int{start, off}
-				if depth > 0 {
-					lit = top // the string that carries this document
-				}
-				if repl, changed := w.text(unquote(raw), here(), depth, "", lit); changed && w.redact {
+			lit := [2]int{start, off}
+			if depth > 0 {
+				lit = top // the string that carries this document
+			}
+			interesting := w.s.det.interesting(raw[1 : len(raw)-1])
+			var v *value
+			if interesting || w.collect && depth == 0 || !isKey && len(stack) > 0 && stack[len(stack)-1].last != nil && stack[len(stack)-1].last.wanted {
+				v = &value{text: unquote(raw), path: here(), lit: lit, wanted: interesting}
+			}
+			if w.collect && depth == 0 || interesting {
+				if repl, changed := w.text(v.text, v.path, depth, "", lit); changed && w.redact {
 					edits = append(edits, edit{start: start, end: off, repl: quote(repl)})
 				}
+			}
+			if !isKey && len(stack) > 0 {
+				f := &stack[len(stack)-1]
+				if v != nil && f.last != nil && (v.wanted || f.last.wanted) {
+					edits = w.seam(f.last, v, edits)
+				}
+				f.last = v
 			}
 			if !isKey {
 				advance()
@@ -336,6 +369,54 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 		}
 	}
 	return edits, nil
+}
+
+// seam screens the join of two neighbouring string values of one array or object for an
+// instruction split between them ("ignore previous" | "instructions and …"): a model reads
+// them in sequence. Only the end of a and the start of b are read, and only a phrase that
+// neither side holds alone counts; its finding points at b (encoding "split"), and redaction
+// replaces both values whole.
+func (w *walker) seam(a, b *value, edits []edit) []edit {
+	if !w.s.det.detectors[DetectorInstruction] {
+		return edits
+	}
+	tail, head := a.text, b.text
+	if len(tail) > seamBytes {
+		i := len(tail) - seamBytes
+		for i < len(tail) && !utf8.RuneStart(tail[i]) {
+			i++
+		}
+		tail = tail[i:]
+	}
+	if len(head) > seamBytes {
+		i := seamBytes
+		for i > 0 && !utf8.RuneStart(head[i]) {
+			i--
+		}
+		head = head[:i]
+	}
+	joined := tail + " " + head
+	hits := w.s.det.instructions(joined, strings.ToLower(joined), nil)
+	if len(hits) == 0 {
+		return edits
+	}
+	alone := w.s.det.instructions(tail, strings.ToLower(tail), nil)
+	alone = w.s.det.instructions(head, strings.ToLower(head), alone)
+	found := false
+	for _, h := range hits {
+		if slices.ContainsFunc(alone, func(x hit) bool { return x.Finding == h.Finding }) {
+			continue // one side says it all: its own finding
+		}
+		f := h.Finding
+		f.Path, f.Encoding = b.path, "split"
+		w.add(f)
+		found = true
+	}
+	if found && w.redact {
+		edits = append(edits, edit{start: a.lit[0], end: a.lit[1], repl: quote(Redaction), whole: true},
+			edit{start: b.lit[0], end: b.lit[1], repl: quote(Redaction), whole: true})
+	}
+	return edits
 }
 
 // unquote decodes a JSON string literal (quotes included).
