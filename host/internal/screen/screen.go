@@ -267,7 +267,7 @@ type frame struct {
 	idx    int
 	wanted bool // an object expects a key next
 	path   string
-	last   *value // the container's previous string value, for the seam
+	last   value // the container's previous string value, for the seam
 }
 
 // value is a string value already screened: its text, pointer and top-level literal.
@@ -275,6 +275,7 @@ type value struct {
 	text, path string
 	lit        [2]int
 	wanted     bool // it was screened (interesting)
+	ok         bool // a value with its text
 }
 
 // seamBytes is how much of each side of two neighbouring string values the seam check reads.
@@ -340,9 +341,9 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 				lit = top // the string that carries this document
 			}
 			interesting := w.s.det.interesting(raw[1 : len(raw)-1])
-			var v *value
-			if interesting || w.collect && depth == 0 || !isKey && len(stack) > 0 && stack[len(stack)-1].last != nil && stack[len(stack)-1].last.wanted {
-				v = &value{text: unquote(raw), path: here(), lit: lit, wanted: interesting}
+			var v value
+			if interesting || w.collect && depth == 0 || !isKey && len(stack) > 0 && stack[len(stack)-1].last.wanted {
+				v = value{text: unquote(raw), path: here(), lit: lit, wanted: interesting, ok: true}
 			}
 			if w.collect && depth == 0 || interesting {
 				if repl, changed := w.text(v.text, v.path, depth, "", lit); changed && w.redact {
@@ -351,8 +352,8 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 			}
 			if !isKey && len(stack) > 0 {
 				f := &stack[len(stack)-1]
-				if v != nil && f.last != nil && (v.wanted || f.last.wanted) {
-					edits = w.seam(f.last, v, edits)
+				if v.ok && f.last.ok && (v.wanted || f.last.wanted) {
+					edits = w.seam(&f.last, &v, edits)
 				}
 				f.last = v
 			}
