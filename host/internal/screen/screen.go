@@ -274,8 +274,7 @@ type frame struct {
 type value struct {
 	text, path string
 	lit        [2]int
-	wanted     bool // it was screened (interesting)
-	ok         bool // a value with its text
+	wanted     bool // it was screened (interesting): it has text
 }
 
 // seamBytes is how much of each side of two neighbouring string values the seam check reads.
@@ -342,8 +341,8 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 			}
 			interesting := w.s.det.interesting(raw[1 : len(raw)-1])
 			var v value
-			if interesting || w.collect && depth == 0 || !isKey && len(stack) > 0 && stack[len(stack)-1].last.wanted {
-				v = value{text: unquote(raw), path: here(), lit: lit, wanted: interesting, ok: true}
+			if interesting || w.collect && depth == 0 {
+				v = value{text: unquote(raw), path: here(), lit: lit, wanted: interesting}
 			}
 			if w.collect && depth == 0 || interesting {
 				if repl, changed := w.text(v.text, v.path, depth, "", lit); changed && w.redact {
@@ -352,7 +351,7 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 			}
 			if !isKey && len(stack) > 0 {
 				f := &stack[len(stack)-1]
-				if v.ok && f.last.ok && (v.wanted || f.last.wanted) {
+				if v.wanted && f.last.wanted {
 					edits = w.seam(&f.last, &v, edits)
 				}
 				f.last = v
@@ -376,7 +375,9 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 // instruction split between them ("ignore previous" | "instructions and …"): a model reads
 // them in sequence. Only the end of a and the start of b are read, and only a phrase that
 // neither side holds alone counts; its finding points at b (encoding "split"), and redaction
-// replaces both values whole.
+// replaces both values whole. Both values must be text the detectors read (white space,
+// non-ASCII …): a one-word value ("instructions") next to a phrase is not joined, which keeps
+// the seams of a record's text and its IDs, types and timestamps out of the cost.
 func (w *walker) seam(a, b *value, edits []edit) []edit {
 	if !w.s.det.detectors[DetectorInstruction] {
 		return edits
