@@ -24,7 +24,7 @@ screening:
 		t.Fatal(err)
 	}
 	want := &Screening{Action: ScreenRequireApproval, Detectors: []string{"instruction", "invisible", "exfiltration", "link"},
-		LinkHosts:  []string{"*.slack-edge.com", "files.example.com"},
+		LinkHosts: []string{"*.slack-edge.com", "files.example.com"},
 		Classifier: &ScreeningClassifier{URL: "http://127.0.0.1:8700/v1/screen", TimeoutMS: 800, OnError: "closed",
 			Auth: &ClassifierAuth{Header: "X-Api-Key", Secret: "env:CLASSIFIER_TOKEN"}}}
 	if diff := cmp.Diff(want, g.Screening); diff != "" {

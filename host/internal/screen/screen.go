@@ -19,7 +19,9 @@
 //
 // Before matching, a layer folds look-alikes ("confusables"): combining marks go, Cyrillic,
 // Greek and Armenian letters that look Latin become Latin (a TR39 subset, confusables.go), and
-// digits inside words become the letters they stand for ("1gn0re").
+// digits inside words become the letters they stand for ("1gn0re"). Two neighbouring text
+// values of one array or object are also read across their seam, for a phrase split between
+// them.
 //
 // An optional external classifier (see [Classifier] and manifests/FORMAT.md) gets the strings
 // too. Scan returns the findings and, when asked, the data with each offending span replaced.
@@ -75,7 +77,7 @@ const Redaction = "[airlock: removed possible prompt injection]"
 // JSON pointer of the string ("" for the whole document; a key's findings point at the member it
 // names; inside a JSON document carried in a string, the inner pointer follows the outer one)
 // and what the text was decoded from (base64, percent, html_entities, escapes, tag_characters,
-// normalized, confusables, joined with "+" when layered). It names where, never the text itself, so it may go
+// normalized, confusables, split, joined with "+" when layered). It names where, never the text itself, so it may go
 // to the audit trail and to the agent.
 type Finding = audit.Finding
 
