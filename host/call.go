@@ -373,7 +373,11 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	res.Meta.Requests = hc.requests
 	if err != nil {
 		var pe *runtime.PluginError
-		return h.pluginFailure(req.Tool, err), hc.unanswered || (hc.wrote && !errors.As(err, &pe))
+		rerr := h.pluginFailure(req.Tool, err)
+		if errors.As(err, &pe) { // the plugin's own error: built from what the upstream said
+			rerr = h.screenError(ctx, c, tool, req, rerr, res, ev)
+		}
+		return rerr, hc.unanswered || (hc.wrote && !errors.As(err, &pe))
 	}
 
 	// 6. Output against the output schema; 7. no secret leaves.

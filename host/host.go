@@ -488,7 +488,7 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 		ruleHosts = append(ruleHosts, r.Host)
 	}
 	c.hosts, c.propagate = telemetry.NewHosts(ruleHosts), g != nil && g.PropagateTrace
-	if c.screen, err = newScreener(policy.Screening); err != nil {
+	if c.screen, err = h.newScreener(c, policy.Screening); err != nil {
 		return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
 
@@ -655,17 +655,22 @@ func (h *Host) LoadInstalled(ctx context.Context, m *manifest.Manifest, wasm []b
 // ref returns the live reference filling slot's field; it is read now, so a failure is
 // logged (once) at load.
 func (h *Host) ref(ctx context.Context, c *connector, slot, field, kind, reference string) *credential.Ref {
+	r := h.newRef(c, slot, field, kind, reference)
+	_ = r.Check(ctx)
+	c.refs = append(c.refs, r)
+	return r
+}
+
+// newRef returns a reference read through the host's secret sources, its value scrubbed.
+func (h *Host) newRef(c *connector, slot, field, kind, reference string) *credential.Ref {
 	scheme, _ := secret.Scheme(reference)
 	var retry time.Duration
 	if scheme != "store" && scheme != "env" && scheme != "file" {
 		retry = 5 * time.Second // a remote source (vault): a failing reference must not hammer it
 	}
-	r := credential.NewRef(credential.RefConfig{Connector: c.manifest.Name, Slot: slot, Field: field, Kind: kind,
+	return credential.NewRef(credential.RefConfig{Connector: c.manifest.Name, Slot: slot, Field: field, Kind: kind,
 		Reference: reference, Secrets: h.cfg.Secrets, Fresh: scheme == "store", TTL: h.cfg.SecretTTL, Retry: retry,
 		Scrubber: h.scrub, Logger: h.logger})
-	_ = r.Check(ctx)
-	c.refs = append(c.refs, r)
-	return r
 }
 
 // loadOnce reads a reference used only at load. A failure is kept as the connector's

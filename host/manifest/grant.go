@@ -89,6 +89,20 @@ type ScreeningClassifier struct {
 	// result goes on, its meta.screening saying why it is unscreened) or "closed" (the call
 	// fails, retryable).
 	OnError string `json:"on_error,omitempty"`
+	// Auth, if set, authenticates the host to the classifier with a header whose value is a
+	// secret.
+	Auth *ClassifierAuth `json:"auth,omitempty"`
+}
+
+// ClassifierAuth is the header the host sends the classifier: Header: Scheme Secret.
+type ClassifierAuth struct {
+	// Header is the header's name (default Authorization).
+	Header string `json:"header,omitempty"`
+	// Scheme, if set, comes before the secret and a space ("Bearer").
+	Scheme string `json:"scheme,omitempty"`
+	// Secret is the reference of the value (env:, file:, store:, vault: …), resolved by the
+	// host's secret sources, scrubbed from every output, never logged.
+	Secret string `json:"secret"`
 }
 
 // CredentialGrant fills one credential slot. In YAML a plain string is a secret reference

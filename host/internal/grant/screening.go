@@ -2,10 +2,15 @@ package grant
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 )
 
 // defaultDetectors are the detectors that run when a grant names none (host/internal/screen's
@@ -46,6 +51,7 @@ func screening(p *Policy, s *manifest.Screening) []error {
 			if c.OnError != "" && c.OnError != "open" && c.OnError != "closed" {
 				errs = append(errs, fmt.Errorf("screening.classifier.on_error: %q must be open or closed", c.OnError))
 			}
+			errs = append(errs, checkClassifierAuth(c.Auth)...)
 			cc := *c
 			out.Classifier = &cc
 		}
@@ -103,4 +109,26 @@ func tighterScreening(file, store *manifest.Screening) *manifest.Screening {
 		out.Classifier = &c
 	}
 	return out
+}
+
+// checkClassifierAuth checks the classifier's auth header: a secret reference, a header name
+// that is a token and not one the host sets itself.
+func checkClassifierAuth(a *manifest.ClassifierAuth) []error {
+	if a == nil {
+		return nil
+	}
+	var errs []error
+	if _, ok := secret.Scheme(a.Secret); !ok {
+		errs = append(errs, fmt.Errorf("screening.classifier.auth.secret: %s is not a secret reference: write one such as env:CLASSIFIER_TOKEN or vault:kv/airlock#classifier (never the value itself)", secret.Display(a.Secret)))
+	}
+	switch h := http.CanonicalHeaderKey(a.Header); {
+	case a.Header != "" && !httpguts.ValidHeaderFieldName(a.Header):
+		errs = append(errs, fmt.Errorf("screening.classifier.auth.header: %q is not a header name", a.Header))
+	case h == "Host" || h == "Content-Type" || h == "Content-Length" || h == "Accept" || h == "Transfer-Encoding":
+		errs = append(errs, fmt.Errorf("screening.classifier.auth.header: the host sets %s itself; name the header the classifier reads the credential from (default Authorization)", h))
+	}
+	if strings.ContainsAny(a.Scheme, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("screening.classifier.auth.scheme: %q must be one word, such as Bearer", a.Scheme))
+	}
+	return errs
 }

@@ -27,6 +27,12 @@ type Classifier struct {
 	FailClosed bool
 	// Client sends the requests (default: a client that follows no redirect).
 	Client *http.Client
+	// Header and Credential, if Credential is set, authenticate the host: each request carries
+	// Header (default Authorization) with what Credential returns, read per request (so a
+	// rotated secret takes effect). A Credential error counts as no verdict; its text is not
+	// passed on.
+	Header     string
+	Credential func(context.Context) (string, error)
 }
 
 // DefaultClassifierTimeout is Classifier.Timeout when zero.
@@ -80,6 +86,9 @@ func (c *Classifier) init() error {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultClassifierTimeout
 	}
+	if c.Header == "" {
+		c.Header = "Authorization"
+	}
 	if c.Client == nil {
 		c.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
@@ -107,6 +116,13 @@ func (c *Classifier) classify(ctx context.Context, info Info, items []item) ([]i
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Accept", "application/json")
+	if c.Credential != nil {
+		v, err := c.Credential(ctx)
+		if err != nil {
+			return nil, errors.New("the classifier's credential could not be read (screening.classifier.auth.secret); the host log says why")
+		}
+		hr.Header.Set(c.Header, v)
+	}
 	resp, err := c.Client.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -213,6 +213,12 @@ func buildCorpus(t *testing.T) []sample {
 					slackHistory(i, []string{n[0], hidden, n[1]}, nil))
 				add(sample{ID: id + "-salesforce", Attack: true, Lang: a.lang, Shape: "salesforce_query", Encoding: enc.name},
 					salesforceQuery(i, n[0]+"\n\n"+hidden, n[1], nil))
+			case "lines": // the halves are neighbouring strings of one array
+				half := strings.SplitN(hidden, "\x00", 2)
+				add(sample{ID: id + "-slack", Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: enc.name},
+					slackHistory(i, []string{n[0], n[1]}, map[string]any{"metadata": map[string]any{"event_type": "note", "event_payload": map[string]any{"lines": half}}}))
+				add(sample{ID: id + "-salesforce", Attack: true, Lang: a.lang, Shape: "salesforce_query", Encoding: enc.name},
+					salesforceQuery(i, n[0], n[1], map[string]any{"Checklist__c": half}))
 			case "field":
 				add(sample{ID: id + "-slack", Attack: true, Lang: a.lang, Shape: "slack_history", Encoding: enc.name},
 					slackHistory(i, []string{n[0], n[1]}, map[string]any{"metadata": map[string]any{"event_type": "note", "event_payload": map[string]any{"body": hidden}}}))
@@ -300,6 +306,61 @@ var encodings = []struct {
 		}
 		return b.String(), utf8.ValidString(b.String())
 	}},
+	// Split: the text cut after its second word into two neighbouring strings, which cuts the
+	// phrase most attacks open with (text in a script written without spaces is not split).
+	{"split", "lines", func(s string) (string, bool) {
+		words := strings.SplitN(s, " ", 3)
+		if len(words) < 3 {
+			return "", false
+		}
+		return words[0] + " " + words[1] + "\x00" + words[2], true
+	}},
+	// Look-alikes: Latin letters swapped for the Cyrillic ones that look the same, digits for
+	// letters, combining marks between letters, mathematical bold letters. Each applies only
+	// to Latin text.
+	{"homoglyphs", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string {
+			if h, ok := map[rune]string{'a': "а", 'e': "е", 'o': "о", 'i': "і", 'c': "с", 'p': "р", 'x': "х", 'y': "у"}[c]; ok {
+				return h
+			}
+			return string(c)
+		})
+	}},
+	{"leetspeak", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string {
+			if h, ok := map[rune]string{'o': "0", 'i': "1", 'e': "3", 'a': "4"}[c]; ok {
+				return h
+			}
+			return string(c)
+		})
+	}},
+	{"combining_marks", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string { return string(c) + "\u0323" })
+	}},
+	{"math_alphanumerics", "text", func(s string) (string, bool) {
+		return mapLatin(s, func(c rune) string {
+			if c >= 'a' && c <= 'z' {
+				return string(0x1D41A + c - 'a') // MATHEMATICAL BOLD SMALL A…
+			}
+			return string(c)
+		})
+	}},
+}
+
+// mapLatin applies f to each ASCII letter of s; false when s has none (the encoding does not
+// apply to text in another script).
+func mapLatin(s string, f func(rune) string) (string, bool) {
+	var b strings.Builder
+	n := 0
+	for _, c := range s {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			n++
+			b.WriteString(f(c))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String(), n*2 > utf8.RuneCountInString(s)
 }
 
 // slackHistory is a conversations.history page (the shapes of the Slack Web API's

@@ -17,6 +17,12 @@
 //     would fetch from a host outside the allow-list, data: and javascript: URLs;
 //   - link (opt-in): any http(s) link to a host outside the allow-list.
 //
+// Before matching, a layer folds look-alikes ("confusables"): combining marks go, Cyrillic,
+// Greek and Armenian letters that look Latin become Latin (a TR39 subset, confusables.go), and
+// digits inside words become the letters they stand for ("1gn0re"). Two neighbouring text
+// values of one array or object are also read across their seam, for a phrase split between
+// them.
+//
 // An optional external classifier (see [Classifier] and manifests/FORMAT.md) gets the strings
 // too. Scan returns the findings and, when asked, the data with each offending span replaced.
 //
@@ -71,7 +77,7 @@ const Redaction = "[airlock: removed possible prompt injection]"
 // JSON pointer of the string ("" for the whole document; a key's findings point at the member it
 // names; inside a JSON document carried in a string, the inner pointer follows the outer one)
 // and what the text was decoded from (base64, percent, html_entities, escapes, tag_characters,
-// normalized, joined with "+" when layered). It names where, never the text itself, so it may go
+// normalized, confusables, split, joined with "+" when layered). It names where, never the text itself, so it may go
 // to the audit trail and to the agent.
 type Finding = audit.Finding
 
@@ -185,15 +191,25 @@ func (s *Screener) Scan(ctx context.Context, data []byte, info Info, redact bool
 	return rep, nil
 }
 
-// edit replaces data[start:end] (a whole string literal) by repl.
+// edit replaces data[start:end] (a whole string literal) by repl; whole marks a replacement
+// of the whole value, which wins over a partial one of the same literal.
 type edit struct {
 	start, end int
 	repl       []byte
+	whole      bool
 }
 
 // apply applies edits (possibly overlapping: the outer one wins) to data.
 func apply(data []byte, edits []edit) []byte {
-	slices.SortStableFunc(edits, func(a, b edit) int { return a.start - b.start })
+	slices.SortStableFunc(edits, func(a, b edit) int {
+		if a.start == b.start && a.whole != b.whole {
+			if a.whole {
+				return -1
+			}
+			return 1
+		}
+		return a.start - b.start
+	})
 	var out bytes.Buffer
 	pos := 0
 	for _, e := range edits {
@@ -253,7 +269,18 @@ type frame struct {
 	idx    int
 	wanted bool // an object expects a key next
 	path   string
+	last   value // the container's previous string value, for the seam
 }
+
+// value is a string value already screened: its text, pointer and top-level literal.
+type value struct {
+	text, path string
+	lit        [2]int
+	wanted     bool // it was screened (interesting): it has text
+}
+
+// seamBytes is how much of each side of two neighbouring string values the seam check reads.
+const seamBytes = 80
 
 // walk screens every string of the JSON document data, whose pointer is prefix, and returns the
 // edits that redact it. Below depth 0, data is carried by the top-level literal top.
@@ -310,14 +337,26 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 			if isKey {
 				stack[len(stack)-1].key, stack[len(stack)-1].wanted = raw, false
 			}
-			if w.collect && depth == 0 || w.s.det.interesting(raw[1:len(raw)-1]) {
-				lit := [2]int{start, off}
-				if depth > 0 {
-					lit = top // the string that carries this document
-				}
-				if repl, changed := w.text(unquote(raw), here(), depth, "", lit); changed && w.redact {
+			lit := [2]int{start, off}
+			if depth > 0 {
+				lit = top // the string that carries this document
+			}
+			interesting := w.s.det.interesting(raw[1 : len(raw)-1])
+			var v value
+			if interesting || w.collect && depth == 0 {
+				v = value{text: unquote(raw), path: here(), lit: lit, wanted: interesting}
+			}
+			if w.collect && depth == 0 || interesting {
+				if repl, changed := w.text(v.text, v.path, depth, "", lit); changed && w.redact {
 					edits = append(edits, edit{start: start, end: off, repl: quote(repl)})
 				}
+			}
+			if !isKey && len(stack) > 0 {
+				f := &stack[len(stack)-1]
+				if v.wanted && f.last.wanted {
+					edits = w.seam(&f.last, &v, edits)
+				}
+				f.last = v
 			}
 			if !isKey {
 				advance()
@@ -332,6 +371,56 @@ func (w *walker) walk(data []byte, prefix string, depth int, top [2]int) ([]edit
 		}
 	}
 	return edits, nil
+}
+
+// seam screens the join of two neighbouring string values of one array or object for an
+// instruction split between them ("ignore previous" | "instructions and …"): a model reads
+// them in sequence. Only the end of a and the start of b are read, and only a phrase that
+// neither side holds alone counts; its finding points at b (encoding "split"), and redaction
+// replaces both values whole. Both values must be text the detectors read (white space,
+// non-ASCII …): a one-word value ("instructions") next to a phrase is not joined, which keeps
+// the seams of a record's text and its IDs, types and timestamps out of the cost.
+func (w *walker) seam(a, b *value, edits []edit) []edit {
+	if !w.s.det.detectors[DetectorInstruction] {
+		return edits
+	}
+	tail, head := a.text, b.text
+	if len(tail) > seamBytes {
+		i := len(tail) - seamBytes
+		for i < len(tail) && !utf8.RuneStart(tail[i]) {
+			i++
+		}
+		tail = tail[i:]
+	}
+	if len(head) > seamBytes {
+		i := seamBytes
+		for i > 0 && !utf8.RuneStart(head[i]) {
+			i--
+		}
+		head = head[:i]
+	}
+	joined := tail + " " + head
+	hits := w.s.det.instructions(joined, strings.ToLower(joined), nil)
+	if len(hits) == 0 {
+		return edits
+	}
+	alone := w.s.det.instructions(tail, strings.ToLower(tail), nil)
+	alone = w.s.det.instructions(head, strings.ToLower(head), alone)
+	found := false
+	for _, h := range hits {
+		if slices.ContainsFunc(alone, func(x hit) bool { return x.Finding == h.Finding }) {
+			continue // one side says it all: its own finding
+		}
+		f := h.Finding
+		f.Path, f.Encoding = b.path, "split"
+		w.add(f)
+		found = true
+	}
+	if found && w.redact {
+		edits = append(edits, edit{start: a.lit[0], end: a.lit[1], repl: quote(Redaction), whole: true},
+			edit{start: b.lit[0], end: b.lit[1], repl: quote(Redaction), whole: true})
+	}
+	return edits
 }
 
 // unquote decodes a JSON string literal (quotes included).
@@ -393,8 +482,16 @@ func (w *walker) layers(s, path string, depth int, enc string, lit [2]int) {
 	if hasTags(s) {
 		sub("tag_characters", tagText(s))
 	}
-	if n := normalize(s); n != s {
+	n := normalize(s)
+	if n != s {
 		sub("normalized", n)
+	}
+	f := fold(n, false)
+	if f != n {
+		sub("confusables", f)
+	}
+	if g := fold(n, true); g != n && g != f {
+		sub("confusables", g)
 	}
 	if strings.Contains(s, "%") {
 		sub("percent", percentDecode(s))
