@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Disconnect deletes subject's connection to the connector's authorization-code slot from the
@@ -24,4 +25,20 @@ func (h *Host) Disconnect(ctx context.Context, connector, slot, subject string) 
 		}
 	}
 	return nil
+}
+
+// ConnectionExpiry reports when the stored access token of subject's connection to the
+// connector's slot expires and whether it can be refreshed (never a token). ok is false when
+// the connector is not loaded here or holds no token for the subject.
+func (h *Host) ConnectionExpiry(ctx context.Context, connector, slot, subject string) (expires time.Time, refreshable, ok bool, err error) {
+	c, loaded := h.acquire(connector)
+	if !loaded {
+		return time.Time{}, false, false, nil
+	}
+	defer c.inflight.Done()
+	p := c.providers[slot]
+	if p == nil {
+		return time.Time{}, false, false, nil
+	}
+	return p.Expiry(ctx, subject)
 }

@@ -22,7 +22,11 @@ type Account struct {
 	Status    string            `json:"status"`           // connected or needs_reauth
 	Detail    string            `json:"detail,omitempty"` // why it needs re-authorisation (the last refresh error)
 	Metadata  map[string]string `json:"metadata,omitempty"`
-	Updated   time.Time         `json:"updated"`
+	// Expires is when the stored access token expires, and Refreshable whether a refresh token
+	// renews it then (read from the sealed token set by the running host; absent without one).
+	Expires     time.Time `json:"expires,omitzero"`
+	Refreshable bool      `json:"refreshable,omitempty"`
+	Updated     time.Time `json:"updated"`
 }
 
 // Accounts lists the connected accounts of every connector.
@@ -30,8 +34,16 @@ func (a *Admin) Accounts(ctx context.Context) ([]Account, error) {
 	list, err := a.st.ListConnections(ctx, "")
 	out := make([]Account, 0, len(list))
 	for _, c := range list {
-		out = append(out, Account{Connector: c.Connector, Slot: c.Slot, Subject: c.Subject, Status: c.Status, Detail: c.Detail,
-			Metadata: c.Metadata, Updated: c.Updated})
+		acct := Account{Connector: c.Connector, Slot: c.Slot, Subject: c.Subject, Status: c.Status, Detail: c.Detail,
+			Metadata: c.Metadata, Updated: c.Updated}
+		if a.h != nil {
+			// A token that does not open is reported by the status the next call sets; the
+			// list still shows the account.
+			if exp, refresh, ok, xerr := a.h.ConnectionExpiry(ctx, c.Connector, c.Slot, c.Subject); xerr == nil && ok {
+				acct.Expires, acct.Refreshable = exp.UTC(), refresh
+			}
+		}
+		out = append(out, acct)
 	}
 	return out, err
 }

@@ -554,6 +554,12 @@ func TestBrowserAccounts(t *testing.T) {
 	if st := get(c, "reading the status", chromedp.Text(chromedp.CSS("tr.account .status"))); st != store.StatusConnected {
 		t.Errorf("status shown = %q", st)
 	}
+	// The access token's expiry is read from the sealed token set by the host, and shown.
+	if list, err := e.a.Accounts(ctx); err != nil || len(list) != 1 || !list[0].Expires.After(time.Now()) {
+		t.Errorf("accounts = %+v, %v; want alice's with an expiry in the future", list, err)
+	} else if cell := get(c, "reading the expiry", chromedp.Text(chromedp.CSS("tr.account .expires"))); !strings.HasPrefix(cell, list[0].Expires.Format(time.RFC3339)) {
+		t.Errorf("expiry shown = %q, want %s first", cell, list[0].Expires.Format(time.RFC3339))
+	}
 	html := get(c, "reading the page", chromedp.OuterHTML(chromedp.CSS("html")))
 	for _, s := range auth.Secrets() {
 		if s != "" && strings.Contains(html, s) {

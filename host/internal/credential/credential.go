@@ -460,6 +460,17 @@ func (p *Provider) Metadata(ctx context.Context, subject string) (map[string]str
 	return c.Metadata, nil
 }
 
+// Expiry reports when subject's stored access token expires and whether a refresh token can
+// renew it, reading the sealed token set in the store (never returning a token). ok is false
+// when there is no stored token (no connection, or one that needs re-authorisation).
+func (p *Provider) Expiry(ctx context.Context, subject string) (expires time.Time, refreshable, ok bool, err error) {
+	l, err := p.load(ctx, subject)
+	if err != nil || l == nil || l.tok == nil {
+		return time.Time{}, false, false, err
+	}
+	return l.tok.Expiry, l.tok.RefreshToken != "", true, nil
+}
+
 // traced runs a token exchange (op "mint" or "refresh") in a span "credential.refresh", a child
 // of ctx's span (the tool call's) made with that span's own tracer provider: without a recording
 // span in ctx there is no span and no cost. Its attributes are the connector, slot, slot kind,
