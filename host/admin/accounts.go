@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/airlock-dev/airlock/host"
@@ -84,20 +85,29 @@ func (a *Admin) Connect(ctx context.Context, connector, slot, subject, by string
 
 // Disconnect deletes subject's connection to the connector's slot: its tokens are gone (from
 // the store and this host's memory; other replicas drop theirs when the cached access token
-// expires), and calls for that subject fail until the account is connected again. The tokens
-// are not revoked at the provider. Recorded with who did it.
-func (a *Admin) Disconnect(ctx context.Context, connector, slot, subject, by string) error {
-	del := a.st.DeleteConnection
+// expires), and calls for that subject fail until the account is connected again. With a
+// running host and a revocation_url in the manifest, the provider revokes the tokens first
+// (host.Disconnect); revoked says whether it did, and notRevoked why not. Recorded with who did
+// it and whether the provider revoked.
+func (a *Admin) Disconnect(ctx context.Context, connector, slot, subject, by string) (revoked bool, notRevoked string, err error) {
+	revokeErr := error(nil)
 	if a.h != nil {
-		del = a.h.Disconnect // also drops the token the running host holds
+		revokeErr, err = a.h.Disconnect(ctx, connector, slot, subject) // also drops the token the running host holds
+	} else {
+		revokeErr, err = errors.New("no running host to ask the provider"), a.st.DeleteConnection(ctx, connector, slot, subject)
 	}
-	if err := del(ctx, connector, slot, subject); err != nil {
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%s/%s has no connection for subject %q: %w", connector, slot, subject, store.ErrNotFound)
+			return false, "", fmt.Errorf("%s/%s has no connection for subject %q: %w", connector, slot, subject, store.ErrNotFound)
 		}
-		return err
+		return false, "", err
 	}
-	return audit.Action(ctx, a.st, by, "disconnect", connector, map[string]string{"slot": slot, "subject": subject})
+	if revokeErr != nil {
+		notRevoked = revokeErr.Error()
+	}
+	err = audit.Action(ctx, a.st, by, "disconnect", connector, map[string]string{"slot": slot, "subject": subject,
+		"revoked_at_provider": strconv.FormatBool(revokeErr == nil)})
+	return revokeErr == nil, notRevoked, err
 }
 
 func (a *Admin) apiAccounts(w http.ResponseWriter, r *http.Request) {
@@ -119,6 +129,7 @@ func (a *Admin) apiConnect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) apiDisconnect(w http.ResponseWriter, r *http.Request) {
-	err := a.Disconnect(r.Context(), r.PathValue("connector"), r.PathValue("slot"), r.PathValue("subject"), adminFrom(r.Context()))
-	reply(w, map[string]string{"disconnected": r.PathValue("connector") + "/" + r.PathValue("slot") + "/" + r.PathValue("subject")}, err)
+	revoked, why, err := a.Disconnect(r.Context(), r.PathValue("connector"), r.PathValue("slot"), r.PathValue("subject"), adminFrom(r.Context()))
+	reply(w, map[string]any{"disconnected": r.PathValue("connector") + "/" + r.PathValue("slot") + "/" + r.PathValue("subject"),
+		"revoked_at_provider": revoked, "not_revoked_because": why}, err)
 }

@@ -60,9 +60,14 @@ func (c *Console) accountDisconnect(w http.ResponseWriter, r *http.Request, s *s
 		return
 	}
 	connector, slot, subject := r.PostFormValue("connector"), r.PostFormValue("slot"), r.PostFormValue("subject")
-	if err := c.a.Disconnect(r.Context(), connector, slot, subject, s.Name); err != nil {
+	revoked, why, err := c.a.Disconnect(r.Context(), connector, slot, subject, s.Name)
+	if err != nil {
 		c.accountsPage(w, r, s, http.StatusBadRequest, map[string]any{"Error": err.Error()})
 		return
 	}
-	http.Redirect(w, r, "/console/accounts?done="+url.QueryEscape("Disconnected "+connector+"/"+slot+" for "+subject+": its tokens are deleted; its calls fail until it is connected again."), http.StatusSeeOther)
+	msg := "Disconnected " + connector + "/" + slot + " for " + subject + ": the provider revoked its tokens, and they are deleted here; its calls fail until it is connected again."
+	if !revoked {
+		msg = "Disconnected " + connector + "/" + slot + " for " + subject + ": its tokens are deleted here, but not revoked at the provider (" + why + "); its calls fail until it is connected again."
+	}
+	http.Redirect(w, r, "/console/accounts?done="+url.QueryEscape(msg), http.StatusSeeOther)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -566,8 +567,25 @@ func TestBrowserAccounts(t *testing.T) {
 			t.Fatalf("the accounts page holds a secret the provider issued (%.6q…)", s)
 		}
 	}
+	issued := auth.Secrets()
 	c.run("disconnecting", chromedp.Click(chromedp.CSS("tr.account button")))
-	c.waitText(".message", "Disconnected slack/bot_token for alice")
+	c.waitText(".message", "Disconnected slack/bot_token for alice: the provider revoked its tokens")
+	if auth.Revocations() != 1 {
+		t.Errorf("the provider accepted %d revocations, want 1", auth.Revocations())
+	}
+	// The refresh token the host held no longer works at the provider.
+	refreshTokens := 0
+	for _, tok := range issued {
+		if strings.HasPrefix(tok, "ory_rt_") && auth.Issued(tok) {
+			refreshTokens++
+			if status, _ := auth.RefreshDirect(t, tok); status == http.StatusOK {
+				t.Errorf("the revoked refresh token still refreshes at the provider")
+			}
+		}
+	}
+	if refreshTokens == 0 {
+		t.Error("the provider issued no refresh token to check")
+	}
 	if list, _ := e.a.Accounts(ctx); len(list) != 0 {
 		t.Fatalf("accounts after disconnecting: %+v", list)
 	}

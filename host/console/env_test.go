@@ -144,7 +144,7 @@ func newEnvWith(t *testing.T, auth *oauthtest.Server) *env {
 			t.Fatal("manifests/slack.yaml no longer has exactly one bearer slot; update this test")
 		}
 		y = []byte(strings.Replace(string(y), bearer, "    kind: oauth2_authorization_code\n    oauth:\n      authorize_url: "+oauthOrigin+
-			"/auth\n      token_url: "+oauthOrigin+"/token\n      scopes: [api, offline]\n", 1))
+			"/auth\n      revocation_url: "+oauthOrigin+"/revoke\n      token_url: "+oauthOrigin+"/token\n      scopes: [api, offline]\n", 1))
 	}
 	e.yaml, e.wasm = y, wasm
 	if err := st.PutInstalled(ctx, store.Installed{Name: "slack", Version: "1.0.0", Digest: hex.EncodeToString(sum[:]),

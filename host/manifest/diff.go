@@ -119,6 +119,9 @@ func Compare(older, newer *Manifest) []Change {
 			if o.OAuth.AuthorizeURL != c.OAuth.AuthorizeURL {
 				add(ChangeCredential, p+".oauth.authorize_url", "credential slot %s signs users in at %s instead of %s", c.Name, c.OAuth.AuthorizeURL, o.OAuth.AuthorizeURL)
 			}
+			if o.OAuth.RevocationURL != c.OAuth.RevocationURL {
+				add(ChangeCredential, p+".oauth.revocation_url", "credential slot %s revokes tokens at %q instead of %q", c.Name, c.OAuth.RevocationURL, o.OAuth.RevocationURL)
+			}
 			if o.OAuth.Audience != c.OAuth.Audience {
 				add(ChangeCredential, p+".oauth.audience", "credential slot %s asserts audience %q instead of %q", c.Name, c.OAuth.Audience, o.OAuth.Audience)
 			}

@@ -209,6 +209,10 @@ type OAuth struct {
 	// AuthorizeURL is the authorization endpoint; only for KindOAuth2AuthorizationCode, where it
 	// is required.
 	AuthorizeURL string `json:"authorize_url,omitempty"`
+	// RevocationURL is the token revocation endpoint (RFC 7009); only for
+	// KindOAuth2AuthorizationCode, optional. With it, disconnecting an account revokes its
+	// tokens at the provider, not only in the host.
+	RevocationURL string `json:"revocation_url,omitempty"`
 	// Scopes are requested with every token.
 	Scopes []string `json:"scopes,omitempty"`
 	// Audience is the aud claim of a JWT bearer assertion (default: TokenURL's origin).

@@ -201,7 +201,7 @@ func (d *document) check(m *Manifest) []*Error {
 		case !IsOAuth(c.Kind) && c.OAuth != nil:
 			add(p("credentials", i, "oauth"), "only the oauth2_* kinds use oauth: remove it, or set an OAuth kind")
 		case c.OAuth != nil:
-			for _, u := range []struct{ field, value string }{{"token_url", c.OAuth.TokenURL}, {"authorize_url", c.OAuth.AuthorizeURL}} {
+			for _, u := range []struct{ field, value string }{{"token_url", c.OAuth.TokenURL}, {"authorize_url", c.OAuth.AuthorizeURL}, {"revocation_url", c.OAuth.RevocationURL}} {
 				if u.value == "" {
 					continue
 				}
@@ -214,6 +214,9 @@ func (d *document) check(m *Manifest) []*Error {
 			}
 			if c.Kind != KindOAuth2AuthorizationCode && c.OAuth.AuthorizeURL != "" {
 				add(p("credentials", i, "oauth", "authorize_url"), "only kind oauth2_authorization_code uses authorize_url: remove it")
+			}
+			if c.Kind != KindOAuth2AuthorizationCode && c.OAuth.RevocationURL != "" {
+				add(p("credentials", i, "oauth", "revocation_url"), "only kind oauth2_authorization_code uses revocation_url (disconnecting an account revokes its tokens there): remove it")
 			}
 			if c.Kind != KindOAuth2JWTBearer && c.OAuth.Audience != "" {
 				add(p("credentials", i, "oauth", "audience"), "only kind oauth2_jwt_bearer uses audience: remove it")

@@ -57,6 +57,7 @@ type Server struct {
 	OmitExpiry  bool
 	InstanceURL string
 	FailStatus  int // if set, the token endpoint answers this status
+	revocations int
 }
 
 func New(t testing.TB) *Server {
@@ -100,11 +101,32 @@ func New(t testing.TB) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/auth", s.authorize)
 	mux.HandleFunc("/token", s.token)
+	mux.HandleFunc("/revoke", s.revoke)
 	s.Config.Handler = mux
 	return s
 }
 
-func (s *Server) TokenURL() string     { return s.URL + "/token" }
+func (s *Server) TokenURL() string  { return s.URL + "/token" }
+func (s *Server) RevokeURL() string { return s.URL + "/revoke" }
+
+// revoke is the RFC 7009 revocation endpoint: revoking a refresh token ends its grant, and with
+// it the access tokens issued under it.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	err := s.provider.NewRevocationRequest(r.Context(), r)
+	if err == nil {
+		s.mu.Lock()
+		s.revocations++
+		s.mu.Unlock()
+	}
+	s.provider.WriteRevocationResponse(r.Context(), w, err)
+}
+
+// Revocations counts the revocation requests the server accepted.
+func (s *Server) Revocations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revocations
+}
 func (s *Server) AuthorizeURL() string { return s.URL + "/auth" }
 
 func (s *Server) Count(grant string) int {

@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -202,4 +205,52 @@ func (p *Provider) callback(ctx context.Context, r *http.Request, state, verifie
 	p.emit(subject, "connected", "")
 	return &ConnectResult{Connector: p.cfg.Connector, Slot: p.cfg.Slot.Name, Subject: subject, Metadata: maps.Clone(meta),
 		Expiry: ts.Expiry, Refreshable: ts.RefreshToken != ""}, nil
+}
+
+// ErrNoRevocation: the slot's manifest names no revocation_url, so tokens can only be
+// forgotten by the host, not revoked at the provider.
+var ErrNoRevocation = errors.New("the connector's manifest names no revocation_url for this credential, so the provider was not asked to revoke the tokens: revoke the app's access in the provider's account settings")
+
+// Revoke asks the provider to revoke subject's stored tokens (RFC 7009): the refresh token when
+// there is one (which ends the grant, and with it its access tokens), else the access token.
+// The client authenticates as at the token endpoint. No stored token is not an error. The
+// provider's answer is never quoted (it could echo the token).
+func (p *Provider) Revoke(ctx context.Context, subject string) error {
+	if p.oauth.RevocationURL == "" {
+		return ErrNoRevocation
+	}
+	l, err := p.load(ctx, subject)
+	if err != nil || l == nil || l.tok == nil {
+		return err
+	}
+	form := url.Values{"token": {l.tok.AccessToken}, "token_type_hint": {"access_token"}}
+	if l.tok.RefreshToken != "" {
+		form = url.Values{"token": {l.tok.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	}
+	code, _, err := p.clients(ctx)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.oauth.RevocationURL, nil)
+	if err != nil {
+		return err
+	}
+	if code.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(code.ClientID), url.QueryEscape(code.ClientSecret)) // RFC 6749 §2.3.1
+	} else {
+		form.Set("client_id", code.ClientID)
+	}
+	body := form.Encode()
+	req.Body, req.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := p.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("the revocation endpoint of credential %s could not be reached", p.cfg.Slot.Name)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxTokenResponse))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the revocation endpoint of credential %s answered HTTP %d", p.cfg.Slot.Name, resp.StatusCode)
+	}
+	return nil
 }
