@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,16 +101,25 @@ func (e *deferredEnv) start() (*host.Host, *store.Store, *hosttest.Recorder) {
 // deferPost asks for a deferred post of text as subject and returns the job ID.
 func deferPost(t *testing.T, h *host.Host, subject, text string) string {
 	t.Helper()
+	id, err := tryDeferPost(h, subject, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// tryDeferPost is deferPost for other goroutines than the test's.
+func tryDeferPost(h *host.Host, subject, text string) (string, error) {
 	res := h.Call(context.Background(), host.CallRequest{Tool: "slack.post_message", Agent: "agent-q", Subject: subject, Defer: true,
 		Arguments: json.RawMessage(fmt.Sprintf(`{"channel":%q,"text":%q}`, fakeslack.General, text))})
 	if !res.OK {
-		t.Fatalf("deferred post %q: %+v", text, res.Error)
+		return "", fmt.Errorf("deferred post %q: %+v", text, res.Error)
 	}
 	var a host.Accepted
 	if err := json.Unmarshal(res.Data, &a); err != nil || a.Status != "accepted" || a.JobID == "" || a.Poll != host.JobStatusTool {
-		t.Fatalf("deferred post answered %s (%v); want {status: accepted, job_id, poll: %s}", res.Data, err, host.JobStatusTool)
+		return "", fmt.Errorf("deferred post answered %s (%v); want {status: accepted, job_id, poll: %s}", res.Data, err, host.JobStatusTool)
 	}
-	return a.JobID
+	return a.JobID, nil
 }
 
 // jobStatus asks airlock_job_status, as an agent would.
@@ -156,17 +166,42 @@ func TestDeferredCallsSurviveRestartFairly(t *testing.T) {
 		type job struct{ id, subject string }
 		jobs := map[string]job{} // by text
 		start := time.Now()
-		for i := range n {
-			subject := "tenant-big"
-			if i >= n*9/10 {
-				subject = "tenant-small"
+		// The big tenant's jobs, then the small tenant's, each accepted by 4 callers at once
+		// (as agents would), so that acceptance is over long before the queue drains.
+		var mu sync.Mutex
+		for _, part := range [][2]int{{0, n * 9 / 10}, {n * 9 / 10, n}} {
+			var wg sync.WaitGroup
+			next := make(chan int)
+			for range 4 {
+				wg.Go(func() {
+					for i := range next {
+						subject := "tenant-big"
+						if i >= n*9/10 {
+							subject = "tenant-small"
+						}
+						text := fmt.Sprintf("%s #%d", subject, i)
+						id, err := tryDeferPost(h1, subject, text)
+						mu.Lock()
+						if err != nil {
+							t.Error(err)
+						}
+						jobs[text] = job{id, subject}
+						mu.Unlock()
+					}
+				})
 			}
-			text := fmt.Sprintf("%s #%d", subject, i)
-			jobs[text] = job{deferPost(t, h1, subject, text), subject}
+			for i := part[0]; i < part[1]; i++ {
+				next <- i
+			}
+			close(next)
+			wg.Wait()
+		}
+		if t.Failed() {
+			t.FailNow()
 		}
 		accepted := time.Since(start)
-
 		posted := e.posted
+		postedAtAccepted := len(posted()) // a loaded machine accepts slowly while jobs already run
 		waitPosted(t, posted, n*3/10, time.Duration(n)*time.Second)
 		// A restart: the host stops (jobs running finish), the process reopens the store.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -213,14 +248,19 @@ func TestDeferredCallsSurviveRestartFairly(t *testing.T) {
 				t.Fatalf("job of %q: state %s, result %s; want done and ok", text, st.State, st.Result)
 			}
 		}
-		// Fair share: the small tenant's 100 alternate with the big tenant's 900, so the
-		// last small post lands well before the big tenant is half done (alone in a FIFO it
-		// would be the last tenth).
-		if lastSmall > n/2 {
-			t.Errorf("the small tenant's last post was #%d of %d (the big tenant's last #%d): starved behind the big tenant", lastSmall, n, lastBig)
+		// Fair share: once the small tenant's jobs are all queued, they alternate with the big
+		// tenant's, so its last post lands within about twice its number of posts (4× allows
+		// for jobs in flight and the restart); a FIFO would put it last, behind every big job still queued.
+		smallN := n - n*9/10
+		if left := n - postedAtAccepted; left <= 4*smallN {
+			t.Errorf("only %d posts were left when the last job was accepted (accepting took %v): too few to tell fair from FIFO; accept faster",
+				left, accepted.Round(time.Millisecond))
+		} else if lastSmall-postedAtAccepted > 4*smallN {
+			t.Errorf("the small tenant's last post was #%d of %d, %d posts after its last job was accepted (the big tenant's last #%d): starved behind the big tenant",
+				lastSmall, n, lastSmall-postedAtAccepted, lastBig)
 		}
-		t.Logf("%d jobs: accepted in %v, all posted in %v (%d posted before the restart); small tenant done at post #%d, big at #%d; "+
-			"the upstream answered %d × 429, none reached the agent", n, accepted.Round(time.Millisecond), took.Round(time.Second), atRestart,
+		t.Logf("%d jobs: accepted in %v (%d posted by then), all posted in %v (%d posted before the restart); small tenant done at post #%d, big at #%d; "+
+			"the upstream answered %d × 429, none reached the agent", n, accepted.Round(time.Millisecond), postedAtAccepted, took.Round(time.Second), atRestart,
 			lastSmall, lastBig, e.slack.limited.Load())
 
 		// The job runs are audited as calls of the agent that asked, for its subject.
