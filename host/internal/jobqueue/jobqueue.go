@@ -47,6 +47,7 @@ const (
 	DefaultWorkers      = 8
 	DefaultPollInterval = 200 * time.Millisecond
 	DefaultMaxAttempts  = 10
+	DefaultRescueAfter  = 3 * time.Minute
 	// quantum is a job's share of its flow's virtual clock: the stamps' resolution (SQLite keeps
 	// milliseconds).
 	quantum = time.Millisecond
@@ -109,9 +110,15 @@ type Config struct {
 	// MaxAttempts bounds the attempts of a job that keeps failing with errors other than
 	// snoozes (default 10).
 	MaxAttempts int
-	// JobTimeout bounds one attempt (default 11 minutes: longer than any call may run), and a
-	// job left running by a host that died is picked up again after twice that.
+	// JobTimeout bounds one attempt (default none: a call is bounded by its own timeout, at
+	// most 10 minutes, and its idempotency lease keeps a second attempt from running it twice).
 	JobTimeout time.Duration
+	// RescueAfter is how long after it started a job still marked running is taken as left by a
+	// host that died, and made to run again (default 3 minutes; at least JobTimeout). River looks
+	// for such jobs every 30 s. The rerun finds the call's idempotency lease lapsed (a running
+	// host renews it) and either replays it or ends it outcome_unknown; a job that is in fact
+	// still running on a live host waits for its outcome instead.
+	RescueAfter time.Duration
 	// Logger receives River's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -160,9 +167,14 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
-	if cfg.JobTimeout <= 0 {
-		cfg.JobTimeout = 11 * time.Minute
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = DefaultRescueAfter
 	}
+	jobTimeout := cfg.JobTimeout
+	if jobTimeout <= 0 {
+		jobTimeout = -1 // River: none
+	}
+	cfg.RescueAfter = max(cfg.RescueAfter, jobTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -179,8 +191,8 @@ func New(cfg Config) (*Queue, error) {
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        min(cfg.PollInterval, 50*time.Millisecond),
 		MaxAttempts:          cfg.MaxAttempts,
-		JobTimeout:           cfg.JobTimeout,
-		RescueStuckJobsAfter: 2 * cfg.JobTimeout,
+		JobTimeout:           jobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
 		Logger:               cfg.Logger,
 		Hooks:                []rivertype.Hook{&dueNow{}},
 	}
