@@ -150,7 +150,8 @@ func (h *Host) accept(ctx context.Context, c *connector, tool *manifest.Tool, re
 	}
 	id, err := q.Enqueue(ctx, jobqueue.Call{Tool: req.Tool, Arguments: args, Agent: req.Agent, Subject: req.Subject, Caller: caller,
 		Profile: ev.Profile, Session: req.Session, Conversation: req.Conversation, User: req.User,
-		IdempotencyKey: key, GrantVersion: ver, Confirmed: req.Confirmed, Accepted: res.Meta.RequestID},
+		IdempotencyKey: key, GrantVersion: ver, Confirmed: req.Confirmed, Accepted: res.Meta.RequestID,
+		CallTimeout: time.Duration(c.policy.Limits.TimeoutMS) * time.Millisecond},
 		c.manifest.Name+"\x00"+req.Subject)
 	if err != nil {
 		h.logger.Error("deferred-call queue", "err", err)
