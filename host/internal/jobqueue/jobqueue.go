@@ -187,11 +187,11 @@ func New(cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("jobqueue: %w", err)
 	}
 	rcfg := &river.Config{
-		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: max(cfg.Workers, 1)}},
-		Workers:              workers,
-		FetchPollInterval:    cfg.PollInterval,
-		FetchCooldown:        min(cfg.PollInterval, 50*time.Millisecond),
-		MaxAttempts:          cfg.MaxAttempts,
+		Queues:            map[string]river.QueueConfig{queueName: {MaxWorkers: max(cfg.Workers, 1)}},
+		Workers:           workers,
+		FetchPollInterval: cfg.PollInterval,
+		FetchCooldown:     min(cfg.PollInterval, 50*time.Millisecond),
+		MaxAttempts:       cfg.MaxAttempts,
 		// The worker's Timeout decides per job; River wants this no longer than the rescue.
 		JobTimeout:           cfg.RescueAfter,
 		RescueStuckJobsAfter: cfg.RescueAfter,
