@@ -289,7 +289,16 @@ func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, r
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: "the arguments are not valid JSON"}
 	}
 	scope := c.manifest.Name + "." + tool.Name + "/" + req.Subject
-	out, replayed, err := h.dedup.Do(ctx, scope, key, hash, func(ctx context.Context) ([]byte, bool) {
+	// A call left running by a host that died after it may have sent a request is run again
+	// only when the tool is safe to repeat.
+	var unknown func() []byte
+	if !tool.Annotations.Idempotent && !tool.Annotations.ReadOnly {
+		unknown = func() []byte {
+			b, _ := json.Marshal(idemOutcome{Error: crashedUnknown()})
+			return b
+		}
+	}
+	out, replayed, err := h.dedup.DoOr(ctx, scope, key, hash, unknown, func(ctx context.Context) ([]byte, bool) {
 		rerr, unsure := h.run(ctx, c, tool, req, args, res, ev)
 		if rerr != nil && rerr.Category == abi.Retryable && unsure {
 			rerr = outcomeUnknown(rerr)
@@ -317,6 +326,18 @@ func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, r
 	}
 	res.Data = o.Data
 	return o.Error
+}
+
+// CodeOutcomeUnknown is the error code of a call that a host stopped in the middle of (killed,
+// crashed) after it may have sent its request: whether it happened upstream is unknown, and the
+// host does not run it again.
+const CodeOutcomeUnknown = "outcome_unknown"
+
+// crashedUnknown is the outcome recorded for a call of a tool that is not safe to repeat, found
+// running under a lapsed lease after it may have reached the upstream.
+func crashedUnknown() *ResultError {
+	return &ResultError{Code: CodeOutcomeUnknown, Category: abi.Correctable, Message: "the host stopped while this call was running; " +
+		"it may or may not have happened upstream: check before asking again (with a new idempotency key); it will not be run again automatically"}
 }
 
 // outcomeUnknown is what a keyed call records instead of a retryable failure when one of its
@@ -476,6 +497,11 @@ type callHandler struct {
 // beforeRequest makes sure the call's begin record is on disk before anything leaves the host;
 // if it cannot be, the request is refused.
 func (hc *callHandler) beforeRequest(ctx context.Context) *abi.Error {
+	if err := idempotency.Attempting(hc.ctx); err != nil {
+		hc.h.logger.Error("idempotency store", "request_id", hc.ev.RequestID, "err", err)
+		return &abi.Error{Code: abi.CodeUnavailable, Category: abi.Retryable, RetryAfterMS: 1000,
+			Message: "the host could not record that this call is about to reach the upstream, so no request was sent; try again later"}
+	}
 	if hc.begun == nil {
 		return nil
 	}

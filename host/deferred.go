@@ -43,7 +43,9 @@ type JobStatus struct {
 	JobID string `json:"job_id"`
 	Tool  string `json:"tool"`
 	// State is queued (waiting for its turn or for the upstream's limits), running, done,
-	// cancelled (a revoke, or a grant narrowed under it) or failed (it gave up after its attempts).
+	// cancelled (a revoke, or a grant narrowed under it), failed (it gave up after its attempts)
+	// or outcome_unknown (the host running it stopped after it may have reached the upstream,
+	// and its tool is not safe to repeat: check upstream before asking again).
 	State    string `json:"state"`
 	Attempts int    `json:"attempts"`
 	// Result is the call's own result ({ok, data, error, meta}) once it is done, cancelled or
@@ -80,7 +82,8 @@ func (h *Host) queue() (*jobqueue.Queue, error) {
 			h.jobs.err = err
 			return
 		}
-		q, err := jobqueue.New(jobqueue.Config{DB: db, Run: h.runJob, Workers: h.cfg.DeferredWorkers, Logger: h.logger})
+		q, err := jobqueue.New(jobqueue.Config{DB: db, Run: h.runJob, Workers: h.cfg.DeferredWorkers,
+			RescueAfter: h.cfg.DeferredRescueAfter, Logger: h.logger})
 		if err == nil {
 			err = q.Start(ctx)
 		}
@@ -147,7 +150,8 @@ func (h *Host) accept(ctx context.Context, c *connector, tool *manifest.Tool, re
 	}
 	id, err := q.Enqueue(ctx, jobqueue.Call{Tool: req.Tool, Arguments: args, Agent: req.Agent, Subject: req.Subject, Caller: caller,
 		Profile: ev.Profile, Session: req.Session, Conversation: req.Conversation, User: req.User,
-		IdempotencyKey: key, GrantVersion: ver, Confirmed: req.Confirmed, Accepted: res.Meta.RequestID},
+		IdempotencyKey: key, GrantVersion: ver, Confirmed: req.Confirmed, Accepted: res.Meta.RequestID,
+		CallTimeout: time.Duration(c.policy.Limits.TimeoutMS) * time.Millisecond},
 		c.manifest.Name+"\x00"+req.Subject)
 	if err != nil {
 		h.logger.Error("deferred-call queue", "err", err)
@@ -387,6 +391,9 @@ func (h *Host) jobStatus(ctx context.Context, req CallRequest, args []byte, res 
 		var out Result
 		if json.Unmarshal(j.Output, &out) == nil {
 			res.Meta.Untrusted = out.Meta.Untrusted // the upstream's data, inside
+			if out.Error != nil && out.Error.Code == CodeOutcomeUnknown {
+				st.State = CodeOutcomeUnknown // the host running it stopped; it is not run again
+			}
 		}
 	}
 	res.Data, _ = json.Marshal(st)

@@ -81,6 +81,12 @@ func (e *deferredEnv) posted() []fakeslack.Message {
 
 // start opens the store and a host on it, as a restarted process would.
 func (e *deferredEnv) start() (*host.Host, *store.Store, *hosttest.Recorder) {
+	e.t.Helper()
+	return e.startWith(host.Config{})
+}
+
+// startWith is start with cfg (its Store and Secrets are set here).
+func (e *deferredEnv) startWith(cfg host.Config) (*host.Host, *store.Store, *hosttest.Recorder) {
 	t := e.t
 	t.Helper()
 	st, err := store.Open(context.Background(), e.dsn)
@@ -88,7 +94,8 @@ func (e *deferredEnv) start() (*host.Host, *store.Store, *hosttest.Recorder) {
 		t.Fatalf("opening the state store: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h, rec := hosttest.New(t, host.Config{Store: st, Secrets: secrets()})
+	cfg.Store, cfg.Secrets = st, secrets()
+	h, rec := hosttest.New(t, cfg)
 	g := &manifest.Grant{Connector: e.m.Name, Tools: []string{"*"}, Scopes: []string{"*"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"bot_token": "env:SLACK_BOT_TOKEN"}),
 		Upstreams:   map[string]string{"https://slack.com": e.srv.URL}}

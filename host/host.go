@@ -141,6 +141,12 @@ type Config struct {
 	// one-shot commands do). Deferred calls need Store: their queue lives in it, and the host
 	// starts it with the first connector that has a deferrable tool.
 	DeferredWorkers int
+	// DeferredRescueAfter is how long a deferred call may stay running before the queue takes it
+	// as left by a host that died and runs it again (default 3 minutes; see README, "Deferred
+	// calls"). IdempotencyLease is how long a running keyed call stays held without its host
+	// renewing it (default 30 s): a call whose host died is taken over that much later.
+	DeferredRescueAfter time.Duration
+	IdempotencyLease    time.Duration
 }
 
 // Host runs connectors. Safe for concurrent use.
@@ -238,7 +244,7 @@ func New(cfg Config) (*Host, error) {
 		h.shared = ratelimit.NewRedis(rdb, ratelimit.RedisConfig{Logger: cfg.Logger})
 	}
 	if cfg.Store != nil {
-		h.dedup = idempotency.New(cfg.Store, idempotency.Config{TTL: cfg.IdempotencyTTL, Logger: cfg.Logger})
+		h.dedup = idempotency.New(cfg.Store, idempotency.Config{TTL: cfg.IdempotencyTTL, Lease: cfg.IdempotencyLease, Logger: cfg.Logger})
 	}
 	h.audit = cfg.Audit
 	if h.audit == nil {

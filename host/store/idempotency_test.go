@@ -14,27 +14,27 @@ func TestIdempotency(t *testing.T) {
 		ctx := context.Background()
 		now := c.Now()
 		const ttl = 10 * time.Minute
-		if _, _, err := s.BeginIdempotent(ctx, "slack", "k1", "h1", now, 0); err == nil {
+		if _, _, err := s.BeginIdempotent(ctx, "slack", "k1", "h1", "owner", now, 0, 0); err == nil {
 			t.Fatalf("BeginIdempotent accepted a zero TTL")
 		}
-		if _, _, err := s.BeginIdempotent(ctx, "slack", "", "h1", now, ttl); err == nil {
+		if _, _, err := s.BeginIdempotent(ctx, "slack", "", "h1", "owner", now, ttl, 0); err == nil {
 			t.Fatalf("BeginIdempotent accepted an empty key")
 		}
 
-		rec, started, err := s.BeginIdempotent(ctx, "slack", "k1", "h1", now, ttl)
+		rec, started, err := s.BeginIdempotent(ctx, "slack", "k1", "h1", "owner", now, ttl, 0)
 		must(t, "Begin", err)
 		if !started || rec.State != IdemRunning || !rec.Expires.Equal(now.Add(ttl)) {
 			t.Fatalf("first Begin = %+v, %v; want started and running", rec, started)
 		}
 		// A retry while it runs sees it running; a different call with the same key sees the
 		// original arguments hash, so the caller can refuse it.
-		rec, started, err = s.BeginIdempotent(ctx, "slack", "k1", "OTHER", now.Add(time.Second), ttl)
+		rec, started, err = s.BeginIdempotent(ctx, "slack", "k1", "OTHER", "owner", now.Add(time.Second), ttl, 0)
 		must(t, "Begin again", err)
 		if started || rec.State != IdemRunning || rec.ArgsSHA256 != "h1" {
 			t.Fatalf("second Begin = %+v, %v; want not started, running, args h1", rec, started)
 		}
 		// Scopes are separate.
-		if _, started, _ := s.BeginIdempotent(ctx, "github", "k1", "h1", now, ttl); !started {
+		if _, started, _ := s.BeginIdempotent(ctx, "github", "k1", "h1", "owner", now, ttl, 0); !started {
 			t.Fatalf("a key in another scope was not started")
 		}
 
@@ -44,7 +44,7 @@ func TestIdempotency(t *testing.T) {
 		wantErr(t, "Complete missing", s.CompleteIdempotent(ctx, "slack", "nope", nil), ErrNotFound)
 		wantErr(t, "Abandon missing", s.AbandonIdempotent(ctx, "slack", "nope"), ErrNotFound)
 
-		rec, started, err = s.BeginIdempotent(ctx, "slack", "k1", "h1", now.Add(time.Minute), ttl)
+		rec, started, err = s.BeginIdempotent(ctx, "slack", "k1", "h1", "owner", now.Add(time.Minute), ttl, 0)
 		must(t, "Begin after done", err)
 		if started || rec.State != IdemDone || string(rec.Outcome) != `{"ok":true}` {
 			t.Fatalf("Begin after done = %+v, %v; want the recorded outcome", rec, started)
@@ -56,10 +56,10 @@ func TestIdempotency(t *testing.T) {
 		}
 
 		// One nanosecond before expiry it still holds; at expiry it is replaced as if absent.
-		if _, started, _ := s.BeginIdempotent(ctx, "slack", "k1", "h2", now.Add(ttl-1), ttl); started {
+		if _, started, _ := s.BeginIdempotent(ctx, "slack", "k1", "h2", "owner", now.Add(ttl-1), ttl, 0); started {
 			t.Fatalf("a record was replaced before it expired")
 		}
-		rec, started, err = s.BeginIdempotent(ctx, "slack", "k1", "h2", now.Add(ttl), ttl)
+		rec, started, err = s.BeginIdempotent(ctx, "slack", "k1", "h2", "owner", now.Add(ttl), ttl, 0)
 		must(t, "Begin at expiry", err)
 		if !started || rec.ArgsSHA256 != "h2" || rec.Outcome != nil {
 			t.Fatalf("Begin at expiry = %+v, %v; want a fresh claim", rec, started)
@@ -71,7 +71,7 @@ func TestIdempotency(t *testing.T) {
 
 		// Abandon releases the key for the next caller.
 		must(t, "Abandon", s.AbandonIdempotent(ctx, "slack", "k1"))
-		if _, started, _ := s.BeginIdempotent(ctx, "slack", "k1", "h3", now.Add(ttl), ttl); !started {
+		if _, started, _ := s.BeginIdempotent(ctx, "slack", "k1", "h3", "owner", now.Add(ttl), ttl, 0); !started {
 			t.Fatalf("Begin after Abandon did not start")
 		}
 
@@ -102,7 +102,7 @@ func TestBeginIdempotentRace(t *testing.T) {
 			)
 			for range 20 {
 				wg.Go(func() {
-					_, ok, err := s.BeginIdempotent(ctx, "slack", "same", "h", now, time.Minute)
+					_, ok, err := s.BeginIdempotent(ctx, "slack", "same", "h", "owner", now, time.Minute, 0)
 					if err != nil {
 						t.Errorf("BeginIdempotent: %v", err)
 					}

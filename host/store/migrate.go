@@ -178,6 +178,14 @@ var migrations = []migration{
 		`ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT ''`,
 		`UPDATE tokens SET role = 'owner' WHERE kind = 'admin'`,
 	}},
+	{name: "idempotency leases", stmts: []string{
+		// The replica running a keyed call renews its lease (lease_owner until lease_expires);
+		// attempted is set before its first upstream request leaves. 0: no lease (a record
+		// written before this step, or by an older binary), which waits for expires as before.
+		`ALTER TABLE idempotency ADD COLUMN lease_owner TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE idempotency ADD COLUMN lease_expires BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE idempotency ADD COLUMN attempted INTEGER NOT NULL DEFAULT 0`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

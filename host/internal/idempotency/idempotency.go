@@ -25,12 +25,18 @@
 //     as it ends; duplicates on other replicas poll the backend with backoff), as long as ctx
 //     allows, then ErrInProgress;
 //   - a call whose fn returns record=false (a retryable failure) is abandoned, so a retry with
-//     the same key runs it again; a call that panics is abandoned too.
+//     the same key runs it again; a call that panics is abandoned too;
+//   - the caller running a key holds a lease on it (Config.Lease), renewed while fn runs; a key
+//     whose lease lapsed belongs to a caller that died (its host was killed). The next caller
+//     takes it over: it runs fn again when no upstream request had left ([Attempting] was never
+//     called) or when the call is safe to repeat ([Deduper.DoOr] with a nil unknown); otherwise
+//     it records unknown()'s outcome, and that key never runs the call again.
 package idempotency
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -48,7 +54,15 @@ type Backend interface {
 	// BeginIdempotent claims (scope, key) at now for ttl. started true: the caller owns the call
 	// and must Complete or Abandon it. started false: rec is the existing record (running or
 	// done). A record expired at now is replaced as if absent.
-	BeginIdempotent(ctx context.Context, scope, key, argsSHA256 string, now time.Time, ttl time.Duration) (rec store.IdemRecord, started bool, err error)
+	// A started record is leased to owner until now+lease.
+	BeginIdempotent(ctx context.Context, scope, key, argsSHA256, owner string, now time.Time, ttl, lease time.Duration) (rec store.IdemRecord, started bool, err error)
+	// TakeOverIdempotent leases a running record whose lease lapsed at now to owner.
+	TakeOverIdempotent(ctx context.Context, scope, key, owner string, now time.Time, lease time.Duration) (rec store.IdemRecord, taken bool, err error)
+	// RenewIdempotent extends owner's lease to until (store.ErrConflict: owner lost it).
+	RenewIdempotent(ctx context.Context, scope, key, owner string, until time.Time) error
+	// MarkIdempotentAttempted records that owner's call may reach the upstream from now on
+	// (store.ErrConflict: owner lost it, nothing may be sent).
+	MarkIdempotentAttempted(ctx context.Context, scope, key, owner string) error
 	// CompleteIdempotent records the outcome of the running record.
 	CompleteIdempotent(ctx context.Context, scope, key string, outcome []byte) error
 	// AbandonIdempotent releases the running record without an outcome.
@@ -66,6 +80,7 @@ var (
 // Defaults for zero Config fields.
 const (
 	DefaultTTL     = 24 * time.Hour
+	DefaultLease   = 30 * time.Second
 	DefaultPollMin = 25 * time.Millisecond
 	DefaultPollMax = time.Second
 )
@@ -74,6 +89,10 @@ const (
 type Config struct {
 	// TTL is how long a key and its outcome are kept. 0 means 24 hours.
 	TTL time.Duration
+	// Lease is how long a running key stays held without a renewal (it is renewed every third
+	// of it while the call runs): after a host dies, its calls are taken over that much later.
+	// 0 means 30 seconds.
+	Lease time.Duration
 	// PollMin and PollMax bound the backoff between polls of a key that another replica is
 	// running: the first poll waits PollMin, each next one twice as long, at most PollMax.
 	// 0 means 25 ms and 1 s.
@@ -101,6 +120,9 @@ func New(b Backend, cfg Config) *Deduper {
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultTTL
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
 	if cfg.PollMin <= 0 {
 		cfg.PollMin = DefaultPollMin
 	}
@@ -122,6 +144,14 @@ func New(b Backend, cfg Config) *Deduper {
 // record it; an outcome not recorded is returned to this caller only. replayed reports that the
 // outcome is a recorded one (fn was not called).
 func (d *Deduper) Do(ctx context.Context, scope, key, argsHash string, fn func(ctx context.Context) (outcome []byte, record bool)) (outcome []byte, replayed bool, err error) {
+	return d.DoOr(ctx, scope, key, argsHash, nil, fn)
+}
+
+// DoOr is Do for a call that is not safe to repeat when unknown is not nil: a key left running
+// by a caller that died (its lease lapsed) after it may have sent an upstream request is not run
+// again; unknown's outcome is recorded for it and returned (replayed false). With a nil unknown
+// such a key runs fn again, like one whose first run sent nothing.
+func (d *Deduper) DoOr(ctx context.Context, scope, key, argsHash string, unknown func() []byte, fn func(ctx context.Context) (outcome []byte, record bool)) (outcome []byte, replayed bool, err error) {
 	if key == "" {
 		out, _ := fn(ctx)
 		return out, false, nil
@@ -144,9 +174,24 @@ func (d *Deduper) Do(ctx context.Context, scope, key, argsHash string, fn func(c
 		d.flights[fk] = done
 		d.mu.Unlock()
 
-		rec, started, err := d.b.BeginIdempotent(ctx, scope, key, argsHash, d.cfg.Now(), d.cfg.TTL)
+		owner := newOwner()
+		now := d.cfg.Now()
+		rec, started, err := d.b.BeginIdempotent(ctx, scope, key, argsHash, owner, now, d.cfg.TTL, d.cfg.Lease)
+		if err == nil && !started && rec.State == store.IdemRunning && rec.ArgsSHA256 == argsHash &&
+			!rec.LeaseExpires.IsZero() && !now.Before(rec.LeaseExpires) {
+			// Its owner stopped renewing the lease: its host died in the middle of the call.
+			var taken store.IdemRecord
+			taken, started, err = d.b.TakeOverIdempotent(ctx, scope, key, owner, d.cfg.Now(), d.cfg.Lease)
+			if err == nil && started {
+				d.cfg.Logger.Warn("idempotency: taking over a call left running by a host that stopped",
+					"scope", scope, "may_have_reached_upstream", taken.Attempted, "repeatable", unknown == nil)
+				if taken.Attempted && unknown != nil {
+					return d.settle(ctx, fk, done, unknown())
+				}
+			}
+		}
 		if err == nil && started {
-			return d.run(ctx, fk, done, fn)
+			return d.run(ctx, fk, done, owner, fn)
 		}
 		d.land(fk, done)
 		switch {
@@ -179,11 +224,88 @@ func (d *Deduper) land(fk flightKey, done chan struct{}) {
 	close(done)
 }
 
-func (d *Deduper) run(ctx context.Context, fk flightKey, done chan struct{}, fn func(context.Context) ([]byte, bool)) (out []byte, replayed bool, err error) {
+// settle records out as the outcome of the key fk holds, without running the call.
+func (d *Deduper) settle(ctx context.Context, fk flightKey, done chan struct{}, out []byte) ([]byte, bool, error) {
+	defer d.land(fk, done)
+	if err := d.b.CompleteIdempotent(context.WithoutCancel(ctx), fk.scope, fk.key, out); err != nil {
+		d.cfg.Logger.Error("idempotency: recording an unknown outcome failed; repeats of this key will wait until it expires",
+			"scope", fk.scope, "error", err.Error())
+	}
+	return out, false, nil
+}
+
+func newOwner() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// attempt is what Attempting finds in the context of a call fn runs.
+type attempt struct {
+	d     *Deduper
+	fk    flightKey
+	owner string
+	once  sync.Once
+	err   error
+}
+
+type attemptKey struct{}
+
+// Attempting must be called before a call run by [Deduper.Do] sends a request that may have an
+// upstream side effect; it records, once per run, that the call may have reached the upstream,
+// so a host taking the call over after a crash knows it (without that mark it runs the call
+// again). An error means the mark could not be written or the key was taken over: send nothing.
+// Outside Do it does nothing.
+func Attempting(ctx context.Context) error {
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	if a == nil {
+		return nil
+	}
+	a.once.Do(func() {
+		a.err = a.d.b.MarkIdempotentAttempted(ctx, a.fk.scope, a.fk.key, a.owner)
+		if a.err != nil {
+			a.err = fmt.Errorf("idempotency: %w", a.err)
+		}
+	})
+	return a.err
+}
+
+// renew renews owner's lease of fk every third of the lease until stop is closed.
+func (d *Deduper) renew(ctx context.Context, fk flightKey, owner string, stop <-chan struct{}) {
+	t := time.NewTicker(d.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if err := d.b.RenewIdempotent(ctx, fk.scope, fk.key, owner, d.cfg.Now().Add(d.cfg.Lease)); err != nil {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.cfg.Logger.Error("idempotency: renewing the lease of a running call failed; another host may take it over",
+				"scope", fk.scope, "error", err.Error())
+		}
+	}
+}
+
+func (d *Deduper) run(ctx context.Context, fk flightKey, done chan struct{}, owner string, fn func(context.Context) ([]byte, bool)) (out []byte, replayed bool, err error) {
 	// Record even if the caller goes away now: the call has happened.
 	bg := context.WithoutCancel(ctx)
+	stop, renewed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(renewed)
+		d.renew(bg, fk, owner, stop)
+	}()
+	var stopOnce sync.Once
+	stopRenewing := func() { stopOnce.Do(func() { close(stop); <-renewed }) } // before the outcome is written
+	ctx = context.WithValue(ctx, attemptKey{}, &attempt{d: d, fk: fk, owner: owner})
 	finished := false
 	defer func() {
+		stopRenewing()
 		if !finished { // fn panicked
 			if err := d.b.AbandonIdempotent(bg, fk.scope, fk.key); err != nil {
 				d.cfg.Logger.Error("idempotency: releasing a key after a panic failed; the key is blocked until it expires",
@@ -194,6 +316,7 @@ func (d *Deduper) run(ctx context.Context, fk flightKey, done chan struct{}, fn 
 	}()
 	out, record := fn(ctx)
 	finished = true
+	stopRenewing()
 	if record {
 		if err := d.b.CompleteIdempotent(bg, fk.scope, fk.key, out); err != nil {
 			// Not abandoned: a retry must not repeat a side effect that has happened. Waiters

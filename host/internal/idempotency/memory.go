@@ -23,7 +23,7 @@ type Memory struct {
 func NewMemory() *Memory { return &Memory{recs: make(map[flightKey]store.IdemRecord)} }
 
 // BeginIdempotent implements [Backend].
-func (m *Memory) BeginIdempotent(_ context.Context, scope, key, argsSHA256 string, now time.Time, ttl time.Duration) (store.IdemRecord, bool, error) {
+func (m *Memory) BeginIdempotent(_ context.Context, scope, key, argsSHA256, owner string, now time.Time, ttl, lease time.Duration) (store.IdemRecord, bool, error) {
 	if key == "" || ttl <= 0 {
 		return store.IdemRecord{}, false, errors.New("idempotency: an empty key or a non-positive time to live")
 	}
@@ -35,8 +35,48 @@ func (m *Memory) BeginIdempotent(_ context.Context, scope, key, argsSHA256 strin
 		return old, false, nil
 	}
 	rec := store.IdemRecord{Scope: scope, Key: key, ArgsSHA256: argsSHA256, State: store.IdemRunning, Created: now, Expires: now.Add(ttl)}
+	if lease > 0 {
+		rec.LeaseOwner, rec.LeaseExpires = owner, now.Add(lease)
+	}
 	m.recs[k] = rec
 	return rec, true, nil
+}
+
+// TakeOverIdempotent implements [Backend].
+func (m *Memory) TakeOverIdempotent(_ context.Context, scope, key, owner string, now time.Time, lease time.Duration) (store.IdemRecord, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := flightKey{scope, key}
+	rec, ok := m.recs[k]
+	if !ok || rec.State != store.IdemRunning || rec.LeaseExpires.IsZero() || now.Before(rec.LeaseExpires) || !now.Before(rec.Expires) {
+		return store.IdemRecord{}, false, nil
+	}
+	rec.LeaseOwner, rec.LeaseExpires = owner, now.Add(lease)
+	m.recs[k] = rec
+	return rec, true, nil
+}
+
+// RenewIdempotent implements [Backend].
+func (m *Memory) RenewIdempotent(_ context.Context, scope, key, owner string, until time.Time) error {
+	return m.held(scope, key, owner, func(r *store.IdemRecord) { r.LeaseExpires = until })
+}
+
+// MarkIdempotentAttempted implements [Backend].
+func (m *Memory) MarkIdempotentAttempted(_ context.Context, scope, key, owner string) error {
+	return m.held(scope, key, owner, func(r *store.IdemRecord) { r.Attempted = true })
+}
+
+func (m *Memory) held(scope, key, owner string, change func(*store.IdemRecord)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := flightKey{scope, key}
+	rec, ok := m.recs[k]
+	if !ok || rec.State != store.IdemRunning || rec.LeaseOwner != owner {
+		return fmt.Errorf("idempotency: key %q: this host no longer holds it: %w", key, store.ErrConflict)
+	}
+	change(&rec)
+	m.recs[k] = rec
+	return nil
 }
 
 // CompleteIdempotent implements [Backend].

@@ -47,6 +47,7 @@ const (
 	DefaultWorkers      = 8
 	DefaultPollInterval = 200 * time.Millisecond
 	DefaultMaxAttempts  = 10
+	DefaultRescueAfter  = 3 * time.Minute
 	// quantum is a job's share of its flow's virtual clock: the stamps' resolution (SQLite keeps
 	// milliseconds).
 	quantum = time.Millisecond
@@ -78,6 +79,9 @@ type Call struct {
 	Confirmed bool `json:"confirmed,omitempty"`
 	// Accepted is the request ID of the call that accepted the job.
 	Accepted string `json:"accepted"`
+	// CallTimeout bounds the call itself (its tool's timeout); an attempt may take it plus the
+	// paced waits before it is taken as stuck. 0: unknown (Config.JobTimeout).
+	CallTimeout time.Duration `json:"call_timeout,omitempty"`
 	// Stamp is the job's place in the fair order (set by Enqueue).
 	Stamp time.Time `json:"stamp"`
 }
@@ -109,9 +113,15 @@ type Config struct {
 	// MaxAttempts bounds the attempts of a job that keeps failing with errors other than
 	// snoozes (default 10).
 	MaxAttempts int
-	// JobTimeout bounds one attempt (default 11 minutes: longer than any call may run), and a
-	// job left running by a host that died is picked up again after twice that.
+	// JobTimeout bounds one attempt of a job whose Call.CallTimeout is 0 (default 11 minutes:
+	// longer than any call may run); with a CallTimeout, an attempt is bounded by it plus
+	// attemptMargin.
 	JobTimeout time.Duration
+	// RescueAfter is how long after it started a job still marked running is taken as left by a
+	// host that died, and made to run again (default 3 minutes; never before its attempt's
+	// timeout). River looks for such jobs every 30 s. The rerun finds the call's idempotency
+	// lease lapsed (a running host renews it) and either replays it or ends it outcome_unknown.
+	RescueAfter time.Duration
 	// Logger receives River's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -160,6 +170,9 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = DefaultRescueAfter
+	}
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = 11 * time.Minute
 	}
@@ -170,17 +183,18 @@ func New(cfg Config) (*Queue, error) {
 		// Stamps start an hour in the past, so that every stamp is due at once.
 		now: time.Now().Add(-time.Hour)}
 	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &worker{q: q}); err != nil {
+	if err := river.AddWorkerSafely(workers, &worker{q: q, timeout: cfg.JobTimeout}); err != nil {
 		return nil, fmt.Errorf("jobqueue: %w", err)
 	}
 	rcfg := &river.Config{
-		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: max(cfg.Workers, 1)}},
-		Workers:              workers,
-		FetchPollInterval:    cfg.PollInterval,
-		FetchCooldown:        min(cfg.PollInterval, 50*time.Millisecond),
-		MaxAttempts:          cfg.MaxAttempts,
-		JobTimeout:           cfg.JobTimeout,
-		RescueStuckJobsAfter: 2 * cfg.JobTimeout,
+		Queues:            map[string]river.QueueConfig{queueName: {MaxWorkers: max(cfg.Workers, 1)}},
+		Workers:           workers,
+		FetchPollInterval: cfg.PollInterval,
+		FetchCooldown:     min(cfg.PollInterval, 50*time.Millisecond),
+		MaxAttempts:       cfg.MaxAttempts,
+		// The worker's Timeout decides per job; River wants this no longer than the rescue.
+		JobTimeout:           cfg.RescueAfter,
+		RescueStuckJobsAfter: cfg.RescueAfter,
 		Logger:               cfg.Logger,
 		Hooks:                []rivertype.Hook{&dueNow{}},
 	}
@@ -380,7 +394,21 @@ func (*dueNow) InsertBegin(_ context.Context, p *rivertype.JobInsertParams) erro
 // worker runs jobs of Kind.
 type worker struct {
 	river.WorkerDefaults[Call]
-	q *Queue
+	q       *Queue
+	timeout time.Duration // Config.JobTimeout
+}
+
+// attemptMargin is what an attempt may take beyond its call's timeout: the paced waits in place
+// (host: 5 × 5 s) and the bookkeeping.
+const attemptMargin = 30 * time.Second
+
+// Timeout bounds an attempt of job; River rescues a job running longer than this (and
+// Config.RescueAfter), as left by a host that died.
+func (w *worker) Timeout(job *river.Job[Call]) time.Duration {
+	if job.Args.CallTimeout > 0 {
+		return job.Args.CallTimeout + attemptMargin
+	}
+	return w.timeout
 }
 
 func (w *worker) Work(ctx context.Context, job *river.Job[Call]) error {
