@@ -212,7 +212,9 @@ func (r *Ref) logState(ctx context.Context, state, msg string, err error) {
 }
 
 // transient reports whether err may go away by itself (the source unreachable), as opposed to
-// a reference that names nothing or is malformed.
+// a reference that names nothing or is malformed, or a secret manager that now refuses the host
+// (ErrDenied): access revoked at the manager is an admin's decision, so the last value read is
+// not used past it.
 func transient(err error) bool {
-	return !errors.Is(err, secret.ErrNotFound) && !errors.Is(err, secret.ErrBadReference)
+	return !errors.Is(err, secret.ErrNotFound) && !errors.Is(err, secret.ErrBadReference) && !errors.Is(err, secret.ErrDenied)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -123,5 +124,38 @@ func TestRefDoesNotEchoSchemelessReference(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "airlock grant weather --credential api_key=store:NAME") {
 		t.Errorf("Check = %v, want the command that fixes it", err)
+	}
+}
+
+// deniedSource answers v1, then refuses the host (access revoked at the secret manager).
+type deniedSource struct{ denied bool }
+
+func (s *deniedSource) Resolve(_ context.Context, ref string) (secret.Value, error) {
+	if s.denied {
+		return secret.Value{}, fmt.Errorf("%s: the manager refused the host: %w", ref, secret.ErrDenied)
+	}
+	return secret.New("v1"), nil
+}
+
+// A secret manager that stops letting the host read a secret (its access revoked) stops the
+// value at the next read, as a deleted secret does; only an unreachable source keeps the last
+// value serving.
+func TestRefStopsWhenAccessDenied(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1000, 0)
+	src := &deniedSource{}
+	r := NewRef(RefConfig{Connector: "c", Slot: "s", Kind: "bearer", Reference: "x:k", Secrets: src, TTL: time.Minute,
+		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if v, err := r.Value(ctx); err != nil || v.Expose() != "v1" {
+		t.Fatalf("Value = %v, %v", v, err)
+	}
+	src.denied = true
+	now = now.Add(2 * time.Minute)
+	v, err := r.Value(ctx)
+	if err == nil {
+		t.Fatalf("after the manager denied access: Value = %q, want an error (the last value must not be used)", v.Expose())
+	}
+	if !strings.Contains(err.Error(), "denied") || strings.Contains(err.Error(), "v1") {
+		t.Errorf("error = %v, want one saying access is denied, without the value", err)
 	}
 }
