@@ -331,7 +331,7 @@ func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, r
 // CodeOutcomeUnknown is the error code of a call that a host stopped in the middle of (killed,
 // crashed) after it may have sent its request: whether it happened upstream is unknown, and the
 // host does not run it again.
-const CodeOutcomeUnknown = "outcome_unknown"
+const CodeOutcomeUnknown = audit.CodeOutcomeUnknown // the code of a begun call never finished, too
 
 // crashedUnknown is the outcome recorded for a call of a tool that is not safe to repeat, found
 // running under a lapsed lease after it may have reached the upstream.

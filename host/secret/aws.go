@@ -2,12 +2,10 @@ package secret
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,30 +220,7 @@ func (a *AWS) Resolve(ctx context.Context, ref string) (Value, error) {
 		}
 		return New(raw), nil
 	}
-	var obj map[string]any
-	d := json.NewDecoder(strings.NewReader(raw))
-	d.UseNumber()
-	if err := d.Decode(&obj); err != nil || obj == nil {
-		return Value{}, fmt.Errorf("aws-sm: secret %s is not a JSON object, so it has no key %q: drop '#%s' from the reference, or store the secret as key/value pairs: %w", r.name, r.key, r.key, ErrNotFound)
-	}
-	v, ok := obj[r.key]
-	if !ok {
-		names := make([]string, 0, len(obj))
-		for k := range obj {
-			names = append(names, k)
-		}
-		slices.Sort(names)
-		return Value{}, fmt.Errorf("aws-sm: secret %s has no key %q (it has %s): fix the key after '#' in %s or add it to the secret: %w",
-			r.name, r.key, strings.Replace(fieldList(names), "field", "key", 1), r, ErrNotFound)
-	}
-	s, ok := v.(string)
-	if !ok {
-		return Value{}, fmt.Errorf("aws-sm: key %q of secret %s is %s, not a string: store the value as a JSON string (reference %s)", r.key, r.name, jsonKind(v), r)
-	}
-	if s == "" {
-		return Value{}, fmt.Errorf("aws-sm: key %q of secret %s is empty: write the secret into it (reference %s): %w", r.key, r.name, r, ErrNotFound)
-	}
-	return New(s), nil
+	return jsonField(raw, r.key, "aws-sm: secret "+r.name, r.String())
 }
 
 // read returns the secret string or parameter value r names, from the cache or AWS.
