@@ -21,6 +21,7 @@ package fakeslack
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -195,6 +196,15 @@ func New(token string) *Server {
 func (s *Server) Start() (url string, closeFn func()) {
 	ts := httptest.NewServer(s)
 	return ts.URL, ts.Close
+}
+
+// StartTLS serves s over TLS with HTTP/2 offered, as slack.com does, on a local httptest server
+// whose certificate (for 127.0.0.1) it returns with the base URL and a function that stops it.
+func (s *Server) StartTLS() (url string, cert *x509.Certificate, closeFn func()) {
+	ts := httptest.NewUnstartedServer(s)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	return ts.URL, ts.Certificate(), ts.Close
 }
 
 // SetScopes makes the token hold exactly these scopes; a method that needs another one answers

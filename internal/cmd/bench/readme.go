@@ -109,6 +109,14 @@ func readmeTable(res *Results) string {
 			}
 			return duration(r[0].Median), cpu(r[0]), rat
 		})
+	line("the same two over TLS with HTTP/2 offered, as slack.com is reached: native / airlock full path", []string{"native-tls", "full-tls"},
+		func(r []*Row) (string, string, string) {
+			rat := ratio(r[1])
+			if c := cpuRatio(r[1], r[0]); c > 0 {
+				rat += fmt.Sprintf(" (CPU: %s×)", num(c))
+			}
+			return duration(r[0].Median) + " / " + duration(r[1].Median), cpu(r[0]) + " / " + cpu(r[1]), rat
+		})
 	line("… of which the connector's own work (its `post_message` in the sandbox, canned answer; a `go test` subprocess)", []string{"rt-slack-post"},
 		func(r []*Row) (string, string, string) { return duration(r[0].Median), cpu(r[0]), "" })
 	line("full path with Prometheus metrics", []string{"full-metrics"}, one)
