@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +230,46 @@ func TestTokenLookupFromMemory(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { s.LookupToken(ctx, TokenAgent, "a0", now) })
 	if allocs > 4 {
 		t.Errorf("a repeated lookup allocates %.0f times; want at most 4 (a stat of the change mark, no database read)", allocs)
+	}
+}
+
+// Hammer: lookups running all the time on one store while another process revokes the token;
+// none that starts after the revocation returned accepts it.
+func TestTokenRevokedDuringLookups(t *testing.T) {
+	ctx := context.Background()
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "state.db")
+	server, cli := openT(t, dsn, nil), openT(t, dsn, nil)
+	for round := range 5 {
+		name := fmt.Sprintf("bot%d", round)
+		hash := fmt.Sprintf("%064x", round)
+		must(t, "adding "+name, cli.AddToken(ctx, Token{Kind: TokenAgent, Name: name, SHA256: hash}))
+		var revoked atomic.Bool
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var stale atomic.Int64
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					after := revoked.Load()
+					if _, ok, _ := server.LookupToken(ctx, TokenAgent, hash, time.Now()); ok && after {
+						stale.Add(1)
+					}
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		must(t, "revoking "+name, cli.RevokeToken(ctx, TokenAgent, name))
+		revoked.Store(true)
+		time.Sleep(20 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if n := stale.Load(); n > 0 {
+			t.Errorf("round %d: %d lookups that started after the revocation returned accepted the token", round, n)
+		}
 	}
 }
