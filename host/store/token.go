@@ -80,7 +80,8 @@ func (s *Store) ListTokens(ctx context.Context, kind string) ([]Token, error) {
 }
 
 // RevokeToken deletes the token (kind, name), or returns an error wrapping [ErrNotFound]. The
-// other replicas are told at once (a token is looked up on every request anyway).
+// other replicas are told at once: on PostgreSQL a token is looked up on every request; on an
+// SQLite file the change mark makes every process forget the tokens it kept (see tokenCache).
 func (s *Store) RevokeToken(ctx context.Context, kind, name string) error {
 	what := kind + " token " + name
 	if err := s.deleteOne(ctx, what, `DELETE FROM tokens WHERE kind = ? AND name = ?`, kind, name); err != nil {
