@@ -273,3 +273,26 @@ func TestTokenRevokedDuringLookups(t *testing.T) {
 		}
 	}
 }
+
+// A change that cannot leave its mark (here a directory stands where the mark should be) is
+// still made, and the admin is told that running servers may accept the old token for up to a
+// minute and how to apply it now.
+func TestTokenChangeMarkUnwritable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openT(t, "sqlite:"+path, nil)
+	must(t, "adding bot", s.AddToken(ctx, Token{Kind: TokenAgent, Name: "bot", SHA256: "a0"}))
+	if err := os.Remove(path + tokenMarkSuffix); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path+tokenMarkSuffix, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := s.RevokeToken(ctx, TokenAgent, "bot")
+	if err == nil || !strings.Contains(err.Error(), "restart them") {
+		t.Errorf("revoking without a writable mark = %v; want an error saying to restart running servers", err)
+	}
+	if _, ok, err := openT(t, "sqlite:"+path, nil).LookupToken(ctx, TokenAgent, "a0", time.Now()); ok || err != nil {
+		t.Errorf("bot after a revocation whose mark failed = %v, %v; want revoked all the same", ok, err)
+	}
+}

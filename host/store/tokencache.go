@@ -33,15 +33,13 @@ type tokenKey struct{ kind, sha256 string }
 const tokenMarkSuffix = "-token-changes"
 
 // newTokenCache returns the cache of the SQLite file at path, creating its change mark (mode
-// 0600, like the database), or nil if the mark cannot be created: tokens are then read from
-// the database on every lookup.
+// 0600, like the database) if it can: while the mark cannot be stat'ed, tokens are read from
+// the database on every lookup, and a change that cannot append to it says so.
 func newTokenCache(path string) *tokenCache {
 	mark := path + tokenMarkSuffix
-	f, err := os.OpenFile(mark, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil
+	if f, err := os.OpenFile(mark, os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
 	}
-	f.Close()
 	return &tokenCache{mark: mark, tokens: map[tokenKey]Token{}}
 }
 
