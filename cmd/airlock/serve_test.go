@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +66,22 @@ func TestServeHTTPOrigins(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("Origin %q: status %d, want %d", origin, resp.StatusCode, want)
 		}
+	}
+}
+
+// serve lets the heap grow to three times what is live (GOGC 200) unless the operator set GOGC,
+// which keeps its meaning.
+func TestServeGCDefault(t *testing.T) {
+	was := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(was) })
+	t.Setenv("GOGC", "")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != serveGCPercent {
+		t.Errorf("GC percent while serving without GOGC = %d, want %d", got, serveGCPercent)
+	}
+	t.Setenv("GOGC", "50")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent while serving with GOGC=50 = %d; want the runtime's own (100 here), untouched", got)
 	}
 }

@@ -75,8 +75,8 @@ const AdminTokenPrefix = "airlock_admin_"
 // Agents holds agents' names, subjects and token hashes: in the state store ([StoreAgents], what
 // the CLI and server use, shared by replicas) or in a file ([OpenAgents], STATE_DIR/agents.json,
 // the format older versions used). The file is written atomically with mode 0600 and re-read
-// whenever it changes on disk (checked with a stat on each Verify); the store is queried on each
-// Verify. Either way an agent added or revoked by another process takes effect on the next
+// whenever it changes on disk (checked with a stat on each Verify); the store is asked on each
+// Verify ([store.Store.LookupToken]). Either way an agent added or revoked by another process takes effect on the next
 // request. Safe for concurrent use.
 type Agents struct {
 	path   string
@@ -103,7 +103,8 @@ func OpenAdmins(path string) *Agents { return &Agents{path: path, prefix: AdminT
 
 // StoreAgents returns the agents kept in the state store: every process on the same store (all
 // replicas on one PostgreSQL) accepts the same tokens, and a revocation is refused by every one
-// of them from its next request on, since each request looks its token up.
+// of them from its next request on, since each request looks its token up (on an SQLite file,
+// in memory until the store's change mark says the tokens changed: [store.Store.LookupToken]).
 func StoreAgents(st *store.Store) *Agents {
 	return &Agents{prefix: TokenPrefix, st: st, kind: store.TokenAgent}
 }

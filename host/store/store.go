@@ -68,6 +68,7 @@ type Store struct {
 	now    func() time.Time
 	closed chan struct{}
 
+	tokens    *tokenCache                  // an SQLite file's looked-up tokens; nil otherwise
 	auditKeys atomic.Pointer[auditKeysBox] // set by SetAuditKeys; nil: unkeyed appends
 	wal       *walSyncer                   // an SQLite file's write-ahead log; nil otherwise
 
@@ -209,6 +210,7 @@ func OpenConfig(ctx context.Context, dsn string, cfg *Config) (*Store, error) {
 			db.Close()
 			return nil, err
 		}
+		s.tokens = newTokenCache(path)
 	}
 	return s, nil
 }

@@ -54,7 +54,10 @@ func (s *Store) AddToken(ctx context.Context, t Token) error {
 	if err != nil && s.d.isUnique(err) {
 		return fmt.Errorf("store: %s: it already exists: %w", op, ErrConflict)
 	}
-	return wrap(op, err)
+	if err != nil {
+		return wrap(op, err)
+	}
+	return wrap(op, s.tokens.changed())
 }
 
 // ListTokens returns the tokens of kind, sorted by name.
@@ -77,13 +80,15 @@ func (s *Store) ListTokens(ctx context.Context, kind string) ([]Token, error) {
 }
 
 // RevokeToken deletes the token (kind, name), or returns an error wrapping [ErrNotFound]. The
-// other replicas are told at once (a token is looked up on every request anyway).
+// other replicas are told at once: on PostgreSQL a token is looked up on every request; on an
+// SQLite file the change mark makes every process forget the tokens it kept (see tokenCache).
 func (s *Store) RevokeToken(ctx context.Context, kind, name string) error {
-	if err := s.deleteOne(ctx, kind+" token "+name, `DELETE FROM tokens WHERE kind = ? AND name = ?`, kind, name); err != nil {
+	what := kind + " token " + name
+	if err := s.deleteOne(ctx, what, `DELETE FROM tokens WHERE kind = ? AND name = ?`, kind, name); err != nil {
 		return err
 	}
 	s.notify(ctx, ChangeToken, kind+"/"+name)
-	return nil
+	return wrap("revoking "+what, s.tokens.changed())
 }
 
 // SetTokenRole changes the role of the token (kind, name), or returns an error wrapping
@@ -102,7 +107,7 @@ func (s *Store) SetTokenRole(ctx context.Context, kind, name, role string) error
 		return notFound(what, "")
 	}
 	s.notify(ctx, ChangeToken, kind+"/"+name)
-	return nil
+	return wrap("changing the role of "+what, s.tokens.changed())
 }
 
 // LookupToken returns the token of kind whose SHA-256 is sha256hex, if it exists and has not
@@ -110,7 +115,17 @@ func (s *Store) SetTokenRole(ctx context.Context, kind, name, role string) error
 // one write a minute, not one per request). ok is false for an unknown or revoked token. An
 // expired token is returned with ok false and an error wrapping [ErrExpired] (naming the
 // holder and the expiry), so the caller can tell its holder why.
+//
+// On an SQLite file a token found is kept in memory until the next change to the tokens table,
+// by this process or another (see tokenCache), or until its use is due to be stamped: a
+// revocation still refuses the token's next request.
 func (s *Store) LookupToken(ctx context.Context, kind, sha256hex string, now time.Time) (t Token, ok bool, err error) {
+	key := tokenKey{kind, sha256hex}
+	t, hit, mark := s.tokens.get(key)
+	if hit && now.Sub(t.LastUsed) < lastUsedEvery {
+		err := t.expiredAt(now)
+		return t, err == nil, err
+	}
 	row, err := s.readRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE kind = ? AND sha256 = ?`, kind, sha256hex)
 	if err != nil {
 		return Token{}, false, wrap("looking up a "+kind+" token", err)
@@ -122,8 +137,8 @@ func (s *Store) LookupToken(ctx context.Context, kind, sha256hex string, now tim
 	if err != nil {
 		return Token{}, false, wrap("looking up a "+kind+" token", err)
 	}
-	if !t.Expires.IsZero() && !now.Before(t.Expires) {
-		return t, false, fmt.Errorf("store: %s token %s expired at %s: %w", kind, t.Name, t.Expires.Format(time.RFC3339), ErrExpired)
+	if err := t.expiredAt(now); err != nil {
+		return t, false, err
 	}
 	if now.Sub(t.LastUsed) >= lastUsedEvery {
 		t.LastUsed = now.UTC().Truncate(time.Second)
@@ -132,5 +147,14 @@ func (s *Store) LookupToken(ctx context.Context, kind, sha256hex string, now tim
 		_, _ = s.exec(ctx, `UPDATE tokens SET last_used = ? WHERE kind = ? AND name = ? AND last_used = ?`,
 			toNanos(t.LastUsed), kind, t.Name, used)
 	}
+	s.tokens.put(key, t, mark)
 	return t, true, nil
+}
+
+// expiredAt returns an error wrapping [ErrExpired] if t has expired at now.
+func (t Token) expiredAt(now time.Time) error {
+	if !t.Expires.IsZero() && !now.Before(t.Expires) {
+		return fmt.Errorf("store: %s token %s expired at %s: %w", t.Kind, t.Name, t.Expires.Format(time.RFC3339), ErrExpired)
+	}
+	return nil
 }
