@@ -454,7 +454,8 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 
 // maxDataGap: data segments at most this many bytes apart are merged, the gap filled with zeros.
 // A gap this short holds no whole 4 KiB page, so the merged segment writes no page that the
-// original segments did not (instances stay as small), and it adds at most 4 KiB per segment.
+// original segments did not (instances stay as small). The zeros added to a data section are at
+// most its own size (a section of empty segments 4 KiB apart would otherwise grow 800-fold).
 const maxDataGap = 4095
 
 // segment is a data segment: head is its kind, memory and offset expression, as written out.
@@ -519,7 +520,7 @@ func (m *module) data(r *reader) []byte {
 		}
 	}
 	if merge && sorted {
-		segs = mergeSegments(segs)
+		segs = mergeSegments(segs, uint64(len(r.b)))
 	}
 	out := make([]byte, 0, len(r.b)+len(r.b)/4)
 	out = appendU32(out, uint32(len(segs)))
@@ -532,12 +533,17 @@ func (m *module) data(r *reader) []byte {
 }
 
 // mergeSegments merges runs of segments, in increasing order of offset and not overlapping,
-// whose gaps are at most maxDataGap bytes.
-func mergeSegments(segs []segment) []segment {
+// whose gaps are at most maxDataGap bytes, adding at most budget zeros in all.
+func mergeSegments(segs []segment, budget uint64) []segment {
 	out := segs[:0]
 	for i := 0; i < len(segs); {
 		j, end := i+1, segs[i].offset+uint64(len(segs[i].data))
-		for j < len(segs) && segs[j].offset-end <= maxDataGap {
+		for j < len(segs) {
+			gap := segs[j].offset - end
+			if gap > maxDataGap || gap > budget {
+				break
+			}
+			budget -= gap
 			end = segs[j].offset + uint64(len(segs[j].data))
 			j++
 		}

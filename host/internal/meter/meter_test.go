@@ -403,6 +403,7 @@ func FuzzInstrument(f *testing.F) {
 	f.Add(behaviourModule())
 	f.Add(runawayModule())
 	f.Add(wasmModule())
+	f.Add(dataModule(active(20, "abcdefgh", false), active(0, "ijkl", true), active(4000, "mn", false)))
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
@@ -660,11 +661,13 @@ func TestMergesDataSegments(t *testing.T) {
 		segs [][]byte
 		want uint32 // segments after instrumentation
 	}{
-		{"close together", [][]byte{active(0, "ab", false), active(4, "cd", true), active(5000, "ef", false),
-			active(5002+maxDataGap, "gh", false), active(5004+maxDataGap, "", false)}, 2},
+		{"close together", [][]byte{active(0, strings.Repeat("a", 5000), false), active(5002, "cd", true),
+			active(10000, "ef", false), active(10002+maxDataGap, "gh", false), active(10004+maxDataGap, "", false)}, 2},
 		{"out of order", [][]byte{active(10, "xy", false), active(0, "abcdefghijklmnopqrstu", false)}, 2},
 		{"overlapping", [][]byte{active(0, "abcdef", false), active(3, "XY", false)}, 2},
-		{"ascending runs", [][]byte{active(100, "ab", false), active(104, "cd", false), active(0, "ef", false), active(3000, "gh", false)}, 1},
+		{"ascending runs", [][]byte{active(20, "abcdefgh", false), active(30, "ijkl", false), active(0, "mnopqrst", false),
+			active(40, "uv", false)}, 1},
+		{"more zeros than data", [][]byte{active(0, "ab", false), active(4000, "cd", false)}, 2},
 		{"a passive segment", [][]byte{active(0, "ab", false), cat([]byte{0x01}, str("zz")), active(4, "cd", false)}, 3},
 		{"at the top of memory", [][]byte{active(65530, "ab", false), active(65534, "cd", false)}, 1},
 		{"negative offset", [][]byte{active(-1, "", false), active(2, "ab", false)}, 2},
@@ -694,6 +697,15 @@ func TestMergesDataSegments(t *testing.T) {
 			}
 		})
 	}
+	// Empty segments 4 KiB apart are not turned into megabytes of zeros.
+	var empty [][]byte
+	for i := range int32(1000) {
+		empty = append(empty, active(i*maxDataGap, "", false))
+	}
+	src := dataModule(empty...)
+	if out, _ := mustInstrument(t, src); len(out) > 3*len(src) {
+		t.Errorf("1,000 empty data segments 4 KiB apart (%d bytes) became %d bytes", len(src), len(out))
+	}
 	// With an imported memory, segments keep their order: another module sees the memory.
 	imported := wasmModule(
 		sec(secImport, vec(cat(str("env"), str("mem"), []byte{0x02, 0x00, 0x01}))),
@@ -703,7 +715,7 @@ func TestMergesDataSegments(t *testing.T) {
 		t.Errorf("segments out of order of an imported memory were merged")
 	}
 	// A segment out of bounds still fails instantiation, after merging as before.
-	src := dataModule(active(0, "ab", false), active(4, "cd", false), active(65535, "xyz", false))
+	src = dataModule(active(0, "ab", false), active(4, "cd", false), active(65535, "xyz", false))
 	out, _ := mustInstrument(t, src)
 	if got := dataSegments(t, out); got != 2 {
 		t.Errorf("%d data segments after instrumentation, want 2", got)
