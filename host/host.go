@@ -22,6 +22,7 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -289,9 +290,11 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, g *manifest.Grant
 	return h.LoadModule(ctx, m, wasm, g)
 }
 
-// LoadModule is Load with the module's bytes supplied by the caller (a bundle, a test).
+// LoadModule is Load with the module's bytes supplied by the caller (a bundle, a test). The host
+// keeps wasm (a later change of grant rebuilds the connector from it): do not modify it afterwards.
 func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant) error {
-	if err := manifest.VerifyModule(m, wasm); err != nil {
+	sum := sha256.Sum256(wasm) // once per load: the runtime's cache is keyed by it too
+	if err := manifest.VerifyDigest(m, sum); err != nil {
 		return fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
 	if _, err := grant.Effective(m, g); err != nil {
@@ -301,7 +304,7 @@ func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte
 	defer h.loadMu.Unlock()
 	l := h.layersOf(m.Name)
 	old := l.file
-	l.file = &layer{manifest: m, wasm: wasm, grant: g, origin: Origin{Publisher: m.Publisher}}
+	l.file = &layer{manifest: m, wasm: wasm, sum: sum, grant: g, origin: Origin{Publisher: m.Publisher}}
 	if err := h.apply(ctx, m.Name); err != nil {
 		l.file = old // a change that does not load leaves the connector as it was
 		return err
@@ -337,8 +340,10 @@ func (h *Host) SetInstalled(ctx context.Context, name string, in *Installed) err
 		h.stop(name, err)
 		return err
 	}
+	var sum [sha256.Size]byte
 	if in != nil && in.Manifest != nil {
-		if err := manifest.VerifyModule(in.Manifest, in.Module); err != nil {
+		sum = sha256.Sum256(in.Module)
+		if err := manifest.VerifyDigest(in.Manifest, sum); err != nil {
 			err = fmt.Errorf("host: connector %s: %w", name, err)
 			h.stop(name, err)
 			return err
@@ -351,7 +356,7 @@ func (h *Host) SetInstalled(ctx context.Context, name string, in *Installed) err
 	if in != nil {
 		l.revoked = in.Revoked
 		if !in.Revoked {
-			l.store = &layer{manifest: in.Manifest, wasm: in.Module, grant: in.Grant, origin: in.Origin}
+			l.store = &layer{manifest: in.Manifest, wasm: in.Module, sum: sum, grant: in.Grant, origin: in.Origin}
 		}
 	}
 	if err := h.apply(ctx, name); err != nil {
@@ -376,6 +381,7 @@ func MergeGrants(m *manifest.Manifest, file, store *manifest.Grant) (*manifest.G
 type layer struct {
 	manifest *manifest.Manifest // nil: a store grant for a connector the configuration loads
 	wasm     []byte
+	sum      [sha256.Size]byte // SHA-256 of wasm, checked against manifest when the layer was set
 	grant    *manifest.Grant
 	origin   Origin
 }
@@ -423,7 +429,7 @@ func (h *Host) apply(ctx context.Context, name string) error {
 		}
 	}
 	g, _ := grant.Merge(base.manifest, fileG, storeG)
-	c, err := h.build(ctx, base.manifest, base.wasm, g, base.origin)
+	c, err := h.build(ctx, base.manifest, base.wasm, base.sum, g, base.origin)
 	if err != nil {
 		return err
 	}
@@ -479,9 +485,10 @@ func (h *Host) stopWith(name, reason string) {
 	}
 }
 
-// build verifies m's module, applies g and returns the connector, not yet serving.
-func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant, origin Origin) (_ *connector, err error) {
-	if err := manifest.VerifyModule(m, wasm); err != nil {
+// build verifies m's module (sum is the SHA-256 of wasm), applies g and returns the connector, not
+// yet serving.
+func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, sum [sha256.Size]byte, g *manifest.Grant, origin Origin) (_ *connector, err error) {
+	if err := manifest.VerifyDigest(m, sum); err != nil {
 		return nil, fmt.Errorf("host: connector %s: %w", m.Name, err)
 	}
 	policy, err := grant.Effective(m, g)
@@ -618,6 +625,7 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, g *
 	c.module, err = h.eng.Load(ctx, runtime.Options{
 		Name:    m.Name,
 		Wasm:    wasm,
+		SHA256:  sum,
 		Exports: exports,
 		Limits: runtime.Limits{
 			MemoryPages:    uint32(lim.MemoryMB) * 16,

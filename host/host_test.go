@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -431,6 +432,32 @@ func TestLoadRefusesTamperedModule(t *testing.T) {
 	}
 	if len(h.Tools()) != 0 {
 		t.Error("a tampered module was loaded")
+	}
+}
+
+// A module the state store installs is checked against its manifest like one the configuration
+// names: a tampered one stops the connector (the store may have meant to change it) and says why.
+func TestSetInstalledRefusesTamperedModule(t *testing.T) {
+	ctx := context.Background()
+	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	h, _ := hosttest.New(t, host.Config{})
+	install := func(module []byte) error {
+		return h.SetInstalled(ctx, "hostile", &host.Installed{Manifest: m, Module: module,
+			Grant: &manifest.Grant{Connector: "hostile", Tools: []string{"echo"}, Scopes: []string{"test"}}})
+	}
+	if err := install(wasm); err != nil {
+		t.Fatal(err)
+	}
+	if res := call(h, "hostile.echo", `{"a":1}`); !res.OK {
+		t.Fatalf("echo: %+v", res.Error)
+	}
+	bad := append([]byte(nil), wasm...)
+	bad[len(bad)/2] ^= 1
+	if err := install(bad); !errors.Is(err, manifest.ErrDigestMismatch) {
+		t.Fatalf("SetInstalled(tampered) = %v, want a digest mismatch", err)
+	}
+	if res := call(h, "hostile.echo", `{"a":1}`); res.OK {
+		t.Error("the connector kept serving after the store installed a tampered module")
 	}
 }
 

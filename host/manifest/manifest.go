@@ -498,7 +498,12 @@ var (
 // VerifyModule checks that module's SHA-256 digest is the one the manifest pins. It refuses an
 // unpinned manifest. The comparison runs in constant time.
 func VerifyModule(m *Manifest, module []byte) error {
-	sum := sha256.Sum256(module)
+	return VerifyDigest(m, sha256.Sum256(module))
+}
+
+// VerifyDigest is VerifyModule for a caller that has hashed the module already (sum is its
+// SHA-256), so that a 4 MB module is hashed once per load.
+func VerifyDigest(m *Manifest, sum [sha256.Size]byte) error {
 	got := hex.EncodeToString(sum[:])
 	if m.Module.SHA256 == "" {
 		return fmt.Errorf("manifest %s: %w: %s has sha256 %s; add module.sha256: %s to the manifest if you trust this module", m.Name, ErrUnpinned, m.Module.Path, got, got)

@@ -50,7 +50,11 @@
 //   - every table's maximum is bounded;
 //   - function bodies gain the checks and charges;
 //   - custom sections whose names start with ".debug" (DWARF) are dropped: their code offsets
-//     would no longer match and they would make wazero report wrong source lines.
+//     would no longer match and they would make wazero report wrong source lines;
+//   - active data segments that lie close together are merged (see maxDataGap), and the data
+//     segment names of the "name" section are dropped: the standard Go linker starts a segment
+//     after every run of zeros, 45,000 for the Slack connector, which wazero decodes, validates
+//     and copies one by one at every load and instantiation.
 //
 // A module that already imports from ImportModule is refused, as is one whose code names a
 // global index that does not exist (after instrumentation it would name the fuel or scratch
@@ -59,8 +63,10 @@ package meter
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -80,7 +86,7 @@ const Budget = 1 << 22
 // Version names what Instrument produces: callers that keep its output (the runtime's on-disk
 // cache of instrumented modules) key it by Version and the input's digest. Change it whenever
 // the output for some input changes; TestVersionPinsOutput fails until it is.
-const Version = "1"
+const Version = "2"
 
 // Stats describes one instrumentation.
 type Stats struct {
@@ -130,6 +136,8 @@ type module struct {
 	scratch     uint32 // index of the added scratch global (the count of a sized instruction)
 	defined     uint32 // functions defined by the module
 	memory      bool   // it has a memory: memory.fill and memory.copy may appear, and the helpers are added
+	dataCount   bool   // it has a data count section: memory.init and data.drop may name segments
+	memImported bool   // its memory is imported: another module may see what instantiation wrote
 	bulkType    uint32 // the added type (i32, i32, i32) -> ()
 	fill, copy  uint32 // indices of the added helpers that run a large memory.fill or memory.copy in slices
 }
@@ -170,8 +178,11 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 			m.funcImports += funcs
 			m.globals += globals
 			m.memory = m.memory || memories > 0
+			m.memImported = memories > 0
 		case secGlobal:
 			m.globals += r.count()
+		case secDataCnt:
+			m.dataCount = true
 		}
 		if r.err != nil {
 			return nil, Stats{}, r.err
@@ -410,25 +421,7 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 	case secCode:
 		out = m.code(r, st)
 	case secData:
-		n := r.count()
-		out = appendU32(out, n)
-		for i := uint32(0); i < n && r.err == nil; i++ {
-			flags := r.u32()
-			out = appendU32(out, flags)
-			switch flags {
-			case 0:
-				out = m.expr(r, out)
-			case 1:
-			case 2:
-				out = appendU32(out, r.u32())
-				out = m.expr(r, out)
-			default:
-				r.fail("unknown data segment kind %d", flags)
-			}
-			b := r.bytes(r.u32())
-			out = appendU32(out, uint32(len(b)))
-			out = append(out, b...)
-		}
+		out = m.data(r)
 	case secCustom:
 		name := string(r.bytes(r.u32()))
 		switch {
@@ -457,6 +450,141 @@ func (m *module) rewrite(s section, st *Stats) (data []byte, keep bool, err erro
 		return nil, false, &Error{Offset: s.off + r.off, Msg: fmt.Sprintf("section %d has trailing bytes", s.id)}
 	}
 	return out, true, nil
+}
+
+// maxDataGap: data segments at most this many bytes apart are merged, the gap filled with zeros.
+// A gap this short holds no whole 4 KiB page, so the merged segment writes no page that the
+// original segments did not (instances stay as small). The zeros added to a data section are at
+// most its own size (a section of empty segments 4 KiB apart would otherwise grow 800-fold).
+const maxDataGap = 4095
+
+// segment is a data segment: head is its kind, memory and offset expression, as written out.
+type segment struct {
+	head   []byte
+	offset uint64
+	active bool // active in memory 0 at a constant offset
+	data   []byte
+}
+
+// data rewrites a data section, merging segments (see maxDataGap) when every segment is active
+// in memory 0 at an i32.const offset and no two overlap: then each byte is written by one segment
+// at most, whatever the order (so segments are sorted by offset; the Go linker writes a few
+// ascending runs), no segment writes into the gap between two others, where memory is still
+// zero, and in a module without a data count section no instruction names a segment. Segments
+// are only reordered in a module that defines its memory: a segment out of bounds fails the
+// instantiation, and with an imported memory another module would see which segments had been
+// written before it. Otherwise the segments are copied.
+func (m *module) data(r *reader) []byte {
+	n := r.count()
+	segs := make([]segment, 0, n)
+	heads := make([]byte, 0, 8*int(n)) // one buffer for every head
+	merge, sorted := !m.dataCount, true
+	var end uint64
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		var s segment
+		start := len(heads)
+		flags := r.u32()
+		heads = appendU32(heads, flags)
+		switch flags {
+		case 0, 2:
+			mem := uint32(0)
+			if flags == 2 {
+				mem = r.u32()
+				heads = appendU32(heads, mem)
+			}
+			var ok bool
+			s.offset, ok = constOffset(r.b[r.off:])
+			s.active = ok && mem == 0
+			heads = m.expr(r, heads)
+		case 1:
+		default:
+			r.fail("unknown data segment kind %d", flags)
+		}
+		s.head = heads[start:len(heads):len(heads)]
+		s.data = r.bytes(r.u32())
+		merge = merge && s.active
+		sorted = sorted && s.offset >= end
+		end = s.offset + uint64(len(s.data))
+		segs = append(segs, s)
+	}
+	if merge && !sorted && !m.memImported {
+		ordered := slices.Clone(segs)
+		slices.SortStableFunc(ordered, func(a, b segment) int { return cmp.Compare(a.offset, b.offset) })
+		end, sorted = 0, true
+		for _, s := range ordered {
+			sorted = sorted && s.offset >= end
+			end = s.offset + uint64(len(s.data))
+		}
+		if sorted {
+			segs = ordered
+		}
+	}
+	if merge && sorted {
+		segs = mergeSegments(segs, uint64(len(r.b)))
+	}
+	out := make([]byte, 0, len(r.b)+len(r.b)/4)
+	out = appendU32(out, uint32(len(segs)))
+	for _, s := range segs {
+		out = append(out, s.head...)
+		out = appendU32(out, uint32(len(s.data)))
+		out = append(out, s.data...)
+	}
+	return out
+}
+
+// mergeSegments merges runs of segments, in increasing order of offset and not overlapping,
+// whose gaps are at most maxDataGap bytes, adding at most budget zeros in all.
+func mergeSegments(segs []segment, budget uint64) []segment {
+	out := segs[:0]
+	for i := 0; i < len(segs); {
+		j, end := i+1, segs[i].offset+uint64(len(segs[i].data))
+		for j < len(segs) {
+			gap := segs[j].offset - end
+			if gap > maxDataGap || gap > budget {
+				break
+			}
+			budget -= gap
+			end = segs[j].offset + uint64(len(segs[j].data))
+			j++
+		}
+		s := segs[i]
+		if j > i+1 {
+			data := make([]byte, 0, end-s.offset)
+			for _, t := range segs[i:j] {
+				data = append(data, make([]byte, t.offset-s.offset-uint64(len(data)))...)
+				data = append(data, t.data...)
+			}
+			s.data = data
+		}
+		out = append(out, s)
+		i = j
+	}
+	return out
+}
+
+// constOffset reads an offset expression that is exactly i32.const k, end, and returns k as
+// the unsigned offset it means.
+func constOffset(b []byte) (uint64, bool) {
+	if len(b) < 3 || b[0] != opI32Const {
+		return 0, false
+	}
+	var v int64
+	var shift uint
+	for i := 1; i < len(b) && i <= 5; i++ {
+		c := b[i]
+		v |= int64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			if i+1 >= len(b) || b[i+1] != opEnd {
+				return 0, false
+			}
+			return uint64(uint32(int32(v))), true
+		}
+	}
+	return 0, false
 }
 
 // maxTableElements bounds every table: wazero grows a table to whatever table.grow asks up to
@@ -590,6 +718,11 @@ func (m *module) names(r *reader) ([]byte, bool) {
 			}
 		case 0: // the module's name
 			sub.bytes(sub.count())
+			body = sub.b
+		case 9: // data segment names: their indices may no longer hold (see data)
+			if !m.dataCount {
+				continue
+			}
 			body = sub.b
 		default:
 			body = sub.b

@@ -403,6 +403,7 @@ func FuzzInstrument(f *testing.F) {
 	f.Add(behaviourModule())
 	f.Add(runawayModule())
 	f.Add(wasmModule())
+	f.Add(dataModule(active(20, "abcdefgh", false), active(0, "ijkl", true), active(4000, "mn", false)))
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
@@ -617,13 +618,125 @@ func TestBoundsTables(t *testing.T) {
 	}
 }
 
+// dataModule is a module with one exported page of memory and the given data segments (each
+// already encoded: kind, offset expression, bytes).
+func dataModule(segs ...[]byte) []byte {
+	return wasmModule(
+		sec(secMemory, vec([]byte{0x00, 0x01})),
+		sec(secExport, vec(wasmtest.Export("mem", 0x02, 0))),
+		sec(secData, vec(segs...)),
+	)
+}
+
+// active is an active data segment of memory 0 at offset (kind 0, or kind 2 with memory index
+// 0 when explicit).
+func active(offset int32, data string, explicit bool) []byte {
+	kind := []byte{0x00}
+	if explicit {
+		kind = []byte{0x02, 0x00}
+	}
+	return cat(kind, []byte{opI32Const}, wasmtest.S32(offset), []byte{end}, str(data))
+}
+
+// dataSegments counts the segments of wasm's data section.
+func dataSegments(t *testing.T, wasm []byte) uint32 {
+	t.Helper()
+	secs, err := split(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secs {
+		if s.id == secData {
+			return (&reader{b: s.data}).count()
+		}
+	}
+	return 0
+}
+
+// Data segments that lie close together are merged, and memory starts exactly as the original
+// segments would have left it, whatever order and overlap the segments have.
+func TestMergesDataSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		segs [][]byte
+		want uint32 // segments after instrumentation
+	}{
+		{"close together", [][]byte{active(0, strings.Repeat("a", 5000), false), active(5002, "cd", true),
+			active(10000, "ef", false), active(10002+maxDataGap, "gh", false), active(10004+maxDataGap, "", false)}, 2},
+		{"out of order", [][]byte{active(10, "xy", false), active(0, "abcdefghijklmnopqrstu", false)}, 2},
+		{"overlapping", [][]byte{active(0, "abcdef", false), active(3, "XY", false)}, 2},
+		{"ascending runs", [][]byte{active(20, "abcdefgh", false), active(30, "ijkl", false), active(0, "mnopqrst", false),
+			active(40, "uv", false)}, 1},
+		{"more zeros than data", [][]byte{active(0, "ab", false), active(4000, "cd", false)}, 2},
+		{"a passive segment", [][]byte{active(0, "ab", false), cat([]byte{0x01}, str("zz")), active(4, "cd", false)}, 3},
+		{"at the top of memory", [][]byte{active(65530, "ab", false), active(65534, "cd", false)}, 1},
+		{"negative offset", [][]byte{active(-1, "", false), active(2, "ab", false)}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := dataModule(tc.segs...)
+			out, _ := mustInstrument(t, src)
+			if got := dataSegments(t, out); got != tc.want {
+				t.Errorf("%d data segments after instrumentation, want %d", got, tc.want)
+			}
+			ctx := context.Background()
+			rt := wazero.NewRuntime(ctx)
+			defer rt.Close(ctx)
+			plain, errPlain := rt.InstantiateWithConfig(ctx, src, wazero.NewModuleConfig().WithName("plain"))
+			(&meterHost{refill: Budget}).instantiate(t, ctx, rt)
+			metered, errMetered := rt.InstantiateWithConfig(ctx, out, wazero.NewModuleConfig().WithName("metered"))
+			if (errPlain == nil) != (errMetered == nil) {
+				t.Fatalf("instantiating: original %v, instrumented %v", errPlain, errMetered)
+			}
+			if errPlain != nil {
+				return
+			}
+			a, _ := plain.Memory().Read(0, 65536)
+			b, _ := metered.Memory().Read(0, 65536)
+			if !slices.Equal(a, b) {
+				t.Error("memory after instantiation differs from the original module's")
+			}
+		})
+	}
+	// Empty segments 4 KiB apart are not turned into megabytes of zeros.
+	var empty [][]byte
+	for i := range int32(1000) {
+		empty = append(empty, active(i*maxDataGap, "", false))
+	}
+	src := dataModule(empty...)
+	if out, _ := mustInstrument(t, src); len(out) > 3*len(src) {
+		t.Errorf("1,000 empty data segments 4 KiB apart (%d bytes) became %d bytes", len(src), len(out))
+	}
+	// With an imported memory, segments keep their order: another module sees the memory.
+	imported := wasmModule(
+		sec(secImport, vec(cat(str("env"), str("mem"), []byte{0x02, 0x00, 0x01}))),
+		sec(secData, vec(active(100, "ab", false), active(0, "cd", false))),
+	)
+	if out, _ := mustInstrument(t, imported); dataSegments(t, out) != 2 {
+		t.Errorf("segments out of order of an imported memory were merged")
+	}
+	// A segment out of bounds still fails instantiation, after merging as before.
+	src = dataModule(active(0, "ab", false), active(4, "cd", false), active(65535, "xyz", false))
+	out, _ := mustInstrument(t, src)
+	if got := dataSegments(t, out); got != 2 {
+		t.Errorf("%d data segments after instrumentation, want 2", got)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	(&meterHost{refill: Budget}).instantiate(t, ctx, rt)
+	if _, err := rt.Instantiate(ctx, out); err == nil || !strings.Contains(err.Error(), "out of bounds") {
+		t.Errorf("instantiating a module with a segment out of bounds: %v, want out of bounds", err)
+	}
+}
+
 // TestVersionPinsOutput: what Instrument makes of the test modules is pinned, with Version. The
 // runtime keeps instrumented modules on disk under Version: a change to the instrumentation
 // that kept Version would have old, differently metered modules loaded from those files.
 func TestVersionPinsOutput(t *testing.T) {
-	const version, digest = "1", "88f61bda9137049e8e28e20de3ed9fadacb02707dd0097ae7ffe75ae4f88dceb"
+	const version, digest = "2", "f67e8fa0de475550daa5ee20d3ae0b797357d321fa8d752a2602cb175400a106"
 	h := sha256.New()
-	for _, m := range [][]byte{behaviourModule(), runawayModule(), sizedModule()} {
+	for _, m := range [][]byte{behaviourModule(), runawayModule(), sizedModule(),
+		dataModule(active(0, "ab", false), active(4, "cd", true), active(5000, "ef", false))} {
 		out, _ := mustInstrument(t, m)
 		h.Write(out)
 	}

@@ -3,7 +3,9 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -514,6 +516,7 @@ func TestStartFunctionIsBounded(t *testing.T) {
 func TestInstrumentedModuleCache(t *testing.T) {
 	dir := t.TempDir()
 	wasm := plugin(t, "./host/testdata/plugins/hostile")
+	var digest [sha256.Size]byte // zero: Load hashes the module
 	loadOnce := func() {
 		t.Helper()
 		eng, err := NewEngine(EngineConfig{CacheDir: dir})
@@ -521,7 +524,7 @@ func TestInstrumentedModuleCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer eng.Close(context.Background())
-		m, err := eng.Load(context.Background(), Options{Name: "h", Wasm: wasm, Exports: []string{"noop", "loop"},
+		m, err := eng.Load(context.Background(), Options{Name: "h", Wasm: wasm, SHA256: digest, Exports: []string{"noop", "loop"},
 			Limits: Limits{Timeout: 300 * time.Millisecond}})
 		if err != nil {
 			t.Fatalf("Load: %v", err)
@@ -552,5 +555,19 @@ func TestInstrumentedModuleCache(t *testing.T) {
 		if again, _ := os.ReadFile(files[0]); !bytes.Equal(again, kept) {
 			t.Error("a corrupted instrumented module was not replaced by a good one")
 		}
+	}
+	// A caller that has the digest (the host, from the manifest check) finds the same file, and
+	// a file an older meter left is not read.
+	digest = sha256.Sum256(wasm)
+	stale := filepath.Join(dir, meteredDir, "v0-"+hex.EncodeToString(digest[:]))
+	if err := os.WriteFile(stale, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loadOnce()
+	if again, _ := filepath.Glob(filepath.Join(dir, meteredDir, "*")); len(again) != 2 {
+		t.Errorf("files after a load given the digest: %v; want the same instrumented module and the stale one", again)
+	}
+	if b, _ := os.ReadFile(stale); string(b) != "junk" {
+		t.Error("the file of another meter version was read and replaced")
 	}
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 
@@ -16,14 +18,48 @@ import (
 //
 //	go test -run '^$' -bench WarmLoad -cpuprofile cpu.out ./internal/cmd/bench
 func BenchmarkWarmLoad(b *testing.B) {
+	warmLoad(b, "./plugins/slack", "manifests/slack.yaml", slackGrant("http://127.0.0.1:1"))
+}
+
+// BenchmarkWarmLoadSize is BenchmarkWarmLoad for modules of several sizes (MB in the name), so
+// the load time of a module of a given size can be read off:
+//
+//	go test -run '^$' -bench WarmLoadSize -benchtime 20x ./internal/cmd/bench
+func BenchmarkWarmLoadSize(b *testing.B) {
+	for _, c := range []struct{ pkg, manifest string }{
+		{"./host/testdata/plugins/hostile", "host/testdata/hostile.yaml"},
+		{"./plugins/slack", "manifests/slack.yaml"},
+		{"./plugins/salesforce", "manifests/salesforce.yaml"},
+		{"./plugins/openapi", "manifests/openapi.yaml"},
+	} {
+		root, err := pluginbuild.ModuleRoot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, wasm, err := connector(context.Background(), root, c.pkg, c.manifest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%s-%.1fMB", filepath.Base(c.pkg), float64(len(wasm))/1e6), func(b *testing.B) {
+			warmLoad(b, c.pkg, c.manifest, nil)
+		})
+	}
+}
+
+// warmLoad measures host.New plus LoadModule of the connector built from pkg, with grant g (nil:
+// one that grants nothing), once the compilation cache holds it.
+func warmLoad(b *testing.B, pkg, manifestPath string, g *manifest.Grant) {
 	ctx := context.Background()
 	root, err := pluginbuild.ModuleRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, wasm, err := connector(ctx, root, "./plugins/slack", "manifests/slack.yaml")
+	m, wasm, err := connector(ctx, root, pkg, manifestPath)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if g == nil {
+		g = &manifest.Grant{Connector: m.Name}
 	}
 	cache := filepath.Join(b.TempDir(), "cache")
 	load := func() error {
@@ -36,7 +72,7 @@ func BenchmarkWarmLoad(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		err = h.LoadModule(ctx, m, wasm, slackGrant("http://127.0.0.1:1"))
+		err = h.LoadModule(ctx, m, wasm, g)
 		return errors.Join(err, h.Close(ctx))
 	}
 	if err := load(); err != nil { // populates the cache
