@@ -293,6 +293,9 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, g *manifest.Grant
 // LoadModule is Load with the module's bytes supplied by the caller (a bundle, a test). The host
 // keeps wasm (a later change of grant rebuilds the connector from it): do not modify it afterwards.
 func (h *Host) LoadModule(ctx context.Context, m *manifest.Manifest, wasm []byte, g *manifest.Grant) error {
+	if g == nil {
+		return fmt.Errorf("host: connector %s: no grant given: pass the admin's grant (a Grant naming the connector, its tools and scopes; an empty one grants nothing)", m.Name)
+	}
 	sum := sha256.Sum256(wasm) // once per load: the runtime's cache is keyed by it too
 	if err := manifest.VerifyDigest(m, sum); err != nil {
 		return fmt.Errorf("host: connector %s: %w", m.Name, err)

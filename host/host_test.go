@@ -435,6 +435,19 @@ func TestLoadRefusesTamperedModule(t *testing.T) {
 	}
 }
 
+// An embedder that forgets the grant gets an error naming what to pass, not a panic.
+func TestLoadWithoutGrant(t *testing.T) {
+	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	h, _ := hosttest.New(t, host.Config{})
+	err := h.LoadModule(context.Background(), m, wasm, nil)
+	if err == nil || !strings.Contains(err.Error(), "no grant") {
+		t.Fatalf("LoadModule(nil grant) = %v, want an error saying no grant was given", err)
+	}
+	if len(h.Tools()) != 0 {
+		t.Error("a connector loaded without a grant offers tools")
+	}
+}
+
 // A module the state store installs is checked against its manifest like one the configuration
 // names: a tampered one stops the connector (the store may have meant to change it) and says why.
 func TestSetInstalledRefusesTamperedModule(t *testing.T) {
