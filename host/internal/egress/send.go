@@ -358,23 +358,30 @@ func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) 
 					h.t.where(), c.quote(cc))}
 		}
 	}
-	tooLarge := &failure{code: abi.CodeResponseTooLarge, category: abi.Correctable,
-		msg: fmt.Sprintf("the response from %s is larger than the limit of %s; ask for less data (pagination, filters, fewer fields)",
-			h.t.where(), byteSize(c.maxResponse))}
-	if resp.ContentLength > c.maxResponse {
-		return abi.HTTPResponse{}, tooLarge
+	tooLarge := func() *failure { // formatted only when needed: most responses fit
+		return &failure{code: abi.CodeResponseTooLarge, category: abi.Correctable,
+			msg: fmt.Sprintf("the response from %s is larger than the limit of %s; ask for less data (pagination, filters, fewer fields)",
+				h.t.where(), byteSize(c.maxResponse))}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResponse+1))
+	if resp.ContentLength > c.maxResponse {
+		return abi.HTTPResponse{}, tooLarge()
+	}
+	body, err := readBody(resp.Body, resp.ContentLength, c.maxResponse+1)
 	if err != nil {
 		return abi.HTTPResponse{}, c.classify(ctx, err, h)
 	}
 	if int64(len(body)) > c.maxResponse {
-		return abi.HTTPResponse{}, tooLarge
+		return abi.HTTPResponse{}, tooLarge()
 	}
-	header := resp.Header.Clone()
+	// The response and its header map are this call's alone (the transport made them for it and
+	// nothing else holds them): filtered and scrubbed in place rather than copied.
+	header := resp.Header
+	if header == nil {
+		header = http.Header{}
+	}
 	if len(codings) > 0 && len(body) > 0 {
 		if body, err = decode(body, codings, c.maxResponse); errors.Is(err, errTooLarge) {
-			return abi.HTTPResponse{}, tooLarge
+			return abi.HTTPResponse{}, tooLarge()
 		} else if err != nil {
 			return abi.HTTPResponse{}, &failure{code: abi.CodeUpstreamError, category: abi.Fatal, cause: err,
 				msg: fmt.Sprintf("the response from %s could not be decoded as its Content-Encoding says; the response was withheld", h.t.where())}
@@ -390,6 +397,29 @@ func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) 
 		out.Body = c.scrub.Bytes(body)
 	}
 	return out, nil
+}
+
+// readBody reads at most limit bytes of r. A body whose length is announced (size ≥ 0) is read
+// into one buffer of that size (plus one byte, to see a body longer than announced) instead of
+// one grown from 512 bytes; the announcement is only a hint, bounded by limit.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size >= limit {
+		return io.ReadAll(io.LimitReader(r, limit))
+	}
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return buf, err
+		case len(buf) == cap(buf): // longer than announced: read on, still bounded
+			rest, err := io.ReadAll(io.LimitReader(r, limit-int64(len(buf))))
+			return append(buf, rest...), err
+		}
+	}
 }
 
 // contentCodings lists the content codings applied to a body, in the order they were applied,
