@@ -106,11 +106,7 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 			c.emit(ctx, rec, f)
 			return f.response(c.scrub), f
 		}
-		hc := c.client
-		if h.viaUpstream {
-			hc = c.upClient
-		}
-		resp, err := hc.Do(req)
+		resp, err := c.roundTrip(req, h.viaUpstream)
 		if err != nil {
 			f := c.classify(ctx, err, h)
 			rec.Decision, rec.Reason, rec.Duration = f.decision(), f.why(), time.Since(start)
@@ -176,6 +172,22 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 		}
 		return out, nil
 	}
+}
+
+// roundTrip sends req on the transport for its scheme and destination: plain http on the
+// calling goroutine (h1Transport), https through net/http (HTTP/2 when the upstream offers it);
+// Upstreams targets on their own transports, never sharing a connection with checked
+// destinations.
+func (c *Client) roundTrip(req *http.Request, viaUpstream bool) (*http.Response, error) {
+	switch {
+	case req.URL.Scheme == "http" && viaUpstream:
+		return c.upPlain.RoundTrip(req)
+	case req.URL.Scheme == "http":
+		return c.plain.RoundTrip(req)
+	case viaUpstream:
+		return c.upClient.Do(req)
+	}
+	return c.client.Do(req)
 }
 
 // build turns a checked hop into an *http.Request: the upstream mapping is applied and the
