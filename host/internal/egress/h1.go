@@ -58,6 +58,7 @@ func newH1Transport(dial func(ctx context.Context, network, addr string) (net.Co
 type h1Conn struct {
 	conn      net.Conn
 	addr      string
+	peek      *peeker
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	limit     int64 // bytes that may still be read, < 0 for no limit (set while reading headers)
@@ -235,7 +236,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (pc *h1Conn, reused 
 		t.idle[addr] = list[:len(list)-1]
 		t.nIdle--
 		t.mu.Unlock()
-		if now.Sub(pc.idleSince) < idleTimeout && peerOpen(pc.conn) {
+		if now.Sub(pc.idleSince) < idleTimeout && pc.peek.peerOpen() {
 			return pc, true, nil
 		}
 		_ = pc.conn.Close()
@@ -244,7 +245,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (pc *h1Conn, reused 
 	if err != nil {
 		return nil, false, err
 	}
-	pc = &h1Conn{conn: conn, addr: addr}
+	pc = &h1Conn{conn: conn, addr: addr, peek: newPeeker(conn)}
 	pc.br = bufio.NewReader(pc)
 	pc.bw = bufio.NewWriter(pc)
 	return pc, false, nil

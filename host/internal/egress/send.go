@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +26,12 @@ import (
 
 // userAgent is sent when the plugin sets none.
 const userAgent = "airlock/1"
+
+// Header values build sets, shared by every request and never written to.
+var (
+	userAgentValue = []string{userAgent}
+	gzipValue      = []string{"gzip"}
+)
 
 // hopByHop are headers that describe one connection, not the request (RFC 9110 §7.6.1).
 var hopByHop = map[string]bool{
@@ -199,17 +206,17 @@ func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
 		u.Scheme, u.Host = up.Scheme, up.Host
 		h.viaUpstream = true
 	}
-	header := h.header.Clone()
-	if header == nil {
-		header = make(http.Header)
-	}
+	// A new map per request (the hop's is kept for retries and redirects) sharing the hop's
+	// value slices: transports only read a request's header.
+	header := make(http.Header, len(h.header)+3)
+	maps.Copy(header, h.header)
 	if _, ok := header["User-Agent"]; !ok {
-		header.Set("User-Agent", userAgent)
+		header["User-Agent"] = userAgentValue
 	}
 	// As net/http's transport would (its own decoding is off, see newTransport): gzip, except
 	// for HEAD and ranges, whose partial gzip stream could not be decoded.
 	if _, ok := header["Range"]; !ok && h.method != http.MethodHead {
-		header.Set("Accept-Encoding", "gzip")
+		header["Accept-Encoding"] = gzipValue
 	}
 	if s := h.slot; s != nil {
 		v := s.secret.Expose()
