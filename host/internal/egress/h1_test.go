@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,5 +262,36 @@ func TestInterimResponses(t *testing.T) {
 	wantStatus(t, resp, 201)
 	if string(resp.Body) != "done" {
 		t.Errorf("body %q, want the final answer's", resp.Body)
+	}
+}
+
+// An https upstream that offers HTTP/2 gets HTTP/2 (net/http's Transport); plain http gets
+// HTTP/1.1 on the calling goroutine.
+func TestProtocolPerScheme(t *testing.T) {
+	proto := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) })
+	tlsSrv := httptest.NewUnstartedServer(proto)
+	tlsSrv.EnableHTTP2 = true
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
+	plainSrv := httptest.NewServer(proto)
+	defer plainSrv.Close()
+	c, err := New(Config{
+		Rules: []Rule{{Host: "secure.example.test"}, {Host: "plain.example.test"}},
+		Upstreams: map[string]string{
+			"https://secure.example.test": tlsSrv.URL,
+			"https://plain.example.test":  plainSrv.URL,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.upTransport.TLSClientConfig = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	for host, want := range map[string]string{"secure.example.test": "HTTP/2.0", "plain.example.test": "HTTP/1.1"} {
+		resp := c.Do(context.Background(), abi.HTTPRequest{URL: "https://" + host + "/"})
+		wantStatus(t, resp, 200)
+		if string(resp.Body) != want {
+			t.Errorf("%s was reached over %s, want %s", host, resp.Body, want)
+		}
 	}
 }
