@@ -36,6 +36,39 @@ func countingServer(tb testing.TB) (*httptest.Server, *atomic.Int64) {
 	return srv, &conns
 }
 
+// BenchmarkSerialHTTPS is BenchmarkSerial's egress case against an https upstream that offers
+// HTTP/2, as real ones do: net/http's Transport (HTTP/2), not h1Transport.
+func BenchmarkSerialHTTPS(b *testing.B) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(slackAnswer)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c, err := New(Config{
+		Rules:     []Rule{{Host: "slack.com", PathPrefix: "/api/", Methods: []string{"POST"}}},
+		Slots:     map[string]Slot{"bot": {Kind: KindBearer, Hosts: []string{"slack.com"}, Secret: secret.New(canaryBearer)}},
+		Upstreams: map[string]string{"https://slack.com": srv.URL},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.upTransport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	req := abi.HTTPRequest{Method: "POST", URL: "https://slack.com/api/chat.postMessage", Credential: "bot",
+		Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}},
+		Body:    []byte(`{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`)}
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		if resp := c.Do(context.Background(), req); resp.Error != nil || resp.Status != 200 {
+			b.Fatalf("Do: %v %d", resp.Error, resp.Status)
+		}
+	}
+}
+
 // BenchmarkSerial is one caller sending the Slack connector's chat.postMessage through Do, and
 // the same request through a plain net/http client (native), to the same loopback server.
 func BenchmarkSerial(b *testing.B) {
