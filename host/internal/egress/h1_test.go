@@ -112,11 +112,12 @@ func TestIdleConnectionClosedByUpstream(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	u := newRawUpstream(t, func(n int64, conn net.Conn, br *bufio.Reader) {
-		req, ok := answer(conn, br, fmt.Sprintf("connection %d", n))
-		if ok {
+		if req, err := http.ReadRequest(br); err == nil {
 			mu.Lock()
 			got = append(got, req.Method+" "+req.URL.Path)
 			mu.Unlock()
+			body := fmt.Sprintf("connection %d", n)
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		}
 		conn.Close() // no Connection: close: the client finds out when it next looks
 		closed <- struct{}{}
@@ -138,26 +139,46 @@ func TestIdleConnectionClosedByUpstream(t *testing.T) {
 }
 
 // An upstream that answers one request twice cannot have its second answer taken for the
-// answer to the next request (response smuggling on a kept-alive connection).
+// answer to the next request (response smuggling on a kept-alive connection): whether the extra
+// answer came with the first (it waits in the client's buffer) or after it (it waits in the
+// socket). Bytes that arrive only after the next request went out cannot be told from its answer,
+// with net/http's Transport as here; the upstream chooses that answer anyway.
 func TestUnsolicitedResponseNotReused(t *testing.T) {
-	u := newRawUpstream(t, func(n int64, conn net.Conn, br *bufio.Reader) {
-		if _, ok := answer(conn, br, fmt.Sprintf("real %d", n)); !ok {
-			return
-		}
-		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
-		for {
-			if _, ok := answer(conn, br, "smuggled"); !ok {
-				return
+	for _, sameWrite := range []bool{true, false} {
+		t.Run(fmt.Sprintf("same_write=%v", sameWrite), func(t *testing.T) {
+			extra := make(chan struct{}, 8)
+			u := newRawUpstream(t, func(n int64, conn net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				real := fmt.Sprintf("real %d", n)
+				first := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(real), real)
+				smuggled := "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+				if sameWrite {
+					io.WriteString(conn, first+smuggled)
+				} else {
+					io.WriteString(conn, first)
+					time.Sleep(20 * time.Millisecond) // the client has read the first answer
+					io.WriteString(conn, smuggled)
+				}
+				extra <- struct{}{}
+				for {
+					if _, ok := answer(conn, br, "smuggled"); !ok {
+						return
+					}
+				}
+			})
+			c := u.client(t, Config{})
+			for i := 1; i <= 3; i++ {
+				resp := post(c, context.Background(), "/x")
+				wantStatus(t, resp, 200)
+				if string(resp.Body) != fmt.Sprintf("real %d", i) {
+					t.Fatalf("request %d got %q, want the answer of a fresh connection", i, resp.Body)
+				}
+				<-extra
+				time.Sleep(10 * time.Millisecond) // the extra answer crosses loopback
 			}
-		}
-	})
-	c := u.client(t, Config{})
-	for i := 1; i <= 3; i++ {
-		resp := post(c, context.Background(), "/x")
-		wantStatus(t, resp, 200)
-		if string(resp.Body) != fmt.Sprintf("real %d", i) {
-			t.Fatalf("request %d got %q, want the answer of a fresh connection", i, resp.Body)
-		}
+		})
 	}
 }
 
