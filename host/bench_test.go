@@ -59,6 +59,7 @@ func BenchmarkNativeSlack(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer client.CloseIdleConnections()
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if err := fakeslack.PostMessage(context.Background(), client, url, canary, "C0GENERAL", "benchmark: deploy finished"); err != nil {
 			b.Fatal(err)
@@ -85,6 +86,7 @@ func BenchmarkCallSlack(b *testing.B) {
 	req := host.CallRequest{Tool: "slack.post_message", Arguments: json.RawMessage(benchPostArgs), Agent: "bench"}
 	ctx := context.Background()
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if res := h.Call(ctx, req); !res.OK {
 			b.Fatalf("post_message: %+v", res.Error)

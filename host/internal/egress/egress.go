@@ -291,10 +291,12 @@ type Client struct {
 	log          *slog.Logger
 	dropHeader   map[string]bool // canonical header names the plugin may not set
 	dropQuery    []string        // query parameters the plugin may not set (api_key in query)
-	transport    *http.Transport // checked destinations
+	transport    *http.Transport // checked destinations (https)
 	client       *http.Client
-	upTransport  *http.Transport // Upstreams targets only
+	upTransport  *http.Transport // Upstreams targets only (https)
 	upClient     *http.Client
+	plain        *h1Transport // checked destinations (http)
+	upPlain      *h1Transport // Upstreams targets only (http)
 	closed       atomic.Bool
 
 	limits   []rateRule
@@ -433,7 +435,20 @@ func New(cfg Config) (*Client, error) {
 	c.upTransport = c.newTransport(true)
 	c.client = newHTTPClient(c.transport)
 	c.upClient = newHTTPClient(c.upTransport)
+	c.plain = newH1Transport(c.dialer(false))
+	c.upPlain = newH1Transport(c.dialer(true))
 	return c, nil
+}
+
+// dialer is the transports' DialContext: dialContext, its failures marked as not sent.
+func (c *Client) dialer(trusted bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := c.dialContext(ctx, network, addr, trusted)
+		if err != nil {
+			return nil, &notSentError{err}
+		}
+		return conn, nil
+	}
 }
 
 func (c *Client) newTransport(trusted bool) *http.Transport {
@@ -441,21 +456,15 @@ func (c *Client) newTransport(trusted bool) *http.Transport {
 		Proxy: nil, // never an environment proxy: it would bypass the address checks
 		// Decoding is done by readResponse, which reads every Content-Encoding value; the
 		// transport's own looks at the first only.
-		DisableCompression: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := c.dialContext(ctx, network, addr, trusted)
-			if err != nil {
-				return nil, &notSentError{err}
-			}
-			return conn, nil
-		},
+		DisableCompression:     true,
+		DialContext:            c.dialer(trusted),
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           64,
-		MaxIdleConnsPerHost:    8,
-		IdleConnTimeout:        90 * time.Second,
+		MaxIdleConns:           maxIdle,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        idleTimeout,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 256 << 10,
+		MaxResponseHeaderBytes: maxResponseHeader,
 	}
 }
 
@@ -597,6 +606,8 @@ func (c *Client) Close() {
 	c.closed.Store(true)
 	c.transport.CloseIdleConnections()
 	c.upTransport.CloseIdleConnections()
+	c.plain.close()
+	c.upPlain.close()
 }
 
 // Do sends req under the client's policy and returns the upstream's response, or a response

@@ -87,6 +87,7 @@ func newPipe(t *testing.T, cfg Config, step stepFunc) *pipeUpstream {
 		t.Fatalf("New: %v", err)
 	}
 	c.transport.DisableKeepAlives = true // one connection per attempt: exact counts, no transport-level replay
+	c.plain.disableKeepAlives = true
 	c.randN = func(n int64) int64 { return n - 1 }
 	c.dialAddr = func(ctx context.Context, network string, ap netip.AddrPort, trusted bool) (net.Conn, error) {
 		p.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +26,12 @@ import (
 
 // userAgent is sent when the plugin sets none.
 const userAgent = "airlock/1"
+
+// Header values build sets, shared by every request and never written to.
+var (
+	userAgentValue = []string{userAgent}
+	gzipValue      = []string{"gzip"}
+)
 
 // hopByHop are headers that describe one connection, not the request (RFC 9110 §7.6.1).
 var hopByHop = map[string]bool{
@@ -106,11 +113,7 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 			c.emit(ctx, rec, f)
 			return f.response(c.scrub), f
 		}
-		hc := c.client
-		if h.viaUpstream {
-			hc = c.upClient
-		}
-		resp, err := hc.Do(req)
+		resp, err := c.roundTrip(req, h.viaUpstream)
 		if err != nil {
 			f := c.classify(ctx, err, h)
 			rec.Decision, rec.Reason, rec.Duration = f.decision(), f.why(), time.Since(start)
@@ -178,6 +181,22 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 	}
 }
 
+// roundTrip sends req on the transport for its scheme and destination: plain http on the
+// calling goroutine (h1Transport), https through net/http (HTTP/2 when the upstream offers it);
+// Upstreams targets on their own transports, never sharing a connection with checked
+// destinations.
+func (c *Client) roundTrip(req *http.Request, viaUpstream bool) (*http.Response, error) {
+	switch {
+	case req.URL.Scheme == "http" && viaUpstream:
+		return c.upPlain.RoundTrip(req)
+	case req.URL.Scheme == "http":
+		return c.plain.RoundTrip(req)
+	case viaUpstream:
+		return c.upClient.Do(req)
+	}
+	return c.client.Do(req)
+}
+
 // build turns a checked hop into an *http.Request: the upstream mapping is applied and the
 // credential injected.
 func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
@@ -187,17 +206,17 @@ func (c *Client) build(ctx context.Context, h *hop) (*http.Request, error) {
 		u.Scheme, u.Host = up.Scheme, up.Host
 		h.viaUpstream = true
 	}
-	header := h.header.Clone()
-	if header == nil {
-		header = make(http.Header)
-	}
+	// A new map per request (the hop's is kept for retries and redirects) sharing the hop's
+	// value slices: transports only read a request's header.
+	header := make(http.Header, len(h.header)+3)
+	maps.Copy(header, h.header)
 	if _, ok := header["User-Agent"]; !ok {
-		header.Set("User-Agent", userAgent)
+		header["User-Agent"] = userAgentValue
 	}
 	// As net/http's transport would (its own decoding is off, see newTransport): gzip, except
 	// for HEAD and ranges, whose partial gzip stream could not be decoded.
 	if _, ok := header["Range"]; !ok && h.method != http.MethodHead {
-		header.Set("Accept-Encoding", "gzip")
+		header["Accept-Encoding"] = gzipValue
 	}
 	if s := h.slot; s != nil {
 		v := s.secret.Expose()
@@ -358,23 +377,30 @@ func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) 
 					h.t.where(), c.quote(cc))}
 		}
 	}
-	tooLarge := &failure{code: abi.CodeResponseTooLarge, category: abi.Correctable,
-		msg: fmt.Sprintf("the response from %s is larger than the limit of %s; ask for less data (pagination, filters, fewer fields)",
-			h.t.where(), byteSize(c.maxResponse))}
-	if resp.ContentLength > c.maxResponse {
-		return abi.HTTPResponse{}, tooLarge
+	tooLarge := func() *failure { // formatted only when needed: most responses fit
+		return &failure{code: abi.CodeResponseTooLarge, category: abi.Correctable,
+			msg: fmt.Sprintf("the response from %s is larger than the limit of %s; ask for less data (pagination, filters, fewer fields)",
+				h.t.where(), byteSize(c.maxResponse))}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResponse+1))
+	if resp.ContentLength > c.maxResponse {
+		return abi.HTTPResponse{}, tooLarge()
+	}
+	body, err := readBody(resp.Body, resp.ContentLength, c.maxResponse+1)
 	if err != nil {
 		return abi.HTTPResponse{}, c.classify(ctx, err, h)
 	}
 	if int64(len(body)) > c.maxResponse {
-		return abi.HTTPResponse{}, tooLarge
+		return abi.HTTPResponse{}, tooLarge()
 	}
-	header := resp.Header.Clone()
+	// The response and its header map are this call's alone (the transport made them for it and
+	// nothing else holds them): filtered and scrubbed in place rather than copied.
+	header := resp.Header
+	if header == nil {
+		header = http.Header{}
+	}
 	if len(codings) > 0 && len(body) > 0 {
 		if body, err = decode(body, codings, c.maxResponse); errors.Is(err, errTooLarge) {
-			return abi.HTTPResponse{}, tooLarge
+			return abi.HTTPResponse{}, tooLarge()
 		} else if err != nil {
 			return abi.HTTPResponse{}, &failure{code: abi.CodeUpstreamError, category: abi.Fatal, cause: err,
 				msg: fmt.Sprintf("the response from %s could not be decoded as its Content-Encoding says; the response was withheld", h.t.where())}
@@ -390,6 +416,29 @@ func (c *Client) readResponse(ctx context.Context, resp *http.Response, h *hop) 
 		out.Body = c.scrub.Bytes(body)
 	}
 	return out, nil
+}
+
+// readBody reads at most limit bytes of r. A body whose length is announced (size ≥ 0) is read
+// into one buffer of that size (plus one byte, to see a body longer than announced) instead of
+// one grown from 512 bytes; the announcement is only a hint, bounded by limit.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size >= limit {
+		return io.ReadAll(io.LimitReader(r, limit))
+	}
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return buf, err
+		case len(buf) == cap(buf): // longer than announced: read on, still bounded
+			rest, err := io.ReadAll(io.LimitReader(r, limit-int64(len(buf))))
+			return append(buf, rest...), err
+		}
+	}
 }
 
 // contentCodings lists the content codings applied to a body, in the order they were applied,

@@ -338,12 +338,18 @@ func matchPrefix(prefix, path string) bool {
 		return true
 	}
 	dir := strings.TrimSuffix(prefix, "/")
-	return path == dir || strings.HasPrefix(path, dir+"/")
+	return strings.HasPrefix(path, dir) && (len(path) == len(dir) || path[len(dir)] == '/')
 }
 
 // allow returns "" if some rule allows method on t, or a short reason naming the first
 // dimension (host, scheme, port, path, method) on which the closest rules disagree.
 func (c *Client) allow(t *target, method string) string {
+	path := t.u.EscapedPath()
+	for _, r := range c.rules { // the common case, allowed, without building the reason
+		if r.host.match(t) && r.scheme == t.scheme && r.port == t.port && matchPrefix(r.prefix, path) && slices.Contains(r.methods, method) {
+			return ""
+		}
+	}
 	rs := filter(c.rules, func(r rule) bool { return r.host.match(t) })
 	if len(rs) == 0 {
 		return fmt.Sprintf("host %s is not granted", t.name())
@@ -358,7 +364,6 @@ func (c *Client) allow(t *target, method string) string {
 		return fmt.Sprintf("port %d is not granted for %s; granted: %s", t.port, t.name(), list(rs, func(r rule) string { return strconv.Itoa(r.port) }))
 	}
 	rs = next
-	path := t.u.EscapedPath()
 	next = filter(rs, func(r rule) bool { return matchPrefix(r.prefix, path) })
 	if len(next) == 0 {
 		shown := path // shortened after scrubbing, with the whole message
