@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 // The regression guard (make bench-check): the full path's ratio to the native call, measured
@@ -150,14 +152,14 @@ func benchOnce(fn func() error) (testing.BenchmarkResult, error) {
 	goruntime.GC()
 	r := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
-		c0 := cpuTime()
+		c0 := testenv.CPUTime()
 		for b.Loop() {
 			if err := fn(); err != nil {
 				failure = err
 				b.SkipNow()
 			}
 		}
-		if c := cpuTime(); c0 > 0 {
+		if c := testenv.CPUTime(); c0 > 0 {
 			b.ReportMetric(float64(c-c0)/float64(b.N), "cpu-ns/op")
 		}
 	})

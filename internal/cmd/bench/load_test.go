@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/airlock-dev/airlock/internal/testenv"
+
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
@@ -78,12 +80,12 @@ func warmLoad(b *testing.B, pkg, manifestPath string, g *manifest.Grant) {
 	if err := load(); err != nil { // populates the cache
 		b.Fatal(err)
 	}
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for b.Loop() {
 		if err := load(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	// CPU time says more than wall time on a machine other processes share.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
 }

@@ -91,6 +91,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/testenv"
+
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -577,8 +579,8 @@ func measure(ctx context.Context, o *options) (rows []*Row, err error) {
 			var cpu time.Duration
 			var loads int
 			if err := bench("5", "load-"+c.key, c.what, func() error {
-				c0 := cpuTime()
-				defer func() { cpu, loads = cpu+time.Duration(cpuTime()-c0), loads+1 }()
+				c0 := testenv.CPUTime()
+				defer func() { cpu, loads = cpu+time.Duration(testenv.CPUTime()-c0), loads+1 }()
 				return load(c.cache)
 			}); err != nil {
 				return nil, err

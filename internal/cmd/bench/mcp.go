@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/testenv"
+
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-dev/airlock/host"
@@ -239,7 +241,7 @@ func (c *crowd) close() {
 func (c *crowd) run(ctx context.Context, callers int, d time.Duration) (crowdRun, error) {
 	params := &sdk.CallToolParams{Name: c.t.tool, Arguments: json.RawMessage(`{}`)}
 	lat := make([][]time.Duration, callers)
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	start := time.Now()
 	deadline := start.Add(d)
 	err := forCallers(callers, func(i int) error {
@@ -257,7 +259,7 @@ func (c *crowd) run(ctx context.Context, callers int, d time.Duration) (crowdRun
 		}
 		return nil
 	})
-	took, cpu := time.Since(start), time.Duration(cpuTime()-cpu0)
+	took, cpu := time.Since(start), time.Duration(testenv.CPUTime()-cpu0)
 	all := slices.Concat(lat...)
 	if err == nil && len(all) == 0 {
 		err = errors.New("no call completed")

@@ -1,11 +1,12 @@
 //go:build unix
 
-package main
+package testenv
 
 import "syscall"
 
-// cpuTime is the CPU time the process has used so far (user and system, every thread), in ns.
-func cpuTime() int64 {
+// CPUTime is the CPU time the process has used so far (user and system, every thread), in ns;
+// 0 where it cannot be read.
+func CPUTime() int64 {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
