@@ -475,26 +475,26 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 		return nil, fmt.Errorf("%w: %s", ErrNoExport, export)
 	}
 	in.uses++
-	timeout := m.limits.Timeout
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
-		timeout = time.Until(d)
+	now := time.Now()
+	deadline, callers := now.Add(m.limits.Timeout), false
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline, callers = d, true
 	}
 	// The meter's ticks (and sleeps) stop the call once ctx is done or its deadline has passed;
-	// Close cancels it too when its grace period is over.
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	defer context.AfterFunc(m.stopCtx, cancel)()
-	in.begin(ctx, input, h)
+	// Close cancels it too when its grace period is over (callContext).
+	cc := newCallContext(ctx, m.stopCtx, in, deadline)
+	defer cc.end()
+	in.begin(cc, now, input, h)
 	defer in.end()
-	err := fn.CallWithStack(context.WithValue(ctx, instanceKey{}, in), in.stack)
+	err := fn.CallWithStack(cc, in.stack)
 	if err != nil {
 		in.broken = true
 		detail := strings.TrimSpace(in.stderr.take())
-		if errors.Is(err, errInterrupted) || ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, context.Cause(ctx)
+		if errors.Is(err, errInterrupted) || cc.Err() != nil {
+			if errors.Is(cc.Err(), context.Canceled) {
+				return nil, context.Cause(cc)
 			}
-			if timeout < m.limits.Timeout {
+			if callers {
 				return nil, fmt.Errorf("%w: the caller's deadline passed", ErrTimeout)
 			}
 			return nil, fmt.Errorf("%w after %v", ErrTimeout, m.limits.Timeout)
@@ -558,6 +558,7 @@ type pool struct {
 	mu      sync.Mutex
 	fresh   []*instance
 	idle    map[string][]*instance
+	spare   []*instance // an emptied idle list, reused so a call does not allocate one
 	order   []*instance // idle instances with a subject, least recently used first
 	live    int
 	max     int
@@ -615,9 +616,12 @@ func (p *pool) get(ctx context.Context, subject string) (*instance, error) {
 	}
 	if list := p.idle[subject]; len(list) > 0 {
 		in := list[len(list)-1]
-		p.idle[subject] = list[:len(list)-1]
-		if len(p.idle[subject]) == 0 {
+		if len(list) == 1 {
 			delete(p.idle, subject)
+			list[0] = nil
+			p.spare = list[:0] // for the next subject put gives an instance back to
+		} else {
+			p.idle[subject] = list[:len(list)-1]
 		}
 		p.removeOrder(in)
 		p.mu.Unlock()
@@ -663,7 +667,11 @@ func (p *pool) put(in *instance) {
 	if discard {
 		p.live--
 	} else {
-		p.idle[in.subject] = append(p.idle[in.subject], in)
+		list := p.idle[in.subject]
+		if list == nil {
+			list, p.spare = p.spare, nil
+		}
+		p.idle[in.subject] = append(list, in)
 		p.order = append(p.order, in)
 	}
 	p.mu.Unlock()
