@@ -99,8 +99,16 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 	span.End()
 }
 
-// startCall starts a call's span: a child of the client's trace when ctx carries one.
+// startCall starts a call's span: a child of the client's trace when ctx carries one. With
+// tracing off and no recording span in ctx it returns ctx as it is, with the span ctx holds (the
+// client's span context, for the log line's trace_id, or none): the no-op tracer would only
+// store it again, in a context and an allocation per call.
 func (h *Host) startCall(ctx context.Context, req *CallRequest, requestID string) (context.Context, trace.Span) {
+	if !h.tracing {
+		if span := trace.SpanFromContext(ctx); !span.IsRecording() {
+			return ctx, span
+		}
+	}
 	ctx, span := h.tracer.Start(ctx, "airlock.call", serverKind)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.request_id", requestID), attribute.String("airlock.tool.name", telemetryName(req.Tool)))
