@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host/hosttest"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -32,10 +33,11 @@ type discardSink struct{}
 
 func (discardSink) Write(context.Context, audit.Event) error { return nil }
 
-// benchLogger logs at Info, as a production host would, into nothing: anything the call path
-// logs per call is formatted and so counted.
+// benchLogger logs JSON lines at Info, as a production host would (airlock serve --log-json
+// --log-level info), into nothing: anything the call path logs per call is formatted and so
+// counted.
 func benchLogger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(secret.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // benchSlack serves a fake Slack on loopback (it remembers at most fakeslack.MaxKept requests,
