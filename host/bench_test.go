@@ -143,6 +143,7 @@ func BenchmarkCallNoop(b *testing.B) {
 	req := host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: "bench"}
 	ctx := context.Background()
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if res := h.Call(ctx, req); !res.OK {
 			b.Fatalf("noop: %+v", res.Error)

@@ -133,19 +133,30 @@ func appendValue(b []byte, v slog.Value) ([]byte, bool) {
 
 // appendPlain appends s quoted when it needs neither JSON escaping nor redaction.
 func appendPlain(b []byte, s string) ([]byte, bool) {
-	maybeCredential := false // RedactURLs looks only at text with "://" or "="
+	var class byte
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e || c == '"' || c == '\\':
-			return b, false
-		case c == '=' || c == ':' && i+2 < len(s) && s[i+1] == '/' && s[i+2] == '/':
-			maybeCredential = true
-		}
+		class |= plainClass[s[i]]
 	}
-	if maybeCredential && RedactURLs(s) != s {
+	if class&needsEscape != 0 || class&maybeCredential != 0 && RedactURLs(s) != s {
 		return b, false
 	}
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"'), true
 }
+
+// Classes of bytes in plainClass.
+const (
+	needsEscape     = 1 << iota // JSON escapes it, or it is not ASCII
+	maybeCredential             // RedactURLs looks only at text with "://" or "="
+)
+
+var plainClass = func() (t [256]byte) {
+	for c := range t {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			t[c] = needsEscape
+		}
+	}
+	t[':'], t['='] = maybeCredential, maybeCredential
+	return t
+}()
