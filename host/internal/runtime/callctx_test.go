@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -90,4 +91,27 @@ func TestCallContext(t *testing.T) {
 			t.Errorf("Cause = %v, want the caller's cause", err)
 		}
 	})
+}
+
+// A pool keeps the idle lists its calls empty, so a subject calling again does not make one,
+// but not those of subjects that stopped calling: the map stays bounded by the pool's size,
+// even when every instance is discarded after its call (MaxUses 2: at its second call) and so never goes back to
+// its list.
+func TestIdleListsStayBounded(t *testing.T) {
+	m := load(t, Options{PoolSize: 2, Warm: 1, MaxUses: 2})
+	ctx := context.Background()
+	for i := range 50 {
+		subject := fmt.Sprintf("tenant-%d", i)
+		for range 2 {
+			if _, err := m.Call(ctx, subject, "noop", nil, &fakeHandler{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m.pool.mu.Lock()
+	n := len(m.pool.idle)
+	m.pool.mu.Unlock()
+	if n > 2*m.pool.max+1 {
+		t.Errorf("after 50 subjects, %d idle lists, want at most %d", n, 2*m.pool.max+1)
+	}
 }

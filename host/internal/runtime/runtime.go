@@ -558,7 +558,7 @@ type pool struct {
 	mu      sync.Mutex
 	fresh   []*instance
 	idle    map[string][]*instance
-	spare   []*instance // an emptied idle list, reused so a call does not allocate one
+	empty   int // idle lists emptied by get and kept, so that put does not make one per call
 	order   []*instance // idle instances with a subject, least recently used first
 	live    int
 	max     int
@@ -616,12 +616,10 @@ func (p *pool) get(ctx context.Context, subject string) (*instance, error) {
 	}
 	if list := p.idle[subject]; len(list) > 0 {
 		in := list[len(list)-1]
+		list[len(list)-1] = nil
+		p.idle[subject] = list[:len(list)-1]
 		if len(list) == 1 {
-			delete(p.idle, subject)
-			list[0] = nil
-			p.spare = list[:0] // for the next subject put gives an instance back to
-		} else {
-			p.idle[subject] = list[:len(list)-1]
+			p.emptied() // kept for put, which gives the instance back to it
 		}
 		p.removeOrder(in)
 		p.mu.Unlock()
@@ -667,9 +665,9 @@ func (p *pool) put(in *instance) {
 	if discard {
 		p.live--
 	} else {
-		list := p.idle[in.subject]
-		if list == nil {
-			list, p.spare = p.spare, nil
+		list, ok := p.idle[in.subject]
+		if ok && len(list) == 0 {
+			p.empty--
 		}
 		p.idle[in.subject] = append(list, in)
 		p.order = append(p.order, in)
@@ -750,6 +748,19 @@ func (p *pool) removeIdle(in *instance) {
 		delete(p.idle, in.subject)
 	} else {
 		p.idle[in.subject] = list
+	}
+}
+
+// emptied counts an idle list get has emptied; once there are more than the pool's size
+// (subjects that no longer call), the empty ones are dropped. Called with p.mu held.
+func (p *pool) emptied() {
+	if p.empty++; p.empty > p.max {
+		for subject, list := range p.idle {
+			if len(list) == 0 {
+				delete(p.idle, subject)
+			}
+		}
+		p.empty = 0
 	}
 }
 
