@@ -558,7 +558,7 @@ type pool struct {
 	mu      sync.Mutex
 	fresh   []*instance
 	idle    map[string][]*instance
-	empty   int // idle lists emptied by get and kept, so that put does not make one per call
+	empty   int         // idle lists emptied by get and kept, so that put does not make one per call
 	order   []*instance // idle instances with a subject, least recently used first
 	live    int
 	max     int
