@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/host"
-	"github.com/airlock-dev/airlock/host/hosttest"
-	"github.com/airlock-dev/airlock/host/manifest"
 )
 
 // callNoopAllocs is what host.Call of a no-I/O tool allocates today, the whole path (profile,
@@ -21,14 +19,8 @@ const callNoopAllocs = 9
 // TestCallNoopAllocations pins the allocations of a no-I/O tool call, so a change that adds one
 // to every call fails here rather than only showing in a benchmark nobody reads.
 func TestCallNoopAllocations(t *testing.T) {
-	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
-	h, _ := hosttest.New(t, host.Config{Secrets: secrets(), Audit: discardSink{}, Logger: benchLogger()})
-	g := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
-		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"})}
+	h := noopHost(t, benchLogger())
 	ctx := context.Background()
-	if err := h.LoadModule(ctx, m, wasm, g); err != nil {
-		t.Fatal(err)
-	}
 	req := host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: "bench"}
 	call := func() {
 		if res := h.Call(ctx, req); !res.OK {

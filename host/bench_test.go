@@ -132,14 +132,22 @@ type dropSpans struct{}
 func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (dropSpans) Shutdown(context.Context) error                             { return nil }
 
-func BenchmarkCallNoop(b *testing.B) {
-	m, wasm := hosttest.Connector(b, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
-	h := benchHost(b)
+// noopHost starts a host that audits into nothing and logs into logger, with hostile.noop
+// granted: a tool call that does no I/O.
+func noopHost(tb testing.TB, logger *slog.Logger) *host.Host {
+	tb.Helper()
+	m, wasm := hosttest.Connector(tb, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	h, _ := hosttest.New(tb, host.Config{Secrets: secrets(), Audit: discardSink{}, Logger: logger})
 	g := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"})}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return h
+}
+
+func BenchmarkCallNoop(b *testing.B) {
+	h := noopHost(b, benchLogger())
 	req := host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: "bench"}
 	ctx := context.Background()
 	b.ReportAllocs()

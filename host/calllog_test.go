@@ -1,51 +1,24 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/airlock-dev/airlock/host"
-	"github.com/airlock-dev/airlock/host/hosttest"
-	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The per-call log line, written by airlock serve --log-json's handler, is one JSON object with
 // the call's fields, and a credential in any of them (here a DSN the caller put in its agent
 // name) is redacted as in every other line.
 func TestCallLogLine(t *testing.T) {
-	var buf syncBuffer
-	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
-	h, _ := hosttest.New(t, host.Config{Secrets: secrets(), Audit: discardSink{},
-		Logger: slog.New(secret.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	g := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
-		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"})}
+	var buf testenv.Buffer
+	h := noopHost(t, slog.New(secret.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	ctx := context.Background()
-	if err := h.LoadModule(ctx, m, wasm, g); err != nil {
-		t.Fatal(err)
-	}
 	for _, agent := range []string{"bench", "postgres://bot:hunter2@db/x", "bot?token=hunter2"} {
 		res := h.Call(ctx, host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: agent})
 		if !res.OK {
