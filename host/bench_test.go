@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host/hosttest"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -32,10 +33,11 @@ type discardSink struct{}
 
 func (discardSink) Write(context.Context, audit.Event) error { return nil }
 
-// benchLogger logs at Info, as a production host would, into nothing: anything the call path
-// logs per call is formatted and so counted.
+// benchLogger logs JSON lines at Info, as a production host would (airlock serve --log-json
+// --log-level info), into nothing: anything the call path logs per call is formatted and so
+// counted.
 func benchLogger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(secret.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // benchSlack serves a fake Slack on loopback (it remembers at most fakeslack.MaxKept requests,
@@ -132,17 +134,26 @@ type dropSpans struct{}
 func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (dropSpans) Shutdown(context.Context) error                             { return nil }
 
-func BenchmarkCallNoop(b *testing.B) {
-	m, wasm := hosttest.Connector(b, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
-	h := benchHost(b)
+// noopHost starts a host that audits into nothing and logs into logger, with hostile.noop
+// granted: a tool call that does no I/O.
+func noopHost(tb testing.TB, logger *slog.Logger) *host.Host {
+	tb.Helper()
+	m, wasm := hosttest.Connector(tb, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	h, _ := hosttest.New(tb, host.Config{Secrets: secrets(), Audit: discardSink{}, Logger: logger})
 	g := &manifest.Grant{Connector: "hostile", Tools: []string{"noop"}, Scopes: []string{"test"}, Hosts: []string{"*"},
 		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"})}
 	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return h
+}
+
+func BenchmarkCallNoop(b *testing.B) {
+	h := noopHost(b, benchLogger())
 	req := host.CallRequest{Tool: "hostile.noop", Arguments: json.RawMessage(`{}`), Agent: "bench"}
 	ctx := context.Background()
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if res := h.Call(ctx, req); !res.OK {
 			b.Fatalf("noop: %+v", res.Error)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/dbfunc"
@@ -77,6 +78,8 @@ type Result struct {
 	// superseded is set when the call passed its checks under a grant that was replaced before
 	// the plugin started: Call runs it again, from the checks, under the new one.
 	superseded bool
+	// hc, if set, is where run keeps the call's handler (callState's).
+	hc *callHandler
 }
 
 // maxAdmissions bounds how often Call re-runs a call whose grant was replaced while it was
@@ -120,23 +123,25 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 	h.calls.start()
 	defer h.calls.done()
 	start := time.Now()
-	res := &Result{Meta: Meta{Tool: req.Tool, RequestID: newRequestID(), Attempts: 1}}
+	st := new(callState)
+	res, ev := &st.res, &st.ev
+	res.Meta, res.hc = Meta{Tool: req.Tool, RequestID: st.requestID(), Attempts: 1}, &st.hc
 	if req.Subject == "" {
 		req.Subject = "default"
 	}
-	ev := audit.Event{Time: start.UTC(), Kind: audit.KindCall, RequestID: res.Meta.RequestID, Agent: req.Agent,
+	*ev = audit.Event{Time: start.UTC(), Kind: audit.KindCall, RequestID: res.Meta.RequestID, Agent: req.Agent,
 		Subject: req.Subject, Tool: req.Tool}
-	whoAsked(&req, &ev)
+	whoAsked(&req, ev)
 	args := req.Arguments
 	if len(args) == 0 {
 		args = []byte("{}")
 	}
-	ev.ArgKeys, ev.ArgsSHA256 = summarize(args)
+	ev.ArgKeys, ev.ArgsSHA256 = topKeys(args), st.argsSHA256(args)
 	ctx, span := h.startCall(ctx, &req, res.Meta.RequestID)
 
 	for attempt := 1; ; attempt++ {
 		res.superseded = false
-		res.Error = h.call(ctx, req, args, res, &ev)
+		res.Error = h.call(ctx, req, args, res, ev)
 		if !res.superseded || attempt == maxAdmissions {
 			break
 		}
@@ -151,7 +156,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 			ev.Outcome = "denied"
 		}
 	}
-	if err := h.auditCall(ctx, ev); err != nil {
+	if err := h.auditCall(ctx, *ev); err != nil {
 		// Fail closed: a call that cannot be audited does not report success.
 		h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
 		res.OK, res.Data = false, nil
@@ -164,8 +169,36 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 					"do not repeat it blindly; check whether it took effect (and ask an admin to check the state database)"}
 		}
 	}
-	h.finishCall(span, &req, res, &ev, time.Since(start))
+	h.finishCall(span, &req, res, ev, time.Since(start))
 	return res
+}
+
+// callState is what Call keeps of one call, in one allocation: the Result it returns, the audit
+// record, the host functions' handler and the bytes of the request ID and the arguments' hash.
+// The strings made from those bytes (Meta.RequestID, audit.Event.ArgsSHA256) point into it:
+// the bytes are written once, before the string is made, and never again, and whoever holds
+// the Result or such a string keeps the whole state alive.
+type callState struct {
+	res Result
+	ev  audit.Event
+	hc  callHandler
+	raw [8]byte
+	id  [16]byte
+	sum [2 * sha256.Size]byte
+}
+
+// requestID returns a new random request ID (as newRequestID) held in st.
+func (st *callState) requestID() string {
+	randRead(st.raw[:])
+	hex.Encode(st.id[:], st.raw[:])
+	return unsafe.String(&st.id[0], len(st.id))
+}
+
+// argsSHA256 returns the hex SHA-256 of args (audit.Event.ArgsSHA256) held in st.
+func (st *callState) argsSHA256(args []byte) string {
+	sum := sha256.Sum256(args)
+	hex.Encode(st.sum[:], sum[:])
+	return unsafe.String(&st.sum[0], len(st.sum))
 }
 
 func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Result, ev *audit.Event) *ResultError {
@@ -359,7 +392,11 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	// 5. The plugin, in its sandbox, with the host functions of this call.
 	ctx, span := h.span(ctx, "plugin")
 	defer span.End()
-	hc := &callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress,
+	hc := res.hc // Call's; a fresh one for a result made elsewhere
+	if hc == nil {
+		hc = new(callHandler)
+	}
+	*hc = callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress,
 		tool: tool, approved: req.Confirmed, ctx: ctx}
 	if hc.progress != nil {
 		hc.progress(0, "running "+req.Tool)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	goruntime "runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,7 +88,18 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 			attrs[n] = slog.String("trace_id", sc.TraceID().String())
 			n++
 		}
-		h.logger.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs[:n]...)
+		// As Logger.LogAttrs, but without walking the stack for the record's PC on every call:
+		// the line is always logged from here.
+		pc := callLinePC.Load()
+		if pc == 0 {
+			var pcs [1]uintptr
+			goruntime.Callers(1, pcs[:])
+			pc = pcs[0]
+			callLinePC.Store(pc)
+		}
+		rec := slog.NewRecord(time.Now(), slog.LevelInfo, "tool call", pc)
+		rec.AddAttrs(attrs[:n]...)
+		_ = h.logger.Handler().Handle(context.Background(), rec)
 	}
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.connector", ev.Connector), attribute.String("airlock.tool", tool),
@@ -99,8 +112,19 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 	span.End()
 }
 
-// startCall starts a call's span: a child of the client's trace when ctx carries one.
+// callLinePC is the program counter of finishCall's log line (slog.Record.PC), found once.
+var callLinePC atomic.Uintptr
+
+// startCall starts a call's span: a child of the client's trace when ctx carries one. With
+// tracing off and no recording span in ctx it returns ctx as it is, with the span ctx holds (the
+// client's span context, for the log line's trace_id, or none): the no-op tracer would only
+// store it again, in a context and an allocation per call.
 func (h *Host) startCall(ctx context.Context, req *CallRequest, requestID string) (context.Context, trace.Span) {
+	if !h.tracing {
+		if span := trace.SpanFromContext(ctx); !span.IsRecording() {
+			return ctx, span
+		}
+	}
 	ctx, span := h.tracer.Start(ctx, "airlock.call", serverKind)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.request_id", requestID), attribute.String("airlock.tool.name", telemetryName(req.Tool)))
@@ -131,14 +155,20 @@ var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // auditCall appends the call's record, timed for the metrics and traced.
 func (h *Host) auditCall(ctx context.Context, ev audit.Event) error {
-	start := time.Now()
+	m := h.metrics()
+	var start time.Time
+	if m != nil { // the clock is read for the metrics only
+		start = time.Now()
+	}
 	_, span := h.span(ctx, "audit.append")
 	err := h.audit.Write(ctx, ev)
 	if err != nil {
 		span.SetStatus(codes.Error, "audit write failed")
 	}
 	span.End()
-	h.metrics().AuditAppend(time.Since(start), err != nil)
+	if m != nil {
+		m.AuditAppend(time.Since(start), err != nil)
+	}
 	return err
 }
 

@@ -133,7 +133,7 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if g.logJSON {
-		return slog.New(secret.RedactingHandler(slog.NewJSONHandler(w, opts))), nil
+		return slog.New(secret.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(secret.RedactingHandler(slog.NewTextHandler(w, opts))), nil
 }

@@ -39,8 +39,9 @@ func RedactURLs(text string) string {
 // errors, anything printed with %v) pass through [RedactURLs] first: a DSN or URL logged by any
 // package, or inside an error from a driver, never shows its password.
 func RedactingHandler(h slog.Handler) slog.Handler {
-	if _, ok := h.(redactingHandler); ok {
-		return h
+	switch h.(type) {
+	case redactingHandler, *jsonHandler:
+		return h // redacting already
 	}
 	return redactingHandler{h}
 }

@@ -62,7 +62,7 @@ func (in *instance) resetArena() {
 }
 
 // begin prepares the kernel state for one call.
-func (in *instance) begin(ctx context.Context, input []byte, h Handler) {
+func (in *instance) begin(ctx context.Context, now time.Time, input []byte, h Handler) {
 	in.resetArena()
 	clear(in.vars)
 	in.varBytes = 0
@@ -70,7 +70,7 @@ func (in *instance) begin(ctx context.Context, input []byte, h Handler) {
 	in.inputOff = in.allocBytes(input)
 	in.ctx = ctx
 	in.handler = h
-	in.slice = time.Now()
+	in.slice = now
 	in.spent = 0
 }
 

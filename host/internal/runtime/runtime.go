@@ -482,26 +482,26 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 		return nil, fmt.Errorf("%w: %s", ErrNoExport, export)
 	}
 	in.uses++
-	timeout := m.limits.Timeout
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
-		timeout = time.Until(d)
+	now := time.Now()
+	deadline, callers := now.Add(m.limits.Timeout), false
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline, callers = d, true
 	}
 	// The meter's ticks (and sleeps) stop the call once ctx is done or its deadline has passed;
-	// Close cancels it too when its grace period is over.
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	defer context.AfterFunc(m.stopCtx, cancel)()
-	in.begin(ctx, input, h)
+	// Close cancels it too when its grace period is over (callContext).
+	cc := newCallContext(ctx, m.stopCtx, in, deadline)
+	defer cc.end()
+	in.begin(cc, now, input, h)
 	defer in.end()
-	err := fn.CallWithStack(context.WithValue(ctx, instanceKey{}, in), in.stack)
+	err := fn.CallWithStack(cc, in.stack)
 	if err != nil {
 		in.broken = true
 		detail := strings.TrimSpace(in.stderr.take())
-		if errors.Is(err, errInterrupted) || ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, context.Cause(ctx)
+		if errors.Is(err, errInterrupted) || cc.Err() != nil {
+			if errors.Is(cc.Err(), context.Canceled) {
+				return nil, context.Cause(cc)
 			}
-			if timeout < m.limits.Timeout {
+			if callers {
 				return nil, fmt.Errorf("%w: the caller's deadline passed", ErrTimeout)
 			}
 			return nil, fmt.Errorf("%w after %v", ErrTimeout, m.limits.Timeout)
@@ -565,6 +565,7 @@ type pool struct {
 	mu      sync.Mutex
 	fresh   []*instance
 	idle    map[string][]*instance
+	empty   int         // idle lists emptied by get and kept, so that put does not make one per call
 	order   []*instance // idle instances with a subject, least recently used first
 	live    int
 	max     int
@@ -622,9 +623,10 @@ func (p *pool) get(ctx context.Context, subject string) (*instance, error) {
 	}
 	if list := p.idle[subject]; len(list) > 0 {
 		in := list[len(list)-1]
+		list[len(list)-1] = nil
 		p.idle[subject] = list[:len(list)-1]
-		if len(p.idle[subject]) == 0 {
-			delete(p.idle, subject)
+		if len(list) == 1 {
+			p.emptied() // kept for put, which gives the instance back to it
 		}
 		p.removeOrder(in)
 		p.mu.Unlock()
@@ -670,7 +672,11 @@ func (p *pool) put(in *instance) {
 	if discard {
 		p.live--
 	} else {
-		p.idle[in.subject] = append(p.idle[in.subject], in)
+		list, ok := p.idle[in.subject]
+		if ok && len(list) == 0 {
+			p.empty--
+		}
+		p.idle[in.subject] = append(list, in)
 		p.order = append(p.order, in)
 	}
 	p.mu.Unlock()
@@ -749,6 +755,19 @@ func (p *pool) removeIdle(in *instance) {
 		delete(p.idle, in.subject)
 	} else {
 		p.idle[in.subject] = list
+	}
+}
+
+// emptied counts an idle list get has emptied; once there are more than the pool's size
+// (subjects that no longer call), the empty ones are dropped. Called with p.mu held.
+func (p *pool) emptied() {
+	if p.empty++; p.empty > p.max {
+		for subject, list := range p.idle {
+			if len(list) == 0 {
+				delete(p.idle, subject)
+			}
+		}
+		p.empty = 0
 	}
 }
 

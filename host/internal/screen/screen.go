@@ -150,6 +150,10 @@ func New(cfg Config) (*Screener, error) {
 // ErrClassifier wraps the classifier's failure when it fails closed.
 var ErrClassifier = errors.New("screening: the classifier gave no verdict")
 
+// nothingFound is the report of a document no detector could match, shared: callers only
+// read a Report.
+var nothingFound Report
+
 // Scan screens data, a JSON document. With redact, Report.Redacted holds data with each
 // finding's span replaced by [Redaction] (a value whose finding has no span, or was found
 // after decoding, is replaced whole; invisible characters are removed). It fails when data is
@@ -159,7 +163,7 @@ func (s *Screener) Scan(ctx context.Context, data []byte, info Info, redact bool
 		if !json.Valid(data) {
 			return nil, errors.New("screening: the result is not JSON")
 		}
-		return &Report{}, nil // nothing a detector could match
+		return &nothingFound, nil // nothing a detector could match
 	}
 	w := &walker{s: s, redact: redact, seen: map[Finding]bool{}, budget: max(budgetMin, budgetFactor*len(data)),
 		collect: s.classifier != nil}

@@ -18,6 +18,7 @@ func FuzzCompile(f *testing.F) {
 		`{"properties": {"a\u0000": {"pattern": "\\p{L}"}}}`,
 		`{"$ref": "file:///etc/passwd"}`,
 		`true`,
+		`{"type": ["object", "null"], "description": "d"}`,
 	} {
 		f.Add(s, `{"a": [1, "x", null]}`)
 	}
@@ -36,6 +37,10 @@ func FuzzCompile(f *testing.F) {
 				t.Fatalf("ValidateJSON error %T %v, want *Error with problems", err, err)
 			}
 			_ = err.Error()
+		}
+		// The types-only shortcut agrees with the validator.
+		if v, err := DecodeJSON([]byte(value)); err == nil && (s.Validate(v) == nil) != (s.sch.Validate(v) == nil) {
+			t.Fatalf("schema %s, value %s: Validate = %v, the validator says %v", schema, value, s.Validate(v), s.sch.Validate(v))
 		}
 	})
 }

@@ -74,6 +74,10 @@ const schemaURL = "airlock:///schema.json"
 type Schema struct {
 	sch *jsonschema.Schema
 	doc any // the decoded schema, for "did you mean" suggestions
+	// types, when not 0, says the schema only constrains a value's JSON type (typesOnly): a
+	// value of one of these types is valid without running the validator. Any other value
+	// still goes through it, for its error message.
+	types uint8
 }
 
 // Problem is one reason a value or schema is invalid.
@@ -185,7 +189,78 @@ func Compile(schema json.RawMessage, opts *Options) (*Schema, error) {
 	if p := findCycle(sch); p != nil {
 		return nil, &SchemaError{Problems: []Problem{*p}}
 	}
-	return &Schema{sch: sch, doc: doc}, nil
+	return &Schema{sch: sch, doc: doc, types: typesOnly(doc)}, nil
+}
+
+// JSON types as bits of Schema.types.
+const (
+	typeNull uint8 = 1 << iota
+	typeBoolean
+	typeNumber
+	typeString
+	typeArray
+	typeObject
+	typeAny = typeNull | typeBoolean | typeNumber | typeString | typeArray | typeObject
+)
+
+var typeBits = map[string]uint8{"null": typeNull, "boolean": typeBoolean, "number": typeNumber,
+	"string": typeString, "array": typeArray, "object": typeObject}
+
+// typesOnly returns the JSON types a schema accepts when it says nothing else (true, {},
+// {"type": "object"}, {"type": ["string", "null"]}, with at most a title, description or
+// $comment beside), or 0 when it constrains anything more. "integer" is left to the validator
+// (1.0 is an integer).
+func typesOnly(doc any) uint8 {
+	switch d := doc.(type) {
+	case bool:
+		if d {
+			return typeAny
+		}
+		return 0
+	case map[string]any:
+		types := typeAny
+		for k, v := range d {
+			switch k {
+			case "title", "description", "$comment":
+			case "type":
+				types = 0
+				names, ok := v.([]any)
+				if !ok {
+					names = []any{v}
+				}
+				for _, n := range names {
+					s, _ := n.(string)
+					if typeBits[s] == 0 {
+						return 0
+					}
+					types |= typeBits[s]
+				}
+			default:
+				return 0
+			}
+		}
+		return types
+	}
+	return 0
+}
+
+// typeOf is v's JSON type as a Schema.types bit (0 for a Go type DecodeJSON does not return).
+func typeOf(v any) uint8 {
+	switch v.(type) {
+	case nil:
+		return typeNull
+	case bool:
+		return typeBoolean
+	case json.Number, float64, float32, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return typeNumber
+	case string:
+		return typeString
+	case []any:
+		return typeArray
+	case map[string]any:
+		return typeObject
+	}
+	return 0
 }
 
 // refuseLoader is the compiler's only loader: airlock loads no schema from the network or the
@@ -456,6 +531,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // Validate checks v, a value as returned by [DecodeJSON] (json.Number for numbers; float64 and
 // the integer types work too), against the schema. It returns nil or an *[Error].
 func (s *Schema) Validate(v any) error {
+	if s.types&typeOf(v) != 0 {
+		return nil
+	}
 	err := s.sch.Validate(v)
 	if err == nil {
 		return nil
