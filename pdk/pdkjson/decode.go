@@ -103,7 +103,7 @@ func (d *Decoder) Err() error {
 
 // End checks that nothing but white space follows the value read, and returns [Decoder.Err].
 func (d *Decoder) End() error {
-	if d.err == nil && d.peek() != 0 {
+	if d.peek(); d.err == nil && d.i < len(d.data) {
 		d.syntax("invalid character " + quoteChar(d.data[d.i]) + " after top-level value")
 	}
 	return d.Err()
@@ -325,7 +325,7 @@ func (d *Decoder) enter() bool {
 }
 
 func (d *Decoder) expected(what string) {
-	if d.peek() == 0 {
+	if d.peek(); d.i == len(d.data) {
 		d.syntax("unexpected end of JSON input")
 		return
 	}
