@@ -1,8 +1,8 @@
 // Package abi is the wire contract between the airlock host and a connector plugin.
 //
-// It is imported by both sides (host/ and pdk/) and uses only the standard library, so the
-// contract is written down exactly once. Authors of connectors in other languages implement the
-// same contract with any Extism PDK; pdk/ABI.md documents it for them.
+// It is imported by both sides (host/ and pdk/) and uses only the standard library and
+// pdk/pdkjson, so the contract is written down exactly once. Authors of connectors in other
+// languages implement the same contract with any Extism PDK; pdk/ABI.md documents it for them.
 //
 // # Calling convention
 //
@@ -25,9 +25,9 @@
 //	airlock_log(level i64, message)        level: LogDebug … LogError
 //
 // The JSON of the airlock_http envelopes is what encoding/json writes for [HTTPRequest] and
-// [HTTPResponse]; envelope.go reads and writes it without reflection (AppendHTTPRequest,
-// DecodeHTTPResponse for the plugin side; DecodeHTTPRequest, AppendHTTPResponse for the host), and
-// falls back to encoding/json for anything unusual, so the two always agree.
+// [HTTPResponse]; envelope.go reads and writes it without reflection, with pdk/pdkjson
+// (AppendHTTPRequest, DecodeHTTPResponse for the plugin side; DecodeHTTPRequest,
+// AppendHTTPResponse for the host), and falls back to encoding/json for anything unusual, so the two always agree.
 //
 // A host function never traps on a condition the plugin caused: a refused request is a response
 // with Error set. Only a malformed call (an offset that names no block) returns 0.

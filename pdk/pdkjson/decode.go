@@ -37,9 +37,11 @@
 package pdkjson
 
 import (
+	"encoding/base64"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth is encoding/json's bound on nesting; deeper input is a syntax error.
@@ -343,6 +345,27 @@ func (d *Decoder) String() string {
 	}
 	d.mismatch("string")
 	return ""
+}
+
+// Base64 reads a string of standard base64 and returns the bytes it encodes, as encoding/json
+// reads a []byte (nil for null). Input that is not base64 is a [*TypeError].
+func (d *Decoder) Base64() []byte {
+	c := d.peek()
+	start := d.i
+	s := d.String()
+	if s == "" {
+		if c == '"' && d.err == nil {
+			return []byte{}
+		}
+		return nil
+	}
+	b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(b, unsafe.Slice(unsafe.StringData(s), len(s)))
+	if err != nil {
+		d.typeMismatch("string", "base64 []byte", start)
+		return nil
+	}
+	return b[:n]
 }
 
 // Bool reads true or false (false for null).
