@@ -542,6 +542,10 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 			}
 		}
 	}
+	if req.RawBody {
+		// The body after the envelope, as it is: no base64 for the connector to decode (ABI.md).
+		return abi.AppendHTTPResponseRaw(make([]byte, 0, 256+len(resp.Body)), &resp)
+	}
 	return abi.AppendHTTPResponse(make([]byte, 0, 256+len(resp.Body)*4/3), &resp)
 }
 

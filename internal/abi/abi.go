@@ -89,6 +89,11 @@ type HTTPRequest struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// TimeoutMS bounds this request; 0 means the rest of the call's time. Never extends it.
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// RawBody asks the host to send the response body after the response envelope, as it is,
+	// instead of in base64 inside it (see [AppendHTTPResponseRaw]). A host that predates it
+	// ignores it and answers with the ordinary envelope, which [DecodeHTTPResponse] reads too;
+	// pdk.HTTP sets it on every request.
+	RawBody bool `json:"raw_body,omitempty"`
 }
 
 // HTTPResponse is airlock_http's answer. Exactly one of Error or Status is meaningful: a request

@@ -1,8 +1,10 @@
 package abi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 
@@ -49,6 +51,9 @@ func AppendHTTPRequest(b []byte, req *HTTPRequest) []byte {
 		b = append(b, `,"timeout_ms":`...)
 		b = strconv.AppendInt(b, req.TimeoutMS, 10)
 	}
+	if req.RawBody {
+		b = append(b, `,"raw_body":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -84,7 +89,18 @@ func appendHeaders(b []byte, h map[string][]string) []byte {
 }
 
 // AppendHTTPResponse appends resp as JSON, the same object encoding/json writes.
-func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
+func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte { return appendHTTPResponse(b, resp, false) }
+
+// AppendHTTPResponseRaw appends resp for a request that asked for a raw body
+// ([HTTPRequest.RawBody]): the JSON object AppendHTTPResponse writes, but with the body's length
+// as "raw_body_length" in place of "body", followed by the body's bytes as they are. Without a
+// body it is exactly AppendHTTPResponse's object.
+func AppendHTTPResponseRaw(b []byte, resp *HTTPResponse) []byte {
+	b = appendHTTPResponse(b, resp, true)
+	return append(b, resp.Body...)
+}
+
+func appendHTTPResponse(b []byte, resp *HTTPResponse, raw bool) []byte {
 	b = append(b, '{')
 	n := len(b)
 	sep := func() {
@@ -101,7 +117,7 @@ func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
 		b = append(b, `"headers":`...)
 		b = appendHeaders(b, resp.Headers)
 	}
-	if len(resp.Body) > 0 {
+	if len(resp.Body) > 0 && !raw {
 		sep()
 		b = append(b, `"body":"`...)
 		b = base64.StdEncoding.AppendEncode(b, resp.Body)
@@ -121,6 +137,11 @@ func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
 		}
 		b = append(b, '}')
 	}
+	if len(resp.Body) > 0 && raw {
+		sep()
+		b = append(b, `"raw_body_length":`...)
+		b = strconv.AppendInt(b, int64(len(resp.Body)), 10)
+	}
 	return append(b, '}')
 }
 
@@ -134,7 +155,7 @@ func DecodeHTTPRequest(data []byte, req *HTTPRequest) error {
 	return json.Unmarshal(data, req)
 }
 
-var requestKeys = [...]string{"method", "url", "headers", "body", "credential", "idempotency_key", "timeout_ms"}
+var requestKeys = [...]string{"method", "url", "headers", "body", "credential", "idempotency_key", "timeout_ms", "raw_body"}
 
 func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
 	var d pdkjson.Decoder
@@ -158,6 +179,8 @@ func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
 			r.IdempotencyKey = d.String()
 		case 6:
 			r.TimeoutMS = d.Int()
+		case 7:
+			r.RawBody = d.Bool()
 		}
 		return true
 	})
@@ -200,13 +223,28 @@ func object(d *pdkjson.Decoder, keys []string, field func(i int) bool) bool {
 }
 
 // DecodeHTTPResponse reads an HTTPResponse envelope into *resp, as json.Unmarshal into a zero
-// HTTPResponse would (and with its error when the data is not a valid envelope).
+// HTTPResponse would (and with its error when the data is not a valid envelope). It also reads
+// what [AppendHTTPResponseRaw] writes; resp.Body then shares memory with data.
 func DecodeHTTPResponse(data []byte, resp *HTTPResponse) error {
 	if fastHTTPResponse(data, resp) {
 		return nil
 	}
 	*resp = HTTPResponse{}
-	return json.Unmarshal(data, resp)
+	var v struct {
+		HTTPResponse
+		RawBodyLength *int64 `json:"raw_body_length"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if dec.Decode(&v) != nil || v.RawBodyLength == nil {
+		return json.Unmarshal(data, resp)
+	}
+	rest := data[dec.InputOffset():]
+	if n := *v.RawBodyLength; n <= 0 || int64(len(rest)) != n || v.Body != nil {
+		return errors.New("abi: the response's raw body does not have the length its envelope gives")
+	}
+	*resp = v.HTTPResponse
+	resp.Body = rest[:len(rest):len(rest)]
+	return nil
 }
 
 // fastHTTPResponse is the fast path of DecodeHTTPResponse; false means "use json.Unmarshal".
@@ -214,6 +252,7 @@ func fastHTTPResponse(data []byte, resp *HTTPResponse) bool {
 	var d pdkjson.Decoder
 	d.Reset(data)
 	var r HTTPResponse
+	rawLength := int64(-1)
 	ok := object(&d, responseKeys[:], func(i int) bool {
 		switch i {
 		case 0:
@@ -227,10 +266,22 @@ func fastHTTPResponse(data []byte, resp *HTTPResponse) bool {
 		case 3:
 			r.Error = new(Error)
 			return errorObject(&d, r.Error)
+		case 4:
+			rawLength = d.Int()
 		}
 		return true
 	})
-	if !ok || d.End() != nil {
+	if !ok {
+		return false
+	}
+	if rawLength >= 0 {
+		// A raw body follows the object: exactly rawLength bytes (AppendHTTPResponseRaw).
+		rest := data[d.InputOffset():]
+		if d.Err() != nil || rawLength == 0 || int64(len(rest)) != rawLength || r.Body != nil {
+			return false
+		}
+		r.Body = rest[:len(rest):len(rest)]
+	} else if d.End() != nil {
 		return false
 	}
 	*resp = r
@@ -238,7 +289,7 @@ func fastHTTPResponse(data []byte, resp *HTTPResponse) bool {
 }
 
 var (
-	responseKeys = [...]string{"status", "headers", "body", "error"}
+	responseKeys = [...]string{"status", "headers", "body", "error", "raw_body_length"}
 	errorKeys    = [...]string{"code", "category", "message", "retry_after_ms"}
 )
 

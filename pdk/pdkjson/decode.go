@@ -103,6 +103,9 @@ func (d *Decoder) Err() error {
 	return nil
 }
 
+// InputOffset is the offset in the input just after the last value read.
+func (d *Decoder) InputOffset() int { return d.i }
+
 // End checks that nothing but white space follows the value read, and returns [Decoder.Err].
 func (d *Decoder) End() error {
 	if d.peek(); d.err == nil && d.i < len(d.data) {
