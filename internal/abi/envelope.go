@@ -89,7 +89,9 @@ func appendHeaders(b []byte, h map[string][]string) []byte {
 }
 
 // AppendHTTPResponse appends resp as JSON, the same object encoding/json writes.
-func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte { return appendHTTPResponse(b, resp, false) }
+func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
+	return appendHTTPResponse(b, resp, false)
+}
 
 // AppendHTTPResponseRaw appends resp for a request that asked for a raw body
 // ([HTTPRequest.RawBody]): the JSON object AppendHTTPResponse writes, but with the body's length
