@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/host/hosttest"
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/manifest"
+	"github.com/airlock-dev/airlock/internal/abi"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -167,7 +168,23 @@ var cannedSlackReply = func() []byte {
 	return b
 }()
 
-func (cannedSlack) HTTP(context.Context, []byte) []byte { return cannedSlackReply }
+// cannedSlackRawReply is the same answer for a request that asks for the body raw (as pdk.HTTP
+// does), as the host writes it.
+var cannedSlackRawReply = func() []byte {
+	var resp abi.HTTPResponse
+	if err := abi.DecodeHTTPResponse(cannedSlackReply, &resp); err != nil {
+		panic(err)
+	}
+	return abi.AppendHTTPResponseRaw(nil, &resp)
+}()
+
+func (cannedSlack) HTTP(_ context.Context, req []byte) []byte {
+	var r abi.HTTPRequest
+	if abi.DecodeHTTPRequest(req, &r) == nil && r.RawBody {
+		return cannedSlackRawReply
+	}
+	return cannedSlackReply
+}
 
 // BenchmarkRuntime calls the sandbox directly (no validation, egress or audit): the hostile
 // plugin, written straight against the ABI (its echo moves one byte per kernel call, on

@@ -284,10 +284,7 @@ type postMessageArgs struct {
 	ThreadTS string
 }
 
-var stop int
-
 func postMessage() error {
-	stop = 0
 	var args postMessageArgs
 	if err := pdk.InputObject(func(d *pdkjson.Decoder, key string) {
 		switch key {
@@ -300,15 +297,9 @@ func postMessage() error {
 			d.Array(func(int) { args.Blocks = append(args.Blocks, d.Raw()) })
 		case "thread_ts":
 			args.ThreadTS = d.String()
-		case "_stop":
-			stop = int(d.Int())
 		}
 	}); err != nil {
 		return err
-	}
-	if stop == 1 {
-		pdk.OutputBytes([]byte("{}"))
-		return nil
 	}
 	switch {
 	case !validChannel(args.Channel):
@@ -341,15 +332,6 @@ func postMessage() error {
 	w.ObjectEnd()
 	if w.Err() != nil {
 		return pdk.Fatal(pdk.CodeInternal, "the connector could not encode the request to Slack")
-	}
-	if stop == 2 {
-		pdk.OutputBytes([]byte("{}"))
-		return nil
-	}
-	if stop == 3 {
-		pdk.HTTP(pdk.HTTPRequest{Method: "POST", URL: baseURL + "chat.postMessage", Credential: credential, Body: w.Bytes(), Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}})
-		pdk.OutputBytes([]byte("{}"))
-		return nil
 	}
 	var channel, ts string
 	_, err := call("chat.postMessage", nil, w.Bytes(), args.Channel, func(d *pdkjson.Decoder, key string) {
