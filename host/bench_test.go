@@ -168,22 +168,29 @@ var cannedSlackReply = func() []byte {
 	return b
 }()
 
-// cannedSlackRawReply is the same answer for a request that asks for the body raw (as pdk.HTTP
-// does), as the host writes it.
-var cannedSlackRawReply = func() []byte {
+// cannedSlackResponse is that answer decoded; HTTP sends it as the host would for the request
+// (headers named by it only, the body raw when it asks, as pdk.HTTP does).
+var cannedSlackResponse = func() abi.HTTPResponse {
 	var resp abi.HTTPResponse
 	if err := abi.DecodeHTTPResponse(cannedSlackReply, &resp); err != nil {
 		panic(err)
 	}
-	return abi.AppendHTTPResponseRaw(nil, &resp)
+	return resp
 }()
 
 func (cannedSlack) HTTP(_ context.Context, req []byte) []byte {
 	var r abi.HTTPRequest
-	if abi.DecodeHTTPRequest(req, &r) == nil && r.RawBody {
-		return cannedSlackRawReply
+	if abi.DecodeHTTPRequest(req, &r) != nil || !r.RawBody && len(r.ResponseHeaders) == 0 {
+		return cannedSlackReply
 	}
-	return cannedSlackReply
+	resp := cannedSlackResponse
+	if len(r.ResponseHeaders) > 0 {
+		resp.Headers = abi.KeepHeaders(resp.Headers, r.ResponseHeaders)
+	}
+	if r.RawBody {
+		return abi.AppendHTTPResponseRaw(nil, &resp)
+	}
+	return abi.AppendHTTPResponse(nil, &resp)
 }
 
 // BenchmarkRuntime calls the sandbox directly (no validation, egress or audit): the hostile

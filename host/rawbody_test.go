@@ -62,3 +62,34 @@ func TestRawBodyResponse(t *testing.T) {
 		t.Errorf("denied fetch with raw_body = %s (%v), want a JSON egress_denied refusal", res.Data, err)
 	}
 }
+
+// A connector that names the response headers it reads gets only those (matched ignoring case);
+// a list longer than abi.MaxResponseHeaders, or not a list of strings, is refused.
+func TestResponseHeadersNamed(t *testing.T) {
+	h, _, _, _ := hostileHost(t)
+	resp := fetch(t, h, abi.HTTPRequest{Method: "GET", URL: "https://api.example.test/x", ResponseHeaders: []string{"content-TYPE", "X-Absent"}})
+	if resp.Status != 200 || len(resp.Headers) != 1 || len(resp.Headers["Content-Type"]) != 1 || len(resp.Body) == 0 {
+		t.Errorf("named headers: %d %v", resp.Status, resp.Headers)
+	}
+	if all := fetch(t, h, abi.HTTPRequest{Method: "GET", URL: "https://api.example.test/x"}); len(all.Headers) < 2 {
+		t.Errorf("without names the answer lost its headers: %v", all.Headers)
+	}
+	names := make([]string, abi.MaxResponseHeaders+1)
+	for i := range names {
+		names[i] = "X-" + strings.Repeat("a", i)
+	}
+	for _, bad := range []string{
+		`{"method":"GET","url":"https://api.example.test/x","response_headers":"Content-Type"}`,
+		`{"method":"GET","url":"https://api.example.test/x","response_headers":[1]}`,
+		func() string {
+			b, _ := json.Marshal(abi.HTTPRequest{Method: "GET", URL: "https://api.example.test/x", ResponseHeaders: names})
+			return string(b)
+		}(),
+	} {
+		res := call(h, "hostile.fetch", bad)
+		var resp abi.HTTPResponse
+		if !res.OK || abi.DecodeHTTPResponse(res.Data, &resp) != nil || resp.Error == nil || resp.Error.Code != abi.CodeBadRequest {
+			t.Errorf("fetch %.120s = %s %+v, want the bad_request refusal", bad, res.Data, res.Error)
+		}
+	}
+}

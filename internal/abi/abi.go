@@ -43,7 +43,10 @@
 // (mem_write), and -1 / 0 when the arguments are out of range.
 package abi
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Version is the version of this contract. A manifest declares the version its module was built
 // for in `abi`; the host refuses versions it does not implement.
@@ -94,6 +97,27 @@ type HTTPRequest struct {
 	// ignores it and answers with the ordinary envelope, which [DecodeHTTPResponse] reads too;
 	// pdk.HTTP sets it on every request.
 	RawBody bool `json:"raw_body,omitempty"`
+	// ResponseHeaders names the response headers the connector reads (matched ignoring case, at
+	// most [MaxResponseHeaders]); the host then returns only those. Empty: all of them.
+	ResponseHeaders []string `json:"response_headers,omitempty"`
+}
+
+// MaxResponseHeaders bounds [HTTPRequest.ResponseHeaders]; the host refuses longer lists.
+const MaxResponseHeaders = 64
+
+// KeepHeaders returns the headers of h named in names (ignoring case): what a host returns for
+// a request with [HTTPRequest.ResponseHeaders].
+func KeepHeaders(h map[string][]string, names []string) map[string][]string {
+	kept := make(map[string][]string, len(names))
+	for k, v := range h {
+		for _, n := range names {
+			if strings.EqualFold(k, n) {
+				kept[k] = v
+				break
+			}
+		}
+	}
+	return kept
 }
 
 // HTTPResponse is airlock_http's answer. Exactly one of Error or Status is meaningful: a request

@@ -54,6 +54,10 @@ func AppendHTTPRequest(b []byte, req *HTTPRequest) []byte {
 	if req.RawBody {
 		b = append(b, `,"raw_body":true`...)
 	}
+	if len(req.ResponseHeaders) > 0 {
+		b = append(b, `,"response_headers":`...)
+		b = appendStrings(b, req.ResponseHeaders)
+	}
 	return append(b, '}')
 }
 
@@ -71,21 +75,24 @@ func appendHeaders(b []byte, h map[string][]string) []byte {
 		}
 		b = pdkjson.AppendString(b, k)
 		b = append(b, ':')
-		vs := h[k]
-		if vs == nil {
-			b = append(b, "null"...)
-			continue
-		}
-		b = append(b, '[')
-		for j, v := range vs {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = pdkjson.AppendString(b, v)
-		}
-		b = append(b, ']')
+		b = appendStrings(b, h[k])
 	}
 	return append(b, '}')
+}
+
+// appendStrings appends a []string as encoding/json does (null for nil).
+func appendStrings(b []byte, vs []string) []byte {
+	if vs == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for j, v := range vs {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = pdkjson.AppendString(b, v)
+	}
+	return append(b, ']')
 }
 
 // AppendHTTPResponse appends resp as JSON, the same object encoding/json writes.
@@ -157,7 +164,7 @@ func DecodeHTTPRequest(data []byte, req *HTTPRequest) error {
 	return json.Unmarshal(data, req)
 }
 
-var requestKeys = [...]string{"method", "url", "headers", "body", "credential", "idempotency_key", "timeout_ms", "raw_body"}
+var requestKeys = [...]string{"method", "url", "headers", "body", "credential", "idempotency_key", "timeout_ms", "raw_body", "response_headers"}
 
 func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
 	var d pdkjson.Decoder
@@ -183,6 +190,10 @@ func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
 			r.TimeoutMS = d.Int()
 		case 7:
 			r.RawBody = d.Bool()
+		case 8:
+			var ok bool
+			r.ResponseHeaders, ok = stringArray(&d, nil)
+			return ok
 		}
 		return true
 	})
@@ -322,16 +333,27 @@ func headers(d *pdkjson.Decoder) (map[string][]string, bool) {
 			return
 		}
 		first := len(pool)
-		ok = d.Kind() == pdkjson.Array
-		d.Array(func(int) {
-			if d.Kind() != pdkjson.String {
-				ok = false
-			}
-			pool = append(pool, d.String())
-		})
+		pool, ok = stringArray(d, pool)
 		h[name] = pool[first:len(pool):len(pool)]
 	})
 	return h, ok
+}
+
+// stringArray appends the strings of an array to pool; anything but an array of strings makes
+// it give up.
+func stringArray(d *pdkjson.Decoder, pool []string) ([]string, bool) {
+	if d.Kind() != pdkjson.Array {
+		return pool, false
+	}
+	if pool == nil {
+		pool = []string{}
+	}
+	ok := true
+	d.Array(func(int) {
+		ok = ok && d.Kind() == pdkjson.String
+		pool = append(pool, d.String())
+	})
+	return pool, ok
 }
 
 func errorObject(d *pdkjson.Decoder, e *Error) bool {

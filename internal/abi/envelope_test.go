@@ -17,7 +17,7 @@ func TestAppendHTTPRequestMatchesEncodingJSON(t *testing.T) {
 			Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}},
 			Body:    []byte(`{"channel":"C0GENERAL","text":"hi"}`)},
 		{Method: "GET", URL: "https://x.test/?q=<>&", Headers: map[string][]string{"B": nil, "A": {}, "C": {"1", "2"}},
-			IdempotencyKey: "k", TimeoutMS: -5, Body: []byte{0, 1, 2, 255}},
+			IdempotencyKey: "k", TimeoutMS: -5, Body: []byte{0, 1, 2, 255}, RawBody: true, ResponseHeaders: []string{"Retry-After", "<x>"}},
 		{Headers: map[string][]string{}},
 	}
 	for _, s := range envelopeStrings {
@@ -67,7 +67,8 @@ func TestDecodeHTTPResponseMatchesEncodingJSON(t *testing.T) {
 		checkDecode(t, []byte(s), false)
 		checkDecodeRequest(t, []byte(s), false)
 	}
-	for _, s := range []string{`{"method":"GET","url":"u","timeout_ms":5,"body":null,"x":[]}`, `{"METHOD":"GET"}`, `{"timeout_ms":1e3}`} {
+	for _, s := range []string{`{"method":"GET","url":"u","timeout_ms":5,"body":null,"x":[]}`, `{"response_headers":[]}`,
+		`{"response_headers":["a",null]}`, `{"response_headers":"a"}`, `{"response_headers":null,"raw_body":false}`, `{"METHOD":"GET"}`, `{"timeout_ms":1e3}`} {
 		checkDecodeRequest(t, []byte(s), false)
 	}
 }

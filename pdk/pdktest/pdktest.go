@@ -368,6 +368,9 @@ func (s *session) HTTP(off uint64) uint64 {
 		resp = s.h.serveHTTP(req)
 		req.RawBody = raw
 	}
+	if len(req.ResponseHeaders) > 0 && resp.Headers != nil {
+		resp.Headers = abi.KeepHeaders(resp.Headers, req.ResponseHeaders)
+	}
 	if req.RawBody {
 		return s.alloc(abi.AppendHTTPResponseRaw(nil, &resp)) // as the host answers (ABI.md)
 	}

@@ -63,7 +63,8 @@ type resultField func(d *pdkjson.Decoder, key string)
 // host may retry them); writes POST a JSON body. result reads the members of the answer;
 // nextCursor is its response_metadata.next_cursor.
 func call(method string, query url.Values, body []byte, channel string, result resultField) (nextCursor string, err error) {
-	req := pdk.HTTPRequest{Method: "GET", URL: baseURL + method, Credential: credential}
+	// Retry-After is the only header the connector reads: the host sends no others to decode.
+	req := pdk.HTTPRequest{Method: "GET", URL: baseURL + method, Credential: credential, ResponseHeaders: retryAfter}
 	if len(query) > 0 {
 		req.URL += "?" + query.Encode()
 	}
@@ -131,6 +132,8 @@ func call(method string, query url.Values, body []byte, channel string, result r
 	}
 	return nextCursor, nil
 }
+
+var retryAfter = []string{"Retry-After"}
 
 func waitText(after time.Duration) string {
 	s := int(after.Seconds())
