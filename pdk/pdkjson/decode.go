@@ -225,25 +225,7 @@ func (d *Decoder) literal(lit string) bool {
 // whether it read an object: false for null (field is not called), for another type (skipped, a
 // [*TypeError]) and on a syntax error.
 func (d *Decoder) Object(field func(key string)) bool {
-	switch d.peek() {
-	case '{':
-	case 'n':
-		d.Null()
-		return false
-	default:
-		d.mismatch("object")
-		return false
-	}
-	if !d.enter() {
-		return false
-	}
-	d.i++
-	if d.peek() == '}' {
-		d.i++
-		d.depth--
-		return true
-	}
-	for {
+	return d.container('{', '}', "object", "after object key:value pair", func(int) bool {
 		if d.peek() != '"' {
 			d.expected("beginning of object key string")
 			return false
@@ -255,53 +237,54 @@ func (d *Decoder) Object(field func(key string)) bool {
 		}
 		d.i++
 		d.value(func() { field(key) })
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			d.depth--
-			return d.err == nil
-		default:
-			d.expected("after object key:value pair")
-			return false
-		}
-	}
+		return true
+	})
 }
 
 // Array reads an array, calling elem for each element with its index; elem reads the element
 // (one it does not read is skipped). Array reports false for null, another type and on a syntax
 // error, as Object does.
 func (d *Decoder) Array(elem func(i int)) bool {
+	return d.container('[', ']', "array", "after array element", func(n int) bool {
+		d.value(func() { elem(n) })
+		return true
+	})
+}
+
+// container reads an object or array (want) between open and close, calling member for each
+// member; after names what may follow a member, for the syntax error.
+func (d *Decoder) container(open, close byte, want, after string, member func(n int) bool) bool {
 	switch d.peek() {
-	case '[':
+	case open:
 	case 'n':
 		d.Null()
 		return false
 	default:
-		d.mismatch("array")
+		d.mismatch(want)
 		return false
 	}
 	if !d.enter() {
 		return false
 	}
 	d.i++
-	if d.peek() == ']' {
+	if d.peek() == close {
 		d.i++
 		d.depth--
 		return true
 	}
 	for n := 0; ; n++ {
-		d.value(func() { elem(n) })
+		if !member(n) {
+			return false
+		}
 		switch d.peek() {
 		case ',':
 			d.i++
-		case ']':
+		case close:
 			d.i++
 			d.depth--
 			return d.err == nil
 		default:
-			d.expected("after array element")
+			d.expected(after)
 			return false
 		}
 	}
