@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/airlock-dev/airlock/internal/abi"
 	"github.com/airlock-dev/airlock/pdk/pdkjson"
@@ -42,7 +43,8 @@ func Input(v any) error {
 // returns for arguments that cannot be decoded.
 func InputObject(field func(d *pdkjson.Decoder, key string)) error {
 	var d pdkjson.Decoder
-	d.Reset(InputBytes())
+	in := InputBytes() // a fresh copy nothing else holds: read in place
+	d.ResetString(unsafe.String(unsafe.SliceData(in), len(in)))
 	d.Object(func(key string) { field(&d, key) })
 	if err := d.End(); err != nil {
 		return Correctable(CodeInvalidArguments, "the arguments could not be decoded: %v", err)

@@ -63,6 +63,15 @@ func AppendHTTPRequest(b []byte, req *HTTPRequest) []byte {
 
 // appendHeaders appends a header map as encoding/json does (names sorted).
 func appendHeaders(b []byte, h map[string][]string) []byte {
+	if len(h) == 1 { // no order to find
+		for k, v := range h {
+			b = append(b, '{')
+			b = pdkjson.AppendString(b, k)
+			b = append(b, ':')
+			b = appendStrings(b, v)
+			return append(b, '}')
+		}
+	}
 	b = append(b, '{')
 	keys := make([]string, 0, len(h))
 	for k := range h {

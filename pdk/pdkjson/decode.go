@@ -71,6 +71,12 @@ func (d *Decoder) Reset(data []byte) {
 	*d = Decoder{data: data, s: string(data)}
 }
 
+// ResetString makes d read s from the start, forgetting any error. Strings it returns share
+// memory with s: no copy is made.
+func (d *Decoder) ResetString(s string) {
+	*d = Decoder{data: unsafe.Slice(unsafe.StringData(s), len(s)), s: s}
+}
+
 // A SyntaxError is input that is not JSON.
 type SyntaxError struct {
 	Msg    string

@@ -69,8 +69,7 @@ func call(method string, query url.Values, body []byte, channel string, result r
 		req.URL += "?" + query.Encode()
 	}
 	if body != nil {
-		req.Method, req.Body = "POST", body
-		req.Headers = map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}
+		req.Method, req.Body, req.Headers = "POST", body, jsonBody
 	}
 	resp, err := pdk.HTTP(req)
 	if err != nil {
@@ -133,7 +132,10 @@ func call(method string, query url.Values, body []byte, channel string, result r
 	return nextCursor, nil
 }
 
-var retryAfter = []string{"Retry-After"}
+var (
+	retryAfter = []string{"Retry-After"}
+	jsonBody   = map[string][]string{"Content-Type": {"application/json; charset=utf-8"}} // read only
+)
 
 func waitText(after time.Duration) string {
 	s := int(after.Seconds())
