@@ -91,6 +91,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeJSONMatchesReference -fuzztime 30s ./host/internal/validate
 	$(GO) test -run '^$$' -fuzz FuzzInstrument -fuzztime 30s ./host/internal/meter
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHTTPResponse -fuzztime 30s ./internal/abi
+	$(GO) test -run '^$$' -fuzz FuzzDecoder -fuzztime 30s ./pdk/pdkjson
+	$(GO) test -run '^$$' -fuzz FuzzWriter -fuzztime 30s ./pdk/pdkjson
+	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime 30s ./plugins/slack
 	$(GO) test -run '^$$' -fuzz FuzzBuildPath -fuzztime 30s ./internal/openapiop
 	$(GO) test -run '^$$' -fuzz FuzzLabel -fuzztime 30s ./host
 	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime 30s ./host/internal/screen

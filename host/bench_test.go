@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/host/internal/runtime"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/host/secret"
+	"github.com/airlock-dev/airlock/internal/abi"
 	"github.com/airlock-dev/airlock/internal/fakeslack"
 	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
@@ -180,7 +181,30 @@ var cannedSlackReply = func() []byte {
 	return b
 }()
 
-func (cannedSlack) HTTP(context.Context, []byte) []byte { return cannedSlackReply }
+// cannedSlackResponse is that answer decoded; HTTP sends it as the host would for the request
+// (headers named by it only, the body raw when it asks, as pdk.HTTP does).
+var cannedSlackResponse = func() abi.HTTPResponse {
+	var resp abi.HTTPResponse
+	if err := abi.DecodeHTTPResponse(cannedSlackReply, &resp); err != nil {
+		panic(err)
+	}
+	return resp
+}()
+
+func (cannedSlack) HTTP(_ context.Context, req []byte) []byte {
+	var r abi.HTTPRequest
+	if abi.DecodeHTTPRequest(req, &r) != nil || !r.RawBody && len(r.ResponseHeaders) == 0 {
+		return cannedSlackReply
+	}
+	resp := cannedSlackResponse
+	if len(r.ResponseHeaders) > 0 {
+		resp.Headers = abi.KeepHeaders(resp.Headers, r.ResponseHeaders)
+	}
+	if r.RawBody {
+		return abi.AppendHTTPResponseRaw(nil, &resp)
+	}
+	return abi.AppendHTTPResponse(nil, &resp)
+}
 
 // BenchmarkRuntime calls the sandbox directly (no validation, egress or audit): the hostile
 // plugin, written straight against the ABI (its echo moves one byte per kernel call, on

@@ -558,6 +558,9 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 	if err := abi.DecodeHTTPRequest(request, &req); err != nil {
 		resp.Error = &abi.Error{Code: abi.CodeBadRequest, Category: abi.Fatal,
 			Message: "the connector sent a malformed request envelope (see pdk/ABI.md)"}
+	} else if len(req.ResponseHeaders) > abi.MaxResponseHeaders {
+		resp.Error = &abi.Error{Code: abi.CodeBadRequest, Category: abi.Fatal,
+			Message: fmt.Sprintf("the connector asked for %d response headers by name; at most %d may be named (or none, for all of them)", len(req.ResponseHeaders), abi.MaxResponseHeaders)}
 	} else if hc.requests >= hc.maxRequests {
 		resp.Error = &abi.Error{Code: abi.CodeTooLarge, Category: abi.Correctable,
 			Message: fmt.Sprintf("the connector may make at most %d requests per call; ask for less at a time", hc.maxRequests)}
@@ -578,6 +581,13 @@ func (hc *callHandler) HTTP(ctx context.Context, request []byte) []byte {
 				hc.unanswered = true // sent, and the answer was lost: it may have taken effect
 			}
 		}
+	}
+	if len(req.ResponseHeaders) > 0 && resp.Headers != nil {
+		resp.Headers = abi.KeepHeaders(resp.Headers, req.ResponseHeaders)
+	}
+	if req.RawBody {
+		// The body after the envelope, as it is: no base64 for the connector to decode (ABI.md).
+		return abi.AppendHTTPResponseRaw(make([]byte, 0, 256+len(resp.Body)), &resp)
 	}
 	return abi.AppendHTTPResponse(make([]byte, 0, 256+len(resp.Body)*4/3), &resp)
 }

@@ -101,6 +101,36 @@
 // output JSON Schemas, the credential slot api_key with the hosts it may be sent to, and the
 // network rule for https://api.weather.example/v1/.
 //
+// # JSON without reflection
+//
+// [Input], [Output] and encoding/json are the simple way. Inside the WebAssembly sandbox
+// reflection-driven encoding/json runs 9–17× slower than natively, and for a tool that makes one
+// request it is most of the call's own work; [github.com/airlock-dev/airlock/pdk/pdkjson] reads
+// and writes the same JSON without reflection (the Slack connector uses it on every tool):
+//
+//	var args forecastArgs
+//	if err := pdk.InputObject(func(d *pdkjson.Decoder, key string) {
+//		if key == "city" {
+//			args.City = d.String()
+//		} // other keys are skipped
+//	}); err != nil {
+//		return err
+//	}
+//	…
+//	var w pdkjson.Writer
+//	w.ObjectStart()
+//	w.Key("city")
+//	w.String(args.City)
+//	w.Key("temp_c")
+//	w.Float(temp)
+//	w.ObjectEnd()
+//	pdk.OutputBytes(w.Bytes())
+//
+// Keys match exactly (encoding/json also matches them ignoring case); see the package for the
+// other differences. [HTTP] already reads the host's answer without reflection and asks for the
+// body raw (ABI.md); name the response headers the tool reads in [HTTPRequest].ResponseHeaders
+// and the host sends no others.
+//
 // # Concurrency and state
 //
 // The host calls one export at a time per module instance, and may reuse an instance for later

@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/airlock-dev/airlock/internal/abi"
+	"github.com/airlock-dev/airlock/pdk/pdkjson"
 )
 
 // ABIVersion is the version of the airlock ABI this PDK implements; declare it as `abi` in the
@@ -30,6 +32,21 @@ func InputBytes() []byte {
 // validated the arguments against the input schema before the call.
 func Input(v any) error {
 	if err := json.Unmarshal(InputBytes(), v); err != nil {
+		return Correctable(CodeInvalidArguments, "the arguments could not be decoded: %v", err)
+	}
+	return nil
+}
+
+// InputObject reads the tool call's JSON arguments without reflection: field is called with
+// each member's key and reads the value from d (see [pdkjson.Decoder]; a value it does not read is
+// skipped). Keys match exactly, not ignoring case as [Input] does. The error is the one [Input]
+// returns for arguments that cannot be decoded.
+func InputObject(field func(d *pdkjson.Decoder, key string)) error {
+	var d pdkjson.Decoder
+	in := InputBytes() // a fresh copy nothing else holds: read in place
+	d.ResetString(unsafe.String(unsafe.SliceData(in), len(in)))
+	d.Object(func(key string) { field(&d, key) })
+	if err := d.End(); err != nil {
 		return Correctable(CodeInvalidArguments, "the arguments could not be decoded: %v", err)
 	}
 	return nil

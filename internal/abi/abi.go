@@ -1,8 +1,8 @@
 // Package abi is the wire contract between the airlock host and a connector plugin.
 //
-// It is imported by both sides (host/ and pdk/) and uses only the standard library, so the
-// contract is written down exactly once. Authors of connectors in other languages implement the
-// same contract with any Extism PDK; pdk/ABI.md documents it for them.
+// It is imported by both sides (host/ and pdk/) and uses only the standard library and
+// pdk/pdkjson, so the contract is written down exactly once. Authors of connectors in other
+// languages implement the same contract with any Extism PDK; pdk/ABI.md documents it for them.
 //
 // # Calling convention
 //
@@ -25,9 +25,9 @@
 //	airlock_log(level i64, message)        level: LogDebug … LogError
 //
 // The JSON of the airlock_http envelopes is what encoding/json writes for [HTTPRequest] and
-// [HTTPResponse]; envelope.go reads and writes it without reflection (AppendHTTPRequest,
-// DecodeHTTPResponse for the plugin side; DecodeHTTPRequest, AppendHTTPResponse for the host), and
-// falls back to encoding/json for anything unusual, so the two always agree.
+// [HTTPResponse]; envelope.go reads and writes it without reflection, with pdk/pdkjson
+// (AppendHTTPRequest, DecodeHTTPResponse for the plugin side; DecodeHTTPRequest,
+// AppendHTTPResponse for the host), and falls back to encoding/json for anything unusual, so the two always agree.
 //
 // A host function never traps on a condition the plugin caused: a refused request is a response
 // with Error set. Only a malformed call (an offset that names no block) returns 0.
@@ -43,7 +43,10 @@
 // (mem_write), and -1 / 0 when the arguments are out of range.
 package abi
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Version is the version of this contract. A manifest declares the version its module was built
 // for in `abi`; the host refuses versions it does not implement.
@@ -89,6 +92,32 @@ type HTTPRequest struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// TimeoutMS bounds this request; 0 means the rest of the call's time. Never extends it.
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// RawBody asks the host to send the response body after the response envelope, as it is,
+	// instead of in base64 inside it (see [AppendHTTPResponseRaw]). A host that predates it
+	// ignores it and answers with the ordinary envelope, which [DecodeHTTPResponse] reads too;
+	// pdk.HTTP sets it on every request.
+	RawBody bool `json:"raw_body,omitempty"`
+	// ResponseHeaders names the response headers the connector reads (matched ignoring case, at
+	// most [MaxResponseHeaders]); the host then returns only those. Empty: all of them.
+	ResponseHeaders []string `json:"response_headers,omitempty"`
+}
+
+// MaxResponseHeaders bounds [HTTPRequest.ResponseHeaders]; the host refuses longer lists.
+const MaxResponseHeaders = 64
+
+// KeepHeaders returns the headers of h named in names (ignoring case): what a host returns for
+// a request with [HTTPRequest.ResponseHeaders].
+func KeepHeaders(h map[string][]string, names []string) map[string][]string {
+	kept := make(map[string][]string, len(names))
+	for k, v := range h {
+		for _, n := range names {
+			if strings.EqualFold(k, n) {
+				kept[k] = v
+				break
+			}
+		}
+	}
+	return kept
 }
 
 // HTTPResponse is airlock_http's answer. Exactly one of Error or Status is meaningful: a request

@@ -1,12 +1,14 @@
 package abi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/airlock-dev/airlock/pdk/pdkjson"
 )
 
 // Hand-written codecs for the airlock_http envelopes ([HTTPRequest], [HTTPResponse]), used by the
@@ -14,19 +16,20 @@ import (
 //
 // They write and read the same JSON as encoding/json, without reflection: inside a standard-Go
 // WebAssembly module reflection-driven encoding/json runs ~10× slower than natively and was the
-// largest part of a small tool call's own work. The wire format does not change. The decoders
-// are fast paths: anything they are not certain to read exactly as encoding/json would (a key
-// that differs from a field's only in case, a duplicate key, invalid UTF-8, escapes they do not
-// handle, a number that is not a plain integer) makes them report false, and the caller falls
-// back to json.Unmarshal (DecodeHTTPRequest and DecodeHTTPResponse do so themselves).
+// largest part of a small tool call's own work. The wire format does not change. Strings,
+// numbers and the nesting are read by pdk/pdkjson (the PDK's reader, exact to encoding/json);
+// the decoders here are fast paths around it: an object they are not certain to read exactly as
+// encoding/json would (a key that differs from a field's only in case, a duplicate key) or any
+// error makes them report false, and the caller falls back to json.Unmarshal, for its result and
+// its error (DecodeHTTPRequest and DecodeHTTPResponse do so themselves).
 
 // AppendHTTPRequest appends req as JSON, the same object encoding/json writes (fields in
 // declaration order, omitempty honoured, header names sorted, body in standard base64).
 func AppendHTTPRequest(b []byte, req *HTTPRequest) []byte {
 	b = append(b, `{"method":`...)
-	b = appendJSONString(b, req.Method)
+	b = pdkjson.AppendString(b, req.Method)
 	b = append(b, `,"url":`...)
-	b = appendJSONString(b, req.URL)
+	b = pdkjson.AppendString(b, req.URL)
 	if len(req.Headers) > 0 {
 		b = append(b, `,"headers":`...)
 		b = appendHeaders(b, req.Headers)
@@ -38,21 +41,37 @@ func AppendHTTPRequest(b []byte, req *HTTPRequest) []byte {
 	}
 	if req.Credential != "" {
 		b = append(b, `,"credential":`...)
-		b = appendJSONString(b, req.Credential)
+		b = pdkjson.AppendString(b, req.Credential)
 	}
 	if req.IdempotencyKey != "" {
 		b = append(b, `,"idempotency_key":`...)
-		b = appendJSONString(b, req.IdempotencyKey)
+		b = pdkjson.AppendString(b, req.IdempotencyKey)
 	}
 	if req.TimeoutMS != 0 {
 		b = append(b, `,"timeout_ms":`...)
 		b = strconv.AppendInt(b, req.TimeoutMS, 10)
+	}
+	if req.RawBody {
+		b = append(b, `,"raw_body":true`...)
+	}
+	if len(req.ResponseHeaders) > 0 {
+		b = append(b, `,"response_headers":`...)
+		b = appendStrings(b, req.ResponseHeaders)
 	}
 	return append(b, '}')
 }
 
 // appendHeaders appends a header map as encoding/json does (names sorted).
 func appendHeaders(b []byte, h map[string][]string) []byte {
+	if len(h) == 1 { // no order to find
+		for k, v := range h {
+			b = append(b, '{')
+			b = pdkjson.AppendString(b, k)
+			b = append(b, ':')
+			b = appendStrings(b, v)
+			return append(b, '}')
+		}
+	}
 	b = append(b, '{')
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -63,27 +82,43 @@ func appendHeaders(b []byte, h map[string][]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = pdkjson.AppendString(b, k)
 		b = append(b, ':')
-		vs := h[k]
-		if vs == nil {
-			b = append(b, "null"...)
-			continue
-		}
-		b = append(b, '[')
-		for j, v := range vs {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, v)
-		}
-		b = append(b, ']')
+		b = appendStrings(b, h[k])
 	}
 	return append(b, '}')
 }
 
+// appendStrings appends a []string as encoding/json does (null for nil).
+func appendStrings(b []byte, vs []string) []byte {
+	if vs == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for j, v := range vs {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = pdkjson.AppendString(b, v)
+	}
+	return append(b, ']')
+}
+
 // AppendHTTPResponse appends resp as JSON, the same object encoding/json writes.
 func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
+	return appendHTTPResponse(b, resp, false)
+}
+
+// AppendHTTPResponseRaw appends resp for a request that asked for a raw body
+// ([HTTPRequest.RawBody]): the JSON object AppendHTTPResponse writes, but with the body's length
+// as "raw_body_length" in place of "body", followed by the body's bytes as they are. Without a
+// body it is exactly AppendHTTPResponse's object.
+func AppendHTTPResponseRaw(b []byte, resp *HTTPResponse) []byte {
+	b = appendHTTPResponse(b, resp, true)
+	return append(b, resp.Body...)
+}
+
+func appendHTTPResponse(b []byte, resp *HTTPResponse, raw bool) []byte {
 	b = append(b, '{')
 	n := len(b)
 	sep := func() {
@@ -100,7 +135,7 @@ func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
 		b = append(b, `"headers":`...)
 		b = appendHeaders(b, resp.Headers)
 	}
-	if len(resp.Body) > 0 {
+	if len(resp.Body) > 0 && !raw {
 		sep()
 		b = append(b, `"body":"`...)
 		b = base64.StdEncoding.AppendEncode(b, resp.Body)
@@ -109,16 +144,21 @@ func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
 	if e := resp.Error; e != nil {
 		sep()
 		b = append(b, `"error":{"code":`...)
-		b = appendJSONString(b, e.Code)
+		b = pdkjson.AppendString(b, e.Code)
 		b = append(b, `,"category":`...)
-		b = appendJSONString(b, string(e.Category))
+		b = pdkjson.AppendString(b, string(e.Category))
 		b = append(b, `,"message":`...)
-		b = appendJSONString(b, e.Message)
+		b = pdkjson.AppendString(b, e.Message)
 		if e.RetryAfterMS != 0 {
 			b = append(b, `,"retry_after_ms":`...)
 			b = strconv.AppendInt(b, e.RetryAfterMS, 10)
 		}
 		b = append(b, '}')
+	}
+	if len(resp.Body) > 0 && raw {
+		sep()
+		b = append(b, `"raw_body_length":`...)
+		b = strconv.AppendInt(b, int64(len(resp.Body)), 10)
 	}
 	return append(b, '}')
 }
@@ -133,168 +173,137 @@ func DecodeHTTPRequest(data []byte, req *HTTPRequest) error {
 	return json.Unmarshal(data, req)
 }
 
-var requestKeys = [...]string{"method", "url", "headers", "body", "credential", "idempotency_key", "timeout_ms"}
+var requestKeys = [...]string{"method", "url", "headers", "body", "credential", "idempotency_key", "timeout_ms", "raw_body", "response_headers"}
 
 func fastHTTPRequest(data []byte, req *HTTPRequest) bool {
-	d := jsonReader{b: data, s: string(data)}
+	var d pdkjson.Decoder
+	d.Reset(data)
 	var r HTTPRequest
-	ok := d.object(requestKeys[:], func(i int) (ok bool) {
+	ok := object(&d, requestKeys[:], func(i int) bool {
 		switch i {
 		case 0:
-			r.Method, ok = d.string()
+			r.Method = d.String()
 		case 1:
-			r.URL, ok = d.string()
+			r.URL = d.String()
 		case 2:
-			r.Headers, ok = d.headers()
+			var ok bool
+			r.Headers, ok = headers(&d)
+			return ok
 		case 3:
-			r.Body, ok = d.base64()
+			r.Body = d.Base64()
 		case 4:
-			r.Credential, ok = d.string()
+			r.Credential = d.String()
 		case 5:
-			r.IdempotencyKey, ok = d.string()
+			r.IdempotencyKey = d.String()
 		case 6:
-			r.TimeoutMS, ok = d.int()
+			r.TimeoutMS = d.Int()
+		case 7:
+			r.RawBody = d.Bool()
+		case 8:
+			var ok bool
+			r.ResponseHeaders, ok = stringArray(&d, nil)
+			return ok
 		}
-		return ok
+		return true
 	})
-	if !ok || !d.end() {
+	if !ok || d.End() != nil {
 		return false
 	}
 	*req = r
 	return true
 }
 
-// object reads a JSON object whose fields are keys, calling field(i) to read the value of
-// keys[i] (a null leaves the field as it is). Unknown keys are skipped. A key that matches one of
-// keys only ignoring case, or a repeated key, makes it give up: encoding/json resolves those in
-// ways the fast path does not copy.
-func (d *jsonReader) object(keys []string, field func(i int) bool) bool {
+// object reads a JSON object whose fields are keys with d, calling field(i) to read the value of
+// keys[i] (a null leaves the field as it is). Unknown keys are skipped. It reports false for
+// anything but an object, and for a key that matches one of keys only ignoring case or a
+// repeated key: encoding/json resolves those in ways the fast path does not copy. field reports
+// false to give up.
+func object(d *pdkjson.Decoder, keys []string, field func(i int) bool) bool {
+	if d.Kind() != pdkjson.Object {
+		return false
+	}
 	var seen uint64 // bit i: keys[i] was read
-	more, ok := d.open('{', '}')
-	for ; ok && more; more, ok = d.more('}') {
-		key, ok := d.key()
+	ok := true
+	d.Object(func(key string) {
 		if !ok {
-			return false
+			return
 		}
 		i := slices.Index(keys, key)
-		if i < 0 {
-			if foldIndex(keys, key) >= 0 || !d.skip() {
-				return false
-			}
-			continue
+		switch {
+		case i < 0:
+			ok = foldIndex(keys, key) < 0 // the value is skipped
+		case seen&(1<<i) != 0:
+			ok = false
+		case d.Null():
+			seen |= 1 << i
+		default:
+			seen |= 1 << i
+			ok = field(i)
 		}
-		if seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
-		if d.null() {
-			continue
-		}
-		if !field(i) {
-			return false
-		}
-	}
+	})
 	return ok
 }
 
-// base64 reads a standard base64 string without escapes, as encoding/json reads a []byte.
-func (d *jsonReader) base64() ([]byte, bool) {
-	s, ok := d.stringBytes()
-	if !ok {
-		return nil, false
-	}
-	b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-	n, err := base64.StdEncoding.Decode(b, s)
-	return b[:n], err == nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string, escaped as encoding/json escapes it (including
-// <, > and &, U+2028 and U+2029; invalid UTF-8 becomes U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 // DecodeHTTPResponse reads an HTTPResponse envelope into *resp, as json.Unmarshal into a zero
-// HTTPResponse would (and with its error when the data is not a valid envelope).
+// HTTPResponse would (and with its error when the data is not a valid envelope). It also reads
+// what [AppendHTTPResponseRaw] writes; resp.Body then shares memory with data.
 func DecodeHTTPResponse(data []byte, resp *HTTPResponse) error {
 	if fastHTTPResponse(data, resp) {
 		return nil
 	}
 	*resp = HTTPResponse{}
-	return json.Unmarshal(data, resp)
+	var v struct {
+		HTTPResponse
+		RawBodyLength *int64 `json:"raw_body_length"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if dec.Decode(&v) != nil || v.RawBodyLength == nil {
+		return json.Unmarshal(data, resp)
+	}
+	rest := data[dec.InputOffset():]
+	if n := *v.RawBodyLength; n <= 0 || int64(len(rest)) != n || v.Body != nil {
+		return errors.New("abi: the response's raw body does not have the length its envelope gives")
+	}
+	*resp = v.HTTPResponse
+	resp.Body = rest[:len(rest):len(rest)]
+	return nil
 }
 
 // fastHTTPResponse is the fast path of DecodeHTTPResponse; false means "use json.Unmarshal".
 func fastHTTPResponse(data []byte, resp *HTTPResponse) bool {
-	d := jsonReader{b: data, s: string(data)}
+	var d pdkjson.Decoder
+	d.Reset(data)
 	var r HTTPResponse
-	ok := d.object(responseKeys[:], func(i int) (ok bool) {
+	rawLength := int64(-1)
+	ok := object(&d, responseKeys[:], func(i int) bool {
 		switch i {
 		case 0:
-			var n int64
-			n, ok = d.int()
-			r.Status = int(n)
+			r.Status = int(d.Int())
 		case 1:
-			r.Headers, ok = d.headers()
+			var ok bool
+			r.Headers, ok = headers(&d)
+			return ok
 		case 2:
-			r.Body, ok = d.base64()
+			r.Body = d.Base64()
 		case 3:
 			r.Error = new(Error)
-			ok = d.errorObject(r.Error)
+			return errorObject(&d, r.Error)
+		case 4:
+			rawLength = d.Int()
 		}
-		return ok
+		return true
 	})
-	if !ok || !d.end() {
+	if !ok {
+		return false
+	}
+	if rawLength >= 0 {
+		// A raw body follows the object: exactly rawLength bytes (AppendHTTPResponseRaw).
+		rest := data[d.InputOffset():]
+		if d.Err() != nil || rawLength == 0 || int64(len(rest)) != rawLength || r.Body != nil {
+			return false
+		}
+		r.Body = rest[:len(rest):len(rest)]
+	} else if d.End() != nil {
 		return false
 	}
 	*resp = r
@@ -302,7 +311,7 @@ func fastHTTPResponse(data []byte, resp *HTTPResponse) bool {
 }
 
 var (
-	responseKeys = [...]string{"status", "headers", "body", "error"}
+	responseKeys = [...]string{"status", "headers", "body", "error", "raw_body_length"}
 	errorKeys    = [...]string{"code", "category", "message", "retry_after_ms"}
 )
 
@@ -315,57 +324,60 @@ func foldIndex(keys []string, key string) int {
 	return -1
 }
 
-// headers reads an object of string arrays (or nulls).
-func (d *jsonReader) headers() (map[string][]string, bool) {
+// headers reads an object of string arrays (or nulls); a repeated name makes it give up.
+func headers(d *pdkjson.Decoder) (map[string][]string, bool) {
+	if d.Kind() != pdkjson.Object {
+		return nil, false
+	}
 	h := make(map[string][]string)
 	pool := make([]string, 0, 8) // the values of every header share one array
-	more, ok := d.open('{', '}')
-	for ; ok && more; more, ok = d.more('}') {
-		name, ok := d.key()
-		if !ok {
-			return nil, false
+	ok := true
+	d.Object(func(name string) {
+		if _, dup := h[name]; dup || !ok {
+			ok = false
+			return
 		}
-		if _, dup := h[name]; dup {
-			return nil, false
-		}
-		if d.null() {
+		if d.Null() {
 			h[name] = nil
-			continue
+			return
 		}
 		first := len(pool)
-		more, ok := d.open('[', ']')
-		for ; ok && more; more, ok = d.more(']') {
-			v, ok := d.string()
-			if !ok {
-				return nil, false
-			}
-			pool = append(pool, v)
-		}
-		if !ok {
-			return nil, false
-		}
+		pool, ok = stringArray(d, pool)
 		h[name] = pool[first:len(pool):len(pool)]
-	}
+	})
 	return h, ok
 }
 
-func (d *jsonReader) errorObject(e *Error) bool {
-	return d.object(errorKeys[:], func(i int) (ok bool) {
-		var s string
+// stringArray appends the strings of an array to pool; anything but an array of strings makes
+// it give up.
+func stringArray(d *pdkjson.Decoder, pool []string) ([]string, bool) {
+	if d.Kind() != pdkjson.Array {
+		return pool, false
+	}
+	if pool == nil {
+		pool = []string{}
+	}
+	ok := true
+	d.Array(func(int) {
+		ok = ok && d.Kind() == pdkjson.String
+		pool = append(pool, d.String())
+	})
+	return pool, ok
+}
+
+func errorObject(d *pdkjson.Decoder, e *Error) bool {
+	return object(d, errorKeys[:], func(i int) bool {
 		switch i {
 		case 0:
-			s, ok = d.string()
-			e.Code = s
+			e.Code = d.String()
 		case 1:
-			s, ok = d.string()
-			e.Category = Category(s)
+			e.Category = Category(d.String())
 		case 2:
-			s, ok = d.string()
-			e.Message = s
+			e.Message = d.String()
 		case 3:
-			e.RetryAfterMS, ok = d.int()
+			e.RetryAfterMS = d.Int()
 		}
-		return ok
+		return true
 	})
 }
 
@@ -386,301 +398,4 @@ func equalFoldASCII(a, b string) bool {
 		}
 	}
 	return true
-}
-
-// jsonReader is a minimal JSON reader for the envelopes. Every method reports false on input it
-// does not handle, and the reader is then abandoned.
-type jsonReader struct {
-	b []byte
-	s string // b as a string, when set: strings without escapes are cut from it, not copied
-	i int
-}
-
-func (d *jsonReader) ws() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-func (d *jsonReader) end() bool {
-	d.ws()
-	return d.i == len(d.b)
-}
-
-func (d *jsonReader) peek() byte {
-	d.ws()
-	if d.i < len(d.b) {
-		return d.b[d.i]
-	}
-	return 0
-}
-
-func (d *jsonReader) lit(s string) bool {
-	d.ws()
-	if len(d.b)-d.i >= len(s) && string(d.b[d.i:d.i+len(s)]) == s {
-		d.i += len(s)
-		return true
-	}
-	return false
-}
-
-func (d *jsonReader) null() bool { return d.lit("null") }
-
-// open consumes the opening bracket c and reports whether the container has an element.
-func (d *jsonReader) open(c, close byte) (more, ok bool) {
-	if d.peek() != c {
-		return false, false
-	}
-	d.i++
-	if d.peek() == close {
-		d.i++
-		return false, true
-	}
-	return true, true
-}
-
-// more consumes what follows an element: a comma (more is true) or the closing bracket.
-func (d *jsonReader) more(close byte) (more, ok bool) {
-	switch d.peek() {
-	case ',':
-		d.i++
-		return true, true
-	case close:
-		d.i++
-		return false, true
-	}
-	return false, false
-}
-
-// key reads an object key and its colon.
-func (d *jsonReader) key() (string, bool) {
-	k, ok := d.string()
-	if !ok || d.peek() != ':' {
-		return "", false
-	}
-	d.i++
-	return k, true
-}
-
-// int reads an integer without fraction or exponent (what encoding/json accepts for an int).
-func (d *jsonReader) int() (int64, bool) {
-	d.ws()
-	start := d.i
-	if d.i < len(d.b) && d.b[d.i] == '-' {
-		d.i++
-	}
-	digits := d.i
-	for d.i < len(d.b) && '0' <= d.b[d.i] && d.b[d.i] <= '9' {
-		d.i++
-	}
-	if d.i == digits || (d.b[digits] == '0' && d.i-digits > 1) {
-		return 0, false
-	}
-	if d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 64)
-	return n, err == nil
-}
-
-// stringBytes reads a string without escapes and returns its bytes (aliasing the input).
-func (d *jsonReader) stringBytes() ([]byte, bool) {
-	if d.peek() != '"' {
-		return nil, false
-	}
-	start := d.i + 1
-	for j := start; j < len(d.b); j++ {
-		switch c := d.b[j]; {
-		case c == '"':
-			d.i = j + 1
-			return d.b[start:j], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-// string reads a string, unescaping it; invalid UTF-8 makes it give up (encoding/json would
-// replace it, which the fallback does).
-func (d *jsonReader) string() (string, bool) {
-	if d.peek() != '"' {
-		return "", false
-	}
-	d.i++
-	start := d.i
-	ascii := true
-	for ; d.i < len(d.b); d.i++ {
-		c := d.b[d.i]
-		if c == '"' {
-			s := d.b[start:d.i]
-			d.i++
-			if !ascii && !utf8.Valid(s) {
-				return "", false
-			}
-			if d.s != "" {
-				return d.s[start : d.i-1], true
-			}
-			return string(s), true
-		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
-			return "", false
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	// Escapes: decode the rest into a buffer.
-	buf := append([]byte(nil), d.b[start:d.i]...)
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			if !utf8.Valid(buf) {
-				return "", false
-			}
-			return string(buf), true
-		case c < 0x20:
-			return "", false
-		case c != '\\':
-			buf = append(buf, c)
-			d.i++
-			continue
-		}
-		if d.i+1 >= len(d.b) {
-			return "", false
-		}
-		e := d.b[d.i+1]
-		d.i += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return "", false
-			}
-			if utf16.IsSurrogate(r) {
-				// A pair; a lone surrogate is U+FFFD in encoding/json: leave that to it.
-				if !d.lit2(`\u`) {
-					return "", false
-				}
-				r2, ok := d.hex4()
-				if !ok {
-					return "", false
-				}
-				r = utf16.DecodeRune(r, r2)
-				if r == utf8.RuneError {
-					return "", false
-				}
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			return "", false
-		}
-	}
-	return "", false
-}
-
-// lit2 matches s at the current position, without skipping white space.
-func (d *jsonReader) lit2(s string) bool {
-	if len(d.b)-d.i >= len(s) && string(d.b[d.i:d.i+len(s)]) == s {
-		d.i += len(s)
-		return true
-	}
-	return false
-}
-
-func (d *jsonReader) hex4() (rune, bool) {
-	if len(d.b)-d.i < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.b[d.i : d.i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	d.i += 4
-	return r, true
-}
-
-// maxSkipDepth bounds the nesting of an unknown value the fast path skips. The host decodes
-// envelopes a plugin wrote: a hostile one must not make it recurse a million levels deep. Deeper
-// values go to encoding/json, which has its own bound.
-const maxSkipDepth = 32
-
-// skip consumes any JSON value. Numbers are checked loosely; the fallback is never needed for a
-// value the fast path skips, since encoding/json ignores unknown fields too, but a malformed one
-// still makes the whole envelope go to json.Unmarshal (which reports the error).
-func (d *jsonReader) skip() bool { return d.skipDepth(0) }
-
-func (d *jsonReader) skipDepth(depth int) bool {
-	switch c := d.peek(); {
-	case (c == '{' || c == '[') && depth >= maxSkipDepth:
-		return false
-	case c == '{':
-		more, ok := d.open('{', '}')
-		for ; ok && more; more, ok = d.more('}') {
-			if _, ok := d.key(); !ok || !d.skipDepth(depth+1) {
-				return false
-			}
-		}
-		return ok
-	case c == '[':
-		more, ok := d.open('[', ']')
-		for ; ok && more; more, ok = d.more(']') {
-			if !d.skipDepth(depth + 1) {
-				return false
-			}
-		}
-		return ok
-	case c == '"':
-		_, ok := d.string()
-		return ok
-	case c == 't':
-		return d.lit("true")
-	case c == 'f':
-		return d.lit("false")
-	case c == 'n':
-		return d.null()
-	case c == '-' || ('0' <= c && c <= '9'):
-		start := d.i
-		for d.i < len(d.b) && bytesIndexNum(d.b[d.i]) {
-			d.i++
-		}
-		return json.Valid(d.b[start:d.i])
-	}
-	return false
-}
-
-func bytesIndexNum(c byte) bool {
-	return '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }

@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -16,7 +17,7 @@ func TestAppendHTTPRequestMatchesEncodingJSON(t *testing.T) {
 			Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}},
 			Body:    []byte(`{"channel":"C0GENERAL","text":"hi"}`)},
 		{Method: "GET", URL: "https://x.test/?q=<>&", Headers: map[string][]string{"B": nil, "A": {}, "C": {"1", "2"}},
-			IdempotencyKey: "k", TimeoutMS: -5, Body: []byte{0, 1, 2, 255}},
+			IdempotencyKey: "k", TimeoutMS: -5, Body: []byte{0, 1, 2, 255}, RawBody: true, ResponseHeaders: []string{"Retry-After", "<x>"}},
 		{Headers: map[string][]string{}},
 	}
 	for _, s := range envelopeStrings {
@@ -66,7 +67,8 @@ func TestDecodeHTTPResponseMatchesEncodingJSON(t *testing.T) {
 		checkDecode(t, []byte(s), false)
 		checkDecodeRequest(t, []byte(s), false)
 	}
-	for _, s := range []string{`{"method":"GET","url":"u","timeout_ms":5,"body":null,"x":[]}`, `{"METHOD":"GET"}`, `{"timeout_ms":1e3}`} {
+	for _, s := range []string{`{"method":"GET","url":"u","timeout_ms":5,"body":null,"x":[]}`, `{"response_headers":[]}`,
+		`{"response_headers":["a",null]}`, `{"response_headers":"a"}`, `{"response_headers":null,"raw_body":false}`, `{"METHOD":"GET"}`, `{"timeout_ms":1e3}`} {
 		checkDecodeRequest(t, []byte(s), false)
 	}
 }
@@ -94,6 +96,9 @@ func checkDecode(t *testing.T, data []byte, mustAccept bool) {
 	var fast, slow, viaDecode HTTPResponse
 	ok := fastHTTPResponse(data, &fast)
 	err := json.Unmarshal(data, &slow)
+	if bytes.Contains(bytes.ToLower(data), []byte("raw_body_length")) {
+		return // not encoding/json's envelope: TestRawBody
+	}
 	if derr := DecodeHTTPResponse(data, &viaDecode); (derr == nil) != (err == nil) || (err == nil && !reflect.DeepEqual(viaDecode, slow)) {
 		t.Errorf("DecodeHTTPResponse(%s) = %+v, %v; encoding/json: %+v, %v", data, viaDecode, derr, slow, err)
 	}
@@ -193,4 +198,49 @@ func BenchmarkEnvelope(b *testing.B) {
 			DecodeHTTPResponse(benchResp, &r)
 		}
 	})
+}
+
+// TestRawBody: a response written for a request with raw_body reads back as the response, body
+// included; a raw body that does not have the length the envelope gives is an error, never a
+// shorter or longer body.
+func TestRawBody(t *testing.T) {
+	for _, r := range []HTTPResponse{
+		{Status: 200, Headers: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(`{"ok":true} "}{`)},
+		{Status: 204},
+		{Status: 200, Body: []byte{0, '"', '}', 0xff}},
+		{Error: &Error{Code: "timeout", Category: Retryable, Message: "m"}},
+	} {
+		data := AppendHTTPResponseRaw(nil, &r)
+		if len(r.Body) == 0 && string(data) != string(AppendHTTPResponse(nil, &r)) {
+			t.Errorf("without a body the raw form differs: %s", data)
+		}
+		var fast, got HTTPResponse
+		if err := DecodeHTTPResponse(data, &got); err != nil || !reflect.DeepEqual(got, r) {
+			t.Errorf("DecodeHTTPResponse(%q) = %+v, %v; want %+v", data, got, err, r)
+		}
+		if !fastHTTPResponse(data, &fast) || !reflect.DeepEqual(fast, r) {
+			t.Errorf("the fast path did not read %q", data)
+		}
+		if len(r.Body) == 0 {
+			continue
+		}
+		for _, bad := range [][]byte{data[:len(data)-1], append(append([]byte(nil), data...), 'x')} {
+			if err := DecodeHTTPResponse(bad, &got); err == nil {
+				t.Errorf("DecodeHTTPResponse(%q) accepted a raw body of the wrong length: %+v", bad, got)
+			}
+		}
+	}
+	for _, bad := range []string{`{"raw_body_length":0}`, `{"raw_body_length":-1}x`, `{"raw_body_length":1,"body":"eA=="}x`,
+		`{"raw_body_length":1.5}x`, `{"raw_body_length":"1"}x`, `{"RAW_BODY_LENGTH":2}x`} {
+		var got HTTPResponse
+		if err := DecodeHTTPResponse([]byte(bad), &got); err == nil {
+			t.Errorf("DecodeHTTPResponse(%s) = %+v, want an error", bad, got)
+		}
+	}
+	req := HTTPRequest{Method: "GET", URL: "u", RawBody: true}
+	want, _ := json.Marshal(req)
+	var back HTTPRequest
+	if got := AppendHTTPRequest(nil, &req); string(got) != string(want) || !fastHTTPRequest(got, &back) || !back.RawBody {
+		t.Errorf("AppendHTTPRequest = %s, want %s; read back %+v", got, want, back)
+	}
 }

@@ -363,7 +363,16 @@ func (s *session) HTTP(off uint64) uint64 {
 		resp.Error = &pdk.Error{Code: pdk.CodeBadRequest, Category: pdk.CategoryFatal,
 			Message: "the HTTP request envelope is not valid JSON"}
 	} else {
+		raw := req.RawBody
+		req.RawBody = false // pdk.HTTP's wire detail, not the connector's request: not recorded
 		resp = s.h.serveHTTP(req)
+		req.RawBody = raw
+	}
+	if len(req.ResponseHeaders) > 0 && resp.Headers != nil {
+		resp.Headers = abi.KeepHeaders(resp.Headers, req.ResponseHeaders)
+	}
+	if req.RawBody {
+		return s.alloc(abi.AppendHTTPResponseRaw(nil, &resp)) // as the host answers (ABI.md)
 	}
 	out, err := json.Marshal(resp)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlock-dev/airlock/pdk"
+	"github.com/airlock-dev/airlock/pdk/pdkjson"
 )
 
 const (
@@ -44,67 +46,96 @@ const (
 // invalid_arguments, response_metadata.messages says what is wrong, e.g. "[ERROR] must be less
 // than 3001 characters [json-pointer:/blocks/0/text/text]".
 type slackError struct {
-	OK       bool   `json:"ok"`
-	Error    string `json:"error"`
-	Needed   string `json:"needed"`
-	Provided string `json:"provided"`
+	OK       bool
+	Error    string
+	Needed   string
+	Provided string
 	Metadata struct {
-		Messages []string `json:"messages"`
-	} `json:"response_metadata"`
+		Messages []string
+	}
 }
 
-// slackReply is a response struct of a Slack method. Each embeds slackError, so one decode of
-// Slack's answer reads both its ok/error envelope and the result.
-type slackReply interface{ envelope() *slackError }
-
-func (e *slackError) envelope() *slackError { return e }
+// resultField reads a member of a Slack answer besides its envelope (ok, error, needed,
+// provided, response_metadata) from d.
+type resultField func(d *pdkjson.Decoder, key string)
 
 // call invokes a Slack Web API method. Reads use GET with query parameters (idempotent, so the
-// host may retry them); writes POST a JSON body. out receives the successful response.
-func call(method string, query url.Values, body any, out slackReply, channel string) error {
-	req := pdk.HTTPRequest{Method: "GET", URL: baseURL + method, Credential: credential}
+// host may retry them); writes POST a JSON body. result reads the members of the answer;
+// nextCursor is its response_metadata.next_cursor.
+func call(method string, query url.Values, body []byte, channel string, result resultField) (nextCursor string, err error) {
+	// Retry-After is the only header the connector reads: the host sends no others to decode.
+	req := pdk.HTTPRequest{Method: "GET", URL: baseURL + method, Credential: credential, ResponseHeaders: retryAfter}
 	if len(query) > 0 {
 		req.URL += "?" + query.Encode()
 	}
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return pdk.Fatal(pdk.CodeInternal, "the connector could not encode the request to Slack")
-		}
-		req.Method, req.Body = "POST", b
-		req.Headers = map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}
+		req.Method, req.Body, req.Headers = "POST", body, jsonBody
 	}
 	resp, err := pdk.HTTP(req)
 	if err != nil {
-		return err // a host refusal: already agent-readable
+		return "", err // a host refusal: already agent-readable
 	}
 	switch {
 	case resp.Status == 429:
 		after := pdk.RetryAfter(resp.Headers)
-		return pdk.Retryable(pdk.CodeRateLimited, after,
+		return "", pdk.Retryable(pdk.CodeRateLimited, after,
 			"Slack is rate limiting %s; try again in %s", method, waitText(after))
 	case resp.Status >= 500:
-		return pdk.Retryable(pdk.CodeUnavailable, 0,
+		return "", pdk.Retryable(pdk.CodeUnavailable, 0,
 			"Slack is having trouble (HTTP %d); try again in a minute", resp.Status)
 	case resp.Status != 200:
-		return pdk.Fatal("unexpected_response",
+		return "", pdk.Fatal("unexpected_response",
 			"Slack answered %s with HTTP %d, which this connector does not expect", method, resp.Status)
 	}
-	// One decode: encoding/json goes on after a field of the wrong type, so the envelope is read
-	// even when the result is not.
-	err = json.Unmarshal(resp.Body, out)
-	if _, syntax := err.(*json.SyntaxError); syntax {
-		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s that is not JSON", method)
+	// One pass: the decoder goes on after a value of the wrong type (as encoding/json does), so
+	// the envelope is read even when the result is not.
+	var env slackError
+	var d pdkjson.Decoder
+	d.Reset(resp.Body)
+	d.Object(func(key string) {
+		switch key {
+		case "ok":
+			env.OK = d.Bool()
+		case "error":
+			env.Error = d.String()
+		case "needed":
+			env.Needed = d.String()
+		case "provided":
+			env.Provided = d.String()
+		case "response_metadata":
+			d.Object(func(key string) {
+				switch key {
+				case "messages":
+					env.Metadata.Messages = env.Metadata.Messages[:0]
+					d.Array(func(int) { env.Metadata.Messages = append(env.Metadata.Messages, d.String()) })
+				case "next_cursor":
+					nextCursor = d.String()
+				}
+			})
+		default:
+			if result != nil {
+				result(&d, key)
+			}
+		}
+	})
+	err = d.End()
+	if _, syntax := errors.AsType[*pdkjson.SyntaxError](err); syntax {
+		return "", pdk.Fatal("unexpected_response", "Slack sent an answer to %s that is not JSON", method)
 	}
 	// A Slack error needs its code; an answer that is not an object has none and is unreadable.
-	if env := out.envelope(); !env.OK && (err == nil || env.Error != "") {
-		return slackToolError(method, channel, *env)
+	if !env.OK && (err == nil || env.Error != "") {
+		return "", slackToolError(method, channel, env)
 	}
 	if err != nil {
-		return pdk.Fatal("unexpected_response", "Slack sent an answer to %s this connector cannot read", method)
+		return "", pdk.Fatal("unexpected_response", "Slack sent an answer to %s this connector cannot read", method)
 	}
-	return nil
+	return nextCursor, nil
 }
+
+var (
+	retryAfter = []string{"Retry-After"}
+	jsonBody   = map[string][]string{"Content-Type": {"application/json; charset=utf-8"}} // read only
+)
 
 func waitText(after time.Duration) string {
 	s := int(after.Seconds())
@@ -246,23 +277,33 @@ func badChannel(id string) error {
 }
 
 // --- post_message ---
+//
+// The tools read their arguments and Slack's answers and write the request and their result with
+// pdkjson, without reflection: as WebAssembly, encoding/json was most of a call's own work
+// (RATIONALE.md). The JSON is the same as encoding/json's for the structs below.
 
 type postMessageArgs struct {
-	Channel  string            `json:"channel"`
-	Text     string            `json:"text"`
-	Blocks   []json.RawMessage `json:"blocks,omitempty"`
-	ThreadTS string            `json:"thread_ts,omitempty"`
-}
-
-type postMessageResult struct {
-	Channel  string `json:"channel"`
-	TS       string `json:"ts"`
-	ThreadTS string `json:"thread_ts,omitempty"`
+	Channel  string
+	Text     string
+	Blocks   []json.RawMessage
+	ThreadTS string
 }
 
 func postMessage() error {
 	var args postMessageArgs
-	if err := pdk.Input(&args); err != nil {
+	if err := pdk.InputObject(func(d *pdkjson.Decoder, key string) {
+		switch key {
+		case "channel":
+			args.Channel = d.String()
+		case "text":
+			args.Text = d.String()
+		case "blocks":
+			args.Blocks = args.Blocks[:0]
+			d.Array(func(int) { args.Blocks = append(args.Blocks, d.Raw()) })
+		case "thread_ts":
+			args.ThreadTS = d.String()
+		}
+	}); err != nil {
 		return err
 	}
 	switch {
@@ -277,61 +318,150 @@ func postMessage() error {
 	if err := checkBlocks(args.Blocks); err != nil {
 		return err
 	}
-	var resp struct {
-		slackError
-		Channel string `json:"channel"`
-		TS      string `json:"ts"`
+	var w pdkjson.Writer
+	w.Reset(make([]byte, 0, 64+len(args.Text)))
+	w.ObjectStart()
+	w.Key("channel")
+	w.String(args.Channel)
+	w.Key("text")
+	w.String(args.Text)
+	if len(args.Blocks) > 0 {
+		w.Key("blocks")
+		w.ArrayStart()
+		for _, b := range args.Blocks {
+			w.Raw(b)
+		}
+		w.ArrayEnd()
 	}
-	if err := call("chat.postMessage", nil, args, &resp, args.Channel); err != nil {
+	optional(&w, "thread_ts", args.ThreadTS)
+	w.ObjectEnd()
+	if w.Err() != nil {
+		return pdk.Fatal(pdk.CodeInternal, "the connector could not encode the request to Slack")
+	}
+	var channel, ts string
+	_, err := call("chat.postMessage", nil, w.Bytes(), args.Channel, func(d *pdkjson.Decoder, key string) {
+		switch key {
+		case "channel":
+			channel = d.String()
+		case "ts":
+			ts = d.String()
+		}
+	})
+	if err != nil {
 		return err
 	}
-	return pdk.Output(postMessageResult{Channel: resp.Channel, TS: resp.TS, ThreadTS: args.ThreadTS})
+	w.Reset(w.Bytes())
+	w.ObjectStart()
+	w.Key("channel")
+	w.String(channel)
+	w.Key("ts")
+	w.String(ts)
+	optional(&w, "thread_ts", args.ThreadTS)
+	w.ObjectEnd()
+	pdk.OutputBytes(w.Bytes())
+	return nil
+}
+
+// optional writes a string member unless it is empty (omitempty).
+func optional(w *pdkjson.Writer, key, value string) {
+	if value != "" {
+		w.Key(key)
+		w.String(value)
+	}
 }
 
 // --- list_channels ---
 
 type listChannelsArgs struct {
-	Limit           int      `json:"limit,omitempty"`
-	Cursor          string   `json:"cursor,omitempty"`
-	Types           []string `json:"types,omitempty"`
-	ExcludeArchived bool     `json:"exclude_archived,omitempty"`
+	Limit           int
+	Cursor          string
+	Types           []string
+	ExcludeArchived bool
 }
 
+// channel is a conversation as conversations.list returns it (the fields used here), and as
+// list_channels reports it (topic and purpose flattened to their values).
 type channel struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	IsPrivate  bool   `json:"is_private"`
-	IsArchived bool   `json:"is_archived"`
-	IsMember   bool   `json:"is_member"`
-	NumMembers int    `json:"num_members"`
-	Topic      string `json:"topic,omitempty"`
-	Purpose    string `json:"purpose,omitempty"`
+	ID         string
+	Name       string
+	IsPrivate  bool
+	IsArchived bool
+	IsMember   bool
+	NumMembers int
+	Topic      string
+	Purpose    string
 }
 
-// slackChannel is a conversation as conversations.list returns it (the fields used here).
-type slackChannel struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	IsPrivate  bool   `json:"is_private"`
-	IsArchived bool   `json:"is_archived"`
-	IsMember   bool   `json:"is_member"`
-	NumMembers int    `json:"num_members"`
-	Topic      struct {
-		Value string `json:"value"`
-	} `json:"topic"`
-	Purpose struct {
-		Value string `json:"value"`
-	} `json:"purpose"`
+// readChannel reads a channel object of Slack's answer.
+func readChannel(d *pdkjson.Decoder) channel {
+	var c channel
+	d.Object(func(key string) {
+		switch key {
+		case "id":
+			c.ID = d.String()
+		case "name":
+			c.Name = d.String()
+		case "is_private":
+			c.IsPrivate = d.Bool()
+		case "is_archived":
+			c.IsArchived = d.Bool()
+		case "is_member":
+			c.IsMember = d.Bool()
+		case "num_members":
+			c.NumMembers = int(d.Int())
+		case "topic":
+			c.Topic = readValue(d)
+		case "purpose":
+			c.Purpose = readValue(d)
+		}
+	})
+	return c
 }
 
-type listChannelsResult struct {
-	Channels   []channel `json:"channels"`
-	NextCursor string    `json:"next_cursor,omitempty"`
+// readValue reads the value member of a topic or purpose object.
+func readValue(d *pdkjson.Decoder) (v string) {
+	d.Object(func(key string) {
+		if key == "value" {
+			v = d.String()
+		}
+	})
+	return v
+}
+
+func writeChannel(w *pdkjson.Writer, c *channel) {
+	w.ObjectStart()
+	w.Key("id")
+	w.String(c.ID)
+	w.Key("name")
+	w.String(c.Name)
+	w.Key("is_private")
+	w.Bool(c.IsPrivate)
+	w.Key("is_archived")
+	w.Bool(c.IsArchived)
+	w.Key("is_member")
+	w.Bool(c.IsMember)
+	w.Key("num_members")
+	w.Int(int64(c.NumMembers))
+	optional(w, "topic", c.Topic)
+	optional(w, "purpose", c.Purpose)
+	w.ObjectEnd()
 }
 
 func listChannels() error {
 	var args listChannelsArgs
-	if err := pdk.Input(&args); err != nil {
+	if err := pdk.InputObject(func(d *pdkjson.Decoder, key string) {
+		switch key {
+		case "limit":
+			args.Limit = int(d.Int())
+		case "cursor":
+			args.Cursor = d.String()
+		case "types":
+			args.Types = args.Types[:0]
+			d.Array(func(int) { args.Types = append(args.Types, d.String()) })
+		case "exclude_archived":
+			args.ExcludeArchived = d.Bool()
+		}
+	}); err != nil {
 		return err
 	}
 	limit := args.Limit
@@ -344,72 +474,122 @@ func listChannels() error {
 		types = strings.Join(args.Types, ",")
 	}
 
-	out := listChannelsResult{Channels: []channel{}}
+	channels := []channel{}
 	cursor := args.Cursor
 	// Slack may return fewer channels than asked for while more exist: follow next_cursor until
 	// the limit is reached, the list ends, or the page cap.
 	for page := 0; page < maxListPages; page++ {
-		q := url.Values{"limit": {strconv.Itoa(limit - len(out.Channels))}, "types": {types}}
+		q := url.Values{"limit": {strconv.Itoa(limit - len(channels))}, "types": {types}}
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
 		if args.ExcludeArchived {
 			q.Set("exclude_archived", "true")
 		}
-		var resp struct {
-			slackError
-			Channels []slackChannel `json:"channels"`
-			Metadata struct {
-				NextCursor string `json:"next_cursor"`
-			} `json:"response_metadata"`
-		}
-		if err := call("conversations.list", q, nil, &resp, ""); err != nil {
+		var err error
+		cursor, err = call("conversations.list", q, nil, "", func(d *pdkjson.Decoder, key string) {
+			if key == "channels" {
+				d.Array(func(int) { channels = append(channels, readChannel(d)) })
+			}
+		})
+		if err != nil {
 			return err
 		}
-		for _, c := range resp.Channels {
-			out.Channels = append(out.Channels, channel{ID: c.ID, Name: c.Name, IsPrivate: c.IsPrivate,
-				IsArchived: c.IsArchived, IsMember: c.IsMember, NumMembers: c.NumMembers,
-				Topic: c.Topic.Value, Purpose: c.Purpose.Value})
-		}
-		cursor = resp.Metadata.NextCursor
-		if cursor == "" || len(out.Channels) >= limit {
+		if cursor == "" || len(channels) >= limit {
 			break
 		}
 	}
-	out.NextCursor = cursor
-	return pdk.Output(out)
+	var w pdkjson.Writer
+	w.Reset(make([]byte, 0, 256*len(channels)+64))
+	w.ObjectStart()
+	w.Key("channels")
+	w.ArrayStart()
+	for i := range channels {
+		writeChannel(&w, &channels[i])
+	}
+	w.ArrayEnd()
+	optional(&w, "next_cursor", cursor)
+	w.ObjectEnd()
+	pdk.OutputBytes(w.Bytes())
+	return nil
 }
 
 // --- channel_history ---
 
 type channelHistoryArgs struct {
-	Channel string `json:"channel"`
-	Limit   int    `json:"limit,omitempty"`
-	Cursor  string `json:"cursor,omitempty"`
-	Oldest  string `json:"oldest,omitempty"`
-	Latest  string `json:"latest,omitempty"`
+	Channel string
+	Limit   int
+	Cursor  string
+	Oldest  string
+	Latest  string
 }
 
 type message struct {
-	TS         string `json:"ts"`
-	User       string `json:"user,omitempty"`
-	BotID      string `json:"bot_id,omitempty"`
-	Subtype    string `json:"subtype,omitempty"`
-	Text       string `json:"text"`
-	ThreadTS   string `json:"thread_ts,omitempty"`
-	ReplyCount int    `json:"reply_count,omitempty"`
+	TS         string
+	User       string
+	BotID      string
+	Subtype    string
+	Text       string
+	ThreadTS   string
+	ReplyCount int
 }
 
-type channelHistoryResult struct {
-	Channel    string    `json:"channel"`
-	Messages   []message `json:"messages"`
-	HasMore    bool      `json:"has_more"`
-	NextCursor string    `json:"next_cursor,omitempty"`
+func readMessage(d *pdkjson.Decoder) message {
+	var m message
+	d.Object(func(key string) {
+		switch key {
+		case "ts":
+			m.TS = d.String()
+		case "user":
+			m.User = d.String()
+		case "bot_id":
+			m.BotID = d.String()
+		case "subtype":
+			m.Subtype = d.String()
+		case "text":
+			m.Text = d.String()
+		case "thread_ts":
+			m.ThreadTS = d.String()
+		case "reply_count":
+			m.ReplyCount = int(d.Int())
+		}
+	})
+	return m
+}
+
+func writeMessage(w *pdkjson.Writer, m *message) {
+	w.ObjectStart()
+	w.Key("ts")
+	w.String(m.TS)
+	optional(w, "user", m.User)
+	optional(w, "bot_id", m.BotID)
+	optional(w, "subtype", m.Subtype)
+	w.Key("text")
+	w.String(m.Text)
+	optional(w, "thread_ts", m.ThreadTS)
+	if m.ReplyCount != 0 {
+		w.Key("reply_count")
+		w.Int(int64(m.ReplyCount))
+	}
+	w.ObjectEnd()
 }
 
 func channelHistory() error {
 	var args channelHistoryArgs
-	if err := pdk.Input(&args); err != nil {
+	if err := pdk.InputObject(func(d *pdkjson.Decoder, key string) {
+		switch key {
+		case "channel":
+			args.Channel = d.String()
+		case "limit":
+			args.Limit = int(d.Int())
+		case "cursor":
+			args.Cursor = d.String()
+		case "oldest":
+			args.Oldest = d.String()
+		case "latest":
+			args.Latest = d.String()
+		}
+	}); err != nil {
 		return err
 	}
 	if !validChannel(args.Channel) {
@@ -437,21 +617,35 @@ func channelHistory() error {
 			q.Set(k, v)
 		}
 	}
-	var resp struct {
-		slackError
-		Messages []message `json:"messages"`
-		HasMore  bool      `json:"has_more"`
-		Metadata struct {
-			NextCursor string `json:"next_cursor"`
-		} `json:"response_metadata"`
-	}
-	if err := call("conversations.history", q, nil, &resp, args.Channel); err != nil {
+	messages := []message{}
+	var hasMore bool
+	next, err := call("conversations.history", q, nil, args.Channel, func(d *pdkjson.Decoder, key string) {
+		switch key {
+		case "messages":
+			messages = messages[:0]
+			d.Array(func(int) { messages = append(messages, readMessage(d)) })
+		case "has_more":
+			hasMore = d.Bool()
+		}
+	})
+	if err != nil {
 		return err
 	}
-	out := channelHistoryResult{Channel: args.Channel, Messages: resp.Messages, HasMore: resp.HasMore,
-		NextCursor: resp.Metadata.NextCursor}
-	if out.Messages == nil {
-		out.Messages = []message{}
+	var w pdkjson.Writer
+	w.Reset(make([]byte, 0, 256*len(messages)+64))
+	w.ObjectStart()
+	w.Key("channel")
+	w.String(args.Channel)
+	w.Key("messages")
+	w.ArrayStart()
+	for i := range messages {
+		writeMessage(&w, &messages[i])
 	}
-	return pdk.Output(out)
+	w.ArrayEnd()
+	w.Key("has_more")
+	w.Bool(hasMore)
+	optional(&w, "next_cursor", next)
+	w.ObjectEnd()
+	pdk.OutputBytes(w.Bytes())
+	return nil
 }

@@ -230,6 +230,19 @@ func fetch() int32 {
 	return output(get(resp))
 }
 
+// fetch_raw is fetch for answers that are not JSON (a body sent raw after the envelope): it
+// returns the host's answer as a JSON string of base64.
+//
+//go:wasmexport fetch_raw
+func fetchRaw() int32 {
+	resp := airlockHTTP(put(input()))
+	if resp == 0 {
+		return fail("airlock_http returned no response")
+	}
+	b, _ := json.Marshal(get(resp))
+	return output(b)
+}
+
 // dump returns (hex-encoded) every byte of Extism memory it can read, plus config and vars it can guess: a
 // secret that ever reached the guest side would show up here.
 //
