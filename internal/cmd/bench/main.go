@@ -654,7 +654,7 @@ func hostConfig(stateDir, cacheDir string) host.Config {
 		Audit: discardSink{},
 		// Info, as in production, into nothing: whatever the call path logs per call is
 		// formatted, so it is counted.
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger: slog.New(secret.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 }
 
