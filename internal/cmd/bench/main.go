@@ -1001,8 +1001,9 @@ func targets(rows []*Row) []string {
 	}
 	for _, k := range []string{"mcp-airlock-clients", "mcp-airlock-session"} {
 		if r := byKey[k]; r != nil && r.Ratio > 0 {
-			out = append(out, fmt.Sprintf("MCP crowd (%s) within 1.5× of the go-sdk floor: %s (%s× its calls/s)",
-				strings.TrimPrefix(k, "mcp-airlock-"), verdict(r.Ratio >= 1/1.5), num(r.Ratio)))
+			out = append(out, fmt.Sprintf("MCP crowd (%s) within 1.5× of the go-sdk floor: %s (%s× its calls/s, median of rounds in turns %s; CPU per call %s× the floor's)",
+				strings.TrimPrefix(k, "mcp-airlock-"), verdict(r.Ratio >= 1/1.5), num(r.Ratio),
+				pairRatios(rows, k, strings.Replace(k, "airlock", "floor", 1)), num(cpuRatio(r, byKey[strings.Replace(k, "airlock", "floor", 1)]))))
 		}
 	}
 	if r := byKey["tput-noop20-durable"]; r != nil && r.RatioTo != "" {

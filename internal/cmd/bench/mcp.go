@@ -79,6 +79,7 @@ func mcpRows(ctx context.Context, o *options, stateDir, cacheDir string, hostile
 		} {
 			rs[i].Group, rs[i].Key, rs[i].What = "8", "mcp-"+t.key+"-"+shape.key, "MCP streamable HTTP: "+t.what+", "+shape.what
 		}
+		roundRatios(rs[1], rs[0], "floor")
 		rows = append(rows, rs...)
 	}
 
@@ -102,6 +103,7 @@ func mcpRows(ctx context.Context, o *options, stateDir, cacheDir string, hostile
 	for i, v := range []string{"durable", "queued"} {
 		rs[i].Group, rs[i].Key, rs[i].What = "8", "mcp20-"+v, fmt.Sprintf("MCP streamable HTTP: airlock serve --http, hostile.noop, one session, %d callers, audit %s", auditCallers, v)
 	}
+	roundRatios(rs[0], rs[1], "queued")
 	return append(rows, rs...), nil
 }
 
@@ -110,12 +112,11 @@ const auditCallers = 20
 
 // mcpRatios sets the ratios of row 8: airlock's calls/s over the floor's, shape by shape.
 func mcpRatios(set func(key, base, label string)) {
+	// airlock's rows carry the median of per-round ratios (pairRatios); only the baselines are set here.
 	for _, shape := range []string{"clients", "session"} {
 		set("mcp-floor-"+shape, "mcp-floor-"+shape, "floor")
-		set("mcp-airlock-"+shape, "mcp-floor-"+shape, "floor")
 	}
 	set("mcp20-queued", "mcp20-queued", "queued")
-	set("mcp20-durable", "mcp20-queued", "queued")
 }
 
 // startFloor serves a minimal go-sdk MCP server (stateful streamable HTTP, as the SDK ships it)
@@ -312,15 +313,31 @@ func crowdRows(ctx context.Context, count int, targets []*mcpTarget, sessions, c
 	}
 	rows := make([]*Row, len(targets))
 	for i, rs := range runs {
+		rows[i] = &Row{Unit: "calls/s"}
+		for _, r := range rs {
+			rows[i].Samples = append(rows[i].Samples, r.rate) // in run order: round k of every target
+		}
+		rs = slices.Clone(rs)
 		slices.SortFunc(rs, func(a, b crowdRun) int { return cmpFloat(a.rate, b.rate) })
 		med := rs[len(rs)/2]
-		rows[i] = &Row{Unit: "calls/s", Median: med.rate, P50: float64(med.lat[len(med.lat)/2]),
-			P99: float64(med.lat[len(med.lat)*99/100]), CPU: float64(med.cpu)}
-		for _, r := range rs {
-			rows[i].Samples = append(rows[i].Samples, r.rate)
-		}
+		rows[i].Median, rows[i].P50, rows[i].P99, rows[i].CPU = med.rate, float64(med.lat[len(med.lat)/2]),
+			float64(med.lat[len(med.lat)*99/100]), float64(med.cpu)
 	}
 	return rows, nil
+}
+
+// roundRatios gives row the median of its per-round ratios to base (both from one crowdRows, whose
+// targets took turns round by round), so a busy moment of a shared machine hits both sides of a
+// round rather than one row's median.
+func roundRatios(row, base *Row, label string) {
+	for k := range min(len(row.Samples), len(base.Samples)) {
+		if base.Samples[k] > 0 {
+			row.RatioSamples = append(row.RatioSamples, row.Samples[k]/base.Samples[k])
+		}
+	}
+	if len(row.RatioSamples) > 0 {
+		row.Ratio, row.RatioTo = median(row.RatioSamples), label
+	}
 }
 
 // forCallers runs fn(0) … fn(n-1) concurrently and returns their errors.
