@@ -3,10 +3,12 @@ package egress
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync/atomic"
 	"testing"
 
@@ -57,6 +59,9 @@ func BenchmarkSerialHTTPS(b *testing.B) {
 	}
 	defer c.Close()
 	c.upTransport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	if os.Getenv("EGRESS_BENCH_H1") != "" {
+		c.upTransport.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
 	req := abi.HTTPRequest{Method: "POST", URL: "https://slack.com/api/chat.postMessage", Credential: "bot",
 		Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}},
 		Body:    []byte(`{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`)}

@@ -1,0 +1,142 @@
+package egress
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/abi"
+)
+
+// tlsUpstream starts an https upstream for secure.example.test that counts its connections and
+// returns a client that trusts its certificate.
+func tlsUpstream(t *testing.T, h http.HandlerFunc, setup func(*httptest.Server)) (*Client, *atomic.Int64) {
+	t.Helper()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true // offers h2, as real upstreams do
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	if setup != nil {
+		setup(srv)
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c, err := New(Config{
+		Rules:     []Rule{{Host: "secure.example.test"}},
+		Upstreams: map[string]string{"https://secure.example.test": srv.URL},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.upTransport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	return c, &conns
+}
+
+func getSecure(c *Client) abi.HTTPResponse {
+	return c.Do(context.Background(), abi.HTTPRequest{URL: "https://secure.example.test/"})
+}
+
+// Calls to an https upstream that offers HTTP/2 go out as HTTP/1.1 over one kept-alive TLS
+// connection.
+func TestHTTPSKeepAliveHTTP1(t *testing.T) {
+	c, conns := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }, nil)
+	for i := range 5 {
+		resp := getSecure(c)
+		wantStatus(t, resp, 200)
+		if string(resp.Body) != "HTTP/1.1" {
+			t.Fatalf("call %d reached the upstream over %s, want HTTP/1.1", i, resp.Body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("5 calls opened %d TLS connections, want 1 (kept alive)", n)
+	}
+}
+
+// An upstream that closes each connection after its answer (close_notify, then FIN), or times out
+// idle connections, is reached on a new connection each time, without an error.
+func TestHTTPSUpstreamClosesIdle(t *testing.T) {
+	c, conns := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "ok")
+	}, nil)
+	for range 3 {
+		wantStatus(t, getSecure(c), 200)
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("3 calls to an upstream closing after each answer opened %d connections, want 3", n)
+	}
+
+	c2, conns2 := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+		func(s *httptest.Server) { s.Config.IdleTimeout = 50 * time.Millisecond })
+	wantStatus(t, getSecure(c2), 200)
+	time.Sleep(300 * time.Millisecond) // the upstream closes the idle connection with close_notify
+	wantStatus(t, getSecure(c2), 200)
+	if n := conns2.Load(); n != 2 {
+		t.Errorf("a call after the upstream closed the idle connection used %d connections in all, want 2", n)
+	}
+}
+
+// A certificate the client does not trust fails the call, with an error that names the cause.
+func TestHTTPSUntrustedCertificate(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the request reached an upstream whose certificate is not trusted")
+	}))
+	defer srv.Close()
+	c, err := New(Config{
+		Rules:     []Rule{{Host: "secure.example.test"}},
+		Upstreams: map[string]string{"https://secure.example.test": srv.URL},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp := getSecure(c)
+	if resp.Error == nil || !strings.Contains(resp.Error.Message, "certificate") {
+		t.Fatalf("a call to an untrusted certificate gave %+v, want an error naming the certificate", resp)
+	}
+}
+
+// An upstream that only speaks HTTP/2 is not reachable over HTTP/1.1: the call fails with an
+// error, promptly, instead of hanging or being read as an answer.
+func TestHTTPSUpstreamOnlyHTTP2(t *testing.T) {
+	c, _ := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("an h2-only upstream served a %s request", r.Proto)
+	}, func(s *httptest.Server) {
+		s.Config.Protocols = new(http.Protocols)
+		s.Config.Protocols.SetHTTP2(true)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp := c.Do(ctx, abi.HTTPRequest{URL: "https://secure.example.test/"})
+	if resp.Error == nil {
+		t.Fatalf("an h2-only upstream answered %d %q over HTTP/1.1, want an error", resp.Status, resp.Body)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the call to an h2-only upstream waited for its deadline: %v", resp.Error)
+	}
+	t.Logf("h2-only upstream: %s", resp.Error.Message)
+}
+
+// A TLS 1.0 upstream is refused (the Transport's default minimum is TLS 1.2).
+func TestHTTPSOldTLSRefused(t *testing.T) {
+	c, _ := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the request reached a TLS 1.0 upstream")
+	}, func(s *httptest.Server) {
+		s.TLS = &tls.Config{MaxVersion: tls.VersionTLS10}
+	})
+	if resp := getSecure(c); resp.Error == nil {
+		t.Fatalf("a TLS 1.0 upstream answered %d, want an error", resp.Status)
+	}
+}
