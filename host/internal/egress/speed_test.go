@@ -3,12 +3,10 @@ package egress
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync/atomic"
 	"testing"
 
@@ -39,7 +37,7 @@ func countingServer(tb testing.TB) (*httptest.Server, *atomic.Int64) {
 }
 
 // BenchmarkSerialHTTPS is BenchmarkSerial's egress case against an https upstream that offers
-// HTTP/2, as real ones do: net/http's Transport (HTTP/2), not h1Transport.
+// HTTP/2, as real ones do: net/http's Transport, which speaks HTTP/1.1 to it (HTTP/2 is off).
 func BenchmarkSerialHTTPS(b *testing.B) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -59,9 +57,6 @@ func BenchmarkSerialHTTPS(b *testing.B) {
 	}
 	defer c.Close()
 	c.upTransport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	if os.Getenv("EGRESS_BENCH_H1") != "" {
-		c.upTransport.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	}
 	req := abi.HTTPRequest{Method: "POST", URL: "https://slack.com/api/chat.postMessage", Credential: "bot",
 		Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}},
 		Body:    []byte(`{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`)}

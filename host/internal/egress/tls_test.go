@@ -140,3 +140,51 @@ func TestHTTPSOldTLSRefused(t *testing.T) {
 		t.Fatalf("a TLS 1.0 upstream answered %d, want an error", resp.Status)
 	}
 }
+
+// A certificate valid for other names than the one dialed fails the call.
+func TestHTTPSWrongName(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the request reached an upstream whose certificate is for another name")
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	// The test certificate names example.com, 127.0.0.1 and ::1, not localhost.
+	c, err := New(Config{
+		Rules:     []Rule{{Host: "secure.example.test"}},
+		Upstreams: map[string]string{"https://secure.example.test": "https://localhost:" + port},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.upTransport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	resp := getSecure(c)
+	if resp.Error == nil || !strings.Contains(resp.Error.Message, "certificate") {
+		t.Fatalf("a call to a certificate for another name gave %+v, want an error naming the certificate", resp)
+	}
+}
+
+// An endless body over TLS is cut at the response limit and the call fails; the connection is not
+// pooled (the next call opens a new one).
+func TestHTTPSEndlessBody(t *testing.T) {
+	c, conns := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			io.WriteString(w, "ok")
+			return
+		}
+		chunk := []byte(strings.Repeat("x", 32<<10))
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}, nil)
+	resp := getSecure(c)
+	if resp.Error == nil {
+		t.Fatalf("an endless body gave %d with %d bytes, want an error", resp.Status, len(resp.Body))
+	}
+	wantStatus(t, c.Do(context.Background(), abi.HTTPRequest{URL: "https://secure.example.test/ok"}), 200)
+	if n := conns.Load(); n != 2 {
+		t.Errorf("the call after an endless body used %d connections in all, want 2 (not the cut one)", n)
+	}
+}
