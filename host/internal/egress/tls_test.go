@@ -2,8 +2,14 @@ package egress
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -186,5 +192,44 @@ func TestHTTPSEndlessBody(t *testing.T) {
 	wantStatus(t, c.Do(context.Background(), abi.HTTPRequest{URL: "https://secure.example.test/ok"}), 200)
 	if n := conns.Load(); n != 2 {
 		t.Errorf("the call after an endless body used %d connections in all, want 2 (not the cut one)", n)
+	}
+}
+
+// An expired certificate fails the call even when its issuer is trusted.
+func TestHTTPSExpiredCertificate(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "expired test"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-48 * time.Hour),
+		NotAfter:              time.Now().Add(-24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the request reached an upstream with an expired certificate")
+	}, func(s *httptest.Server) {
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	c.upTransport.TLSClientConfig = &tls.Config{RootCAs: roots}
+	resp := getSecure(c)
+	if resp.Error == nil || !strings.Contains(resp.Error.Message, "certificate") {
+		t.Fatalf("a call to an expired certificate gave %+v, want an error naming the certificate", resp)
 	}
 }
