@@ -55,9 +55,15 @@ func getSecure(c *Client) abi.HTTPResponse {
 }
 
 // Calls to an https upstream that offers HTTP/2 go out as HTTP/1.1 over one kept-alive TLS
-// connection.
+// connection. It is TLS 1.3, so the server's session tickets arrive after the handshake, while
+// the connection sits idle in the pool; they must not make it look dirty.
 func TestHTTPSKeepAliveHTTP1(t *testing.T) {
-	c, conns := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }, nil)
+	c, conns := tlsUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || r.TLS.Version != tls.VersionTLS13 {
+			t.Errorf("the upstream was reached over %+v, want TLS 1.3 (session tickets)", r.TLS)
+		}
+		io.WriteString(w, r.Proto)
+	}, nil)
 	for i := range 5 {
 		resp := getSecure(c)
 		wantStatus(t, resp, 200)
