@@ -16,8 +16,8 @@ import (
 // proxy, and http rules) on the calling goroutine, over keep-alive connections it pools per
 // host:port. net/http's Transport hands every request to a write goroutine and every response
 // back from a read goroutine; on a loopback or LAN upstream those hand-offs cost more than the
-// request itself (RATIONALE.md, issue 19). https keeps net/http's Transport, which negotiates
-// HTTP/2.
+// request itself (RATIONALE.md, issue 19). https keeps net/http's Transport, HTTP/1.1 with
+// HTTP/2 off (newTransport).
 //
 // The wire format is net/http's own (Request.Write, ReadResponse); what this adds is what the
 // Transport adds around them, with the same limits: response headers capped at

@@ -286,7 +286,7 @@ func TestInterimResponses(t *testing.T) {
 	}
 }
 
-// An https upstream that offers HTTP/2 gets HTTP/2 (net/http's Transport); plain http gets
+// An https upstream that offers HTTP/2 gets HTTP/1.1 (net/http's Transport, HTTP/2 off); plain http gets
 // HTTP/1.1 on the calling goroutine.
 func TestProtocolPerScheme(t *testing.T) {
 	proto := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) })
@@ -308,7 +308,7 @@ func TestProtocolPerScheme(t *testing.T) {
 	}
 	defer c.Close()
 	c.upTransport.TLSClientConfig = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	for host, want := range map[string]string{"secure.example.test": "HTTP/2.0", "plain.example.test": "HTTP/1.1"} {
+	for host, want := range map[string]string{"secure.example.test": "HTTP/1.1", "plain.example.test": "HTTP/1.1"} {
 		resp := c.Do(context.Background(), abi.HTTPRequest{URL: "https://" + host + "/"})
 		wantStatus(t, resp, 200)
 		if string(resp.Body) != want {

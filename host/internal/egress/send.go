@@ -182,7 +182,7 @@ func (c *Client) send(ctx context.Context, h *hop) (_ abi.HTTPResponse, f *failu
 }
 
 // roundTrip sends req on the transport for its scheme and destination: plain http on the
-// calling goroutine (h1Transport), https through net/http (HTTP/2 when the upstream offers it);
+// calling goroutine (h1Transport), https through net/http (HTTP/1.1, HTTP/2 off);
 // Upstreams targets on their own transports, never sharing a connection with checked
 // destinations.
 func (c *Client) roundTrip(req *http.Request, viaUpstream bool) (*http.Response, error) {

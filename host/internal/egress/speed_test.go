@@ -37,7 +37,7 @@ func countingServer(tb testing.TB) (*httptest.Server, *atomic.Int64) {
 }
 
 // BenchmarkSerialHTTPS is BenchmarkSerial's egress case against an https upstream that offers
-// HTTP/2, as real ones do: net/http's Transport (HTTP/2), not h1Transport.
+// HTTP/2, as real ones do: net/http's Transport, which speaks HTTP/1.1 to it (HTTP/2 is off).
 func BenchmarkSerialHTTPS(b *testing.B) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
