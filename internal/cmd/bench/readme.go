@@ -109,7 +109,7 @@ func readmeTable(res *Results) string {
 			}
 			return duration(r[0].Median), cpu(r[0]), rat
 		})
-	line("the same two over TLS with HTTP/2 offered, as slack.com is reached: native / airlock full path", []string{"native-tls", "full-tls"},
+	line("the same two over TLS, as slack.com is reached: native (HTTP/2) / airlock full path (egress speaks HTTP/1.1)", []string{"native-tls", "full-tls"},
 		func(r []*Row) (string, string, string) {
 			rat := ratio(r[1])
 			if c := cpuRatio(r[1], r[0]); c > 0 {
