@@ -18,9 +18,28 @@ import (
 // database functions here, in airlock_db.
 
 // networkBinding is the egress binding of tool t, called name ("connector.tool").
-func networkBinding(name string, t *manifest.Tool) egress.Binding {
+func networkBinding(name string, t *manifest.Tool) *egress.Binding {
 	b := t.Binding()
-	return egress.Binding{Tool: name, Hosts: b.Network, Slots: b.Credentials}
+	return &egress.Binding{Tool: name, Hosts: b.Network, Slots: b.Credentials}
+}
+
+// networkBindings are the egress bindings of m's tools, by tool name: built once per connector,
+// shared by its calls (they do not change them).
+func networkBindings(m *manifest.Manifest) map[string]*egress.Binding {
+	bs := make(map[string]*egress.Binding, len(m.Tools))
+	for i := range m.Tools {
+		t := &m.Tools[i]
+		bs[t.Name] = networkBinding(m.Name+"."+t.Name, t)
+	}
+	return bs
+}
+
+// binding is the egress binding of c's tool t.
+func (c *connector) binding(t *manifest.Tool) *egress.Binding {
+	if b := c.bindings[t.Name]; b != nil {
+		return b
+	}
+	return networkBinding(c.manifest.Name+"."+t.Name, t) // a connector built without them
 }
 
 // checkDB returns why the running call may not run the database function name (requested as

@@ -401,8 +401,8 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	if hc.progress != nil {
 		hc.progress(0, "running "+req.Tool)
 	}
-	ctx = egress.ObserveContext(ctx, hc.observe)
-	ctx = egress.WithBinding(ctx, networkBinding(req.Tool, tool)) // req.Tool is "connector.tool", as granted
+	hc.egress = egress.Call{Binding: c.binding(tool), Observer: hc}
+	ctx = egress.WithCall(ctx, &hc.egress)
 	input := args
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
@@ -529,6 +529,8 @@ type callHandler struct {
 	// begun, until the first outbound request, waits for the call's begin record to be
 	// committed (audit.Beginner).
 	begun func(context.Context) error
+	// egress is what the call's outbound requests carry (its binding; hc observes them).
+	egress egress.Call
 }
 
 // beforeRequest makes sure the call's begin record is on disk before anything leaves the host;
@@ -603,7 +605,8 @@ func mayChangeData(req abi.HTTPRequest) bool {
 	return req.IdempotencyKey == ""
 }
 
-func (hc *callHandler) observe(r egress.Record) {
+// Observe records an outbound request of the call (egress.Observer).
+func (hc *callHandler) Observe(r egress.Record) {
 	hc.observeRequest(r)
 	e := audit.Event{
 		Time: time.Now().UTC().Add(-r.Duration), Kind: audit.KindRequest, RequestID: hc.ev.RequestID,

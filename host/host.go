@@ -200,6 +200,7 @@ type connector struct {
 	hosts       telemetry.Hosts // the metrics' host labels: the granted rules' hosts
 	propagate   bool            // the grant's propagate_trace
 	screen      *screen.Screener
+	bindings    map[string]*egress.Binding // the tools' egress bindings, by tool name (binding.go)
 }
 
 // New returns a Host with no connectors loaded.
@@ -498,7 +499,8 @@ func (h *Host) build(ctx context.Context, m *manifest.Manifest, wasm []byte, sum
 	if err != nil {
 		return nil, fmt.Errorf("host: connector %s: the grant does not fit the manifest:\n%w", m.Name, err)
 	}
-	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin, providers: map[string]*credential.Provider{}}
+	c := &connector{manifest: m, policy: policy, digest: m.Module.SHA256, origin: origin, providers: map[string]*credential.Provider{},
+		bindings: networkBindings(m)}
 	ruleHosts := make([]string, 0, len(policy.Rules))
 	for _, r := range policy.Rules {
 		ruleHosts = append(ruleHosts, r.Host)

@@ -20,17 +20,57 @@ type Binding struct {
 	Slots []string
 }
 
-type bindingKey struct{}
+// Call is what one tool call brings to the requests made under its context: the binding and an
+// observer. A host puts both in one context value (WithCall), kept with the call's other state,
+// so a call costs one context allocation.
+type Call struct {
+	// Binding limits the call's requests (see WithBinding); nil: no binding.
+	Binding *Binding
+	// Observer is also reported each Record (see ObserveContext); nil: none.
+	Observer Observer
+}
+
+// Observer is told of each outbound request made under a context (see Call).
+type Observer interface{ Observe(Record) }
+
+type observeFunc func(Record)
+
+func (f observeFunc) Observe(r Record) { f(r) }
+
+type callKey struct{}
+
+// WithCall returns a context under which Do applies c's binding and reports to c's observer,
+// in place of those of ctx. c must not change while requests run under the context.
+func WithCall(ctx context.Context, c *Call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+func callFrom(ctx context.Context) *Call {
+	c, _ := ctx.Value(callKey{}).(*Call)
+	return c
+}
+
+// withCall returns ctx with its Call changed by set.
+func withCall(ctx context.Context, set func(*Call)) context.Context {
+	var c Call
+	if old := callFrom(ctx); old != nil {
+		c = *old
+	}
+	set(&c)
+	return WithCall(ctx, &c)
+}
 
 // WithBinding returns a context under which Do refuses, with egress_denied, a request (or a
 // redirect hop) to a host none of b's rules covers and a request naming a slot b does not list.
 func WithBinding(ctx context.Context, b Binding) context.Context {
-	return context.WithValue(ctx, bindingKey{}, &b)
+	return withCall(ctx, func(c *Call) { c.Binding = &b })
 }
 
 func bindingFrom(ctx context.Context) *Binding {
-	b, _ := ctx.Value(bindingKey{}).(*Binding)
-	return b
+	if c := callFrom(ctx); c != nil {
+		return c.Binding
+	}
+	return nil
 }
 
 // refuseTarget returns why t is outside the binding, or "" when a rule b names covers t's host

@@ -831,10 +831,8 @@ func (c *Client) slotHint() string {
 // to Config.Observe: the host uses it to attribute outbound requests to the tool call that made
 // them.
 func ObserveContext(ctx context.Context, fn func(Record)) context.Context {
-	return context.WithValue(ctx, observeKey{}, fn)
+	return withCall(ctx, func(c *Call) { c.Observer = observeFunc(fn) })
 }
-
-type observeKey struct{}
 
 func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
 	// Scrub, then shorten: a secret cut in two no longer matches.
@@ -858,8 +856,8 @@ func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
 	if c.observe != nil {
 		c.observe(rec)
 	}
-	if fn, ok := ctx.Value(observeKey{}).(func(Record)); ok {
-		fn(rec)
+	if call := callFrom(ctx); call != nil && call.Observer != nil {
+		call.Observer.Observe(rec)
 	}
 }
 

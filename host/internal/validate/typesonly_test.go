@@ -43,3 +43,23 @@ func TestTypesOnlyMatchesValidator(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyObjectArguments: "{}" (the arguments of a call without parameters) is accepted
+// without decoding only where the schema accepts any object; other schemas still judge it.
+func TestEmptyObjectArguments(t *testing.T) {
+	for schema, ok := range map[string]bool{
+		`{"type": "object"}`: true, `{}`: true, `true`: true,
+		`{"type": "array"}`: false, `{"type": "object", "required": ["q"]}`: false,
+		`{"type": "object", "minProperties": 1}`: false,
+	} {
+		s, err := Compile(json.RawMessage(schema), nil)
+		if err != nil {
+			t.Fatalf("Compile(%s): %v", schema, err)
+		}
+		for _, args := range []string{"{}", " \n{}\t", "{ }"} {
+			if err := s.ValidateJSON([]byte(args)); (err == nil) != ok {
+				t.Errorf("%s against %s: %v, want accepted %v", args, schema, err, ok)
+			}
+		}
+	}
+}

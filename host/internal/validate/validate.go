@@ -553,6 +553,10 @@ func (s *Schema) Validate(v any) error {
 // ValidateJSON decodes data with [DecodeJSON] and validates the result. Malformed JSON is
 // reported as an *[Error] too, so callers handle one error type.
 func (s *Schema) ValidateJSON(data []byte) error {
+	// The arguments of a tool without parameters, against a types-only schema: nothing to decode.
+	if s.types&typeObject != 0 && string(trimJSONSpace(data)) == "{}" {
+		return nil
+	}
 	v, err := DecodeJSON(data)
 	if err != nil {
 		var de *DecodeError
@@ -562,4 +566,16 @@ func (s *Schema) ValidateJSON(data []byte) error {
 		return &Error{Problems: []Problem{{Message: "not valid JSON"}}}
 	}
 	return s.Validate(v)
+}
+
+// trimJSONSpace returns data without the JSON whitespace (space, tab, CR, LF) around it.
+func trimJSONSpace(data []byte) []byte {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+	for len(data) > 0 && isSpace(data[0]) {
+		data = data[1:]
+	}
+	for len(data) > 0 && isSpace(data[len(data)-1]) {
+		data = data[:len(data)-1]
+	}
+	return data
 }
