@@ -98,6 +98,9 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Port() == "" {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing dialled, nothing sent
+	}
 	for tries := 0; ; tries++ {
 		pc, reused, err := t.get(ctx, addr)
 		if err != nil {
@@ -140,6 +143,12 @@ func replayable(req *http.Request) bool {
 }
 
 func (t *h1Transport) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
+	// A context already done sends nothing (as net/http's Transport): AfterFunc below runs its
+	// function on another goroutine, which could set the deadline after the request was written.
+	if err := ctx.Err(); err != nil {
+		t.put(pc)
+		return nil, err
+	}
 	// A cancelled or expired context unblocks the reads and writes below at once.
 	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, error) {

@@ -104,6 +104,33 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
+// A request whose context is already done never reaches the upstream, on a pooled connection or
+// a new one (an early version wrote it before the cancellation closed the connection).
+func TestCancelledRequestNotSent(t *testing.T) {
+	var requests atomic.Int64
+	u := newRawUpstream(t, func(_ int64, conn net.Conn, br *bufio.Reader) {
+		for {
+			if _, ok := answer(conn, br, "ok"); !ok {
+				return
+			}
+			requests.Add(1)
+		}
+	})
+	c := u.client(t, Config{Retry: RetryPolicy{MaxAttempts: 1}})
+	wantStatus(t, post(c, context.Background(), "/warm"), 200) // leaves one idle connection
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 {
+		if resp := post(c, ctx, "/cancelled"); resp.Error == nil {
+			t.Fatalf("a cancelled request was answered: %+v", resp)
+		}
+	}
+	wantStatus(t, post(c, context.Background(), "/after"), 200)
+	if n := requests.Load(); n != 2 {
+		t.Errorf("the upstream answered %d requests, want 2: cancelled requests went out", n)
+	}
+}
+
 // An upstream that closes a kept-alive connection while it is idle (its keep-alive timeout) does
 // not fail the next request, not even a POST the host may not replay: it goes out once, on a new
 // connection.
