@@ -14,7 +14,7 @@ import (
 // What a call may use is bound to the tool being run (DESIGN.md invariant 9): the manifest's
 // tools[].uses (manifest.Uses) names the database functions, network hosts and credential slots
 // of each tool. The grant says what the connector may use at all; the binding says which of it
-// this call may. Network rules and slots are enforced by egress under egress.WithBinding; the
+// this call may. Network rules and slots are enforced by egress under egress.WithCall; the
 // database functions here, in airlock_db.
 
 // networkBinding is the egress binding of tool t, called name ("connector.tool").

@@ -24,23 +24,21 @@ type Binding struct {
 // observer. A host puts both in one context value (WithCall), kept with the call's other state,
 // so a call costs one context allocation.
 type Call struct {
-	// Binding limits the call's requests (see WithBinding); nil: no binding.
+	// Binding limits the call's requests; nil: no binding.
 	Binding *Binding
-	// Observer is also reported each Record (see ObserveContext); nil: none.
+	// Observer is also reported each Record; nil: none.
 	Observer Observer
 }
 
 // Observer is told of each outbound request made under a context (see Call).
 type Observer interface{ Observe(Record) }
 
-type observeFunc func(Record)
-
-func (f observeFunc) Observe(r Record) { f(r) }
-
 type callKey struct{}
 
-// WithCall returns a context under which Do applies c's binding and reports to c's observer,
-// in place of those of ctx. c must not change while requests run under the context.
+// WithCall returns a context under which Do refuses, with egress_denied, a request (or a
+// redirect hop) to a host none of c.Binding's rules covers and a request naming a slot it does
+// not list, and reports each Record to c.Observer as well as to Config.Observe. c must not
+// change while requests run under the context.
 func WithCall(ctx context.Context, c *Call) context.Context {
 	return context.WithValue(ctx, callKey{}, c)
 }
@@ -48,22 +46,6 @@ func WithCall(ctx context.Context, c *Call) context.Context {
 func callFrom(ctx context.Context) *Call {
 	c, _ := ctx.Value(callKey{}).(*Call)
 	return c
-}
-
-// withCall returns ctx with its Call changed by set.
-func withCall(ctx context.Context, set func(*Call)) context.Context {
-	var c Call
-	if old := callFrom(ctx); old != nil {
-		c = *old
-	}
-	set(&c)
-	return WithCall(ctx, &c)
-}
-
-// WithBinding returns a context under which Do refuses, with egress_denied, a request (or a
-// redirect hop) to a host none of b's rules covers and a request naming a slot b does not list.
-func WithBinding(ctx context.Context, b Binding) context.Context {
-	return withCall(ctx, func(c *Call) { c.Binding = &b })
 }
 
 func bindingFrom(ctx context.Context) *Binding {

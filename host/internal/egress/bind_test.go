@@ -23,7 +23,7 @@ func TestBindingNarrowsOneCall(t *testing.T) {
 	})
 	other := h.serve("other.example.test", otherIP, nil)
 	c := h.client(Config{Rules: apiRules(), Slots: testSlots()})
-	ctx := WithBinding(context.Background(), Binding{Tool: "crm.find", Hosts: []string{"api.example.test"}, Slots: []string{"bearer"}})
+	ctx := WithCall(context.Background(), &Call{Binding: &Binding{Tool: "crm.find", Hosts: []string{"api.example.test"}, Slots: []string{"bearer"}}})
 
 	wantStatus(t, c.Do(ctx, abi.HTTPRequest{URL: "http://api.example.test/api/ok", Credential: "bearer"}), 200)
 	for _, tc := range []struct {
@@ -57,36 +57,18 @@ type recorder []Record
 
 func (r *recorder) Observe(rec Record) { *r = append(*r, rec) }
 
-// TestCallBindsAndObserves: a call's binding and observer apply together however they were put
-// in the context (one WithCall, or WithBinding and ObserveContext in either order): the
-// unbound request is refused and the observer hears of it.
+// TestCallBindsAndObserves: a call's binding and observer apply together: the unbound request
+// is refused and the observer hears of it.
 func TestCallBindsAndObserves(t *testing.T) {
 	h := newHarness(t)
 	h.serve("api.example.test", apiIP, nil)
 	other := h.serve("other.example.test", otherIP, nil)
 	c := h.client(Config{Rules: apiRules(), Slots: testSlots()})
-	b := Binding{Tool: "crm.find", Hosts: []string{"api.example.test"}}
-	for _, tc := range []struct {
-		name string
-		ctx  func(*recorder) context.Context
-	}{
-		{"WithCall", func(r *recorder) context.Context {
-			return WithCall(context.Background(), &Call{Binding: &b, Observer: r})
-		}},
-		{"binding then observer", func(r *recorder) context.Context {
-			return ObserveContext(WithBinding(context.Background(), b), r.Observe)
-		}},
-		{"observer then binding", func(r *recorder) context.Context {
-			return WithBinding(ObserveContext(context.Background(), r.Observe), b)
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var seen recorder
-			wantError(t, c.Do(tc.ctx(&seen), abi.HTTPRequest{URL: "http://other.example.test/x"}), abi.CodeEgressDenied)
-			if len(seen) != 1 || seen[0].Decision != DecisionDenied {
-				t.Errorf("observer saw %+v, want the one denied request", seen)
-			}
-		})
+	var seen recorder
+	ctx := WithCall(context.Background(), &Call{Binding: &Binding{Tool: "crm.find", Hosts: []string{"api.example.test"}}, Observer: &seen})
+	wantError(t, c.Do(ctx, abi.HTTPRequest{URL: "http://other.example.test/x"}), abi.CodeEgressDenied)
+	if len(seen) != 1 || seen[0].Decision != DecisionDenied {
+		t.Errorf("observer saw %+v, want the one denied request", seen)
 	}
 	if n := len(other.requests()); n != 0 {
 		t.Errorf("other.example.test received %d requests under a binding that excludes it", n)

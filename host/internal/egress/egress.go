@@ -666,7 +666,7 @@ type hop struct {
 	wait      time.Duration // waited before this attempt, for records
 
 	viaUpstream bool     // set by build: the hop is sent to an Upstreams target
-	bind        *Binding // the calling tool's binding (WithBinding), nil for none
+	bind        *Binding // the calling tool's binding (WithCall), nil for none
 
 	// OAuth slots: the calling subject, the token injected and the hosts it may go to (nil:
 	// slot.hosts); replayed says the one replay after a 401 has been used.
@@ -825,13 +825,6 @@ func (c *Client) slotHint() string {
 		return " (it declares none)"
 	}
 	return " (declared: " + strings.Join(sortedKeys(c.slots), ", ") + ")"
-}
-
-// ObserveContext returns a context under which Do also reports each Record to fn, in addition
-// to Config.Observe: the host uses it to attribute outbound requests to the tool call that made
-// them.
-func ObserveContext(ctx context.Context, fn func(Record)) context.Context {
-	return withCall(ctx, func(c *Call) { c.Observer = observeFunc(fn) })
 }
 
 func (c *Client) emit(ctx context.Context, rec Record, f *failure) {
