@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/host"
 	"github.com/airlock-dev/airlock/host/audit"
@@ -85,5 +86,58 @@ func TestUnrecordableBeginSendsNothing(t *testing.T) {
 	}
 	if sink.begun != 1 || len(fake.Requests()) != 0 {
 		t.Fatalf("begun %d, upstream saw %d requests; want 1 and 0", sink.begun, len(fake.Requests()))
+	}
+}
+
+// closingSink is an audit sink that refuses writes once the host closed it (OnClose), as
+// StoreSink does. Its call records take a while to write, and writing says when it began.
+type closingSink struct {
+	writing chan struct{}
+	mu      sync.Mutex
+	closed  bool
+	calls   []audit.Event
+}
+
+func (s *closingSink) Write(_ context.Context, e audit.Event) error {
+	if e.Kind == audit.KindCall {
+		close(s.writing)
+		time.Sleep(200 * time.Millisecond) // long enough for a Close started meanwhile to finish
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return audit.ErrSinkClosed
+	}
+	if e.Kind == audit.KindCall {
+		s.calls = append(s.calls, e)
+	}
+	return nil
+}
+
+// Closing the host while a call is writing its audit record (its connector's part already
+// over) waits for the record: the call succeeds and the record is kept. A server shutting down
+// closes its host this way; the host used to close the sink under the last calls.
+func TestCloseWaitsForTheLastAuditRecord(t *testing.T) {
+	sink := &closingSink{writing: make(chan struct{})}
+	h, _, _ := slackHostWith(t, host.Config{Audit: sink, OnClose: func() error {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		sink.closed = true
+		return nil
+	}})
+	result := make(chan *host.Result, 1)
+	go func() { result <- call(h, "slack.list_channels", `{}`) }()
+	<-sink.writing
+	if err := h.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := <-result
+	if !res.OK {
+		t.Fatalf("the call whose record was being written during Close failed: %+v", res.Error)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.calls) != 1 || sink.calls[0].Outcome != "ok" {
+		t.Fatalf("call records kept = %+v, want the one call's, outcome ok", sink.calls)
 	}
 }

@@ -835,6 +835,9 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, c := range cs {
 		c.retire()
 	}
+	// A call's audit record is written after its connector's part ended (retire): wait for
+	// every Call to return before the closer closes the audit sink under it.
+	h.calls.wait(ctx)
 	var err error
 	if h.closer != nil {
 		err = h.closer()

@@ -189,10 +189,17 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	hs := mcp.NewHTTPServer(sv.handler(mux), httpOpts, logger)
 	banner(&g, e.stderr, fmt.Sprintf("airlock serve: MCP over streamable HTTP at %s://%s%s (%d tools; agent tokens in the %s state store); admin API at %[1]s://%[2]s/admin/v1/ and web console at %[1]s://%[2]s/console/ (tokens from 'airlock admin add'); probes at /healthz and /readyz",
 		scheme, ln.Addr(), mcp.HTTPPath, len(h.Tools()), rt.st.Driver()), "mcp", scheme+"://"+ln.Addr().String()+mcp.HTTPPath, "tools", len(h.Tools()), "admin", scheme+"://"+ln.Addr().String()+"/admin/v1/")
-	go sv.drainOnDone(ctx, hs, logger)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		sv.drainOnDone(ctx, hs, logger)
+	}()
 	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Serve returns as soon as the shutdown closed the listener; the host is closed (deferred
+	// above) only once the calls in progress have finished and their results were written.
+	<-drained
 	return nil
 }
 
