@@ -9,12 +9,12 @@ import (
 )
 
 // callNoopAllocs is what host.Call of a no-I/O tool allocates today, the whole path (profile,
-// grant, validation, quotas, sandbox, audit, the log line at Info): the call's state (Result,
-// audit record, handler with its egress.Call, request ID), the sandbox call's context, the one
-// context carrying the egress.Call, the empty result's "null" and the log
-// record's attributes beyond slog's five inline ones (RATIONALE.md, "Where each microsecond of a
-// call goes"). It was 30, then 9. Empty arguments ("{}") under a types-only schema are not decoded.
-const callNoopAllocs = 5
+// grant, validation, quotas, sandbox, audit, the log line at Info): the call's state, which is
+// the Result it returns and holds the audit record, the host functions' handler, the sandbox
+// call's context, the egress binding's context, an empty result's "null", the request ID and
+// the arguments' hash (RATIONALE.md, "Where each microsecond of a call goes"). It was 30, then
+// 9, then 5. Empty arguments ("{}") under a types-only schema are not decoded.
+const callNoopAllocs = 1
 
 // TestCallNoopAllocations pins the allocations of a no-I/O tool call, so a change that adds one
 // to every call fails here rather than only showing in a benchmark nobody reads.

@@ -392,8 +392,8 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	// 5. The plugin, in its sandbox, with the host functions of this call.
 	ctx, span := h.span(ctx, "plugin")
 	defer span.End()
-	hc := res.hc // Call's; a fresh one for a result made elsewhere
-	if hc == nil {
+	hc := res.hc // Call's; a fresh one for a result made elsewhere, or if Call's served a call
+	if hc == nil || hc.sandbox.Used() {
 		hc = new(callHandler)
 	}
 	*hc = callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress,
@@ -402,7 +402,7 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 		hc.progress(0, "running "+req.Tool)
 	}
 	hc.egress = egress.Call{Binding: c.binding(tool), Observer: hc}
-	ctx = egress.WithCall(ctx, &hc.egress)
+	ctx = hc.bound.Bind(ctx, &hc.egress)
 	input := args
 	if tool.Function != "" {
 		input = functionInput(m, tool, args)
@@ -440,7 +440,8 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 
 	// 6. Output against the output schema; 7. no secret leaves.
 	if len(out) == 0 {
-		out = []byte("null")
+		hc.null = [4]byte{'n', 'u', 'l', 'l'}
+		out = hc.null[:]
 	}
 	if h.scrub.Contains(out) {
 		h.logger.Warn("a secret value in a tool result was redacted", "tool", req.Tool, "request_id", res.Meta.RequestID)
@@ -529,9 +530,18 @@ type callHandler struct {
 	// begun, until the first outbound request, waits for the call's begin record to be
 	// committed (audit.Beginner).
 	begun func(context.Context) error
-	// egress is what the call's outbound requests carry (its binding; hc observes them).
+	// egress is what the call's outbound requests carry (its binding; hc observes them), in
+	// the context bound holds; null is the result of a plugin that set no output. Both live
+	// here so that a call allocates neither.
 	egress egress.Call
+	bound  egress.CallContext
+	null   [4]byte
+	// sandbox is where the runtime makes the call's context (runtime.CallContextSlot).
+	sandbox runtime.CallContextSlot
 }
+
+// CallContextSlot gives the runtime room for the sandbox call's context: hc serves one call.
+func (hc *callHandler) CallContextSlot() *runtime.CallContextSlot { return &hc.sandbox }
 
 // beforeRequest makes sure the call's begin record is on disk before anything leaves the host;
 // if it cannot be, the request is refused.

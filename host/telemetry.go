@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/host/audit"
 	"github.com/airlock-dev/airlock/host/internal/egress"
 	"github.com/airlock-dev/airlock/host/internal/telemetry"
+	"github.com/airlock-dev/airlock/host/secret"
 	"github.com/airlock-dev/airlock/host/store"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
@@ -97,9 +98,7 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 			pc = pcs[0]
 			callLinePC.Store(pc)
 		}
-		rec := slog.NewRecord(time.Now(), slog.LevelInfo, "tool call", pc)
-		rec.AddAttrs(attrs[:n]...)
-		_ = h.logger.Handler().Handle(context.Background(), rec)
+		_ = secret.LogAttrs(context.Background(), h.logger.Handler(), time.Now(), slog.LevelInfo, "tool call", pc, attrs[:n]...)
 	}
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.connector", ev.Connector), attribute.String("airlock.tool", tool),

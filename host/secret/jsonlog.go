@@ -65,11 +65,41 @@ func (h *jsonHandler) Handle(ctx context.Context, rec slog.Record) error {
 	} else {
 		err = h.slow.Handle(ctx, rec)
 	}
+	h.recycle(p, line)
+	return err
+}
+
+// LogAttrs hands h the record (t, level, msg, pc) with attrs, as h.Handle of a Record holding
+// them would get it. When h is a NewJSONHandler, the line is written straight from attrs,
+// without a Record (which keeps five attributes inline and allocates for more): for a line
+// written on every call, of a host that is to allocate nothing per call.
+func LogAttrs(ctx context.Context, h slog.Handler, t time.Time, level slog.Level, msg string, pc uintptr, attrs ...slog.Attr) error {
+	if jh, ok := h.(*jsonHandler); ok && jh.fast {
+		p := linePool.Get().(*[]byte)
+		line, ok := appendHead((*p)[:0], t, level, msg)
+		for i := 0; ok && i < len(attrs); i++ {
+			line, ok = appendAttr(line, attrs[i])
+		}
+		var err error
+		if ok {
+			_, err = jh.w.Write(append(line, "}\n"...))
+		}
+		jh.recycle(p, line)
+		if ok {
+			return err
+		}
+	}
+	rec := slog.NewRecord(t, level, msg, pc)
+	rec.AddAttrs(attrs...)
+	return h.Handle(ctx, rec)
+}
+
+// recycle puts a line buffer back in the pool, unless a huge line made it too large to keep.
+func (h *jsonHandler) recycle(p *[]byte, line []byte) {
 	if cap(line) <= 64<<10 {
 		*p = line
 		linePool.Put(p)
 	}
-	return err
 }
 
 func (h *jsonHandler) WithAttrs(attrs []slog.Attr) slog.Handler { return h.slow.WithAttrs(attrs) }
@@ -78,36 +108,46 @@ func (h *jsonHandler) WithGroup(name string) slog.Handler       { return h.slow.
 // appendLine appends rec as slog's JSON handler writes it, or reports false when rec is not
 // one appendLine writes (see NewJSONHandler).
 func appendLine(b []byte, rec slog.Record) ([]byte, bool) {
-	b = append(b, '{')
-	if !rec.Time.IsZero() {
-		if y := rec.Time.Year(); y < 0 || y >= 10000 {
-			return b, false
-		}
-		b = append(b, `"time":"`...)
-		b = rec.Time.AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `",`...)
-	}
-	b = append(b, `"level":"`...)
-	b = append(b, rec.Level.String()...)
-	b = append(b, `","msg":`...)
-	b, ok := appendPlain(b, rec.Message)
+	b, ok := appendHead(b, rec.Time, rec.Level, rec.Message)
 	if !ok {
 		return b, false
 	}
 	rec.Attrs(func(a slog.Attr) bool {
-		if a.Key == "" {
-			ok = false // slog drops it, or inlines a group
-			return false
-		}
-		b = append(b, ',')
-		if b, ok = appendPlain(b, a.Key); !ok {
-			return false
-		}
-		b = append(b, ':')
-		b, ok = appendValue(b, a.Value)
+		b, ok = appendAttr(b, a)
 		return ok
 	})
 	return append(b, "}\n"...), ok
+}
+
+// appendHead opens a line with its time, level and message.
+func appendHead(b []byte, t time.Time, level slog.Level, msg string) ([]byte, bool) {
+	b = append(b, '{')
+	if !t.IsZero() {
+		if y := t.Year(); y < 0 || y >= 10000 {
+			return b, false
+		}
+		b = append(b, `"time":"`...)
+		b = t.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"level":"`...)
+	b = append(b, level.String()...)
+	b = append(b, `","msg":`...)
+	return appendPlain(b, msg)
+}
+
+// appendAttr appends ,"key":value.
+func appendAttr(b []byte, a slog.Attr) ([]byte, bool) {
+	if a.Key == "" {
+		return b, false // slog drops it, or inlines a group
+	}
+	b = append(b, ',')
+	b, ok := appendPlain(b, a.Key)
+	if !ok {
+		return b, false
+	}
+	b = append(b, ':')
+	return appendValue(b, a.Value)
 }
 
 func appendValue(b []byte, v slog.Value) ([]byte, bool) {

@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// TestJSONHandlerMatchesSlog logs records through NewJSONHandler and through the redacting
-// handler over slog's JSON handler it stands for: every line must be the same, byte for byte,
-// whether the fast path wrote it or slog did.
+// TestJSONHandlerMatchesSlog logs records through NewJSONHandler, through LogAttrs on it and
+// through the redacting handler over slog's JSON handler it stands for: every line must be the
+// same, byte for byte, whether the fast path wrote it or slog did.
 func TestJSONHandlerMatchesSlog(t *testing.T) {
 	at := time.Date(2026, 12, 4, 15, 4, 5, 123456789, time.FixedZone("X", 3600))
 	records := [][]slog.Attr{
@@ -37,11 +37,14 @@ func TestJSONHandlerMatchesSlog(t *testing.T) {
 		for _, tm := range []time.Time{at, {}, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
 			for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn, slog.LevelError, slog.LevelDebug, slog.LevelInfo + 2} {
 				for _, attrs := range records {
-					var fast, want bytes.Buffer
+					var fast, direct, want bytes.Buffer
 					rec := slog.NewRecord(tm, level, msg, 0)
 					rec.AddAttrs(attrs...)
 					opts := &slog.HandlerOptions{Level: slog.LevelDebug}
 					if err := NewJSONHandler(&fast, opts).Handle(context.Background(), rec.Clone()); err != nil {
+						t.Fatal(err)
+					}
+					if err := LogAttrs(context.Background(), NewJSONHandler(&direct, opts), tm, level, msg, 0, attrs...); err != nil {
 						t.Fatal(err)
 					}
 					if err := RedactingHandler(slog.NewJSONHandler(&want, opts)).Handle(context.Background(), rec.Clone()); err != nil {
@@ -49,6 +52,9 @@ func TestJSONHandlerMatchesSlog(t *testing.T) {
 					}
 					if fast.String() != want.String() {
 						t.Errorf("record %q %v %v:\n got %s\nwant %s", msg, level, attrs, fast.String(), want.String())
+					}
+					if direct.String() != want.String() {
+						t.Errorf("LogAttrs %q %v %v:\n got %s\nwant %s", msg, level, attrs, direct.String(), want.String())
 					}
 				}
 			}

@@ -434,8 +434,16 @@ func (h *Host) serveHTTP(req pdk.HTTPRequest) pdk.HTTPResponse {
 		defer cancel()
 	}
 	r, err := http.NewRequestWithContext(ctx, req.Method, req.URL, bytes.NewReader(req.Body))
-	if err != nil || (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
-		return refuse(pdk.CodeBadRequest, "the request URL is not a valid http or https URL")
+	// As the host: a malformed URL is correctable (it may come from the arguments); another
+	// scheme, or userinfo hiding the real host, is denied.
+	switch {
+	case err == nil && r.URL.Scheme != "" && r.URL.Scheme != "http" && r.URL.Scheme != "https":
+		return refuse(pdk.CodeEgressDenied, "the URL's scheme is not http or https, the only ones the connector may use")
+	case err == nil && r.URL.User != nil:
+		return refuse(pdk.CodeEgressDenied, "the URL contains userinfo (a name or password before '@'); name a credential slot instead")
+	case err != nil || r.URL.Host == "":
+		return pdk.HTTPResponse{Error: &pdk.Error{Code: pdk.CodeBadRequest, Category: pdk.CategoryCorrectable,
+			Message: "the request URL is not an absolute http or https URL, such as https://api.example.com/v1/items"}}
 	}
 	for k, v := range req.Headers {
 		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Host") {

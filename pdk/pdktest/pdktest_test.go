@@ -2,6 +2,7 @@ package pdktest
 
 import (
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -68,4 +69,34 @@ func FuzzDecodeToolError(f *testing.F) {
 			t.Errorf("category %q for %q", e.Category, b)
 		}
 	})
+}
+
+// A bad URL is refused as the host refuses it (host/internal/egress parseTarget): malformed is
+// bad_request, correctable (the URL may come from the agent's arguments); another scheme or
+// userinfo is egress_denied, fatal. A connector tested here branches as it will under the host.
+func TestBadURLRefusedAsByTheHost(t *testing.T) {
+	t.Parallel()
+	h := New(t)
+	h.Serve(http.NotFoundHandler())
+	for _, c := range []struct {
+		url, code string
+		category pdk.Category
+	}{
+		{"", pdk.CodeBadRequest, pdk.CategoryCorrectable},
+		{"not a url", pdk.CodeBadRequest, pdk.CategoryCorrectable},
+		{"https://", pdk.CodeBadRequest, pdk.CategoryCorrectable},
+		{"/relative/path", pdk.CodeBadRequest, pdk.CategoryCorrectable},
+		{"ftp://files.example.test/x", pdk.CodeEgressDenied, pdk.CategoryFatal},
+		{"https://user:pw@api.example.test/x", pdk.CodeEgressDenied, pdk.CategoryFatal},
+	} {
+		var got error
+		h.Call(func() error {
+			_, got = pdk.HTTP(pdk.HTTPRequest{Method: "GET", URL: c.url})
+			return nil
+		})
+		var e *pdk.Error
+		if !errors.As(got, &e) || e.Code != c.code || e.Category != c.category {
+			t.Errorf("pdk.HTTP(%q) error = %v, want %s, %s", c.url, got, c.code, c.category)
+		}
+	}
 }

@@ -40,7 +40,28 @@ type callKey struct{}
 // not list, and reports each Record to c.Observer as well as to Config.Observe. c must not
 // change while requests run under the context.
 func WithCall(ctx context.Context, c *Call) context.Context {
-	return context.WithValue(ctx, callKey{}, c)
+	return new(CallContext).Bind(ctx, c)
+}
+
+// CallContext is the context WithCall returns, as a type a caller can keep inside a struct of
+// its own that outlives the call, so that binding a call allocates nothing (the host keeps one
+// in each call's state).
+type CallContext struct {
+	context.Context
+	call *Call
+}
+
+// Bind makes cc a child of ctx carrying c, as WithCall(ctx, c), and returns it.
+func (cc *CallContext) Bind(ctx context.Context, c *Call) context.Context {
+	cc.Context, cc.call = ctx, c
+	return cc
+}
+
+func (cc *CallContext) Value(key any) any {
+	if key == (callKey{}) {
+		return cc.call
+	}
+	return cc.Context.Value(key)
 }
 
 func callFrom(ctx context.Context) *Call {

@@ -555,6 +555,10 @@ func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
 		f.msg = fmt.Sprintf("%s refused the connection", where)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		f.msg = fmt.Sprintf("the connection to %s was closed before a complete response", where)
+		if h.t.scheme == "https" {
+			// The one cause retrying cannot cure: egress speaks HTTP/1.1 (send.go).
+			f.msg += "; if that upstream serves only HTTP/2, airlock cannot reach it (its egress speaks HTTP/1.1)"
+		}
 	default:
 		f.msg = fmt.Sprintf("a network error occurred talking to %s", where)
 	}

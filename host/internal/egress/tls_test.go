@@ -138,7 +138,9 @@ func TestHTTPSUpstreamOnlyHTTP2(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("the call to an h2-only upstream waited for its deadline: %v", resp.Error)
 	}
-	t.Logf("h2-only upstream: %s", resp.Error.Message)
+	if !strings.Contains(resp.Error.Message, "HTTP/2") {
+		t.Errorf("the error of a call to an h2-only upstream does not name HTTP/2 as a possible cause: %s", resp.Error.Message)
+	}
 }
 
 // A TLS 1.0 upstream is refused (the Transport's default minimum is TLS 1.2).

@@ -27,9 +27,34 @@ type callContext struct {
 	ended     bool
 }
 
-func newCallContext(parent, stop context.Context, in *instance, deadline time.Time) *callContext {
-	return &callContext{parent: parent, stop: stop, in: in, deadline: deadline}
+// callContextFor returns the context of a call h serves: in h's CallContextSlot when h has one,
+// otherwise newly allocated.
+func callContextFor(h Handler, parent, stop context.Context, in *instance, deadline time.Time) *callContext {
+	var c *callContext
+	if s, ok := h.(interface{ CallContextSlot() *CallContextSlot }); ok && !s.CallContextSlot().used {
+		s.CallContextSlot().used = true
+		c = &s.CallContextSlot().cc
+	} else {
+		c = new(callContext)
+	}
+	c.parent, c.stop, c.in, c.deadline = parent, stop, in, deadline
+	return c
 }
+
+// CallContextSlot is room for one call's context inside a Handler, for a caller whose Handler
+// is made for one call and never reused (the host keeps its handler in each call's state): a
+// Handler with a method CallContextSlot() *CallContextSlot, returning a slot no call used
+// before, gets its call's context made there instead of allocated (a slot used already gets
+// an allocated one). Whoever keeps the handler after the call keeps the context (cancelled)
+// and the instance it names.
+type CallContextSlot struct {
+	cc   callContext
+	used bool
+}
+
+// Used reports whether a call's context was made in s: s must not be zeroed or reused then,
+// since whatever kept that context may still read it.
+func (s *CallContextSlot) Used() bool { return s.used }
 
 func (c *callContext) Deadline() (time.Time, bool) { return c.deadline, true }
 func (c *callContext) Done() <-chan struct{}       { return c.ctx().Done() }

@@ -16,7 +16,7 @@ func TestCallContext(t *testing.T) {
 	parent := context.WithValue(context.Background(), parentKey{}, "v")
 	in := &instance{}
 	t.Run("values", func(t *testing.T) {
-		c := newCallContext(parent, context.Background(), in, time.Now().Add(time.Hour))
+		c := callContextFor(nil, parent, context.Background(), in, time.Now().Add(time.Hour))
 		defer c.end()
 		if got := c.Value(instanceKey{}); got != in {
 			t.Errorf("Value(instanceKey) = %v, want the instance", got)
@@ -33,7 +33,7 @@ func TestCallContext(t *testing.T) {
 	})
 	t.Run("ended", func(t *testing.T) {
 		for _, waited := range []bool{false, true} {
-			c := newCallContext(parent, context.Background(), in, time.Now().Add(time.Hour))
+			c := callContextFor(nil, parent, context.Background(), in, time.Now().Add(time.Hour))
 			if waited {
 				_ = c.Done()
 			}
@@ -49,7 +49,7 @@ func TestCallContext(t *testing.T) {
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {
-		c := newCallContext(parent, context.Background(), in, time.Now().Add(10*time.Millisecond))
+		c := callContextFor(nil, parent, context.Background(), in, time.Now().Add(10*time.Millisecond))
 		defer c.end()
 		select {
 		case <-c.Done():
@@ -63,7 +63,7 @@ func TestCallContext(t *testing.T) {
 	t.Run("stopped", func(t *testing.T) {
 		for _, before := range []bool{false, true} {
 			stop, stopAll := context.WithCancel(context.Background())
-			c := newCallContext(parent, stop, in, time.Now().Add(time.Hour))
+			c := callContextFor(nil, parent, stop, in, time.Now().Add(time.Hour))
 			if before {
 				stopAll()
 			}
@@ -82,7 +82,7 @@ func TestCallContext(t *testing.T) {
 	})
 	t.Run("caller cancelled", func(t *testing.T) {
 		p, cancel := context.WithCancelCause(parent)
-		c := newCallContext(p, context.Background(), in, time.Now().Add(time.Hour))
+		c := callContextFor(nil, p, context.Background(), in, time.Now().Add(time.Hour))
 		defer c.end()
 		why := errors.New("client went away")
 		cancel(why)

@@ -489,7 +489,7 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 	}
 	// The meter's ticks (and sleeps) stop the call once ctx is done or its deadline has passed;
 	// Close cancels it too when its grace period is over (callContext).
-	cc := newCallContext(ctx, m.stopCtx, in, deadline)
+	cc := callContextFor(h, ctx, m.stopCtx, in, deadline)
 	defer cc.end()
 	in.begin(cc, now, input, h)
 	defer in.end()
