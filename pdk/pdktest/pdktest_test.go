@@ -80,7 +80,7 @@ func TestBadURLRefusedAsByTheHost(t *testing.T) {
 	h.Serve(http.NotFoundHandler())
 	for _, c := range []struct {
 		url, code string
-		category pdk.Category
+		category  pdk.Category
 	}{
 		{"", pdk.CodeBadRequest, pdk.CategoryCorrectable},
 		{"not a url", pdk.CodeBadRequest, pdk.CategoryCorrectable},
