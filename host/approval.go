@@ -25,14 +25,14 @@ const DefaultApprovalTTL = time.Hour
 // records a pending approval for these exact arguments and is refused with its ID; once an admin
 // approves it, the same call (same connector, tool, subject and arguments) runs exactly once.
 // It returns nil when the call may run.
-func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallRequest, args []byte) *ResultError {
+func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallRequest, args *callArgs) *ResultError {
 	if h.store == nil {
 		return &ResultError{Code: abi.CodeNeedsConfirm, Category: abi.Correctable,
 			Message: fmt.Sprintf("%s changes things that are hard to undo, so it runs only after a human confirms this exact call. "+
 				"Ask the user to confirm it (clients that support MCP elicitation are asked automatically), then call it again", req.Tool)}
 	}
 	now := h.now()
-	hash := argsDigest(args)
+	hash := args.digest()
 	conn := c.manifest.Name
 	fail := func(err error) *ResultError {
 		h.logger.Error("approval store", "tool", req.Tool, "err", err)
@@ -69,13 +69,13 @@ func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallR
 	}
 	if pending == nil {
 		a := store.Approval{ID: "ap_" + newRequestID(), Connector: conn, Tool: tool, Agent: req.Agent, Subject: req.Subject,
-			ArgsSHA256: hash, Args: args, Status: store.ApprovalPending, Created: now, Expires: now.Add(h.approvalTTL)}
+			ArgsSHA256: hash, Args: args.raw, Status: store.ApprovalPending, Created: now, Expires: now.Add(h.approvalTTL)}
 		if err := h.store.CreateApproval(ctx, a); err != nil {
 			return fail(err)
 		}
 		pending = &a
 		h.logger.Info("call waits for approval", "approval", a.ID, "tool", req.Tool, "agent", req.Agent, "subject", req.Subject)
-		h.noticeApproval(a, args, req.Tool+" needs a human's approval before it runs")
+		h.noticeApproval(a, args.raw, req.Tool+" needs a human's approval before it runs")
 	}
 	return &ResultError{Code: CodeApprovalPending, Category: abi.Correctable,
 		Message: fmt.Sprintf("%s needs a human's approval before it runs; approval %s is pending (expires %s). "+
@@ -86,12 +86,35 @@ func (h *Host) approve(ctx context.Context, c *connector, tool string, req CallR
 // argsDigest is the SHA-256 of the canonical form of JSON arguments (keys sorted, no
 // insignificant space), so an approval binds the arguments' meaning, not their spelling.
 func argsDigest(args []byte) string {
-	h, err := idempotency.ArgsHash(args)
+	a := callArgs{raw: args}
+	return a.digest()
+}
+
+// callArgs is a call's arguments and, made on first use, their canonical form, to which
+// approvals and idempotency bind: a call that goes through both canonicalises them once.
+type callArgs struct {
+	raw   []byte
+	canon []byte
+	err   error
+	made  bool
+}
+
+func (a *callArgs) canonical() ([]byte, error) {
+	if !a.made {
+		a.canon, a.err = idempotency.Canonical(a.raw)
+		a.made = true
+	}
+	return a.canon, a.err
+}
+
+// digest is argsDigest of the arguments.
+func (a *callArgs) digest() string {
+	c, err := a.canonical()
 	if err != nil { // validated JSON cannot get here; bind the exact bytes anyway
-		sum := sha256.Sum256(args)
+		sum := sha256.Sum256(a.raw)
 		return hex.EncodeToString(sum[:])
 	}
-	return h
+	return idempotency.HashCanonical(c)
 }
 
 // noticeApproval tells Config.OnNotice that approval a was created here (so one replica, the

@@ -254,6 +254,8 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
 	}
 
+	cargs := callArgs{raw: args} // canonicalised at most once, if approval or idempotency binds to them
+
 	// A result held for review by an earlier call with these arguments (screen.go).
 	if rerr, done := h.heldResult(ctx, c, tool, req, args, res, ev); done {
 		return rerr
@@ -262,7 +264,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	// 3. Confirmation gate: a destructive tool does not run on the agent's word alone.
 	if c.policy.NeedsConfirmation(toolName) && !req.Confirmed {
 		actx, aspan := h.span(ctx, "approval")
-		rerr := h.approve(actx, c, toolName, req, args)
+		rerr := h.approve(actx, c, toolName, req, &cargs)
 		aspan.End()
 		if rerr != nil {
 			return rerr
@@ -288,7 +290,9 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	// Idempotency: a keyed call that already ran returns its recorded outcome.
 	key := req.IdempotencyKey
 	if key == "" && tool.Annotations.Idempotent && !tool.Annotations.ReadOnly {
-		key, _ = idempotency.DeriveKey(connName, toolName, req.Subject, args)
+		if canon, err := cargs.canonical(); err == nil {
+			key = idempotency.KeyCanonical(connName, toolName, req.Subject, canon)
+		}
 	}
 	if req.Defer && req.job == nil {
 		return h.accept(ctx, c, tool, req, caller, args, key, res, ev)
@@ -301,7 +305,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		}
 		return rerr
 	}
-	return h.runOnce(ctx, c, tool, req, args, key, res, ev)
+	return h.runOnce(ctx, c, tool, req, &cargs, key, res, ev)
 }
 
 // idemOutcome is what the idempotency store keeps of a call.
@@ -316,11 +320,12 @@ type idemOutcome struct {
 // failure is not recorded, so a retry runs — unless a request that changes data may have taken
 // effect without an answer: then running again could do it twice, so the failure is recorded as
 // outcomeUnknown and the agent is told to check and use a new key.
-func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, key string, res *Result, ev *audit.Event) *ResultError {
-	hash, err := idempotency.ArgsHash(args)
+func (h *Host) runOnce(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, cargs *callArgs, key string, res *Result, ev *audit.Event) *ResultError {
+	canon, err := cargs.canonical()
 	if err != nil {
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: "the arguments are not valid JSON"}
 	}
+	hash, args := idempotency.HashCanonical(canon), cargs.raw
 	scope := c.manifest.Name + "." + tool.Name + "/" + req.Subject
 	// A call left running by a host that died after it may have sent a request is run again
 	// only when the tool is safe to repeat.

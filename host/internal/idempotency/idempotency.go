@@ -334,28 +334,42 @@ func (d *Deduper) run(ctx context.Context, fk flightKey, done chan struct{}, own
 // ArgsHash is the hex SHA-256 of the canonical form of JSON arguments: object keys sorted,
 // insignificant white space removed, numbers kept as written. It fails on invalid JSON.
 func ArgsHash(args json.RawMessage) (string, error) {
-	c, err := canonical(args)
+	c, err := Canonical(args)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(c)
-	return hex.EncodeToString(sum[:]), nil
+	return HashCanonical(c), nil
 }
 
 // DeriveKey is the idempotency key the host uses for a tool annotated idempotent when the agent
 // gives none: the hex SHA-256 of connector, tool, subject and the canonical arguments, so the
 // same call for the same subject is the same key and anything else is not.
 func DeriveKey(connector, tool, subject string, args json.RawMessage) (string, error) {
-	c, err := canonical(args)
+	c, err := Canonical(args)
 	if err != nil {
 		return "", err
 	}
-	parts, _ := json.Marshal([]any{"airlock-idempotency-v1", connector, tool, subject, json.RawMessage(c)})
-	sum := sha256.Sum256(parts)
-	return hex.EncodeToString(sum[:]), nil
+	return KeyCanonical(connector, tool, subject, c), nil
 }
 
-func canonical(args json.RawMessage) ([]byte, error) {
+// HashCanonical is ArgsHash of arguments already in canonical form (Canonical's result): a
+// caller that needs both digests of one call's arguments canonicalises them once.
+func HashCanonical(canon []byte) string {
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])
+}
+
+// KeyCanonical is DeriveKey of arguments already in canonical form (Canonical's result).
+func KeyCanonical(connector, tool, subject string, canon []byte) string {
+	parts, _ := json.Marshal([]any{"airlock-idempotency-v1", connector, tool, subject, json.RawMessage(canon)})
+	sum := sha256.Sum256(parts)
+	return hex.EncodeToString(sum[:])
+}
+
+// Canonical returns the canonical form of JSON arguments that ArgsHash and DeriveKey digest:
+// one value, object keys sorted, insignificant white space removed, numbers kept as written
+// (empty arguments are null). It fails on invalid JSON.
+func Canonical(args json.RawMessage) ([]byte, error) {
 	if len(bytes.TrimSpace(args)) == 0 {
 		return []byte("null"), nil
 	}

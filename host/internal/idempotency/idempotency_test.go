@@ -268,3 +268,22 @@ func TestPostgresReplicas(t *testing.T) {
 		t.Errorf("reused key = %v, want ErrKeyReused", err)
 	}
 }
+
+// Derived keys and argument hashes are stored (idempotency records, approvals) and must match
+// across releases: a key that changed would run again a call an upgrade interrupted. The
+// values are the SHA-256 of the documented forms, computed apart from this code.
+func TestDigestsArePinned(t *testing.T) {
+	const args = ` {"text":"hi", "channel":"C1"}`
+	key, err := DeriveKey("slack", "post", "T1", json.RawMessage(args))
+	if want := "14b8196874e1290578a0b6cbd29ebfd202765192fb0c1ee6f75f77d0fab99d05"; err != nil || key != want {
+		t.Errorf("DeriveKey = %s, %v; want %s (sha256 of [\"airlock-idempotency-v1\",\"slack\",\"post\",\"T1\",{\"channel\":\"C1\",\"text\":\"hi\"}])", key, err, want)
+	}
+	hash, err := ArgsHash(json.RawMessage(args))
+	if want := "003235b348c3a31947d3b3388ceea0bb5de433f2c48390deafebbd2d072dd2fa"; err != nil || hash != want {
+		t.Errorf("ArgsHash = %s, %v; want %s (sha256 of {\"channel\":\"C1\",\"text\":\"hi\"})", hash, err, want)
+	}
+	canon, err := Canonical(json.RawMessage(args))
+	if err != nil || KeyCanonical("slack", "post", "T1", canon) != key || HashCanonical(canon) != hash {
+		t.Errorf("the digests of the canonical form differ from DeriveKey's and ArgsHash's")
+	}
+}
