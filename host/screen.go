@@ -64,7 +64,7 @@ func (h *Host) screenResult(ctx context.Context, c *connector, tool *manifest.To
 		ctx, span = h.span(ctx, "classifier")
 		defer span.End()
 	}
-	rep, err := c.screen.Scan(ctx, out, screen.Info{Connector: c.manifest.Name, Tool: tool.Name, RequestID: res.Meta.RequestID}, action == manifest.ScreenRedact)
+	rep, err := c.screen.Scan(ctx, out, screen.Info{Connector: c.manifest.Name, Tool: tool.Name, RequestID: res.Meta.RequestID, Valid: true}, action == manifest.ScreenRedact)
 	if err != nil {
 		h.logger.Warn("screening gave no verdict", "tool", req.Tool, "request_id", res.Meta.RequestID, "err", err)
 		if errors.Is(err, screen.ErrClassifier) {

@@ -94,6 +94,9 @@ type Config struct {
 // Info describes the call whose result is screened, for the classifier.
 type Info struct {
 	Connector, Tool, RequestID string
+	// Valid says the caller has checked that data is JSON (the host has, for a tool's
+	// result), so a result nothing can match is passed without scanning it again.
+	Valid bool
 }
 
 // Report is what Scan found.
@@ -160,7 +163,7 @@ var nothingFound Report
 // not JSON, or when a classifier that fails closed gives no verdict (wrapping ErrClassifier).
 func (s *Screener) Scan(ctx context.Context, data []byte, info Info, redact bool) (*Report, error) {
 	if s.classifier == nil && !s.det.interesting(data) {
-		if !json.Valid(data) {
+		if !info.Valid && !json.Valid(data) {
 			return nil, errors.New("screening: the result is not JSON")
 		}
 		return &nothingFound, nil // nothing a detector could match
