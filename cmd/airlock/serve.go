@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -104,11 +105,11 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	if *stdio && *addr != "" {
 		return usagef("--stdio and --http exclude each other")
 	}
-	tuneGC()
 	logger, err := g.logger(e.stderr)
 	if err != nil {
 		return err
 	}
+	tuneGC(logger)
 	obs, err := startObservability(ctx, &g, &of, *agent, *addr, logger, e.stderr)
 	if err != nil {
 		return err
@@ -373,11 +374,49 @@ func followChanges(ctx context.Context, rt *hostRuntime) {
 // may grow to three times what is live between collections instead of twice. Every MCP message
 // makes the SDK's JSON decoder allocate a 32 KiB buffer, so a busy server collects often; at
 // 200 a call costs about a fifth less CPU for about a third more memory (RATIONALE.md, "MCP
-// over streamable HTTP"). GOGC and GOMEMLIMIT in the environment keep their meaning.
+// over streamable HTTP"). GOGC and GOMEMLIMIT in the environment keep their meaning; without
+// GOMEMLIMIT, a container's memory limit bounds the heap (memoryLimitTenths).
 const serveGCPercent = 200
 
-func tuneGC() {
+func tuneGC(logger *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serveGCPercent)
 	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	if n, file, ok := containerMemoryLimit(); ok {
+		limit := n / 10 * memoryLimitTenths
+		debug.SetMemoryLimit(limit)
+		logger.Info("the Go heap is kept under 90% of the container's memory limit (set GOMEMLIMIT to choose another)",
+			"limit_bytes", limit, "container_limit_bytes", n, "from", file)
+	}
+}
+
+// memoryLimitTenths is the share, in tenths, of a container's memory limit that serve keeps
+// the Go heap under (debug.SetMemoryLimit) when GOMEMLIMIT is not set: near the limit the
+// collector runs more often instead of the container being killed for running out of memory
+// (the heap may otherwise grow to three times what is live, serveGCPercent). The rest is left
+// for what the Go runtime does not count: the sandboxes' guest memory is mapped apart.
+const memoryLimitTenths = 9
+
+// cgroupMemoryFiles are where a container's memory limit is read: cgroup v2, then v1.
+var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
+// containerMemoryLimit returns the memory limit of the cgroup serve runs in, and the file it
+// read it from; ok is false when there is none ("max", cgroup v1's near-2^63 "unlimited", or no
+// cgroup file at all, as outside Linux).
+func containerMemoryLimit() (n int64, file string, ok bool) {
+	for _, f := range cgroupMemoryFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 || n >= 1<<62 {
+			return 0, f, false
+		}
+		return n, f, true
+	}
+	return 0, "", false
 }

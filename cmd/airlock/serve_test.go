@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"github.com/airlock-dev/airlock/internal/testenv"
+	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 func TestServeAllowOriginFlag(t *testing.T) {
@@ -75,13 +79,59 @@ func TestServeGCDefault(t *testing.T) {
 	was := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(was) })
 	t.Setenv("GOGC", "")
-	tuneGC()
+	tuneGC(slog.New(slog.DiscardHandler))
 	if got := debug.SetGCPercent(100); got != serveGCPercent {
 		t.Errorf("GC percent while serving without GOGC = %d, want %d", got, serveGCPercent)
 	}
 	t.Setenv("GOGC", "50")
-	tuneGC()
+	tuneGC(slog.New(slog.DiscardHandler))
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GC percent while serving with GOGC=50 = %d; want the runtime's own (100 here), untouched", got)
+	}
+}
+
+// In a container with a memory limit, serve keeps the Go heap under 90% of it unless
+// GOMEMLIMIT is set; without a limit ("max", cgroup v1's "unlimited", no cgroup file) the
+// runtime's own (none) stays.
+func TestServeMemoryLimitFromContainer(t *testing.T) {
+	was := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(was) })
+	files := cgroupMemoryFiles
+	t.Cleanup(func() { cgroupMemoryFiles = files })
+	dir := t.TempDir()
+	v2, v1 := filepath.Join(dir, "memory.max"), filepath.Join(dir, "memory.limit_in_bytes")
+	cgroupMemoryFiles = []string{v2, v1}
+	const unset = math.MaxInt64
+	for _, c := range []struct {
+		name, v2, v1, gomemlimit string
+		want                     int64
+	}{
+		{"cgroup v2 limit", "1073741824\n", "", "", 1073741824 / 10 * 9},
+		{"cgroup v2 without limit", "max\n", "", "", unset},
+		{"cgroup v1 limit", "", "536870912\n", "", 536870912 / 10 * 9},
+		{"cgroup v1 unlimited", "", "9223372036854771712\n", "", unset},
+		{"no cgroup", "", "", "", unset},
+		{"GOMEMLIMIT set", "1073741824\n", "", "700MiB", unset},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			debug.SetMemoryLimit(unset)
+			for f, v := range map[string]string{v2: c.v2, v1: c.v1} {
+				os.Remove(f)
+				if v != "" {
+					if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			t.Setenv("GOMEMLIMIT", c.gomemlimit)
+			var logs bytes.Buffer
+			tuneGC(slog.New(slog.NewTextHandler(&logs, nil)))
+			if got := debug.SetMemoryLimit(-1); got != c.want {
+				t.Errorf("memory limit = %d, want %d (logged: %s)", got, c.want, logs.String())
+			}
+			if said := strings.Contains(logs.String(), "container_limit_bytes"); said != (c.want != unset) {
+				t.Errorf("logged %q; want a line naming the limit only when one was set", logs.String())
+			}
+		})
 	}
 }
