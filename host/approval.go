@@ -91,7 +91,8 @@ func argsDigest(args []byte) string {
 }
 
 // callArgs is a call's arguments and, made on first use, their canonical form, to which
-// approvals and idempotency bind: a call that goes through both canonicalises them once.
+// approvals, held results and idempotency bind: a call that goes through several of them
+// canonicalises its arguments once.
 type callArgs struct {
 	raw   []byte
 	canon []byte

@@ -257,7 +257,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 	cargs := callArgs{raw: args} // canonicalised at most once, if approval or idempotency binds to them
 
 	// A result held for review by an earlier call with these arguments (screen.go).
-	if rerr, done := h.heldResult(ctx, c, tool, req, args, res, ev); done {
+	if rerr, done := h.heldResult(ctx, c, tool, req, &cargs, res, ev); done {
 		return rerr
 	}
 

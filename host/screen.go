@@ -203,11 +203,11 @@ func heldPending(tool, id string, expires time.Time, s *Screening) *ResultError 
 // approval queue: with the result once an admin approved it (once), the pending approval
 // while it waits, a refusal once denied. done is false when no held result applies: the call
 // runs.
-func (h *Host) heldResult(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args []byte, res *Result, ev *audit.Event) (rerr *ResultError, done bool) {
+func (h *Host) heldResult(ctx context.Context, c *connector, tool *manifest.Tool, req CallRequest, args *callArgs, res *Result, ev *audit.Event) (rerr *ResultError, done bool) {
 	if c.policy.Screening.Action != manifest.ScreenRequireApproval || h.store == nil {
 		return nil, false
 	}
-	conn, name, hash := c.manifest.Name, tool.Name+heldSuffix, argsDigest(args)
+	conn, name, hash := c.manifest.Name, tool.Name+heldSuffix, args.digest()
 	list, err := h.store.FindApprovals(ctx, conn, name, req.Subject, hash)
 	if err != nil {
 		h.logger.Error("approval store", "tool", req.Tool, "err", err)

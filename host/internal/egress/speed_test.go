@@ -47,19 +47,8 @@ func BenchmarkSerialHTTPS(b *testing.B) {
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	defer srv.Close()
-	c, err := New(Config{
-		Rules:     []Rule{{Host: "slack.com", PathPrefix: "/api/", Methods: []string{"POST"}}},
-		Slots:     map[string]Slot{"bot": {Kind: KindBearer, Hosts: []string{"slack.com"}, Secret: secret.New(canaryBearer)}},
-		Upstreams: map[string]string{"https://slack.com": srv.URL},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c, req := slackPost(b, srv.URL, []byte(`{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`))
 	c.upTransport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	req := abi.HTTPRequest{Method: "POST", URL: "https://slack.com/api/chat.postMessage", Credential: "bot",
-		Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}},
-		Body:    []byte(`{"channel":"C0GENERAL","text":"benchmark: deploy finished"}`)}
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for b.Loop() {
@@ -94,17 +83,7 @@ func BenchmarkSerial(b *testing.B) {
 		}
 	})
 	b.Run("egress", func(b *testing.B) {
-		c, err := New(Config{
-			Rules:     []Rule{{Host: "slack.com", PathPrefix: "/api/", Methods: []string{"POST"}}},
-			Slots:     map[string]Slot{"bot": {Kind: KindBearer, Hosts: []string{"slack.com"}, Secret: secret.New(canaryBearer)}},
-			Upstreams: map[string]string{"https://slack.com": srv.URL},
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		req := abi.HTTPRequest{Method: "POST", URL: "https://slack.com/api/chat.postMessage", Credential: "bot",
-			Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}, Body: body}
+		c, req := slackPost(b, srv.URL, body)
 		b.ReportAllocs()
 		defer reportCPU(b)()
 		for b.Loop() {
@@ -113,4 +92,21 @@ func BenchmarkSerial(b *testing.B) {
 			}
 		}
 	})
+}
+
+// slackPost returns a client that routes slack.com to upstream with the bot token in slot
+// "bot", closed when b ends, and the Slack connector's chat.postMessage request with body.
+func slackPost(b *testing.B, upstream string, body []byte) (*Client, abi.HTTPRequest) {
+	b.Helper()
+	c, err := New(Config{
+		Rules:     []Rule{{Host: "slack.com", PathPrefix: "/api/", Methods: []string{"POST"}}},
+		Slots:     map[string]Slot{"bot": {Kind: KindBearer, Hosts: []string{"slack.com"}, Secret: secret.New(canaryBearer)}},
+		Upstreams: map[string]string{"https://slack.com": upstream},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c, abi.HTTPRequest{Method: "POST", URL: "https://slack.com/api/chat.postMessage", Credential: "bot",
+		Headers: map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}, Body: body}
 }

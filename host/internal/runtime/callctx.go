@@ -31,10 +31,12 @@ type callContext struct {
 // otherwise newly allocated.
 func callContextFor(h Handler, parent, stop context.Context, in *instance, deadline time.Time) *callContext {
 	var c *callContext
-	if s, ok := h.(interface{ CallContextSlot() *CallContextSlot }); ok && !s.CallContextSlot().used {
-		s.CallContextSlot().used = true
-		c = &s.CallContextSlot().cc
-	} else {
+	if sh, ok := h.(interface{ CallContextSlot() *CallContextSlot }); ok {
+		if s := sh.CallContextSlot(); !s.used {
+			s.used, c = true, &s.cc
+		}
+	}
+	if c == nil {
 		c = new(callContext)
 	}
 	c.parent, c.stop, c.in, c.deadline = parent, stop, in, deadline
