@@ -254,7 +254,7 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 		return &ResultError{Code: abi.CodeInvalidArguments, Category: abi.Correctable, Message: err.Error()}
 	}
 
-	cargs := callArgs{raw: args} // canonicalised at most once, if approval or idempotency binds to them
+	cargs := callArgs{raw: args} // canonicalised at most once, if a held result, approval or idempotency binds to them
 
 	// A result held for review by an earlier call with these arguments (screen.go).
 	if rerr, done := h.heldResult(ctx, c, tool, req, &cargs, res, ev); done {
