@@ -169,7 +169,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 					"do not repeat it blindly; check whether it took effect (and ask an admin to check the state database)"}
 		}
 	}
-	h.finishCall(span, &req, res, ev, time.Since(start))
+	h.finishCall(span, &req, res, ev, start, time.Since(start))
 	return res
 }
 
@@ -227,6 +227,13 @@ func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Resu
 			Message: fmt.Sprintf("there is no connector named %q (available tools: %s)", connName, h.toolNames(req.Agent))}
 	}
 	defer c.inflight.Done()
+	return h.callOn(ctx, c, connName, toolName, caller, req, args, res, ev)
+}
+
+// callOn is call's part on an acquired connector c (steps 1 to 6), apart so that call's one
+// defer is open-coded.
+func (h *Host) callOn(ctx context.Context, c *connector, connName, toolName, caller string, req CallRequest, args []byte,
+	res *Result, ev *audit.Event) *ResultError {
 	m := c.manifest
 	res.Meta.Connector, res.Meta.Version = m.Name, m.Version
 	ev.Connector, ev.Version, ev.Digest, ev.Unsigned = m.Name, m.Version, c.digest, c.origin.Unsigned
@@ -444,15 +451,16 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	}
 
 	// 6. Output against the output schema; 7. no secret leaves.
-	if len(out) == 0 {
+	known := len(out) == 0 // the host's own null is JSON
+	if known {
 		hc.null = [4]byte{'n', 'u', 'l', 'l'}
 		out = hc.null[:]
 	}
 	if h.scrub.Contains(out) {
 		h.logger.Warn("a secret value in a tool result was redacted", "tool", req.Tool, "request_id", res.Meta.RequestID)
-		out = h.scrub.Bytes(out)
+		out, known = h.scrub.Bytes(out), false
 	}
-	if !json.Valid(out) {
+	if !known && !json.Valid(out) {
 		return &ResultError{Code: abi.CodeInvalidOutput, Category: abi.Fatal,
 			Message: fmt.Sprintf("connector %s returned a result that is not JSON; report it to the connector's publisher", connName)}, false
 	}
@@ -790,7 +798,13 @@ func summarize(args []byte) ([]string, string) {
 // object. It reads the keys in place rather than decoding the object into a map.
 func topKeys(b []byte) []string {
 	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' || !json.Valid(b) {
+	if i >= len(b) || b[i] != '{' {
+		return nil
+	}
+	if j := skipSpace(b, i+1); j < len(b) && b[j] == '}' && skipSpace(b, j+1) == len(b) {
+		return nil // {}: the arguments of most calls without parameters, no key to find
+	}
+	if !json.Valid(b) {
 		return nil
 	}
 	var keys []string

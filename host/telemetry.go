@@ -66,9 +66,10 @@ func (h *Host) metrics() *telemetry.Metrics {
 	return h.cfg.Metrics.m
 }
 
-// finishCall records a finished call in the metrics, its span and the log: one line per call,
+// finishCall records a finished call (started at start, d ago) in the metrics, its span and the
+// log: one line per call, timed at the call's end (start + d: no second reading of the clock),
 // with the request ID the audit record and the trace carry.
-func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *audit.Event, d time.Duration) {
+func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *audit.Event, start time.Time, d time.Duration) {
 	tool := ""
 	if ev.Connector != "" && (res.Error == nil || res.Error.Code != abi.CodeUnknownTool) {
 		_, tool, _ = strings.Cut(req.Tool, ".") // declared: an undeclared tool fails with unknown_tool
@@ -98,7 +99,7 @@ func (h *Host) finishCall(span trace.Span, req *CallRequest, res *Result, ev *au
 			pc = pcs[0]
 			callLinePC.Store(pc)
 		}
-		_ = secret.LogAttrs(context.Background(), h.logger.Handler(), time.Now(), slog.LevelInfo, "tool call", pc, attrs[:n]...)
+		_ = secret.LogAttrs(context.Background(), h.logger.Handler(), start.Add(d), slog.LevelInfo, "tool call", pc, attrs[:n]...)
 	}
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("airlock.connector", ev.Connector), attribute.String("airlock.tool", tool),

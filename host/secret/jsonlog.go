@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -123,17 +124,60 @@ func appendLine(b []byte, rec slog.Record) ([]byte, bool) {
 func appendHead(b []byte, t time.Time, level slog.Level, msg string) ([]byte, bool) {
 	b = append(b, '{')
 	if !t.IsZero() {
-		if y := t.Year(); y < 0 || y >= 10000 {
+		b = append(b, `"time":"`...)
+		var ok bool
+		if b, ok = appendTime(b, t); !ok {
 			return b, false
 		}
-		b = append(b, `"time":"`...)
-		b = t.AppendFormat(b, time.RFC3339Nano)
 		b = append(b, `",`...)
 	}
 	b = append(b, `"level":"`...)
 	b = append(b, level.String()...)
 	b = append(b, `","msg":`...)
 	return appendPlain(b, msg)
+}
+
+// stamp is a formatted second of the log's clock: lines logged within one second (of one
+// location) share it, and only their fraction is formatted.
+type stamp struct {
+	sec  int64
+	loc  *time.Location
+	ok   bool   // a year slog's JSON handler writes as RFC 3339 (0 to 9999)
+	head []byte // "2006-01-02T15:04:05"
+	zone []byte // "Z07:00"
+}
+
+var lastStamp atomic.Pointer[stamp]
+
+// appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does, or reports false for a year
+// slog's JSON handler writes otherwise.
+func appendTime(b []byte, t time.Time) ([]byte, bool) {
+	sec, loc := t.Unix(), t.Location()
+	s := lastStamp.Load()
+	if s == nil || s.sec != sec || s.loc != loc {
+		y := t.Year()
+		s = &stamp{sec: sec, loc: loc, ok: y >= 0 && y < 10000,
+			head: t.AppendFormat(nil, "2006-01-02T15:04:05"), zone: t.AppendFormat(nil, "Z07:00")}
+		lastStamp.Store(s)
+	}
+	if !s.ok {
+		return b, false
+	}
+	b = append(b, s.head...)
+	if ns := t.Nanosecond(); ns != 0 { // ".999999999": trailing zeros dropped
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(frac)
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, s.zone...), true
 }
 
 // appendAttr appends ,"key":value.
@@ -173,12 +217,14 @@ func appendValue(b []byte, v slog.Value) ([]byte, bool) {
 
 // appendPlain appends s quoted when it needs neither JSON escaping nor redaction.
 func appendPlain(b []byte, s string) ([]byte, bool) {
-	var class byte
-	for i := 0; i < len(s); i++ {
-		class |= plainClass[s[i]]
-	}
-	if class&needsEscape != 0 || class&maybeCredential != 0 && RedactURLs(s) != s {
-		return b, false
+	if !plainFast(s) {
+		var class byte
+		for i := 0; i < len(s); i++ {
+			class |= plainClass[s[i]]
+		}
+		if class&needsEscape != 0 || class&maybeCredential != 0 && RedactURLs(s) != s {
+			return b, false
+		}
 	}
 	b = append(b, '"')
 	b = append(b, s...)
@@ -200,3 +246,37 @@ var plainClass = func() (t [256]byte) {
 	t[':'], t['='] = maybeCredential, maybeCredential
 	return t
 }()
+
+// plainFast reports, eight bytes at a time, that no byte of s has a class in plainClass: every
+// byte is printable ASCII other than '"', '\\', ':' and '='. False means "look byte by byte";
+// it is never true of a string holding such a byte (FuzzPlainFast).
+func plainFast(s string) bool {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	// Each term is non-zero exactly when some byte of x is of its kind (the classic tests: a
+	// borrow may mark more bytes, but only above one that is).
+	var flags uint64
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		flags |= x&high | (x-0x20*ones)&^x&high | // not ASCII; below 0x20
+			hasZero(x^0x7f*ones) | hasZero(x^'"'*ones) | hasZero(x^'\\'*ones) | hasZero(x^':'*ones) | hasZero(x^'='*ones)
+	}
+	if flags != 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if plainClass[s[i]] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hasZero is non-zero exactly when a byte of x is zero.
+func hasZero(x uint64) uint64 {
+	return (x - 0x0101010101010101) & ^x & 0x8080808080808080
+}

@@ -123,3 +123,85 @@ func BenchmarkJSONHandler(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// plainSlow is plainFast's reference: a byte at a time.
+func plainSlow(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if plainClass[s[i]] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// plainFast answers as the byte-at-a-time loop for every string: a byte that needs escaping or
+// may start a credential is never missed, at any position of an eight-byte word.
+func FuzzPlainFast(f *testing.F) {
+	for _, s := range []string{"", "tool call", "0123456789abcdef", "hostile.noop", `say "hi"`, "a\\b", "k=v", "https://x",
+		"\x00", "\x1f\x20", "~\x7f", "\x80", "héllo", "aaaaaaa\"", "aaaaaaaa\x01", "!!!!!!!!!!!!!!!:", "        "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := plainFast(s), plainSlow(s); got != want {
+			t.Fatalf("plainFast(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// Every byte value, alone and beside plain bytes at each position of a word, is classed as the
+// byte-at-a-time loop classes it (the fuzz target's seeds cannot cover all 256 × 16 cases).
+func TestPlainFastEveryByte(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for n := 1; n <= 17; n++ {
+			for at := 0; at < n; at++ {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[at] = byte(c)
+				if got, want := plainFast(string(b)), plainSlow(string(b)); got != want {
+					t.Fatalf("plainFast(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+}
+
+// appendTime writes what time.RFC3339Nano does, across seconds, zones, fractions with trailing
+// zeros and none, and years slog's JSON handler writes another way; switching between them
+// (its cached second) changes nothing.
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("A", 5*3600+1800), time.FixedZone("B", -8*3600), time.FixedZone("C", 0)}
+	base := time.Date(2026, 12, 4, 23, 59, 58, 0, time.UTC)
+	var times []time.Time
+	for _, ns := range []int{0, 1, 10, 100000000, 120000000, 123456789, 999999999, 500} {
+		for _, d := range []time.Duration{0, time.Second, 2 * time.Second, 365 * 24 * time.Hour} {
+			times = append(times, base.Add(d).Add(time.Duration(ns)))
+		}
+	}
+	times = append(times, time.Date(0, 1, 1, 0, 0, 0, 5, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0))
+	for round := 0; round < 2; round++ { // the second round meets every second cached by the first
+		for _, tm := range times {
+			for _, z := range zones {
+				tz := tm.In(z)
+				got, ok := appendTime([]byte("x"), tz)
+				want := tz.AppendFormat([]byte("x"), time.RFC3339Nano)
+				if y := tz.Year(); ok != (y >= 0 && y < 10000) {
+					t.Errorf("appendTime(%v) ok = %v for year %d", tz, ok, y)
+				}
+				if ok && string(got) != string(want) {
+					t.Errorf("appendTime(%v) = %s, want %s", tz, got, want)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkLogAttrs writes the host's per-call line (finishCall's attributes) through LogAttrs.
+func BenchmarkLogAttrs(b *testing.B) {
+	h := NewJSONHandler(discard{}, nil)
+	attrs := []slog.Attr{slog.String("request_id", "0123456789abcdef"), slog.String("agent", "bench"), slog.String("connector", "hostile"),
+		slog.String("tool", "hostile.noop"), slog.String("outcome", "ok"), slog.String("code", ""), slog.Float64("duration_ms", 0.523)}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = LogAttrs(context.Background(), h, time.Now(), slog.LevelInfo, "tool call", 0, attrs...)
+	}
+}

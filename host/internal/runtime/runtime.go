@@ -493,7 +493,12 @@ func (m *Module) call(ctx context.Context, in *instance, export string, input []
 	defer cc.end()
 	in.begin(cc, now, input, h)
 	defer in.end()
-	err := fn.CallWithStack(cc, in.stack)
+	return m.result(cc, in, export, fn.CallWithStack(cc, in.stack), callers)
+}
+
+// result turns a finished call of export into its output or error. It is call's second half,
+// apart so that call has few enough returns for its defers to be open-coded.
+func (m *Module) result(cc *callContext, in *instance, export string, err error, callers bool) ([]byte, error) {
 	if err != nil {
 		in.broken = true
 		detail := strings.TrimSpace(in.stderr.take())
@@ -609,11 +614,15 @@ func (p *pool) add(in *instance) {
 
 func (p *pool) get(ctx context.Context, subject string) (*instance, error) {
 	select {
-	case p.slots <- struct{}{}:
-	case <-p.done:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, fmt.Errorf("runtime: %s: every instance is busy: %w", p.m.name, context.Cause(ctx))
+	case p.slots <- struct{}{}: // a free slot: the common case, without a three-way select
+	default:
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.done:
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("runtime: %s: every instance is busy: %w", p.m.name, context.Cause(ctx))
+		}
 	}
 	p.mu.Lock()
 	if p.closed {
