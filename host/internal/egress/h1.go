@@ -23,7 +23,8 @@ import (
 // Transport adds around them, with the same limits: response headers capped at
 // maxResponseHeader bytes, 1xx answers skipped, the connection reused only after a body read to
 // its end with no byte left over and no Connection: close, at most maxIdlePerHost idle per host
-// and maxIdle in all, idle ones dropped after idleTimeout or when the peer has closed them, and
+// and maxIdle in all, idle ones closed after idleTimeout (by a timer, whether or not another
+// request comes) and skipped when the peer has closed them, and
 // a request that met a connection the upstream had closed while idle sent again on a new one
 // when no byte of it was written or it may be replayed (as net/http does). Dials go through the
 // same checked dialer as the Transport's.
@@ -33,10 +34,19 @@ type h1Transport struct {
 	// attempt, as Transport.DisableKeepAlives).
 	disableKeepAlives bool
 
+	// idleTimeout is how long a connection may stay idle (the idleTimeout constant; shorter in
+	// tests).
+	idleTimeout time.Duration
+
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // host:port → idle connections, most recent last
 	nIdle  int
 	closed bool
+	// sweeper closes the connections idle for idleTimeout, whether or not another request
+	// comes (an upstream used once must not hold a socket for the life of the process). It is
+	// armed while a connection is idle: put arms it, sweep re-arms it for the oldest left.
+	sweeper *time.Timer
+	armed   bool
 }
 
 // Limits, as the Transport's configuration in newTransport.
@@ -51,7 +61,7 @@ const (
 var errHeaderTooLarge = fmt.Errorf("egress: the response headers exceed %d bytes", maxResponseHeader)
 
 func newH1Transport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h1Transport {
-	return &h1Transport{dial: dial, idle: make(map[string][]*h1Conn)}
+	return &h1Transport{dial: dial, idleTimeout: idleTimeout, idle: make(map[string][]*h1Conn)}
 }
 
 // h1Conn is one connection; it counts what crosses it for the round trip in progress.
@@ -245,7 +255,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (pc *h1Conn, reused 
 		t.idle[addr] = list[:len(list)-1]
 		t.nIdle--
 		t.mu.Unlock()
-		if now.Sub(pc.idleSince) < idleTimeout && pc.peek.peerOpen() {
+		if now.Sub(pc.idleSince) < t.idleTimeout && pc.peek.peerOpen() {
 			return pc, true, nil
 		}
 		_ = pc.conn.Close()
@@ -270,6 +280,51 @@ func (t *h1Transport) put(pc *h1Conn) {
 	pc.idleSince = time.Now()
 	t.idle[pc.addr] = append(t.idle[pc.addr], pc)
 	t.nIdle++
+	if !t.armed { // one timer for the transport, not one per request
+		t.armed = true
+		if t.sweeper == nil {
+			t.sweeper = time.AfterFunc(t.idleTimeout, t.sweep)
+		} else {
+			t.sweeper.Reset(t.idleTimeout)
+		}
+	}
+}
+
+// sweep closes the connections that have been idle for idleTimeout and arms the sweeper again
+// for the oldest one left, if any.
+func (t *h1Transport) sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.armed = false
+	if t.closed {
+		return
+	}
+	now := time.Now()
+	var oldest time.Time
+	for addr, list := range t.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleSince) >= t.idleTimeout {
+				_ = pc.conn.Close()
+				t.nIdle--
+				continue
+			}
+			if oldest.IsZero() || pc.idleSince.Before(oldest) {
+				oldest = pc.idleSince
+			}
+			kept = append(kept, pc)
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = kept
+		}
+	}
+	if !oldest.IsZero() {
+		t.armed = true
+		t.sweeper.Reset(oldest.Add(t.idleTimeout).Sub(now))
+	}
 }
 
 // close closes the idle connections; after it, connections in use are closed when their
@@ -278,6 +333,9 @@ func (t *h1Transport) close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
+	if t.sweeper != nil {
+		t.sweeper.Stop()
+	}
 	for addr, list := range t.idle {
 		for _, pc := range list {
 			_ = pc.conn.Close()

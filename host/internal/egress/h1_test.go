@@ -131,6 +131,37 @@ func TestCancelledRequestNotSent(t *testing.T) {
 	}
 }
 
+// A kept-alive connection is closed once it has been idle for the idle timeout even when no
+// request follows (an upstream a connector called once must not hold a socket of the host for
+// good), and the transport goes on working, on new connections, after each sweep.
+func TestIdleConnectionClosedWithoutAnotherRequest(t *testing.T) {
+	gone := make(chan int64, 4)
+	u := newRawUpstream(t, func(n int64, conn net.Conn, br *bufio.Reader) {
+		for {
+			if _, ok := answer(conn, br, "ok"); !ok {
+				gone <- n // the host closed it
+				return
+			}
+		}
+	})
+	c := u.client(t, Config{Retry: RetryPolicy{MaxAttempts: 1}})
+	c.upPlain.idleTimeout = 50 * time.Millisecond
+	for round := int64(1); round <= 2; round++ {
+		wantStatus(t, post(c, context.Background(), "/once"), 200)
+		select {
+		case n := <-gone:
+			if n != round {
+				t.Errorf("round %d: connection %d closed, want %d", round, n, round)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the idle connection is still open 10 s after its 50 ms idle timeout", round)
+		}
+	}
+	if n := u.conns.Load(); n != 2 {
+		t.Errorf("%d connections opened, want 2 (one per round)", n)
+	}
+}
+
 // An upstream that closes a kept-alive connection while it is idle (its keep-alive timeout) does
 // not fail the next request, not even a POST the host may not replay: it goes out once, on a new
 // connection.
