@@ -125,12 +125,14 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 	start := time.Now()
 	st := new(callState)
 	res, ev := &st.res, &st.ev
-	res.Meta, res.hc = Meta{Tool: req.Tool, RequestID: st.requestID(), Attempts: 1}, &st.hc
+	// Field by field into the zeroed state: a composite literal would be built in Call's frame
+	// and copied (a larger frame is a stack to grow in every goroutine that makes a call).
+	res.Meta.Tool, res.Meta.RequestID, res.Meta.Attempts, res.hc = req.Tool, st.requestID(), 1, &st.hc
 	if req.Subject == "" {
 		req.Subject = "default"
 	}
-	*ev = audit.Event{Time: start.UTC(), Kind: audit.KindCall, RequestID: res.Meta.RequestID, Agent: req.Agent,
-		Subject: req.Subject, Tool: req.Tool}
+	ev.Time, ev.Kind, ev.RequestID, ev.Agent, ev.Subject, ev.Tool = start.UTC(), audit.KindCall, res.Meta.RequestID, req.Agent,
+		req.Subject, req.Tool
 	whoAsked(&req, ev)
 	args := req.Arguments
 	if len(args) == 0 {
@@ -156,7 +158,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 			ev.Outcome = "denied"
 		}
 	}
-	if err := h.auditCall(ctx, *ev); err != nil {
+	if err := h.auditCall(ctx, ev); err != nil {
 		// Fail closed: a call that cannot be audited does not report success.
 		h.logger.Error("audit write failed", "request_id", ev.RequestID, "err", err)
 		res.OK, res.Data = false, nil
@@ -408,8 +410,9 @@ func (h *Host) run(ctx context.Context, c *connector, tool *manifest.Tool, req C
 	if hc == nil || hc.sandbox.Used() {
 		hc = new(callHandler)
 	}
-	*hc = callHandler{h: h, c: c, ev: ev, maxRequests: c.policy.Limits.MaxRequests, progress: req.Progress,
-		tool: tool, approved: req.Confirmed, ctx: ctx}
+	*hc = callHandler{} // then field by field: no composite literal in run's frame (see Call)
+	hc.h, hc.c, hc.ev, hc.maxRequests, hc.progress = h, c, ev, c.policy.Limits.MaxRequests, req.Progress
+	hc.tool, hc.approved, hc.ctx = tool, req.Confirmed, ctx
 	if hc.progress != nil {
 		hc.progress(0, "running "+req.Tool)
 	}

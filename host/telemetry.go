@@ -154,14 +154,14 @@ func (h *Host) span(ctx context.Context, name string) (context.Context, trace.Sp
 var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // auditCall appends the call's record, timed for the metrics and traced.
-func (h *Host) auditCall(ctx context.Context, ev audit.Event) error {
+func (h *Host) auditCall(ctx context.Context, ev *audit.Event) error {
 	m := h.metrics()
 	var start time.Time
 	if m != nil { // the clock is read for the metrics only
 		start = time.Now()
 	}
 	_, span := h.span(ctx, "audit.append")
-	err := h.audit.Write(ctx, ev)
+	err := h.audit.Write(ctx, *ev)
 	if err != nil {
 		span.SetStatus(codes.Error, "audit write failed")
 	}
