@@ -16,6 +16,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/airlock-dev/airlock/host/internal/validate"
 	"github.com/airlock-dev/airlock/internal/suggest"
 	"github.com/airlock-dev/airlock/manifests"
 )
@@ -61,7 +62,7 @@ func (d *document) validateFormat(fs *formatSchema) []*Error {
 	if !errors.As(err, &ve) {
 		return []*Error{d.errorf(0, "", "%v", err)}
 	}
-	fixPropertyNames(ve, nil, d.value)
+	validate.FixPropertyNames(ve, nil, d.value)
 	var leaves []*jsonschema.ValidationError
 	leavesOf(ve, &leaves)
 	var errs []*Error
@@ -358,62 +359,6 @@ func sortedKeys[V any](m map[string]V) []string {
 func fragment(loc string) string {
 	_, f, _ := strings.Cut(loc, "#")
 	return f
-}
-
-// fixPropertyNames gives each propertyNames error the location of its object: the library
-// validates the name as a value of its own, so the error's location is empty. The object is
-// the first one under the parent error's location that has the offending key.
-func fixPropertyNames(e *jsonschema.ValidationError, parent []string, v any) {
-	if k, ok := e.ErrorKind.(*kind.PropertyNames); ok {
-		if loc, found := findKey(valueAtPath(v, parent), k.Property, parent); found {
-			e.InstanceLocation = loc
-		} else {
-			e.InstanceLocation = parent
-		}
-	}
-	for _, c := range e.Causes {
-		fixPropertyNames(c, e.InstanceLocation, v)
-	}
-}
-
-func valueAtPath(v any, path []string) any {
-	for _, tok := range path {
-		switch c := v.(type) {
-		case map[string]any:
-			v = c[tok]
-		case []any:
-			i, err := strconv.Atoi(tok)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil
-			}
-			v = c[i]
-		default:
-			return nil
-		}
-	}
-	return v
-}
-
-// findKey returns the path of the first object in v (depth first, keys sorted) with key.
-func findKey(v any, key string, path []string) ([]string, bool) {
-	switch c := v.(type) {
-	case map[string]any:
-		if _, ok := c[key]; ok {
-			return path, true
-		}
-		for _, k := range sortedKeys(c) {
-			if p, ok := findKey(c[k], key, append(path[:len(path):len(path)], k)); ok {
-				return p, true
-			}
-		}
-	case []any:
-		for i, e := range c {
-			if p, ok := findKey(e, key, append(path[:len(path):len(path)], strconv.Itoa(i))); ok {
-				return p, true
-			}
-		}
-	}
-	return nil, false
 }
 
 // Tool schemas are strict: every key of a schema object must be a keyword of its JSON Schema

@@ -22,7 +22,7 @@ var printer = message.NewPrinter(language.English)
 // schema (for suggestions) and v the validated value (to tell array indexes from keys); either
 // may be nil.
 func problems(ve *jsonschema.ValidationError, doc, v any) []Problem {
-	fixPropertyNames(ve, nil, v)
+	FixPropertyNames(ve, nil, v)
 	var out []Problem
 	collect(ve, doc, v, &out)
 	return dedupe(out)
@@ -377,10 +377,11 @@ func truncate(s string) string {
 	return s
 }
 
-// fixPropertyNames gives each propertyNames error the location of its object: the library
-// validates the name as a value of its own, so the error's location is empty. The object is
-// the first one under the parent error's location that has the offending key.
-func fixPropertyNames(e *jsonschema.ValidationError, parent []string, v any) {
+// FixPropertyNames gives each propertyNames error under e the location of its object in v (the
+// value e is about): the library validates the name as a value of its own, so the error's
+// location is empty. The object is the first one under the parent error's location that has
+// the offending key. The manifest checker (host/manifest) uses it on its own documents.
+func FixPropertyNames(e *jsonschema.ValidationError, parent []string, v any) {
 	if k, ok := e.ErrorKind.(*kind.PropertyNames); ok {
 		if loc, found := findKey(valueAtPath(v, parent), k.Property, parent); found {
 			e.InstanceLocation = loc
@@ -389,7 +390,7 @@ func fixPropertyNames(e *jsonschema.ValidationError, parent []string, v any) {
 		}
 	}
 	for _, c := range e.Causes {
-		fixPropertyNames(c, e.InstanceLocation, v)
+		FixPropertyNames(c, e.InstanceLocation, v)
 	}
 }
 
