@@ -2,7 +2,9 @@ package console_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -292,4 +294,41 @@ func TestSecureCookieBehindTLSProxy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A session's last use is written at most once a minute, not on every page view (the store is
+// shared by every replica: a write per view would be a write per click); a session therefore
+// ends between 14 and 15 minutes after its last request.
+func TestLastSeenWrittenOncePerMinute(t *testing.T) {
+	r := newReplicas(t, "sqlite:"+filepath.Join(t.TempDir(), "state.db"), nil)
+	b := r.a.browser(t)
+	b.signIn(r.owner)
+	sum := sha256.Sum256([]byte(sessionCookie(t, b)))
+	idHash := hex.EncodeToString(sum[:])
+	lastSeen := func() time.Time {
+		s, err := r.a.st.GetConsoleSession(context.Background(), idHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.LastSeen
+	}
+	signedInAt := lastSeen()
+	r.clock.Advance(30 * time.Second)
+	b.get("/console/approvals")
+	if got := lastSeen(); !got.Equal(signedInAt) {
+		t.Errorf("a page view 30 s after sign-in wrote last seen %v (was %v): want at most one write a minute", got, signedInAt)
+	}
+	r.clock.Advance(31 * time.Second)
+	b.on(r.b).get("/console/approvals")
+	if got, want := lastSeen(), r.clock.Now(); !got.Equal(want) {
+		t.Errorf("a page view 61 s after sign-in, on B: last seen %v, want %v", got, want)
+	}
+	// The view at 90 s, 29 s after the write at 61 s, is not written: the session ends 15 min
+	// after that write, 14 min 32 s after the admin's last view (the documented precision).
+	r.clock.Advance(29 * time.Second)
+	if p := b.get("/console/approvals"); p.status != http.StatusOK {
+		t.Fatalf("a view at 90 s: %d", p.status)
+	}
+	r.clock.Advance(console.DefaultIdleTimeout - 29*time.Second + time.Second)
+	signedOut(t, "15 min after the last write, 14 min 32 s after the last (unwritten) view", b.get("/console/approvals"))
 }
