@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/testenv"
 )
 
 // TestConsoleSessionsAcrossReplicas: two processes (two Stores) on one database see the same
@@ -66,4 +69,40 @@ func TestConsoleSessionStoreDown(t *testing.T) {
 			t.Errorf("reading from a closed store = %+v, %v; want an error other than ErrNotFound", got, err)
 		}
 	})
+}
+
+// BenchmarkConsoleSession is what a signed-in console page view costs the store: one indexed
+// read ("read"), and once a minute per session a touch ("touched": a read and a write).
+func BenchmarkConsoleSession(b *testing.B) {
+	for _, name := range []string{"sqlite/read", "sqlite/touched", "postgres/read", "postgres/touched"} {
+		b.Run(name, func(b *testing.B) {
+			dsn := "sqlite:" + b.TempDir() + "/state.db"
+			if strings.HasPrefix(name, "postgres") {
+				dsn = testenv.Postgres(b)
+			}
+			s, err := Open(context.Background(), dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			seen := time.Now()
+			if err := s.AddConsoleSession(ctx, ConsoleSession{IDSHA256: "s0", TokenSHA256: "t0", LastSeen: seen}); err != nil {
+				b.Fatal(err)
+			}
+			touch := strings.HasSuffix(name, "touched")
+			b.ResetTimer()
+			for range b.N {
+				cs, err := s.GetConsoleSession(ctx, "s0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if touch {
+					if err := s.TouchConsoleSession(ctx, "s0", cs.LastSeen, cs.LastSeen.Add(time.Minute)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }
