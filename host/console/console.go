@@ -18,10 +18,10 @@
 // read, a page says to try again in a moment: nothing is served without a session.
 //
 // Every form carries the session's CSRF token, an HMAC of the session ID (the same on every
-// replica, stored nowhere), checked on every POST. Every action is allowed by the admin's role through the admin API's route table
-// ([admin.Admin.Authorize]) and recorded in the audit trail with the admin's name. Pages are
-// sent with a strict Content-Security-Policy (no inline script or style), frame-ancestors
-// 'none', nosniff and no referrer.
+// replica, stored nowhere), checked on every POST. Every action is allowed by the admin's role
+// through the admin API's route table ([admin.Admin.Authorize]) and recorded in the audit
+// trail with the admin's name. Pages are sent with a strict Content-Security-Policy (no inline
+// script or style), frame-ancestors 'none', nosniff and no referrer.
 package console
 
 import (
