@@ -42,10 +42,17 @@ owner's.`, example: `
 		addedHint: "send it as \"Authorization: Bearer TOKEN\" to /admin/v1/, or put it in $AIRLOCK_ADMIN_TOKEN for the CLI's --server."})
 }
 
-// adminTokens adapts the admin token file to admin.TokenVerifier.
+// adminTokens adapts the admin tokens to admin.HashVerifier.
 type adminTokens struct{ a *mcp.Agents }
 
 func (t adminTokens) Verify(token string) (admin.Caller, bool, error) {
-	id, ok, err := t.a.Verify(token)
+	return adminCaller(t.a.Verify(token))
+}
+
+func (t adminTokens) VerifySHA256(sumHex string) (admin.Caller, bool, error) {
+	return adminCaller(t.a.VerifySHA256(sumHex))
+}
+
+func adminCaller(id mcp.Identity, ok bool, err error) (admin.Caller, bool, error) {
 	return admin.Caller{Name: id.Name, Role: admin.Role(id.Role)}, ok, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/notify"
@@ -14,7 +15,7 @@ import (
 // (a call waiting for approval, a connection needing re-consent, a circuit breaker opening).
 //
 //	notify:
-//	  public_url: https://airlock.example.com     # links: PUBLIC_URL/console/approvals/ID
+//	  public_url: https://airlock.example.com     # links: PUBLIC_URL/console/approvals/ID; https: Secure console cookie
 //	  webhooks:
 //	    - name: ops
 //	      url: https://hooks.example.com/airlock
@@ -33,6 +34,14 @@ type notifyConfig struct {
 		Events           []string `yaml:"events"`
 		IncludeArguments bool     `yaml:"include_arguments"`
 	} `yaml:"webhooks"`
+}
+
+// consoleOverHTTPS reports whether notify.public_url says admins reach the console over https
+// (through a TLS-terminating proxy, typically): then its session cookie is marked Secure even
+// on the proxy's plain HTTP requests. X-Forwarded-Proto is not the signal: any client sets it.
+func consoleOverHTTPS(publicURL string) bool {
+	u, err := url.Parse(publicURL)
+	return err == nil && u.Scheme == "https"
 }
 
 // startNotifier starts the Notifier the configuration asks for, nil when it names no webhook.

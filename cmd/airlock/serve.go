@@ -184,7 +184,8 @@ _meta dev.airlock/conversation and dev.airlock/user): the audit record keeps the
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", refusals("admin", rt.admin.Handler(adminTokens{admins}), rt.st, obs.metrics, logger))
-	mux.Handle(console.Prefix, console.New(rt.admin, adminTokens{admins}, &console.Options{Logger: logger}))
+	mux.Handle(console.Prefix, console.New(rt.admin, adminTokens{admins}, &console.Options{Logger: logger,
+		SecureCookie: consoleOverHTTPS(cfg.Notify.PublicURL)}))
 	mux.Handle("/", refusals("mcp", s.HTTPHandler(agents, httpOpts), rt.st, obs.metrics, logger))
 	sv.probes.h = h
 	hs := mcp.NewHTTPServer(sv.handler(mux), httpOpts, logger)

@@ -26,6 +26,14 @@ type TokenVerifier interface {
 	Verify(token string) (c Caller, ok bool, err error)
 }
 
+// HashVerifier is a [TokenVerifier] that also checks an admin token known only by its SHA-256
+// (hex, lower case), as the web console's sessions keep it (host/mcp.Agents.VerifySHA256). Its
+// answers are those of Verify for the token with that hash.
+type HashVerifier interface {
+	TokenVerifier
+	VerifySHA256(sumHex string) (c Caller, ok bool, err error)
+}
+
 // Caller is the admin an admin API request comes from.
 type Caller struct {
 	Name string

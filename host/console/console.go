@@ -3,23 +3,37 @@
 // `airlock serve --http` at /console/.
 //
 // Security: an admin signs in with an admin token (agent tokens can never pass); the console
-// keeps a server-side session (a random ID in an HttpOnly, SameSite=Strict cookie, Secure over
-// TLS, a new ID at every sign-in, expired after IdleTimeout without a request). The token stays
-// in the server's memory and is verified again on every request, so a revoked token or a
-// changed role takes effect at once. Every form carries the session's CSRF token, checked on
-// every POST. Every action is allowed by the admin's role through the admin API's route table
-// ([admin.Admin.Authorize]) and recorded in the audit trail with the admin's name. Pages are
-// sent with a strict Content-Security-Policy (no inline script or style), frame-ancestors
-// 'none', nosniff and no referrer.
+// keeps a server-side session (a random 256-bit ID in an HttpOnly, SameSite=Strict cookie,
+// Secure over TLS or when Options.SecureCookie says the console is reached over https, a new
+// ID at every sign-in, expired after IdleTimeout without a request).
+//
+// Sessions live in the state store (host/store's console_sessions), so every replica of
+// `airlock serve --http` on one store serves them: signed in through one replica, an admin is
+// signed in on all of them; a sign-out on one ends the session everywhere. The store keeps only
+// the SHA-256 of the session ID and of the admin token: a copy of the database can neither
+// ride a session nor sign in. The token is verified again through its hash on every request
+// ([admin.HashVerifier]), so a revoked token or a changed role takes effect at once, on every
+// replica. A session's last use is written at most once per touchInterval, so it ends between
+// IdleTimeout-touchInterval and IdleTimeout after its last request. If the store cannot be
+// read, a page says to try again in a moment: nothing is served without a session.
+//
+// Every form carries the session's CSRF token, an HMAC of the session ID (the same on every
+// replica, stored nowhere), checked on every POST. Every action is allowed by the admin's role
+// through the admin API's route table ([admin.Admin.Authorize]) and recorded in the audit
+// trail with the admin's name. Pages are sent with a strict Content-Security-Policy (no inline
+// script or style), frame-ancestors 'none', nosniff and no referrer.
 package console
 
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"html/template"
 	"io/fs"
@@ -27,7 +41,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/airlock-dev/airlock/host/admin"
@@ -45,6 +58,10 @@ const cookieName = "airlock_console"
 // DefaultIdleTimeout ends a session after this long without a request.
 const DefaultIdleTimeout = 15 * time.Minute
 
+// storeTimeout bounds a request's reads and writes of sessions in the store: a request is
+// answered "try again in a moment" rather than held.
+const storeTimeout = 5 * time.Second
+
 // maxForm bounds a form's body.
 const maxForm = 64 << 10
 
@@ -58,6 +75,11 @@ var staticFS embed.FS
 type Options struct {
 	// IdleTimeout ends a session after this long without a request (DefaultIdleTimeout if 0).
 	IdleTimeout time.Duration
+	// SecureCookie marks the session cookie Secure on every response, not only on requests
+	// that came over TLS: set it when admins reach the console over https through a
+	// TLS-terminating proxy (serve sets it when notify.public_url is an https URL).
+	// X-Forwarded-Proto is never trusted for this: any client can send it.
+	SecureCookie bool
 	// Now is the clock (time.Now if nil).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -66,30 +88,29 @@ type Options struct {
 // Console serves the admin web console. Safe for concurrent use.
 type Console struct {
 	a      *admin.Admin
-	tokens admin.TokenVerifier
+	st     *store.Store // the sessions, shared with every replica
+	tokens admin.HashVerifier
 	idle   time.Duration
+	touch  time.Duration // see touchInterval
+	secure bool
 	now    func() time.Time
 	logger *slog.Logger
 	tmpl   *template.Template
 	mux    *http.ServeMux
-
-	mu       sync.Mutex
-	sessions map[string]*session
 }
 
-type session struct {
-	token    string // the admin token, verified again on every request; never sent to the browser
-	csrf     string
-	lastSeen time.Time
-}
+// touchInterval is how stale a session's stored last use may get: a session in use is written
+// once a minute (a quarter of a shorter idle timeout), not on every page view.
+func touchInterval(idle time.Duration) time.Duration { return min(time.Minute, idle/4) }
 
-// New returns the console over a, signing admins in with tokens.
-func New(a *admin.Admin, tokens admin.TokenVerifier, o *Options) *Console {
+// New returns the console over a, signing admins in with tokens; its sessions live in a's store.
+func New(a *admin.Admin, tokens admin.HashVerifier, o *Options) *Console {
 	if o == nil {
 		o = &Options{}
 	}
-	c := &Console{a: a, tokens: tokens, idle: cmp.Or(o.IdleTimeout, DefaultIdleTimeout), now: o.Now, logger: o.Logger,
-		sessions: map[string]*session{}}
+	idle := cmp.Or(o.IdleTimeout, DefaultIdleTimeout)
+	c := &Console{a: a, st: a.Store(), tokens: tokens, idle: idle, touch: touchInterval(idle), secure: o.SecureCookie,
+		now: o.Now, logger: o.Logger}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -141,15 +162,20 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // signedIn is the admin a request comes from, with its session.
 type signedIn struct {
 	admin.Caller
-	id   string
-	sess *session
+	idHash string // the session's key in the store
+	csrf   string
 }
 
 // page wraps a handler that needs a signed-in admin: without a live session it redirects to
-// the sign-in page (a 401 for a POST); a POST must carry the session's CSRF token.
+// the sign-in page (a 401 for a POST); a POST must carry the session's CSRF token. When the
+// sessions or tokens cannot be read it answers 503 with a page saying to try again.
 func (c *Console) page(h func(http.ResponseWriter, *http.Request, *signedIn)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.session(r)
+		if errors.Is(err, errStore) {
+			c.render(w, http.StatusServiceUnavailable, "error.html", map[string]any{"Title": "Try again in a moment", "Error": err.Error()})
+			return
+		}
 		if err != nil {
 			if r.Method != http.MethodGet {
 				http.Error(w, err.Error(), http.StatusUnauthorized)
@@ -160,7 +186,7 @@ func (c *Console) page(h func(http.ResponseWriter, *http.Request, *signedIn)) ht
 		}
 		if r.Method == http.MethodPost {
 			got := r.PostFormValue("csrf")
-			if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.sess.csrf)) != 1 {
+			if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 {
 				c.logger.Warn("console: a form without the session's CSRF token was refused", "admin", s.Name, "path", r.URL.Path)
 				http.Error(w, "this form is out of date or was not sent by the console (CSRF token missing or wrong): reload the page and try again", http.StatusForbidden)
 				return
@@ -174,6 +200,7 @@ var (
 	errNoSession = errors.New("sign in with your admin token")
 	errIdle      = errors.New("your session expired after a while without use: sign in again")
 	errToken     = errors.New("your admin token is no longer valid (revoked or expired): sign in with a new one")
+	errStore     = errors.New("the console cannot read its sessions or the admin tokens right now: try again in a moment")
 )
 
 func whyCode(err error) string {
@@ -186,53 +213,67 @@ func whyCode(err error) string {
 	return ""
 }
 
-// session returns the live session r belongs to, touching it, with its admin verified again.
+// session returns the live session r belongs to, with its admin verified again through the
+// token's hash, and records its use (at most once per c.touch).
 func (c *Console) session(r *http.Request) (*signedIn, error) {
 	ck, err := r.Cookie(cookieName)
 	if err != nil || ck.Value == "" {
 		return nil, errNoSession
 	}
-	now := c.now()
-	c.mu.Lock()
-	s, ok := c.sessions[ck.Value]
-	if ok && now.Sub(s.lastSeen) > c.idle {
-		delete(c.sessions, ck.Value)
-		c.mu.Unlock()
-		return nil, errIdle
-	}
-	if ok {
-		s.lastSeen = now
-	}
-	c.mu.Unlock()
-	if !ok {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	idHash := sha256Hex(ck.Value)
+	s, err := c.st.GetConsoleSession(ctx, idHash)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNoSession
 	}
-	caller, valid, err := c.tokens.Verify(s.token)
+	if err != nil {
+		c.logger.Error("console: reading a session", "err", secret.RedactURLs(err.Error()))
+		return nil, errStore
+	}
+	now := c.now()
+	if now.Sub(s.LastSeen) > c.idle {
+		c.end(ctx, idHash)
+		return nil, errIdle
+	}
+	caller, valid, err := c.tokens.VerifySHA256(s.TokenSHA256)
 	if err != nil && !errors.Is(err, store.ErrExpired) {
-		return nil, errors.New("the admin token store cannot be read: try again in a moment")
+		c.logger.Error("console: the admin token store", "err", secret.RedactURLs(err.Error()))
+		return nil, errStore
 	}
 	if !valid || err != nil {
-		c.drop(ck.Value)
+		c.end(ctx, idHash)
 		return nil, errToken
 	}
-	return &signedIn{Caller: caller, id: ck.Value, sess: s}, nil
-}
-
-func (c *Console) drop(id string) {
-	c.mu.Lock()
-	delete(c.sessions, id)
-	c.mu.Unlock()
-}
-
-// sweep forgets sessions idle for longer than the timeout.
-func (c *Console) sweep(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, s := range c.sessions {
-		if now.Sub(s.lastSeen) > c.idle {
-			delete(c.sessions, id)
+	if now.Sub(s.LastSeen) >= c.touch {
+		// Best effort: a failed write only lets the session expire up to c.touch earlier.
+		if err := c.st.TouchConsoleSession(ctx, idHash, s.LastSeen, now); err != nil {
+			c.logger.Warn("console: recording a session's use", "err", secret.RedactURLs(err.Error()))
 		}
 	}
+	return &signedIn{Caller: caller, idHash: idHash, csrf: csrfToken(ck.Value)}, nil
+}
+
+// end deletes a session that is over (idle, or its token no longer valid). Best effort: a
+// session left behind is refused again on its next request and swept at the next sign-in.
+func (c *Console) end(ctx context.Context, idHash string) {
+	if err := c.st.DeleteConsoleSession(ctx, idHash); err != nil {
+		c.logger.Warn("console: deleting an ended session", "err", secret.RedactURLs(err.Error()))
+	}
+}
+
+// csrfToken is the session's CSRF token: an HMAC keyed with the session ID, so every replica
+// derives the same one, nothing needs storing, and neither a copy of the store (which holds
+// the ID's SHA-256 only) nor the token (HMAC is one-way) gives the ID.
+func csrfToken(id string) string {
+	m := hmac.New(sha256.New, []byte(id))
+	m.Write([]byte("airlock console CSRF v1"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func randomID() string {
@@ -269,22 +310,41 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 			"Error": "That is not a valid admin token. Agent tokens cannot open the console; an owner creates admin tokens with `airlock admin add NAME --role ROLE`."})
 		return
 	}
-	if old, err := r.Cookie(cookieName); err == nil {
-		c.drop(old.Value)
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	if old, err := r.Cookie(cookieName); err == nil && old.Value != "" {
+		c.end(ctx, sha256Hex(old.Value))
 	}
 	now := c.now()
-	c.sweep(now)
+	// The sweep: sessions idle past the timeout go, so the table holds at most the sessions
+	// signed in within one idle timeout.
+	if _, err := c.st.PurgeConsoleSessions(ctx, now.Add(-c.idle)); err != nil {
+		c.logger.Warn("console: purging expired sessions", "err", secret.RedactURLs(err.Error()))
+	}
 	id := randomID()
-	c.mu.Lock()
-	c.sessions[id] = &session{token: token, csrf: randomID(), lastSeen: now}
-	c.mu.Unlock()
+	err = c.st.AddConsoleSession(ctx, store.ConsoleSession{IDSHA256: sha256Hex(id), TokenSHA256: sha256Hex(token), Created: now, LastSeen: now})
+	if err != nil {
+		c.logger.Error("console: recording a session", "err", secret.RedactURLs(err.Error()))
+		c.render(w, http.StatusServiceUnavailable, "signin.html", map[string]any{"Title": "Sign in",
+			"Error": "The console cannot record your session right now: try again in a moment."})
+		return
+	}
 	c.setCookie(w, r, id, int(c.idle/time.Second))
 	c.audit(r.Context(), caller.Name, "console sign-in", map[string]string{"role": string(caller.Role)})
 	http.Redirect(w, r, "/console/approvals", http.StatusSeeOther)
 }
 
+// signOut ends the session in the store, so every replica refuses its cookie from now on. If
+// the store cannot be written the cookie is kept and the admin told: the session is still open.
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *signedIn) {
-	c.drop(s.id)
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	if err := c.st.DeleteConsoleSession(ctx, s.idHash); err != nil {
+		c.logger.Error("console: ending a session", "admin", s.Name, "err", secret.RedactURLs(err.Error()))
+		c.render(w, http.StatusServiceUnavailable, "error.html", map[string]any{"Title": "Not signed out", "Admin": s,
+			"Error": "The console cannot end your session right now, so you are still signed in: try again in a moment."})
+		return
+	}
 	c.setCookie(w, r, "", -1)
 	c.audit(r.Context(), s.Name, "console sign-out", nil)
 	http.Redirect(w, r, "/console/signin?why=out", http.StatusSeeOther)
@@ -292,7 +352,7 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *signedIn) {
 
 func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: value, Path: Prefix, MaxAge: maxAge,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: r.TLS != nil || c.secure, SameSite: http.SameSiteStrictMode})
 }
 
 // audit records an action of the console's own (sign-in, sign-out); failures are logged.
@@ -315,7 +375,7 @@ func (c *Console) allow(w http.ResponseWriter, r *http.Request, s *signedIn, pat
 // render executes a page template; data's "Admin" (a *signedIn) gives the navigation and CSRF token.
 func (c *Console) render(w http.ResponseWriter, status int, name string, data map[string]any) {
 	if s, ok := data["Admin"].(*signedIn); ok && s != nil {
-		data["CSRF"] = s.sess.csrf
+		data["CSRF"] = s.csrf
 	}
 	var b strings.Builder
 	if err := c.tmpl.ExecuteTemplate(&b, name, data); err != nil {

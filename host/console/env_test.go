@@ -56,11 +56,18 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// adminTokens adapts the store's admin tokens to admin.TokenVerifier, as cmd/airlock does.
+// adminTokens adapts the store's admin tokens to admin.HashVerifier, as cmd/airlock does.
 type adminTokens struct{ a *mcp.Agents }
 
 func (t adminTokens) Verify(token string) (admin.Caller, bool, error) {
-	id, ok, err := t.a.Verify(token)
+	return caller(t.a.Verify(token))
+}
+
+func (t adminTokens) VerifySHA256(sumHex string) (admin.Caller, bool, error) {
+	return caller(t.a.VerifySHA256(sumHex))
+}
+
+func caller(id mcp.Identity, ok bool, err error) (admin.Caller, bool, error) {
 	return admin.Caller{Name: id.Name, Role: admin.Role(id.Role)}, ok, err
 }
 

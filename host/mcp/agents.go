@@ -349,7 +349,22 @@ func (a *Agents) Verify(token string) (id Identity, ok bool, err error) {
 	if !strings.HasPrefix(token, a.prefix) {
 		return Identity{}, false, nil
 	}
-	sum := sha256.Sum256([]byte(token))
+	return a.verifySum(sha256.Sum256([]byte(token)))
+}
+
+// VerifySHA256 is [Agents.Verify] for a token known only by its SHA-256 (hex): the admin
+// console's sessions keep the hash of the token that signed in, never the token, and verify
+// it again on every request, so a revocation or a role change takes effect at once. A string
+// that is not 64 hex digits is no token.
+func (a *Agents) VerifySHA256(sumHex string) (id Identity, ok bool, err error) {
+	b, err := hex.DecodeString(sumHex)
+	if err != nil || len(b) != sha256.Size {
+		return Identity{}, false, nil
+	}
+	return a.verifySum([sha256.Size]byte(b))
+}
+
+func (a *Agents) verifySum(sum [sha256.Size]byte) (id Identity, ok bool, err error) {
 	if a.st != nil {
 		// The lookup is by the hash of a 256-bit random token: timing tells nothing usable.
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)

@@ -2,7 +2,10 @@ package mcp_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -111,4 +114,45 @@ func TestMigrateTokenFile(t *testing.T) {
 	if n, err := agents.MigrateFile(context.Background(), path); n != 0 || err != nil {
 		t.Errorf("second MigrateFile = %d, %v; want nothing to do", n, err)
 	}
+}
+
+// VerifySHA256 (the console's sessions keep the admin token's hash only) answers as Verify does
+// for the token with that hash, for admins in the state store and in a token file; an agent's
+// token hash is no admin, and neither is anything but 64 hex digits.
+func TestVerifySHA256(t *testing.T) {
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i, admins := range []*mcp.Agents{mcp.StoreAdmins(st), mcp.OpenAdmins(filepath.Join(t.TempDir(), "admins.json"))} {
+		token, err := admins.Issue(mcp.NewToken{Name: "olivia", Role: "owner"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent, err := mcp.StoreAgents(st).Issue(mcp.NewToken{Name: fmt.Sprint("bot-", i), Subject: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, _ := admins.Verify(token)
+		if id, ok, err := admins.VerifySHA256(sha256Hex(token)); !ok || err != nil || id != want {
+			t.Errorf("VerifySHA256 of olivia's token hash (%q) = %+v, %v, %v; want %+v", admins.Path(), id, ok, err, want)
+		}
+		for _, bad := range []string{sha256Hex(agent), sha256Hex(token)[:62], "zz" + sha256Hex(token)[2:], token, ""} {
+			if id, ok, err := admins.VerifySHA256(bad); ok || err != nil {
+				t.Errorf("VerifySHA256(%q) = %+v, %v, %v; want refused", bad, id, ok, err)
+			}
+		}
+		if err := admins.Revoke("olivia"); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := admins.VerifySHA256(sha256Hex(token)); ok {
+			t.Errorf("a revoked admin token's hash still verifies (%q)", admins.Path())
+		}
+	}
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

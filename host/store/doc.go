@@ -1,8 +1,8 @@
 // Package store keeps the host's state in SQLite (the embedded default, one file, no set-up) or
 // PostgreSQL (shared by every replica): meta values (the wrapped data keys of the secret
 // store), sealed records (encrypted secrets), connected accounts, installed connectors, grants
-// with their history, human approvals, idempotency records, trusted publisher keys, and the
-// tamper-evident audit log.
+// with their history, human approvals, idempotency records, trusted publisher keys, bearer
+// tokens and the admin console's sessions (by SHA-256 only), and the tamper-evident audit log.
 //
 // # Opening
 //

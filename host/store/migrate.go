@@ -186,6 +186,18 @@ var migrations = []migration{
 		`ALTER TABLE idempotency ADD COLUMN lease_expires BIGINT NOT NULL DEFAULT 0`,
 		`ALTER TABLE idempotency ADD COLUMN attempted INTEGER NOT NULL DEFAULT 0`,
 	}},
+	{name: "admin console sessions", stmts: []string{
+		// The web console's sign-in sessions, shared by every replica on the store. Only
+		// SHA-256 hashes: of the session ID (the cookie) and of the admin token that signed in
+		// (looked up in tokens on every request), so a copy of the database rides no session.
+		`CREATE TABLE console_sessions (
+			id_sha256    TEXT PRIMARY KEY,
+			token_sha256 TEXT NOT NULL,
+			created      BIGINT NOT NULL,
+			last_seen    BIGINT NOT NULL
+		)`,
+		`CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen)`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

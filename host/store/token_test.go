@@ -82,12 +82,13 @@ func TestTokenRoleMigration(t *testing.T) {
 		ctx := context.Background()
 		s := openT(t, dsn, nil)
 		// Roll the database back to the schema before the "admin roles" step.
-		// ("idempotency leases" comes after it.)
+		// ("idempotency leases" and "admin console sessions" come after it.)
 		raw(t, s, `ALTER TABLE tokens DROP COLUMN role`)
 		for _, col := range []string{"lease_owner", "lease_expires", "attempted"} {
 			raw(t, s, `ALTER TABLE idempotency DROP COLUMN `+col)
 		}
-		raw(t, s, `DELETE FROM schema_migrations WHERE version >= ?`, SchemaVersion()-1)
+		raw(t, s, `DROP TABLE console_sessions`)
+		raw(t, s, `DELETE FROM schema_migrations WHERE version >= ?`, stepVersion(t, "admin roles"))
 		raw(t, s, `INSERT INTO tokens (kind, name, subject, sha256, created, last_used, expires) VALUES ('admin', 'root', '', 'r0', 1, 0, 0)`)
 		raw(t, s, `INSERT INTO tokens (kind, name, subject, sha256, created, last_used, expires) VALUES ('agent', 'bot', 'acme', 'a0', 1, 0, 0)`)
 		s.Close()
@@ -104,6 +105,18 @@ func TestTokenRoleMigration(t *testing.T) {
 			t.Errorf("agents after the migration = %+v; want bot (acme) with no role", agents)
 		}
 	})
+}
+
+// stepVersion is the version of the schema step named name.
+func stepVersion(t *testing.T, name string) int {
+	t.Helper()
+	for i, m := range migrations {
+		if m.name == name {
+			return i + 1
+		}
+	}
+	t.Fatalf("no schema step %q", name)
+	return 0
 }
 
 // BenchmarkLookupToken is the cost every authenticated request pays: one indexed read, and a
