@@ -79,6 +79,26 @@ func (c *chrome) run(what string, steps ...chromedp.Action[chromedp.Void]) {
 	get(c, what, chromedp.Steps(steps...))
 }
 
+// click clicks the element sel, once. Chrome may invalidate the node chromedp found between
+// finding and clicking it while the page that a form's redirect loaded settles ("Could not find
+// node with given id", seen under load); that error comes before the click is dispatched, so
+// the click is tried again, up to five times.
+func (c *chrome) click(what, sel string) {
+	c.t.Helper()
+	var err error
+	for range 5 {
+		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+		_, err = chromedp.Run(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "Could not find node with given id") {
+			break
+		}
+	}
+	if err != nil {
+		c.t.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
 // get runs an action that returns a value, within a minute.
 func get[T any](c *chrome, what string, a chromedp.Action[T]) T {
 	c.t.Helper()
@@ -331,7 +351,7 @@ func TestBrowserGrants(t *testing.T) {
 	if now := e.tools(t); !slices.Contains(now, "slack.post_message") {
 		t.Fatal("reviewing the diff changed the grant")
 	}
-	c.run("saving", chromedp.Click(chromedp.CSS("#save")))
+	c.click("saving", "#save")
 	c.waitText(".message", "Saved the grant of slack")
 	after := e.tools(t)
 	if slices.Contains(after, "slack.post_message") || !slices.Contains(after, "slack.list_channels") {
@@ -343,7 +363,7 @@ func TestBrowserGrants(t *testing.T) {
 	}
 
 	// Revoke one tool.
-	c.run("revoking list_channels", chromedp.Click(chromedp.CSS("#revoke-list_channels")))
+	c.click("revoking list_channels", "#revoke-list_channels")
 	c.waitText(".message", "Revoked slack.list_channels")
 	c.snap("revoked")
 	if now := e.tools(t); slices.Contains(now, "slack.list_channels") {
@@ -378,7 +398,7 @@ func TestBrowserUpgrades(t *testing.T) {
 	if !strings.Contains(changes, "max_requests") || !strings.Contains(changes, "24") {
 		t.Errorf("the upgrade's diff = %q, want the looser max_requests", changes)
 	}
-	c.run("approving the upgrade", chromedp.Click(chromedp.CSS("#approve-upgrade")))
+	c.click("approving the upgrade", "#approve-upgrade")
 	c.waitText(".message", "Approved slack 2.0.0")
 	if in, err := e.st.ActiveInstalled(context.Background(), "slack"); err != nil || in.Version != "2.0.0" {
 		t.Fatalf("active version = %+v (%v), want 2.0.0", in.Version, err)
@@ -389,7 +409,7 @@ func TestBrowserUpgrades(t *testing.T) {
 
 	e.installUpgrade(t, "3.0.0")
 	c.run("opening slack again", chromedp.Navigate(e.url+"/console/connectors/slack"), chromedp.WaitVisible(chromedp.CSS("#reject-upgrade")))
-	c.run("rejecting the upgrade", chromedp.Click(chromedp.CSS("#reject-upgrade")))
+	c.click("rejecting the upgrade", "#reject-upgrade")
 	c.waitText(".message", "Rejected slack 3.0.0")
 	if _, err := e.st.GetInstalled(context.Background(), "slack", "3.0.0"); err == nil {
 		t.Fatal("the rejected version is still installed")
@@ -433,7 +453,7 @@ func TestBrowserAudit(t *testing.T) {
 	if main := get(c, "reading the page", chromedp.Text(chromedp.CSS("ol.audit"))); strings.Contains(main, "console sign-in") {
 		t.Error("the filter let through records of other kinds")
 	}
-	c.run("opening a record", chromedp.Click(chromedp.CSS("li.record summary")))
+	c.click("opening a record", "li.record summary")
 	if d := get(c, "reading the detail", chromedp.Text(chromedp.CSS("li.record pre"))); !strings.Contains(d, `"tool": "slack.list_channels"`) {
 		t.Errorf("detail = %q", d)
 	}
@@ -468,7 +488,7 @@ func TestBrowserTokens(t *testing.T) {
 	if html := get(c, "reading the page", chromedp.OuterHTML(chromedp.CSS("html"))); strings.Contains(html, token) {
 		t.Fatal("the token is shown again after the page that issued it")
 	}
-	c.run("revoking bot", chromedp.Click(chromedp.CSS(`#agent-bot button`)))
+	c.click("revoking bot", `#agent-bot button`)
 	c.waitText(".message", "Revoked the agent token bot")
 	if _, ok, _ := mcp.StoreAgents(e.st).Verify(e.agent); ok {
 		t.Fatal("the revoked agent token still verifies")
@@ -568,7 +588,7 @@ func TestBrowserAccounts(t *testing.T) {
 		}
 	}
 	issued := auth.Secrets()
-	c.run("disconnecting", chromedp.Click(chromedp.CSS("tr.account button")))
+	c.click("disconnecting", "tr.account button")
 	c.waitText(".message", "Disconnected slack/bot_token for alice: the provider revoked its tokens")
 	if auth.Revocations() != 1 {
 		t.Errorf("the provider accepted %d revocations, want 1", auth.Revocations())
