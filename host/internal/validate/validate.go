@@ -540,8 +540,8 @@ func (s *Schema) Validate(v any) error {
 	if steps, found := outsizedNumber(v); found {
 		slices.Reverse(steps)
 		return &Error{Problems: []Problem{{Path: pointer(steps), Message: fmt.Sprintf(
-			"the number is too large, too small or too long to check: use at most %d characters and an exponent between -%d and %d",
-			MaxNumberLength, MaxNumberExponent, MaxNumberExponent)}}}
+			"%s is a number too large, too small or too long to check: use at most %d characters and an exponent between -%d and %d",
+			name(steps, v), MaxNumberLength, MaxNumberExponent, MaxNumberExponent)}}}
 	}
 	err := s.sch.Validate(v)
 	if err == nil {

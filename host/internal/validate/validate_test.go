@@ -386,7 +386,7 @@ func TestOutsizedNumbersRefused(t *testing.T) {
 	} {
 		err := s.ValidateJSON([]byte(c.args))
 		var ve *Error
-		if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Path != c.path || !strings.Contains(ve.Problems[0].Message, "too large") {
+		if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Path != c.path || !strings.Contains(ve.Problems[0].Message, "is a number too large") {
 			t.Errorf("%.60s: %v, want one problem at %s saying the number is too large", c.args, err, c.path)
 		}
 	}
