@@ -2,10 +2,18 @@ package host_test
 
 import (
 	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/airlock-dev/airlock/host"
+	"github.com/airlock-dev/airlock/host/hosttest"
+	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
 )
 
@@ -91,5 +99,81 @@ func TestResponseHeadersNamed(t *testing.T) {
 		if !res.OK || abi.DecodeHTTPResponse(res.Data, &resp) != nil || resp.Error == nil || resp.Error.Code != abi.CodeBadRequest {
 			t.Errorf("fetch %.120s = %s %+v, want the bad_request refusal", bad, res.Data, res.Error)
 		}
+	}
+}
+
+// Attack (hostile upstream, red team s9): an upstream behind a plain-http Upstreams target (the
+// HTTP/1.1 fast path) echoes the injected token everywhere a connector asking for a raw body and
+// named headers reads: in WWW-Authenticate, in several values of one header (as sent, lower- and
+// uppercased), under a header name sent in odd case, in a header's name, in Set-Cookie, and in a
+// gzip body sent chunked in small pieces. The connector names those headers in odd case (and
+// twice). No byte run of the token may reach the plugin's answer, the result, the audit or the log.
+func TestRawBodyAndNamedHeadersScrubEchoes(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		tok := strings.TrimPrefix(auth, "Bearer ")
+		hd := w.Header()
+		hd["Www-Authenticate"] = []string{`Bearer realm="api", error="invalid_token", token="` + tok + `"`}
+		hd["X-Echo"] = []string{auth, strings.ToLower(tok), strings.ToUpper(tok)}
+		hd["x-eChO-oDd"] = []string{"v=" + tok + ";"} // written as is; the client canonicalises it
+		hd["X-"+tok] = []string{"in the name"}
+		hd["Set-Cookie"] = []string{"session=" + tok + "; HttpOnly"}
+		hd["Content-Encoding"] = []string{"gzip"}
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		json.NewEncoder(zw).Encode(map[string]string{"you_sent": tok, "auth": auth})
+		zw.Close()
+		for b := buf.Bytes(); len(b) > 0; { // chunked (no Content-Length), 7 bytes a chunk
+			n := min(7, len(b))
+			w.Write(b[:n])
+			w.(http.Flusher).Flush()
+			b = b[n:]
+		}
+	}))
+	t.Cleanup(api.Close)
+	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", "host/testdata/hostile.yaml")
+	h, rec := hosttest.New(t, host.Config{Secrets: secrets(), Resolver: fakeDNS{}})
+	g := &manifest.Grant{Connector: "hostile", Tools: []string{"*"}, Scopes: []string{"test"}, Hosts: []string{"*"},
+		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"}),
+		Upstreams:   map[string]string{"https://api.example.test": api.URL}}
+	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
+		t.Fatal(err)
+	}
+	tokenLike := regexp.MustCompile(`(?i)CANARY-7f3k|7f3k2m9q`)
+	for _, names := range [][]string{
+		nil, // all headers
+		{"www-AUTHENTICATE", "x-echo", "X-ECHO", "x-echo-odd", "set-cookie", "X-Xoxb-Canary-7f3k2m9qz", "x-xoxb-canary-7f3k2m9qz"},
+	} {
+		args, _ := json.Marshal(abi.HTTPRequest{Method: "GET", URL: "https://api.example.test/echo", Credential: "token",
+			RawBody: true, ResponseHeaders: names})
+		res := call(h, "hostile.fetch_raw", string(args))
+		if !res.OK {
+			t.Fatalf("fetch_raw naming %q: %+v", names, res.Error)
+		}
+		var answer []byte
+		if err := json.Unmarshal(res.Data, &answer); err != nil {
+			// The host's last-line redaction of results cut into the base64: the plugin read a secret.
+			t.Fatalf("naming %q, the result is not the plugin's base64 answer (%v): %.300s", names, err, res.Data)
+		}
+		if loc := tokenLike.FindIndex(answer); loc != nil {
+			t.Errorf("naming %q, the plugin read the token: …%q…", names, answer[max(0, loc[0]-40):min(len(answer), loc[1]+40)])
+		}
+		var resp abi.HTTPResponse
+		if err := abi.DecodeHTTPResponse(answer, &resp); err != nil {
+			t.Fatalf("the raw answer %q does not decode: %v", answer, err)
+		}
+		if resp.Status != 200 || !strings.Contains(string(resp.Body), `"you_sent":"[REDACTED]"`) {
+			t.Errorf("naming %q: answer %d %q, want the decoded body with the token redacted", names, resp.Status, resp.Body)
+		}
+		if got := resp.Headers["Www-Authenticate"]; len(got) != 1 || !strings.Contains(got[0], `token="[REDACTED]"`) {
+			t.Errorf("naming %q: WWW-Authenticate = %q, want it with the token redacted", names, got)
+		}
+		if got := resp.Headers["X-Echo"]; len(got) != 3 || strings.Count(strings.Join(got, ","), "[REDACTED]") != 3 {
+			t.Errorf("naming %q: X-Echo = %q, want its three values, each redacted", names, got)
+		}
+		if _, ok := resp.Headers["Set-Cookie"]; ok {
+			t.Errorf("naming %q: Set-Cookie reached the plugin: %q", names, resp.Headers["Set-Cookie"])
+		}
+		leaks(t, rec, res)
 	}
 }

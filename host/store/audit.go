@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // AuditRecord is one record of the audit log. Records form a hash chain: each carries the hash
@@ -101,6 +102,38 @@ type auditFields struct {
 	User         string `json:"end_user"`
 }
 
+// maxAuditColumn bounds the bytes of an indexed column of the audit table (auditColumn).
+const maxAuditColumn = 512
+
+// clean makes f's values what the columns hold (auditColumn).
+func (f *auditFields) clean() {
+	for _, p := range []*string{&f.Kind, &f.Connector, &f.Tool, &f.Agent, &f.Subject, &f.Outcome, &f.Session, &f.Conversation, &f.User} {
+		*p = auditColumn(*p)
+	}
+}
+
+// auditColumn is s as an indexed column of the audit table holds it (the record's data keeps s
+// as it is): UTF-8 without NUL bytes, which PostgreSQL refuses in text, and at most
+// maxAuditColumn bytes, cut at a character boundary, within the 2704 bytes of a B-tree entry.
+// An agent chooses some of these values (a tool name, and a connector name for a call its
+// profile refuses): one record PostgreSQL refused failed the whole batch of other callers'
+// records with it, and the store sink, retrying that batch, then refused every call (red team,
+// session 9).
+func auditColumn(s string) string {
+	if len(s) <= maxAuditColumn && strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
+	if len(s) > maxAuditColumn {
+		cut := maxAuditColumn
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
+}
+
 func parseAuditFields(data []byte) (auditFields, time.Time, error) {
 	var f auditFields
 	if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
@@ -109,6 +142,7 @@ func parseAuditFields(data []byte) (auditFields, time.Time, error) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return f, time.Time{}, fmt.Errorf("an audit record must be a JSON object with string fields time, kind, connector, tool, agent, subject, outcome, session, conversation and end_user: %w", err)
 	}
+	f.clean()
 	var t time.Time
 	if f.Time != nil {
 		t, _ = time.Parse(time.RFC3339Nano, *f.Time)
@@ -478,6 +512,7 @@ func (s *Store) VerifyAuditKeyed(ctx context.Context, keys AuditKeys, legacyUnti
 				return checked, &AuditBreak{Seq: r.Seq, Reason: "its data is not a JSON object: the record was changed"}
 			}
 			f.Time = nil
+			r.col.clean() // as a column written before clean existed may hold it
 			if f != r.col {
 				return checked, &AuditBreak{Seq: r.Seq, Reason: "its indexed columns do not match its data: the record was changed to mislead searches"}
 			}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -81,6 +83,50 @@ func TestAuditHashFormula(t *testing.T) {
 	if got := AuditHash("prev", 7, []byte(`{"a":1}`)); got != want {
 		t.Fatalf("AuditHash = %s, want %s", got, want)
 	}
+}
+
+// Attack (hostile agent, red team s9): an agent chooses the tool name of its call, and the
+// connector name of a call its profile refuses, and both reach the audit table's columns. A NUL
+// byte (PostgreSQL refuses it in text) or a connector name past a B-tree entry's 2704 bytes
+// failed the INSERT, and with it the batch of other callers' records it was appended with. Now
+// the batch appends, the data keeps every value as it was, the chain verifies, and the columns
+// still find the record.
+func TestAuditHostileColumnValues(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		var sb strings.Builder // 6,400 bytes that do not compress below 2,704
+		for i := range 100 {
+			sum := sha256.Sum256([]byte{byte(i)})
+			sb.WriteString(hex.EncodeToString(sum[:]))
+		}
+		long := sb.String()
+		hostile := [][]byte{
+			[]byte(`{"kind":"call","connector":"x\u0000y","tool":"x\u0000y.z","agent":"evil","subject":"acme","outcome":"error","session":"s\u0000"}`),
+			[]byte(`{"kind":"call","connector":"` + long + `","tool":"` + long + `.x","agent":"evil","subject":"acme","outcome":"denied"}`),
+			[]byte(`{"kind":"call","connector":"\ud800\u00e9` + long + `","tool":"t","agent":"evil","subject":"acme","outcome":"denied"}`),
+		}
+		batch := [][]byte{event(c, 1, "slack", "ok"), hostile[0], hostile[1], hostile[2], event(c, 2, "slack", "ok")}
+		recs, err := s.AppendAudit(ctx, batch...)
+		if err != nil {
+			t.Fatalf("a batch with hostile names: %v; every other record in it was lost", err)
+		}
+		for i, r := range recs {
+			if string(r.Data) != string(batch[i]) {
+				t.Errorf("record %d data = %s, want it as written", i+1, r.Data)
+			}
+		}
+		if n, err := s.VerifyAudit(ctx); n != int64(len(batch)) || err != nil {
+			t.Fatalf("VerifyAudit = %d, %v; want %d, nil", n, err, len(batch))
+		}
+		got, err := s.QueryAudit(ctx, AuditFilter{Agent: "evil"})
+		if err != nil || len(got) != len(hostile) {
+			t.Fatalf("QueryAudit(agent evil) = %d records, %v; want %d", len(got), err, len(hostile))
+		}
+		if got, err := s.QueryAudit(ctx, AuditFilter{Connector: "slack"}); err != nil || len(got) != 2 {
+			t.Errorf("QueryAudit(connector slack) = %d records, %v; want the batch's 2", len(got), err)
+		}
+	})
 }
 
 func TestQueryAudit(t *testing.T) {

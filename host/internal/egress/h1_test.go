@@ -240,6 +240,73 @@ func TestUnsolicitedResponseNotReused(t *testing.T) {
 	}
 }
 
+// Attack (hostile upstream, red team s9): the first answer on a connection is framed so that the
+// bytes after it, by the framing the client must apply, are a whole second response carrying
+// subject alice's data: a body on a HEAD answer, a 204 or 304 (which have none), a chunked body
+// with bytes after its last chunk, Content-Length beside Transfer-Encoding (chunked wins), a
+// final answer after interim ones. Whether those bytes come with the answer or just after it,
+// the next request, of subject bob, must not be answered by them on the pooled connection.
+func TestFramingLeftoversNotReadByNextSubject(t *testing.T) {
+	smuggled := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\nalice's mailbox 123"
+	for _, v := range []struct {
+		name, method, first string
+	}{
+		{"head_with_body", "HEAD", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(smuggled))},
+		{"no_content_with_body", "POST", "HTTP/1.1 204 No Content\r\n\r\n"},
+		{"not_modified_with_body", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"},
+		{"chunked_then_more", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nreal\r\n0\r\n\r\n"},
+		{"length_and_chunked", "GET", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nreal\r\n0\r\n\r\n", 15+len(smuggled))},
+		{"interim_then_final", "POST", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"},
+	} {
+		for _, sameWrite := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/same_write=%v", v.name, sameWrite), func(t *testing.T) {
+				sent := make(chan struct{}, 8)
+				u := newRawUpstream(t, func(n int64, conn net.Conn, br *bufio.Reader) {
+					if n > 1 { // alice's connection only: later ones answer honestly
+						for {
+							if _, ok := answer(conn, br, fmt.Sprintf("real %d", n)); !ok {
+								return
+							}
+						}
+					}
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if sameWrite {
+						io.WriteString(conn, v.first+smuggled)
+					} else {
+						io.WriteString(conn, v.first)
+						time.Sleep(20 * time.Millisecond) // the client has read the first answer
+						io.WriteString(conn, smuggled)
+					}
+					sent <- struct{}{}
+					for {
+						if _, ok := answer(conn, br, fmt.Sprintf("real %d", n)); !ok {
+							return
+						}
+					}
+				})
+				c := u.client(t, Config{})
+				alice := WithSubject(context.Background(), "alice")
+				first := c.Do(alice, abi.HTTPRequest{Method: v.method, URL: "https://api.example.test/inbox"})
+				if first.Error != nil {
+					t.Fatalf("alice's %s: %+v", v.method, first.Error)
+				}
+				<-sent
+				time.Sleep(10 * time.Millisecond) // the leftover bytes cross loopback
+				bob := WithSubject(context.Background(), "bob")
+				for i := range 2 {
+					resp := c.Do(bob, abi.HTTPRequest{Method: "GET", URL: "https://api.example.test/inbox"})
+					wantStatus(t, resp, 200)
+					if !strings.HasPrefix(string(resp.Body), "real ") {
+						t.Fatalf("bob's request %d was answered %q, from the bytes after alice's answer", i+1, resp.Body)
+					}
+				}
+			})
+		}
+	}
+}
+
 // A body that never ends is cut at MaxResponseBytes, and the request returns: the host does not
 // read on to the end of the body to keep the connection, nor after a redirect's body.
 func TestEndlessBody(t *testing.T) {

@@ -37,7 +37,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -534,6 +537,12 @@ func (s *Schema) Validate(v any) error {
 	if s.types&typeOf(v) != 0 {
 		return nil
 	}
+	if steps, found := outsizedNumber(v); found {
+		slices.Reverse(steps)
+		return &Error{Problems: []Problem{{Path: pointer(steps), Message: fmt.Sprintf(
+			"%s is a number too large, too small or too long to check: use at most %d characters and an exponent between -%d and %d",
+			name(steps, v), MaxNumberLength, MaxNumberExponent, MaxNumberExponent)}}}
+	}
 	err := s.sch.Validate(v)
 	if err == nil {
 		return nil
@@ -548,6 +557,64 @@ func (s *Schema) Validate(v any) error {
 		probs = []Problem{{Message: "the value does not match the schema"}}
 	}
 	return &Error{Problems: probs}
+}
+
+// MaxNumberLength and MaxNumberExponent bound the numbers [Schema.Validate] checks (the length
+// of the number as written, and its exponent). The JSON Schema library turns every number a
+// schema constrains into a big.Rat: an exponent math/big refuses (1e9999999) made it panic, on
+// the caller's goroutine, and one just below that (1e999999) cost 35 ms of CPU, a million digits
+// two seconds, so a few bytes of arguments from an agent could stop or stall the host. No
+// connector reads such a number as a float64 anyway; a value outside these bounds is refused
+// with a message saying so.
+const (
+	MaxNumberLength   = 400
+	MaxNumberExponent = 400
+)
+
+// outsizedNumber reports whether v holds a number outside [MaxNumberLength] and
+// [MaxNumberExponent] (or a float that is not finite), and the steps of its JSON pointer,
+// innermost first. It allocates only when it finds one.
+func outsizedNumber(v any) (steps []string, found bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return nil, !numberInBounds(string(x))
+	case float64:
+		return nil, math.IsInf(x, 0) || math.IsNaN(x)
+	case float32:
+		return nil, math.IsInf(float64(x), 0) || math.IsNaN(float64(x))
+	case []any:
+		for i, e := range x {
+			if steps, found := outsizedNumber(e); found {
+				return append(steps, strconv.Itoa(i)), true
+			}
+		}
+	case map[string]any:
+		for k, e := range x {
+			if steps, found := outsizedNumber(e); found {
+				return append(steps, k), true
+			}
+		}
+	}
+	return nil, false
+}
+
+// numberInBounds reports whether the JSON number n is at most MaxNumberLength bytes long and
+// its exponent, if any (leading zeros allowed, as JSON allows them), at most MaxNumberExponent
+// in magnitude.
+func numberInBounds(n string) bool {
+	if len(n) > MaxNumberLength {
+		return false
+	}
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return true
+	}
+	exp := strings.TrimLeft(strings.TrimLeft(n[i+1:], "+-"), "0")
+	if len(exp) > 3 {
+		return false
+	}
+	e, err := strconv.Atoi("0" + exp)
+	return err == nil && e <= MaxNumberExponent
 }
 
 // ValidateJSON decodes data with [DecodeJSON] and validates the result. Malformed JSON is

@@ -357,3 +357,45 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// Attack (hostile agent, red team s9): numbers the JSON Schema library cannot or can barely turn
+// into a big.Rat. 1e9999999 under "maximum", "minimum", "multipleOf" or "uniqueItems" made
+// Validate panic on the caller's goroutine (math/big refuses the exponent, the library compares
+// its nil result); 1e999999 under "type": "integer" cost tens of milliseconds each. Each is now
+// refused with a message naming its path, quickly, and numbers at the bounds still validate.
+func TestOutsizedNumbersRefused(t *testing.T) {
+	s := mustCompile(t, `{"type":"object","properties":{
+		"max": {"type": "number", "maximum": 5},
+		"min": {"minimum": 1},
+		"mul": {"type": "number", "multipleOf": 0.5},
+		"ids": {"type": "array", "uniqueItems": true},
+		"ints": {"type": "array", "items": {"type": "integer"}},
+		"deep": {"type": "object", "properties": {"a/b": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}}}}}}`)
+	digits := strings.Repeat("7", MaxNumberLength)
+	for _, c := range []struct{ args, path string }{
+		{`{"max": 1e9999999}`, "/max"},
+		{`{"max": -1E+9999999}`, "/max"},
+		{`{"min": 1e-9999999}`, "/min"},
+		{`{"mul": 1e99999999999999999999}`, "/mul"},
+		{`{"ids": [1, 1e9999999]}`, "/ids/1"},
+		{`{"ints": [1, 2, 1e999999]}`, "/ints/2"},
+		{`{"deep": {"a/b": [1, 1e401]}}`, "/deep/a~1b/1"},
+		{`{"max": 1e00000000000000000401}`, "/max"},
+		{`{"max": ` + digits + `7}`, "/max"},
+		{`{"max": 0.` + digits + `}`, "/max"},
+	} {
+		err := s.ValidateJSON([]byte(c.args))
+		var ve *Error
+		if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Path != c.path || !strings.Contains(ve.Problems[0].Message, "is a number too large") {
+			t.Errorf("%.60s: %v, want one problem at %s saying the number is too large", c.args, err, c.path)
+		}
+	}
+	for _, ok := range []string{`{"max": 1e-400}`, `{"max": -1E+0400}`, `{"ints": [1e400]}`, `{"max": -` + digits[1:] + `}`, `{"min": 1.5, "mul": 2.5}`} {
+		if err := s.ValidateJSON([]byte(ok)); err != nil {
+			t.Errorf("%.60s: %v, want valid", ok, err)
+		}
+	}
+	if err := s.ValidateJSON([]byte(`{"max": 1e400}`)); err == nil || !strings.Contains(err.Error(), "at most 5") {
+		t.Errorf("1e400 against maximum 5: %v, want the maximum's message", err)
+	}
+}
