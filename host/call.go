@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -143,7 +144,7 @@ func (h *Host) Call(ctx context.Context, req CallRequest) *Result {
 
 	for attempt := 1; ; attempt++ {
 		res.superseded = false
-		res.Error = h.call(ctx, req, args, res, ev)
+		res.Error = h.callRecovered(ctx, req, args, res, ev)
 		if !res.superseded || attempt == maxAdmissions {
 			break
 		}
@@ -201,6 +202,29 @@ func (st *callState) argsSHA256(args []byte) string {
 	sum := sha256.Sum256(args)
 	hex.Encode(st.sum[:], sum[:])
 	return unsafe.String(&st.sum[0], len(st.sum))
+}
+
+// callRecovered is call with a backstop: a panic in a call's own work (a bug of airlock's, or of
+// a library met with hostile input) fails that call with an internal error, audited and logged
+// with its stack like any other failure, instead of ending the goroutine, and over stdio the
+// process, that serves every other call. The plugin's own traps never get here: the runtime
+// turns them into errors.
+func (h *Host) callRecovered(ctx context.Context, req CallRequest, args []byte, res *Result, ev *audit.Event) (rerr *ResultError) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		h.logger.Error("a tool call panicked; this is a bug in airlock: report it with this line", "request_id", ev.RequestID,
+			"tool", h.scrub.String(telemetryName(req.Tool)), "panic", h.scrub.String(fmt.Sprint(p)), "stack", string(debug.Stack()))
+		res.superseded = false
+		rerr = &ResultError{Code: abi.CodeInternal, Category: abi.Fatal,
+			Message: "the host failed while handling this call (an internal error, logged with request ID " + ev.RequestID + "); report it to the operator"}
+		if ev.Began {
+			rerr.Message += "; the tool had started, so check whether it took effect before calling again"
+		}
+	}()
+	return h.call(ctx, req, args, res, ev)
 }
 
 func (h *Host) call(ctx context.Context, req CallRequest, args []byte, res *Result, ev *audit.Event) *ResultError {
