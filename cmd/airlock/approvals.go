@@ -54,14 +54,23 @@ again with the same arguments), before it expires.`+serverHelp, `
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tTOOL\tAGENT\tSUBJECT\tEXPIRES\tARGUMENTS")
+	cut := false
 	for _, a := range list {
-		args := string(a.Arguments)
-		if len(args) > 100 {
-			args = args[:97] + "..."
+		// As the tool gets them: bidi overrides, zero-width and other invisible characters show
+		// as \u escapes, so nothing on screen reads other than it runs.
+		args := admin.VisibleJSON(a.Arguments)
+		if r := []rune(args); len(r) > 100 {
+			args, cut = string(r[:90])+fmt.Sprintf("… (+%d characters)", len(r)-90), true
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s.%s\t%s\t%s\t%s\t%s\n", a.ID, a.Status, a.Connector, a.Tool, a.Agent, a.Subject, a.Expires.Local().Format(time.DateTime), args)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if cut {
+		fmt.Fprintln(e.stdout, "Some arguments are cut short: read them whole before approving, with 'airlock approvals --json'.")
+	}
+	return nil
 }
 
 func runApprove(ctx context.Context, e *env, args []string) error {
@@ -115,7 +124,7 @@ with 'airlock approvals --json'): approving it releases that result once to the 
 		return err
 	}
 	if verb == "approve" {
-		fmt.Fprintf(e.stderr, "Approved %s: %s.%s may run once with these arguments until %s:\n%s\n", id, ap.Connector, ap.Tool, ap.Expires.Local().Format(time.DateTime), ap.Arguments)
+		fmt.Fprintf(e.stderr, "Approved %s: %s.%s may run once with these arguments until %s:\n%s\n", id, ap.Connector, ap.Tool, ap.Expires.Local().Format(time.DateTime), admin.VisibleJSON(ap.Arguments))
 		return nil
 	}
 	fmt.Fprintf(e.stderr, "Denied %s (%s.%s).\n", id, ap.Connector, ap.Tool)

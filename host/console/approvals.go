@@ -109,13 +109,14 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	http.Redirect(w, r, "/console/approvals?done="+url.QueryEscape(done), http.StatusSeeOther)
 }
 
-// prettyJSON indents JSON for display; anything else is shown as it is.
+// prettyJSON indents JSON for display, every invisible or bidi character as a \u escape
+// (admin.VisibleJSON); anything else is shown as it is, escaped the same way.
 func prettyJSON(b []byte) string {
 	var out bytes.Buffer
 	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return string(b)
+		return admin.VisibleJSON(b)
 	}
-	return out.String()
+	return admin.VisibleJSON(out.Bytes()) // no bidi override or invisible character reaches the page as itself
 }
 
 // roleOf is the least role an admin API route needs (nobody's, for a route not in the table).

@@ -376,3 +376,23 @@ func TestAccountFormsGranterOnly(t *testing.T) {
 		t.Errorf("connecting a bearer-token connector: %d %.300s", p.status, p.body)
 	}
 }
+
+// An agent cannot make its arguments read otherwise in the approval queue: a right-to-left
+// override, an isolate or a zero-width space in them reaches the page as a \u escape, never as
+// the character that would reverse or hide part of the text the approver reads.
+func TestQueueShowsArgumentsAsTheToolGetsThem(t *testing.T) {
+	e := newEnv(t)
+	e.pending(t, "{\"channel\":\"C0GENERAL\",\"text\":\"all good \u202eBD eht pord\u202c \u2066x\u2069 y\u200bz\"}")
+	b := e.browser(t)
+	b.signIn(e.approver)
+	p := b.get("/console/approvals/queue")
+	if p.status != http.StatusOK {
+		t.Fatalf("queue: %d", p.status)
+	}
+	if strings.ContainsAny(p.body, "\u202e\u202c\u2066\u2069\u200b") {
+		t.Errorf("a bidi or invisible character reached the page as itself")
+	}
+	if !strings.Contains(p.body, `all good \u202eBD eht pord\u202c \u2066x\u2069 y\u200bz`) {
+		t.Errorf("the arguments are not shown with their escapes:\n%s", p.body)
+	}
+}
