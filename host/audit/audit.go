@@ -175,6 +175,10 @@ const (
 	KindAuth = "auth"
 	// KindDropped counts refused calls and authentications left out by the rate limit.
 	KindDropped = "dropped"
+	// KindUnstorable stands in for a record the audit database refused for its content (a value
+	// one of its columns cannot take): Message says why and carries the record, byte for byte,
+	// in base64 (StoreSink).
+	KindUnstorable = "unstorable"
 )
 
 // Sink keeps audit events. Write must be safe for concurrent use. A Write error fails the call

@@ -2,15 +2,18 @@ package audit
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"golang.org/x/time/rate"
 
@@ -530,6 +533,15 @@ func (s *StoreSink) run() {
 		durable, err := s.append(pending)
 		s.join(inflight)
 		inflight = nil
+		if errors.Is(err, store.ErrRecordRefused) {
+			n, rest, ierr := s.isolate(pending)
+			unsigned += n
+			pending, err = append(pending[:0], rest...), ierr
+			if err == nil {
+				wait = 100 * time.Millisecond
+				continue
+			}
+		}
 		if err != nil {
 			// The waiting writers are answered (their calls report it); the batch is retried
 			// without them.
@@ -560,6 +572,47 @@ func (s *StoreSink) run() {
 			unsigned = 0
 		}
 	}
+}
+
+// isolate appends the records of a batch the database refused for its content one at a time,
+// in order, so that one record it cannot take holds back neither the others nor, failing
+// closed, every later call. A record refused on its own is replaced by a stand-in
+// ([KindUnstorable]) that carries it byte for byte in base64: the call it records stays
+// audited, in the chain, and nothing is lost. Its writer is answered as if it had been
+// appended. isolate returns how many records it appended and, when the store itself fails
+// (the stand-in refused too, or any other error), the records left and that error.
+func (s *StoreSink) isolate(batch []item) (appended int, rest []item, err error) {
+	for i := range batch {
+		one := batch[i : i+1]
+		err := s.appendNow(one)
+		if errors.Is(err, store.ErrRecordRefused) {
+			s.log.Error("audit: the audit database refused a record for its content; a stand-in carrying it in base64 is recorded instead",
+				"err", err)
+			err = s.appendNow([]item{{data: standIn(batch[i].data, err)}})
+		}
+		if err != nil {
+			return i, batch[i:], err
+		}
+		s.update(1, nil)
+		answer(one, nil)
+	}
+	return len(batch), nil, nil
+}
+
+// standIn is the KindUnstorable record that replaces data, which the database refused with err.
+func standIn(data []byte, err error) []byte {
+	var orig struct {
+		RequestID string `json:"request_id"`
+	}
+	_ = json.Unmarshal(data, &orig)
+	id := orig.RequestID
+	if len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r > unicode.MaxASCII || !unicode.IsPrint(r) }) {
+		id = "" // host-made IDs are short hex; anything else may be what the database refused
+	}
+	b, _ := json.Marshal(Event{Time: time.Now().UTC(), Kind: KindUnstorable, RequestID: id, Outcome: "error",
+		Message: "the audit database refused this record as written (" + err.Error() + "); the record, byte for byte, in base64: " +
+			base64.StdEncoding.EncodeToString(data)})
+	return b
 }
 
 // gather adds to pending the records that come while the sink yields to the goroutines ready to
@@ -605,7 +658,18 @@ func (s *StoreSink) final(pending []item) {
 	}
 	for len(pending) > 0 {
 		n := min(len(pending), s.opts.Batch)
-		if err := s.appendNow(pending[:n]); err != nil {
+		err := s.appendNow(pending[:n])
+		if errors.Is(err, store.ErrRecordRefused) {
+			var done int
+			var rest []item
+			done, rest, err = s.isolate(pending[:n])
+			pending = append(rest, pending[n:]...)
+			n -= done
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
 			s.dropped.Add(int64(len(pending)))
 			s.log.Error("audit: events lost at close: the audit store is failing", "lost", len(pending), "err", err)
 			s.closeErr = fmt.Errorf("audit: %d audit events could not be written at close: %w: %w", len(pending), ErrStoreUnavailable, err)

@@ -193,7 +193,7 @@ func (s *Store) appendAudit(ctx context.Context, inTx func(context.Context, func
 	for i, d := range data {
 		f, t, err := parseAuditFields(d)
 		if err != nil {
-			return nil, fmt.Errorf("store: appending audit record %d of %d: %w", i+1, len(data), err)
+			return nil, fmt.Errorf("store: appending audit record %d of %d: %w: %w", i+1, len(data), ErrRecordRefused, err)
 		}
 		if t.IsZero() {
 			t = now
@@ -260,6 +260,9 @@ func (s *Store) appendAudit(ctx context.Context, inTx func(context.Context, func
 					f.Session, f.Conversation, f.User)
 			}
 			if _, err := t.StmtContext(ctx, stmts.insert[n]).ExecContext(ctx, args...); err != nil {
+				if s.d.isRefused(err) {
+					return fmt.Errorf("store: appending to the audit log: %w: %w", ErrRecordRefused, err)
+				}
 				return wrap("appending to the audit log", err)
 			}
 			i += n

@@ -31,6 +31,11 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrExpired reports a bearer token past its expiry ([Store.LookupToken]).
 	ErrExpired = errors.New("expired")
+	// ErrRecordRefused reports an audit append the database refused for what a record holds
+	// (a value a column cannot take, a size past one of its limits; or a record that is not a
+	// JSON object), not for being unreachable or busy: the same append without that record
+	// can succeed ([Store.AppendAudit]).
+	ErrRecordRefused = errors.New("the database refused a record's content")
 )
 
 // Drivers returned by [Store.Driver].
@@ -86,6 +91,9 @@ type dialect struct {
 	dollar   bool   // placeholders are $n
 	lockStmt string // takes a transaction-scoped lock, with one ? for the key; "" when every write transaction is already exclusive
 	isUnique func(error) bool
+	// isRefused reports an error the database gives for what a statement writes (a value a
+	// column cannot take, a size past one of its limits), not for being unreachable or busy.
+	isRefused func(error) bool
 }
 
 var sqliteDialect = &dialect{
@@ -95,6 +103,17 @@ var sqliteDialect = &dialect{
 		var e *sqlite.Error
 		if errors.As(err, &e) {
 			return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+		}
+		return false
+	},
+	isRefused: func(err error) bool {
+		var e *sqlite.Error
+		if !errors.As(err, &e) {
+			return false
+		}
+		switch e.Code() {
+		case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_CONSTRAINT_NOTNULL, sqlite3.SQLITE_CONSTRAINT_CHECK:
+			return true
 		}
 		return false
 	},
@@ -108,6 +127,12 @@ var postgresDialect = &dialect{
 	isUnique: func(err error) bool {
 		var e *pgconn.PgError
 		return errors.As(err, &e) && e.Code == "23505"
+	},
+	// Class 22, data exception (a NUL byte or invalid UTF-8 in text, a value too long), and
+	// class 54, program limit exceeded (an index entry past a B-tree page's third).
+	isRefused: func(err error) bool {
+		var e *pgconn.PgError
+		return errors.As(err, &e) && (strings.HasPrefix(e.Code, "22") || strings.HasPrefix(e.Code, "54"))
 	},
 }
 
