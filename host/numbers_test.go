@@ -11,6 +11,7 @@ import (
 	"github.com/airlock-dev/airlock/host/hosttest"
 	"github.com/airlock-dev/airlock/host/manifest"
 	"github.com/airlock-dev/airlock/internal/abi"
+	"github.com/airlock-dev/airlock/internal/pluginbuild"
 )
 
 // Attack (hostile agent and hostile plugin, red team s9): a number the JSON Schema library
@@ -57,5 +58,55 @@ func TestOutsizedNumbersDoNotCrashCalls(t *testing.T) {
 	}
 	if res := call(h, "hostile.echo", `{"n": 4.5, "m": 1}`); !res.OK {
 		t.Errorf("valid arguments and result after the attacks: %+v", res.Error)
+	}
+}
+
+// An agent cannot send a property under another case ("TEXT" beside "text") to a tool whose
+// schema, like most that are not written by hand, allows additional properties: the validator
+// checked "text" (at most 5 characters) and let "TEXT" through as an extra, and a connector
+// reading its arguments with encoding/json, as Extism Go PDK users do, takes the last of the
+// two for its Text field. The call is refused before the plugin runs, naming the key and the
+// property to send instead.
+func TestCaseVariantArgumentRefused(t *testing.T) {
+	root, err := pluginbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "host/testdata/hostile.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const echo = "description: Hostile echo.\n    scopes: [test]\n    input_schema: {type: object}"
+	if !strings.Contains(string(raw), echo) {
+		t.Fatal("hostile.yaml's echo tool changed: update this test")
+	}
+	raw = []byte(strings.Replace(string(raw), echo, "description: Hostile echo.\n    scopes: [test]\n"+
+		"    input_schema: {type: object, properties: {text: {type: string, maxLength: 5}}}", 1))
+	path := filepath.Join(t.TempDir(), "hostile.yaml")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, wasm := hosttest.Connector(t, "./host/testdata/plugins/hostile", rel)
+	h, _ := hosttest.New(t, host.Config{Secrets: secrets(), Resolver: fakeDNS{}})
+	g := &manifest.Grant{Connector: "hostile", Tools: []string{"echo"}, Scopes: []string{"test"}, Hosts: []string{"*"},
+		Credentials: manifest.SecretRefs(map[string]string{"token": "env:HOSTILE_TOKEN", "other_key": "env:OTHER_KEY"})}
+	if err := h.LoadModule(context.Background(), m, wasm, g); err != nil {
+		t.Fatal(err)
+	}
+	if res := call(h, "hostile.echo", `{"text":"hello"}`); !res.OK {
+		t.Fatalf("a valid call = %+v", res.Error)
+	}
+	for _, args := range []string{
+		`{"text":"ok","TEXT":"far longer than the schema's five characters"}`,
+		`{"Text":"far longer than the schema's five characters"}`,
+	} {
+		res := call(h, "hostile.echo", args)
+		if res.OK || res.Error.Code != abi.CodeInvalidArguments || !strings.Contains(res.Error.Message, "only by case") {
+			t.Errorf("%s = ok %v %+v, want invalid_arguments naming the case variant", args, res.OK, res.Error)
+		}
 	}
 }

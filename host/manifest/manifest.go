@@ -458,7 +458,7 @@ func (t *Tool) ValidateInput(args []byte) error {
 	if err != nil || s == nil {
 		return err
 	}
-	return s.ValidateJSON(args)
+	return s.ValidateInputJSON(args)
 }
 
 // ValidateOutput checks a tool's JSON result against the output schema, if there is one.

@@ -620,6 +620,21 @@ func numberInBounds(n string) bool {
 // ValidateJSON decodes data with [DecodeJSON] and validates the result. Malformed JSON is
 // reported as an *[Error] too, so callers handle one error type.
 func (s *Schema) ValidateJSON(data []byte) error {
+	return s.validateJSON(data, false)
+}
+
+// ValidateInputJSON is [Schema.ValidateJSON] for a tool's arguments. It also refuses a key that
+// is not a declared property of its object but equals one when case is ignored ("TEXT" beside
+// or instead of "text"), in objects the schema declares properties for (through properties and
+// items; not through $ref or combinators). A plugin that reads its arguments with Go's
+// encoding/json, as the Extism Go PDK's users do, matches keys ignoring case, and the last one
+// wins: it would act on a value the schema never checked (an undeclared key is only an
+// additional property to the validator) and that an approver may have taken for an extra.
+func (s *Schema) ValidateInputJSON(data []byte) error {
+	return s.validateJSON(data, true)
+}
+
+func (s *Schema) validateJSON(data []byte, input bool) error {
 	// The arguments of a tool without parameters, against a types-only schema: nothing to decode.
 	if s.types&typeObject != 0 && string(trimJSONSpace(data)) == "{}" {
 		return nil
@@ -632,7 +647,57 @@ func (s *Schema) ValidateJSON(data []byte) error {
 		}
 		return &Error{Problems: []Problem{{Message: "not valid JSON"}}}
 	}
+	if input {
+		if steps, key, declared, found := caseVariant(v, s.doc, nil); found {
+			return &Error{Problems: []Problem{{Path: pointer(append(steps, key)), Message: fmt.Sprintf(
+				"%q differs from the declared property %q only by case: send %q alone (a connector may read either one)",
+				key, declared, declared)}}}
+		}
+	}
 	return s.Validate(v)
+}
+
+// caseVariant finds in v, described by the schema sch, an object key that is not one of the
+// object's declared properties but equals one ignoring case (strings.EqualFold, as encoding/json
+// matches). It returns the object's path, the key and the property (the least such key of its
+// object).
+func caseVariant(v, sch any, path []string) (steps []string, key, declared string, found bool) {
+	m, _ := sch.(map[string]any)
+	if m == nil {
+		return nil, "", "", false
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		props, _ := m["properties"].(map[string]any)
+		if len(props) == 0 {
+			return nil, "", "", false
+		}
+		for k := range v {
+			if _, ok := props[k]; ok {
+				continue
+			}
+			for p := range props {
+				if strings.EqualFold(k, p) && (!found || k < key) {
+					key, declared, found = k, p, true
+				}
+			}
+		}
+		if found {
+			return path, key, declared, true
+		}
+		for k, val := range v {
+			if steps, key, declared, found := caseVariant(val, props[k], append(path[:len(path):len(path)], k)); found {
+				return steps, key, declared, true
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if steps, key, declared, found := caseVariant(e, m["items"], append(path[:len(path):len(path)], strconv.Itoa(i))); found {
+				return steps, key, declared, true
+			}
+		}
+	}
+	return nil, "", "", false
 }
 
 // trimJSONSpace returns data without the JSON whitespace (space, tab, CR, LF) around it.
