@@ -648,7 +648,7 @@ func (s *Schema) validateJSON(data []byte, input bool) error {
 		return &Error{Problems: []Problem{{Message: "not valid JSON"}}}
 	}
 	if input {
-		if steps, key, declared, found := caseVariant(v, s.doc, nil); found {
+		if steps, key, declared, found := caseVariant(v, s.doc); found {
 			return &Error{Problems: []Problem{{Path: pointer(append(steps, key)), Message: fmt.Sprintf(
 				"%q differs from the declared property %q only by case: send %q alone (a connector may read either one)",
 				key, declared, declared)}}}
@@ -659,9 +659,9 @@ func (s *Schema) validateJSON(data []byte, input bool) error {
 
 // caseVariant finds in v, described by the schema sch, an object key that is not one of the
 // object's declared properties but equals one ignoring case (strings.EqualFold, as encoding/json
-// matches). It returns the object's path, the key and the property (the least such key of its
-// object).
-func caseVariant(v, sch any, path []string) (steps []string, key, declared string, found bool) {
+// matches). It returns the path of the object holding it, the key and the property (the least
+// such key of its object). It allocates only for the path of what it finds.
+func caseVariant(v, sch any) (steps []string, key, declared string, found bool) {
 	m, _ := sch.(map[string]any)
 	if m == nil {
 		return nil, "", "", false
@@ -683,17 +683,17 @@ func caseVariant(v, sch any, path []string) (steps []string, key, declared strin
 			}
 		}
 		if found {
-			return path, key, declared, true
+			return nil, key, declared, true
 		}
 		for k, val := range v {
-			if steps, key, declared, found := caseVariant(val, props[k], append(path[:len(path):len(path)], k)); found {
-				return steps, key, declared, true
+			if steps, key, declared, found := caseVariant(val, props[k]); found {
+				return append([]string{k}, steps...), key, declared, true
 			}
 		}
 	case []any:
 		for i, e := range v {
-			if steps, key, declared, found := caseVariant(e, m["items"], append(path[:len(path):len(path)], strconv.Itoa(i))); found {
-				return steps, key, declared, true
+			if steps, key, declared, found := caseVariant(e, m["items"]); found {
+				return append([]string{strconv.Itoa(i)}, steps...), key, declared, true
 			}
 		}
 	}
