@@ -553,7 +553,12 @@ func (c *Client) classify(ctx context.Context, err error, h *hop) *failure {
 		f.msg = fmt.Sprintf("the TLS certificate of %s is not valid; the request was not sent", h.t.name())
 	case errors.Is(err, syscall.ECONNREFUSED):
 		f.msg = fmt.Sprintf("%s refused the connection", where)
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+	// net/http's Transport says "server closed idle connection" (an unexported error) when the
+	// upstream closes a connection before the request went out on it, as an h2-only upstream
+	// does right after the TLS handshake when the machine is busy enough for the close to come
+	// first.
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		strings.Contains(err.Error(), "server closed idle connection"):
 		f.msg = fmt.Sprintf("the connection to %s was closed before a complete response", where)
 		if h.t.scheme == "https" {
 			// The one cause retrying cannot cure: egress speaks HTTP/1.1 (send.go).
