@@ -660,11 +660,9 @@ func (s *StoreSink) final(pending []item) {
 		n := min(len(pending), s.opts.Batch)
 		err := s.appendNow(pending[:n])
 		if errors.Is(err, store.ErrRecordRefused) {
-			var done int
 			var rest []item
-			done, rest, err = s.isolate(pending[:n])
+			_, rest, err = s.isolate(pending[:n])
 			pending = append(rest, pending[n:]...)
-			n -= done
 			if err == nil {
 				continue
 			}

@@ -251,10 +251,6 @@ var plainClass = func() (t [256]byte) {
 // byte is printable ASCII other than '"', '\\', ':' and '='. False means "look byte by byte";
 // it is never true of a string holding such a byte (FuzzPlainFast).
 func plainFast(s string) bool {
-	const (
-		ones = 0x0101010101010101
-		high = 0x8080808080808080
-	)
 	// Each term is non-zero exactly when some byte of x is of its kind (the classic tests: a
 	// borrow may mark more bytes, but only above one that is).
 	var flags uint64
@@ -262,8 +258,8 @@ func plainFast(s string) bool {
 	for ; i+8 <= len(s); i += 8 {
 		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		flags |= x&high | (x-0x20*ones)&^x&high | // not ASCII; below 0x20
-			hasZero(x^0x7f*ones) | hasZero(x^'"'*ones) | hasZero(x^'\\'*ones) | hasZero(x^':'*ones) | hasZero(x^'='*ones)
+		flags |= x&highBits | (x-0x20*lowBits)&^x&highBits | // not ASCII; below 0x20
+			hasZero(x^0x7f*lowBits) | hasZero(x^'"'*lowBits) | hasZero(x^'\\'*lowBits) | hasZero(x^':'*lowBits) | hasZero(x^'='*lowBits)
 	}
 	if flags != 0 {
 		return false
@@ -276,7 +272,13 @@ func plainFast(s string) bool {
 	return true
 }
 
+// Every byte of a word: 1, and its highBits bit (plainFast, hasZero).
+const (
+	lowBits = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
+
 // hasZero is non-zero exactly when a byte of x is zero.
 func hasZero(x uint64) uint64 {
-	return (x - 0x0101010101010101) & ^x & 0x8080808080808080
+	return (x - lowBits) & ^x & highBits
 }

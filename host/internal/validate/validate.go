@@ -649,6 +649,7 @@ func (s *Schema) validateJSON(data []byte, input bool) error {
 	}
 	if input {
 		if steps, key, declared, found := caseVariant(v, s.doc); found {
+			slices.Reverse(steps)
 			return &Error{Problems: []Problem{{Path: pointer(append(steps, key)), Message: fmt.Sprintf(
 				"%q differs from the declared property %q only by case: send %q alone (a connector may read either one)",
 				key, declared, declared)}}}
@@ -659,8 +660,9 @@ func (s *Schema) validateJSON(data []byte, input bool) error {
 
 // caseVariant finds in v, described by the schema sch, an object key that is not one of the
 // object's declared properties but equals one ignoring case (strings.EqualFold, as encoding/json
-// matches). It returns the path of the object holding it, the key and the property (the least
-// such key of its object). It allocates only for the path of what it finds.
+// matches). It returns the steps of the JSON pointer of the object holding it, innermost first
+// (as outsizedNumber), the key and the property (the least such key of its object). It
+// allocates only for the path of what it finds.
 func caseVariant(v, sch any) (steps []string, key, declared string, found bool) {
 	m, _ := sch.(map[string]any)
 	if m == nil {
@@ -687,13 +689,13 @@ func caseVariant(v, sch any) (steps []string, key, declared string, found bool) 
 		}
 		for k, val := range v {
 			if steps, key, declared, found := caseVariant(val, props[k]); found {
-				return append([]string{k}, steps...), key, declared, true
+				return append(steps, k), key, declared, true
 			}
 		}
 	case []any:
 		for i, e := range v {
 			if steps, key, declared, found := caseVariant(e, m["items"]); found {
-				return append([]string{strconv.Itoa(i)}, steps...), key, declared, true
+				return append(steps, strconv.Itoa(i)), key, declared, true
 			}
 		}
 	}
