@@ -272,9 +272,9 @@ func plainFast(s string) bool {
 	return true
 }
 
-// Every byte of a word: 1, and its highBits bit (plainFast, hasZero).
+// Each byte of a word set to 1, and each byte with only its high bit set (plainFast, hasZero).
 const (
-	lowBits = 0x0101010101010101
+	lowBits  = 0x0101010101010101
 	highBits = 0x8080808080808080
 )
 
